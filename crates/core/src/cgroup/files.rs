@@ -1,0 +1,114 @@
+//! Reading and writing cgroup interface files. Writes never create files: a file the kernel
+//! did not make means its controller is missing, and that is reported as such.
+
+use crate::{Error, Result};
+use std::{fs, io, io::Write, path::Path};
+
+/// Reads a whole interface file.
+pub(crate) fn read(path: &Path) -> Result<String> {
+    fs::read_to_string(path).map_err(|e| Error::io("read", path, e))
+}
+
+/// Reads a file holding one unsigned number.
+pub(crate) fn read_u64(path: &Path) -> Result<u64> {
+    let text = read(path)?;
+    text.trim().parse().map_err(|_| Error::Parse { path: path.into(), detail: format!("expected a number, found '{}'", text.trim()) })
+}
+
+/// Reads `key value` lines (memory.events, memory.stat, memory.oom_control, pids.events).
+pub(crate) fn read_keyed(path: &Path) -> Result<Vec<(String, u64)>> {
+    Ok(parse_keyed(&read(path)?))
+}
+
+/// Parses `key value` lines, skipping any that do not fit.
+pub(crate) fn parse_keyed(text: &str) -> Vec<(String, u64)> {
+    text.lines()
+        .filter_map(|line| {
+            let (k, v) = line.split_once(' ')?;
+            Some((k.to_string(), v.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// Looks up one key of [`parse_keyed`] output.
+pub(crate) fn keyed(pairs: &[(String, u64)], key: &str) -> Option<u64> {
+    pairs.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+}
+
+/// Writes `value` into an existing interface file in one `write(2)`, as the kernel expects.
+/// `controller` names what provides the file, for the error when it is missing.
+pub(crate) fn write(path: &Path, value: &str, controller: &'static str) -> Result<()> {
+    let mut file = match fs::OpenOptions::new().write(true).create(false).truncate(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(missing(path, controller)),
+        Err(e) => return Err(Error::io("open", path, e)),
+    };
+    file.write_all(value.as_bytes()).map_err(|e| Error::io("write", path, e).with_value(value))
+}
+
+/// The error for an interface file that is not there.
+pub(crate) fn missing(path: &Path, controller: &'static str) -> Error {
+    let parent_exists = path.parent().is_some_and(Path::is_dir);
+    let fix = if !parent_exists {
+        "the cgroup does not exist; create it first (fleetctl cgroup-create)".to_string()
+    } else if controller == "memory (swap accounting)" {
+        "the kernel does not account swap (boot with swapaccount=1), or pass --swap-max max".to_string()
+    } else {
+        format!(
+            "enable it for the fleet root (add +{} to its parent's cgroup.subtree_control, which `sudo fleetctl setup-host` does)",
+            controller.split(' ').next().unwrap_or(controller)
+        )
+    };
+    Error::MissingController { path: path.into(), controller, fix }
+}
+
+impl Error {
+    /// Adds the value we tried to write to an I/O error's operation, so "invalid argument"
+    /// says what was invalid.
+    fn with_value(self, value: &str) -> Error {
+        match self {
+            Error::Io { path, source, .. } if source.kind() == io::ErrorKind::InvalidInput => Error::Io {
+                op: "write",
+                path: path.with_file_name(format!(
+                    "{} (value '{}')",
+                    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                    value.trim()
+                )),
+                source,
+            },
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyed_files_parse() {
+        let pairs = parse_keyed("low 0\nhigh 3\nmax 12\noom 1\noom_kill 1\nbroken\n");
+        assert_eq!(keyed(&pairs, "high"), Some(3));
+        assert_eq!(keyed(&pairs, "oom_kill"), Some(1));
+        assert_eq!(keyed(&pairs, "nope"), None);
+    }
+
+    #[test]
+    fn writes_never_create_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("memory.max");
+        let err = write(&path, "4096", "memory").unwrap_err();
+        assert!(matches!(err, Error::MissingController { controller: "memory", .. }), "{err}");
+        assert!(!path.exists(), "a write must not create the file");
+        assert!(err.to_string().contains("subtree_control"), "{err}");
+    }
+
+    #[test]
+    fn writes_existing_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("pids.max");
+        fs::write(&path, "max\n").expect("seed");
+        write(&path, "512", "pids").expect("write");
+        assert_eq!(fs::read_to_string(&path).expect("read"), "512");
+    }
+}

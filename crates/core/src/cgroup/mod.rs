@@ -1,0 +1,106 @@
+//! One API over the two cgroup layouts fleetctl runs on.
+//!
+//! On a **pure cgroup v2** host every controller lives in one tree. On a **hybrid** host the
+//! v1 `memory` and `pids` controllers carry the limits while the cgroup2 tree (mounted with no
+//! controllers) still gives `cgroup.kill`, `cgroup.events` and `cgroup.freeze`. An agent's
+//! cgroup is therefore a [`Cgroup`]: the same relative path in every hierarchy that matters.
+
+mod events;
+mod files;
+mod fleet;
+mod layout;
+mod limits;
+mod stats;
+mod teardown;
+
+pub use events::OomWatch;
+pub use fleet::{Fleet, validate_parent};
+pub use layout::{Layout, Mounts, OwnCgroups};
+pub use limits::Limits;
+pub use stats::{MemoryEvents, MemoryStats};
+
+use std::path::{Path, PathBuf};
+
+/// One logical cgroup: its directory in the unified tree and, on hybrid hosts, in the v1
+/// memory and pids hierarchies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cgroup {
+    /// Which layout the host has; decides where each interface file lives.
+    pub layout: Layout,
+    /// The directory in the cgroup2 tree (kill, events, freeze; and everything on pure v2).
+    pub unified: PathBuf,
+    /// The directory in the v1 memory hierarchy (hybrid only).
+    pub memory_v1: Option<PathBuf>,
+    /// The directory in the v1 pids hierarchy (hybrid only).
+    pub pids_v1: Option<PathBuf>,
+}
+
+impl Cgroup {
+    /// The child cgroup `name` in every hierarchy.
+    pub fn child(&self, name: &str) -> Cgroup {
+        Cgroup {
+            layout: self.layout,
+            unified: self.unified.join(name),
+            memory_v1: self.memory_v1.as_ref().map(|p| p.join(name)),
+            pids_v1: self.pids_v1.as_ref().map(|p| p.join(name)),
+        }
+    }
+
+    /// Every directory of this cgroup, unified first.
+    pub fn dirs(&self) -> Vec<&Path> {
+        let mut dirs = vec![self.unified.as_path()];
+        dirs.extend(self.memory_v1.as_deref());
+        dirs.extend(self.pids_v1.as_deref());
+        dirs
+    }
+
+    /// Where the memory interface files live.
+    pub fn memory_dir(&self) -> &Path {
+        self.memory_v1.as_deref().unwrap_or(&self.unified)
+    }
+
+    /// Where the pids interface files live.
+    pub fn pids_dir(&self) -> &Path {
+        self.pids_v1.as_deref().unwrap_or(&self.unified)
+    }
+
+    /// The `cgroup.procs` file of every hierarchy: writing a pid (or `0`, "myself") into all
+    /// of them places a process in this cgroup.
+    pub fn procs_files(&self) -> Vec<PathBuf> {
+        self.dirs().into_iter().map(|d| d.join("cgroup.procs")).collect()
+    }
+
+    /// Whether the cgroup exists (its unified directory does).
+    pub fn exists(&self) -> bool {
+        self.unified.is_dir()
+    }
+
+    /// Creates the directory in every hierarchy; an existing one is fine. Returns whether
+    /// anything was created.
+    pub fn create(&self) -> crate::Result<bool> {
+        let mut created = false;
+        for dir in self.dirs() {
+            match std::fs::create_dir(dir) {
+                Ok(()) => created = true,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(crate::Error::io("create cgroup", dir, e)),
+            }
+        }
+        Ok(created)
+    }
+
+    /// The process ids in this cgroup (the unified tree lists them on both layouts).
+    pub fn procs(&self) -> crate::Result<Vec<i32>> {
+        let path = self.unified.join("cgroup.procs");
+        let text = files::read(&path)?;
+        Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+    }
+
+    /// Moves process `pid` (0 for the caller) into this cgroup in every hierarchy.
+    pub fn attach(&self, pid: i32) -> crate::Result<()> {
+        for file in self.procs_files() {
+            files::write(&file, &pid.to_string(), "cgroup")?;
+        }
+        Ok(())
+    }
+}

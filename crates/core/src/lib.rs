@@ -1,0 +1,20 @@
+//! The only part of fleetctl that touches `/sys/fs/cgroup` and `/proc`.
+//!
+//! Every entry point takes its roots as parameters (the cgroup mount points, the proc root,
+//! the state and log directories), so unit tests run against a fake tree in a temp dir and
+//! integration tests against a real subtree nested under the test's own cgroup.
+#![deny(missing_docs)]
+
+pub mod cgroup;
+pub mod error;
+pub mod id;
+pub mod journal;
+pub mod lock;
+pub mod meminfo;
+pub mod paths;
+pub mod procs;
+pub mod size;
+pub mod state;
+pub mod timefmt;
+
+pub use error::{Error, Result};

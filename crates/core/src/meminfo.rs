@@ -1,0 +1,72 @@
+//! The fleet's memory budget: what the thresholds are percentages of.
+//!
+//! The budget is the fleet root's `memory.max` when the operator set one, otherwise the
+//! host's MemTotal. Used memory excludes page cache the kernel can drop without I/O, so a
+//! fleet that merely read many files is not mistaken for one about to run out.
+
+use crate::{Error, Result, cgroup::Fleet, size::Limit};
+use procfs::{FromRead, Meminfo};
+use serde::Serialize;
+use std::path::Path;
+
+/// Where the budget came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BudgetSource {
+    /// The host's MemTotal.
+    Host,
+    /// The fleet root's memory limit.
+    FleetRoot,
+}
+
+/// The fleet's memory budget and how much of it is used.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Budget {
+    /// Bytes the fleet may use.
+    pub total: u64,
+    /// Bytes in use (budget minus available).
+    pub used: u64,
+    /// Where `total` came from.
+    pub source: BudgetSource,
+    /// Host swap configured, in bytes.
+    pub swap_total: u64,
+    /// Host swap in use, in bytes.
+    pub swap_used: u64,
+}
+
+impl Budget {
+    /// Measures the budget for `fleet` (whose root may not exist yet).
+    pub fn measure(fleet: &Fleet, proc_root: &Path) -> Result<Budget> {
+        let path = proc_root.join("meminfo");
+        let info = Meminfo::from_file(&path).map_err(|e| Error::io("read", &path, std::io::Error::other(e)))?;
+        let host_available = info.mem_available.unwrap_or(info.mem_free + info.cached);
+        let mut budget = Budget {
+            total: info.mem_total,
+            used: info.mem_total.saturating_sub(host_available),
+            source: BudgetSource::Host,
+            swap_total: info.swap_total,
+            swap_used: info.swap_total.saturating_sub(info.swap_free),
+        };
+        if fleet.root.exists() {
+            let stats = fleet.root.memory_stats()?;
+            if let Limit::Bytes(max) = stats.max {
+                if max < info.mem_total {
+                    budget.total = max;
+                    budget.used = stats.current.saturating_sub(stats.inactive_file).min(max);
+                    budget.source = BudgetSource::FleetRoot;
+                }
+            }
+        }
+        Ok(budget)
+    }
+
+    /// Bytes still available.
+    pub fn available(&self) -> u64 {
+        self.total.saturating_sub(self.used)
+    }
+
+    /// Used as a percentage of the budget.
+    pub fn percent(&self) -> f64 {
+        if self.total == 0 { 100.0 } else { self.used as f64 * 100.0 / self.total as f64 }
+    }
+}

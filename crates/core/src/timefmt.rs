@@ -1,0 +1,64 @@
+//! Timestamps as fleetctl stores them: RFC 3339 with milliseconds, UTC, via humantime.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Formats a time as `2026-11-22T11:30:01.123Z`.
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// Parses what [`rfc3339`] wrote.
+pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339_weak(text).ok()
+}
+
+/// Seconds since the epoch, for arithmetic on deadlines.
+pub fn unix_secs(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs_f64()
+}
+
+/// A duration as an operator reads it, to the second: `14m 3s`, `0s`.
+pub fn human_duration(d: Duration) -> String {
+    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+}
+
+/// Serde adapter storing a `SystemTime` as an RFC 3339 string.
+pub mod serde_rfc3339 {
+    use super::*;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Serializes.
+    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&rfc3339(*t))
+    }
+
+    /// Deserializes.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_rfc3339(&text).ok_or_else(|| serde::de::Error::custom(format!("bad timestamp '{text}'")))
+    }
+}
+
+/// Serde adapter for an optional `SystemTime`.
+pub mod serde_rfc3339_opt {
+    use super::*;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Serializes.
+    pub fn serialize<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_str(&rfc3339(*t)),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Deserializes.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SystemTime>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(text) => parse_rfc3339(&text)
+                .map(Some)
+                .ok_or_else(|| serde::de::Error::custom(format!("bad timestamp '{text}'"))),
+        }
+    }
+}
