@@ -1,1 +1,61 @@
-fn main() {}
+//! fleetctl: run hundreds of coding agents on one Linux host without running out of memory.
+
+mod agent;
+mod commands;
+mod config;
+mod context;
+mod exit;
+mod render;
+
+use clap::Parser;
+use exit::{Exit, exit_for};
+use fleet_cli::{Cli, Command};
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // clap prints help and version to stdout with 0, usage errors to stderr with 2.
+            let _ = err.print();
+            std::process::exit(if err.use_stderr() {
+                Exit::Usage.code()
+            } else {
+                0
+            });
+        }
+    };
+    let code = match run(cli) {
+        Ok(exit) => exit.code(),
+        Err(err) => {
+            if is_broken_pipe(&err) {
+                0
+            } else {
+                eprintln!("fleetctl: {err:#}");
+                exit_for(&err).code()
+            }
+        }
+    };
+    std::process::exit(code);
+}
+
+/// Dispatches to the one entry function of each subcommand.
+fn run(cli: Cli) -> anyhow::Result<Exit> {
+    let ctx = context::Ctx::resolve(&cli.global)?;
+    match cli.command {
+        Command::Spawn(args) => commands::spawn::run(&ctx, args),
+        Command::Kill(args) => commands::kill::run(&ctx, args),
+        Command::Logs(args) => commands::logs::run(&ctx, args),
+        Command::Status(args) => commands::status::run(&ctx, args),
+        Command::CgroupCreate(args) => commands::cgroup_create::run(&ctx, args),
+        Command::RunInCgroup(args) => commands::run_in_cgroup::run(&ctx, args),
+        Command::Supervise(args) => commands::supervise::run(&ctx, args),
+    }
+}
+
+/// A reader that went away (`fleetctl status | head`) is not an error.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

@@ -38,17 +38,27 @@ impl Lock {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(|e| Error::io("open lock", path, e))?;
-        match file.try_lock() {
-            Ok(()) => Ok(Some(Lock { file, path: path.to_path_buf() })),
-            Err(TryLockError::WouldBlock) => Ok(None),
-            Err(TryLockError::Error(e)) => Err(Error::io("lock", path, e)),
+        loop {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .map_err(|e| Error::io("open lock", path, e))?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(TryLockError::WouldBlock) => return Ok(None),
+                Err(TryLockError::Error(e)) => return Err(Error::io("lock", path, e)),
+            }
+            // A holder may delete the lock file before releasing it (a failed spawn cleaning
+            // up). If we locked such an unlinked file, the lock guards nothing: start over.
+            if same_file(&file, path) {
+                return Ok(Some(Lock {
+                    file,
+                    path: path.to_path_buf(),
+                }));
+            }
         }
     }
 
@@ -76,6 +86,15 @@ impl Lock {
     /// Wraps an inherited descriptor that already holds the lock.
     pub fn from_inherited(file: File, path: PathBuf) -> Lock {
         Lock { file, path }
+    }
+}
+
+/// Whether `file` is still the file at `path`.
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
     }
 }
 
@@ -111,9 +130,12 @@ impl HeldLocks {
     /// Whether the file at `path` is locked by anyone.
     pub fn contains(&self, path: &Path) -> bool {
         use std::os::unix::fs::MetadataExt;
-        let Ok(meta) = std::fs::metadata(path) else { return false };
+        let Ok(meta) = std::fs::metadata(path) else {
+            return false;
+        };
         let dev = meta.dev();
-        self.0.contains(&(libc::major(dev), libc::minor(dev), meta.ino()))
+        self.0
+            .contains(&(libc::major(dev), libc::minor(dev), meta.ino()))
     }
 }
 
@@ -127,11 +149,17 @@ mod tests {
         let path = tmp.path().join("a/lock");
         let mut first = Lock::try_acquire(&path).expect("io").expect("free");
         first.set_holder("test").expect("holder");
-        assert!(Lock::try_acquire(&path).expect("io").is_none(), "must be busy");
+        assert!(
+            Lock::try_acquire(&path).expect("io").is_none(),
+            "must be busy"
+        );
         assert_eq!(read_holder(&path).expect("holder").role, "test");
         assert!(HeldLocks::read(Path::new("/proc")).contains(&path));
         drop(first);
         assert!(!HeldLocks::read(Path::new("/proc")).contains(&path));
-        assert!(Lock::try_acquire(&path).expect("io").is_some(), "free again");
+        assert!(
+            Lock::try_acquire(&path).expect("io").is_some(),
+            "free again"
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! never mistaken for the process we recorded.
 
 use crate::{Error, Result};
-use procfs::process::{Process, ProcState};
+use procfs::process::{ProcState, Process};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -18,15 +18,24 @@ pub struct ProcessRef {
 impl ProcessRef {
     /// Identifies the live process `pid`, if there is one.
     pub fn of(proc_root: &Path, pid: i32) -> Option<ProcessRef> {
-        let stat = Process::new_with_root(proc_root.join(pid.to_string())).ok()?.stat().ok()?;
-        Some(ProcessRef { pid, start_ticks: stat.starttime })
+        let stat = Process::new_with_root(proc_root.join(pid.to_string()))
+            .ok()?
+            .stat()
+            .ok()?;
+        Some(ProcessRef {
+            pid,
+            start_ticks: stat.starttime,
+        })
     }
 
     /// Whether this very process is still running (not exited, not a zombie, pid not reused).
     pub fn is_alive(&self, proc_root: &Path) -> bool {
-        let Ok(proc) = Process::new_with_root(proc_root.join(self.pid.to_string())) else { return false };
+        let Ok(proc) = Process::new_with_root(proc_root.join(self.pid.to_string())) else {
+            return false;
+        };
         let Ok(stat) = proc.stat() else { return false };
-        stat.starttime == self.start_ticks && !matches!(stat.state(), Ok(ProcState::Zombie | ProcState::Dead))
+        stat.starttime == self.start_ticks
+            && !matches!(stat.state(), Ok(ProcState::Zombie | ProcState::Dead))
     }
 }
 

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 /// One logical cgroup: its directory in the unified tree and, on hybrid hosts, in the v1
 /// memory and pids hierarchies.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Cgroup {
     /// Which layout the host has; decides where each interface file lives.
     pub layout: Layout,
@@ -67,7 +67,10 @@ impl Cgroup {
     /// The `cgroup.procs` file of every hierarchy: writing a pid (or `0`, "myself") into all
     /// of them places a process in this cgroup.
     pub fn procs_files(&self) -> Vec<PathBuf> {
-        self.dirs().into_iter().map(|d| d.join("cgroup.procs")).collect()
+        self.dirs()
+            .into_iter()
+            .map(|d| d.join("cgroup.procs"))
+            .collect()
     }
 
     /// Whether the cgroup exists (its unified directory does).

@@ -26,7 +26,13 @@ impl Cgroup {
             match kill(Pid::from_raw(pid), signal) {
                 Ok(()) => sent += 1,
                 Err(Errno::ESRCH) => {}
-                Err(e) => return Err(Error::io("signal a process of", &self.unified, io::Error::from(e))),
+                Err(e) => {
+                    return Err(Error::io(
+                        "signal a process of",
+                        &self.unified,
+                        io::Error::from(e),
+                    ));
+                }
             }
         }
         Ok(sent)
@@ -43,7 +49,9 @@ impl Cgroup {
         let kill_file = self.unified.join("cgroup.kill");
         if kill_file.exists() {
             return match files::write(&kill_file, "1", "cgroup") {
-                Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::ENODEV) => Ok(()),
+                Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::ENODEV) => {
+                    Ok(())
+                }
                 other => other,
             };
         }

@@ -1,0 +1,343 @@
+//! The argument structs: raw input, checked only for shape. Commands turn them into a
+//! validated plan before touching the system.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use fleet_core::{id::AgentId, size::Limit, state::AgentState};
+use std::{path::PathBuf, time::Duration};
+
+/// Run hundreds of coding agents on one Linux host without running out of memory.
+///
+/// Each agent runs in its own memory-limited cgroup under a small supervisor of its own;
+/// there is no daemon. Memory is the only hard constraint: spawns are refused when the fleet
+/// is near its budget, and every agent's end is recorded with its cause.
+#[derive(Debug, Parser)]
+#[command(
+    name = "fleetctl",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// Paths every command shares.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where fleetctl finds the fleet. Flags win over environment variables, which win over the
+/// config file.
+#[derive(Debug, Clone, Default, Args)]
+pub struct GlobalArgs {
+    /// The fleet root cgroup; a relative path nests under your own cgroup [default: /fleet]
+    #[arg(long, env = "FLEET_CGROUP_PARENT", global = true, value_name = "PATH")]
+    pub cgroup_parent: Option<String>,
+    /// Per-agent state and locks [default: /run/fleet]
+    #[arg(long, env = "FLEET_STATE_DIR", global = true, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Per-agent logs and the event journal [default: /var/log/fleet]
+    #[arg(long, env = "FLEET_LOG_DIR", global = true, value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
+    /// Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]
+    #[arg(long, env = "FLEET_WORKSPACE_ROOT", global = true, value_name = "DIR")]
+    pub workspace_root: Option<PathBuf>,
+    /// Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]
+    #[arg(long, env = "FLEET_CONFIG", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start an agent in its own cgroup under a detached supervisor
+    #[command(after_help = "Example: fleetctl spawn agent-001 ws-001 -- cargo build")]
+    Spawn(SpawnArgs),
+    /// Stop agents: SIGTERM to every process, a grace period, then kill the whole cgroup
+    Kill(KillArgs),
+    /// Show an agent's output
+    Logs(LogsArgs),
+    /// The host and every agent on one screen
+    Status(StatusArgs),
+    /// Create (or update) a leaf cgroup under the fleet root with limits
+    CgroupCreate(CgroupCreateArgs),
+    /// Run a command inside an existing agent's cgroup, in the foreground
+    RunInCgroup(RunInCgroupArgs),
+    /// Internal: the per-agent supervisor that `spawn` starts
+    #[command(hide = true)]
+    Supervise(SuperviseArgs),
+}
+
+/// Limits an agent's cgroup gets; unset ones come from the config file or the defaults.
+#[derive(Debug, Clone, Default, Args)]
+pub struct LimitArgs {
+    /// Hard memory limit; the OOM killer ends the agent beyond it [default: 4G]
+    #[arg(long, value_name = "SIZE", value_parser = parse_limit)]
+    pub memory_max: Option<Limit>,
+    /// Where the kernel starts reclaiming and throttling [default: 3G]
+    #[arg(long, value_name = "SIZE", value_parser = parse_limit)]
+    pub memory_high: Option<Limit>,
+    /// Swap the agent may use [default: 0]
+    #[arg(long, value_name = "SIZE", value_parser = parse_limit)]
+    pub swap_max: Option<Limit>,
+    /// Maximum number of tasks (processes and threads) [default: 512]
+    #[arg(long, value_name = "N", value_parser = parse_pids)]
+    pub pids_max: Option<Limit>,
+}
+
+/// `fleetctl spawn`.
+#[derive(Debug, Args)]
+pub struct SpawnArgs {
+    /// The agent's id: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit
+    #[arg(allow_hyphen_values = true)]
+    pub id: AgentId,
+    /// A workspace path, or a name under the workspace root
+    pub workspace: String,
+    /// The command to run, after `--`
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+    /// Limits for the agent's cgroup.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    /// When the agent's main process gets SIGUSR1, a warning to wrap up; "off" for never [default: 15m]
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    pub soft_timeout: Option<Timeout>,
+    /// When every process of the agent gets SIGTERM, then the kill; "off" for never [default: 30m]
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    pub hard_timeout: Option<Timeout>,
+    /// Time between SIGTERM and the kill when the hard timeout fires [default: 10s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub kill_grace: Option<Duration>,
+    /// Restart the agent's command when it fails
+    #[arg(long, value_enum, default_value_t = RestartArg::Never)]
+    pub restart: RestartArg,
+    /// First restart delay; it doubles after each failure, up to 5 minutes
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1s")]
+    pub restart_backoff: Duration,
+    /// Failures within 10 minutes that stop restarts (state crash-loop)
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub crash_loop_after: u32,
+    /// Stay attached: stream the output and exit with the agent's code; Ctrl-C stops the agent
+    #[arg(long)]
+    pub wait: bool,
+    /// Never choose this agent when relieving memory pressure
+    #[arg(long)]
+    pub protect: bool,
+    /// Refuse to spawn when fleet memory use is at or above this percentage [default: 85]
+    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub spawn_threshold: Option<u8>,
+    /// Size at which the agent's log is rotated (one old file is kept) [default: 64M]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub log_max_size: Option<u64>,
+}
+
+/// The restart policy as typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RestartArg {
+    /// Never restart
+    Never,
+    /// Restart after a failure or OOM kill, never after a kill or timeout
+    OnFailure,
+}
+
+/// `fleetctl kill`.
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// Agents to stop
+    #[arg(
+        required_unless_present = "all",
+        conflicts_with = "all",
+        allow_hyphen_values = true
+    )]
+    pub ids: Vec<AgentId>,
+    /// Stop every agent of the fleet
+    #[arg(long)]
+    pub all: bool,
+    /// Kill the whole cgroup at once, without SIGTERM or grace
+    #[arg(long)]
+    pub force: bool,
+    /// Time between SIGTERM and the kill
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    pub grace: Duration,
+}
+
+/// `fleetctl logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The agent
+    #[arg(allow_hyphen_values = true)]
+    pub id: AgentId,
+    /// Keep printing new output until the agent ends
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Print only the last N lines
+    #[arg(short = 'n', long, value_name = "N")]
+    pub lines: Option<usize>,
+}
+
+/// `fleetctl status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Show only these agents
+    #[arg(allow_hyphen_values = true)]
+    pub ids: Vec<AgentId>,
+    /// Show only agents in these states (comma-separated)
+    #[arg(long, value_delimiter = ',', value_parser = parse_state)]
+    pub state: Vec<AgentState>,
+    /// One JSON object: {"schema", "host", "agents"}
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `fleetctl cgroup-create`.
+#[derive(Debug, Args)]
+pub struct CgroupCreateArgs {
+    /// The cgroup's name under the fleet root's agents/ (the agent id rule applies)
+    #[arg(allow_hyphen_values = true)]
+    pub name: AgentId,
+    /// Its limits.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// `fleetctl run-in-cgroup`.
+#[derive(Debug, Args)]
+pub struct RunInCgroupArgs {
+    /// The agent (or cgroup-create name) whose cgroup to run in
+    #[arg(allow_hyphen_values = true)]
+    pub id: AgentId,
+    /// The command to run, after `--`
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// `fleetctl supervise` (internal).
+#[derive(Debug, Args)]
+pub struct SuperviseArgs {
+    /// The agent, for `ps`; the plan arrives on standard input
+    pub id: AgentId,
+}
+
+/// A timeout that may be switched off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timeout {
+    /// No timeout.
+    Off,
+    /// Fires after this long.
+    After(Duration),
+}
+
+impl Timeout {
+    /// The duration, if on.
+    pub fn duration(self) -> Option<Duration> {
+        match self {
+            Timeout::Off => None,
+            Timeout::After(d) => Some(d),
+        }
+    }
+}
+
+/// Parses a memory limit ("4G", "512M", "max").
+pub fn parse_limit(text: &str) -> Result<Limit, String> {
+    text.parse()
+}
+
+/// Parses a byte size (no "max").
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    fleet_core::size::parse_bytes(text)
+}
+
+/// Parses a task count or "max".
+pub fn parse_pids(text: &str) -> Result<Limit, String> {
+    if text.eq_ignore_ascii_case("max") {
+        return Ok(Limit::Max);
+    }
+    match text.parse::<u64>() {
+        Ok(0) => Err("pids max must be at least 1 (or 'max')".into()),
+        Ok(n) => Ok(Limit::Bytes(n)),
+        Err(_) => Err(format!(
+            "invalid task count '{text}': use a whole number such as 512, or 'max'"
+        )),
+    }
+}
+
+/// Parses "10s", "15m", "1h 30m" (humantime); a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    if let Ok(secs) = text.parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 {
+            return Ok(Duration::from_secs_f64(secs));
+        }
+    }
+    humantime::parse_duration(text)
+        .map_err(|e| format!("invalid duration '{text}' ({e}): use e.g. 10s, 15m, 1h30m"))
+}
+
+/// Parses a duration or "off".
+pub fn parse_timeout(text: &str) -> Result<Timeout, String> {
+    if matches!(text, "off" | "none" | "never") {
+        return Ok(Timeout::Off);
+    }
+    match parse_duration(text)? {
+        d if d.is_zero() => Err(
+            "a timeout of 0 would fire at once: give a duration, or 'off' for no timeout".into(),
+        ),
+        d => Ok(Timeout::After(d)),
+    }
+}
+
+/// Parses a state name from the status contract.
+pub fn parse_state(text: &str) -> Result<AgentState, String> {
+    AgentState::ALL
+        .into_iter()
+        .find(|s| s.name() == text)
+        .ok_or_else(|| {
+            let names: Vec<&str> = AgentState::ALL.iter().map(|s| s.name()).collect();
+            format!("unknown state '{text}': use one of {}", names.join(", "))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_definition_is_consistent() {
+        crate::command().debug_assert();
+    }
+
+    #[test]
+    fn timeouts_parse() {
+        assert_eq!(
+            parse_timeout("15m"),
+            Ok(Timeout::After(Duration::from_secs(900)))
+        );
+        assert_eq!(
+            parse_timeout("2"),
+            Ok(Timeout::After(Duration::from_secs(2)))
+        );
+        assert_eq!(parse_timeout("off"), Ok(Timeout::Off));
+        assert!(parse_timeout("0").is_err());
+        assert!(parse_timeout("soon").unwrap_err().contains("e.g. 10s"));
+    }
+
+    #[test]
+    fn ids_with_a_leading_dash_reach_the_id_rule() {
+        let err = Cli::try_parse_from(["fleetctl", "spawn", "-rf", "ws", "--", "true"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("starting with a letter or digit"), "{err}");
+    }
+
+    #[test]
+    fn spawn_needs_a_command() {
+        assert!(Cli::try_parse_from(["fleetctl", "spawn", "a1", "ws"]).is_err());
+        let ok = Cli::try_parse_from([
+            "fleetctl", "spawn", "a1", "ws", "--", "cargo", "build", "-j8",
+        ])
+        .expect("parse");
+        let Command::Spawn(args) = ok.command else {
+            panic!("spawn expected")
+        };
+        assert_eq!(args.command, ["cargo", "build", "-j8"]);
+    }
+}

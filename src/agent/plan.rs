@@ -1,0 +1,64 @@
+//! The plan `spawn` hands to the supervisor it starts: every decision already made and
+//! validated, with absolute paths, so the supervisor needs no flags, config or environment.
+
+use fleet_core::{
+    cgroup::{Cgroup, Limits},
+    id::AgentId,
+    paths::Dirs,
+    state::RestartPolicy,
+};
+use serde::{Deserialize, Serialize};
+use std::{path::PathBuf, time::Duration};
+
+/// Everything a supervisor needs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SupervisorPlan {
+    /// The agent.
+    pub id: AgentId,
+    /// Its working directory, resolved.
+    pub workspace: PathBuf,
+    /// The command and its arguments.
+    pub command: Vec<String>,
+    /// The agent's leaf cgroup.
+    pub cgroup: Cgroup,
+    /// Where supervisors live, outside every agent's cgroup.
+    pub supervisors: Cgroup,
+    /// The agent's limits.
+    pub limits: Limits,
+    /// SIGUSR1 to the main process after this long.
+    pub soft_timeout: Option<Duration>,
+    /// SIGTERM to every process after this long, then the kill after `kill_grace`.
+    pub hard_timeout: Option<Duration>,
+    /// Between SIGTERM and the kill.
+    pub kill_grace: Duration,
+    /// Restart policy.
+    pub restart: RestartPolicy,
+    /// First restart delay; doubles up to [`MAX_BACKOFF`].
+    pub restart_backoff: Duration,
+    /// Failures within [`CRASH_LOOP_WINDOW`] that stop restarts.
+    pub crash_loop_after: u32,
+    /// Never a relief victim.
+    pub protect: bool,
+    /// State and log directories.
+    pub state_dir: PathBuf,
+    /// Where logs and the journal go.
+    pub log_dir: PathBuf,
+    /// Log rotation size.
+    pub log_max_size: u64,
+}
+
+/// The longest restart delay.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// The crash-loop breaker's window.
+pub const CRASH_LOOP_WINDOW: Duration = Duration::from_secs(600);
+
+impl SupervisorPlan {
+    /// The state and log directories as one value.
+    pub fn dirs(&self) -> Dirs {
+        Dirs {
+            state: self.state_dir.clone(),
+            log: self.log_dir.clone(),
+        }
+    }
+}

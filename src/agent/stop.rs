@@ -1,0 +1,211 @@
+//! Stopping an agent: the one path `kill`, `spawn --wait`'s Ctrl-C (and later relief and the
+//! watcher) share. The cgroup is the truth, so this works whether or not the agent's
+//! supervisor is alive: SIGTERM to every process, a grace period, `cgroup.kill`, then a
+//! check that the cgroup is empty. A live supervisor then records the end itself; for an
+//! orphan, this records it.
+
+use crate::{agent::view, context::Ctx};
+use anyhow::{Context, Result, bail};
+use fleet_core::{
+    id::AgentId,
+    journal,
+    lock::HeldLocks,
+    state::{AgentState, KillRequest},
+};
+use nix::sys::signal::Signal;
+use serde_json::json;
+use std::{
+    fs::OpenOptions,
+    time::{Duration, Instant, SystemTime},
+};
+
+/// How long to wait for a live supervisor to record the end after its agent is gone.
+const SUPERVISOR_FINISH: Duration = Duration::from_secs(10);
+/// How long `cgroup.kill` may take to empty a cgroup before we call it stuck.
+const KILL_SETTLE: Duration = Duration::from_secs(5);
+
+/// Who is stopping the agent, and how.
+#[derive(Debug, Clone)]
+pub struct StopRequest {
+    /// `user`, `relief`, `watch`.
+    pub by: String,
+    /// Extra words for the cause.
+    pub detail: Option<String>,
+    /// SIGTERM-to-kill grace.
+    pub grace: Duration,
+    /// Skip SIGTERM and grace.
+    pub force: bool,
+}
+
+/// What stopping found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stopped {
+    /// Processes were running and are now gone.
+    Killed {
+        /// Whether the grace ran out (or `--force`) and `cgroup.kill` was needed.
+        sigkilled: bool,
+        /// The state recorded for it.
+        state: AgentState,
+    },
+    /// Nothing was running.
+    AlreadyEnded {
+        /// Its recorded state.
+        state: AgentState,
+        /// Its recorded cause.
+        cause: Option<String>,
+    },
+}
+
+/// Stops agent `id`; `Ok(None)` when there is no such agent.
+pub fn stop_agent(ctx: &Ctx, id: &AgentId, req: &StopRequest) -> Result<Option<Stopped>> {
+    let cgroup = ctx.fleet.agent(id);
+    let agent_dir = ctx.dirs.agent_dir(id);
+    if !agent_dir.is_dir() && !cgroup.exists() {
+        return Ok(None);
+    }
+    // Killers of one agent take turns, so two operators (or kill and relief) never both
+    // report the same kill; the second finds the agent already ended.
+    std::fs::create_dir_all(&agent_dir)
+        .with_context(|| format!("cannot create {}", agent_dir.display()))?;
+    let kill_lock_path = agent_dir.join("kill.lock");
+    let kill_lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&kill_lock_path)
+        .with_context(|| format!("cannot open {}", kill_lock_path.display()))?;
+    kill_lock
+        .lock()
+        .with_context(|| format!("cannot lock {}", kill_lock_path.display()))?;
+
+    let before = view::load_one(ctx, id)?;
+    let populated = cgroup.exists() && cgroup.populated().unwrap_or(false);
+    let supervised = before.as_ref().is_some_and(|v| v.supervised);
+    if !populated && !supervised {
+        return Ok(Some(settle_unsupervised(ctx, id, before, req)?));
+    }
+
+    let request = KillRequest {
+        by: req.by.clone(),
+        detail: req.detail.clone(),
+        at: SystemTime::now(),
+    };
+    request.save(&ctx.dirs.kill_request_path(id))?;
+    // A supervisor waiting to restart has no process to notice the kill through; a signal
+    // wakes it, and the request tells it not to restart.
+    if let Some(sup) = before.as_ref().and_then(|v| v.record.supervisor) {
+        if sup.is_alive(&ctx.proc_root) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(sup.pid), Signal::SIGTERM);
+        }
+    }
+
+    let mut sigkilled = req.force;
+    if populated {
+        if !req.force {
+            cgroup.signal_all(Signal::SIGTERM)?;
+            sigkilled = !cgroup.wait_empty(req.grace)?;
+        }
+        if sigkilled {
+            cgroup.kill()?;
+        }
+        if !cgroup.wait_empty(KILL_SETTLE)? {
+            bail!(
+                "{id}: {} process(es) are still in {} after cgroup.kill; they may be stuck in the kernel (D state)",
+                cgroup.procs().map(|p| p.len()).unwrap_or(0),
+                cgroup.unified.display()
+            );
+        }
+    }
+
+    if supervised {
+        wait_for_supervisor(ctx, id)?;
+    }
+    let after = view::load_one(ctx, id)?;
+    if after.as_ref().is_some_and(|v| v.supervised) {
+        bail!(
+            "{id}: its supervisor did not record the end within {}s",
+            SUPERVISOR_FINISH.as_secs()
+        );
+    }
+    // An orphan (or a supervisor that died meanwhile) leaves the bookkeeping to us.
+    let state = match after {
+        Some(v) if v.record.state.is_terminal() => v.record.state,
+        other => {
+            record_end(ctx, id, other, req, "killed while its supervisor was gone")?;
+            AgentState::Killed
+        }
+    };
+    cgroup.remove()?;
+    Ok(Some(Stopped::Killed { sigkilled, state }))
+}
+
+/// Nothing runs and nobody supervises: an ended agent, or an orphan whose processes are gone.
+fn settle_unsupervised(
+    ctx: &Ctx,
+    id: &AgentId,
+    before: Option<view::AgentView>,
+    req: &StopRequest,
+) -> Result<Stopped> {
+    let cgroup = ctx.fleet.agent(id);
+    cgroup.remove()?;
+    match before {
+        Some(v) if v.record.state.is_terminal() => Ok(Stopped::AlreadyEnded {
+            state: v.record.state,
+            cause: v.record.cause,
+        }),
+        other => {
+            let cause = "ended unobserved after its supervisor died; exit status unknown";
+            record_end(ctx, id, other.clone(), req, cause)?;
+            Ok(Stopped::AlreadyEnded {
+                state: AgentState::Failed,
+                cause: Some(cause.into()),
+            })
+        }
+    }
+}
+
+/// Writes the final record and journal event for an agent nobody else will record.
+fn record_end(
+    ctx: &Ctx,
+    id: &AgentId,
+    view: Option<view::AgentView>,
+    req: &StopRequest,
+    cause: &str,
+) -> Result<()> {
+    let now = SystemTime::now();
+    let (state, killed_by) = if cause.starts_with("killed") {
+        (AgentState::Killed, Some(req.by.clone()))
+    } else {
+        (AgentState::Failed, None)
+    };
+    if let Some(v) = view {
+        let mut record = v.record;
+        record.state = state;
+        record.killed_by = killed_by.clone();
+        record.cause = Some(match (&killed_by, &req.detail) {
+            (Some(by), Some(d)) => format!("killed by {by} ({d}) while its supervisor was gone"),
+            (Some(by), None) => format!("killed by {by} while its supervisor was gone"),
+            _ => cause.to_string(),
+        });
+        record.ended_at = Some(now);
+        record.pid = None;
+        record.save(&ctx.dirs.state_path(id))?;
+    }
+    journal::append(
+        &ctx.dirs.journal_path(),
+        "exit",
+        id,
+        json!({"state": state, "killed_by": killed_by, "cause": cause, "supervised": false}),
+    )?;
+    Ok(())
+}
+
+/// Waits until nobody holds the agent's lock: its supervisor has recorded the end and exited.
+fn wait_for_supervisor(ctx: &Ctx, id: &AgentId) -> Result<()> {
+    let lock = ctx.dirs.lock_path(id);
+    let deadline = Instant::now() + SUPERVISOR_FINISH;
+    while HeldLocks::read(&ctx.proc_root).contains(&lock) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}

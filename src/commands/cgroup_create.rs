@@ -1,0 +1,35 @@
+//! `fleetctl cgroup-create NAME [limits]`: the low-level piece the seed's
+//! `create-agent-cgroup.sh` was. Idempotent: an existing cgroup gets the limits again.
+
+use crate::{
+    commands::spawn::resolve_limits,
+    context::Ctx,
+    exit::{Exit, Fail},
+};
+use anyhow::Result;
+use fleet_cli::CgroupCreateArgs;
+
+/// Entry point.
+pub fn run(ctx: &Ctx, args: CgroupCreateArgs) -> Result<Exit> {
+    let limits = resolve_limits(ctx, &args.limits);
+    limits.validate().map_err(|m| Fail::new(Exit::Usage, m))?;
+    ctx.fleet.ensure()?;
+    let cgroup = ctx.fleet.agent(&args.name);
+    let created = cgroup.create()?;
+    if let Err(e) = cgroup.apply_limits(&limits) {
+        if created {
+            let _ = cgroup.remove();
+        }
+        return Err(e.into());
+    }
+    let verb = if created {
+        "created"
+    } else {
+        "exists; limits applied"
+    };
+    println!("{}: {verb}", args.name);
+    for dir in cgroup.dirs() {
+        println!("  {}", dir.display());
+    }
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,93 @@
+//! `fleetctl kill ID… | --all [--force] [--grace 10s]`.
+
+use crate::{
+    agent::{
+        stop::{StopRequest, Stopped, stop_agent},
+        view,
+    },
+    context::Ctx,
+    exit::{Exit, Fail},
+};
+use anyhow::Result;
+use fleet_cli::KillArgs;
+use fleet_core::id::AgentId;
+
+/// Entry point.
+pub fn run(ctx: &Ctx, args: KillArgs) -> Result<Exit> {
+    let ids: Vec<AgentId> = if args.all {
+        all_ids(ctx)?
+    } else {
+        args.ids.clone()
+    };
+    if args.all && ids.is_empty() {
+        println!("no agents to kill");
+        return Ok(Exit::Ok);
+    }
+    let req = StopRequest {
+        by: "user".into(),
+        detail: None,
+        grace: args.grace,
+        force: args.force,
+    };
+    let (mut unknown, mut failed) = (Vec::new(), 0);
+    for id in &ids {
+        match stop_agent(ctx, id, &req) {
+            Ok(Some(Stopped::Killed { sigkilled, state })) => {
+                let how = if args.force {
+                    "killed at once"
+                } else if sigkilled {
+                    "did not stop within the grace period; killed"
+                } else {
+                    "stopped on SIGTERM"
+                };
+                println!("{id}: {how} (state {state})");
+            }
+            Ok(Some(Stopped::AlreadyEnded { state, cause })) => {
+                let cause = cause.map(|c| format!(": {c}")).unwrap_or_default();
+                println!("{id}: already ended ({state}{cause}); nothing to kill");
+            }
+            Ok(None) => unknown.push(id.clone()),
+            Err(e) => {
+                eprintln!("fleetctl: {id}: {e:#}");
+                failed += 1;
+            }
+        }
+    }
+    if !unknown.is_empty() {
+        let names: Vec<&str> = unknown.iter().map(AgentId::as_str).collect();
+        let message = format!(
+            "no such agent: {} (see `fleetctl status`)",
+            names.join(", ")
+        );
+        let exit = if unknown.len() == ids.len() {
+            Exit::NoSuchAgent
+        } else {
+            Exit::Partial
+        };
+        return Err(Fail::new(exit, message));
+    }
+    Ok(match failed {
+        0 => Exit::Ok,
+        n if n == ids.len() => Exit::Failure,
+        _ => Exit::Partial,
+    })
+}
+
+/// Every agent with a record or a cgroup.
+fn all_ids(ctx: &Ctx) -> Result<Vec<AgentId>> {
+    let (views, _) = view::load_all(ctx)?;
+    let mut ids: Vec<AgentId> = views
+        .into_iter()
+        .filter(|v| !v.record.state.is_terminal())
+        .map(|v| v.record.id)
+        .collect();
+    for name in ctx.fleet.agent_names()? {
+        if let Ok(id) = name.parse::<AgentId>() {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+    }
+    ids.sort();
+    Ok(ids)
+}

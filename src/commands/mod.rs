@@ -1,0 +1,9 @@
+//! One module per subcommand, each with one entry function `run(ctx, args) -> Result<Exit>`.
+
+pub mod cgroup_create;
+pub mod kill;
+pub mod logs;
+pub mod run_in_cgroup;
+pub mod spawn;
+pub mod status;
+pub mod supervise;

@@ -1,0 +1,386 @@
+//! `fleetctl spawn ID WORKSPACE -- CMD…`: validate everything, check memory, take the id's
+//! lock, make the cgroup, and hand all of it to a detached supervisor; return once the
+//! command has been exec'd inside its cgroup. A failure at any step undoes the earlier ones.
+
+use crate::{
+    agent::{plan::SupervisorPlan, view},
+    commands::{logs, supervise},
+    config::Config,
+    context::Ctx,
+    exit::{Exit, Fail},
+};
+use anyhow::{Context, Result};
+use fleet_cli::{RestartArg, SpawnArgs, Timeout};
+use fleet_core::{
+    cgroup::{Cgroup, Limits},
+    id::AgentId,
+    lock::{Lock, read_holder},
+    meminfo::Budget,
+    size::{Limit, format_iec},
+    state::{AgentRecord, AgentState, RestartPolicy, STATE_SCHEMA},
+    timefmt::human_duration,
+};
+use std::{
+    io::{BufRead, BufReader, Write},
+    os::{fd::AsRawFd, unix::process::CommandExt},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, SystemTime},
+};
+
+const DEFAULT_SOFT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+const DEFAULT_HARD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
+const DEFAULT_LOG_MAX: u64 = 64 << 20;
+
+/// Entry point.
+pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
+    let plan = make_plan(ctx, &args)?;
+    admit(ctx, args.spawn_threshold.unwrap_or(ctx.spawn_threshold()))?;
+    let mut lock = match Lock::try_acquire(&ctx.dirs.lock_path(&plan.id))? {
+        Some(lock) => lock,
+        None => return Err(busy(ctx, &plan.id)),
+    };
+    lock.set_holder("spawn")?;
+    if plan.cgroup.exists() && plan.cgroup.populated()? {
+        return Err(Fail::new(
+            Exit::Busy,
+            format!(
+                "{}: its cgroup still has {} process(es) but no supervisor (orphaned); end them with `fleetctl kill {}` first",
+                plan.id,
+                plan.cgroup.procs()?.len(),
+                plan.id
+            ),
+        ));
+    }
+    let mut undo = Undo {
+        ctx,
+        id: &plan.id,
+        cgroup: &plan.cgroup,
+        armed: true,
+    };
+    prepare(ctx, &plan)?;
+    let (child, pid) = start_supervisor(&plan, &lock)?;
+    undo.armed = false;
+    drop(lock); // the supervisor holds it now
+    println!("{}", started_line(&plan, pid));
+    if args.wait {
+        return logs::wait_attached(ctx, &plan.id, child);
+    }
+    Ok(Exit::Ok)
+}
+
+/// Turns the arguments into a validated plan; touches nothing.
+fn make_plan(ctx: &Ctx, args: &SpawnArgs) -> Result<SupervisorPlan> {
+    let usage = |m: String| Fail::new(Exit::Usage, m);
+    let limits = resolve_limits(ctx, &args.limits);
+    limits.validate().map_err(usage)?;
+    let a = &ctx.config.agent;
+    let timeout = |flag: Option<Timeout>, file: &Option<String>, default| match flag {
+        Some(t) => t.duration(),
+        None => match file.as_deref().map(fleet_cli::parse_timeout) {
+            Some(Ok(t)) => t.duration(),
+            _ => Some(default),
+        },
+    };
+    let soft = timeout(args.soft_timeout, &a.soft_timeout, DEFAULT_SOFT_TIMEOUT);
+    let hard = timeout(args.hard_timeout, &a.hard_timeout, DEFAULT_HARD_TIMEOUT);
+    if let (Some(s), Some(h)) = (soft, hard) {
+        if s >= h {
+            return Err(usage(format!(
+                "the soft timeout ({}) must be shorter than the hard timeout ({}): the warning comes before the end",
+                human_duration(s),
+                human_duration(h)
+            )));
+        }
+    }
+    let workspace = resolve_workspace(&ctx.workspace_root, &args.workspace)?;
+    if args.command[0].is_empty() {
+        return Err(usage(
+            "the command is empty: give it after `--`, e.g. -- cargo build".into(),
+        ));
+    }
+    Ok(SupervisorPlan {
+        id: args.id.clone(),
+        workspace,
+        command: args.command.clone(),
+        cgroup: ctx.fleet.agent(&args.id),
+        supervisors: ctx.fleet.supervisors(),
+        limits,
+        soft_timeout: soft,
+        hard_timeout: hard,
+        kill_grace: args
+            .kill_grace
+            .or_else(|| Config::duration(&a.kill_grace))
+            .unwrap_or(DEFAULT_KILL_GRACE),
+        restart: match args.restart {
+            RestartArg::Never => RestartPolicy::Never,
+            RestartArg::OnFailure => RestartPolicy::OnFailure,
+        },
+        restart_backoff: args.restart_backoff,
+        crash_loop_after: args.crash_loop_after,
+        protect: args.protect,
+        state_dir: absolute(&ctx.dirs.state)?,
+        log_dir: absolute(&ctx.dirs.log)?,
+        log_max_size: args
+            .log_max_size
+            .or_else(|| {
+                a.log_max_size
+                    .as_deref()
+                    .and_then(|v| fleet_core::size::parse_bytes(v).ok())
+            })
+            .unwrap_or(DEFAULT_LOG_MAX),
+    })
+}
+
+/// Limits from flags, then the config file, then the seed's defaults.
+pub fn resolve_limits(ctx: &Ctx, flags: &fleet_cli::LimitArgs) -> Limits {
+    let a = &ctx.config.agent;
+    let d = Limits::default();
+    Limits {
+        memory_max: flags
+            .memory_max
+            .or(Config::limit(&a.memory_max))
+            .unwrap_or(d.memory_max),
+        memory_high: flags
+            .memory_high
+            .or(Config::limit(&a.memory_high))
+            .unwrap_or(d.memory_high),
+        swap_max: flags
+            .swap_max
+            .or(Config::limit(&a.swap_max))
+            .unwrap_or(d.swap_max),
+        pids_max: flags
+            .pids_max
+            .or_else(|| {
+                a.pids_max
+                    .as_deref()
+                    .and_then(|v| fleet_cli::parse_pids(v).ok())
+            })
+            .unwrap_or(d.pids_max),
+    }
+}
+
+/// A workspace is a path (it has a `/` or starts with `.`) or a name under the workspace root.
+fn resolve_workspace(root: &Path, given: &str) -> Result<PathBuf> {
+    let is_path = given.contains('/') || given.starts_with('.');
+    let path = if is_path {
+        PathBuf::from(given)
+    } else {
+        root.join(given)
+    };
+    match std::fs::metadata(&path) {
+        Ok(m) if m.is_dir() => Ok(std::fs::canonicalize(&path).unwrap_or(path)),
+        Ok(_) => Err(Fail::new(
+            Exit::Usage,
+            format!("workspace {} is not a directory", path.display()),
+        )),
+        Err(_) if is_path => Err(Fail::new(
+            Exit::Usage,
+            format!(
+                "workspace {} does not exist: create it, or give an existing directory",
+                path.display()
+            ),
+        )),
+        Err(_) => Err(Fail::new(
+            Exit::Usage,
+            format!(
+                "workspace '{given}' not found under the workspace root {}: create it, pass a path, or set --workspace-root",
+                root.display()
+            ),
+        )),
+    }
+}
+
+fn absolute(path: &Path) -> Result<PathBuf> {
+    Ok(if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(path)
+    })
+}
+
+/// Admission control: refuse (75) while the fleet is at or above the spawn threshold.
+fn admit(ctx: &Ctx, threshold: u8) -> Result<()> {
+    let budget = Budget::measure(&ctx.fleet, &ctx.proc_root)?;
+    let pct = budget.percent();
+    if pct >= threshold as f64 {
+        return Err(Fail::new(
+            Exit::Refused,
+            format!(
+                "refusing to spawn: fleet memory is at {pct:.1} % ({} used of {}), at or above the spawn threshold of {threshold} %; wait for agents to finish, or free memory with `fleetctl relief`",
+                format_iec(budget.used),
+                format_iec(budget.total)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The exit-4 error for an id whose lock is held, naming who holds it.
+fn busy(ctx: &Ctx, id: &AgentId) -> anyhow::Error {
+    let record = view::load_one(ctx, id).ok().flatten().map(|v| v.record);
+    let message = match record {
+        Some(r) if !r.state.is_terminal() => {
+            let pid = r
+                .pid
+                .map(|p| format!("pid {p}"))
+                .unwrap_or_else(|| "no process yet".into());
+            let since = r.started_at.unwrap_or(r.created_at);
+            let age = since.elapsed().map(human_duration).unwrap_or_default();
+            format!(
+                "{id} is already running ({pid}, {}, started {} ({age} ago)); kill it first or pick another id",
+                r.state,
+                fleet_core::timefmt::rfc3339(since)
+            )
+        }
+        _ => match read_holder(&ctx.dirs.lock_path(id)) {
+            Some(h) => format!(
+                "{id} is being started by another fleetctl (pid {}, {} since {}); pick another id",
+                h.pid, h.role, h.since
+            ),
+            None => format!("{id} is being started by another fleetctl; pick another id"),
+        },
+    };
+    Fail::new(Exit::Busy, message)
+}
+
+/// Creates the cgroup with its limits and writes the first record.
+fn prepare(ctx: &Ctx, plan: &SupervisorPlan) -> Result<()> {
+    ctx.fleet.ensure()?;
+    // An empty leftover (a crashed spawn, or cgroup-create) is replaced, so counters such
+    // as oom_kill start from zero for this agent.
+    plan.cgroup.remove()?;
+    plan.cgroup.create()?;
+    plan.cgroup.apply_limits(&plan.limits)?;
+    let _ = std::fs::remove_file(ctx.dirs.kill_request_path(&plan.id));
+    let record = AgentRecord {
+        schema: STATE_SCHEMA,
+        id: plan.id.clone(),
+        state: AgentState::Starting,
+        workspace: plan.workspace.clone(),
+        command: plan.command.clone(),
+        supervisor: None,
+        pid: None,
+        created_at: SystemTime::now(),
+        started_at: None,
+        ended_at: None,
+        soft_deadline: None,
+        hard_deadline: None,
+        limits: plan.limits,
+        restart: plan.restart,
+        restarts: 0,
+        next_restart_at: None,
+        exit: None,
+        cause: None,
+        killed_by: None,
+        oom_kills: 0,
+        cgroup: plan.cgroup.unified.clone(),
+        log: ctx.dirs.log_path(&plan.id),
+        protect: plan.protect,
+    };
+    record.save(&ctx.dirs.state_path(&plan.id))?;
+    Ok(())
+}
+
+/// Starts `fleetctl supervise` detached (own session, stdin the plan, stdout one ready
+/// line, stderr /dev/null) with the lock on fd 3; returns once it reports.
+fn start_supervisor(plan: &SupervisorPlan, lock: &Lock) -> Result<(Child, i32)> {
+    let exe = std::env::current_exe().context("cannot find fleetctl's own executable")?;
+    let lock_fd = lock.file().as_raw_fd();
+    let mut cmd = Command::new(exe);
+    cmd.arg("supervise")
+        .arg(plan.id.as_str())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    // SAFETY: runs in the forked child before exec; setsid and dup2/fcntl are
+    // async-signal-safe and touch only this process's descriptors.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            if lock_fd == supervise::LOCK_FD {
+                // dup2 onto itself would keep close-on-exec set.
+                if libc::fcntl(lock_fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            } else if libc::dup2(lock_fd, supervise::LOCK_FD) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().context("cannot start the supervisor")?;
+    let mut stdin = child.stdin.take().context("supervisor stdin")?;
+    stdin
+        .write_all(serde_json::to_string(plan)?.as_bytes())
+        .context("cannot send the plan to the supervisor")?;
+    drop(stdin);
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().context("supervisor stdout")?).read_line(&mut line)?;
+    let ready: supervise::Ready = serde_json::from_str(&line).map_err(|_| {
+        let _ = child.kill();
+        let _ = child.wait();
+        anyhow::anyhow!(
+            "the supervisor exited before reporting; see {}",
+            plan.dirs().journal_path().display()
+        )
+    })?;
+    match (ready.pid, ready.error) {
+        (Some(pid), _) => Ok((child, pid)),
+        (None, error) => {
+            let _ = child.wait();
+            Err(anyhow::anyhow!(
+                "{}: {}",
+                plan.id,
+                error.unwrap_or_else(|| "the supervisor failed".into())
+            ))
+        }
+    }
+}
+
+fn started_line(plan: &SupervisorPlan, pid: i32) -> String {
+    let l = &plan.limits;
+    let t = |d: Option<Duration>| d.map(human_duration).unwrap_or_else(|| "off".into());
+    let swap = match l.swap_max {
+        Limit::Bytes(b) => format_iec(b),
+        Limit::Max => "max".into(),
+    };
+    format!(
+        "{} started: pid {pid} in {} (memory max {}, high {}, swap {swap}, pids {}; soft timeout {}, hard {})",
+        plan.id,
+        plan.cgroup.unified.display(),
+        l.memory_max,
+        l.memory_high,
+        l.pids_max
+            .bytes()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| "max".into()),
+        t(plan.soft_timeout),
+        t(plan.hard_timeout)
+    )
+}
+
+/// Removes what a failed spawn made: the cgroup, the record, the lock file. The lock itself
+/// is released when `spawn` exits.
+struct Undo<'a> {
+    ctx: &'a Ctx,
+    id: &'a AgentId,
+    cgroup: &'a Cgroup,
+    armed: bool,
+}
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let _ = self.cgroup.kill_and_remove(Duration::from_secs(5));
+        let _ = std::fs::remove_file(self.ctx.dirs.state_path(self.id));
+        let _ = std::fs::remove_file(self.ctx.dirs.kill_request_path(self.id));
+        // Safe while we hold the lock: a racing spawn re-checks the inode after locking.
+        let _ = std::fs::remove_file(self.ctx.dirs.lock_path(self.id));
+        let _ = std::fs::remove_file(self.ctx.dirs.agent_dir(self.id).join("kill.lock"));
+        let _ = std::fs::remove_dir(self.ctx.dirs.agent_dir(self.id));
+    }
+}

@@ -1,0 +1,121 @@
+//! `fleetctl status [ID…] [--state S,…] [--json]`: the host and every agent.
+
+use crate::{
+    agent::view::{self, AgentView},
+    context::Ctx,
+    exit::Exit,
+    render::status::{
+        AgentStatus, BadRecordStatus, HostStatus, STATUS_SCHEMA, StatusReport, render_table, time,
+    },
+};
+use anyhow::Result;
+use fleet_cli::StatusArgs;
+use fleet_core::meminfo::Budget;
+use std::collections::BTreeMap;
+
+/// Entry point.
+pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<Exit> {
+    let report = build(ctx, &args)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render_table(&report));
+    }
+    Ok(Exit::Ok)
+}
+
+/// Builds the report: one read of the budget, the records and the held locks, then the
+/// cgroup files of the agents that are alive.
+pub fn build(ctx: &Ctx, args: &StatusArgs) -> Result<StatusReport> {
+    let budget = Budget::measure(&ctx.fleet, &ctx.proc_root)?;
+    let (views, bad) = view::load_all(ctx)?;
+    let mut by_state = BTreeMap::new();
+    for v in &views {
+        *by_state.entry(v.state).or_insert(0) += 1;
+    }
+    let agents = views
+        .into_iter()
+        .filter(|v| args.ids.is_empty() || args.ids.contains(&v.record.id))
+        .filter(|v| args.state.is_empty() || args.state.contains(&v.state))
+        .map(|v| agent_status(ctx, v))
+        .collect();
+    Ok(StatusReport {
+        schema: STATUS_SCHEMA,
+        host: HostStatus {
+            layout: ctx.fleet.root.layout,
+            fleet_root: ctx.fleet.root.unified.clone(),
+            budget_bytes: budget.total,
+            budget_source: budget.source,
+            used_bytes: budget.used,
+            available_bytes: budget.available(),
+            used_percent: (budget.percent() * 10.0).round() / 10.0,
+            spawn_threshold: ctx.spawn_threshold(),
+            kill_threshold: ctx.kill_threshold(),
+            swap_total_bytes: budget.swap_total,
+            swap_used_bytes: budget.swap_used,
+            agents_by_state: by_state,
+        },
+        agents,
+        bad_records: bad
+            .into_iter()
+            .map(|b| BadRecordStatus {
+                path: b.path,
+                error: b.error,
+            })
+            .collect(),
+    })
+}
+
+fn agent_status(ctx: &Ctx, v: AgentView) -> AgentStatus {
+    let r = v.record;
+    let live = !v.state.is_terminal();
+    let cgroup = ctx.fleet.agent(&r.id);
+    let mem = if live {
+        cgroup.memory_stats().ok()
+    } else {
+        None
+    };
+    let uptime = if live {
+        r.started_at
+            .and_then(|t| t.elapsed().ok())
+            .map(|d| d.as_secs())
+    } else {
+        None
+    };
+    AgentStatus {
+        id: r.id.to_string(),
+        state: v.state,
+        pid: r.pid.filter(|_| live),
+        supervisor_pid: r.supervisor.map(|s| s.pid).filter(|_| v.supervised),
+        workspace: r.workspace,
+        command: r.command,
+        started_at: time(r.started_at),
+        ended_at: time(r.ended_at),
+        uptime_seconds: uptime,
+        memory_current_bytes: mem.map(|m| m.current),
+        memory_max_bytes: mem
+            .and_then(|m| m.max.bytes())
+            .or(r.limits.memory_max.bytes()),
+        memory_peak_bytes: mem.and_then(|m| m.peak),
+        pids_current: if live {
+            cgroup.pids_current().ok()
+        } else {
+            None
+        },
+        soft_deadline: time(r.soft_deadline),
+        hard_deadline: time(r.hard_deadline),
+        restarts: r.restarts,
+        exit_code: r.exit.and_then(|e| e.code),
+        signal: r.exit.and_then(|e| e.signal),
+        cause: if v.state == fleet_core::state::AgentState::Orphaned {
+            Some("supervisor gone; `fleetctl kill` cleans up".into())
+        } else {
+            r.cause
+        },
+        killed_by: r.killed_by,
+        oom_kills: r.oom_kills,
+        protect: r.protect,
+        cgroup: r.cgroup,
+        log: r.log,
+    }
+}

@@ -1,0 +1,496 @@
+//! One agent's life under its supervisor: runs, the event loop inside each run, restarts,
+//! and the final record.
+
+use super::{
+    logsink::LogSink,
+    outcome::{Breaker, Next, RunFacts, classify, describe_exit, restartable},
+    runner::{self, Running},
+};
+use crate::agent::plan::{CRASH_LOOP_WINDOW, SupervisorPlan};
+use anyhow::{Context, Result};
+use fleet_core::{
+    journal,
+    lock::Lock,
+    paths::Dirs,
+    procs::{ProcessRef, protect_from_oom},
+    state::{AgentRecord, AgentState, ExitInfo, KillRequest, RestartPolicy},
+};
+use nix::{
+    poll::{PollFd, PollFlags, PollTimeout, poll},
+    sys::{
+        signal::{SigSet, Signal, kill},
+        signalfd::{SfdFlags, SignalFd},
+        wait::{WaitPidFlag, WaitStatus, waitpid},
+    },
+    unistd::Pid,
+};
+use serde_json::json;
+use std::{
+    io::Read,
+    os::fd::AsFd,
+    path::Path,
+    time::{Duration, Instant, SystemTime},
+};
+
+/// How long the rest of an agent may take to die after `cgroup.kill`.
+const KILL_SETTLE: Duration = Duration::from_secs(5);
+
+/// A supervisor between runs and during them.
+pub struct Supervisor {
+    plan: SupervisorPlan,
+    dirs: Dirs,
+    record: AgentRecord,
+    signals: SignalFd,
+    log: Option<LogSink>,
+    breaker: Breaker,
+    /// Set when someone asked the agent to stop: no more restarts.
+    stop: Option<Stop>,
+    _lock: Lock,
+}
+
+/// Why the supervisor is stopping its agent.
+#[derive(Debug, Clone)]
+enum Stop {
+    /// `kill`, relief or the watcher asked (and do the killing themselves).
+    Requested(KillRequest),
+    /// The supervisor got SIGTERM/SIGINT/SIGHUP with no request on file: it stops the agent.
+    Signal,
+}
+
+/// What the event loop saw during one run.
+#[derive(Default)]
+struct Observed {
+    exit: Option<ExitInfo>,
+    hard_timeout: bool,
+}
+
+impl Supervisor {
+    /// Leaves the caller's cgroup for `supervisors/`, takes OOM protection, becomes the
+    /// reaper of the agent's orphans and routes signals to a descriptor.
+    pub fn prepare(plan: SupervisorPlan, mut lock: Lock) -> Result<Supervisor> {
+        let dirs = plan.dirs();
+        plan.supervisors.attach(0).with_context(|| {
+            format!(
+                "cannot move the supervisor into {}",
+                plan.supervisors.unified.display()
+            )
+        })?;
+        // Only root may lower oom_score_adj; an unprivileged supervisor runs unprotected.
+        let _ = protect_from_oom(Path::new("/proc"));
+        // Orphans of the agent are re-parented to us instead of init, so we reap them at
+        // once and they stop counting against pids.max.
+        // SAFETY: prctl with integer arguments only.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        let mut mask = SigSet::empty();
+        for s in [
+            Signal::SIGCHLD,
+            Signal::SIGTERM,
+            Signal::SIGINT,
+            Signal::SIGHUP,
+        ] {
+            mask.add(s);
+        }
+        mask.thread_block().context("cannot block signals")?;
+        let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+            .context("signalfd")?;
+        lock.set_holder("supervisor")?;
+        let record = AgentRecord::load(&dirs.state_path(&plan.id))?
+            .context("spawn wrote no state record")?;
+        let breaker = Breaker::new(
+            plan.restart_backoff,
+            plan.crash_loop_after,
+            CRASH_LOOP_WINDOW,
+        );
+        let mut sup = Supervisor {
+            plan,
+            dirs,
+            record,
+            signals,
+            log: None,
+            breaker,
+            stop: None,
+            _lock: lock,
+        };
+        sup.record.supervisor = ProcessRef::of(Path::new("/proc"), std::process::id() as i32);
+        Ok(sup)
+    }
+
+    /// Starts run number `restarts` (0 for the first) and records it.
+    pub fn start_run(&mut self, restarts: u32) -> Result<Running> {
+        if restarts > 0 {
+            self.plan.cgroup.create()?;
+            self.plan.cgroup.apply_limits(&self.plan.limits)?;
+        }
+        let running = runner::start(&self.plan)?;
+        if self.log.is_none() {
+            let path = self.dirs.log_path(&self.plan.id);
+            self.log = Some(
+                LogSink::open(path.clone(), self.plan.log_max_size)
+                    .with_context(|| format!("cannot open {}", path.display()))?,
+            );
+        }
+        let at = running.started_at;
+        let r = &mut self.record;
+        r.state = AgentState::Running;
+        r.pid = Some(running.pid);
+        r.started_at = Some(at);
+        r.soft_deadline = self.plan.soft_timeout.map(|d| at + d);
+        r.hard_deadline = self.plan.hard_timeout.map(|d| at + d);
+        r.restarts = restarts;
+        r.next_restart_at = None;
+        self.save();
+        let event = if restarts == 0 { "spawn" } else { "restart" };
+        self.event(
+            event,
+            json!({"pid": running.pid, "restarts": restarts, "command": self.plan.command}),
+        );
+        Ok(running)
+    }
+
+    /// Supervises runs until the agent has ended for good, then records the end.
+    pub fn supervise(&mut self, mut running: Running) {
+        loop {
+            let observed = self.watch(&mut running);
+            let facts = self.finish_run(running, observed);
+            let mut verdict = classify(&facts);
+            let ran = self
+                .record
+                .started_at
+                .and_then(|t| t.elapsed().ok())
+                .unwrap_or_default();
+            self.record.exit = Some(facts.exit);
+            self.record.oom_kills += facts.oom_kills;
+            if verdict.state == AgentState::OomKilled {
+                self.event("oom_kill", json!({"oom_kills": facts.oom_kills, "memory_max": self.plan.limits.memory_max}));
+            }
+            if self.plan.restart == RestartPolicy::OnFailure
+                && restartable(verdict.state)
+                && self.stop.is_none()
+            {
+                match self.breaker.on_failure(Instant::now(), ran) {
+                    Next::RestartAfter(delay) => {
+                        if let Some(next) = self.backoff(delay, &verdict.cause) {
+                            running = next;
+                            continue;
+                        }
+                        // Stopped while waiting to restart (a failed restart keeps its verdict).
+                        if self.stop.is_some() || self.request().is_some() {
+                            let stop_signal = matches!(self.stop, Some(Stop::Signal));
+                            verdict = classify(&RunFacts {
+                                kill_request: self.request(),
+                                stop_signal,
+                                ..facts
+                            });
+                        }
+                    }
+                    Next::CrashLoop => {
+                        verdict.cause = format!(
+                            "crash loop: {} failures within {}; last {}",
+                            self.breaker.recent_failures(),
+                            humantime::format_duration(CRASH_LOOP_WINDOW),
+                            verdict.cause
+                        );
+                        verdict.state = AgentState::CrashLoop;
+                        self.event("crash_loop", json!({"failures": self.breaker.recent_failures(), "cause": verdict.cause}));
+                    }
+                }
+            }
+            self.finish(verdict.state, verdict.cause, verdict.killed_by);
+            return;
+        }
+    }
+
+    /// The event loop of one run: returns once the main process has been reaped.
+    fn watch(&mut self, run: &mut Running) -> Observed {
+        let mut seen = Observed::default();
+        let mut soft_at = self.plan.soft_timeout.map(|d| run.started + d);
+        let mut hard_at = self.plan.hard_timeout.map(|d| run.started + d);
+        let mut grace_at: Option<Instant> = None;
+        let mut output_open = true;
+        let mut buf = vec![0u8; 64 * 1024];
+        while seen.exit.is_none() {
+            let next = [soft_at, hard_at, grace_at].into_iter().flatten().min();
+            let timeout = match next {
+                None => PollTimeout::NONE,
+                Some(t) => {
+                    let ms = t
+                        .saturating_duration_since(Instant::now())
+                        .as_millis()
+                        .min(60_000) as u16;
+                    PollTimeout::from(ms.max(1))
+                }
+            };
+            let (sig_ready, out_ready, oom_ready) = {
+                let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
+                if output_open {
+                    fds.push(PollFd::new(run.output.as_fd(), PollFlags::POLLIN));
+                }
+                if let Some(w) = &run.oom {
+                    fds.push(PollFd::new(w.fd(), PollFlags::POLLIN));
+                }
+                // EINTR cannot happen (every signal we take is blocked); anything else is a bug
+                // we cannot act on, and the loop re-polls.
+                let _ = poll(&mut fds, timeout);
+                let ready = |i: usize| {
+                    fds.get(i)
+                        .and_then(|f| f.revents())
+                        .is_some_and(|r| !r.is_empty())
+                };
+                (
+                    ready(0),
+                    output_open && ready(1),
+                    run.oom.is_some() && ready(if output_open { 2 } else { 1 }),
+                )
+            };
+            if sig_ready {
+                self.on_signals(run, &mut seen, &mut grace_at);
+            }
+            if out_ready {
+                output_open = self.pump_output(run, &mut buf);
+            }
+            if oom_ready && run.oom.as_ref().is_some_and(|w| w.drain()) {
+                // cgroup v1 has no memory.oom.group: finish what the OOM killer started.
+                self.note("out of memory: the OOM killer struck; killing the rest of the agent");
+                let _ = self.plan.cgroup.kill();
+            }
+            let now = Instant::now();
+            if soft_at.is_some_and(|t| now >= t) {
+                soft_at = None;
+                let _ = kill(Pid::from_raw(run.pid), Signal::SIGUSR1);
+                self.note("soft timeout: sent SIGUSR1 to the main process");
+                self.event("soft_timeout", json!({"pid": run.pid}));
+            }
+            if hard_at.is_some_and(|t| now >= t) {
+                hard_at = None;
+                seen.hard_timeout = true;
+                let n = self.plan.cgroup.signal_all(Signal::SIGTERM).unwrap_or(0);
+                grace_at = Some(now + self.plan.kill_grace);
+                self.note(&format!(
+                    "hard timeout: sent SIGTERM to {n} process(es); killing in {}",
+                    humantime::format_duration(self.plan.kill_grace)
+                ));
+                self.event(
+                    "hard_timeout",
+                    json!({"signalled": n, "grace_ms": self.plan.kill_grace.as_millis() as u64}),
+                );
+            }
+            if grace_at.is_some_and(|t| now >= t) {
+                grace_at = None;
+                self.note("grace period over: killing every process of the agent");
+                let _ = self.plan.cgroup.kill();
+            }
+        }
+        seen
+    }
+
+    /// Handles queued signals: reaps children, notices stop requests.
+    fn on_signals(&mut self, run: &Running, seen: &mut Observed, grace_at: &mut Option<Instant>) {
+        while let Ok(Some(info)) = self.signals.read_signal() {
+            match Signal::try_from(info.ssi_signo as i32) {
+                Ok(Signal::SIGCHLD) => self.reap(Some(run.pid), seen),
+                _ => self.on_stop_signal(grace_at),
+            }
+        }
+        // SIGCHLD coalesces; reap whatever is there even without a fresh signal.
+        self.reap(Some(run.pid), seen);
+    }
+
+    /// A stop was asked of the supervisor. With a kill request on file, the requester is
+    /// doing the killing; otherwise the supervisor stops the agent itself, gracefully.
+    fn on_stop_signal(&mut self, grace_at: &mut Option<Instant>) {
+        if self.stop.is_some() {
+            return;
+        }
+        match self.request() {
+            Some(req) => self.stop = Some(Stop::Requested(req)),
+            None => {
+                self.stop = Some(Stop::Signal);
+                let n = self.plan.cgroup.signal_all(Signal::SIGTERM).unwrap_or(0);
+                self.note(&format!(
+                    "supervisor told to stop: sent SIGTERM to {n} process(es)"
+                ));
+                *grace_at = Some(Instant::now() + self.plan.kill_grace);
+            }
+        }
+    }
+
+    /// Reaps every exited child; records the main process's status.
+    fn reap(&mut self, main: Option<i32>, seen: &mut Observed) {
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) if Some(pid.as_raw()) == main => {
+                    seen.exit = Some(ExitInfo {
+                        code: Some(code),
+                        signal: None,
+                    });
+                }
+                Ok(WaitStatus::Signaled(pid, sig, _)) if Some(pid.as_raw()) == main => {
+                    seen.exit = Some(ExitInfo {
+                        code: None,
+                        signal: Some(sig as i32),
+                    });
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Copies available output to the log; returns false at EOF.
+    fn pump_output(&mut self, run: &mut Running, buf: &mut [u8]) -> bool {
+        loop {
+            match run.output.read(buf) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    if let Some(log) = &mut self.log {
+                        let _ = log.write(&buf[..n]);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// After the main process ended: kill what is left, collect the last output, read the
+    /// OOM counters, remove the cgroup.
+    fn finish_run(&mut self, mut run: Running, seen: Observed) -> RunFacts {
+        let exit = seen.exit.unwrap_or(ExitInfo {
+            code: None,
+            signal: None,
+        });
+        let cgroup = self.plan.cgroup.clone();
+        if cgroup.populated().unwrap_or(false) {
+            let _ = cgroup.kill();
+            if !cgroup.wait_empty(KILL_SETTLE).unwrap_or(false) {
+                self.note("processes remain in the cgroup after cgroup.kill");
+            }
+        }
+        let mut buf = vec![0u8; 64 * 1024];
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while self.pump_output(&mut run, &mut buf) && Instant::now() < deadline {
+            let mut fds = [PollFd::new(run.output.as_fd(), PollFlags::POLLIN)];
+            let _ = poll(&mut fds, PollTimeout::from(100u16));
+        }
+        let mut dummy = Observed::default();
+        self.reap(None, &mut dummy);
+        let oom_kills = cgroup.memory_events().map(|e| e.oom_kill).unwrap_or(0);
+        drop(run.oom.take());
+        if let Err(e) = cgroup.remove() {
+            self.note(&format!("cannot remove the cgroup: {e:#}"));
+        }
+        let stop_signal = matches!(self.stop, Some(Stop::Signal));
+        let kill_request = match &self.stop {
+            Some(Stop::Requested(r)) => Some(r.clone()),
+            _ => self.request(),
+        };
+        RunFacts {
+            exit,
+            kill_request,
+            stop_signal,
+            hard_timeout: seen.hard_timeout,
+            oom_kills,
+            memory_max: self.plan.limits.memory_max,
+        }
+    }
+
+    /// Waits out a restart delay; returns the next run, or None if stopped (or it failed).
+    fn backoff(&mut self, delay: Duration, cause: &str) -> Option<Running> {
+        let at = SystemTime::now() + delay;
+        self.record.state = AgentState::Starting;
+        self.record.pid = None;
+        self.record.next_restart_at = Some(at);
+        self.record.cause = Some(cause.to_string());
+        self.save();
+        self.note(&format!(
+            "{cause}; restarting in {}",
+            humantime::format_duration(delay)
+        ));
+        self.event(
+            "restart_scheduled",
+            json!({"delay_ms": delay.as_millis() as u64, "cause": cause}),
+        );
+        let deadline = Instant::now() + delay;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let mut fds = [PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
+            let _ = poll(
+                &mut fds,
+                PollTimeout::from(left.as_millis().clamp(1, 60_000) as u16),
+            );
+            while let Ok(Some(info)) = self.signals.read_signal() {
+                if info.ssi_signo as i32 != Signal::SIGCHLD as i32 {
+                    self.stop = Some(self.request().map(Stop::Requested).unwrap_or(Stop::Signal));
+                }
+            }
+            self.reap(None, &mut Observed::default());
+            if self.stop.is_some() || self.request().is_some() {
+                return None;
+            }
+        }
+        let restarts = self.record.restarts + 1;
+        match self.start_run(restarts) {
+            Ok(run) => Some(run),
+            Err(e) => {
+                self.note(&format!("restart failed: {e:#}"));
+                self.event("restart_failed", json!({"error": format!("{e:#}")}));
+                let _ = self.plan.cgroup.remove();
+                None
+            }
+        }
+    }
+
+    /// Records the end for good.
+    fn finish(&mut self, state: AgentState, cause: String, killed_by: Option<String>) {
+        self.note(&format!("agent ended: {cause}"));
+        let r = &mut self.record;
+        r.state = state;
+        r.cause = Some(cause.clone());
+        r.killed_by = killed_by.clone();
+        r.pid = None;
+        r.ended_at = Some(SystemTime::now());
+        r.next_restart_at = None;
+        self.save();
+        let exit = self.record.exit;
+        self.event(
+            "exit",
+            json!({
+                "state": state,
+                "code": exit.and_then(|e| e.code),
+                "signal": exit.and_then(|e| e.signal),
+                "cause": cause,
+                "killed_by": killed_by,
+                "oom_kills": self.record.oom_kills,
+                "restarts": self.record.restarts,
+                "summary": exit.map(|e| describe_exit(&e)),
+            }),
+        );
+        let _ = std::fs::remove_file(self.dirs.kill_request_path(&self.plan.id));
+    }
+
+    fn request(&self) -> Option<KillRequest> {
+        KillRequest::load(&self.dirs.kill_request_path(&self.plan.id))
+    }
+
+    fn save(&mut self) {
+        if let Err(e) = self.record.save(&self.dirs.state_path(&self.plan.id)) {
+            self.note(&format!("cannot save state: {e:#}"));
+        }
+    }
+
+    fn event(&mut self, kind: &str, detail: serde_json::Value) {
+        if let Err(e) = journal::append(&self.dirs.journal_path(), kind, &self.plan.id, detail) {
+            self.note(&format!("cannot write the journal: {e:#}"));
+        }
+    }
+
+    fn note(&mut self, message: &str) {
+        if let Some(log) = &mut self.log {
+            log.note(message);
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! The agent's output log, capped: past the size limit the file is rotated to `.1` (one old
+//! file kept), so a chatty agent can never fill the disk.
+
+use std::{
+    fs::{File, OpenOptions},
+    io::{self, Write},
+    path::PathBuf,
+};
+
+/// Where an agent's output goes.
+pub struct LogSink {
+    path: PathBuf,
+    file: File,
+    size: u64,
+    cap: u64,
+}
+
+impl LogSink {
+    /// Opens (appending to) the log at `path`.
+    pub fn open(path: PathBuf, cap: u64) -> io::Result<LogSink> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let size = file.metadata()?.len();
+        Ok(LogSink {
+            path,
+            file,
+            size,
+            cap: cap.max(4096),
+        })
+    }
+
+    /// Appends output, rotating first if it would pass the cap.
+    pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        if self.size > 0 && self.size + data.len() as u64 > self.cap {
+            let mut old = self.path.clone().into_os_string();
+            old.push(".1");
+            std::fs::rename(&self.path, &old)?;
+            self.file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?;
+            self.size = 0;
+        }
+        self.file.write_all(data)?;
+        self.size += data.len() as u64;
+        Ok(())
+    }
+
+    /// Adds a line of fleetctl's own ("fleetctl: soft timeout, sent SIGUSR1").
+    pub fn note(&mut self, message: &str) {
+        // Losing a note must never stop supervision.
+        let _ = self.write(format!("fleetctl: {message}\n").as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotates_past_the_cap_keeping_one_old_file() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let path = tmp.path().join("a.log");
+        let mut sink = LogSink::open(path.clone(), 4096).expect("open");
+        let chunk = vec![b'x'; 3000];
+        sink.write(&chunk).expect("w1");
+        sink.write(&chunk).expect("w2 rotates");
+        sink.write(&chunk).expect("w3 rotates again");
+        assert_eq!(std::fs::metadata(&path).expect("log").len(), 3000);
+        assert_eq!(
+            std::fs::metadata(tmp.path().join("a.log.1"))
+                .expect("old")
+                .len(),
+            3000
+        );
+        assert!(!tmp.path().join("a.log.2").exists());
+    }
+}

@@ -1,0 +1,94 @@
+//! Everything a command needs to find the fleet, resolved once from flags, environment,
+//! config file and defaults.
+
+use crate::config::Config;
+use anyhow::Result;
+use fleet_cli::GlobalArgs;
+use fleet_core::{
+    cgroup::{Fleet, Mounts, OwnCgroups},
+    paths::Dirs,
+};
+use std::path::PathBuf;
+
+/// Built-in defaults of the interface contract (DESIGN.md).
+pub const DEFAULT_CGROUP_PARENT: &str = "/fleet";
+const DEFAULT_STATE_DIR: &str = "/run/fleet";
+const DEFAULT_LOG_DIR: &str = "/var/log/fleet";
+const DEFAULT_WORKSPACE_ROOT: &str = "/var/lib/fleet/workspaces";
+
+/// Default thresholds, percent of the fleet budget (the seed's numbers).
+pub const DEFAULT_SPAWN_THRESHOLD: u8 = 85;
+/// The kill threshold.
+pub const DEFAULT_KILL_THRESHOLD: u8 = 95;
+
+/// The resolved context.
+#[derive(Clone)]
+pub struct Ctx {
+    /// State and log directories.
+    pub dirs: Dirs,
+    /// The fleet root in every hierarchy.
+    pub fleet: Fleet,
+    /// Where workspace names resolve.
+    pub workspace_root: PathBuf,
+    /// `/proc`.
+    pub proc_root: PathBuf,
+    /// The config file's contents.
+    pub config: Config,
+}
+
+impl Ctx {
+    /// Resolves paths and detects the cgroup layout.
+    pub fn resolve(global: &GlobalArgs) -> Result<Ctx> {
+        let config = Config::load(global.config.as_deref())?;
+        let proc_root = PathBuf::from("/proc");
+        let cgroup_parent = global
+            .cgroup_parent
+            .clone()
+            .or_else(|| config.paths.cgroup_parent.clone())
+            .unwrap_or_else(|| DEFAULT_CGROUP_PARENT.into());
+        fleet_core::cgroup::validate_parent(&cgroup_parent)
+            .map_err(|m| crate::exit::Fail::new(crate::exit::Exit::Usage, m))?;
+        let mounts = Mounts::detect(&proc_root)?;
+        let own = OwnCgroups::read(&proc_root)?;
+        let fleet = Fleet::resolve(&mounts, &own, &cgroup_parent)?;
+        let pick = |flag: &Option<PathBuf>, file: &Option<PathBuf>, default: &str| {
+            flag.clone()
+                .or_else(|| file.clone())
+                .unwrap_or_else(|| PathBuf::from(default))
+        };
+        Ok(Ctx {
+            dirs: Dirs {
+                state: pick(
+                    &global.state_dir,
+                    &config.paths.state_dir,
+                    DEFAULT_STATE_DIR,
+                ),
+                log: pick(&global.log_dir, &config.paths.log_dir, DEFAULT_LOG_DIR),
+            },
+            workspace_root: pick(
+                &global.workspace_root,
+                &config.paths.workspace_root,
+                DEFAULT_WORKSPACE_ROOT,
+            ),
+            fleet,
+            proc_root,
+            config,
+        })
+    }
+
+    /// The spawn threshold in percent.
+    pub fn spawn_threshold(&self) -> u8 {
+        self.config
+            .thresholds
+            .spawn
+            .unwrap_or(DEFAULT_SPAWN_THRESHOLD)
+    }
+
+    /// The kill threshold in percent.
+    pub fn kill_threshold(&self) -> u8 {
+        self.config
+            .thresholds
+            .kill
+            .unwrap_or(DEFAULT_KILL_THRESHOLD)
+    }
+}

@@ -1,0 +1,94 @@
+//! Exit codes are a type, decided in `main`; commands never exit the process themselves.
+
+use std::fmt;
+
+/// How fleetctl ends. The numbers are a contract documented in `docs/exit-codes.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// 0: done.
+    Ok,
+    /// 1: it failed; the message says why.
+    Failure,
+    /// 2: the command line was wrong.
+    Usage,
+    /// 3: a bulk operation did part of its work.
+    Partial,
+    /// 4: the id is already running, or the name is in use.
+    Busy,
+    /// 5: no such agent.
+    NoSuchAgent,
+    /// 75: refused for now: memory is over the spawn threshold (EX_TEMPFAIL).
+    Refused,
+    /// 77: not permitted (EX_NOPERM).
+    Permission,
+    /// 130: interrupted by Ctrl-C.
+    Interrupted,
+    /// The agent's own exit code (`spawn --wait`, `run-in-cgroup`).
+    Code(i32),
+}
+
+impl Exit {
+    /// The process exit code.
+    pub fn code(self) -> i32 {
+        match self {
+            Exit::Ok => 0,
+            Exit::Failure => 1,
+            Exit::Usage => 2,
+            Exit::Partial => 3,
+            Exit::Busy => 4,
+            Exit::NoSuchAgent => 5,
+            Exit::Refused => 75,
+            Exit::Permission => 77,
+            Exit::Interrupted => 130,
+            Exit::Code(c) => c,
+        }
+    }
+}
+
+/// An error that ends the command with a specific exit code and one line for the operator.
+#[derive(Debug)]
+pub struct Fail {
+    /// The exit code.
+    pub exit: Exit,
+    /// What was wrong and what to do.
+    pub message: String,
+}
+
+impl Fail {
+    /// Builds the error as an `anyhow::Error`, ready to return.
+    pub fn new(exit: Exit, message: impl Into<String>) -> anyhow::Error {
+        anyhow::Error::new(Fail {
+            exit,
+            message: message.into(),
+        })
+    }
+}
+
+impl fmt::Display for Fail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Fail {}
+
+/// Decides the exit code for an error: a [`Fail`] says it; a permission error anywhere in
+/// the chain is 77; anything else is 1.
+pub fn exit_for(err: &anyhow::Error) -> Exit {
+    if let Some(fail) = err.downcast_ref::<Fail>() {
+        return fail.exit;
+    }
+    let denied = err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
+            || cause
+                .downcast_ref::<fleet_core::Error>()
+                .is_some_and(|e| e.io_kind() == Some(std::io::ErrorKind::PermissionDenied))
+    });
+    if denied {
+        Exit::Permission
+    } else {
+        Exit::Failure
+    }
+}

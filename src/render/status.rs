@@ -1,0 +1,179 @@
+//! The `status` report: the host header and one row per agent; `--json` schema 1.
+
+use fleet_core::{
+    size::format_iec,
+    state::AgentState,
+    timefmt::{human_duration, rfc3339},
+};
+use serde::Serialize;
+use std::{collections::BTreeMap, path::PathBuf, time::SystemTime};
+
+/// The `--json` schema version; bumped when a field changes meaning or goes away.
+pub const STATUS_SCHEMA: u32 = 1;
+
+/// The whole report.
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    /// [`STATUS_SCHEMA`].
+    pub schema: u32,
+    /// The host and fleet.
+    pub host: HostStatus,
+    /// One entry per agent shown.
+    pub agents: Vec<AgentStatus>,
+    /// Records that could not be read.
+    pub bad_records: Vec<BadRecordStatus>,
+}
+
+/// The host header.
+#[derive(Debug, Serialize)]
+pub struct HostStatus {
+    /// `unified` or `hybrid`.
+    pub layout: fleet_core::cgroup::Layout,
+    /// The fleet root (unified-tree path).
+    pub fleet_root: PathBuf,
+    /// Bytes the fleet may use.
+    pub budget_bytes: u64,
+    /// `host` (MemTotal) or `fleet-root` (its memory limit).
+    pub budget_source: fleet_core::meminfo::BudgetSource,
+    /// Bytes in use.
+    pub used_bytes: u64,
+    /// Bytes available.
+    pub available_bytes: u64,
+    /// Used, percent of budget.
+    pub used_percent: f64,
+    /// Spawns are refused at or above this percentage.
+    pub spawn_threshold: u8,
+    /// The watcher kills at or above this percentage.
+    pub kill_threshold: u8,
+    /// Host swap size.
+    pub swap_total_bytes: u64,
+    /// Host swap in use.
+    pub swap_used_bytes: u64,
+    /// Agent counts by state (all agents, before filters).
+    pub agents_by_state: BTreeMap<AgentState, usize>,
+}
+
+/// One agent row.
+#[derive(Debug, Serialize)]
+pub struct AgentStatus {
+    pub id: String,
+    pub state: AgentState,
+    pub pid: Option<i32>,
+    pub supervisor_pid: Option<i32>,
+    pub workspace: PathBuf,
+    pub command: Vec<String>,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub uptime_seconds: Option<u64>,
+    pub memory_current_bytes: Option<u64>,
+    pub memory_max_bytes: Option<u64>,
+    pub memory_peak_bytes: Option<u64>,
+    pub pids_current: Option<u64>,
+    pub soft_deadline: Option<String>,
+    pub hard_deadline: Option<String>,
+    pub restarts: u32,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub cause: Option<String>,
+    pub killed_by: Option<String>,
+    pub oom_kills: u64,
+    pub protect: bool,
+    pub cgroup: PathBuf,
+    pub log: PathBuf,
+}
+
+/// A record that could not be read.
+#[derive(Debug, Serialize)]
+pub struct BadRecordStatus {
+    pub path: PathBuf,
+    pub error: String,
+}
+
+/// Formats an optional time for JSON.
+pub fn time(t: Option<SystemTime>) -> Option<String> {
+    t.map(rfc3339)
+}
+
+/// The human rendering.
+pub fn render_table(report: &StatusReport) -> String {
+    let h = &report.host;
+    let counts: Vec<String> = h
+        .agents_by_state
+        .iter()
+        .map(|(s, n)| format!("{n} {s}"))
+        .collect();
+    let mut out = format!(
+        "fleet memory: {} of {} used ({:.1} %), {} available; spawn stops at {} %, kill at {} %\n\
+         budget: {}; swap: {} of {}; layout: {}\n\
+         fleet root: {}; agents: {}\n",
+        format_iec(h.used_bytes),
+        format_iec(h.budget_bytes),
+        h.used_percent,
+        format_iec(h.available_bytes),
+        h.spawn_threshold,
+        h.kill_threshold,
+        match h.budget_source {
+            fleet_core::meminfo::BudgetSource::Host => "host MemTotal",
+            fleet_core::meminfo::BudgetSource::FleetRoot => "fleet root memory.max",
+        },
+        format_iec(h.swap_used_bytes),
+        format_iec(h.swap_total_bytes),
+        h.layout,
+        h.fleet_root.display(),
+        if counts.is_empty() {
+            "none".to_string()
+        } else {
+            counts.join(", ")
+        },
+    );
+    if report.agents.is_empty() {
+        out.push_str("no agents\n");
+    } else {
+        let mut t = super::table(&[
+            "ID",
+            "STATE",
+            "PID",
+            "UPTIME",
+            "MEMORY",
+            "PIDS",
+            "WORKSPACE",
+            "EXIT / CAUSE",
+        ]);
+        for a in &report.agents {
+            let memory = match (a.memory_current_bytes, a.memory_max_bytes) {
+                (Some(c), Some(m)) => format!(
+                    "{} / {} ({:.0} %)",
+                    format_iec(c),
+                    format_iec(m),
+                    c as f64 * 100.0 / m.max(1) as f64
+                ),
+                (Some(c), None) => format_iec(c),
+                _ => "-".into(),
+            };
+            t.add_row(vec![
+                a.id.clone(),
+                a.state.to_string(),
+                a.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                a.uptime_seconds
+                    .map(|s| human_duration(std::time::Duration::from_secs(s)))
+                    .unwrap_or_else(|| "-".into()),
+                memory,
+                a.pids_current
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                a.workspace.display().to_string(),
+                a.cause.clone().unwrap_or_default(),
+            ]);
+        }
+        out.push_str(&t.to_string());
+        out.push('\n');
+    }
+    for bad in &report.bad_records {
+        out.push_str(&format!(
+            "unreadable record {}: {}\n",
+            bad.path.display(),
+            bad.error
+        ));
+    }
+    out
+}
