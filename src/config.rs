@@ -67,13 +67,9 @@ impl Config {
             None if Path::new(DEFAULT_CONFIG).exists() => Path::new(DEFAULT_CONFIG),
             None => return Ok(Config::default()),
         };
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config {}", path.display()))?;
-        let config: Config =
-            toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?;
-        config
-            .check()
-            .with_context(|| format!("invalid config {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+        let config: Config = toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?;
+        config.check().with_context(|| format!("invalid config {}", path.display()))?;
         Ok(config)
     }
 
@@ -85,17 +81,13 @@ impl Config {
             ("swap_max", &self.agent.swap_max),
         ] {
             if let Some(v) = value {
-                v.parse::<Limit>()
-                    .map_err(|e| anyhow::anyhow!("agent.{key}: {e}"))?;
+                v.parse::<Limit>().map_err(|e| anyhow::anyhow!("agent.{key}: {e}"))?;
             }
         }
         if let Some(v) = &self.agent.pids_max {
             fleet_cli::parse_pids(v).map_err(|e| anyhow::anyhow!("agent.pids_max: {e}"))?;
         }
-        for (key, value) in [
-            ("soft_timeout", &self.agent.soft_timeout),
-            ("hard_timeout", &self.agent.hard_timeout),
-        ] {
+        for (key, value) in [("soft_timeout", &self.agent.soft_timeout), ("hard_timeout", &self.agent.hard_timeout)] {
             if let Some(v) = value {
                 fleet_cli::parse_timeout(v).map_err(|e| anyhow::anyhow!("agent.{key}: {e}"))?;
             }
@@ -103,15 +95,9 @@ impl Config {
         if let Some(v) = &self.agent.kill_grace {
             fleet_cli::parse_duration(v).map_err(|e| anyhow::anyhow!("agent.kill_grace: {e}"))?;
         }
-        for (key, value) in [
-            ("spawn", self.thresholds.spawn),
-            ("kill", self.thresholds.kill),
-        ] {
+        for (key, value) in [("spawn", self.thresholds.spawn), ("kill", self.thresholds.kill)] {
             if let Some(v) = value {
-                anyhow::ensure!(
-                    (1..=100).contains(&v),
-                    "thresholds.{key} = {v}: use a percentage from 1 to 100"
-                );
+                anyhow::ensure!((1..=100).contains(&v), "thresholds.{key} = {v}: use a percentage from 1 to 100");
             }
         }
         Ok(())
@@ -124,8 +110,6 @@ impl Config {
 
     /// A duration from `[agent]`, already checked.
     pub fn duration(value: &Option<String>) -> Option<Duration> {
-        value
-            .as_deref()
-            .and_then(|v| fleet_cli::parse_duration(v).ok())
+        value.as_deref().and_then(|v| fleet_cli::parse_duration(v).ok())
     }
 }

@@ -47,29 +47,19 @@ impl Ctx {
             .or_else(|| config.paths.cgroup_parent.clone())
             .unwrap_or_else(|| DEFAULT_CGROUP_PARENT.into());
         fleet_core::cgroup::validate_parent(&cgroup_parent)
-            .map_err(|m| crate::exit::Fail::new(crate::exit::Exit::Usage, m))?;
+            .map_err(|m| crate::exit::Fail::error(crate::exit::Exit::Usage, m))?;
         let mounts = Mounts::detect(&proc_root)?;
         let own = OwnCgroups::read(&proc_root)?;
         let fleet = Fleet::resolve(&mounts, &own, &cgroup_parent)?;
         let pick = |flag: &Option<PathBuf>, file: &Option<PathBuf>, default: &str| {
-            flag.clone()
-                .or_else(|| file.clone())
-                .unwrap_or_else(|| PathBuf::from(default))
+            flag.clone().or_else(|| file.clone()).unwrap_or_else(|| PathBuf::from(default))
         };
         Ok(Ctx {
             dirs: Dirs {
-                state: pick(
-                    &global.state_dir,
-                    &config.paths.state_dir,
-                    DEFAULT_STATE_DIR,
-                ),
+                state: pick(&global.state_dir, &config.paths.state_dir, DEFAULT_STATE_DIR),
                 log: pick(&global.log_dir, &config.paths.log_dir, DEFAULT_LOG_DIR),
             },
-            workspace_root: pick(
-                &global.workspace_root,
-                &config.paths.workspace_root,
-                DEFAULT_WORKSPACE_ROOT,
-            ),
+            workspace_root: pick(&global.workspace_root, &config.paths.workspace_root, DEFAULT_WORKSPACE_ROOT),
             fleet,
             proc_root,
             config,
@@ -78,17 +68,11 @@ impl Ctx {
 
     /// The spawn threshold in percent.
     pub fn spawn_threshold(&self) -> u8 {
-        self.config
-            .thresholds
-            .spawn
-            .unwrap_or(DEFAULT_SPAWN_THRESHOLD)
+        self.config.thresholds.spawn.unwrap_or(DEFAULT_SPAWN_THRESHOLD)
     }
 
     /// The kill threshold in percent.
     pub fn kill_threshold(&self) -> u8 {
-        self.config
-            .thresholds
-            .kill
-            .unwrap_or(DEFAULT_KILL_THRESHOLD)
+        self.config.thresholds.kill.unwrap_or(DEFAULT_KILL_THRESHOLD)
     }
 }

@@ -56,11 +56,8 @@ pub struct Fail {
 
 impl Fail {
     /// Builds the error as an `anyhow::Error`, ready to return.
-    pub fn new(exit: Exit, message: impl Into<String>) -> anyhow::Error {
-        anyhow::Error::new(Fail {
-            exit,
-            message: message.into(),
-        })
+    pub fn error(exit: Exit, message: impl Into<String>) -> anyhow::Error {
+        anyhow::Error::new(Fail { exit, message: message.into() })
     }
 }
 
@@ -79,16 +76,10 @@ pub fn exit_for(err: &anyhow::Error) -> Exit {
         return fail.exit;
     }
     let denied = err.chain().any(|cause| {
-        cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
+        cause.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
             || cause
                 .downcast_ref::<fleet_core::Error>()
                 .is_some_and(|e| e.io_kind() == Some(std::io::ErrorKind::PermissionDenied))
     });
-    if denied {
-        Exit::Permission
-    } else {
-        Exit::Failure
-    }
+    if denied { Exit::Permission } else { Exit::Failure }
 }

@@ -14,14 +14,14 @@ use fleet_cli::{Cli, Command};
 fn main() {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(err) => {
-            // clap prints help and version to stdout with 0, usage errors to stderr with 2.
+        Err(err) if !err.use_stderr() => {
+            // --help and --version.
             let _ = err.print();
-            std::process::exit(if err.use_stderr() {
-                Exit::Usage.code()
-            } else {
-                0
-            });
+            std::process::exit(0);
+        }
+        Err(err) => {
+            eprintln!("fleetctl: {}", one_line(&err.render().to_string()));
+            std::process::exit(Exit::Usage.code());
         }
     };
     let code = match run(cli) {
@@ -52,10 +52,17 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
     }
 }
 
+/// Folds clap's multi-line usage error into the one line fleetctl prints for every error:
+/// the message, then where to look for the rule.
+fn one_line(rendered: &str) -> String {
+    let message = rendered.split("\n\nUsage:").next().unwrap_or(rendered);
+    let message = message.split("\n\nFor more information").next().unwrap_or(message);
+    let message = message.trim().trim_start_matches("error: ");
+    let words: Vec<&str> = message.split_whitespace().collect();
+    format!("{} (see --help)", words.join(" "))
+}
+
 /// A reader that went away (`fleetctl status | head`) is not an error.
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-    })
+    err.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe))
 }

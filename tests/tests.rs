@@ -1,1 +1,10 @@
+//! fleetctl's integration tests: the real binary on real cgroups, each test's fleet nested
+//! under the test process's own cgroup. Run as root; elsewhere each test says why it skipped.
 
+mod util;
+
+mod bad_input;
+mod lifecycle;
+mod limits;
+mod restart;
+mod timeouts;

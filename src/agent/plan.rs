@@ -56,9 +56,6 @@ pub const CRASH_LOOP_WINDOW: Duration = Duration::from_secs(600);
 impl SupervisorPlan {
     /// The state and log directories as one value.
     pub fn dirs(&self) -> Dirs {
-        Dirs {
-            state: self.state_dir.clone(),
-            log: self.log_dir.clone(),
-        }
+        Dirs { state: self.state_dir.clone(), log: self.log_dir.clone() }
     }
 }

@@ -49,8 +49,8 @@ pub enum Stopped {
     },
     /// Nothing was running.
     AlreadyEnded {
-        /// Its recorded state.
-        state: AgentState,
+        /// Its recorded state (none for a bare `cgroup-create` cgroup).
+        state: Option<AgentState>,
         /// Its recorded cause.
         cause: Option<String>,
     },
@@ -65,8 +65,7 @@ pub fn stop_agent(ctx: &Ctx, id: &AgentId, req: &StopRequest) -> Result<Option<S
     }
     // Killers of one agent take turns, so two operators (or kill and relief) never both
     // report the same kill; the second finds the agent already ended.
-    std::fs::create_dir_all(&agent_dir)
-        .with_context(|| format!("cannot create {}", agent_dir.display()))?;
+    std::fs::create_dir_all(&agent_dir).with_context(|| format!("cannot create {}", agent_dir.display()))?;
     let kill_lock_path = agent_dir.join("kill.lock");
     let kill_lock = OpenOptions::new()
         .create(true)
@@ -74,9 +73,7 @@ pub fn stop_agent(ctx: &Ctx, id: &AgentId, req: &StopRequest) -> Result<Option<S
         .write(true)
         .open(&kill_lock_path)
         .with_context(|| format!("cannot open {}", kill_lock_path.display()))?;
-    kill_lock
-        .lock()
-        .with_context(|| format!("cannot lock {}", kill_lock_path.display()))?;
+    kill_lock.lock().with_context(|| format!("cannot lock {}", kill_lock_path.display()))?;
 
     let before = view::load_one(ctx, id)?;
     let populated = cgroup.exists() && cgroup.populated().unwrap_or(false);
@@ -85,18 +82,14 @@ pub fn stop_agent(ctx: &Ctx, id: &AgentId, req: &StopRequest) -> Result<Option<S
         return Ok(Some(settle_unsupervised(ctx, id, before, req)?));
     }
 
-    let request = KillRequest {
-        by: req.by.clone(),
-        detail: req.detail.clone(),
-        at: SystemTime::now(),
-    };
+    let request = KillRequest { by: req.by.clone(), detail: req.detail.clone(), at: SystemTime::now() };
     request.save(&ctx.dirs.kill_request_path(id))?;
     // A supervisor waiting to restart has no process to notice the kill through; a signal
     // wakes it, and the request tells it not to restart.
-    if let Some(sup) = before.as_ref().and_then(|v| v.record.supervisor) {
-        if sup.is_alive(&ctx.proc_root) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(sup.pid), Signal::SIGTERM);
-        }
+    if let Some(sup) = before.as_ref().and_then(|v| v.record.supervisor)
+        && sup.is_alive(&ctx.proc_root)
+    {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(sup.pid), Signal::SIGTERM);
     }
 
     let mut sigkilled = req.force;
@@ -122,10 +115,7 @@ pub fn stop_agent(ctx: &Ctx, id: &AgentId, req: &StopRequest) -> Result<Option<S
     }
     let after = view::load_one(ctx, id)?;
     if after.as_ref().is_some_and(|v| v.supervised) {
-        bail!(
-            "{id}: its supervisor did not record the end within {}s",
-            SUPERVISOR_FINISH.as_secs()
-        );
+        bail!("{id}: its supervisor did not record the end within {}s", SUPERVISOR_FINISH.as_secs());
     }
     // An orphan (or a supervisor that died meanwhile) leaves the bookkeeping to us.
     let state = match after {
@@ -140,38 +130,26 @@ pub fn stop_agent(ctx: &Ctx, id: &AgentId, req: &StopRequest) -> Result<Option<S
 }
 
 /// Nothing runs and nobody supervises: an ended agent, or an orphan whose processes are gone.
-fn settle_unsupervised(
-    ctx: &Ctx,
-    id: &AgentId,
-    before: Option<view::AgentView>,
-    req: &StopRequest,
-) -> Result<Stopped> {
+fn settle_unsupervised(ctx: &Ctx, id: &AgentId, before: Option<view::AgentView>, req: &StopRequest) -> Result<Stopped> {
     let cgroup = ctx.fleet.agent(id);
     cgroup.remove()?;
     match before {
-        Some(v) if v.record.state.is_terminal() => Ok(Stopped::AlreadyEnded {
-            state: v.record.state,
-            cause: v.record.cause,
-        }),
+        Some(v) if v.record.state.is_terminal() => {
+            Ok(Stopped::AlreadyEnded { state: Some(v.record.state), cause: v.record.cause })
+        }
+        None => {
+            Ok(Stopped::AlreadyEnded { state: None, cause: Some("no agent record; removed its empty cgroup".into()) })
+        }
         other => {
             let cause = "ended unobserved after its supervisor died; exit status unknown";
             record_end(ctx, id, other.clone(), req, cause)?;
-            Ok(Stopped::AlreadyEnded {
-                state: AgentState::Failed,
-                cause: Some(cause.into()),
-            })
+            Ok(Stopped::AlreadyEnded { state: Some(AgentState::Failed), cause: Some(cause.into()) })
         }
     }
 }
 
 /// Writes the final record and journal event for an agent nobody else will record.
-fn record_end(
-    ctx: &Ctx,
-    id: &AgentId,
-    view: Option<view::AgentView>,
-    req: &StopRequest,
-    cause: &str,
-) -> Result<()> {
+fn record_end(ctx: &Ctx, id: &AgentId, view: Option<view::AgentView>, req: &StopRequest, cause: &str) -> Result<()> {
     let now = SystemTime::now();
     let (state, killed_by) = if cause.starts_with("killed") {
         (AgentState::Killed, Some(req.by.clone()))

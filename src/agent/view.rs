@@ -32,16 +32,8 @@ pub struct BadRecord {
 
 /// Derives the state to show from a record and whether its lock is held.
 pub fn reconcile(record: AgentRecord, supervised: bool) -> AgentView {
-    let state = if !record.state.is_terminal() && !supervised {
-        AgentState::Orphaned
-    } else {
-        record.state
-    };
-    AgentView {
-        record,
-        state,
-        supervised,
-    }
+    let state = if !record.state.is_terminal() && !supervised { AgentState::Orphaned } else { record.state };
+    AgentView { record, state, supervised }
 }
 
 /// Loads agent `id`, if it has a record.
@@ -50,10 +42,7 @@ pub fn load_one(ctx: &Ctx, id: &AgentId) -> anyhow::Result<Option<AgentView>> {
         return Ok(None);
     };
     let held = HeldLocks::read(&ctx.proc_root);
-    Ok(Some(reconcile(
-        record,
-        held.contains(&ctx.dirs.lock_path(id)),
-    )))
+    Ok(Some(reconcile(record, held.contains(&ctx.dirs.lock_path(id)))))
 }
 
 /// Loads every agent with a record, sorted by id, and the records that could not be read.
@@ -69,25 +58,16 @@ pub fn load_all(ctx: &Ctx) -> anyhow::Result<(Vec<AgentView>, Vec<BadRecord>)> {
     let held = HeldLocks::read(&ctx.proc_root);
     let (mut views, mut bad) = (Vec::new(), Vec::new());
     for entry in entries.flatten() {
-        let Some(id) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<AgentId>().ok())
-        else {
+        let Some(id) = entry.file_name().to_str().and_then(|n| n.parse::<AgentId>().ok()) else {
             continue;
         };
         let path = ctx.dirs.state_path(&id);
         match AgentRecord::load(&path) {
-            Ok(Some(record)) => {
-                views.push(reconcile(record, held.contains(&ctx.dirs.lock_path(&id))))
-            }
+            Ok(Some(record)) => views.push(reconcile(record, held.contains(&ctx.dirs.lock_path(&id)))),
             // A directory with a lock but no record yet: a spawn in progress, or one that
             // was killed before writing; `status` has nothing to show for it.
             Ok(None) => {}
-            Err(e) => bad.push(BadRecord {
-                path,
-                error: e.to_string(),
-            }),
+            Err(e) => bad.push(BadRecord { path, error: e.to_string() }),
         }
     }
     views.sort_by(|a, b| a.record.id.cmp(&b.record.id));

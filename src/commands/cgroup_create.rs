@@ -12,7 +12,7 @@ use fleet_cli::CgroupCreateArgs;
 /// Entry point.
 pub fn run(ctx: &Ctx, args: CgroupCreateArgs) -> Result<Exit> {
     let limits = resolve_limits(ctx, &args.limits);
-    limits.validate().map_err(|m| Fail::new(Exit::Usage, m))?;
+    limits.validate().map_err(|m| Fail::error(Exit::Usage, m))?;
     ctx.fleet.ensure()?;
     let cgroup = ctx.fleet.agent(&args.name);
     let created = cgroup.create()?;
@@ -22,11 +22,7 @@ pub fn run(ctx: &Ctx, args: CgroupCreateArgs) -> Result<Exit> {
         }
         return Err(e.into());
     }
-    let verb = if created {
-        "created"
-    } else {
-        "exists; limits applied"
-    };
+    let verb = if created { "created" } else { "exists; limits applied" };
     println!("{}: {verb}", args.name);
     for dir in cgroup.dirs() {
         println!("  {}", dir.display());

@@ -14,21 +14,12 @@ use fleet_core::id::AgentId;
 
 /// Entry point.
 pub fn run(ctx: &Ctx, args: KillArgs) -> Result<Exit> {
-    let ids: Vec<AgentId> = if args.all {
-        all_ids(ctx)?
-    } else {
-        args.ids.clone()
-    };
+    let ids: Vec<AgentId> = if args.all { all_ids(ctx)? } else { args.ids.clone() };
     if args.all && ids.is_empty() {
         println!("no agents to kill");
         return Ok(Exit::Ok);
     }
-    let req = StopRequest {
-        by: "user".into(),
-        detail: None,
-        grace: args.grace,
-        force: args.force,
-    };
+    let req = StopRequest { by: "user".into(), detail: None, grace: args.grace, force: args.force };
     let (mut unknown, mut failed) = (Vec::new(), 0);
     for id in &ids {
         match stop_agent(ctx, id, &req) {
@@ -43,6 +34,7 @@ pub fn run(ctx: &Ctx, args: KillArgs) -> Result<Exit> {
                 println!("{id}: {how} (state {state})");
             }
             Ok(Some(Stopped::AlreadyEnded { state, cause })) => {
+                let state = state.map(|s| s.to_string()).unwrap_or_else(|| "no record".into());
                 let cause = cause.map(|c| format!(": {c}")).unwrap_or_default();
                 println!("{id}: already ended ({state}{cause}); nothing to kill");
             }
@@ -55,16 +47,9 @@ pub fn run(ctx: &Ctx, args: KillArgs) -> Result<Exit> {
     }
     if !unknown.is_empty() {
         let names: Vec<&str> = unknown.iter().map(AgentId::as_str).collect();
-        let message = format!(
-            "no such agent: {} (see `fleetctl status`)",
-            names.join(", ")
-        );
-        let exit = if unknown.len() == ids.len() {
-            Exit::NoSuchAgent
-        } else {
-            Exit::Partial
-        };
-        return Err(Fail::new(exit, message));
+        let message = format!("no such agent: {} (see `fleetctl status`)", names.join(", "));
+        let exit = if unknown.len() == ids.len() { Exit::NoSuchAgent } else { Exit::Partial };
+        return Err(Fail::error(exit, message));
     }
     Ok(match failed {
         0 => Exit::Ok,
@@ -76,16 +61,13 @@ pub fn run(ctx: &Ctx, args: KillArgs) -> Result<Exit> {
 /// Every agent with a record or a cgroup.
 fn all_ids(ctx: &Ctx) -> Result<Vec<AgentId>> {
     let (views, _) = view::load_all(ctx)?;
-    let mut ids: Vec<AgentId> = views
-        .into_iter()
-        .filter(|v| !v.record.state.is_terminal())
-        .map(|v| v.record.id)
-        .collect();
+    let mut ids: Vec<AgentId> =
+        views.into_iter().filter(|v| !v.record.state.is_terminal()).map(|v| v.record.id).collect();
     for name in ctx.fleet.agent_names()? {
-        if let Ok(id) = name.parse::<AgentId>() {
-            if !ids.contains(&id) {
-                ids.push(id);
-            }
+        if let Ok(id) = name.parse::<AgentId>()
+            && !ids.contains(&id)
+        {
+            ids.push(id);
         }
     }
     ids.sort();

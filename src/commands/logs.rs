@@ -36,7 +36,7 @@ pub fn run(ctx: &Ctx, args: LogsArgs) -> Result<Exit> {
         if known {
             return Ok(Exit::Ok); // an agent that has printed nothing yet
         }
-        return Err(Fail::new(
+        return Err(Fail::error(
             Exit::NoSuchAgent,
             format!("no such agent: {} (no log at {})", args.id, path.display()),
         ));
@@ -59,10 +59,7 @@ pub fn run(ctx: &Ctx, args: LogsArgs) -> Result<Exit> {
 }
 
 fn agent_alive(ctx: &Ctx, id: &AgentId) -> bool {
-    view::load_one(ctx, id)
-        .ok()
-        .flatten()
-        .is_some_and(|v| v.supervised)
+    view::load_one(ctx, id).ok().flatten().is_some_and(|v| v.supervised)
 }
 
 /// `spawn --wait`: stream the agent's output until its supervisor exits, then exit with the
@@ -113,23 +110,11 @@ pub fn wait_attached(ctx: &Ctx, id: &AgentId, mut supervisor: Child) -> Result<E
         f.copy_new(&mut out)?;
     }
     let record = view::load_one(ctx, id)?.map(|v| v.record);
-    let exit = record
-        .as_ref()
-        .and_then(|r| r.exit)
-        .map(|e| e.shell_code())
-        .unwrap_or(1);
+    let exit = record.as_ref().and_then(|r| r.exit).map(|e| e.shell_code()).unwrap_or(1);
     if let Some(r) = record {
-        eprintln!(
-            "fleetctl: {id} {}: {}",
-            r.state,
-            r.cause.unwrap_or_default()
-        );
+        eprintln!("fleetctl: {id} {}: {}", r.state, r.cause.unwrap_or_default());
     }
-    Ok(if presses.load(Ordering::SeqCst) > 0 {
-        Exit::Interrupted
-    } else {
-        Exit::Code(exit)
-    })
+    Ok(if presses.load(Ordering::SeqCst) > 0 { Exit::Interrupted } else { Exit::Code(exit) })
 }
 
 /// Reads a growing log from an offset, and starts over when it is rotated.
@@ -141,15 +126,10 @@ struct Follower {
 
 impl Follower {
     fn open(path: &Path, offset: u64) -> Result<Follower> {
-        let mut file =
-            File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
         file.seek(SeekFrom::Start(offset))?;
         let inode = file.metadata()?.ino();
-        Ok(Follower {
-            path: path.to_path_buf(),
-            file,
-            inode,
-        })
+        Ok(Follower { path: path.to_path_buf(), file, inode })
     }
 
     fn copy_new(&mut self, out: &mut impl Write) -> Result<()> {
@@ -173,14 +153,7 @@ fn tail_offset(path: &Path, n: usize) -> Result<u64> {
         return Ok(data.len() as u64);
     }
     let body = data.strip_suffix(b"\n").unwrap_or(&data);
-    let start = body
-        .iter()
-        .enumerate()
-        .rev()
-        .filter(|(_, b)| **b == b'\n')
-        .nth(n - 1)
-        .map(|(i, _)| i + 1)
-        .unwrap_or(0);
+    let start = body.iter().enumerate().rev().filter(|(_, b)| **b == b'\n').nth(n - 1).map(|(i, _)| i + 1).unwrap_or(0);
     Ok(start as u64)
 }
 

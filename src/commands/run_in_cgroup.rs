@@ -14,7 +14,7 @@ use std::{os::unix::process::ExitStatusExt, process::Command};
 pub fn run(ctx: &Ctx, args: RunInCgroupArgs) -> Result<Exit> {
     let cgroup = ctx.fleet.agent(&args.id);
     if !cgroup.exists() {
-        return Err(Fail::new(
+        return Err(Fail::error(
             Exit::NoSuchAgent,
             format!(
                 "no cgroup for {} under {}: spawn the agent or `fleetctl cgroup-create {}` first",
@@ -31,13 +31,6 @@ pub fn run(ctx: &Ctx, args: RunInCgroupArgs) -> Result<Exit> {
     // verdict instead of dying first and leaving it running unattended.
     // SAFETY: setting a signal disposition to SIG_IGN has no handler to be unsafe about.
     unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
-    let status = cmd
-        .spawn()
-        .with_context(|| format!("cannot start '{}'", args.command[0]))?
-        .wait()?;
-    Ok(Exit::Code(
-        status
-            .code()
-            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
-    ))
+    let status = cmd.spawn().with_context(|| format!("cannot start '{}'", args.command[0]))?.wait()?;
+    Ok(Exit::Code(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))))
 }

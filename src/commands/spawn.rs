@@ -43,7 +43,7 @@ pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
     };
     lock.set_holder("spawn")?;
     if plan.cgroup.exists() && plan.cgroup.populated()? {
-        return Err(Fail::new(
+        return Err(Fail::error(
             Exit::Busy,
             format!(
                 "{}: its cgroup still has {} process(es) but no supervisor (orphaned); end them with `fleetctl kill {}` first",
@@ -53,12 +53,7 @@ pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
             ),
         ));
     }
-    let mut undo = Undo {
-        ctx,
-        id: &plan.id,
-        cgroup: &plan.cgroup,
-        armed: true,
-    };
+    let mut undo = Undo { ctx, id: &plan.id, cgroup: &plan.cgroup, armed: true };
     prepare(ctx, &plan)?;
     let (child, pid) = start_supervisor(&plan, &lock)?;
     undo.armed = false;
@@ -72,7 +67,7 @@ pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
 
 /// Turns the arguments into a validated plan; touches nothing.
 fn make_plan(ctx: &Ctx, args: &SpawnArgs) -> Result<SupervisorPlan> {
-    let usage = |m: String| Fail::new(Exit::Usage, m);
+    let usage = |m: String| Fail::error(Exit::Usage, m);
     let limits = resolve_limits(ctx, &args.limits);
     limits.validate().map_err(usage)?;
     let a = &ctx.config.agent;
@@ -85,20 +80,18 @@ fn make_plan(ctx: &Ctx, args: &SpawnArgs) -> Result<SupervisorPlan> {
     };
     let soft = timeout(args.soft_timeout, &a.soft_timeout, DEFAULT_SOFT_TIMEOUT);
     let hard = timeout(args.hard_timeout, &a.hard_timeout, DEFAULT_HARD_TIMEOUT);
-    if let (Some(s), Some(h)) = (soft, hard) {
-        if s >= h {
-            return Err(usage(format!(
-                "the soft timeout ({}) must be shorter than the hard timeout ({}): the warning comes before the end",
-                human_duration(s),
-                human_duration(h)
-            )));
-        }
+    if let (Some(s), Some(h)) = (soft, hard)
+        && s >= h
+    {
+        return Err(usage(format!(
+            "the soft timeout ({}) must be shorter than the hard timeout ({}): the warning comes before the end",
+            human_duration(s),
+            human_duration(h)
+        )));
     }
     let workspace = resolve_workspace(&ctx.workspace_root, &args.workspace)?;
     if args.command[0].is_empty() {
-        return Err(usage(
-            "the command is empty: give it after `--`, e.g. -- cargo build".into(),
-        ));
+        return Err(usage("the command is empty: give it after `--`, e.g. -- cargo build".into()));
     }
     Ok(SupervisorPlan {
         id: args.id.clone(),
@@ -109,10 +102,7 @@ fn make_plan(ctx: &Ctx, args: &SpawnArgs) -> Result<SupervisorPlan> {
         limits,
         soft_timeout: soft,
         hard_timeout: hard,
-        kill_grace: args
-            .kill_grace
-            .or_else(|| Config::duration(&a.kill_grace))
-            .unwrap_or(DEFAULT_KILL_GRACE),
+        kill_grace: args.kill_grace.or_else(|| Config::duration(&a.kill_grace)).unwrap_or(DEFAULT_KILL_GRACE),
         restart: match args.restart {
             RestartArg::Never => RestartPolicy::Never,
             RestartArg::OnFailure => RestartPolicy::OnFailure,
@@ -124,11 +114,7 @@ fn make_plan(ctx: &Ctx, args: &SpawnArgs) -> Result<SupervisorPlan> {
         log_dir: absolute(&ctx.dirs.log)?,
         log_max_size: args
             .log_max_size
-            .or_else(|| {
-                a.log_max_size
-                    .as_deref()
-                    .and_then(|v| fleet_core::size::parse_bytes(v).ok())
-            })
+            .or_else(|| a.log_max_size.as_deref().and_then(|v| fleet_core::size::parse_bytes(v).ok()))
             .unwrap_or(DEFAULT_LOG_MAX),
     })
 }
@@ -138,25 +124,12 @@ pub fn resolve_limits(ctx: &Ctx, flags: &fleet_cli::LimitArgs) -> Limits {
     let a = &ctx.config.agent;
     let d = Limits::default();
     Limits {
-        memory_max: flags
-            .memory_max
-            .or(Config::limit(&a.memory_max))
-            .unwrap_or(d.memory_max),
-        memory_high: flags
-            .memory_high
-            .or(Config::limit(&a.memory_high))
-            .unwrap_or(d.memory_high),
-        swap_max: flags
-            .swap_max
-            .or(Config::limit(&a.swap_max))
-            .unwrap_or(d.swap_max),
+        memory_max: flags.memory_max.or(Config::limit(&a.memory_max)).unwrap_or(d.memory_max),
+        memory_high: flags.memory_high.or(Config::limit(&a.memory_high)).unwrap_or(d.memory_high),
+        swap_max: flags.swap_max.or(Config::limit(&a.swap_max)).unwrap_or(d.swap_max),
         pids_max: flags
             .pids_max
-            .or_else(|| {
-                a.pids_max
-                    .as_deref()
-                    .and_then(|v| fleet_cli::parse_pids(v).ok())
-            })
+            .or_else(|| a.pids_max.as_deref().and_then(|v| fleet_cli::parse_pids(v).ok()))
             .unwrap_or(d.pids_max),
     }
 }
@@ -164,25 +137,15 @@ pub fn resolve_limits(ctx: &Ctx, flags: &fleet_cli::LimitArgs) -> Limits {
 /// A workspace is a path (it has a `/` or starts with `.`) or a name under the workspace root.
 fn resolve_workspace(root: &Path, given: &str) -> Result<PathBuf> {
     let is_path = given.contains('/') || given.starts_with('.');
-    let path = if is_path {
-        PathBuf::from(given)
-    } else {
-        root.join(given)
-    };
+    let path = if is_path { PathBuf::from(given) } else { root.join(given) };
     match std::fs::metadata(&path) {
         Ok(m) if m.is_dir() => Ok(std::fs::canonicalize(&path).unwrap_or(path)),
-        Ok(_) => Err(Fail::new(
+        Ok(_) => Err(Fail::error(Exit::Usage, format!("workspace {} is not a directory", path.display()))),
+        Err(_) if is_path => Err(Fail::error(
             Exit::Usage,
-            format!("workspace {} is not a directory", path.display()),
+            format!("workspace {} does not exist: create it, or give an existing directory", path.display()),
         )),
-        Err(_) if is_path => Err(Fail::new(
-            Exit::Usage,
-            format!(
-                "workspace {} does not exist: create it, or give an existing directory",
-                path.display()
-            ),
-        )),
-        Err(_) => Err(Fail::new(
+        Err(_) => Err(Fail::error(
             Exit::Usage,
             format!(
                 "workspace '{given}' not found under the workspace root {}: create it, pass a path, or set --workspace-root",
@@ -193,11 +156,7 @@ fn resolve_workspace(root: &Path, given: &str) -> Result<PathBuf> {
 }
 
 fn absolute(path: &Path) -> Result<PathBuf> {
-    Ok(if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        std::env::current_dir()?.join(path)
-    })
+    Ok(if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir()?.join(path) })
 }
 
 /// Admission control: refuse (75) while the fleet is at or above the spawn threshold.
@@ -205,7 +164,7 @@ fn admit(ctx: &Ctx, threshold: u8) -> Result<()> {
     let budget = Budget::measure(&ctx.fleet, &ctx.proc_root)?;
     let pct = budget.percent();
     if pct >= threshold as f64 {
-        return Err(Fail::new(
+        return Err(Fail::error(
             Exit::Refused,
             format!(
                 "refusing to spawn: fleet memory is at {pct:.1} % ({} used of {}), at or above the spawn threshold of {threshold} %; wait for agents to finish, or free memory with `fleetctl relief`",
@@ -220,29 +179,33 @@ fn admit(ctx: &Ctx, threshold: u8) -> Result<()> {
 /// The exit-4 error for an id whose lock is held, naming who holds it.
 fn busy(ctx: &Ctx, id: &AgentId) -> anyhow::Error {
     let record = view::load_one(ctx, id).ok().flatten().map(|v| v.record);
-    let message = match record {
-        Some(r) if !r.state.is_terminal() => {
-            let pid = r
-                .pid
-                .map(|p| format!("pid {p}"))
-                .unwrap_or_else(|| "no process yet".into());
+    // The winner writes its name into the lock file just after taking the lock; give it a
+    // moment so the message can say who holds it.
+    let mut holder = None;
+    for _ in 0..20 {
+        holder = read_holder(&ctx.dirs.lock_path(id));
+        if holder.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let message = match (record, holder) {
+        (Some(r), _) if r.state == AgentState::Running && r.pid.is_some() => {
             let since = r.started_at.unwrap_or(r.created_at);
             let age = since.elapsed().map(human_duration).unwrap_or_default();
             format!(
-                "{id} is already running ({pid}, {}, started {} ({age} ago)); kill it first or pick another id",
-                r.state,
+                "{id} is already running (pid {}, started {} ({age} ago)); kill it first or pick another id",
+                r.pid.unwrap_or_default(),
                 fleet_core::timefmt::rfc3339(since)
             )
         }
-        _ => match read_holder(&ctx.dirs.lock_path(id)) {
-            Some(h) => format!(
-                "{id} is being started by another fleetctl (pid {}, {} since {}); pick another id",
-                h.pid, h.role, h.since
-            ),
-            None => format!("{id} is being started by another fleetctl; pick another id"),
-        },
+        (_, Some(h)) => format!(
+            "{id} is already running: its lock is held by {} pid {} since {}; kill it first or pick another id",
+            h.role, h.pid, h.since
+        ),
+        _ => format!("{id} is already running (its lock is held); kill it first or pick another id"),
     };
-    Fail::new(Exit::Busy, message)
+    Fail::error(Exit::Busy, message)
 }
 
 /// Creates the cgroup with its limits and writes the first record.
@@ -289,11 +252,7 @@ fn start_supervisor(plan: &SupervisorPlan, lock: &Lock) -> Result<(Child, i32)> 
     let exe = std::env::current_exe().context("cannot find fleetctl's own executable")?;
     let lock_fd = lock.file().as_raw_fd();
     let mut cmd = Command::new(exe);
-    cmd.arg("supervise")
-        .arg(plan.id.as_str())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+    cmd.arg("supervise").arg(plan.id.as_str()).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null());
     // SAFETY: runs in the forked child before exec; setsid and dup2/fcntl are
     // async-signal-safe and touch only this process's descriptors.
     unsafe {
@@ -312,29 +271,20 @@ fn start_supervisor(plan: &SupervisorPlan, lock: &Lock) -> Result<(Child, i32)> 
     }
     let mut child = cmd.spawn().context("cannot start the supervisor")?;
     let mut stdin = child.stdin.take().context("supervisor stdin")?;
-    stdin
-        .write_all(serde_json::to_string(plan)?.as_bytes())
-        .context("cannot send the plan to the supervisor")?;
+    stdin.write_all(serde_json::to_string(plan)?.as_bytes()).context("cannot send the plan to the supervisor")?;
     drop(stdin);
     let mut line = String::new();
     BufReader::new(child.stdout.take().context("supervisor stdout")?).read_line(&mut line)?;
     let ready: supervise::Ready = serde_json::from_str(&line).map_err(|_| {
         let _ = child.kill();
         let _ = child.wait();
-        anyhow::anyhow!(
-            "the supervisor exited before reporting; see {}",
-            plan.dirs().journal_path().display()
-        )
+        anyhow::anyhow!("the supervisor exited before reporting; see {}", plan.dirs().journal_path().display())
     })?;
     match (ready.pid, ready.error) {
         (Some(pid), _) => Ok((child, pid)),
         (None, error) => {
             let _ = child.wait();
-            Err(anyhow::anyhow!(
-                "{}: {}",
-                plan.id,
-                error.unwrap_or_else(|| "the supervisor failed".into())
-            ))
+            Err(anyhow::anyhow!("{}: {}", plan.id, error.unwrap_or_else(|| "the supervisor failed".into())))
         }
     }
 }
@@ -352,10 +302,7 @@ fn started_line(plan: &SupervisorPlan, pid: i32) -> String {
         plan.cgroup.unified.display(),
         l.memory_max,
         l.memory_high,
-        l.pids_max
-            .bytes()
-            .map(|n| n.to_string())
-            .unwrap_or_else(|| "max".into()),
+        l.pids_max.bytes().map(|n| n.to_string()).unwrap_or_else(|| "max".into()),
         t(plan.soft_timeout),
         t(plan.hard_timeout)
     )

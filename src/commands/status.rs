@@ -4,9 +4,7 @@ use crate::{
     agent::view::{self, AgentView},
     context::Ctx,
     exit::Exit,
-    render::status::{
-        AgentStatus, BadRecordStatus, HostStatus, STATUS_SCHEMA, StatusReport, render_table, time,
-    },
+    render::status::{AgentStatus, BadRecordStatus, HostStatus, STATUS_SCHEMA, StatusReport, render_table, time},
 };
 use anyhow::Result;
 use fleet_cli::StatusArgs;
@@ -56,13 +54,7 @@ pub fn build(ctx: &Ctx, args: &StatusArgs) -> Result<StatusReport> {
             agents_by_state: by_state,
         },
         agents,
-        bad_records: bad
-            .into_iter()
-            .map(|b| BadRecordStatus {
-                path: b.path,
-                error: b.error,
-            })
-            .collect(),
+        bad_records: bad.into_iter().map(|b| BadRecordStatus { path: b.path, error: b.error }).collect(),
     })
 }
 
@@ -70,18 +62,8 @@ fn agent_status(ctx: &Ctx, v: AgentView) -> AgentStatus {
     let r = v.record;
     let live = !v.state.is_terminal();
     let cgroup = ctx.fleet.agent(&r.id);
-    let mem = if live {
-        cgroup.memory_stats().ok()
-    } else {
-        None
-    };
-    let uptime = if live {
-        r.started_at
-            .and_then(|t| t.elapsed().ok())
-            .map(|d| d.as_secs())
-    } else {
-        None
-    };
+    let mem = if live { cgroup.memory_stats().ok() } else { None };
+    let uptime = if live { r.started_at.and_then(|t| t.elapsed().ok()).map(|d| d.as_secs()) } else { None };
     AgentStatus {
         id: r.id.to_string(),
         state: v.state,
@@ -93,15 +75,9 @@ fn agent_status(ctx: &Ctx, v: AgentView) -> AgentStatus {
         ended_at: time(r.ended_at),
         uptime_seconds: uptime,
         memory_current_bytes: mem.map(|m| m.current),
-        memory_max_bytes: mem
-            .and_then(|m| m.max.bytes())
-            .or(r.limits.memory_max.bytes()),
+        memory_max_bytes: mem.and_then(|m| m.max.bytes()).or(r.limits.memory_max.bytes()),
         memory_peak_bytes: mem.and_then(|m| m.peak),
-        pids_current: if live {
-            cgroup.pids_current().ok()
-        } else {
-            None
-        },
+        pids_current: if live { cgroup.pids_current().ok() } else { None },
         soft_deadline: time(r.soft_deadline),
         hard_deadline: time(r.hard_deadline),
         restarts: r.restarts,

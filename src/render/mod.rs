@@ -8,8 +8,6 @@ use comfy_table::{ContentArrangement, Table, presets::UTF8_BORDERS_ONLY};
 /// A table in fleetctl's house style: borders only, fitted to the terminal when there is one.
 pub fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
-    t.load_style(UTF8_BORDERS_ONLY)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(header.to_vec());
+    t.load_style(UTF8_BORDERS_ONLY).set_content_arrangement(ContentArrangement::Dynamic).set_header(header.to_vec());
     t
 }

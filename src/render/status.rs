@@ -97,11 +97,7 @@ pub fn time(t: Option<SystemTime>) -> Option<String> {
 /// The human rendering.
 pub fn render_table(report: &StatusReport) -> String {
     let h = &report.host;
-    let counts: Vec<String> = h
-        .agents_by_state
-        .iter()
-        .map(|(s, n)| format!("{n} {s}"))
-        .collect();
+    let counts: Vec<String> = h.agents_by_state.iter().map(|(s, n)| format!("{n} {s}")).collect();
     let mut out = format!(
         "fleet memory: {} of {} used ({:.1} %), {} available; spawn stops at {} %, kill at {} %\n\
          budget: {}; swap: {} of {}; layout: {}\n\
@@ -120,33 +116,17 @@ pub fn render_table(report: &StatusReport) -> String {
         format_iec(h.swap_total_bytes),
         h.layout,
         h.fleet_root.display(),
-        if counts.is_empty() {
-            "none".to_string()
-        } else {
-            counts.join(", ")
-        },
+        if counts.is_empty() { "none".to_string() } else { counts.join(", ") },
     );
     if report.agents.is_empty() {
         out.push_str("no agents\n");
     } else {
-        let mut t = super::table(&[
-            "ID",
-            "STATE",
-            "PID",
-            "UPTIME",
-            "MEMORY",
-            "PIDS",
-            "WORKSPACE",
-            "EXIT / CAUSE",
-        ]);
+        let mut t = super::table(&["ID", "STATE", "PID", "UPTIME", "MEMORY", "PIDS", "WORKSPACE", "EXIT / CAUSE"]);
         for a in &report.agents {
             let memory = match (a.memory_current_bytes, a.memory_max_bytes) {
-                (Some(c), Some(m)) => format!(
-                    "{} / {} ({:.0} %)",
-                    format_iec(c),
-                    format_iec(m),
-                    c as f64 * 100.0 / m.max(1) as f64
-                ),
+                (Some(c), Some(m)) => {
+                    format!("{} / {} ({:.0} %)", format_iec(c), format_iec(m), c as f64 * 100.0 / m.max(1) as f64)
+                }
                 (Some(c), None) => format_iec(c),
                 _ => "-".into(),
             };
@@ -158,9 +138,7 @@ pub fn render_table(report: &StatusReport) -> String {
                     .map(|s| human_duration(std::time::Duration::from_secs(s)))
                     .unwrap_or_else(|| "-".into()),
                 memory,
-                a.pids_current
-                    .map(|p| p.to_string())
-                    .unwrap_or_else(|| "-".into()),
+                a.pids_current.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
                 a.workspace.display().to_string(),
                 a.cause.clone().unwrap_or_default(),
             ]);
@@ -169,11 +147,7 @@ pub fn render_table(report: &StatusReport) -> String {
         out.push('\n');
     }
     for bad in &report.bad_records {
-        out.push_str(&format!(
-            "unreadable record {}: {}\n",
-            bad.path.display(),
-            bad.error
-        ));
+        out.push_str(&format!("unreadable record {}: {}\n", bad.path.display(), bad.error));
     }
     out
 }

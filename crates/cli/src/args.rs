@@ -11,12 +11,7 @@ use std::{path::PathBuf, time::Duration};
 /// there is no daemon. Memory is the only hard constraint: spawns are refused when the fleet
 /// is near its budget, and every agent's end is recorded with its cause.
 #[derive(Debug, Parser)]
-#[command(
-    name = "fleetctl",
-    version,
-    propagate_version = true,
-    max_term_width = 100
-)]
+#[command(name = "fleetctl", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
     /// Paths every command shares.
     #[command(flatten)]
@@ -144,11 +139,7 @@ pub enum RestartArg {
 #[derive(Debug, Args)]
 pub struct KillArgs {
     /// Agents to stop
-    #[arg(
-        required_unless_present = "all",
-        conflicts_with = "all",
-        allow_hyphen_values = true
-    )]
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
     pub ids: Vec<AgentId>,
     /// Stop every agent of the fleet
     #[arg(long)]
@@ -179,7 +170,6 @@ pub struct LogsArgs {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Show only these agents
-    #[arg(allow_hyphen_values = true)]
     pub ids: Vec<AgentId>,
     /// Show only agents in these states (comma-separated)
     #[arg(long, value_delimiter = ',', value_parser = parse_state)]
@@ -255,21 +245,19 @@ pub fn parse_pids(text: &str) -> Result<Limit, String> {
     match text.parse::<u64>() {
         Ok(0) => Err("pids max must be at least 1 (or 'max')".into()),
         Ok(n) => Ok(Limit::Bytes(n)),
-        Err(_) => Err(format!(
-            "invalid task count '{text}': use a whole number such as 512, or 'max'"
-        )),
+        Err(_) => Err(format!("invalid task count '{text}': use a whole number such as 512, or 'max'")),
     }
 }
 
 /// Parses "10s", "15m", "1h 30m" (humantime); a bare number is seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    if let Ok(secs) = text.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 {
-            return Ok(Duration::from_secs_f64(secs));
-        }
+    if let Ok(secs) = text.parse::<f64>()
+        && secs.is_finite()
+        && secs >= 0.0
+    {
+        return Ok(Duration::from_secs_f64(secs));
     }
-    humantime::parse_duration(text)
-        .map_err(|e| format!("invalid duration '{text}' ({e}): use e.g. 10s, 15m, 1h30m"))
+    humantime::parse_duration(text).map_err(|e| format!("invalid duration '{text}' ({e}): use e.g. 10s, 15m, 1h30m"))
 }
 
 /// Parses a duration or "off".
@@ -278,22 +266,17 @@ pub fn parse_timeout(text: &str) -> Result<Timeout, String> {
         return Ok(Timeout::Off);
     }
     match parse_duration(text)? {
-        d if d.is_zero() => Err(
-            "a timeout of 0 would fire at once: give a duration, or 'off' for no timeout".into(),
-        ),
+        d if d.is_zero() => Err("a timeout of 0 would fire at once: give a duration, or 'off' for no timeout".into()),
         d => Ok(Timeout::After(d)),
     }
 }
 
 /// Parses a state name from the status contract.
 pub fn parse_state(text: &str) -> Result<AgentState, String> {
-    AgentState::ALL
-        .into_iter()
-        .find(|s| s.name() == text)
-        .ok_or_else(|| {
-            let names: Vec<&str> = AgentState::ALL.iter().map(|s| s.name()).collect();
-            format!("unknown state '{text}': use one of {}", names.join(", "))
-        })
+    AgentState::ALL.into_iter().find(|s| s.name() == text).ok_or_else(|| {
+        let names: Vec<&str> = AgentState::ALL.iter().map(|s| s.name()).collect();
+        format!("unknown state '{text}': use one of {}", names.join(", "))
+    })
 }
 
 #[cfg(test)]
@@ -307,14 +290,8 @@ mod tests {
 
     #[test]
     fn timeouts_parse() {
-        assert_eq!(
-            parse_timeout("15m"),
-            Ok(Timeout::After(Duration::from_secs(900)))
-        );
-        assert_eq!(
-            parse_timeout("2"),
-            Ok(Timeout::After(Duration::from_secs(2)))
-        );
+        assert_eq!(parse_timeout("15m"), Ok(Timeout::After(Duration::from_secs(900))));
+        assert_eq!(parse_timeout("2"), Ok(Timeout::After(Duration::from_secs(2))));
         assert_eq!(parse_timeout("off"), Ok(Timeout::Off));
         assert!(parse_timeout("0").is_err());
         assert!(parse_timeout("soon").unwrap_err().contains("e.g. 10s"));
@@ -322,22 +299,15 @@ mod tests {
 
     #[test]
     fn ids_with_a_leading_dash_reach_the_id_rule() {
-        let err = Cli::try_parse_from(["fleetctl", "spawn", "-rf", "ws", "--", "true"])
-            .unwrap_err()
-            .to_string();
+        let err = Cli::try_parse_from(["fleetctl", "spawn", "-rf", "ws", "--", "true"]).unwrap_err().to_string();
         assert!(err.contains("starting with a letter or digit"), "{err}");
     }
 
     #[test]
     fn spawn_needs_a_command() {
         assert!(Cli::try_parse_from(["fleetctl", "spawn", "a1", "ws"]).is_err());
-        let ok = Cli::try_parse_from([
-            "fleetctl", "spawn", "a1", "ws", "--", "cargo", "build", "-j8",
-        ])
-        .expect("parse");
-        let Command::Spawn(args) = ok.command else {
-            panic!("spawn expected")
-        };
+        let ok = Cli::try_parse_from(["fleetctl", "spawn", "a1", "ws", "--", "cargo", "build", "-j8"]).expect("parse");
+        let Command::Spawn(args) = ok.command else { panic!("spawn expected") };
         assert_eq!(args.command, ["cargo", "build", "-j8"]);
     }
 }

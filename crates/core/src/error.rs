@@ -44,11 +44,7 @@ pub enum Error {
 impl Error {
     /// Wraps an [`io::Error`] with the operation and path it came from.
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
-        Error::Io {
-            op,
-            path: path.into(),
-            source,
-        }
+        Error::Io { op, path: path.into(), source }
     }
 
     /// The `io::ErrorKind` underneath, if this is an I/O failure.

@@ -8,9 +8,7 @@ pub const ID_RULE: &str =
     "an id is 1-64 characters of letters, digits, '.', '_' or '-', starting with a letter or digit";
 
 /// A validated agent id: `[A-Za-z0-9][A-Za-z0-9._-]{0,63}`.
-#[derive(
-    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct AgentId(String);
 
@@ -72,20 +70,7 @@ mod tests {
     #[test]
     fn refuses_escapes_and_junk() {
         let long = "a".repeat(300);
-        for bad in [
-            "",
-            "../x",
-            "a/b",
-            "-rf",
-            ".hidden",
-            "_x",
-            "a b",
-            "é",
-            "a\n",
-            long.as_str(),
-            "..",
-            ".",
-        ] {
+        for bad in ["", "../x", "a/b", "-rf", ".hidden", "_x", "a b", "é", "a\n", long.as_str(), "..", "."] {
             let err = bad.parse::<AgentId>().unwrap_err();
             assert!(err.contains(ID_RULE), "{bad}: {err}");
         }

@@ -25,8 +25,7 @@ pub fn append(path: &Path, event: &str, id: &AgentId, detail: Value) -> Result<(
         .append(true)
         .open(path)
         .map_err(|e| Error::io("open journal", path, e))?;
-    file.write_all(text.as_bytes())
-        .map_err(|e| Error::io("append to", path, e))
+    file.write_all(text.as_bytes()).map_err(|e| Error::io("append to", path, e))
 }
 
 /// Reads every parseable line; bad lines are returned separately with their line numbers so
@@ -58,12 +57,7 @@ mod tests {
         let path = tmp.path().join("log/events.jsonl");
         let id: AgentId = "a1".parse().expect("id");
         append(&path, "spawn", &id, json!({"pid": 7})).expect("append");
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .expect("open")
-            .write_all(b"{\"torn\n")
-            .expect("w");
+        std::fs::OpenOptions::new().append(true).open(&path).expect("open").write_all(b"{\"torn\n").expect("w");
         append(&path, "exit", &id, json!({"code": 0})).expect("append");
         let (good, bad) = read(&path).expect("read");
         assert_eq!(good.len(), 2);

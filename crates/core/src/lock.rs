@@ -54,10 +54,7 @@ impl Lock {
             // A holder may delete the lock file before releasing it (a failed spawn cleaning
             // up). If we locked such an unlinked file, the lock guards nothing: start over.
             if same_file(&file, path) {
-                return Ok(Some(Lock {
-                    file,
-                    path: path.to_path_buf(),
-                }));
+                return Ok(Some(Lock { file, path: path.to_path_buf() }));
             }
         }
     }
@@ -134,8 +131,7 @@ impl HeldLocks {
             return false;
         };
         let dev = meta.dev();
-        self.0
-            .contains(&(libc::major(dev), libc::minor(dev), meta.ino()))
+        self.0.contains(&(libc::major(dev), libc::minor(dev), meta.ino()))
     }
 }
 
@@ -149,17 +145,11 @@ mod tests {
         let path = tmp.path().join("a/lock");
         let mut first = Lock::try_acquire(&path).expect("io").expect("free");
         first.set_holder("test").expect("holder");
-        assert!(
-            Lock::try_acquire(&path).expect("io").is_none(),
-            "must be busy"
-        );
+        assert!(Lock::try_acquire(&path).expect("io").is_none(), "must be busy");
         assert_eq!(read_holder(&path).expect("holder").role, "test");
         assert!(HeldLocks::read(Path::new("/proc")).contains(&path));
         drop(first);
         assert!(!HeldLocks::read(Path::new("/proc")).contains(&path));
-        assert!(
-            Lock::try_acquire(&path).expect("io").is_some(),
-            "free again"
-        );
+        assert!(Lock::try_acquire(&path).expect("io").is_some(), "free again");
     }
 }

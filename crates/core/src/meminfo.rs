@@ -38,8 +38,7 @@ impl Budget {
     /// Measures the budget for `fleet` (whose root may not exist yet).
     pub fn measure(fleet: &Fleet, proc_root: &Path) -> Result<Budget> {
         let path = proc_root.join("meminfo");
-        let info = Meminfo::from_file(&path)
-            .map_err(|e| Error::io("read", &path, std::io::Error::other(e)))?;
+        let info = Meminfo::from_file(&path).map_err(|e| Error::io("read", &path, std::io::Error::other(e)))?;
         let host_available = info.mem_available.unwrap_or(info.mem_free + info.cached);
         let mut budget = Budget {
             total: info.mem_total,
@@ -50,12 +49,12 @@ impl Budget {
         };
         if fleet.root.exists() {
             let stats = fleet.root.memory_stats()?;
-            if let Limit::Bytes(max) = stats.max {
-                if max < info.mem_total {
-                    budget.total = max;
-                    budget.used = stats.current.saturating_sub(stats.inactive_file).min(max);
-                    budget.source = BudgetSource::FleetRoot;
-                }
+            if let Limit::Bytes(max) = stats.max
+                && max < info.mem_total
+            {
+                budget.total = max;
+                budget.used = stats.current.saturating_sub(stats.inactive_file).min(max);
+                budget.source = BudgetSource::FleetRoot;
             }
         }
         Ok(budget)
@@ -68,10 +67,6 @@ impl Budget {
 
     /// Used as a percentage of the budget.
     pub fn percent(&self) -> f64 {
-        if self.total == 0 {
-            100.0
-        } else {
-            self.used as f64 * 100.0 / self.total as f64
-        }
+        if self.total == 0 { 100.0 } else { self.used as f64 * 100.0 / self.total as f64 }
     }
 }

@@ -18,14 +18,8 @@ pub struct ProcessRef {
 impl ProcessRef {
     /// Identifies the live process `pid`, if there is one.
     pub fn of(proc_root: &Path, pid: i32) -> Option<ProcessRef> {
-        let stat = Process::new_with_root(proc_root.join(pid.to_string()))
-            .ok()?
-            .stat()
-            .ok()?;
-        Some(ProcessRef {
-            pid,
-            start_ticks: stat.starttime,
-        })
+        let stat = Process::new_with_root(proc_root.join(pid.to_string())).ok()?.stat().ok()?;
+        Some(ProcessRef { pid, start_ticks: stat.starttime })
     }
 
     /// Whether this very process is still running (not exited, not a zombie, pid not reused).
@@ -34,8 +28,7 @@ impl ProcessRef {
             return false;
         };
         let Ok(stat) = proc.stat() else { return false };
-        stat.starttime == self.start_ticks
-            && !matches!(stat.state(), Ok(ProcState::Zombie | ProcState::Dead))
+        stat.starttime == self.start_ticks && !matches!(stat.state(), Ok(ProcState::Zombie | ProcState::Dead))
     }
 }
 

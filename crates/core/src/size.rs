@@ -69,23 +69,15 @@ impl fmt::Display for Limit {
 
 /// Parses `4G`, `512M`, `1.5GiB`, `1024` into bytes.
 pub fn parse_bytes(text: &str) -> Result<u64, String> {
-    let bad = || {
-        format!(
-            "invalid size '{text}': use a byte count or a number with K, M, G or T (e.g. 4G, 512M) or 'max'"
-        )
-    };
+    let bad =
+        || format!("invalid size '{text}': use a byte count or a number with K, M, G or T (e.g. 4G, 512M) or 'max'");
     let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     if num.is_empty() {
         return Err(bad());
     }
-    let unit = unit
-        .trim()
-        .trim_end_matches(['B', 'b'])
-        .trim_end_matches('i');
+    let unit = unit.trim().trim_end_matches(['B', 'b']).trim_end_matches('i');
     let mult: u64 = match unit.to_ascii_uppercase().as_str() {
         "" => 1,
         "K" => 1 << 10,

@@ -46,10 +46,7 @@ pub enum AgentState {
 impl AgentState {
     /// Whether the agent has ended for good.
     pub fn is_terminal(self) -> bool {
-        !matches!(
-            self,
-            AgentState::Starting | AgentState::Running | AgentState::Orphaned
-        )
+        !matches!(self, AgentState::Starting | AgentState::Running | AgentState::Orphaned)
     }
 
     /// Every state, in the documented order.
@@ -195,18 +192,13 @@ impl AgentRecord {
         };
         serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|e| Error::Parse {
-                path: path.to_path_buf(),
-                detail: e.to_string(),
-            })
+            .map_err(|e| Error::Parse { path: path.to_path_buf(), detail: e.to_string() })
     }
 
     /// Saves the record atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let mut text = serde_json::to_vec_pretty(self).map_err(|e| Error::Parse {
-            path: path.into(),
-            detail: e.to_string(),
-        })?;
+        let mut text =
+            serde_json::to_vec_pretty(self).map_err(|e| Error::Parse { path: path.into(), detail: e.to_string() })?;
         text.push(b'\n');
         write_atomic(path, &text).map_err(|e| Error::io("write", path, e))
     }
@@ -234,10 +226,7 @@ impl KillRequest {
 
     /// Saves it atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let text = serde_json::to_vec(self).map_err(|e| Error::Parse {
-            path: path.into(),
-            detail: e.to_string(),
-        })?;
+        let text = serde_json::to_vec(self).map_err(|e| Error::Parse { path: path.into(), detail: e.to_string() })?;
         write_atomic(path, &text).map_err(|e| Error::io("write", path, e))
     }
 }
@@ -251,8 +240,7 @@ mod tests {
 
     #[test]
     fn old_records_still_load() {
-        let rec: AgentRecord =
-            serde_json::from_str(FIXTURE_V1).expect("schema 1 fixture must load");
+        let rec: AgentRecord = serde_json::from_str(FIXTURE_V1).expect("schema 1 fixture must load");
         assert_eq!(rec.id.as_str(), "agent-001");
         assert_eq!(rec.state, AgentState::OomKilled);
         assert_eq!(rec.exit.map(|e| e.shell_code()), Some(137));
@@ -266,10 +254,7 @@ mod tests {
         rec.state = AgentState::Running;
         rec.save(&path).expect("save");
         assert_eq!(AgentRecord::load(&path).expect("load"), Some(rec));
-        assert_eq!(
-            AgentRecord::load(&tmp.path().join("none")).expect("missing is fine"),
-            None
-        );
+        assert_eq!(AgentRecord::load(&tmp.path().join("none")).expect("missing is fine"), None);
     }
 
     #[test]
@@ -285,27 +270,11 @@ mod tests {
     fn state_names_are_the_contract() {
         let names: Vec<String> = AgentState::ALL
             .iter()
-            .map(|s| {
-                serde_json::to_value(s)
-                    .expect("ser")
-                    .as_str()
-                    .unwrap_or("")
-                    .to_string()
-            })
+            .map(|s| serde_json::to_value(s).expect("ser").as_str().unwrap_or("").to_string())
             .collect();
         assert_eq!(
             names,
-            [
-                "starting",
-                "running",
-                "exited",
-                "failed",
-                "oom-killed",
-                "timed-out",
-                "killed",
-                "crash-loop",
-                "orphaned"
-            ]
+            ["starting", "running", "exited", "failed", "oom-killed", "timed-out", "killed", "crash-loop", "orphaned"]
         );
         for s in AgentState::ALL {
             assert_eq!(serde_json::to_value(s).expect("ser"), s.name());

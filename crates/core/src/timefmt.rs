@@ -14,9 +14,7 @@ pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
 
 /// Seconds since the epoch, for arithmetic on deadlines.
 pub fn unix_secs(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_secs_f64()
+    t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs_f64()
 }
 
 /// A duration as an operator reads it, to the second: `14m 3s`, `0s`.
@@ -37,8 +35,7 @@ pub mod serde_rfc3339 {
     /// Deserializes.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
         let text = String::deserialize(d)?;
-        parse_rfc3339(&text)
-            .ok_or_else(|| serde::de::Error::custom(format!("bad timestamp '{text}'")))
+        parse_rfc3339(&text).ok_or_else(|| serde::de::Error::custom(format!("bad timestamp '{text}'")))
     }
 }
 

@@ -62,6 +62,9 @@ enum Stop {
 struct Observed {
     exit: Option<ExitInfo>,
     hard_timeout: bool,
+    /// The v1 OOM notification fired. Our kill of the rest can beat the OOM killer to the
+    /// victim, leaving the kernel's oom_kill counter at 0, so this counts as an OOM kill.
+    oom_notified: bool,
 }
 
 impl Supervisor {
@@ -69,12 +72,9 @@ impl Supervisor {
     /// reaper of the agent's orphans and routes signals to a descriptor.
     pub fn prepare(plan: SupervisorPlan, mut lock: Lock) -> Result<Supervisor> {
         let dirs = plan.dirs();
-        plan.supervisors.attach(0).with_context(|| {
-            format!(
-                "cannot move the supervisor into {}",
-                plan.supervisors.unified.display()
-            )
-        })?;
+        plan.supervisors
+            .attach(0)
+            .with_context(|| format!("cannot move the supervisor into {}", plan.supervisors.unified.display()))?;
         // Only root may lower oom_score_adj; an unprivileged supervisor runs unprotected.
         let _ = protect_from_oom(Path::new("/proc"));
         // Orphans of the agent are re-parented to us instead of init, so we reap them at
@@ -82,35 +82,16 @@ impl Supervisor {
         // SAFETY: prctl with integer arguments only.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
         let mut mask = SigSet::empty();
-        for s in [
-            Signal::SIGCHLD,
-            Signal::SIGTERM,
-            Signal::SIGINT,
-            Signal::SIGHUP,
-        ] {
+        for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
             mask.add(s);
         }
         mask.thread_block().context("cannot block signals")?;
-        let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-            .context("signalfd")?;
+        let signals =
+            SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).context("signalfd")?;
         lock.set_holder("supervisor")?;
-        let record = AgentRecord::load(&dirs.state_path(&plan.id))?
-            .context("spawn wrote no state record")?;
-        let breaker = Breaker::new(
-            plan.restart_backoff,
-            plan.crash_loop_after,
-            CRASH_LOOP_WINDOW,
-        );
-        let mut sup = Supervisor {
-            plan,
-            dirs,
-            record,
-            signals,
-            log: None,
-            breaker,
-            stop: None,
-            _lock: lock,
-        };
+        let record = AgentRecord::load(&dirs.state_path(&plan.id))?.context("spawn wrote no state record")?;
+        let breaker = Breaker::new(plan.restart_backoff, plan.crash_loop_after, CRASH_LOOP_WINDOW);
+        let mut sup = Supervisor { plan, dirs, record, signals, log: None, breaker, stop: None, _lock: lock };
         sup.record.supervisor = ProcessRef::of(Path::new("/proc"), std::process::id() as i32);
         Ok(sup)
     }
@@ -140,10 +121,7 @@ impl Supervisor {
         r.next_restart_at = None;
         self.save();
         let event = if restarts == 0 { "spawn" } else { "restart" };
-        self.event(
-            event,
-            json!({"pid": running.pid, "restarts": restarts, "command": self.plan.command}),
-        );
+        self.event(event, json!({"pid": running.pid, "restarts": restarts, "command": self.plan.command}));
         Ok(running)
     }
 
@@ -153,20 +131,16 @@ impl Supervisor {
             let observed = self.watch(&mut running);
             let facts = self.finish_run(running, observed);
             let mut verdict = classify(&facts);
-            let ran = self
-                .record
-                .started_at
-                .and_then(|t| t.elapsed().ok())
-                .unwrap_or_default();
+            let ran = self.record.started_at.and_then(|t| t.elapsed().ok()).unwrap_or_default();
             self.record.exit = Some(facts.exit);
             self.record.oom_kills += facts.oom_kills;
             if verdict.state == AgentState::OomKilled {
-                self.event("oom_kill", json!({"oom_kills": facts.oom_kills, "memory_max": self.plan.limits.memory_max}));
+                self.event(
+                    "oom_kill",
+                    json!({"oom_kills": facts.oom_kills, "memory_max": self.plan.limits.memory_max}),
+                );
             }
-            if self.plan.restart == RestartPolicy::OnFailure
-                && restartable(verdict.state)
-                && self.stop.is_none()
-            {
+            if self.plan.restart == RestartPolicy::OnFailure && restartable(verdict.state) && self.stop.is_none() {
                 match self.breaker.on_failure(Instant::now(), ran) {
                     Next::RestartAfter(delay) => {
                         if let Some(next) = self.backoff(delay, &verdict.cause) {
@@ -176,11 +150,7 @@ impl Supervisor {
                         // Stopped while waiting to restart (a failed restart keeps its verdict).
                         if self.stop.is_some() || self.request().is_some() {
                             let stop_signal = matches!(self.stop, Some(Stop::Signal));
-                            verdict = classify(&RunFacts {
-                                kill_request: self.request(),
-                                stop_signal,
-                                ..facts
-                            });
+                            verdict = classify(&RunFacts { kill_request: self.request(), stop_signal, ..facts });
                         }
                     }
                     Next::CrashLoop => {
@@ -191,7 +161,10 @@ impl Supervisor {
                             verdict.cause
                         );
                         verdict.state = AgentState::CrashLoop;
-                        self.event("crash_loop", json!({"failures": self.breaker.recent_failures(), "cause": verdict.cause}));
+                        self.event(
+                            "crash_loop",
+                            json!({"failures": self.breaker.recent_failures(), "cause": verdict.cause}),
+                        );
                     }
                 }
             }
@@ -213,10 +186,7 @@ impl Supervisor {
             let timeout = match next {
                 None => PollTimeout::NONE,
                 Some(t) => {
-                    let ms = t
-                        .saturating_duration_since(Instant::now())
-                        .as_millis()
-                        .min(60_000) as u16;
+                    let ms = t.saturating_duration_since(Instant::now()).as_millis().min(60_000) as u16;
                     PollTimeout::from(ms.max(1))
                 }
             };
@@ -231,16 +201,8 @@ impl Supervisor {
                 // EINTR cannot happen (every signal we take is blocked); anything else is a bug
                 // we cannot act on, and the loop re-polls.
                 let _ = poll(&mut fds, timeout);
-                let ready = |i: usize| {
-                    fds.get(i)
-                        .and_then(|f| f.revents())
-                        .is_some_and(|r| !r.is_empty())
-                };
-                (
-                    ready(0),
-                    output_open && ready(1),
-                    run.oom.is_some() && ready(if output_open { 2 } else { 1 }),
-                )
+                let ready = |i: usize| fds.get(i).and_then(|f| f.revents()).is_some_and(|r| !r.is_empty());
+                (ready(0), output_open && ready(1), run.oom.is_some() && ready(if output_open { 2 } else { 1 }))
             };
             if sig_ready {
                 self.on_signals(run, &mut seen, &mut grace_at);
@@ -250,7 +212,8 @@ impl Supervisor {
             }
             if oom_ready && run.oom.as_ref().is_some_and(|w| w.drain()) {
                 // cgroup v1 has no memory.oom.group: finish what the OOM killer started.
-                self.note("out of memory: the OOM killer struck; killing the rest of the agent");
+                self.note("out of memory at the cgroup limit; killing the whole agent");
+                seen.oom_notified = true;
                 let _ = self.plan.cgroup.kill();
             }
             let now = Instant::now();
@@ -306,9 +269,7 @@ impl Supervisor {
             None => {
                 self.stop = Some(Stop::Signal);
                 let n = self.plan.cgroup.signal_all(Signal::SIGTERM).unwrap_or(0);
-                self.note(&format!(
-                    "supervisor told to stop: sent SIGTERM to {n} process(es)"
-                ));
+                self.note(&format!("supervisor told to stop: sent SIGTERM to {n} process(es)"));
                 *grace_at = Some(Instant::now() + self.plan.kill_grace);
             }
         }
@@ -319,16 +280,10 @@ impl Supervisor {
         loop {
             match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(pid, code)) if Some(pid.as_raw()) == main => {
-                    seen.exit = Some(ExitInfo {
-                        code: Some(code),
-                        signal: None,
-                    });
+                    seen.exit = Some(ExitInfo { code: Some(code), signal: None });
                 }
                 Ok(WaitStatus::Signaled(pid, sig, _)) if Some(pid.as_raw()) == main => {
-                    seen.exit = Some(ExitInfo {
-                        code: None,
-                        signal: Some(sig as i32),
-                    });
+                    seen.exit = Some(ExitInfo { code: None, signal: Some(sig as i32) });
                 }
                 Ok(WaitStatus::StillAlive) | Err(_) => return,
                 Ok(_) => {}
@@ -356,10 +311,7 @@ impl Supervisor {
     /// After the main process ended: kill what is left, collect the last output, read the
     /// OOM counters, remove the cgroup.
     fn finish_run(&mut self, mut run: Running, seen: Observed) -> RunFacts {
-        let exit = seen.exit.unwrap_or(ExitInfo {
-            code: None,
-            signal: None,
-        });
+        let exit = seen.exit.unwrap_or(ExitInfo { code: None, signal: None });
         let cgroup = self.plan.cgroup.clone();
         if cgroup.populated().unwrap_or(false) {
             let _ = cgroup.kill();
@@ -375,7 +327,7 @@ impl Supervisor {
         }
         let mut dummy = Observed::default();
         self.reap(None, &mut dummy);
-        let oom_kills = cgroup.memory_events().map(|e| e.oom_kill).unwrap_or(0);
+        let oom_kills = cgroup.memory_events().map(|e| e.oom_kill).unwrap_or(0).max(seen.oom_notified as u64);
         drop(run.oom.take());
         if let Err(e) = cgroup.remove() {
             self.note(&format!("cannot remove the cgroup: {e:#}"));
@@ -403,14 +355,8 @@ impl Supervisor {
         self.record.next_restart_at = Some(at);
         self.record.cause = Some(cause.to_string());
         self.save();
-        self.note(&format!(
-            "{cause}; restarting in {}",
-            humantime::format_duration(delay)
-        ));
-        self.event(
-            "restart_scheduled",
-            json!({"delay_ms": delay.as_millis() as u64, "cause": cause}),
-        );
+        self.note(&format!("{cause}; restarting in {}", humantime::format_duration(delay)));
+        self.event("restart_scheduled", json!({"delay_ms": delay.as_millis() as u64, "cause": cause}));
         let deadline = Instant::now() + delay;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -418,10 +364,7 @@ impl Supervisor {
                 break;
             }
             let mut fds = [PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
-            let _ = poll(
-                &mut fds,
-                PollTimeout::from(left.as_millis().clamp(1, 60_000) as u16),
-            );
+            let _ = poll(&mut fds, PollTimeout::from(left.as_millis().clamp(1, 60_000) as u16));
             while let Ok(Some(info)) = self.signals.read_signal() {
                 if info.ssi_signo as i32 != Signal::SIGCHLD as i32 {
                     self.stop = Some(self.request().map(Stop::Requested).unwrap_or(Stop::Signal));

@@ -23,12 +23,7 @@ impl LogSink {
         }
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         let size = file.metadata()?.len();
-        Ok(LogSink {
-            path,
-            file,
-            size,
-            cap: cap.max(4096),
-        })
+        Ok(LogSink { path, file, size, cap: cap.max(4096) })
     }
 
     /// Appends output, rotating first if it would pass the cap.
@@ -37,10 +32,7 @@ impl LogSink {
             let mut old = self.path.clone().into_os_string();
             old.push(".1");
             std::fs::rename(&self.path, &old)?;
-            self.file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)?;
+            self.file = OpenOptions::new().create(true).append(true).open(&self.path)?;
             self.size = 0;
         }
         self.file.write_all(data)?;
@@ -69,12 +61,7 @@ mod tests {
         sink.write(&chunk).expect("w2 rotates");
         sink.write(&chunk).expect("w3 rotates again");
         assert_eq!(std::fs::metadata(&path).expect("log").len(), 3000);
-        assert_eq!(
-            std::fs::metadata(tmp.path().join("a.log.1"))
-                .expect("old")
-                .len(),
-            3000
-        );
+        assert_eq!(std::fs::metadata(tmp.path().join("a.log.1")).expect("old").len(), 3000);
         assert!(!tmp.path().join("a.log.2").exists());
     }
 }

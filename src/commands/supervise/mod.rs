@@ -36,19 +36,16 @@ pub struct Ready {
 /// Entry point.
 pub fn run(_ctx: &Ctx, args: SuperviseArgs) -> Result<Exit> {
     let mut text = String::new();
-    std::io::stdin()
-        .read_to_string(&mut text)
-        .context("cannot read the plan")?;
+    std::io::stdin().read_to_string(&mut text).context("cannot read the plan")?;
     let plan: SupervisorPlan = serde_json::from_str(&text).context("invalid plan on stdin")?;
-    anyhow::ensure!(
-        plan.id == args.id,
-        "plan is for {}, not {}",
-        plan.id,
-        args.id
-    );
+    anyhow::ensure!(plan.id == args.id, "plan is for {}, not {}", plan.id, args.id);
     // SAFETY: `spawn` placed the lock's descriptor at LOCK_FD for us, and nothing else here
     // owns that number.
     let lock_file = File::from(unsafe { OwnedFd::from_raw_fd(LOCK_FD) });
+    // spawn cleared close-on-exec to pass it to us; set it again, or the agent would inherit
+    // the lock and keep the id "alive" after its supervisor died.
+    nix::fcntl::fcntl(&lock_file, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
+        .context("cannot set close-on-exec on the lock")?;
     let lock = Lock::from_inherited(lock_file, plan.dirs().lock_path(&plan.id));
     redirect_to_null(libc::STDIN_FILENO);
 
@@ -57,14 +54,8 @@ pub fn run(_ctx: &Ctx, args: SuperviseArgs) -> Result<Exit> {
         Ok((sup, running))
     });
     let ready = match &started {
-        Ok((_, running)) => Ready {
-            pid: Some(running.pid),
-            error: None,
-        },
-        Err(e) => Ready {
-            pid: None,
-            error: Some(format!("{e:#}")),
-        },
+        Ok((_, running)) => Ready { pid: Some(running.pid), error: None },
+        Err(e) => Ready { pid: None, error: Some(format!("{e:#}")) },
     };
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{}", serde_json::to_string(&ready).unwrap_or_default());
@@ -86,11 +77,7 @@ pub fn run(_ctx: &Ctx, args: SuperviseArgs) -> Result<Exit> {
 
 /// Points `fd` at /dev/null.
 fn redirect_to_null(fd: i32) {
-    if let Ok(null) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-    {
+    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
         use std::os::fd::AsRawFd;
         // SAFETY: dup2 onto a standard descriptor we own; `null` is closed right after.
         unsafe { libc::dup2(null.as_raw_fd(), fd) };

@@ -44,9 +44,8 @@ pub fn describe_exit(exit: &ExitInfo) -> String {
     match (exit.code, exit.signal) {
         (Some(c), _) => format!("exited with code {c}"),
         (None, Some(s)) => {
-            let name = nix::sys::signal::Signal::try_from(s)
-                .map(|s| s.as_str().to_string())
-                .unwrap_or_else(|_| s.to_string());
+            let name =
+                nix::sys::signal::Signal::try_from(s).map(|s| s.as_str().to_string()).unwrap_or_else(|_| s.to_string());
             format!("killed by signal {s} ({name})")
         }
         _ => "ended".into(),
@@ -61,11 +60,7 @@ pub fn classify(f: &RunFacts) -> Verdict {
             Some(d) => format!("killed by {} ({d})", req.by),
             None => format!("killed by {}", req.by),
         };
-        return Verdict {
-            state: AgentState::Killed,
-            cause,
-            killed_by: Some(req.by.clone()),
-        };
+        return Verdict { state: AgentState::Killed, cause, killed_by: Some(req.by.clone()) };
     }
     if f.stop_signal {
         return Verdict {
@@ -84,25 +79,14 @@ pub fn classify(f: &RunFacts) -> Verdict {
     if f.oom_kills > 0 {
         return Verdict {
             state: AgentState::OomKilled,
-            cause: format!(
-                "OOM-killed at its {} memory limit ({} kill(s))",
-                f.memory_max, f.oom_kills
-            ),
+            cause: format!("OOM-killed at its {} memory limit ({} kill(s))", f.memory_max, f.oom_kills),
             killed_by: None,
         };
     }
     if f.exit.code == Some(0) {
-        return Verdict {
-            state: AgentState::Exited,
-            cause: describe_exit(&f.exit),
-            killed_by: None,
-        };
+        return Verdict { state: AgentState::Exited, cause: describe_exit(&f.exit), killed_by: None };
     }
-    Verdict {
-        state: AgentState::Failed,
-        cause: describe_exit(&f.exit),
-        killed_by: None,
-    }
+    Verdict { state: AgentState::Failed, cause: describe_exit(&f.exit), killed_by: None }
 }
 
 /// Whether a verdict may lead to a restart under `on-failure`: failures and OOM kills may;
@@ -133,13 +117,7 @@ pub enum Next {
 impl Breaker {
     /// A breaker that trips at `threshold` failures within `window`.
     pub fn new(initial: Duration, threshold: u32, window: Duration) -> Breaker {
-        Breaker {
-            initial,
-            threshold,
-            window,
-            failures: VecDeque::new(),
-            consecutive: 0,
-        }
+        Breaker { initial, threshold, window, failures: VecDeque::new(), consecutive: 0 }
     }
 
     /// Records a failure of a run that lasted `ran`, ending at `now`.
@@ -150,11 +128,7 @@ impl Breaker {
         }
         self.consecutive += 1;
         self.failures.push_back(now);
-        while self
-            .failures
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > self.window)
-        {
+        while self.failures.front().is_some_and(|t| now.duration_since(*t) > self.window) {
             self.failures.pop_front();
         }
         if self.failures.len() as u32 >= self.threshold {
@@ -190,38 +164,18 @@ mod tests {
     fn classifies_in_order_of_explanation() {
         assert_eq!(classify(&facts(Some(0), None)).state, AgentState::Exited);
         assert_eq!(classify(&facts(Some(3), None)).cause, "exited with code 3");
-        assert_eq!(
-            classify(&facts(None, Some(11))).cause,
-            "killed by signal 11 (SIGSEGV)"
-        );
-        let oom = RunFacts {
-            oom_kills: 1,
-            ..facts(None, Some(9))
-        };
+        assert_eq!(classify(&facts(None, Some(11))).cause, "killed by signal 11 (SIGSEGV)");
+        let oom = RunFacts { oom_kills: 1, ..facts(None, Some(9)) };
         let v = classify(&oom);
         assert_eq!(v.state, AgentState::OomKilled);
         assert!(v.cause.contains("64.0 MiB"), "{}", v.cause);
-        let timed = RunFacts {
-            hard_timeout: true,
-            ..oom.clone()
-        };
+        let timed = RunFacts { hard_timeout: true, ..oom.clone() };
         assert_eq!(classify(&timed).state, AgentState::TimedOut);
-        let req = KillRequest {
-            by: "user".into(),
-            detail: None,
-            at: SystemTime::now(),
-        };
-        let killed = RunFacts {
-            kill_request: Some(req),
-            ..timed
-        };
+        let req = KillRequest { by: "user".into(), detail: None, at: SystemTime::now() };
+        let killed = RunFacts { kill_request: Some(req), ..timed };
         assert_eq!(
             classify(&killed),
-            Verdict {
-                state: AgentState::Killed,
-                cause: "killed by user".into(),
-                killed_by: Some("user".into())
-            }
+            Verdict { state: AgentState::Killed, cause: "killed by user".into(), killed_by: Some("user".into()) }
         );
     }
 
@@ -239,19 +193,9 @@ mod tests {
         let t0 = Instant::now();
         let mut b = Breaker::new(Duration::from_secs(1), 5, Duration::from_secs(600));
         let short = Duration::from_millis(10);
-        let delays: Vec<Next> = (0..4)
-            .map(|i| b.on_failure(t0 + Duration::from_secs(i), short))
-            .collect();
-        assert_eq!(
-            delays,
-            [1, 2, 4, 8]
-                .map(|s| Next::RestartAfter(Duration::from_secs(s)))
-                .to_vec()
-        );
-        assert_eq!(
-            b.on_failure(t0 + Duration::from_secs(5), short),
-            Next::CrashLoop
-        );
+        let delays: Vec<Next> = (0..4).map(|i| b.on_failure(t0 + Duration::from_secs(i), short)).collect();
+        assert_eq!(delays, [1, 2, 4, 8].map(|s| Next::RestartAfter(Duration::from_secs(s))).to_vec());
+        assert_eq!(b.on_failure(t0 + Duration::from_secs(5), short), Next::CrashLoop);
     }
 
     #[test]

@@ -40,11 +40,7 @@ pub fn start(plan: &SupervisorPlan) -> Result<Running> {
     cmd.args(&plan.command[1..])
         .current_dir(&plan.workspace)
         .stdin(Stdio::null())
-        .stdout(Stdio::from(
-            write_end
-                .try_clone()
-                .context("cannot duplicate the output pipe")?,
-        ))
+        .stdout(Stdio::from(write_end.try_clone().context("cannot duplicate the output pipe")?))
         .stderr(Stdio::from(write_end))
         .env("FLEET_AGENT_ID", plan.id.as_str())
         .env("FLEET_WORKSPACE", &plan.workspace)
@@ -53,32 +49,20 @@ pub fn start(plan: &SupervisorPlan) -> Result<Running> {
         .env("FLEET_MEMORY_HIGH", plan.limits.memory_high.to_v2())
         // Its own process group, so signals meant for the supervisor's never reach it.
         .process_group(0);
-    for (name, value) in [
-        ("FLEET_SOFT_DEADLINE", deadline(plan.soft_timeout)),
-        ("FLEET_HARD_DEADLINE", deadline(plan.hard_timeout)),
-    ] {
+    for (name, value) in
+        [("FLEET_SOFT_DEADLINE", deadline(plan.soft_timeout)), ("FLEET_HARD_DEADLINE", deadline(plan.hard_timeout))]
+    {
         match value {
             Some(v) => cmd.env(name, v),
             None => cmd.env_remove(name),
         };
     }
     place_before_exec(&mut cmd, &plan.cgroup)?;
-    let child = cmd.spawn().with_context(|| {
-        format!(
-            "cannot start '{}' in {}",
-            plan.command[0],
-            plan.workspace.display()
-        )
-    })?;
+    let child =
+        cmd.spawn().with_context(|| format!("cannot start '{}' in {}", plan.command[0], plan.workspace.display()))?;
     // Dropping `cmd` closed our copies of the pipe's write end: EOF now means every process
     // of the agent that held it is gone.
-    Ok(Running {
-        pid: child.id() as i32,
-        output,
-        started: Instant::now(),
-        started_at,
-        oom,
-    })
+    Ok(Running { pid: child.id() as i32, output, started: Instant::now(), started_at, oom })
 }
 
 fn set_nonblocking(file: &File) -> Result<()> {

@@ -38,16 +38,9 @@ impl OomWatch {
         })?;
         let eventfd = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
             .map_err(|e| Error::io("create an eventfd for", &control_path, io::Error::from(e)))?;
-        let registration = format!(
-            "{} {}",
-            eventfd.as_fd().as_raw_fd(),
-            oom_control.as_raw_fd()
-        );
+        let registration = format!("{} {}", eventfd.as_fd().as_raw_fd(), oom_control.as_raw_fd());
         files::write(&dir.join("cgroup.event_control"), &registration, "memory")?;
-        Ok(Some(OomWatch {
-            eventfd,
-            _oom_control: oom_control,
-        }))
+        Ok(Some(OomWatch { eventfd, _oom_control: oom_control }))
     }
 
     /// The descriptor to poll for readability.

@@ -12,10 +12,9 @@ pub(crate) fn read(path: &Path) -> Result<String> {
 /// Reads a file holding one unsigned number.
 pub(crate) fn read_u64(path: &Path) -> Result<u64> {
     let text = read(path)?;
-    text.trim().parse().map_err(|_| Error::Parse {
-        path: path.into(),
-        detail: format!("expected a number, found '{}'", text.trim()),
-    })
+    text.trim()
+        .parse()
+        .map_err(|_| Error::Parse { path: path.into(), detail: format!("expected a number, found '{}'", text.trim()) })
 }
 
 /// Reads `key value` lines (memory.events, memory.stat, memory.oom_control, pids.events).
@@ -41,18 +40,12 @@ pub(crate) fn keyed(pairs: &[(String, u64)], key: &str) -> Option<u64> {
 /// Writes `value` into an existing interface file in one `write(2)`, as the kernel expects.
 /// `controller` names what provides the file, for the error when it is missing.
 pub(crate) fn write(path: &Path, value: &str, controller: &'static str) -> Result<()> {
-    let mut file = match fs::OpenOptions::new()
-        .write(true)
-        .create(false)
-        .truncate(true)
-        .open(path)
-    {
+    let mut file = match fs::OpenOptions::new().write(true).create(false).truncate(true).open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(missing(path, controller)),
         Err(e) => return Err(Error::io("open", path, e)),
     };
-    file.write_all(value.as_bytes())
-        .map_err(|e| Error::io("write", path, e).with_value(value))
+    file.write_all(value.as_bytes()).map_err(|e| Error::io("write", path, e).with_value(value))
 }
 
 /// The error for an interface file that is not there.
@@ -61,19 +54,14 @@ pub(crate) fn missing(path: &Path, controller: &'static str) -> Error {
     let fix = if !parent_exists {
         "the cgroup does not exist; create it first (fleetctl cgroup-create)".to_string()
     } else if controller == "memory (swap accounting)" {
-        "the kernel does not account swap (boot with swapaccount=1), or pass --swap-max max"
-            .to_string()
+        "the kernel does not account swap (boot with swapaccount=1), or pass --swap-max max".to_string()
     } else {
         format!(
             "enable it for the fleet root (add +{} to its parent's cgroup.subtree_control, which `sudo fleetctl setup-host` does)",
             controller.split(' ').next().unwrap_or(controller)
         )
     };
-    Error::MissingController {
-        path: path.into(),
-        controller,
-        fix,
-    }
+    Error::MissingController { path: path.into(), controller, fix }
 }
 
 impl Error {
@@ -81,19 +69,15 @@ impl Error {
     /// says what was invalid.
     fn with_value(self, value: &str) -> Error {
         match self {
-            Error::Io { path, source, .. } if source.kind() == io::ErrorKind::InvalidInput => {
-                Error::Io {
-                    op: "write",
-                    path: path.with_file_name(format!(
-                        "{} (value '{}')",
-                        path.file_name()
-                            .map(|n| n.to_string_lossy().into_owned())
-                            .unwrap_or_default(),
-                        value.trim()
-                    )),
-                    source,
-                }
-            }
+            Error::Io { path, source, .. } if source.kind() == io::ErrorKind::InvalidInput => Error::Io {
+                op: "write",
+                path: path.with_file_name(format!(
+                    "{} (value '{}')",
+                    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                    value.trim()
+                )),
+                source,
+            },
             other => other,
         }
     }
@@ -116,16 +100,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("memory.max");
         let err = write(&path, "4096", "memory").unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::MissingController {
-                    controller: "memory",
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert!(matches!(err, Error::MissingController { controller: "memory", .. }), "{err}");
         assert!(!path.exists(), "a write must not create the file");
         assert!(err.to_string().contains("subtree_control"), "{err}");
     }

@@ -27,10 +27,8 @@ pub struct Fleet {
 /// plain names, so it can never climb out of the hierarchy it is resolved in.
 pub fn validate_parent(spec: &str) -> std::result::Result<(), String> {
     let trimmed = spec.trim_start_matches('/');
-    let bad = trimmed.is_empty()
-        || trimmed
-            .split('/')
-            .any(|c| c.is_empty() || c == "." || c == ".." || c.contains('\0'));
+    let bad =
+        trimmed.is_empty() || trimmed.split('/').any(|c| c.is_empty() || c == "." || c == ".." || c.contains('\0'));
     if bad {
         return Err(format!(
             "invalid cgroup parent '{spec}': give a path such as /fleet (absolute) or fleet-test (under your own cgroup), without '.' or '..' components"
@@ -56,14 +54,8 @@ impl Fleet {
         let root = Cgroup {
             layout: mounts.layout,
             unified: place(&mounts.unified, Some(&own.unified)),
-            memory_v1: mounts
-                .memory_v1
-                .as_deref()
-                .map(|m| place(m, own.memory_v1.as_deref())),
-            pids_v1: mounts
-                .pids_v1
-                .as_deref()
-                .map(|m| place(m, own.pids_v1.as_deref())),
+            memory_v1: mounts.memory_v1.as_deref().map(|m| place(m, own.memory_v1.as_deref())),
+            pids_v1: mounts.pids_v1.as_deref().map(|m| place(m, own.pids_v1.as_deref())),
         };
         Ok(Fleet { root })
     }
@@ -125,11 +117,7 @@ fn require_controllers(dir: &Path) -> Result<()> {
     let available = files::read(&dir.join("cgroup.controllers"))?;
     for c in V2_CONTROLLERS {
         if !available.split_whitespace().any(|a| a == c) {
-            let file = if c == "memory" {
-                "memory.max"
-            } else {
-                "pids.max"
-            };
+            let file = if c == "memory" { "memory.max" } else { "pids.max" };
             return Err(files::missing(&dir.join(file), c));
         }
     }
@@ -169,30 +157,18 @@ mod tests {
         let own = OwnCgroups::parse("4:memory:/job/7\n8:pids:/\n0::/\n");
         let fleet = Fleet::resolve(&hybrid(), &own, "/fleet").expect("resolve");
         assert_eq!(fleet.root.unified, PathBuf::from("/cg/unified/fleet"));
-        assert_eq!(
-            fleet.root.memory_v1,
-            Some(PathBuf::from("/cg/memory/fleet"))
-        );
+        assert_eq!(fleet.root.memory_v1, Some(PathBuf::from("/cg/memory/fleet")));
     }
 
     #[test]
     fn relative_parent_nests_under_own_cgroup_in_each_hierarchy() {
         let own = OwnCgroups::parse("4:memory:/job/7\n8:pids:/\n0::/user.slice\n");
         let fleet = Fleet::resolve(&hybrid(), &own, "t1/fleet").expect("resolve");
-        assert_eq!(
-            fleet.root.unified,
-            PathBuf::from("/cg/unified/user.slice/t1/fleet")
-        );
-        assert_eq!(
-            fleet.root.memory_v1,
-            Some(PathBuf::from("/cg/memory/job/7/t1/fleet"))
-        );
+        assert_eq!(fleet.root.unified, PathBuf::from("/cg/unified/user.slice/t1/fleet"));
+        assert_eq!(fleet.root.memory_v1, Some(PathBuf::from("/cg/memory/job/7/t1/fleet")));
         assert_eq!(fleet.root.pids_v1, Some(PathBuf::from("/cg/pids/t1/fleet")));
         let id: AgentId = "agent-001".parse().expect("id");
-        assert_eq!(
-            fleet.agent(&id).unified,
-            PathBuf::from("/cg/unified/user.slice/t1/fleet/agents/agent-001")
-        );
+        assert_eq!(fleet.agent(&id).unified, PathBuf::from("/cg/unified/user.slice/t1/fleet/agents/agent-001"));
     }
 
     #[test]
@@ -215,22 +191,11 @@ mod tests {
         std::fs::write(root.join("cgroup.controllers"), "cpu memory pids\n").expect("seed");
         std::fs::write(root.join("cgroup.subtree_control"), "").expect("seed");
         std::fs::write(root.join("agents/cgroup.subtree_control"), "memory\n").expect("seed");
-        let mounts = Mounts {
-            layout: Layout::Unified,
-            unified: mount.clone(),
-            memory_v1: None,
-            pids_v1: None,
-        };
+        let mounts = Mounts { layout: Layout::Unified, unified: mount.clone(), memory_v1: None, pids_v1: None };
         let fleet = Fleet::resolve(&mounts, &OwnCgroups::default(), "/fleet").expect("resolve");
         fleet.ensure().expect("ensure");
-        assert_eq!(
-            std::fs::read_to_string(root.join("cgroup.subtree_control")).expect("read"),
-            "+memory +pids"
-        );
-        assert_eq!(
-            std::fs::read_to_string(root.join("agents/cgroup.subtree_control")).expect("read"),
-            "+pids"
-        );
+        assert_eq!(std::fs::read_to_string(root.join("cgroup.subtree_control")).expect("read"), "+memory +pids");
+        assert_eq!(std::fs::read_to_string(root.join("agents/cgroup.subtree_control")).expect("read"), "+pids");
         assert!(root.join("supervisors").is_dir());
     }
 
@@ -240,20 +205,9 @@ mod tests {
         let root = tmp.path().join("fleet");
         std::fs::create_dir_all(&root).expect("mkdir");
         std::fs::write(root.join("cgroup.controllers"), "cpu pids\n").expect("seed");
-        let mounts = Mounts {
-            layout: Layout::Unified,
-            unified: tmp.path().into(),
-            memory_v1: None,
-            pids_v1: None,
-        };
-        let err = Fleet::resolve(&mounts, &OwnCgroups::default(), "/fleet")
-            .expect("resolve")
-            .ensure()
-            .unwrap_err();
+        let mounts = Mounts { layout: Layout::Unified, unified: tmp.path().into(), memory_v1: None, pids_v1: None };
+        let err = Fleet::resolve(&mounts, &OwnCgroups::default(), "/fleet").expect("resolve").ensure().unwrap_err();
         let text = err.to_string();
-        assert!(
-            text.contains("memory controller") && text.contains("setup-host"),
-            "{text}"
-        );
+        assert!(text.contains("memory controller") && text.contains("setup-host"), "{text}");
     }
 }

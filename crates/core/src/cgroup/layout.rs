@@ -59,8 +59,7 @@ impl Mounts {
             };
             let mount_point = left.split(' ').nth(4).map(unescape);
             let mut right = right.split(' ');
-            let (fstype, _source, superopts) =
-                (right.next(), right.next(), right.next().unwrap_or(""));
+            let (fstype, _source, superopts) = (right.next(), right.next(), right.next().unwrap_or(""));
             let Some(mount_point) = mount_point else {
                 continue;
             };
@@ -80,7 +79,8 @@ impl Mounts {
         }
         let Some(unified) = unified else {
             return Err(Error::Unsupported(
-                "no cgroup2 hierarchy is mounted; fleetctl needs cgroup v2 (or a hybrid layout with cgroup2 mounted)".into(),
+                "no cgroup2 hierarchy is mounted; fleetctl needs cgroup v2 (or a hybrid layout with cgroup2 mounted)"
+                    .into(),
             ));
         };
         match (memory_v1, pids_v1) {
@@ -89,7 +89,8 @@ impl Mounts {
             }
             (None, None) => Ok(Mounts { layout: Layout::Unified, unified, memory_v1: None, pids_v1: None }),
             _ => Err(Error::Unsupported(
-                "only one of the v1 memory and pids controllers is mounted; mount both, or neither and use cgroup v2".into(),
+                "only one of the v1 memory and pids controllers is mounted; mount both, or neither and use cgroup v2"
+                    .into(),
             )),
         }
     }
@@ -101,9 +102,7 @@ fn unescape(field: &str) -> String {
     let mut rest = field;
     while let Some(i) = rest.find('\\') {
         out.push_str(&rest[..i]);
-        let code = rest
-            .get(i + 1..i + 4)
-            .and_then(|o| u8::from_str_radix(o, 8).ok());
+        let code = rest.get(i + 1..i + 4).and_then(|o| u8::from_str_radix(o, 8).ok());
         match code {
             Some(c) => {
                 out.push(c as char);
@@ -140,15 +139,10 @@ impl OwnCgroups {
 
     /// Parses the text of a `/proc/<pid>/cgroup` file.
     pub fn parse(text: &str) -> OwnCgroups {
-        let mut own = OwnCgroups {
-            unified: "/".into(),
-            ..Default::default()
-        };
+        let mut own = OwnCgroups { unified: "/".into(), ..Default::default() };
         for line in text.lines() {
             let mut parts = line.splitn(3, ':');
-            let (Some(_), Some(controllers), Some(path)) =
-                (parts.next(), parts.next(), parts.next())
-            else {
+            let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
                 continue;
             };
             if controllers.is_empty() {
@@ -177,8 +171,7 @@ mod tests {
 32 24 0:30 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
 34 24 0:32 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
 ";
-    const PURE: &str =
-        "35 24 0:30 / /sys/fs/cgroup rw,nosuid shared:9 - cgroup2 cgroup2 rw,nsdelegate\n";
+    const PURE: &str = "35 24 0:30 / /sys/fs/cgroup rw,nosuid shared:9 - cgroup2 cgroup2 rw,nsdelegate\n";
 
     #[test]
     fn detects_hybrid() {
@@ -199,19 +192,9 @@ mod tests {
     #[test]
     fn refuses_v1_only_and_half_hybrid() {
         let v1_only = "28 24 0:26 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n";
-        assert!(
-            Mounts::from_mountinfo(v1_only)
-                .unwrap_err()
-                .to_string()
-                .contains("cgroup2")
-        );
+        assert!(Mounts::from_mountinfo(v1_only).unwrap_err().to_string().contains("cgroup2"));
         let half = format!("{PURE}28 24 0:26 / /mem rw - cgroup cgroup rw,memory\n");
-        assert!(
-            Mounts::from_mountinfo(&half)
-                .unwrap_err()
-                .to_string()
-                .contains("pids")
-        );
+        assert!(Mounts::from_mountinfo(&half).unwrap_err().to_string().contains("pids"));
     }
 
     #[test]
@@ -222,9 +205,7 @@ mod tests {
 
     #[test]
     fn parses_own_cgroups() {
-        let own = OwnCgroups::parse(
-            "9:name=systemd:/\n8:pids:/p\n4:memory:/process_api/x\n2:cpu,cpuacct:/\n0::/u\n",
-        );
+        let own = OwnCgroups::parse("9:name=systemd:/\n8:pids:/p\n4:memory:/process_api/x\n2:cpu,cpuacct:/\n0::/u\n");
         assert_eq!(own.unified, "/u");
         assert_eq!(own.memory_v1.as_deref(), Some("/process_api/x"));
         assert_eq!(own.pids_v1.as_deref(), Some("/p"));

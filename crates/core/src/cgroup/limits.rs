@@ -41,19 +41,17 @@ impl Default for Limits {
 impl Limits {
     /// Checks combinations the kernel would accept but an operator would not mean.
     pub fn validate(&self) -> std::result::Result<(), String> {
-        if let (Limit::Bytes(high), Limit::Bytes(max)) = (self.memory_high, self.memory_max) {
-            if high > max {
-                return Err(format!(
-                    "memory high ({}) is above memory max ({}): high must not exceed max",
-                    Limit::Bytes(high),
-                    Limit::Bytes(max)
-                ));
-            }
+        if let (Limit::Bytes(high), Limit::Bytes(max)) = (self.memory_high, self.memory_max)
+            && high > max
+        {
+            return Err(format!(
+                "memory high ({}) is above memory max ({}): high must not exceed max",
+                Limit::Bytes(high),
+                Limit::Bytes(max)
+            ));
         }
         if self.pids_max == Limit::Bytes(0) {
-            return Err(
-                "pids max of 0 would forbid the agent's own process: use at least 1".into(),
-            );
+            return Err("pids max of 0 would forbid the agent's own process: use at least 1".into());
         }
         Ok(())
     }
@@ -74,21 +72,9 @@ impl Cgroup {
         match self.layout {
             Layout::Unified => {
                 let dir = &self.unified;
-                files::write(
-                    &dir.join("memory.max"),
-                    &limits.memory_max.to_v2(),
-                    "memory",
-                )?;
-                files::write(
-                    &dir.join("memory.high"),
-                    &limits.memory_high.to_v2(),
-                    "memory",
-                )?;
-                files::write(
-                    &dir.join("memory.swap.max"),
-                    &limits.swap_max.to_v2(),
-                    "memory (swap accounting)",
-                )?;
+                files::write(&dir.join("memory.max"), &limits.memory_max.to_v2(), "memory")?;
+                files::write(&dir.join("memory.high"), &limits.memory_high.to_v2(), "memory")?;
+                files::write(&dir.join("memory.swap.max"), &limits.swap_max.to_v2(), "memory (swap accounting)")?;
                 files::write(&dir.join("pids.max"), &limits.pids_max.to_v2(), "pids")?;
                 files::write(&dir.join("memory.oom.group"), "1", "memory")?;
             }
@@ -100,18 +86,10 @@ impl Cgroup {
                 if has_memsw {
                     files::write(&memsw, "-1", "memory (swap accounting)")?;
                 }
-                files::write(
-                    &mem.join("memory.limit_in_bytes"),
-                    &v1(limits.memory_max),
-                    "memory",
-                )?;
+                files::write(&mem.join("memory.limit_in_bytes"), &v1(limits.memory_max), "memory")?;
                 match (limits.memory_max, limits.swap_max) {
                     (Limit::Bytes(max), Limit::Bytes(swap)) if has_memsw => {
-                        files::write(
-                            &memsw,
-                            &max.saturating_add(swap).to_string(),
-                            "memory (swap accounting)",
-                        )?;
+                        files::write(&memsw, &max.saturating_add(swap).to_string(), "memory (swap accounting)")?;
                     }
                     (_, Limit::Max) => {}
                     (Limit::Bytes(_), Limit::Bytes(_)) => {
@@ -119,20 +97,10 @@ impl Cgroup {
                     }
                     // Unlimited memory with no swap: v1 cannot cap swap alone, so ask the
                     // kernel not to swap this cgroup at all.
-                    (Limit::Max, Limit::Bytes(_)) => {
-                        files::write(&mem.join("memory.swappiness"), "0", "memory")?
-                    }
+                    (Limit::Max, Limit::Bytes(_)) => files::write(&mem.join("memory.swappiness"), "0", "memory")?,
                 }
-                files::write(
-                    &mem.join("memory.soft_limit_in_bytes"),
-                    &v1(limits.memory_high),
-                    "memory",
-                )?;
-                files::write(
-                    &self.pids_dir().join("pids.max"),
-                    &limits.pids_max.to_v2(),
-                    "pids",
-                )?;
+                files::write(&mem.join("memory.soft_limit_in_bytes"), &v1(limits.memory_high), "memory")?;
+                files::write(&self.pids_dir().join("pids.max"), &limits.pids_max.to_v2(), "pids")?;
             }
         }
         Ok(())
@@ -142,18 +110,12 @@ impl Cgroup {
     pub fn read_limits(&self) -> Result<Limits> {
         let read_limit = |path: std::path::PathBuf| -> Result<Limit> {
             let text = files::read(&path)?;
-            Limit::from_v2(&text).ok_or_else(|| crate::Error::Parse {
-                path,
-                detail: format!("not a limit: '{}'", text.trim()),
-            })
+            Limit::from_v2(&text)
+                .ok_or_else(|| crate::Error::Parse { path, detail: format!("not a limit: '{}'", text.trim()) })
         };
         let v1_limit = |path: std::path::PathBuf| -> Result<Limit> {
             let n = files::read_u64(&path)?;
-            Ok(if n >= crate::size::V1_UNLIMITED_FLOOR {
-                Limit::Max
-            } else {
-                Limit::Bytes(n)
-            })
+            Ok(if n >= crate::size::V1_UNLIMITED_FLOOR { Limit::Max } else { Limit::Bytes(n) })
         };
         match self.layout {
             Layout::Unified => Ok(Limits {
@@ -197,22 +159,8 @@ mod tests {
     fn v2_writes_every_limit_and_oom_group() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("a");
-        seed(
-            &dir,
-            &[
-                "memory.max",
-                "memory.high",
-                "memory.swap.max",
-                "pids.max",
-                "memory.oom.group",
-            ],
-        );
-        let cg = Cgroup {
-            layout: Layout::Unified,
-            unified: dir.clone(),
-            memory_v1: None,
-            pids_v1: None,
-        };
+        seed(&dir, &["memory.max", "memory.high", "memory.swap.max", "pids.max", "memory.oom.group"]);
+        let cg = Cgroup { layout: Layout::Unified, unified: dir.clone(), memory_v1: None, pids_v1: None };
         cg.apply_limits(&Limits::default()).expect("apply");
         let read = |f: &str| fs::read_to_string(dir.join(f)).expect("read");
         assert_eq!(read("memory.max"), (4u64 << 30).to_string());
@@ -226,35 +174,17 @@ mod tests {
     fn v2_without_swap_accounting_names_it() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("a");
-        seed(
-            &dir,
-            &["memory.max", "memory.high", "pids.max", "memory.oom.group"],
-        );
-        let cg = Cgroup {
-            layout: Layout::Unified,
-            unified: dir,
-            memory_v1: None,
-            pids_v1: None,
-        };
+        seed(&dir, &["memory.max", "memory.high", "pids.max", "memory.oom.group"]);
+        let cg = Cgroup { layout: Layout::Unified, unified: dir, memory_v1: None, pids_v1: None };
         let err = cg.apply_limits(&Limits::default()).unwrap_err().to_string();
-        assert!(
-            err.contains("memory.swap.max is missing") && err.contains("swapaccount=1"),
-            "{err}"
-        );
+        assert!(err.contains("memory.swap.max is missing") && err.contains("swapaccount=1"), "{err}");
     }
 
     #[test]
     fn hybrid_expresses_swap_through_memsw() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let (mem, pids) = (tmp.path().join("m"), tmp.path().join("p"));
-        seed(
-            &mem,
-            &[
-                "memory.limit_in_bytes",
-                "memory.memsw.limit_in_bytes",
-                "memory.soft_limit_in_bytes",
-            ],
-        );
+        seed(&mem, &["memory.limit_in_bytes", "memory.memsw.limit_in_bytes", "memory.soft_limit_in_bytes"]);
         seed(&pids, &["pids.max"]);
         let cg = Cgroup {
             layout: Layout::Hybrid,
@@ -267,19 +197,13 @@ mod tests {
             fs::read_to_string(mem.join("memory.memsw.limit_in_bytes")).expect("read"),
             (4u64 << 30).to_string()
         );
-        assert_eq!(
-            fs::read_to_string(pids.join("pids.max")).expect("read"),
-            "512"
-        );
+        assert_eq!(fs::read_to_string(pids.join("pids.max")).expect("read"), "512");
         assert_eq!(cg.read_limits().expect("read back"), Limits::default());
     }
 
     #[test]
     fn high_above_max_is_refused() {
-        let l = Limits {
-            memory_high: Limit::Bytes(5 << 30),
-            ..Limits::default()
-        };
+        let l = Limits { memory_high: Limit::Bytes(5 << 30), ..Limits::default() };
         assert!(l.validate().unwrap_err().contains("must not exceed"));
     }
 }

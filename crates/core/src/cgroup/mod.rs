@@ -67,10 +67,7 @@ impl Cgroup {
     /// The `cgroup.procs` file of every hierarchy: writing a pid (or `0`, "myself") into all
     /// of them places a process in this cgroup.
     pub fn procs_files(&self) -> Vec<PathBuf> {
-        self.dirs()
-            .into_iter()
-            .map(|d| d.join("cgroup.procs"))
-            .collect()
+        self.dirs().into_iter().map(|d| d.join("cgroup.procs")).collect()
     }
 
     /// Whether the cgroup exists (its unified directory does).

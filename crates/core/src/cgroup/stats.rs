@@ -40,8 +40,7 @@ impl Cgroup {
                 Ok(MemoryStats {
                     current: files::read_u64(&dir.join("memory.current"))?,
                     peak: files::read_u64(&dir.join("memory.peak")).ok(),
-                    max: Limit::from_v2(&files::read(&dir.join("memory.max"))?)
-                        .unwrap_or(Limit::Max),
+                    max: Limit::from_v2(&files::read(&dir.join("memory.max"))?).unwrap_or(Limit::Max),
                     inactive_file: files::keyed(&stat, "inactive_file").unwrap_or(0),
                 })
             }
@@ -51,11 +50,7 @@ impl Cgroup {
                 Ok(MemoryStats {
                     current: files::read_u64(&dir.join("memory.usage_in_bytes"))?,
                     peak: files::read_u64(&dir.join("memory.max_usage_in_bytes")).ok(),
-                    max: if max >= crate::size::V1_UNLIMITED_FLOOR {
-                        Limit::Max
-                    } else {
-                        Limit::Bytes(max)
-                    },
+                    max: if max >= crate::size::V1_UNLIMITED_FLOOR { Limit::Max } else { Limit::Bytes(max) },
                     inactive_file: files::keyed(&stat, "total_inactive_file").unwrap_or(0),
                 })
             }
@@ -69,12 +64,7 @@ impl Cgroup {
             Layout::Unified => {
                 let ev = files::read_keyed(&dir.join("memory.events"))?;
                 let get = |k| files::keyed(&ev, k).unwrap_or(0);
-                Ok(MemoryEvents {
-                    high: get("high"),
-                    max: get("max"),
-                    oom: get("oom"),
-                    oom_kill: get("oom_kill"),
-                })
+                Ok(MemoryEvents { high: get("high"), max: get("max"), oom: get("oom"), oom_kill: get("oom_kill") })
             }
             Layout::Hybrid => {
                 let oom = files::read_keyed(&dir.join("memory.oom_control"))?;

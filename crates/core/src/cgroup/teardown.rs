@@ -27,11 +27,7 @@ impl Cgroup {
                 Ok(()) => sent += 1,
                 Err(Errno::ESRCH) => {}
                 Err(e) => {
-                    return Err(Error::io(
-                        "signal a process of",
-                        &self.unified,
-                        io::Error::from(e),
-                    ));
+                    return Err(Error::io("signal a process of", &self.unified, io::Error::from(e)));
                 }
             }
         }
@@ -49,9 +45,7 @@ impl Cgroup {
         let kill_file = self.unified.join("cgroup.kill");
         if kill_file.exists() {
             return match files::write(&kill_file, "1", "cgroup") {
-                Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::ENODEV) => {
-                    Ok(())
-                }
+                Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::ENODEV) => Ok(()),
                 other => other,
             };
         }

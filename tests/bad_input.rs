@@ -1,0 +1,74 @@
+//! Every bad input a tired operator might type: one clear line, a distinct exit code, and
+//! nothing left behind.
+
+use crate::util::TestFleet;
+
+#[test]
+fn bad_spawns_get_their_code_and_leave_nothing() {
+    let Some(f) = TestFleet::new("badinput") else { return };
+    let long = "a".repeat(300);
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (vec!["spawn", "../x", "ws-001", "--", "true"], 2, "invalid id '../x'"),
+        (vec!["spawn", "a/b", "ws-001", "--", "true"], 2, "letters, digits"),
+        (vec!["spawn", "", "ws-001", "--", "true"], 2, "invalid id ''"),
+        (vec!["spawn", &long, "ws-001", "--", "true"], 2, "1-64 characters"),
+        (vec!["spawn", "-rf", "ws-001", "--", "true"], 2, "starting with a letter or digit"),
+        (vec!["spawn", "ok", "ws-404", "--", "true"], 2, "workspace 'ws-404' not found"),
+        (vec!["spawn", "ok", "/nonexistent/ws", "--", "true"], 2, "does not exist"),
+        (vec!["spawn", "ok", "ws-001"], 2, "COMMAND"),
+        (vec!["spawn", "ok", "ws-001", "--memory-max", "4X", "--", "true"], 2, "invalid size '4X'"),
+        (
+            vec!["spawn", "ok", "ws-001", "--memory-max", "1G", "--memory-high", "2G", "--", "true"],
+            2,
+            "must not exceed",
+        ),
+        (vec!["spawn", "ok", "ws-001", "--pids-max", "0", "--", "true"], 2, "at least 1"),
+        (
+            vec!["spawn", "ok", "ws-001", "--soft-timeout", "30m", "--hard-timeout", "15m", "--", "true"],
+            2,
+            "shorter than the hard timeout",
+        ),
+        (vec!["spawn", "ok", "ws-001", "--hard-timeout", "soon", "--", "true"], 2, "invalid duration 'soon'"),
+        (vec!["spawn", "ok", "ws-001", "--", "/nonexistent/cmd"], 1, "cannot start '/nonexistent/cmd'"),
+        (vec!["--cgroup-parent", "../escape", "status"], 2, "invalid cgroup parent"),
+        (vec!["kill"], 2, "required arguments were not provided: <IDS>"),
+        (vec!["kill", "ghost"], 5, "no such agent: ghost"),
+        (vec!["logs", "ghost"], 5, "no such agent: ghost"),
+        (vec!["status", "--state", "zombie"], 2, "unknown state 'zombie'"),
+        (vec!["run-in-cgroup", "ghost", "--", "true"], 5, "no cgroup for ghost"),
+    ];
+    for (args, code, fragment) in &cases {
+        let run = f.run(args);
+        assert_eq!(run.code, *code, "{args:?}\nstderr: {}", run.stderr);
+        assert!(run.stderr.contains(fragment), "{args:?}: stderr lacks '{fragment}':\n{}", run.stderr);
+        if *code != 2 || !run.stderr.contains("Usage") {
+            let lines = run.stderr.lines().filter(|l| !l.trim().is_empty()).count();
+            assert_eq!(lines, 1, "{args:?}: one line, not:\n{}", run.stderr);
+        }
+    }
+    // Nothing half-made: no agent cgroup, no record, no lock file, no log.
+    assert!(f.fleet.agent_names().unwrap_or_default().is_empty(), "{:?}", f.fleet.agent_names());
+    let leftovers: Vec<_> = std::fs::read_dir(f.tmp.path().join("state/agents"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(leftovers.is_empty(), "state left behind: {leftovers:?}");
+    assert!(!f.tmp.path().join("log/agents/ok.log").exists());
+    f.finish();
+}
+
+#[test]
+fn a_bad_config_file_is_named() {
+    let Some(f) = TestFleet::new("badconfig") else { return };
+    let path = f.tmp.path().join("fleet.toml");
+    std::fs::write(&path, "[thresholds]\nspawn = 150\n").expect("write");
+    let run = f.run(&["--config", path.to_str().expect("utf8"), "status"]);
+    run.code(1).one_error_line("thresholds.spawn = 150");
+    std::fs::write(&path, "[agent]\nmemory_max = \"2G\"\nmemory_high = \"1G\"\n").expect("write");
+    let run = f.run(&["--config", path.to_str().expect("utf8"), "spawn", "cfg", "ws-001", "--", "sleep", "30"]);
+    run.code(0);
+    assert!(run.stdout.contains("memory max 2.0 GiB, high 1.0 GiB"), "config defaults apply: {}", run.stdout);
+    f.finish();
+}

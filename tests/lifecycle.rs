@@ -1,0 +1,211 @@
+//! Spawn, placement, environment, logs, status, kill, orphans, run-in-cgroup.
+
+use crate::util::{TestFleet, alive};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(15);
+
+#[test]
+fn spawn_places_the_command_in_its_cgroup_before_it_runs() {
+    let Some(f) = TestFleet::new("placement") else { return };
+    let out = f.run(&[
+        "spawn",
+        "a1",
+        "ws-001",
+        "--",
+        "sh",
+        "-c",
+        "cat /proc/self/cgroup; env | grep ^FLEET_ | sort; sleep 30",
+    ]);
+    out.code(0);
+    assert!(out.stdout.starts_with("a1 started: pid "), "{}", out.stdout);
+    f.wait_log("a1", "FLEET_WORKSPACE", T);
+    let log = f.log("a1");
+    // The very first thing the command did was read its own cgroup: it was already inside,
+    // in every hierarchy the layout has.
+    let cg = f.cgroup("a1");
+    let lines: Vec<&str> = log.lines().collect();
+    let unified_line = lines.iter().find(|l| l.starts_with("0::")).expect("unified line");
+    assert!(unified_line.ends_with("/agents/a1"), "{log}");
+    if cg.memory_v1.is_some() {
+        let mem = lines.iter().find(|l| l.contains(":memory:")).expect("memory line");
+        assert!(mem.ends_with("/agents/a1"), "{log}");
+        let pids = lines.iter().find(|l| l.contains(":pids:")).expect("pids line");
+        assert!(pids.ends_with("/agents/a1"), "{log}");
+    }
+    let ws = f.tmp.path().join("ws/ws-001").canonicalize().expect("ws");
+    assert!(log.contains("FLEET_AGENT_ID=a1"), "{log}");
+    assert!(log.contains(&format!("FLEET_WORKSPACE={}", ws.display())), "{log}");
+    assert!(log.contains(&format!("FLEET_CGROUP={}", cg.memory_dir().display())), "{log}");
+    assert!(log.contains(&format!("FLEET_MEMORY_MAX={}", 4u64 << 30)), "{log}");
+    assert!(log.contains(&format!("FLEET_MEMORY_HIGH={}", 3u64 << 30)), "{log}");
+    assert!(log.contains("FLEET_SOFT_DEADLINE=20"), "{log}");
+    assert!(log.contains("FLEET_HARD_DEADLINE=20"), "{log}");
+
+    let a = f.wait_state("a1", &["running"], T);
+    assert_eq!(a["workspace"], ws.display().to_string());
+    assert!(a["memory_current_bytes"].as_u64().is_some(), "{a:#}");
+    assert_eq!(a["memory_max_bytes"], 4u64 << 30);
+    let status = f.status();
+    assert_eq!(status["schema"], 1);
+    assert_eq!(status["host"]["agents_by_state"]["running"], 1);
+    let table = f.run(&["status"]);
+    assert!(table.stdout.contains("a1") && table.stdout.contains("running"), "{}", table.stdout);
+    f.finish();
+}
+
+#[test]
+fn a_duplicate_spawn_is_refused_even_when_ten_race() {
+    let Some(f) = TestFleet::new("race") else { return };
+    let racers: Vec<_> = (0..10)
+        .map(|_| {
+            f.cmd(&["spawn", "dup", "ws-001", "--", "sleep", "30"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn racer")
+        })
+        .collect();
+    let outs: Vec<_> = racers.into_iter().map(|c| c.wait_with_output().expect("wait")).collect();
+    let codes: Vec<i32> = outs.iter().map(|o| o.status.code().unwrap_or(-1)).collect();
+    let errs: Vec<String> = outs.iter().map(|o| String::from_utf8_lossy(&o.stderr).into_owned()).collect();
+    assert_eq!(codes.iter().filter(|c| **c == 0).count(), 1, "exactly one winner: {codes:?} {errs:?}");
+    assert_eq!(codes.iter().filter(|c| **c == 4).count(), 9, "nine refused with 4: {codes:?} {errs:?}");
+    for o in outs.iter().filter(|o| o.status.code() == Some(4)) {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("dup is already running") || err.contains("dup is being started"), "{err}");
+        assert!(err.contains("pid"), "names the pid: {err}");
+    }
+    let a = f.wait_state("dup", &["running"], T);
+    let again = f.run(&["spawn", "dup", "ws-001", "--", "true"]);
+    again.code(4).one_error_line(&format!("pid {}", a["pid"]));
+    assert!(again.stderr.contains("started 20"), "names the start time: {}", again.stderr);
+    f.finish();
+}
+
+#[test]
+fn kill_is_graceful_then_forced_and_leaves_nothing() {
+    let Some(f) = TestFleet::new("kill") else { return };
+    // Graceful: the agent exits on SIGTERM.
+    f.run(&["spawn", "polite", "ws-001", "--", "sleep", "60"]).code(0);
+    let pid = f.wait_state("polite", &["running"], T)["pid"].as_i64().expect("pid");
+    f.run(&["kill", "polite"]).code(0);
+    assert!(!alive(pid));
+    let a = f.agent("polite");
+    assert_eq!(a["state"], "killed");
+    assert_eq!(a["killed_by"], "user");
+    assert!(!f.cgroup("polite").exists(), "cgroup removed");
+    // Killing it again succeeds with a note.
+    let again = f.run(&["kill", "polite"]);
+    again.code(0);
+    assert!(again.stdout.contains("already ended"), "{}", again.stdout);
+
+    // --force: a tree of processes, all gone at once, cgroup removed.
+    f.run(&["spawn", "tree", "ws-001", "--", "sh", "-c", "sleep 100 & sleep 100 & sleep 100 & echo up; wait"]).code(0);
+    f.wait_log("tree", "up", T);
+    let procs = f.cgroup("tree").procs().expect("procs");
+    assert!(procs.len() >= 4, "{procs:?}");
+    let out = f.run(&["kill", "tree", "--force"]);
+    out.code(0);
+    assert!(out.stdout.contains("killed at once"), "{}", out.stdout);
+    for p in procs {
+        assert!(!alive(p as i64), "pid {p} survived");
+    }
+    assert!(!f.cgroup("tree").exists());
+    let exits: Vec<_> = f.events("tree").into_iter().filter(|e| e["event"] == "exit").collect();
+    assert_eq!(exits.len(), 1, "one exit event: {exits:?}");
+    assert_eq!(exits[0]["state"], "killed");
+    f.run(&["kill", "nobody"]).code(5).one_error_line("no such agent: nobody");
+    f.finish();
+}
+
+#[test]
+fn an_orphaned_agent_is_shown_and_still_killable() {
+    let Some(f) = TestFleet::new("orphan") else { return };
+    f.run(&["spawn", "orph", "ws-001", "--", "sleep", "60"]).code(0);
+    let a = f.wait_state("orph", &["running"], T);
+    let (pid, sup) = (a["pid"].as_i64().expect("pid"), a["supervisor_pid"].as_i64().expect("supervisor pid"));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(sup as i32), nix::sys::signal::Signal::SIGKILL)
+        .expect("kill supervisor");
+    let a = f.wait_state("orph", &["orphaned"], T);
+    assert!(alive(pid), "the agent outlives its supervisor");
+    assert_eq!(a["pid"], pid);
+    // The id stays busy while its cgroup has processes.
+    f.run(&["spawn", "orph", "ws-001", "--", "true"]).code(4).one_error_line("orphaned");
+    f.run(&["kill", "orph"]).code(0);
+    assert!(!alive(pid));
+    assert!(!f.cgroup("orph").exists());
+    let a = f.agent("orph");
+    assert_eq!(a["state"], "killed");
+    assert!(a["cause"].as_str().unwrap_or("").contains("supervisor was gone"), "{a:#}");
+    f.finish();
+}
+
+#[test]
+fn logs_and_run_in_cgroup() {
+    let Some(f) = TestFleet::new("logs") else { return };
+    f.run(&[
+        "spawn",
+        "talk",
+        "ws-001",
+        "--",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5; do echo line$i; done; echo err >&2; sleep 60",
+    ])
+    .code(0);
+    f.wait_log("talk", "err", T);
+    let all = f.run(&["logs", "talk"]);
+    all.code(0);
+    assert!(all.stdout.contains("line1\n") && all.stdout.contains("err\n"), "{}", all.stdout);
+    let tail = f.run(&["logs", "talk", "-n", "2"]);
+    assert_eq!(tail.stdout, "line5\nerr\n");
+    f.run(&["logs", "nobody"]).code(5);
+
+    let inside = f.run(&["run-in-cgroup", "talk", "--", "sh", "-c", "cat /proc/self/cgroup; exit 7"]);
+    inside.code(7);
+    assert!(inside.stdout.lines().any(|l| l.starts_with("0::") && l.ends_with("/agents/talk")), "{}", inside.stdout);
+    f.run(&["run-in-cgroup", "nobody", "--", "true"]).code(5).one_error_line("cgroup-create");
+
+    // logs -f follows until the agent ends.
+    let follower = f.cmd(&["logs", "talk", "-f"]).stdout(std::process::Stdio::piped()).spawn().expect("follow");
+    std::thread::sleep(Duration::from_millis(300));
+    f.run(&["kill", "talk"]).code(0);
+    let out = follower.wait_with_output().expect("follower ends with the agent");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("line1"));
+    f.finish();
+}
+
+#[test]
+fn spawn_wait_streams_and_exits_with_the_agents_code() {
+    let Some(f) = TestFleet::new("wait") else { return };
+    let out = f.run(&["spawn", "w1", "ws-001", "--wait", "--", "sh", "-c", "echo working; exit 3"]);
+    out.code(3);
+    assert!(out.stdout.contains("working"), "{}", out.stdout);
+    assert_eq!(f.agent("w1")["state"], "failed");
+    f.run(&["spawn", "w2", "ws-001", "--wait", "--", "true"]).code(0);
+    assert_eq!(f.agent("w2")["state"], "exited");
+    f.finish();
+}
+
+#[test]
+fn cgroup_create_is_idempotent_and_applies_limits() {
+    let Some(f) = TestFleet::new("cgcreate") else { return };
+    let out = f.run(&["cgroup-create", "box", "--memory-max", "256M", "--memory-high", "200M", "--pids-max", "64"]);
+    out.code(0);
+    assert!(out.stdout.contains("box: created"), "{}", out.stdout);
+    for dir in f.cgroup("box").dirs() {
+        assert!(out.stdout.contains(&dir.display().to_string()), "prints {}: {}", dir.display(), out.stdout);
+    }
+    let l = f.limits("box");
+    assert_eq!(l.memory_max, fleet_core::size::Limit::Bytes(256 << 20));
+    assert_eq!(l.pids_max, fleet_core::size::Limit::Bytes(64));
+    assert_eq!(l.swap_max, fleet_core::size::Limit::Bytes(0));
+    let again = f.run(&["cgroup-create", "box", "--memory-max", "512M", "--memory-high", "200M"]);
+    again.code(0);
+    assert!(again.stdout.contains("exists; limits applied"), "{}", again.stdout);
+    assert_eq!(f.limits("box").memory_max, fleet_core::size::Limit::Bytes(512 << 20));
+    f.run(&["run-in-cgroup", "box", "--", "true"]).code(0);
+    f.run(&["cgroup-create", "../escape"]).code(2).one_error_line("invalid id");
+    f.finish();
+}

@@ -1,0 +1,102 @@
+//! Real limits doing real work: OOM kills, fork bombs, admission control.
+
+use crate::util::{TestFleet, hog_script};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(20);
+
+#[test]
+fn an_agent_past_its_memory_max_is_oom_killed_and_recorded() {
+    let Some(f) = TestFleet::new("oom") else { return };
+    // A fleet budget too, so even a bug in the agent limit cannot touch the machine.
+    f.set_budget(512 << 20);
+    let script = hog_script(200, "echo survived");
+    f.run(&["spawn", "hog", "ws-001", "--memory-max", "64M", "--memory-high", "48M", "--", "sh", "-c", &script])
+        .code(0);
+    let a = f.wait_state("hog", &["oom-killed", "exited", "failed"], T);
+    assert_eq!(a["state"], "oom-killed", "{a:#}\n{}", f.log("hog"));
+    assert!(a["oom_kills"].as_u64().unwrap_or(0) >= 1, "{a:#}");
+    assert!(a["cause"].as_str().unwrap_or("").contains("64.0 MiB"), "{a:#}");
+    assert!(!f.log("hog").contains("survived"));
+    let events: Vec<String> = f.events("hog").iter().map(|e| e["event"].as_str().unwrap_or("").to_string()).collect();
+    assert!(events.contains(&"oom_kill".to_string()), "{events:?}");
+    assert!(!f.cgroup("hog").exists(), "cgroup removed after the OOM kill");
+    f.finish();
+}
+
+#[test]
+fn a_fork_bomb_stops_at_pids_max() {
+    let Some(f) = TestFleet::new("forkbomb") else { return };
+    f.set_budget(512 << 20);
+    // Each round forks two more shells; without pids.max this grows without bound.
+    let bomb = "b() { b & b & wait; }; b";
+    f.run(&["spawn", "bomb", "ws-001", "--pids-max", "32", "--", "sh", "-c", bomb]).code(0);
+    let cg = f.cgroup("bomb");
+    let pids_events = cg.pids_dir().join("pids.events");
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let text = std::fs::read_to_string(&pids_events).unwrap_or_default();
+        let hits: u64 =
+            text.lines().find_map(|l| l.strip_prefix("max ")).and_then(|n| n.trim().parse().ok()).unwrap_or(0);
+        if hits > 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the bomb never hit pids.max: {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let current = cg.pids_current().expect("pids.current");
+    assert!(current <= 32, "pids.current {current} above pids.max");
+    // The host is fine: another agent still starts and runs.
+    f.run(&["spawn", "calm", "ws-001", "--wait", "--", "echo", "fine"]).code(0);
+    f.run(&["kill", "bomb", "--force"]).code(0);
+    assert!(!cg.exists());
+    f.finish();
+}
+
+#[test]
+fn spawns_are_refused_over_the_spawn_threshold() {
+    let Some(f) = TestFleet::new("admission") else { return };
+    f.set_budget(256 << 20);
+    f.run(&["spawn", "big", "ws-001", "--", "sh", "-c", &hog_script(100, "sleep 60")]).code(0);
+    f.wait_log("big", "ready", T);
+    let refused = f.run(&["spawn", "small", "ws-001", "--spawn-threshold", "30", "--", "true"]);
+    refused.code(75).one_error_line("at or above the spawn threshold of 30 %");
+    assert!(refused.stderr.contains("256.0 MiB"), "names the budget: {}", refused.stderr);
+    assert!(!f.cgroup("small").exists(), "a refused spawn makes no cgroup");
+    assert!(!f.tmp.path().join("state/agents/small").exists(), "a refused spawn leaves no state");
+    f.run(&["kill", "big", "--force"]).code(0);
+    f.run(&["spawn", "small", "ws-001", "--spawn-threshold", "30", "--wait", "--", "true"]).code(0);
+    f.finish();
+}
+
+#[test]
+fn limits_reach_the_kernel() {
+    let Some(f) = TestFleet::new("limits") else { return };
+    let args = [
+        "spawn",
+        "lim",
+        "ws-001",
+        "--memory-max",
+        "300M",
+        "--memory-high",
+        "200M",
+        "--pids-max",
+        "100",
+        "--",
+        "sleep",
+        "60",
+    ];
+    f.run(&args).code(0);
+    let l = f.limits("lim");
+    use fleet_core::size::Limit;
+    assert_eq!(l.memory_max, Limit::Bytes(300 << 20));
+    assert_eq!(l.memory_high, Limit::Bytes(200 << 20));
+    assert_eq!(l.swap_max, Limit::Bytes(0));
+    assert_eq!(l.pids_max, Limit::Bytes(100));
+    let cg = f.cgroup("lim");
+    if cg.memory_v1.is_none() {
+        let group = std::fs::read_to_string(cg.unified.join("memory.oom.group")).expect("oom.group");
+        assert_eq!(group.trim(), "1");
+    }
+    f.finish();
+}

@@ -1,0 +1,230 @@
+//! The integration harness: each test gets its own fleet, nested under the test process's
+//! own cgroup in every hierarchy (never beside the machine's cgroups), with its state, log
+//! and workspace dirs in a temp dir. `finish` kills what is left, checks that no process,
+//! cgroup or held lock remains, and removes the fleet root.
+
+use fleet_core::{
+    cgroup::{Cgroup, Fleet, Limits, Mounts, OwnCgroups},
+    lock::HeldLocks,
+};
+use serde_json::Value;
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// The fleetctl under test; `FLEETCTL_BIN` points elsewhere (the VM tier copies it).
+pub fn bin() -> PathBuf {
+    std::env::var_os("FLEETCTL_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_fleetctl")))
+}
+
+/// A finished fleetctl run.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(out: Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Asserts the exit code, printing everything on mismatch.
+    #[track_caller]
+    pub fn code(&self, want: i32) -> &Run {
+        assert_eq!(self.code, want, "exit code\n--- stdout\n{}--- stderr\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    /// Asserts stderr has exactly one line containing `fragment`.
+    #[track_caller]
+    pub fn one_error_line(&self, fragment: &str) -> &Run {
+        let lines: Vec<&str> = self.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert!(lines.iter().any(|l| l.contains(fragment)), "stderr lacks '{fragment}':\n{}", self.stderr);
+        self
+    }
+}
+
+/// One test's fleet.
+pub struct TestFleet {
+    pub name: String,
+    pub tmp: tempfile::TempDir,
+    pub fleet: Fleet,
+}
+
+impl TestFleet {
+    /// A new fleet, or `None` (with the reason printed) where the test cannot run.
+    pub fn new(test: &str) -> Option<TestFleet> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            println!("SKIPPED {test}: needs root to create cgroups");
+            return None;
+        }
+        let mounts = match Mounts::detect(Path::new("/proc")) {
+            Ok(m) => m,
+            Err(e) => {
+                println!("SKIPPED {test}: {e}");
+                return None;
+            }
+        };
+        let own = OwnCgroups::read(Path::new("/proc")).expect("own cgroups");
+        let name = format!("fleetctl-test-{}-{}-{test}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
+        let fleet = Fleet::resolve(&mounts, &own, &name).expect("resolve fleet");
+        let tmp = tempfile::Builder::new().prefix("fleetctl-test-").tempdir().expect("tempdir");
+        std::fs::create_dir_all(tmp.path().join("ws/ws-001")).expect("workspace");
+        Some(TestFleet { name, tmp, fleet })
+    }
+
+    /// A fleetctl command with this fleet's roots.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin());
+        cmd.args(args)
+            .env("FLEET_CGROUP_PARENT", &self.name)
+            .env("FLEET_STATE_DIR", self.tmp.path().join("state"))
+            .env("FLEET_LOG_DIR", self.tmp.path().join("log"))
+            .env("FLEET_WORKSPACE_ROOT", self.tmp.path().join("ws"))
+            .env("FLEET_CONFIG", self.tmp.path().join("no-config.toml"))
+            .stdin(Stdio::null());
+        // An absent config file given explicitly would be an error; point at an empty one.
+        let _ = std::fs::write(self.tmp.path().join("no-config.toml"), "");
+        cmd
+    }
+
+    /// Runs fleetctl to completion.
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run::from(self.cmd(args).output().expect("run fleetctl"))
+    }
+
+    /// `status --json`, parsed.
+    pub fn status(&self) -> Value {
+        let run = self.run(&["status", "--json"]);
+        run.code(0);
+        serde_json::from_str(&run.stdout).expect("status --json parses")
+    }
+
+    /// One agent's entry in `status --json`.
+    pub fn agent(&self, id: &str) -> Value {
+        let status = self.status();
+        status["agents"].as_array().and_then(|a| a.iter().find(|x| x["id"] == id).cloned()).unwrap_or(Value::Null)
+    }
+
+    /// Waits until agent `id` is in one of `states`.
+    #[track_caller]
+    pub fn wait_state(&self, id: &str, states: &[&str], timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let a = self.agent(id);
+            if states.iter().any(|s| a["state"] == *s) {
+                return a;
+            }
+            assert!(Instant::now() < deadline, "{id} never reached {states:?}; last: {a:#}\nlog:\n{}", self.log(id));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until the agent's log contains `text`.
+    #[track_caller]
+    pub fn wait_log(&self, id: &str, text: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.log(id).contains(text) {
+            assert!(Instant::now() < deadline, "{id}'s log never showed '{text}':\n{}", self.log(id));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The agent's log so far.
+    pub fn log(&self, id: &str) -> String {
+        std::fs::read_to_string(self.tmp.path().join(format!("log/agents/{id}.log"))).unwrap_or_default()
+    }
+
+    /// The event journal, parsed.
+    pub fn events(&self, id: &str) -> Vec<Value> {
+        let text = std::fs::read_to_string(self.tmp.path().join("log/events.jsonl")).unwrap_or_default();
+        text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(|e| e["id"] == id).collect()
+    }
+
+    /// Agent `id`'s cgroup.
+    pub fn cgroup(&self, id: &str) -> Cgroup {
+        self.fleet.agent(&id.parse().expect("id"))
+    }
+
+    /// Gives the fleet root a memory budget (its memory.max), creating it if needed.
+    pub fn set_budget(&self, bytes: u64) {
+        self.fleet.ensure().expect("ensure fleet");
+        let dir = self.fleet.root.memory_dir().to_path_buf();
+        let file = if self.fleet.root.memory_v1.is_some() { "memory.limit_in_bytes" } else { "memory.max" };
+        std::fs::write(dir.join(file), bytes.to_string()).expect("set fleet budget");
+    }
+
+    /// Reads an agent's limits back from the kernel.
+    pub fn limits(&self, id: &str) -> Limits {
+        self.cgroup(id).read_limits().expect("read limits")
+    }
+
+    /// Kills what is left and checks that nothing remains: no process in the fleet, no
+    /// agent cgroup, no held lock. Then removes the fleet root.
+    pub fn finish(self) {
+        let run = self.run(&["kill", "--all", "--force"]);
+        assert!(run.code == 0, "cleanup kill failed: {run:?}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let supervisors = self.fleet.supervisors();
+        while supervisors.exists() && supervisors.populated().unwrap_or(false) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            !supervisors.exists() || !supervisors.populated().unwrap_or(false),
+            "supervisors still running: {:?}",
+            supervisors.procs()
+        );
+        let left = self.fleet.agent_names().expect("list agents");
+        assert!(left.is_empty(), "agent cgroups left behind: {left:?}");
+        let held = HeldLocks::read(Path::new("/proc"));
+        for entry in std::fs::read_dir(self.tmp.path().join("state/agents")).into_iter().flatten().flatten() {
+            let lock = entry.path().join("lock");
+            assert!(!held.contains(&lock), "lock still held: {}", lock.display());
+        }
+        remove_fleet(&self.fleet);
+    }
+}
+
+/// Removes the fleet root from every hierarchy, deepest first.
+pub fn remove_fleet(fleet: &Fleet) {
+    for cg in [fleet.agents(), fleet.supervisors(), fleet.root.clone()] {
+        cg.kill_and_remove(Duration::from_secs(5)).expect("remove fleet cgroup");
+    }
+}
+
+impl Drop for TestFleet {
+    fn drop(&mut self) {
+        // A failed test still must not leave processes or cgroups on a shared machine.
+        if self.fleet.root.exists() {
+            let _ = self.run(&["kill", "--all", "--force"]);
+            for cg in [self.fleet.agents(), self.fleet.supervisors(), self.fleet.root.clone()] {
+                let _ = cg.kill_and_remove(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Whether process `pid` exists (zombies count as gone).
+pub fn alive(pid: i64) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// A shell snippet that allocates and holds about `mb` MiB, then prints `ready`.
+pub fn hog_script(mb: u64, then: &str) -> String {
+    format!("x=$(head -c {} /dev/zero | tr '\\0' x); echo ready; {then}", mb << 20)
+}
