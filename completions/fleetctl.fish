@@ -1,0 +1,124 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_fleetctl_global_optspecs
+    string join \n cgroup-parent= state-dir= log-dir= workspace-root= config= h/help V/version
+end
+
+function __fish_fleetctl_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_fleetctl_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_fleetctl_using_subcommand
+    set -l cmd (__fish_fleetctl_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c fleetctl -n "__fish_fleetctl_needs_command" -l cgroup-parent -d 'The fleet root cgroup; a relative path nests under your own cgroup [default: /fleet]' -r
+complete -c fleetctl -n "__fish_fleetctl_needs_command" -l state-dir -d 'Per-agent state and locks [default: /run/fleet]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_needs_command" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_needs_command" -l workspace-root -d 'Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_needs_command" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fleetctl -n "__fish_fleetctl_needs_command" -s V -l version -d 'Print version'
+complete -c fleetctl -n "__fish_fleetctl_needs_command" -f -a "spawn" -d 'Start an agent in its own cgroup under a detached supervisor'
+complete -c fleetctl -n "__fish_fleetctl_needs_command" -f -a "kill" -d 'Stop agents: SIGTERM to every process, a grace period, then kill the whole cgroup'
+complete -c fleetctl -n "__fish_fleetctl_needs_command" -f -a "logs" -d 'Show an agent\'s output'
+complete -c fleetctl -n "__fish_fleetctl_needs_command" -f -a "status" -d 'The host and every agent on one screen'
+complete -c fleetctl -n "__fish_fleetctl_needs_command" -f -a "cgroup-create" -d 'Create (or update) a leaf cgroup under the fleet root with limits'
+complete -c fleetctl -n "__fish_fleetctl_needs_command" -f -a "run-in-cgroup" -d 'Run a command inside an existing agent\'s cgroup, in the foreground'
+complete -c fleetctl -n "__fish_fleetctl_needs_command" -f -a "supervise" -d 'Internal: the per-agent supervisor that `spawn` starts'
+complete -c fleetctl -n "__fish_fleetctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l memory-max -d 'Hard memory limit; the OOM killer ends the agent beyond it [default: 4G]' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l memory-high -d 'Where the kernel starts reclaiming and throttling [default: 3G]' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l swap-max -d 'Swap the agent may use [default: 0]' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l pids-max -d 'Maximum number of tasks (processes and threads) [default: 512]' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l soft-timeout -d 'When the agent\'s main process gets SIGUSR1, a warning to wrap up; "off" for never [default: 15m]' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l hard-timeout -d 'When every process of the agent gets SIGTERM, then the kill; "off" for never [default: 30m]' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l kill-grace -d 'Time between SIGTERM and the kill when the hard timeout fires [default: 10s]' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l restart -d 'Restart the agent\'s command when it fails' -r -f -a "never\t'Never restart'
+on-failure\t'Restart after a failure or OOM kill, never after a kill or timeout'"
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l restart-backoff -d 'First restart delay; it doubles after each failure, up to 5 minutes' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l crash-loop-after -d 'Failures within 10 minutes that stop restarts (state crash-loop)' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l spawn-threshold -d 'Refuse to spawn when fleet memory use is at or above this percentage [default: 85]' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l log-max-size -d 'Size at which the agent\'s log is rotated (one old file is kept) [default: 64M]' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l cgroup-parent -d 'The fleet root cgroup; a relative path nests under your own cgroup [default: /fleet]' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l state-dir -d 'Per-agent state and locks [default: /run/fleet]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l workspace-root -d 'Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l wait -d 'Stay attached: stream the output and exit with the agent\'s code; Ctrl-C stops the agent'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l protect -d 'Never choose this agent when relieving memory pressure'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -s V -l version -d 'Print version'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand kill" -l grace -d 'Time between SIGTERM and the kill' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand kill" -l cgroup-parent -d 'The fleet root cgroup; a relative path nests under your own cgroup [default: /fleet]' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand kill" -l state-dir -d 'Per-agent state and locks [default: /run/fleet]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand kill" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand kill" -l workspace-root -d 'Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand kill" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand kill" -l all -d 'Stop every agent of the fleet'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand kill" -l force -d 'Kill the whole cgroup at once, without SIGTERM or grace'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand kill" -s h -l help -d 'Print help'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand kill" -s V -l version -d 'Print version'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand logs" -s n -l lines -d 'Print only the last N lines' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand logs" -l cgroup-parent -d 'The fleet root cgroup; a relative path nests under your own cgroup [default: /fleet]' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand logs" -l state-dir -d 'Per-agent state and locks [default: /run/fleet]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand logs" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand logs" -l workspace-root -d 'Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand logs" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand logs" -s f -l follow -d 'Keep printing new output until the agent ends'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand logs" -s h -l help -d 'Print help'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand logs" -s V -l version -d 'Print version'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -l state -d 'Show only agents in these states (comma-separated)' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -l cgroup-parent -d 'The fleet root cgroup; a relative path nests under your own cgroup [default: /fleet]' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -l state-dir -d 'Per-agent state and locks [default: /run/fleet]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -l workspace-root -d 'Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -l json -d 'One JSON object: {"schema", "host", "agents"}'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -s h -l help -d 'Print help'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -s V -l version -d 'Print version'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand cgroup-create" -l memory-max -d 'Hard memory limit; the OOM killer ends the agent beyond it [default: 4G]' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand cgroup-create" -l memory-high -d 'Where the kernel starts reclaiming and throttling [default: 3G]' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand cgroup-create" -l swap-max -d 'Swap the agent may use [default: 0]' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand cgroup-create" -l pids-max -d 'Maximum number of tasks (processes and threads) [default: 512]' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand cgroup-create" -l cgroup-parent -d 'The fleet root cgroup; a relative path nests under your own cgroup [default: /fleet]' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand cgroup-create" -l state-dir -d 'Per-agent state and locks [default: /run/fleet]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand cgroup-create" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand cgroup-create" -l workspace-root -d 'Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand cgroup-create" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand cgroup-create" -s h -l help -d 'Print help'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand cgroup-create" -s V -l version -d 'Print version'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand run-in-cgroup" -l cgroup-parent -d 'The fleet root cgroup; a relative path nests under your own cgroup [default: /fleet]' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand run-in-cgroup" -l state-dir -d 'Per-agent state and locks [default: /run/fleet]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand run-in-cgroup" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand run-in-cgroup" -l workspace-root -d 'Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand run-in-cgroup" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand run-in-cgroup" -s h -l help -d 'Print help'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand run-in-cgroup" -s V -l version -d 'Print version'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand supervise" -l cgroup-parent -d 'The fleet root cgroup; a relative path nests under your own cgroup [default: /fleet]' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand supervise" -l state-dir -d 'Per-agent state and locks [default: /run/fleet]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand supervise" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand supervise" -l workspace-root -d 'Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand supervise" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand supervise" -s h -l help -d 'Print help'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand supervise" -s V -l version -d 'Print version'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status cgroup-create run-in-cgroup supervise help" -f -a "spawn" -d 'Start an agent in its own cgroup under a detached supervisor'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status cgroup-create run-in-cgroup supervise help" -f -a "kill" -d 'Stop agents: SIGTERM to every process, a grace period, then kill the whole cgroup'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status cgroup-create run-in-cgroup supervise help" -f -a "logs" -d 'Show an agent\'s output'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status cgroup-create run-in-cgroup supervise help" -f -a "status" -d 'The host and every agent on one screen'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status cgroup-create run-in-cgroup supervise help" -f -a "cgroup-create" -d 'Create (or update) a leaf cgroup under the fleet root with limits'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status cgroup-create run-in-cgroup supervise help" -f -a "run-in-cgroup" -d 'Run a command inside an existing agent\'s cgroup, in the foreground'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status cgroup-create run-in-cgroup supervise help" -f -a "supervise" -d 'Internal: the per-agent supervisor that `spawn` starts'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status cgroup-create run-in-cgroup supervise help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
