@@ -11,6 +11,7 @@ use crate::{
 use anyhow::Result;
 use fleet_cli::KillArgs;
 use fleet_core::id::AgentId;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Entry point.
 pub fn run(ctx: &Ctx, args: KillArgs) -> Result<Exit> {
@@ -20,9 +21,31 @@ pub fn run(ctx: &Ctx, args: KillArgs) -> Result<Exit> {
         return Ok(Exit::Ok);
     }
     let req = StopRequest { by: "user".into(), detail: None, grace: args.grace, force: args.force };
+    // Agents are independent: stop them in parallel, so `kill --all` over hundreds of agents
+    // costs a few grace periods, not one per agent. Output stays in id order.
+    let workers = ids.len().clamp(1, 16);
+    let next = AtomicUsize::new(0);
+    let mut results: Vec<(usize, Result<Option<Stopped>>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        let Some(id) = ids.get(i) else { break };
+                        done.push((i, stop_agent(ctx, id, &req)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+    });
+    results.sort_by_key(|(i, _)| *i);
     let (mut unknown, mut failed) = (Vec::new(), 0);
-    for id in &ids {
-        match stop_agent(ctx, id, &req) {
+    for (i, result) in results {
+        let id = &ids[i];
+        match result {
             Ok(Some(Stopped::Killed { sigkilled, state })) => {
                 let how = if args.force {
                     "killed at once"

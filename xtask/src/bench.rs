@@ -37,10 +37,17 @@ setsid sh -c 'for d in "$@"; do echo 0 > "$d/cgroup.procs"; done; exec sleep 100
 pub fn run(root: &Path, args: &[String]) -> Result<()> {
     ensure!(unsafe_geteuid() == 0, "the benchmark creates cgroups: run it as root");
     let flag = |name: &str, default: usize| -> usize {
-        args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
     };
     let (agents, rounds) = (flag("--agents", 300), flag("--rounds", 40));
-    let status = Command::new("cargo").args(["build", "--release", "--quiet", "--bin", "fleetctl"]).current_dir(root).status()?;
+    let status = Command::new("cargo")
+        .args(["build", "--release", "--quiet", "--bin", "fleetctl"])
+        .current_dir(root)
+        .status()?;
     ensure!(status.success(), "cargo build --release failed");
     let bin = root.join("target/release/fleetctl");
     let tmp = std::env::temp_dir().join(format!("fleetctl-bench-{}", std::process::id()));
@@ -86,7 +93,8 @@ fn baseline_root(fleet: &Fleet) -> fleet_core::cgroup::Cgroup {
 fn measure(env: &Env, fleet: &Fleet, agents: usize, rounds: usize) -> Result<()> {
     fleet.ensure()?;
     // 1. Bare fork+exec.
-    let bare = median((0..rounds).map(|_| time(|| Ok(Command::new("true").status().map(|_| ())?))).collect::<Result<_>>()?);
+    let bare =
+        median((0..rounds).map(|_| time(|| Ok(Command::new("true").status().map(|_| ())?))).collect::<Result<_>>()?);
     // 2. The bash baseline.
     let base = baseline_root(fleet);
     base.create()?;
@@ -96,7 +104,9 @@ fn measure(env: &Env, fleet: &Fleet, agents: usize, rounds: usize) -> Result<()>
         let id = format!("b{i}");
         let mut cmd = Command::new("bash");
         cmd.arg("-c").arg(BASH_SPAWN).arg("bash").arg(&id).args(&dirs);
-        cmd.env("UNI", &dirs[0]).env("MEM", dirs.get(1).cloned().unwrap_or_default()).env("PIDS", dirs.get(2).cloned().unwrap_or_default());
+        cmd.env("UNI", &dirs[0])
+            .env("MEM", dirs.get(1).cloned().unwrap_or_default())
+            .env("PIDS", dirs.get(2).cloned().unwrap_or_default());
         bash.push(time(|| check(cmd.status()?, "bash baseline"))?);
         base.child(&id).kill_and_remove(Duration::from_secs(5))?;
     }
@@ -122,7 +132,10 @@ fn measure(env: &Env, fleet: &Fleet, agents: usize, rounds: usize) -> Result<()>
                         if i >= agents {
                             break;
                         }
-                        let ok = env.fleetctl(&["spawn", &format!("a{i:03}"), "ws", "--", "sleep", "1000"]).status().is_ok_and(|s| s.success());
+                        let ok = env
+                            .fleetctl(&["spawn", &format!("a{i:03}"), "ws", "--", "sleep", "1000"])
+                            .status()
+                            .is_ok_and(|s| s.success());
                         if !ok {
                             failures.fetch_add(1, Ordering::SeqCst);
                         }
@@ -148,10 +161,24 @@ fn measure(env: &Env, fleet: &Fleet, agents: usize, rounds: usize) -> Result<()>
     let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
     println!("| what | fleetctl | baseline | ratio |");
     println!("|---|---|---|---|");
-    println!("| spawn latency, median of {rounds} | {} | bare fork+exec {} | {:.1}x |", ms(spawn), ms(bare), ratio(spawn, bare));
-    println!("| spawn latency, median of {rounds} | {} | bash, same cgroup work {} | {:.2}x |", ms(spawn), ms(bash), ratio(spawn, bash));
+    println!(
+        "| spawn latency, median of {rounds} | {} | bare fork+exec {} | {:.1}x |",
+        ms(spawn),
+        ms(bare),
+        ratio(spawn, bare)
+    );
+    println!(
+        "| spawn latency, median of {rounds} | {} | bash, same cgroup work {} | {:.2}x |",
+        ms(spawn),
+        ms(bash),
+        ratio(spawn, bash)
+    );
     println!("| {agents} agents up, 8 callers | {} ({running} running, {up_failures} failures) | | |", ms(up));
-    println!("| {agents} agents down, kill --all --force | {} ({left} left, {}) | | |", ms(down), if down_ok { "exit 0" } else { "FAILED" });
+    println!(
+        "| {agents} agents down, kill --all --force | {} ({left} left, {}) | | |",
+        ms(down),
+        if down_ok { "exit 0" } else { "FAILED" }
+    );
     println!(
         "| supervisor resident memory ({} supervisors) | median {} KiB, max {} KiB | goal 2048 KiB | {:.2}x of goal (max) |",
         rss.len(),
@@ -194,4 +221,3 @@ fn unsafe_geteuid() -> u32 {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() }
 }
-

@@ -72,9 +72,6 @@ impl Supervisor {
     /// reaper of the agent's orphans and routes signals to a descriptor.
     pub fn prepare(plan: SupervisorPlan, mut lock: Lock) -> Result<Supervisor> {
         let dirs = plan.dirs();
-        plan.supervisors
-            .attach(0)
-            .with_context(|| format!("cannot move the supervisor into {}", plan.supervisors.unified.display()))?;
         // Only root may lower oom_score_adj; an unprivileged supervisor runs unprotected.
         let _ = protect_from_oom(Path::new("/proc"));
         // Orphans of the agent are re-parented to us instead of init, so we reap them at
@@ -94,6 +91,17 @@ impl Supervisor {
         let mut sup = Supervisor { plan, dirs, record, signals, log: None, breaker, stop: None, _lock: lock };
         sup.record.supervisor = ProcessRef::of(Path::new("/proc"), std::process::id() as i32);
         Ok(sup)
+    }
+
+    /// Leaves the caller's cgroup for the fleet's `supervisors/`, outside every agent. Done
+    /// after the first run has started and been reported: each `cgroup.procs` write waits
+    /// for an RCU grace period in the kernel (milliseconds), and spawn latency should pay only
+    /// for the agent's own placement.
+    pub fn move_to_supervisors(&mut self) {
+        if let Err(e) = self.plan.supervisors.attach(0) {
+            self.note(&format!("cannot move the supervisor into {}: {e:#}", self.plan.supervisors.unified.display()));
+            self.event("supervisor_error", json!({"error": format!("cannot join supervisors cgroup: {e:#}")}));
+        }
     }
 
     /// Starts run number `restarts` (0 for the first) and records it.

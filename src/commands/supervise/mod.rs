@@ -1,9 +1,9 @@
 //! The per-agent supervisor (`fleetctl supervise ID`, started by `spawn`, hidden from help).
 //!
 //! It reads its plan from stdin and inherits the agent's lock as fd 3, moves itself to the
-//! fleet's `supervisors/` cgroup (outside every agent), asks the kernel to spare it from the
-//! OOM killer, starts the agent's command, reports the pid (or the error) on stdout and then
-//! lets go of stdout, so the caller's pipes close. From then on it sleeps in `poll(2)` until
+//! kernel to spare it from the OOM killer, starts the agent's command, reports the pid (or
+//! the error) on stdout, lets go of stdout so the caller's pipes close, and moves itself to
+//! the fleet's `supervisors/` cgroup (outside every agent). From then on it sleeps in `poll(2)` until
 //! the kernel has news: a signal, output, an OOM event, or the next deadline.
 
 mod lifecycle;
@@ -67,6 +67,7 @@ pub fn run(_ctx: &Ctx, args: SuperviseArgs) -> Result<Exit> {
 
     match started {
         Ok((mut sup, running)) => {
+            sup.move_to_supervisors();
             sup.supervise(running);
             Ok(Exit::Ok)
         }
