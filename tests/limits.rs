@@ -11,7 +11,9 @@ fn an_agent_past_its_memory_max_is_oom_killed_and_recorded() {
     // A fleet budget too, so even a bug in the agent limit cannot touch the machine.
     f.set_budget(512 << 20);
     let script = hog_script(200, "echo survived");
-    f.run(&["spawn", "hog", "ws-001", "--memory-max", "64M", "--memory-high", "48M", "--", "sh", "-c", &script])
+    // memory.high at max: below it, cgroup v2 throttles the hog (for minutes under TCG)
+    // instead of letting it reach the OOM killer, which is what this test is about.
+    f.run(&["spawn", "hog", "ws-001", "--memory-max", "64M", "--memory-high", "64M", "--", "sh", "-c", &script])
         .code(0);
     let a = f.wait_state("hog", &["oom-killed", "exited", "failed"], T);
     assert_eq!(a["state"], "oom-killed", "{a:#}\n{}", f.log("hog"));
