@@ -55,6 +55,24 @@ fn spawn_places_the_command_in_its_cgroup_before_it_runs() {
 }
 
 #[test]
+fn agents_start_with_no_blocked_signals_and_an_ordinary_oom_score() {
+    let Some(f) = TestFleet::new("sigmask") else { return };
+    // grep, exec'd directly, reports the mask it inherited: it never changes its own (unlike
+    // dash, which would hide an inherited mask by resetting it).
+    let out = f.run(&["spawn", "m1", "ws-001", "--wait", "--", "grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"]);
+    out.code(0);
+    assert!(out.stdout.contains("SigBlk:\t0000000000000000"), "{}", out.stdout);
+    // Standard signals 1-31 must not be ignored (32 and up are the C library's own).
+    let ignored = out.stdout.lines().find_map(|l| l.strip_prefix("SigIgn:\t")).expect("SigIgn line");
+    let mask = u64::from_str_radix(ignored.trim(), 16).expect("hex mask");
+    assert_eq!(mask & 0x7fff_ffff, 0, "agent starts with ignored signals: {ignored}");
+    // The supervisor protects itself from the OOM killer; the agent must not inherit that.
+    f.run(&["spawn", "m2", "ws-001", "--wait", "--", "cat", "/proc/self/oom_score_adj"]).code(0);
+    assert_eq!(f.log("m2").lines().next(), Some("0"));
+    f.finish();
+}
+
+#[test]
 fn a_duplicate_spawn_is_refused_even_when_ten_race() {
     let Some(f) = TestFleet::new("race") else { return };
     let racers: Vec<_> = (0..10)

@@ -3,7 +3,9 @@
 use crate::util::{TestFleet, hog_script};
 use std::time::Duration;
 
-const T: Duration = Duration::from_secs(20);
+/// Generous: these are not timed tests, and under the VM tier's TCG emulation a 200 MiB
+/// hog takes tens of seconds to reach its limit.
+const T: Duration = Duration::from_secs(90);
 
 #[test]
 fn an_agent_past_its_memory_max_is_oom_killed_and_recorded() {
@@ -31,7 +33,8 @@ fn a_fork_bomb_stops_at_pids_max() {
     let Some(f) = TestFleet::new("forkbomb") else { return };
     f.set_budget(512 << 20);
     // Each round forks two more shells; without pids.max this grows without bound.
-    let bomb = "b() { b & b & wait; }; b";
+    // The main process keeps bombing, so the agent is alive while we look.
+    let bomb = "b() { b & b & wait; }; (while :; do b; done) & sleep 600";
     f.run(&["spawn", "bomb", "ws-001", "--pids-max", "32", "--", "sh", "-c", bomb]).code(0);
     let cg = f.cgroup("bomb");
     let pids_events = cg.pids_dir().join("pids.events");
@@ -61,8 +64,10 @@ fn spawns_are_refused_over_the_spawn_threshold() {
     f.set_budget(256 << 20);
     f.run(&["spawn", "big", "ws-001", "--", "sh", "-c", &hog_script(100, "sleep 60")]).code(0);
     f.wait_log("big", "ready", T);
+    let host = f.status()["host"].clone();
     let refused = f.run(&["spawn", "small", "ws-001", "--spawn-threshold", "30", "--", "true"]);
-    refused.code(75).one_error_line("at or above the spawn threshold of 30 %");
+    assert_eq!(refused.code, 75, "fleet was {host:#}\n{refused:?}\nbig's log:\n{}\nevents: {:?}", f.log("big"), f.events("big"));
+    refused.one_error_line("at or above the spawn threshold of 30 %");
     assert!(refused.stderr.contains("256.0 MiB"), "names the budget: {}", refused.stderr);
     assert!(!f.cgroup("small").exists(), "a refused spawn makes no cgroup");
     assert!(!f.tmp.path().join("state/agents/small").exists(), "a refused spawn leaves no state");

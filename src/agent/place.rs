@@ -4,6 +4,15 @@
 //! between fork and exec. The files are opened in the parent beforehand, so the child only
 //! calls `write(2)`, which is async-signal-safe; if any write fails, exec never happens and
 //! `spawn()` returns the error. Nothing of an agent ever runs unlimited.
+//!
+//! The child also unblocks every signal: the supervisor blocks SIGTERM, SIGINT, SIGHUP and
+//! SIGCHLD to read them from a signalfd, a blocked mask survives exec, and std does not reset
+//! it. An agent that inherited it would never see a graceful SIGTERM (dash unblocks its own
+//! mask at startup; busybox sh and most programs do not).
+//!
+//! The child also resets its OOM score to 0. Supervisors protect themselves with -1000, which
+//! children inherit; an agent with -1000 can never be chosen by the OOM killer, so at its
+//! memory limit the kernel would retry reclaim forever instead of ending it.
 
 use anyhow::{Context, Result};
 use fleet_core::cgroup::Cgroup;
@@ -14,7 +23,7 @@ use std::{
     process::Command,
 };
 
-/// Arranges for `cmd`'s child to join `cgroup` just before exec.
+/// Arranges for `cmd`'s child to join `cgroup`, with an ordinary OOM score, just before exec.
 pub fn place_before_exec(cmd: &mut Command, cgroup: &Cgroup) -> Result<()> {
     let files: Vec<File> = cgroup
         .procs_files()
@@ -32,6 +41,9 @@ pub fn place_before_exec(cmd: &mut Command, cgroup: &Cgroup) -> Result<()> {
     // nothing and takes no locks.
     unsafe {
         cmd.pre_exec(move || {
+            let empty = nix::sys::signal::SigSet::empty();
+            nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&empty), None)?;
+            reset_oom_score();
             for file in &files {
                 let n = libc::write(file.as_raw_fd(), b"0".as_ptr().cast(), 1);
                 if n != 1 {
@@ -42,4 +54,20 @@ pub fn place_before_exec(cmd: &mut Command, cgroup: &Cgroup) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// Sets the calling process's `oom_score_adj` back to 0. Raising it needs no privilege, so this
+/// cannot fail for a reason we could act on; it is best-effort.
+///
+/// # Safety
+/// Async-signal-safe: open(2), write(2) and close(2) on a constant path.
+unsafe fn reset_oom_score() {
+    // SAFETY: see above; the path is a static NUL-terminated string.
+    unsafe {
+        let fd = libc::open(fleet_core::procs::SELF_OOM_SCORE_ADJ.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd >= 0 {
+            libc::write(fd, b"0".as_ptr().cast(), 1);
+            libc::close(fd);
+        }
+    }
 }

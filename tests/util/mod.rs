@@ -224,7 +224,9 @@ pub fn alive(pid: i64) -> bool {
     }
 }
 
-/// A shell snippet that allocates and holds about `mb` MiB, then prints `ready`.
+/// A shell snippet that allocates and holds about `mb` MiB, prints `ready`, runs `then`.
+/// The variable is used after `then`, so a shell that execs its last command in place
+/// (busybox sh does) cannot drop the memory early.
 pub fn hog_script(mb: u64, then: &str) -> String {
-    format!("x=$(head -c {} /dev/zero | tr '\\0' x); echo ready; {then}", mb << 20)
+    format!("x=$(head -c {} /dev/zero | tr '\\0' x); echo ready; {then}; test -n \"$x\"", mb << 20)
 }

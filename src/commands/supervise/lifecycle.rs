@@ -78,6 +78,13 @@ impl Supervisor {
         // once and they stop counting against pids.max.
         // SAFETY: prctl with integer arguments only.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        // Ignored dispositions survive exec: a spawn started under nohup or from a script's
+        // background job would hand agents an ignored SIGHUP or SIGINT. Agents start from the
+        // defaults.
+        for signal in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
+            // SAFETY: installing SIG_DFL runs no handler code.
+            let _ = unsafe { nix::sys::signal::signal(signal, nix::sys::signal::SigHandler::SigDfl) };
+        }
         let mut mask = SigSet::empty();
         for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
             mask.add(s);
