@@ -66,7 +66,13 @@ fn spawns_are_refused_over_the_spawn_threshold() {
     f.wait_log("big", "ready", T);
     let host = f.status()["host"].clone();
     let refused = f.run(&["spawn", "small", "ws-001", "--spawn-threshold", "30", "--", "true"]);
-    assert_eq!(refused.code, 75, "fleet was {host:#}\n{refused:?}\nbig's log:\n{}\nevents: {:?}", f.log("big"), f.events("big"));
+    assert_eq!(
+        refused.code,
+        75,
+        "fleet was {host:#}\n{refused:?}\nbig's log:\n{}\nevents: {:?}",
+        f.log("big"),
+        f.events("big")
+    );
     refused.one_error_line("at or above the spawn threshold of 30 %");
     assert!(refused.stderr.contains("256.0 MiB"), "names the budget: {}", refused.stderr);
     assert!(!f.cgroup("small").exists(), "a refused spawn makes no cgroup");

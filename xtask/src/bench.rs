@@ -17,7 +17,9 @@ use std::{
 
 /// The seed script's cgroup work, in bash: make the cgroup in every hierarchy, write the
 /// limits, then start the command placed in it (the child writes itself into cgroup.procs
-/// before exec, as fleetctl does) and return.
+/// before exec, as fleetctl does) and return once it is placed, which is what `fleetctl
+/// spawn` promises too. Returning before the placement (a plain `&`) would leave out the
+/// most expensive step: the first `cgroup.procs` write waits for an RCU grace period.
 const BASH_SPAWN: &str = r#"
 set -e
 id=$1; shift
@@ -31,7 +33,8 @@ else
   echo $((4<<30)) > "$UNI/$id/memory.max"; echo $((3<<30)) > "$UNI/$id/memory.high"
   echo 0 > "$UNI/$id/memory.swap.max"; echo 512 > "$UNI/$id/pids.max"; echo 1 > "$UNI/$id/memory.oom.group"
 fi
-setsid sh -c 'for d in "$@"; do echo 0 > "$d/cgroup.procs"; done; exec sleep 1000' sh $(for d in "$@"; do echo "$d/$id"; done) </dev/null >/dev/null 2>&1 &
+{ setsid sh -c 'for d in "$@"; do echo 0 > "$d/cgroup.procs"; done; echo placed; exec sleep 1000 >/dev/null 2>&1' \
+    sh $(for d in "$@"; do echo "$d/$id"; done) </dev/null 2>/dev/null & } | head -n 1 >/dev/null
 "#;
 
 pub fn run(root: &Path, args: &[String]) -> Result<()> {

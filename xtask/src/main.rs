@@ -4,9 +4,11 @@
 //!   from the one clap definition; `--check` fails when the committed files are stale.
 //! - `bench`: spawn latency against bare fork+exec and the bash baseline, 300 agents up
 //!   and down, supervisor resident memory (needs root).
+//! - `vm-test`: the integration tests inside a VM whose only hierarchy is cgroup v2.
 
 mod bench;
 mod codegen;
+mod vmtest;
 
 use anyhow::{Result, bail};
 use std::path::{Path, PathBuf};
@@ -16,7 +18,8 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("codegen") => codegen::run(&root(), args.iter().any(|a| a == "--check")),
         Some("bench") => bench::run(&root(), &args[1..]),
-        _ => bail!("usage: cargo xtask codegen [--check] | bench [--agents N] [--rounds N]"),
+        Some("vm-test") => vmtest::run(&root()),
+        _ => bail!("usage: cargo xtask codegen [--check] | bench [--agents N] [--rounds N] | vm-test"),
     }
 }
 

@@ -68,6 +68,8 @@ pub fn run(_ctx: &Ctx, args: SuperviseArgs) -> Result<Exit> {
     match started {
         Ok((mut sup, running)) => {
             sup.move_to_supervisors();
+            // From here on the supervisor mostly sleeps: let go of the setup code's pages.
+            let _ = fleet_core::procs::release_text_pages(std::path::Path::new("/proc"));
             sup.supervise(running);
             Ok(Exit::Ok)
         }
