@@ -207,6 +207,48 @@ fn spawn_wait_streams_and_exits_with_the_agents_code() {
 }
 
 #[test]
+fn spawn_wait_stops_the_agent_on_ctrl_c() {
+    let Some(f) = TestFleet::new("ctrlc") else { return };
+    let child = f
+        .cmd(&["spawn", "w3", "ws-001", "--wait", "--", "sleep", "60"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn --wait");
+    let pid = f.wait_state("w3", &["running"], T)["pid"].as_i64().expect("pid");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT)
+        .expect("Ctrl-C");
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!alive(pid), "the agent was stopped");
+    let a = f.agent("w3");
+    assert_eq!(a["state"], "killed");
+    assert!(a["cause"].as_str().unwrap_or("").contains("Ctrl-C"), "{a:#}");
+    f.finish();
+}
+
+#[test]
+fn supervisors_are_protected_from_the_oom_killer() {
+    let Some(f) = TestFleet::new("oomprotect") else { return };
+    // Some sandboxes forbid lowering oom_score_adj even to root; then there is nothing to check.
+    let own = std::fs::read_to_string("/proc/self/oom_score_adj").expect("read own");
+    if std::fs::write("/proc/self/oom_score_adj", "-1000").is_err() {
+        println!("SKIPPED oom protection: this host forbids lowering oom_score_adj, even to root");
+        f.finish();
+        return;
+    }
+    std::fs::write("/proc/self/oom_score_adj", own.trim()).expect("restore own score");
+    f.run(&["spawn", "p1", "ws-001", "--", "sleep", "60"]).code(0);
+    let a = f.wait_state("p1", &["running"], T);
+    let sup = a["supervisor_pid"].as_i64().expect("supervisor pid");
+    let score = std::fs::read_to_string(format!("/proc/{sup}/oom_score_adj")).expect("supervisor score");
+    assert_eq!(score.trim(), "-1000");
+    let agent = std::fs::read_to_string(format!("/proc/{}/oom_score_adj", a["pid"])).expect("agent score");
+    assert_eq!(agent.trim(), "0", "the agent must stay killable");
+    f.finish();
+}
+
+#[test]
 fn cgroup_create_is_idempotent_and_applies_limits() {
     let Some(f) = TestFleet::new("cgcreate") else { return };
     let out = f.run(&["cgroup-create", "box", "--memory-max", "256M", "--memory-high", "200M", "--pids-max", "64"]);
