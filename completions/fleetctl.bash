@@ -19,6 +19,9 @@ _fleetctl() {
             fleetctl,cgroup-create)
                 cmd="fleetctl__subcmd__cgroup__subcmd__create"
                 ;;
+            fleetctl,events)
+                cmd="fleetctl__subcmd__events"
+                ;;
             fleetctl,help)
                 cmd="fleetctl__subcmd__help"
                 ;;
@@ -27,6 +30,12 @@ _fleetctl() {
                 ;;
             fleetctl,logs)
                 cmd="fleetctl__subcmd__logs"
+                ;;
+            fleetctl,memory)
+                cmd="fleetctl__subcmd__memory"
+                ;;
+            fleetctl,relief)
+                cmd="fleetctl__subcmd__relief"
                 ;;
             fleetctl,run-in-cgroup)
                 cmd="fleetctl__subcmd__run__subcmd__in__subcmd__cgroup"
@@ -43,6 +52,9 @@ _fleetctl() {
             fleetctl__subcmd__help,cgroup-create)
                 cmd="fleetctl__subcmd__help__subcmd__cgroup__subcmd__create"
                 ;;
+            fleetctl__subcmd__help,events)
+                cmd="fleetctl__subcmd__help__subcmd__events"
+                ;;
             fleetctl__subcmd__help,help)
                 cmd="fleetctl__subcmd__help__subcmd__help"
                 ;;
@@ -51,6 +63,12 @@ _fleetctl() {
                 ;;
             fleetctl__subcmd__help,logs)
                 cmd="fleetctl__subcmd__help__subcmd__logs"
+                ;;
+            fleetctl__subcmd__help,memory)
+                cmd="fleetctl__subcmd__help__subcmd__memory"
+                ;;
+            fleetctl__subcmd__help,relief)
+                cmd="fleetctl__subcmd__help__subcmd__relief"
                 ;;
             fleetctl__subcmd__help,run-in-cgroup)
                 cmd="fleetctl__subcmd__help__subcmd__run__subcmd__in__subcmd__cgroup"
@@ -71,7 +89,7 @@ _fleetctl() {
 
     case "${cmd}" in
         fleetctl)
-            opts="-h -V --cgroup-parent --state-dir --log-dir --workspace-root --config --help --version spawn kill logs status cgroup-create run-in-cgroup supervise help"
+            opts="-h -V --cgroup-parent --state-dir --log-dir --workspace-root --config --help --version spawn kill logs status memory events relief cgroup-create run-in-cgroup supervise help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -154,8 +172,46 @@ _fleetctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        fleetctl__subcmd__events)
+            opts="-f -h -V --since --follow --json --cgroup-parent --state-dir --log-dir --workspace-root --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cgroup-parent)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --workspace-root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         fleetctl__subcmd__help)
-            opts="spawn kill logs status cgroup-create run-in-cgroup supervise help"
+            opts="spawn kill logs status memory events relief cgroup-create run-in-cgroup supervise help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -169,6 +225,20 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__help__subcmd__cgroup__subcmd__create)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fleetctl__subcmd__help__subcmd__events)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -211,6 +281,34 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__help__subcmd__logs)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fleetctl__subcmd__help__subcmd__memory)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fleetctl__subcmd__help__subcmd__relief)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -330,6 +428,90 @@ _fleetctl() {
                     return 0
                     ;;
                 -n)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cgroup-parent)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --workspace-root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fleetctl__subcmd__memory)
+            opts="-h -V --sort --json --cgroup-parent --state-dir --log-dir --workspace-root --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --sort)
+                    COMPREPLY=($(compgen -W "current percent peak oom-kills pressure id" -- "${cur}"))
+                    return 0
+                    ;;
+                --cgroup-parent)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --workspace-root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fleetctl__subcmd__relief)
+            opts="-h -V --order --protect --dry-run --grace --json --cgroup-parent --state-dir --log-dir --workspace-root --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --order)
+                    COMPREPLY=($(compgen -W "largest newest oldest" -- "${cur}"))
+                    return 0
+                    ;;
+                --protect)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --grace)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -35,6 +35,9 @@ complete -c fleetctl -n "__fish_fleetctl_needs_command" -f -a "spawn" -d 'Start 
 complete -c fleetctl -n "__fish_fleetctl_needs_command" -f -a "kill" -d 'Stop agents: SIGTERM to every process, a grace period, then kill the whole cgroup'
 complete -c fleetctl -n "__fish_fleetctl_needs_command" -f -a "logs" -d 'Show an agent\'s output'
 complete -c fleetctl -n "__fish_fleetctl_needs_command" -f -a "status" -d 'The host and every agent on one screen'
+complete -c fleetctl -n "__fish_fleetctl_needs_command" -f -a "memory" -d 'Per-agent memory: usage, limits, events and pressure, largest first'
+complete -c fleetctl -n "__fish_fleetctl_needs_command" -f -a "events" -d 'The event journal: spawns, exits and their causes, timeouts, OOM kills, relief'
+complete -c fleetctl -n "__fish_fleetctl_needs_command" -f -a "relief" -d 'Kill agents, largest first, until fleet memory use is below TARGET percent'
 complete -c fleetctl -n "__fish_fleetctl_needs_command" -f -a "cgroup-create" -d 'Create (or update) a leaf cgroup under the fleet root with limits'
 complete -c fleetctl -n "__fish_fleetctl_needs_command" -f -a "run-in-cgroup" -d 'Run a command inside an existing agent\'s cgroup, in the foreground'
 complete -c fleetctl -n "__fish_fleetctl_needs_command" -f -a "supervise" -d 'Internal: the per-agent supervisor that `spawn` starts'
@@ -89,6 +92,44 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -l config -d '
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -l json -d 'One JSON object: {"schema", "host", "agents"}'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -s h -l help -d 'Print help'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -s V -l version -d 'Print version'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -l sort -d 'Sort by this column, largest first' -r -f -a "current\t'Memory in use now'
+percent\t'Percent of the agent\'s own limit'
+peak\t'Most ever used'
+oom-kills\t'OOM kills'
+pressure\t'Memory pressure (PSI some avg10)'
+id\t'Agent id (ascending)'"
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -l cgroup-parent -d 'The fleet root cgroup; a relative path nests under your own cgroup [default: /fleet]' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -l state-dir -d 'Per-agent state and locks [default: /run/fleet]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -l workspace-root -d 'Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -l json -d 'One JSON object: {"schema", "budget", "agents", "totals"}'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -s V -l version -d 'Print version'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand events" -l since -d 'Only events newer than this long ago (e.g. 1h, 30m)' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand events" -l cgroup-parent -d 'The fleet root cgroup; a relative path nests under your own cgroup [default: /fleet]' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand events" -l state-dir -d 'Per-agent state and locks [default: /run/fleet]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand events" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand events" -l workspace-root -d 'Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand events" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand events" -s f -l follow -d 'Keep printing new events as they are written'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand events" -l json -d 'One JSON object per line, as written in the journal'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand events" -s h -l help -d 'Print help'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand events" -s V -l version -d 'Print version'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l order -d 'Which agents go first' -r -f -a "largest\t'Largest memory first: the fewest kills that reach the target'
+newest\t'Most recently started first: the least work lost'
+oldest\t'Longest running first'"
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l protect -d 'Never kill this agent (repeatable); agents spawned with --protect are always spared' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l grace -d 'Time between SIGTERM and the kill, per victim' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l cgroup-parent -d 'The fleet root cgroup; a relative path nests under your own cgroup [default: /fleet]' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l state-dir -d 'Per-agent state and locks [default: /run/fleet]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l workspace-root -d 'Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l dry-run -d 'Print the plan (victims, memory freed, projected use) and kill nothing'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l json -d 'The plan and its outcome as one JSON object'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -s V -l version -d 'Print version'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand cgroup-create" -l memory-max -d 'Hard memory limit; the OOM killer ends the agent beyond it [default: 4G]' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand cgroup-create" -l memory-high -d 'Where the kernel starts reclaiming and throttling [default: 3G]' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand cgroup-create" -l swap-max -d 'Swap the agent may use [default: 0]' -r
@@ -114,11 +155,14 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand supervise" -l workspac
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand supervise" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand supervise" -s h -l help -d 'Print help'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand supervise" -s V -l version -d 'Print version'
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status cgroup-create run-in-cgroup supervise help" -f -a "spawn" -d 'Start an agent in its own cgroup under a detached supervisor'
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status cgroup-create run-in-cgroup supervise help" -f -a "kill" -d 'Stop agents: SIGTERM to every process, a grace period, then kill the whole cgroup'
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status cgroup-create run-in-cgroup supervise help" -f -a "logs" -d 'Show an agent\'s output'
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status cgroup-create run-in-cgroup supervise help" -f -a "status" -d 'The host and every agent on one screen'
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status cgroup-create run-in-cgroup supervise help" -f -a "cgroup-create" -d 'Create (or update) a leaf cgroup under the fleet root with limits'
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status cgroup-create run-in-cgroup supervise help" -f -a "run-in-cgroup" -d 'Run a command inside an existing agent\'s cgroup, in the foreground'
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status cgroup-create run-in-cgroup supervise help" -f -a "supervise" -d 'Internal: the per-agent supervisor that `spawn` starts'
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status cgroup-create run-in-cgroup supervise help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief cgroup-create run-in-cgroup supervise help" -f -a "spawn" -d 'Start an agent in its own cgroup under a detached supervisor'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief cgroup-create run-in-cgroup supervise help" -f -a "kill" -d 'Stop agents: SIGTERM to every process, a grace period, then kill the whole cgroup'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief cgroup-create run-in-cgroup supervise help" -f -a "logs" -d 'Show an agent\'s output'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief cgroup-create run-in-cgroup supervise help" -f -a "status" -d 'The host and every agent on one screen'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief cgroup-create run-in-cgroup supervise help" -f -a "memory" -d 'Per-agent memory: usage, limits, events and pressure, largest first'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief cgroup-create run-in-cgroup supervise help" -f -a "events" -d 'The event journal: spawns, exits and their causes, timeouts, OOM kills, relief'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief cgroup-create run-in-cgroup supervise help" -f -a "relief" -d 'Kill agents, largest first, until fleet memory use is below TARGET percent'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief cgroup-create run-in-cgroup supervise help" -f -a "cgroup-create" -d 'Create (or update) a leaf cgroup under the fleet root with limits'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief cgroup-create run-in-cgroup supervise help" -f -a "run-in-cgroup" -d 'Run a command inside an existing agent\'s cgroup, in the foreground'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief cgroup-create run-in-cgroup supervise help" -f -a "supervise" -d 'Internal: the per-agent supervisor that `spawn` starts'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief cgroup-create run-in-cgroup supervise help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -6,5 +6,6 @@ mod util;
 mod bad_input;
 mod lifecycle;
 mod limits;
+mod relief;
 mod restart;
 mod timeouts;

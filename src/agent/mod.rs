@@ -3,5 +3,7 @@
 
 pub mod place;
 pub mod plan;
+pub mod relief;
 pub mod stop;
+pub mod usage;
 pub mod view;

@@ -1,8 +1,11 @@
 //! One module per subcommand, each with one entry function `run(ctx, args) -> Result<Exit>`.
 
 pub mod cgroup_create;
+pub mod events;
 pub mod kill;
 pub mod logs;
+pub mod memory;
+pub mod relief;
 pub mod run_in_cgroup;
 pub mod spawn;
 pub mod status;

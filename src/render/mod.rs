@@ -1,6 +1,8 @@
 //! Rendering is pure: commands build report structs, these functions turn them into a table
 //! or JSON, and commands print the result. `--json` and the table come from the same structs.
 
+pub mod memory;
+pub mod relief;
 pub mod status;
 
 use comfy_table::{ContentArrangement, Table, presets::UTF8_BORDERS_ONLY};

@@ -54,6 +54,13 @@ pub enum Command {
     Logs(LogsArgs),
     /// The host and every agent on one screen
     Status(StatusArgs),
+    /// Per-agent memory: usage, limits, events and pressure, largest first
+    Memory(MemoryArgs),
+    /// The event journal: spawns, exits and their causes, timeouts, OOM kills, relief
+    Events(EventsArgs),
+    /// Kill agents, largest first, until fleet memory use is below TARGET percent
+    #[command(after_help = "Example: sudo fleetctl relief 75 --dry-run")]
+    Relief(ReliefArgs),
     /// Create (or update) a leaf cgroup under the fleet root with limits
     CgroupCreate(CgroupCreateArgs),
     /// Run a command inside an existing agent's cgroup, in the foreground
@@ -179,6 +186,85 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
+/// `fleetctl memory`.
+#[derive(Debug, Args)]
+pub struct MemoryArgs {
+    /// Sort by this column, largest first
+    #[arg(long, value_enum, default_value_t = MemorySort::Current)]
+    pub sort: MemorySort,
+    /// One JSON object: {"schema", "budget", "agents", "totals"}
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Columns `memory --sort` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MemorySort {
+    /// Memory in use now
+    Current,
+    /// Percent of the agent's own limit
+    Percent,
+    /// Most ever used
+    Peak,
+    /// OOM kills
+    OomKills,
+    /// Memory pressure (PSI some avg10)
+    Pressure,
+    /// Agent id (ascending)
+    Id,
+}
+
+/// `fleetctl events`.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Only this agent's events
+    #[arg(allow_hyphen_values = true)]
+    pub id: Option<AgentId>,
+    /// Only events newer than this long ago (e.g. 1h, 30m)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub since: Option<Duration>,
+    /// Keep printing new events as they are written
+    #[arg(short, long)]
+    pub follow: bool,
+    /// One JSON object per line, as written in the journal
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `fleetctl relief`.
+#[derive(Debug, Args)]
+pub struct ReliefArgs {
+    /// Kill until fleet memory use is below this percentage of the budget (1-99)
+    #[arg(value_parser = parse_target, allow_hyphen_values = true)]
+    pub target: u8,
+    /// Which agents go first
+    #[arg(long, value_enum, default_value_t = ReliefOrder::Largest)]
+    pub order: ReliefOrder,
+    /// Never kill this agent (repeatable); agents spawned with --protect are always spared
+    #[arg(long, value_name = "ID")]
+    pub protect: Vec<AgentId>,
+    /// Print the plan (victims, memory freed, projected use) and kill nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Time between SIGTERM and the kill, per victim
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
+    pub grace: Duration,
+    /// The plan and its outcome as one JSON object
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The order `relief` picks victims in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReliefOrder {
+    /// Largest memory first: the fewest kills that reach the target
+    Largest,
+    /// Most recently started first: the least work lost
+    Newest,
+    /// Longest running first
+    Oldest,
+}
+
 /// `fleetctl cgroup-create`.
 #[derive(Debug, Args)]
 pub struct CgroupCreateArgs {
@@ -268,6 +354,14 @@ pub fn parse_timeout(text: &str) -> Result<Timeout, String> {
     match parse_duration(text)? {
         d if d.is_zero() => Err("a timeout of 0 would fire at once: give a duration, or 'off' for no timeout".into()),
         d => Ok(Timeout::After(d)),
+    }
+}
+
+/// Parses a relief target percentage.
+pub fn parse_target(text: &str) -> Result<u8, String> {
+    match text.trim_end_matches('%').parse::<u8>() {
+        Ok(n) if (1..=99).contains(&n) => Ok(n),
+        _ => Err(format!("invalid target '{text}': give a percentage of the fleet budget from 1 to 99, e.g. 75")),
     }
 }
 

@@ -30,7 +30,33 @@ pub struct MemoryStats {
     pub inactive_file: u64,
 }
 
+/// Pressure stall information for one resource (the `avg10` figures, percent of time).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Pressure {
+    /// Share of the last 10 s in which some task waited on memory.
+    pub some_avg10: f64,
+    /// Share of the last 10 s in which every task waited on memory.
+    pub full_avg10: f64,
+}
+
+/// Parses a PSI file (`some avg10=0.12 avg60=... total=...` / `full ...`).
+pub fn parse_pressure(text: &str) -> Pressure {
+    let avg10 = |kind: &str| {
+        text.lines()
+            .find(|l| l.starts_with(kind))
+            .and_then(|l| l.split_whitespace().find_map(|f| f.strip_prefix("avg10=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    Pressure { some_avg10: avg10("some"), full_avg10: avg10("full") }
+}
+
 impl Cgroup {
+    /// Memory pressure of this cgroup. PSI lives in the unified tree on both layouts.
+    pub fn memory_pressure(&self) -> Result<Pressure> {
+        Ok(parse_pressure(&files::read(&self.unified.join("memory.pressure"))?))
+    }
+
     /// Current memory, peak, limit and reclaimable cache.
     pub fn memory_stats(&self) -> Result<MemoryStats> {
         let dir = self.memory_dir();
@@ -88,5 +114,19 @@ impl Cgroup {
     pub fn populated(&self) -> Result<bool> {
         let ev = files::read_keyed(&self.unified.join("cgroup.events"))?;
         Ok(files::keyed(&ev, "populated").unwrap_or(0) != 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pressure_parses() {
+        let p = parse_pressure(
+            "some avg10=1.50 avg60=0.20 avg300=0.00 total=3966\nfull avg10=0.25 avg60=0.00 avg300=0.00 total=3304\n",
+        );
+        assert_eq!(p, Pressure { some_avg10: 1.5, full_avg10: 0.25 });
+        assert_eq!(parse_pressure(""), Pressure::default());
     }
 }

@@ -1,0 +1,115 @@
+//! Choosing relief's victims: a pure function over measured agents, so "the fewest kills
+//! that reach the target" and "protected agents are never chosen" are unit-tested rules.
+
+use fleet_cli::ReliefOrder;
+use serde::Serialize;
+use std::time::SystemTime;
+
+/// An agent relief may consider, as measured.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// Its id.
+    pub id: String,
+    /// Memory it holds that killing it would free (usage minus reclaimable cache).
+    pub bytes: u64,
+    /// When its current run started.
+    pub started_at: SystemTime,
+    /// Spawned with --protect, or named with relief's --protect.
+    pub protected: bool,
+}
+
+/// One step of a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Step {
+    /// The victim.
+    pub id: String,
+    /// Its memory.
+    pub bytes: u64,
+    /// Freed by this and the earlier steps.
+    pub freed_so_far: u64,
+    /// Fleet use after this step, projected.
+    pub projected_used: u64,
+}
+
+/// A plan to bring `used` down to `target` bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    /// The victims in order.
+    pub steps: Vec<Step>,
+    /// Whether the steps reach the target.
+    pub reaches_target: bool,
+    /// Agents spared because they are protected.
+    pub protected: Vec<String>,
+}
+
+/// Plans the kills. With `Largest`, taking the biggest agents first gives the fewest kills
+/// that free enough: no other choice of k agents frees more than the k largest.
+pub fn plan(mut candidates: Vec<Candidate>, used: u64, target: u64, order: ReliefOrder) -> Plan {
+    let protected: Vec<String> = candidates.iter().filter(|c| c.protected).map(|c| c.id.clone()).collect();
+    candidates.retain(|c| !c.protected);
+    match order {
+        ReliefOrder::Largest => candidates.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.id.cmp(&b.id))),
+        ReliefOrder::Newest => candidates.sort_by_key(|c| std::cmp::Reverse(c.started_at)),
+        ReliefOrder::Oldest => candidates.sort_by_key(|c| c.started_at),
+    }
+    let mut steps = Vec::new();
+    let mut freed = 0u64;
+    for c in candidates {
+        if used.saturating_sub(freed) < target {
+            break;
+        }
+        freed += c.bytes;
+        steps.push(Step { id: c.id, bytes: c.bytes, freed_so_far: freed, projected_used: used.saturating_sub(freed) });
+    }
+    Plan { reaches_target: used.saturating_sub(freed) < target, steps, protected }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn c(id: &str, mib: u64, age_s: u64, protected: bool) -> Candidate {
+        Candidate {
+            id: id.into(),
+            bytes: mib << 20,
+            started_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1000 - age_s),
+            protected,
+        }
+    }
+
+    fn ids(p: &Plan) -> Vec<&str> {
+        p.steps.iter().map(|s| s.id.as_str()).collect()
+    }
+
+    #[test]
+    fn largest_first_takes_the_fewest_and_spares_the_protected() {
+        let agents = vec![c("a", 60, 10, false), c("b", 40, 20, false), c("c", 20, 30, false), c("d", 90, 40, true)];
+        let p = plan(agents, 300 << 20, 210 << 20, ReliefOrder::Largest);
+        assert_eq!(ids(&p), ["a", "b"]);
+        assert!(p.reaches_target);
+        assert_eq!(p.protected, ["d"]);
+        assert_eq!(p.steps[1].freed_so_far, 100 << 20);
+        assert_eq!(p.steps[1].projected_used, 200 << 20);
+    }
+
+    #[test]
+    fn nothing_to_do_below_target() {
+        let p = plan(vec![c("a", 60, 10, false)], 100, 200, ReliefOrder::Largest);
+        assert!(p.steps.is_empty() && p.reaches_target);
+    }
+
+    #[test]
+    fn only_protected_left_cannot_reach() {
+        let p = plan(vec![c("a", 10, 10, false), c("d", 90, 40, true)], 100 << 20, 50 << 20, ReliefOrder::Largest);
+        assert_eq!(ids(&p), ["a"]);
+        assert!(!p.reaches_target);
+    }
+
+    #[test]
+    fn newest_and_oldest_orders() {
+        let agents = || vec![c("old", 10, 100, false), c("mid", 10, 50, false), c("new", 10, 1, false)];
+        assert_eq!(ids(&plan(agents(), 100, 75, ReliefOrder::Newest)), ["new"]);
+        assert_eq!(ids(&plan(agents(), 100 << 20, 75 << 20, ReliefOrder::Oldest)), ["old", "mid", "new"]);
+    }
+}

@@ -1,0 +1,99 @@
+//! `fleetctl events [ID] [--since 1h] [-f] [--json]`: the journal, filtered.
+
+use crate::{context::Ctx, exit::Exit};
+use anyhow::{Context, Result};
+use fleet_cli::EventsArgs;
+use fleet_core::{journal, timefmt::parse_rfc3339};
+use serde_json::Value;
+use std::{
+    io::{Read, Seek, SeekFrom, Write},
+    time::{Duration, SystemTime},
+};
+
+/// How often `-f` looks for new lines.
+const FOLLOW_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Entry point.
+pub fn run(ctx: &Ctx, args: EventsArgs) -> Result<Exit> {
+    let path = ctx.dirs.journal_path();
+    let since = args.since.map(|d| SystemTime::now() - d);
+    let keep = |e: &Value| {
+        let id_ok = args.id.as_ref().is_none_or(|id| e["id"] == id.as_str());
+        let time_ok = since.is_none_or(|s| e["ts"].as_str().and_then(parse_rfc3339).is_some_and(|t| t >= s));
+        id_ok && time_ok
+    };
+    let (events, bad) = journal::read(&path)?;
+    let mut out = std::io::stdout().lock();
+    for e in events.iter().filter(|e| keep(e)) {
+        writeln!(out, "{}", render(e, args.json))?;
+    }
+    if !bad.is_empty() {
+        let lines: Vec<String> = bad.iter().map(usize::to_string).collect();
+        eprintln!("fleetctl: skipped unreadable journal line(s) {} of {}", lines.join(", "), path.display());
+    }
+    if !args.follow {
+        return Ok(Exit::Ok);
+    }
+    out.flush()?;
+    let mut offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let mut pending = String::new();
+    loop {
+        std::thread::sleep(FOLLOW_INTERVAL);
+        let Ok(mut file) = std::fs::File::open(&path) else { continue };
+        let len = file.metadata()?.len();
+        if len < offset {
+            offset = 0; // the journal was rotated or truncated: start over
+        }
+        file.seek(SeekFrom::Start(offset))?;
+        let mut chunk = String::new();
+        offset += file.read_to_string(&mut chunk).context("cannot read the journal")? as u64;
+        pending.push_str(&chunk);
+        // Only whole lines: a writer may be mid-line.
+        while let Some(end) = pending.find('\n') {
+            let line: String = pending.drain(..=end).collect();
+            if let Ok(e) = serde_json::from_str::<Value>(&line)
+                && keep(&e)
+            {
+                writeln!(out, "{}", render(&e, args.json))?;
+            }
+        }
+        out.flush()?;
+    }
+}
+
+/// One event as a line: the journal's JSON, or `TIME  ID  EVENT  details`.
+fn render(e: &Value, json: bool) -> String {
+    if json {
+        return e.to_string();
+    }
+    let s = |k: &str| e[k].as_str().unwrap_or("").to_string();
+    let ts = s("ts").replace('T', " ").trim_end_matches('Z').to_string();
+    let detail = match s("event").as_str() {
+        "spawn" | "restart" => format!("pid {} {}", e["pid"], command(&e["command"])),
+        "exit" => format!("{}: {}", s("state"), s("cause")),
+        "oom_kill" => format!("{} OOM kill(s) at memory.max {}", e["oom_kills"], e["memory_max"]),
+        "soft_timeout" => "SIGUSR1 sent".into(),
+        "hard_timeout" => format!("SIGTERM sent to {} process(es)", e["signalled"]),
+        "restart_scheduled" => format!("in {} ms after: {}", e["delay_ms"], s("cause")),
+        "crash_loop" => s("cause"),
+        "relief_kill" => format!(
+            "killed by relief at {}% use, freeing {}",
+            e["used_percent"],
+            fleet_core::size::format_iec(e["freed_bytes"].as_u64().unwrap_or(0))
+        ),
+        _ => {
+            let mut rest = e.clone();
+            if let Some(map) = rest.as_object_mut() {
+                for k in ["ts", "id", "event"] {
+                    map.remove(k);
+                }
+            }
+            rest.to_string()
+        }
+    };
+    format!("{ts}  {:<12} {:<17} {detail}", s("id"), s("event"))
+}
+
+fn command(v: &Value) -> String {
+    v.as_array().map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" ")).unwrap_or_default()
+}
