@@ -34,6 +34,9 @@ _fleetctl() {
             fleetctl,memory)
                 cmd="fleetctl__subcmd__memory"
                 ;;
+            fleetctl,metrics)
+                cmd="fleetctl__subcmd__metrics"
+                ;;
             fleetctl,relief)
                 cmd="fleetctl__subcmd__relief"
                 ;;
@@ -67,6 +70,9 @@ _fleetctl() {
             fleetctl__subcmd__help,memory)
                 cmd="fleetctl__subcmd__help__subcmd__memory"
                 ;;
+            fleetctl__subcmd__help,metrics)
+                cmd="fleetctl__subcmd__help__subcmd__metrics"
+                ;;
             fleetctl__subcmd__help,relief)
                 cmd="fleetctl__subcmd__help__subcmd__relief"
                 ;;
@@ -89,7 +95,7 @@ _fleetctl() {
 
     case "${cmd}" in
         fleetctl)
-            opts="-h -V --cgroup-parent --state-dir --log-dir --workspace-root --config --help --version spawn kill logs status memory events relief cgroup-create run-in-cgroup supervise help"
+            opts="-h -V --cgroup-parent --state-dir --log-dir --workspace-root --config --help --version spawn kill logs status memory events relief metrics cgroup-create run-in-cgroup supervise help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -211,7 +217,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__help)
-            opts="spawn kill logs status memory events relief cgroup-create run-in-cgroup supervise help"
+            opts="spawn kill logs status memory events relief metrics cgroup-create run-in-cgroup supervise help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -295,6 +301,20 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__help__subcmd__memory)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fleetctl__subcmd__help__subcmd__metrics)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -469,6 +489,40 @@ _fleetctl() {
                     COMPREPLY=($(compgen -W "current percent peak oom-kills pressure id" -- "${cur}"))
                     return 0
                     ;;
+                --cgroup-parent)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --workspace-root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fleetctl__subcmd__metrics)
+            opts="-h -V --cgroup-parent --state-dir --log-dir --workspace-root --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --cgroup-parent)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -49,6 +49,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Memory(args) => commands::memory::run(&ctx, args),
         Command::Events(args) => commands::events::run(&ctx, args),
         Command::Relief(args) => commands::relief::run(&ctx, args),
+        Command::Metrics => commands::metrics::run(&ctx),
         Command::CgroupCreate(args) => commands::cgroup_create::run(&ctx, args),
         Command::RunInCgroup(args) => commands::run_in_cgroup::run(&ctx, args),
         Command::Supervise(args) => commands::supervise::run(&ctx, args),

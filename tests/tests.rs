@@ -6,6 +6,7 @@ mod util;
 mod bad_input;
 mod lifecycle;
 mod limits;
+mod observe;
 mod relief;
 mod restart;
 mod timeouts;

@@ -5,6 +5,7 @@ pub mod events;
 pub mod kill;
 pub mod logs;
 pub mod memory;
+pub mod metrics;
 pub mod relief;
 pub mod run_in_cgroup;
 pub mod spawn;

@@ -26,11 +26,15 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<Exit> {
 /// cgroup files of the agents that are alive.
 pub fn build(ctx: &Ctx, args: &StatusArgs) -> Result<StatusReport> {
     let budget = Budget::measure(&ctx.fleet, &ctx.proc_root)?;
+    let pressure = fleet_core::meminfo::host_pressure(&ctx.proc_root);
     let (views, bad) = view::load_all(ctx)?;
     let mut by_state = BTreeMap::new();
     for v in &views {
         *by_state.entry(v.state).or_insert(0) += 1;
     }
+    // Live agents first (what an operator is looking for), then the ended ones, each by id.
+    let mut views = views;
+    views.sort_by_key(|v| v.state.is_terminal());
     let agents = views
         .into_iter()
         .filter(|v| args.ids.is_empty() || args.ids.contains(&v.record.id))
@@ -51,6 +55,8 @@ pub fn build(ctx: &Ctx, args: &StatusArgs) -> Result<StatusReport> {
             kill_threshold: ctx.kill_threshold(),
             swap_total_bytes: budget.swap_total,
             swap_used_bytes: budget.swap_used,
+            pressure_some_avg10: pressure.map(|p| p.some_avg10),
+            pressure_full_avg10: pressure.map(|p| p.full_avg10),
             agents_by_state: by_state,
         },
         agents,
@@ -63,7 +69,19 @@ fn agent_status(ctx: &Ctx, v: AgentView) -> AgentStatus {
     let live = !v.state.is_terminal();
     let cgroup = ctx.fleet.agent(&r.id);
     let mem = if live { cgroup.memory_stats().ok() } else { None };
-    let uptime = if live { r.started_at.and_then(|t| t.elapsed().ok()).map(|d| d.as_secs()) } else { None };
+    let running_for = if live { r.started_at.and_then(|t| t.elapsed().ok()) } else { None };
+    let uptime = running_for.map(|d| d.as_secs());
+    // One-shot, so the average over the run: usage over wall time since start.
+    let cpu = running_for
+        .filter(|d| !d.is_zero())
+        .and_then(|d| cgroup.cpu_usage_usec().ok().map(|u| (u as f64 / d.as_micros() as f64 * 1000.0).round() / 10.0));
+    let now = std::time::SystemTime::now();
+    let until = |t: Option<std::time::SystemTime>| {
+        t.filter(|_| live).map(|t| match t.duration_since(now) {
+            Ok(d) => d.as_secs() as i64,
+            Err(e) => -(e.duration().as_secs() as i64),
+        })
+    };
     AgentStatus {
         id: r.id.to_string(),
         state: v.state,
@@ -77,9 +95,14 @@ fn agent_status(ctx: &Ctx, v: AgentView) -> AgentStatus {
         memory_current_bytes: mem.map(|m| m.current),
         memory_max_bytes: mem.and_then(|m| m.max.bytes()).or(r.limits.memory_max.bytes()),
         memory_peak_bytes: mem.and_then(|m| m.peak),
+        memory_percent_of_max: mem
+            .and_then(|m| m.max.bytes().map(|max| (m.current as f64 * 1000.0 / max.max(1) as f64).round() / 10.0)),
+        cpu_percent: cpu,
         pids_current: if live { cgroup.pids_current().ok() } else { None },
         soft_deadline: time(r.soft_deadline),
         hard_deadline: time(r.hard_deadline),
+        soft_deadline_in_seconds: until(r.soft_deadline),
+        hard_deadline_in_seconds: until(r.hard_deadline),
         restarts: r.restarts,
         exit_code: r.exit.and_then(|e| e.code),
         signal: r.exit.and_then(|e| e.signal),

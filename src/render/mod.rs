@@ -2,6 +2,7 @@
 //! or JSON, and commands print the result. `--json` and the table come from the same structs.
 
 pub mod memory;
+pub mod metrics;
 pub mod relief;
 pub mod status;
 

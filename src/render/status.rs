@@ -49,6 +49,10 @@ pub struct HostStatus {
     pub swap_total_bytes: u64,
     /// Host swap in use.
     pub swap_used_bytes: u64,
+    /// Host memory pressure, PSI some avg10 (percent of the last 10 s); null without PSI.
+    pub pressure_some_avg10: Option<f64>,
+    /// Host memory pressure, PSI full avg10.
+    pub pressure_full_avg10: Option<f64>,
     /// Agent counts by state (all agents, before filters).
     pub agents_by_state: BTreeMap<AgentState, usize>,
 }
@@ -68,9 +72,13 @@ pub struct AgentStatus {
     pub memory_current_bytes: Option<u64>,
     pub memory_max_bytes: Option<u64>,
     pub memory_peak_bytes: Option<u64>,
+    pub memory_percent_of_max: Option<f64>,
+    pub cpu_percent: Option<f64>,
     pub pids_current: Option<u64>,
     pub soft_deadline: Option<String>,
     pub hard_deadline: Option<String>,
+    pub soft_deadline_in_seconds: Option<i64>,
+    pub hard_deadline_in_seconds: Option<i64>,
     pub restarts: u32,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
@@ -100,7 +108,7 @@ pub fn render_table(report: &StatusReport) -> String {
     let counts: Vec<String> = h.agents_by_state.iter().map(|(s, n)| format!("{n} {s}")).collect();
     let mut out = format!(
         "fleet memory: {} of {} used ({:.1} %), {} available; spawn stops at {} %, kill at {} %\n\
-         budget: {}; swap: {} of {}; layout: {}\n\
+         budget: {}; pressure: {}; swap: {} of {}; layout: {}\n\
          fleet root: {}; agents: {}\n",
         format_iec(h.used_bytes),
         format_iec(h.budget_bytes),
@@ -112,6 +120,10 @@ pub fn render_table(report: &StatusReport) -> String {
             fleet_core::meminfo::BudgetSource::Host => "host MemTotal",
             fleet_core::meminfo::BudgetSource::FleetRoot => "fleet root memory.max",
         },
+        match (h.pressure_some_avg10, h.pressure_full_avg10) {
+            (Some(s), Some(f)) => format!("some {s:.2} % full {f:.2} %"),
+            _ => "no PSI".into(),
+        },
         format_iec(h.swap_used_bytes),
         format_iec(h.swap_total_bytes),
         h.layout,
@@ -121,7 +133,19 @@ pub fn render_table(report: &StatusReport) -> String {
     if report.agents.is_empty() {
         out.push_str("no agents\n");
     } else {
-        let mut t = super::table(&["ID", "STATE", "PID", "UPTIME", "MEMORY", "PIDS", "WORKSPACE", "EXIT / CAUSE"]);
+        let mut t = super::table(&[
+            "ID",
+            "STATE",
+            "PID",
+            "UPTIME",
+            "MEMORY",
+            "PEAK",
+            "PIDS",
+            "CPU",
+            "DEADLINES",
+            "WORKSPACE",
+            "EXIT / CAUSE",
+        ]);
         for a in &report.agents {
             let memory = match (a.memory_current_bytes, a.memory_max_bytes) {
                 (Some(c), Some(m)) => {
@@ -138,7 +162,10 @@ pub fn render_table(report: &StatusReport) -> String {
                     .map(|s| human_duration(std::time::Duration::from_secs(s)))
                     .unwrap_or_else(|| "-".into()),
                 memory,
+                a.memory_peak_bytes.map(format_iec).unwrap_or_else(|| "-".into()),
                 a.pids_current.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                a.cpu_percent.map(|c| format!("{c:.0} %")).unwrap_or_else(|| "-".into()),
+                deadlines(a),
                 a.workspace.display().to_string(),
                 a.cause.clone().unwrap_or_default(),
             ]);
@@ -150,4 +177,16 @@ pub fn render_table(report: &StatusReport) -> String {
         out.push_str(&format!("unreadable record {}: {}\n", bad.path.display(), bad.error));
     }
     out
+}
+
+/// "soft 14m 3s, hard 29m 3s" while they are ahead; what already fired is left out.
+fn deadlines(a: &AgentStatus) -> String {
+    let left = |s: Option<i64>, name: &str| {
+        s.filter(|s| *s > 0).map(|s| format!("{name} {}", human_duration(std::time::Duration::from_secs(s as u64))))
+    };
+    let parts: Vec<String> = [left(a.soft_deadline_in_seconds, "soft"), left(a.hard_deadline_in_seconds, "hard")]
+        .into_iter()
+        .flatten()
+        .collect();
+    if parts.is_empty() { "-".into() } else { parts.join(", ") }
 }

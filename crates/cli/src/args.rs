@@ -61,6 +61,8 @@ pub enum Command {
     /// Kill agents, largest first, until fleet memory use is below TARGET percent
     #[command(after_help = "Example: sudo fleetctl relief 75 --dry-run")]
     Relief(ReliefArgs),
+    /// The host and every agent in Prometheus text format
+    Metrics,
     /// Create (or update) a leaf cgroup under the fleet root with limits
     CgroupCreate(CgroupCreateArgs),
     /// Run a command inside an existing agent's cgroup, in the foreground

@@ -34,6 +34,11 @@ pub struct Budget {
     pub swap_used: u64,
 }
 
+/// The host's memory pressure (`/proc/pressure/memory`), if the kernel has PSI.
+pub fn host_pressure(proc_root: &Path) -> Option<crate::cgroup::Pressure> {
+    std::fs::read_to_string(proc_root.join("pressure/memory")).ok().map(|t| crate::cgroup::parse_pressure(&t))
+}
+
 impl Budget {
     /// Measures the budget for `fleet` (whose root may not exist yet).
     pub fn measure(fleet: &Fleet, proc_root: &Path) -> Result<Budget> {

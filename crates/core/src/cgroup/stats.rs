@@ -105,6 +105,14 @@ impl Cgroup {
         }
     }
 
+    /// CPU time used by the cgroup's processes, in microseconds (`cpu.stat` `usage_usec`,
+    /// which cgroup2 keeps even where the cpu controller is not enabled).
+    pub fn cpu_usage_usec(&self) -> Result<u64> {
+        let stat = files::read_keyed(&self.unified.join("cpu.stat"))?;
+        files::keyed(&stat, "usage_usec")
+            .ok_or_else(|| crate::Error::Parse { path: self.unified.join("cpu.stat"), detail: "no usage_usec".into() })
+    }
+
     /// Number of tasks charged to the cgroup.
     pub fn pids_current(&self) -> Result<u64> {
         files::read_u64(&self.pids_dir().join("pids.current"))
