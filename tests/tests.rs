@@ -10,3 +10,4 @@ mod observe;
 mod relief;
 mod restart;
 mod timeouts;
+mod watch;

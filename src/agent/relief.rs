@@ -113,3 +113,128 @@ mod tests {
         assert_eq!(ids(&plan(agents(), 100 << 20, 75 << 20, ReliefOrder::Oldest)), ["old", "mid", "new"]);
     }
 }
+
+/// Who is relieving memory, and how.
+#[derive(Debug, Clone)]
+pub struct Relief {
+    /// Stop below this percentage of the budget.
+    pub target_percent: u8,
+    /// Victim order.
+    pub order: ReliefOrder,
+    /// `relief` or `watch`: recorded as the killer.
+    pub by: String,
+    /// SIGTERM-to-kill grace; zero kills at once.
+    pub grace: std::time::Duration,
+}
+
+/// One kill relief made.
+#[derive(Debug, Clone)]
+pub struct Kill {
+    /// The victim.
+    pub id: fleet_core::id::AgentId,
+    /// What it held.
+    pub bytes: u64,
+    /// The budget just before.
+    pub before: fleet_core::meminfo::Budget,
+    /// The budget once its cgroup was empty.
+    pub after: fleet_core::meminfo::Budget,
+}
+
+/// How a relief ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Below the target after this many kills.
+    Reached {
+        /// Kills made.
+        kills: usize,
+        /// The budget at the end.
+        budget: fleet_core::meminfo::Budget,
+    },
+    /// The target cannot be reached; the message says why.
+    Stuck {
+        /// Why.
+        message: String,
+    },
+}
+
+/// Measures the budget and every live agent, and plans from them.
+pub fn measure_and_plan(
+    ctx: &crate::context::Ctx,
+    relief: &Relief,
+    extra_protect: &[fleet_core::id::AgentId],
+) -> anyhow::Result<(fleet_core::meminfo::Budget, Plan)> {
+    let budget = fleet_core::meminfo::Budget::measure(&ctx.fleet, &ctx.proc_root)?;
+    let candidates = crate::agent::usage::measure_live(ctx)?
+        .into_iter()
+        .map(|u| Candidate {
+            bytes: u.reclaimable_by_kill(),
+            started_at: u.view.record.started_at.unwrap_or(u.view.record.created_at),
+            protected: u.view.record.protect || extra_protect.contains(&u.view.record.id),
+            id: u.view.record.id.to_string(),
+        })
+        .collect();
+    let target = budget.total * u64::from(relief.target_percent) / 100;
+    Ok((budget, plan(candidates, budget.used, target, relief.order)))
+}
+
+/// Kills the plan's first victim, waits for its cgroup to empty, measures again and
+/// re-plans, until the fleet is below the target or nothing is left to kill. Each kill is a
+/// `relief_kill` journal event and is passed to `on_kill`.
+pub fn relieve(
+    ctx: &crate::context::Ctx,
+    relief: &Relief,
+    extra_protect: &[fleet_core::id::AgentId],
+    mut on_kill: impl FnMut(&Kill),
+) -> anyhow::Result<Outcome> {
+    use crate::agent::stop::{StopRequest, stop_agent};
+    let mut kills = 0;
+    loop {
+        let (before, current) = measure_and_plan(ctx, relief, extra_protect)?;
+        let target = before.total * u64::from(relief.target_percent) / 100;
+        if before.used < target {
+            return Ok(Outcome::Reached { kills, budget: before });
+        }
+        let Some(step) = current.steps.first() else {
+            return Ok(Outcome::Stuck { message: stuck_message(&current, &before, relief.target_percent, kills) });
+        };
+        let id: fleet_core::id::AgentId = step.id.parse().map_err(anyhow::Error::msg)?;
+        let req = StopRequest {
+            by: relief.by.clone(),
+            detail: Some(format!("fleet at {:.1} %, target {} %", before.percent(), relief.target_percent)),
+            grace: relief.grace,
+            force: relief.grace.is_zero(),
+        };
+        stop_agent(ctx, &id, &req)?;
+        kills += 1;
+        let after = fleet_core::meminfo::Budget::measure(&ctx.fleet, &ctx.proc_root)?;
+        fleet_core::journal::append(
+            &ctx.dirs.journal_path(),
+            "relief_kill",
+            &id,
+            serde_json::json!({
+                "by": relief.by,
+                "used_percent": (before.percent() * 10.0).round() / 10.0,
+                "target_percent": relief.target_percent,
+                "agent_bytes": step.bytes,
+                "freed_bytes": before.used.saturating_sub(after.used),
+                "used_after_percent": (after.percent() * 10.0).round() / 10.0,
+            }),
+        )?;
+        on_kill(&Kill { id, bytes: step.bytes, before, after });
+    }
+}
+
+/// Why a plan cannot reach its target, in one line.
+pub fn stuck_message(p: &Plan, budget: &fleet_core::meminfo::Budget, target: u8, kills: usize) -> String {
+    let why = if p.protected.is_empty() {
+        "no agents are left to kill".to_string()
+    } else {
+        format!("only protected agents are left ({})", p.protected.join(", "))
+    };
+    let projected = p.steps.last().map(|s| s.projected_used).unwrap_or(budget.used);
+    format!(
+        "cannot reach {target} %: fleet at {:.1} % after {kills} kill(s), {:.1} % at best; {why}",
+        budget.percent(),
+        projected as f64 * 100.0 / budget.total.max(1) as f64
+    )
+}

@@ -11,3 +11,4 @@ pub mod run_in_cgroup;
 pub mod spawn;
 pub mod status;
 pub mod supervise;
+pub mod watch;

@@ -63,6 +63,8 @@ pub enum Command {
     Relief(ReliefArgs),
     /// The host and every agent in Prometheus text format
     Metrics,
+    /// Live view of fleet memory; with --auto-kill, the protected memory guard
+    Watch(WatchArgs),
     /// Create (or update) a leaf cgroup under the fleet root with limits
     CgroupCreate(CgroupCreateArgs),
     /// Run a command inside an existing agent's cgroup, in the foreground
@@ -265,6 +267,25 @@ pub enum ReliefOrder {
     Newest,
     /// Longest running first
     Oldest,
+}
+
+/// `fleetctl watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// At or above the kill threshold (95 %), kill agents (largest first, protected spared)
+    /// until use is below the spawn threshold (85 %)
+    #[arg(long)]
+    pub auto_kill: bool,
+    /// How often to refresh when memory is calm; it samples faster as headroom shrinks
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1s")]
+    pub interval: Duration,
+    /// Rewrite this file atomically each tick with `fleetctl metrics` output (for
+    /// node_exporter's textfile collector)
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+    /// Never kill this agent (repeatable); agents spawned with --protect are always spared
+    #[arg(long, value_name = "ID")]
+    pub protect: Vec<AgentId>,
 }
 
 /// `fleetctl cgroup-create`.

@@ -5,6 +5,7 @@
 //! controllers) still gives `cgroup.kill`, `cgroup.events` and `cgroup.freeze`. An agent's
 //! cgroup is therefore a [`Cgroup`]: the same relative path in every hierarchy that matters.
 
+mod alarm;
 mod events;
 mod files;
 mod fleet;
@@ -13,6 +14,7 @@ mod limits;
 mod stats;
 mod teardown;
 
+pub use alarm::UsageAlarm;
 pub use events::OomWatch;
 pub use fleet::{Fleet, validate_parent};
 pub use layout::{Layout, Mounts, OwnCgroups};

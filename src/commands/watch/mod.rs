@@ -1,0 +1,168 @@
+//! `fleetctl watch [--auto-kill] [--interval 1s] [--metrics-file PATH]`: the live view, and
+//! with `--auto-kill` the fleet's memory guard.
+//!
+//! The loop sleeps in `poll(2)` on what the kernel offers to wake it (a threshold alarm on
+//! the fleet root at the kill threshold, a PSI trigger on the host) and on a self-pipe for
+//! Ctrl-C; the timeout is only the refresh interval, shortened as headroom shrinks. At or
+//! above the kill threshold it relieves down to the spawn threshold with relief's policy.
+
+mod screen;
+
+use crate::{
+    agent::{
+        relief::{Outcome, Relief, relieve},
+        usage::measure_live,
+    },
+    commands::metrics,
+    context::Ctx,
+    exit::{Exit, Fail},
+};
+use anyhow::{Context, Result};
+use fleet_cli::{ReliefOrder, WatchArgs};
+use fleet_core::{cgroup::UsageAlarm, lock::Lock, meminfo::Budget, paths::write_atomic, procs::protect_from_oom};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use screen::Screen;
+use std::{
+    io::Read,
+    os::fd::AsFd,
+    sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+/// Sampling gets faster as use approaches the kill threshold.
+fn interval_for(percent: f64, spawn: u8, kill: u8, calm: Duration) -> Duration {
+    if percent >= f64::from(kill.saturating_sub(5)) {
+        Duration::from_millis(100)
+    } else if percent >= f64::from(spawn) {
+        Duration::from_millis(250)
+    } else {
+        calm
+    }
+}
+
+/// Entry point.
+pub fn run(ctx: &Ctx, args: WatchArgs) -> Result<Exit> {
+    // Only one watcher may kill: two would each relieve the same shortfall.
+    let _lock = if args.auto_kill {
+        let path = ctx.dirs.state.join("watch.lock");
+        let Some(mut lock) = Lock::try_acquire(&path)? else {
+            let who = fleet_core::lock::read_holder(&path).map(|h| format!(" (pid {})", h.pid)).unwrap_or_default();
+            return Err(Fail::error(
+                Exit::Busy,
+                format!("another auto-killing watcher is running{who}; only one may kill"),
+            ));
+        };
+        lock.set_holder("watch")?;
+        Some(lock)
+    } else {
+        None
+    };
+    guard_self(ctx);
+
+    // Ctrl-C: the handler counts presses and wakes the loop through a pipe. The first stops
+    // cleanly (restoring the fleet root's memory.high); a second exits at once.
+    let (wake_rx, wake_tx) = nix::unistd::pipe().context("cannot create a pipe")?;
+    let mut wake_rx = std::fs::File::from(wake_rx);
+    let presses = Arc::new(AtomicU32::new(0));
+    let counter = presses.clone();
+    let wake_tx = std::fs::File::from(wake_tx);
+    ctrlc::set_handler(move || {
+        if counter.fetch_add(1, Ordering::SeqCst) >= 1 {
+            std::process::exit(Exit::Interrupted.code()); // the second press: now
+        }
+        let _ = nix::unistd::write(&wake_tx, b"x");
+    })
+    .context("cannot install the Ctrl-C handler")?;
+
+    let (spawn_t, kill_t) = (ctx.spawn_threshold(), ctx.kill_threshold());
+    ctx.fleet.ensure()?;
+    let first = Budget::measure(&ctx.fleet, &ctx.proc_root)?;
+    let alarm = if args.auto_kill {
+        Some(
+            UsageAlarm::arm(&ctx.fleet.root, first.total * u64::from(kill_t) / 100)
+                .context("cannot arm the memory alarm")?,
+        )
+    } else {
+        None
+    };
+    let mut screen = Screen::new(args.interval);
+    let relief =
+        Relief { target_percent: spawn_t, order: ReliefOrder::Largest, by: "watch".into(), grace: Duration::ZERO };
+    while presses.load(Ordering::SeqCst) == 0 {
+        let budget = Budget::measure(&ctx.fleet, &ctx.proc_root)?;
+        let agents = measure_live(ctx)?;
+        screen.draw(&budget, &agents, spawn_t, kill_t, args.auto_kill);
+        if let Some(path) = &args.metrics_file {
+            let text = metrics::text(ctx)?;
+            write_atomic(path, text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        if args.auto_kill && budget.percent() >= f64::from(kill_t) {
+            let started = Instant::now();
+            screen.say(&format!(
+                "fleet at {:.1} %, at or above the kill threshold of {kill_t} %: relieving to {spawn_t} %",
+                budget.percent()
+            ));
+            let outcome = relieve(ctx, &relief, &args.protect, |k| {
+                screen.say(&format!(
+                    "killed {} (held {}): fleet {:.1} % -> {:.1} %",
+                    k.id,
+                    fleet_core::size::format_iec(k.bytes),
+                    k.before.percent(),
+                    k.after.percent()
+                ))
+            })?;
+            match outcome {
+                Outcome::Reached { kills, budget } => screen.say(&format!(
+                    "relieved: fleet at {:.1} % after {kills} kill(s) in {} ms",
+                    budget.percent(),
+                    started.elapsed().as_millis()
+                )),
+                Outcome::Stuck { message } => screen.say(&message),
+            }
+            continue;
+        }
+        let wait = interval_for(budget.percent(), spawn_t, kill_t, args.interval);
+        let mut fds = vec![PollFd::new(wake_rx.as_fd(), PollFlags::POLLIN)];
+        if let Some(a) = &alarm {
+            let (fd, flags) = a.poll_target();
+            fds.push(PollFd::new(fd, flags));
+        }
+        let ms = wait.as_millis().min(u128::from(u16::MAX)) as u16;
+        let _ = poll(&mut fds, PollTimeout::from(ms));
+        drop(fds);
+        if let Some(a) = &alarm {
+            a.drain();
+        }
+    }
+    let mut byte = [0u8; 1];
+    let _ = wake_rx.read(&mut byte);
+    drop(alarm); // restores memory.high on v2
+    screen.finish();
+    Ok(Exit::Interrupted)
+}
+
+/// The guard must outlive the agents it guards: ask the OOM killer to spare it and keep its
+/// memory from being paged out when memory is tight. Both need root; otherwise it runs
+/// unprotected, as the docs say.
+fn guard_self(ctx: &Ctx) {
+    let _ = protect_from_oom(&ctx.proc_root);
+    let _ = nix::sys::mman::mlockall(
+        nix::sys::mman::MlockAllFlags::MCL_CURRENT | nix::sys::mman::MlockAllFlags::MCL_FUTURE,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampling_speeds_up_near_the_threshold() {
+        let calm = Duration::from_secs(1);
+        assert_eq!(interval_for(50.0, 85, 95, calm), calm);
+        assert_eq!(interval_for(86.0, 85, 95, calm), Duration::from_millis(250));
+        assert_eq!(interval_for(91.0, 85, 95, calm), Duration::from_millis(100));
+    }
+}

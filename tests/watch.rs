@@ -1,0 +1,134 @@
+//! watch: the guard kills a hog that grows through the kill threshold; one killer at a time;
+//! the terminal view through a real pseudo-terminal; line output otherwise.
+
+use crate::util::TestFleet;
+use std::{
+    io::Read,
+    os::fd::AsRawFd,
+    process::{Child, Stdio},
+    time::{Duration, Instant},
+};
+
+const T: Duration = Duration::from_secs(60);
+
+/// Grows by 2 MiB every ~40 ms in separate variables (linear, not quadratic), to 400 MiB.
+const GROWER: &str = r#"i=0; while [ $i -lt 200 ]; do eval "v$i=\$(head -c 2097152 /dev/zero | tr '\\0' x)"; i=$((i+1)); echo "grew $i"; sleep 0.02; done; echo done; sleep 600; test -n "$v1""#;
+
+fn interrupt(child: &Child) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT);
+}
+
+#[test]
+fn auto_kill_stops_a_hog_that_grows_through_the_kill_threshold() {
+    let Some(f) = TestFleet::new("autokill") else { return };
+    f.set_budget(256 << 20);
+    let metrics = f.tmp.path().join("fleet.prom");
+    f.run(&["spawn", "keep", "ws-001", "--protect", "--", "sleep", "600"]).code(0);
+    let watcher = f
+        .cmd(&["watch", "--auto-kill", "--interval", "200ms", "--metrics-file", metrics.to_str().expect("utf8")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("watch");
+    // The guard is up when it has written its first metrics.
+    let deadline = Instant::now() + T;
+    while !metrics.exists() {
+        assert!(Instant::now() < deadline, "watch never wrote {}", metrics.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(std::fs::read_to_string(&metrics).expect("metrics").contains("fleet_memory_used_bytes"));
+    // Only one watcher may kill.
+    f.run(&["watch", "--auto-kill"]).code(4).one_error_line("another auto-killing watcher is running");
+
+    f.run(&["spawn", "hog", "ws-001", "--", "sh", "-c", GROWER]).code(0);
+    let a = f.wait_state("hog", &["killed", "oom-killed", "exited", "failed"], T);
+    assert_eq!(a["state"], "killed", "{a:#}\n{}", f.log("hog"));
+    assert_eq!(a["killed_by"], "watch");
+    assert!(!f.log("hog").contains("done"), "the hog was stopped before it finished growing");
+    assert!(!f.cgroup("hog").exists(), "its cgroup is gone");
+    let kill = f.events("hog").into_iter().find(|e| e["event"] == "relief_kill").expect("relief_kill event");
+    assert_eq!(kill["by"], "watch");
+    assert!(kill["used_percent"].as_f64().unwrap_or(0.0) >= 95.0, "{kill}");
+    assert_eq!(f.agent("keep")["state"], "running", "the protected agent is spared");
+
+    interrupt(&watcher);
+    let out = watcher.wait_with_output().expect("watch exits");
+    assert_eq!(out.status.code(), Some(130));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.lines().any(|l| l.contains("killed hog")), "{text}");
+    assert!(text.lines().all(|l| l.starts_with("20")), "line output is timestamped lines:\n{text}");
+    f.finish();
+}
+
+#[test]
+fn watch_draws_gauges_on_a_terminal() {
+    let Some(f) = TestFleet::new("watchtty") else { return };
+    f.run(&["spawn", "tty-agent", "ws-001", "--", "sleep", "600"]).code(0);
+    let size = nix::pty::Winsize { ws_row: 30, ws_col: 120, ws_xpixel: 0, ws_ypixel: 0 };
+    let pty = nix::pty::openpty(Some(&size), None).expect("openpty");
+    let slave = std::fs::File::from(pty.slave);
+    let child = f
+        .cmd(&["watch", "--interval", "200ms"])
+        .stdin(slave.try_clone().expect("dup"))
+        .stdout(slave.try_clone().expect("dup"))
+        .stderr(slave)
+        .env("TERM", "xterm")
+        .spawn()
+        .expect("watch on a pty");
+    let mut master = std::fs::File::from(pty.master);
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    let mut screen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        match master.read(&mut buf) {
+            Ok(n) if n > 0 => screen.extend_from_slice(&buf[..n]),
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    interrupt(&child);
+    let status = wait_draining(child, &mut master);
+    assert_eq!(status, Some(130));
+    let text = strip_ansi(&String::from_utf8_lossy(&screen));
+    assert!(text.contains("fleet ["), "the fleet gauge:\n{text}");
+    assert!(text.contains("tty-agent ["), "a bar for the agent:\n{text}");
+    assert!(text.contains("spawn stops 85 %, kill 95 %"), "{text}");
+    f.finish();
+}
+
+/// Waits for the child while reading the pty, so it never blocks writing to it.
+fn wait_draining(mut child: Child, master: &mut std::fs::File) -> Option<i32> {
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status.code();
+        }
+        let _ = master.read(&mut buf);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    None
+}
+
+/// Removes terminal escape sequences (CSI `ESC [ … final`), leaving the text a person sees.
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for d in chars.by_ref() {
+                    if ('\u{40}'..='\u{7e}').contains(&d) {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
