@@ -46,7 +46,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             .and_then(|v| v.parse().ok())
             .unwrap_or(default)
     };
-    let (agents, rounds) = (flag("--agents", 300), flag("--rounds", 40));
+    let (agents, rounds, trials) = (flag("--agents", 300), flag("--rounds", 40), flag("--trials", 20));
     let status = Command::new("cargo")
         .args(["build", "--release", "--quiet", "--bin", "fleetctl"])
         .current_dir(root)
@@ -59,7 +59,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let mounts = Mounts::detect(Path::new("/proc"))?;
     let fleet = Fleet::resolve(&mounts, &OwnCgroups::read(Path::new("/proc"))?, &name)?;
     let env = Env { bin, tmp: tmp.clone(), name };
-    let result = measure(&env, &fleet, agents, rounds);
+    let result = measure(&env, &fleet, agents, rounds, trials);
     let _ = env.fleetctl(&["kill", "--all", "--force"]).output();
     for cg in [fleet.agents(), fleet.supervisors(), fleet.root.clone(), baseline_root(&fleet)] {
         let _ = cg.kill_and_remove(Duration::from_secs(5));
@@ -68,14 +68,14 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     result
 }
 
-struct Env {
+pub struct Env {
     bin: PathBuf,
-    tmp: PathBuf,
+    pub tmp: PathBuf,
     name: String,
 }
 
 impl Env {
-    fn fleetctl(&self, args: &[&str]) -> Command {
+    pub fn fleetctl(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.bin);
         cmd.args(args)
             .env("FLEET_CGROUP_PARENT", &self.name)
@@ -93,7 +93,7 @@ fn baseline_root(fleet: &Fleet) -> fleet_core::cgroup::Cgroup {
     fleet.root.child("bash-baseline")
 }
 
-fn measure(env: &Env, fleet: &Fleet, agents: usize, rounds: usize) -> Result<()> {
+fn measure(env: &Env, fleet: &Fleet, agents: usize, rounds: usize, trials: usize) -> Result<()> {
     fleet.ensure()?;
     // 1. Bare fork+exec.
     let bare =
@@ -152,6 +152,8 @@ fn measure(env: &Env, fleet: &Fleet, agents: usize, rounds: usize) -> Result<()>
     let running = fleet.agent_names()?.len();
     let mut rss: Vec<u64> = fleet.supervisors().procs()?.iter().filter_map(|p| rss_kib(*p)).collect();
     rss.sort_unstable();
+    let observe_rows = crate::bench_memory::observe(env, fleet, 15)?;
+    let watcher_row = crate::bench_memory::watcher_cpu(env, 10)?;
     let down_out = std::cell::RefCell::new(None);
     let down = time(|| {
         *down_out.borrow_mut() = Some(env.fleetctl(&["kill", "--all", "--force"]).output()?);
@@ -161,7 +163,6 @@ fn measure(env: &Env, fleet: &Fleet, agents: usize, rounds: usize) -> Result<()>
     let left = fleet.agent_names()?.len();
     ensure!(!rss.is_empty(), "no supervisors found to measure");
 
-    let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
     println!("| what | fleetctl | baseline | ratio |");
     println!("|---|---|---|---|");
     println!(
@@ -189,10 +190,20 @@ fn measure(env: &Env, fleet: &Fleet, agents: usize, rounds: usize) -> Result<()>
         rss[rss.len() - 1],
         rss[rss.len() - 1] as f64 / 2048.0
     );
+    for row in observe_rows.iter().chain([&watcher_row]) {
+        println!("{row}");
+    }
+    for row in crate::bench_memory::reaction(env, fleet, trials)? {
+        println!("{row}");
+    }
     if up_failures > 0 || left > 0 || !down_ok {
         bail!("the {agents}-agent run had failures");
     }
     Ok(())
+}
+
+pub fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
 fn time(f: impl FnOnce() -> Result<()>) -> Result<Duration> {
@@ -206,12 +217,12 @@ fn check(status: std::process::ExitStatus, what: &str) -> Result<()> {
     Ok(())
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
+pub fn median(mut v: Vec<Duration>) -> Duration {
     v.sort_unstable();
     v.get(v.len() / 2).copied().unwrap_or_default()
 }
 
-fn ratio(a: Duration, b: Duration) -> f64 {
+pub fn ratio(a: Duration, b: Duration) -> f64 {
     a.as_secs_f64() / b.as_secs_f64().max(1e-9)
 }
 

@@ -7,6 +7,7 @@
 //! - `vm-test`: the integration tests inside a VM whose only hierarchy is cgroup v2.
 
 mod bench;
+mod bench_memory;
 mod codegen;
 mod vmtest;
 
@@ -19,7 +20,7 @@ fn main() -> Result<()> {
         Some("codegen") => codegen::run(&root(), args.iter().any(|a| a == "--check")),
         Some("bench") => bench::run(&root(), &args[1..]),
         Some("vm-test") => vmtest::run(&root()),
-        _ => bail!("usage: cargo xtask codegen [--check] | bench [--agents N] [--rounds N] | vm-test"),
+        _ => bail!("usage: cargo xtask codegen [--check] | bench [--agents N] [--rounds N] [--trials N] | vm-test"),
     }
 }
 
