@@ -164,7 +164,7 @@ pub fn measure_and_plan(
     extra_protect: &[fleet_core::id::AgentId],
 ) -> anyhow::Result<(fleet_core::meminfo::Budget, Plan)> {
     let budget = fleet_core::meminfo::Budget::measure(&ctx.fleet, &ctx.proc_root)?;
-    let candidates = crate::agent::usage::measure_live(ctx)?
+    let candidates = crate::agent::usage::measure_live(ctx, crate::agent::usage::Detail::Reclaim)?
         .into_iter()
         .map(|u| Candidate {
             bytes: u.reclaimable_by_kill(),

@@ -20,17 +20,52 @@ pub struct AgentUsage {
     pub events: MemoryEvents,
     /// Its memory pressure.
     pub pressure: Pressure,
+    /// Its reclaimable page cache, when measured for relief.
+    pub inactive_file: u64,
 }
 
 impl AgentUsage {
     /// What killing it would free: usage minus page cache the kernel can drop anyway.
     pub fn reclaimable_by_kill(&self) -> u64 {
-        self.stats.current.saturating_sub(self.stats.inactive_file)
+        self.stats.current.saturating_sub(self.inactive_file)
     }
 }
 
+/// How much to read per agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// Usage, limits, events, pressure.
+    Report,
+    /// The same plus reclaimable page cache (parses memory.stat), for choosing victims.
+    Reclaim,
+}
+
+/// One agent's memory as the watcher's every refresh reads it: its cgroup name, usage and
+/// limit, without its state record.
+#[derive(Debug, Clone)]
+pub struct Light {
+    /// The cgroup's (agent's) name.
+    pub id: String,
+    /// Memory charged now.
+    pub current: u64,
+    /// Its limit, if any.
+    pub max: Option<u64>,
+}
+
+/// The cheap sample: one directory listing and two small reads per agent.
+pub fn sample_light(ctx: &Ctx) -> Result<Vec<Light>> {
+    let mut out = Vec::new();
+    for name in ctx.fleet.agent_names()? {
+        let Ok(id) = name.parse() else { continue };
+        let cgroup = ctx.fleet.agent(&id);
+        let Ok(stats) = cgroup.memory_stats() else { continue };
+        out.push(Light { id: name, current: stats.current, max: stats.max.bytes() });
+    }
+    Ok(out)
+}
+
 /// Every agent whose cgroup exists and is not ended, measured.
-pub fn measure_live(ctx: &Ctx) -> Result<Vec<AgentUsage>> {
+pub fn measure_live(ctx: &Ctx, detail: Detail) -> Result<Vec<AgentUsage>> {
     let (views, _) = view::load_all(ctx)?;
     let mut out = Vec::new();
     for v in views.into_iter().filter(|v| !v.state.is_terminal()) {
@@ -41,6 +76,7 @@ pub fn measure_live(ctx: &Ctx) -> Result<Vec<AgentUsage>> {
             limits: cgroup.read_limits().ok(),
             events: cgroup.memory_events().unwrap_or_default(),
             pressure: cgroup.memory_pressure().unwrap_or_default(),
+            inactive_file: if detail == Detail::Reclaim { cgroup.inactive_file().unwrap_or(0) } else { 0 },
             stats,
             view: v,
         });

@@ -1,7 +1,7 @@
 //! `fleetctl memory [--sort COLUMN] [--json]`: per-agent memory against the fleet budget.
 
 use crate::{
-    agent::usage::{AgentUsage, measure_live},
+    agent::usage::{AgentUsage, Detail, measure_live},
     context::Ctx,
     exit::Exit,
     render::memory::{AgentMemory, MEMORY_SCHEMA, MemoryReport, Totals, render_table},
@@ -13,7 +13,7 @@ use fleet_core::meminfo::Budget;
 /// Entry point.
 pub fn run(ctx: &Ctx, args: MemoryArgs) -> Result<Exit> {
     let budget = Budget::measure(&ctx.fleet, &ctx.proc_root)?;
-    let mut agents: Vec<AgentMemory> = measure_live(ctx)?.iter().map(row).collect();
+    let mut agents: Vec<AgentMemory> = measure_live(ctx, Detail::Report)?.iter().map(row).collect();
     sort(&mut agents, args.sort);
     let report = MemoryReport {
         schema: MEMORY_SCHEMA,

@@ -159,7 +159,14 @@ fn measure(env: &Env, fleet: &Fleet, agents: usize, rounds: usize, trials: usize
         *down_out.borrow_mut() = Some(env.fleetctl(&["kill", "--all", "--force"]).output()?);
         Ok(())
     })?;
-    let down_ok = down_out.into_inner().is_some_and(|o| o.status.success());
+    let down_output = down_out.into_inner();
+    let down_ok = down_output.as_ref().is_some_and(|o| o.status.success());
+    if let Some(o) = down_output.filter(|o| !o.status.success()) {
+        eprintln!(
+            "kill --all --force: {}",
+            String::from_utf8_lossy(&o.stderr).lines().take(5).collect::<Vec<_>>().join(" | ")
+        );
+    }
     let left = fleet.agent_names()?.len();
     ensure!(!rss.is_empty(), "no supervisors found to measure");
 

@@ -58,7 +58,7 @@ impl Budget {
                 && max < info.mem_total
             {
                 budget.total = max;
-                budget.used = stats.current.saturating_sub(stats.inactive_file).min(max);
+                budget.used = stats.current.saturating_sub(fleet.root.inactive_file().unwrap_or(0)).min(max);
                 budget.source = BudgetSource::FleetRoot;
             }
         }

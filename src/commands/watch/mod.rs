@@ -11,7 +11,7 @@ mod screen;
 use crate::{
     agent::{
         relief::{Outcome, Relief, relieve},
-        usage::measure_live,
+        usage::sample_light,
     },
     commands::metrics,
     context::Ctx,
@@ -93,7 +93,9 @@ pub fn run(ctx: &Ctx, args: WatchArgs) -> Result<Exit> {
         Relief { target_percent: spawn_t, order: ReliefOrder::Largest, by: "watch".into(), grace: Duration::ZERO };
     while presses.load(Ordering::SeqCst) == 0 {
         let budget = Budget::measure(&ctx.fleet, &ctx.proc_root)?;
-        let agents = measure_live(ctx)?;
+        // Every refresh reads only usage and limits; records, events and page-cache detail
+        // are read when relief has to choose victims.
+        let agents = sample_light(ctx)?;
         screen.draw(&budget, &agents, spawn_t, kill_t, args.auto_kill);
         if let Some(path) = &args.metrics_file {
             let text = metrics::text(ctx)?;

@@ -2,7 +2,7 @@
 //! redrawn in place; elsewhere, one timestamped line per interval and one per action, so it
 //! can run as a service and its log reads top to bottom.
 
-use crate::agent::usage::AgentUsage;
+use crate::agent::usage::Light;
 use fleet_core::{meminfo::Budget, size::format_iec, timefmt::rfc3339};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::{
@@ -34,9 +34,9 @@ impl Screen {
     }
 
     /// Shows one sample.
-    pub fn draw(&mut self, budget: &Budget, agents: &[AgentUsage], spawn: u8, kill: u8, auto_kill: bool) {
-        let mut sorted: Vec<&AgentUsage> = agents.iter().collect();
-        sorted.sort_by_key(|a| std::cmp::Reverse(a.stats.current));
+    pub fn draw(&mut self, budget: &Budget, agents: &[Light], spawn: u8, kill: u8, auto_kill: bool) {
+        let mut sorted: Vec<&Light> = agents.iter().collect();
+        sorted.sort_by_key(|a| std::cmp::Reverse(a.current));
         let guard = if auto_kill { "auto-kill on" } else { "watching" };
         let summary = format!(
             "{:.1} % ({} of {}) | spawn stops {spawn} %, kill {kill} % | {} agents | {guard}",
@@ -63,12 +63,11 @@ impl Screen {
                     }
                 }
                 for (bar, a) in bars.iter().zip(&sorted) {
-                    let max = a.stats.max.bytes().unwrap_or(budget.total);
-                    bar.set_prefix(a.view.record.id.to_string());
+                    let max = a.max.unwrap_or(budget.total);
+                    bar.set_prefix(a.id.clone());
                     bar.set_length(max.max(1));
-                    bar.set_position(a.stats.current.min(max));
-                    let protect = if a.view.record.protect { " protected" } else { "" };
-                    bar.set_message(format!("{} of {}{protect}", format_iec(a.stats.current), format_iec(max)));
+                    bar.set_position(a.current.min(max));
+                    bar.set_message(format!("{} of {}", format_iec(a.current), format_iec(max)));
                 }
             }
             Screen::Lines { every, last } => {
@@ -76,11 +75,8 @@ impl Screen {
                     return;
                 }
                 *last = Some(Instant::now());
-                let top: Vec<String> = sorted
-                    .iter()
-                    .take(5)
-                    .map(|a| format!("{} {}", a.view.record.id, format_iec(a.stats.current)))
-                    .collect();
+                let top: Vec<String> =
+                    sorted.iter().take(5).map(|a| format!("{} {}", a.id, format_iec(a.current))).collect();
                 println!("{} fleet {summary}; top: {}", rfc3339(SystemTime::now()), top.join(", "));
             }
         }

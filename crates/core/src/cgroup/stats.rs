@@ -26,8 +26,6 @@ pub struct MemoryStats {
     pub peak: Option<u64>,
     /// The hard limit.
     pub max: Limit,
-    /// Page cache that can be dropped without I/O: usage minus this is what really counts.
-    pub inactive_file: u64,
 }
 
 /// Pressure stall information for one resource (the `avg10` figures, percent of time).
@@ -57,30 +55,43 @@ impl Cgroup {
         Ok(parse_pressure(&files::read(&self.unified.join("memory.pressure"))?))
     }
 
-    /// Current memory, peak, limit and reclaimable cache.
+    /// Current memory, peak and limit: three small reads, cheap enough for every agent on
+    /// every refresh.
     pub fn memory_stats(&self) -> Result<MemoryStats> {
         let dir = self.memory_dir();
         match self.layout {
-            Layout::Unified => {
-                let stat = files::read_keyed(&dir.join("memory.stat"))?;
-                Ok(MemoryStats {
-                    current: files::read_u64(&dir.join("memory.current"))?,
-                    peak: files::read_u64(&dir.join("memory.peak")).ok(),
-                    max: Limit::from_v2(&files::read(&dir.join("memory.max"))?).unwrap_or(Limit::Max),
-                    inactive_file: files::keyed(&stat, "inactive_file").unwrap_or(0),
-                })
-            }
+            Layout::Unified => Ok(MemoryStats {
+                current: self.memory_current()?,
+                peak: files::read_u64(&dir.join("memory.peak")).ok(),
+                max: Limit::from_v2(&files::read(&dir.join("memory.max"))?).unwrap_or(Limit::Max),
+            }),
             Layout::Hybrid => {
-                let stat = files::read_keyed(&dir.join("memory.stat"))?;
                 let max = files::read_u64(&dir.join("memory.limit_in_bytes"))?;
                 Ok(MemoryStats {
-                    current: files::read_u64(&dir.join("memory.usage_in_bytes"))?,
+                    current: self.memory_current()?,
                     peak: files::read_u64(&dir.join("memory.max_usage_in_bytes")).ok(),
                     max: if max >= crate::size::V1_UNLIMITED_FLOOR { Limit::Max } else { Limit::Bytes(max) },
-                    inactive_file: files::keyed(&stat, "total_inactive_file").unwrap_or(0),
                 })
             }
         }
+    }
+
+    /// Memory charged now (one read).
+    pub fn memory_current(&self) -> Result<u64> {
+        let dir = self.memory_dir();
+        match self.layout {
+            Layout::Unified => files::read_u64(&dir.join("memory.current")),
+            Layout::Hybrid => files::read_u64(&dir.join("memory.usage_in_bytes")),
+        }
+    }
+
+    /// Page cache the kernel can drop without I/O (`inactive_file`): usage minus this is what
+    /// really counts, and what killing the cgroup's processes would free. Parses `memory.stat`,
+    /// so callers on hot paths do without it.
+    pub fn inactive_file(&self) -> Result<u64> {
+        let stat = files::read_keyed(&self.memory_dir().join("memory.stat"))?;
+        let key = if self.layout == Layout::Hybrid { "total_inactive_file" } else { "inactive_file" };
+        Ok(files::keyed(&stat, key).unwrap_or(0))
     }
 
     /// The memory event counters.
