@@ -5,7 +5,10 @@ use crate::{
     context::Ctx,
 };
 use anyhow::Result;
-use fleet_core::cgroup::{Limits, MemoryEvents, MemoryStats, Pressure};
+use fleet_core::{
+    cgroup::{MemoryEvents, MemoryStats, Pressure},
+    size::Limit,
+};
 
 /// One live agent and what its cgroup says now.
 #[derive(Debug, Clone)]
@@ -14,8 +17,8 @@ pub struct AgentUsage {
     pub view: AgentView,
     /// Its memory now.
     pub stats: MemoryStats,
-    /// Its limits, from the kernel.
-    pub limits: Option<Limits>,
+    /// Its memory.high, from the kernel.
+    pub high: Option<Limit>,
     /// Its memory event counters.
     pub events: MemoryEvents,
     /// Its memory pressure.
@@ -41,25 +44,31 @@ pub enum Detail {
 }
 
 /// One agent's memory as the watcher's every refresh reads it: its cgroup name, usage and
-/// limit, without its state record.
+/// (for the agents shown) its limit, without its state record.
 #[derive(Debug, Clone)]
 pub struct Light {
     /// The cgroup's (agent's) name.
     pub id: String,
     /// Memory charged now.
     pub current: u64,
-    /// Its limit, if any.
+    /// Its limit, if any (read only for the largest `top`).
     pub max: Option<u64>,
 }
 
-/// The cheap sample: one directory listing and two small reads per agent.
-pub fn sample_light(ctx: &Ctx) -> Result<Vec<Light>> {
+/// The cheap sample, largest first: one directory listing and one small read per agent, plus
+/// the limit of the `top` largest.
+pub fn sample_light(ctx: &Ctx, top: usize) -> Result<Vec<Light>> {
     let mut out = Vec::new();
     for name in ctx.fleet.agent_names()? {
         let Ok(id) = name.parse() else { continue };
-        let cgroup = ctx.fleet.agent(&id);
-        let Ok(stats) = cgroup.memory_stats() else { continue };
-        out.push(Light { id: name, current: stats.current, max: stats.max.bytes() });
+        let Ok(current) = ctx.fleet.agent(&id).memory_current() else { continue };
+        out.push(Light { id: name, current, max: None });
+    }
+    out.sort_by_key(|l| std::cmp::Reverse(l.current));
+    for l in out.iter_mut().take(top) {
+        if let Ok(id) = l.id.parse() {
+            l.max = ctx.fleet.agent(&id).memory_stats().ok().and_then(|s| s.max.bytes());
+        }
     }
     Ok(out)
 }
@@ -73,7 +82,7 @@ pub fn measure_live(ctx: &Ctx, detail: Detail) -> Result<Vec<AgentUsage>> {
         // An agent between restarts has no cgroup: nothing to measure or free.
         let Ok(stats) = cgroup.memory_stats() else { continue };
         out.push(AgentUsage {
-            limits: cgroup.read_limits().ok(),
+            high: cgroup.memory_high().ok(),
             events: cgroup.memory_events().unwrap_or_default(),
             pressure: cgroup.memory_pressure().unwrap_or_default(),
             inactive_file: if detail == Detail::Reclaim { cgroup.inactive_file().unwrap_or(0) } else { 0 },

@@ -8,7 +8,7 @@ use crate::{
 };
 use anyhow::Result;
 use fleet_cli::{MemoryArgs, MemorySort};
-use fleet_core::meminfo::Budget;
+use fleet_core::{meminfo::Budget, size::Limit};
 
 /// Entry point.
 pub fn run(ctx: &Ctx, args: MemoryArgs) -> Result<Exit> {
@@ -42,7 +42,7 @@ fn row(u: &AgentUsage) -> AgentMemory {
         id: u.view.record.id.to_string(),
         state: u.view.state,
         current_bytes: u.stats.current,
-        high_bytes: u.limits.and_then(|l| l.memory_high.bytes()),
+        high_bytes: u.high.and_then(Limit::bytes),
         max_bytes: max,
         percent_of_max: max.map(|m| (u.stats.current as f64 * 1000.0 / m.max(1) as f64).round() / 10.0),
         peak_bytes: u.stats.peak,

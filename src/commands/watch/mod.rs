@@ -32,16 +32,24 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// Sampling gets faster as use approaches the kill threshold.
+/// Sampling gets faster as use approaches the kill threshold. A fast tick measures only the
+/// budget (a few small reads), so sampling at 20 ms costs little while it matters.
 fn interval_for(percent: f64, spawn: u8, kill: u8, calm: Duration) -> Duration {
     if percent >= f64::from(kill.saturating_sub(5)) {
-        Duration::from_millis(100)
+        Duration::from_millis(20)
     } else if percent >= f64::from(spawn) {
-        Duration::from_millis(250)
+        Duration::from_millis(100)
     } else {
         calm
     }
 }
+
+/// After the kernel's alarm, sample this fast for [`ALERT_FOR`]: the alarm fires on charged
+/// memory, and the budget's "used" (which leaves out reclaimable page cache) may cross a
+/// moment later.
+const ALERT_INTERVAL: Duration = Duration::from_millis(10);
+/// How long the alert lasts.
+const ALERT_FOR: Duration = Duration::from_secs(2);
 
 /// Entry point.
 pub fn run(ctx: &Ctx, args: WatchArgs) -> Result<Exit> {
@@ -91,13 +99,21 @@ pub fn run(ctx: &Ctx, args: WatchArgs) -> Result<Exit> {
     let mut screen = Screen::new(args.interval);
     let relief =
         Relief { target_percent: spawn_t, order: ReliefOrder::Largest, by: "watch".into(), grace: Duration::ZERO };
+    let mut alert_until: Option<Instant> = None;
+    let mut last_metrics: Option<Instant> = None;
     while presses.load(Ordering::SeqCst) == 0 {
         let budget = Budget::measure(&ctx.fleet, &ctx.proc_root)?;
-        // Every refresh reads only usage and limits; records, events and page-cache detail
-        // are read when relief has to choose victims.
-        let agents = sample_light(ctx)?;
-        screen.draw(&budget, &agents, spawn_t, kill_t, args.auto_kill);
-        if let Some(path) = &args.metrics_file {
+        // The view and the metrics file refresh at their own pace; only the budget is read
+        // on every tick. Records, events and page-cache detail are read when relief has to
+        // choose victims.
+        if screen.due() {
+            let agents = sample_light(ctx, screen::MAX_BARS)?;
+            screen.draw(&budget, &agents, spawn_t, kill_t, args.auto_kill);
+        }
+        if let Some(path) = &args.metrics_file
+            && last_metrics.is_none_or(|t| t.elapsed() >= args.interval)
+        {
+            last_metrics = Some(Instant::now());
             let text = metrics::text(ctx)?;
             write_atomic(path, text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
         }
@@ -126,17 +142,22 @@ pub fn run(ctx: &Ctx, args: WatchArgs) -> Result<Exit> {
             }
             continue;
         }
-        let wait = interval_for(budget.percent(), spawn_t, kill_t, args.interval);
+        let mut wait = interval_for(budget.percent(), spawn_t, kill_t, args.interval);
+        if alert_until.is_some_and(|t| Instant::now() < t) {
+            wait = ALERT_INTERVAL;
+        }
         let mut fds = vec![PollFd::new(wake_rx.as_fd(), PollFlags::POLLIN)];
         if let Some(a) = &alarm {
             let (fd, flags) = a.poll_target();
             fds.push(PollFd::new(fd, flags));
         }
         let ms = wait.as_millis().min(u128::from(u16::MAX)) as u16;
-        let _ = poll(&mut fds, PollTimeout::from(ms));
+        let woke = poll(&mut fds, PollTimeout::from(ms)).unwrap_or(0) > 0
+            && fds.get(1).and_then(|f| f.revents()).is_some_and(|r| !r.is_empty());
         drop(fds);
-        if let Some(a) = &alarm {
+        if woke && let Some(a) = &alarm {
             a.drain();
+            alert_until = Some(Instant::now() + ALERT_FOR);
         }
     }
     let mut byte = [0u8; 1];
@@ -164,7 +185,7 @@ mod tests {
     fn sampling_speeds_up_near_the_threshold() {
         let calm = Duration::from_secs(1);
         assert_eq!(interval_for(50.0, 85, 95, calm), calm);
-        assert_eq!(interval_for(86.0, 85, 95, calm), Duration::from_millis(250));
-        assert_eq!(interval_for(91.0, 85, 95, calm), Duration::from_millis(100));
+        assert_eq!(interval_for(86.0, 85, 95, calm), Duration::from_millis(100));
+        assert_eq!(interval_for(91.0, 85, 95, calm), Duration::from_millis(20));
     }
 }

@@ -10,13 +10,16 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
+/// How often bars are redrawn.
+const BAR_REFRESH: Duration = Duration::from_millis(200);
+
 /// Bars for at most this many agents (the largest).
-const MAX_BARS: usize = 20;
+pub const MAX_BARS: usize = 20;
 
 /// The view.
 pub enum Screen {
     /// A terminal.
-    Bars { multi: MultiProgress, fleet: ProgressBar, agents: Vec<ProgressBar> },
+    Bars { multi: MultiProgress, fleet: ProgressBar, agents: Vec<ProgressBar>, last: Option<Instant> },
     /// A pipe or file.
     Lines { every: Duration, last: Option<Instant> },
 }
@@ -30,13 +33,21 @@ impl Screen {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout_with_hz(10));
         let fleet = multi.add(ProgressBar::new(1).with_style(style("{prefix:>14} [{bar:40.cyan/blue}] {msg}")));
         fleet.set_prefix("fleet");
-        Screen::Bars { multi, fleet, agents: Vec::new() }
+        Screen::Bars { multi, fleet, agents: Vec::new(), last: None }
+    }
+
+    /// Whether the view wants a new sample: bars five times a second, lines once per interval.
+    pub fn due(&self) -> bool {
+        match self {
+            Screen::Bars { last, .. } => last.is_none_or(|t| t.elapsed() >= BAR_REFRESH),
+            Screen::Lines { every, last } => last.is_none_or(|t| t.elapsed() >= *every),
+        }
     }
 
     /// Shows one sample.
     pub fn draw(&mut self, budget: &Budget, agents: &[Light], spawn: u8, kill: u8, auto_kill: bool) {
-        let mut sorted: Vec<&Light> = agents.iter().collect();
-        sorted.sort_by_key(|a| std::cmp::Reverse(a.current));
+        // sample_light returns them largest first.
+        let sorted: Vec<&Light> = agents.iter().collect();
         let guard = if auto_kill { "auto-kill on" } else { "watching" };
         let summary = format!(
             "{:.1} % ({} of {}) | spawn stops {spawn} %, kill {kill} % | {} agents | {guard}",
@@ -46,7 +57,8 @@ impl Screen {
             agents.len()
         );
         match self {
-            Screen::Bars { multi, fleet, agents: bars } => {
+            Screen::Bars { multi, fleet, agents: bars, last } => {
+                *last = Some(Instant::now());
                 fleet.set_length(budget.total.max(1));
                 fleet.set_position(budget.used);
                 fleet.set_message(summary);
@@ -70,10 +82,7 @@ impl Screen {
                     bar.set_message(format!("{} of {}", format_iec(a.current), format_iec(max)));
                 }
             }
-            Screen::Lines { every, last } => {
-                if last.is_some_and(|t| t.elapsed() < *every) {
-                    return;
-                }
+            Screen::Lines { last, .. } => {
                 *last = Some(Instant::now());
                 let top: Vec<String> =
                     sorted.iter().take(5).map(|a| format!("{} {}", a.id, format_iec(a.current))).collect();

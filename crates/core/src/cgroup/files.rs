@@ -4,9 +4,23 @@
 use crate::{Error, Result};
 use std::{fs, io, io::Write, path::Path};
 
-/// Reads a whole interface file.
+/// Reads a whole interface file: open, read, close. `fs::read_to_string` would first stat
+/// the file to size its buffer, and cgroup files report size 4096 whatever they hold, so
+/// that is a wasted system call on the hottest path of `status` and `memory`.
 pub(crate) fn read(path: &Path) -> Result<String> {
-    fs::read_to_string(path).map_err(|e| Error::io("read", path, e))
+    use std::io::Read;
+    let mut file = fs::File::open(path).map_err(|e| Error::io("read", path, e))?;
+    let mut buf = Vec::with_capacity(256);
+    let mut chunk = [0u8; 4096];
+    loop {
+        match file.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io("read", path, e)),
+        }
+    }
+    String::from_utf8(buf).map_err(|_| Error::Parse { path: path.into(), detail: "not UTF-8".into() })
 }
 
 /// Reads a file holding one unsigned number.

@@ -76,6 +76,23 @@ impl Cgroup {
         }
     }
 
+    /// The memory.high limit (v1: the soft limit), one read.
+    pub fn memory_high(&self) -> Result<Limit> {
+        let dir = self.memory_dir();
+        match self.layout {
+            Layout::Unified => {
+                let path = dir.join("memory.high");
+                let text = files::read(&path)?;
+                Limit::from_v2(&text)
+                    .ok_or_else(|| crate::Error::Parse { path, detail: format!("not a limit: '{}'", text.trim()) })
+            }
+            Layout::Hybrid => {
+                let n = files::read_u64(&dir.join("memory.soft_limit_in_bytes"))?;
+                Ok(if n >= crate::size::V1_UNLIMITED_FLOOR { Limit::Max } else { Limit::Bytes(n) })
+            }
+        }
+    }
+
     /// Memory charged now (one read).
     pub fn memory_current(&self) -> Result<u64> {
         let dir = self.memory_dir();
