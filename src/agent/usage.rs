@@ -76,19 +76,20 @@ pub fn sample_light(ctx: &Ctx, top: usize) -> Result<Vec<Light>> {
 /// Every agent whose cgroup exists and is not ended, measured.
 pub fn measure_live(ctx: &Ctx, detail: Detail) -> Result<Vec<AgentUsage>> {
     let (views, _) = view::load_all(ctx)?;
-    let mut out = Vec::new();
-    for v in views.into_iter().filter(|v| !v.state.is_terminal()) {
+    let live: Vec<AgentView> = views.into_iter().filter(|v| !v.state.is_terminal()).collect();
+    let measured = crate::agent::par_map(&live, |v| {
         let cgroup = ctx.fleet.agent(&v.record.id);
         // An agent between restarts has no cgroup: nothing to measure or free.
-        let Ok(stats) = cgroup.memory_stats() else { continue };
-        out.push(AgentUsage {
+        let stats = cgroup.memory_stats().ok()?;
+        Some(AgentUsage {
             high: cgroup.memory_high().ok(),
             events: cgroup.memory_events().unwrap_or_default(),
             pressure: cgroup.memory_pressure().unwrap_or_default(),
             inactive_file: if detail == Detail::Reclaim { cgroup.inactive_file().unwrap_or(0) } else { 0 },
             stats,
-            view: v,
-        });
-    }
+            view: v.clone(),
+        })
+    });
+    let out: Vec<AgentUsage> = measured.into_iter().flatten().collect();
     Ok(out)
 }

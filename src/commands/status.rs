@@ -35,12 +35,12 @@ pub fn build(ctx: &Ctx, args: &StatusArgs) -> Result<StatusReport> {
     // Live agents first (what an operator is looking for), then the ended ones, each by id.
     let mut views = views;
     views.sort_by_key(|v| v.state.is_terminal());
-    let agents = views
+    let shown: Vec<AgentView> = views
         .into_iter()
         .filter(|v| args.ids.is_empty() || args.ids.contains(&v.record.id))
         .filter(|v| args.state.is_empty() || args.state.contains(&v.state))
-        .map(|v| agent_status(ctx, v))
         .collect();
+    let agents = crate::agent::par_map(&shown, |v| agent_status(ctx, v.clone()));
     Ok(StatusReport {
         schema: STATUS_SCHEMA,
         host: HostStatus {

@@ -153,6 +153,20 @@ impl TestFleet {
         text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(|e| e["id"] == id).collect()
     }
 
+    /// Waits for an event of kind `event` about `id` (events can follow the state change
+    /// they explain: relief's carries the memory freed, measured after the agent ended).
+    #[track_caller]
+    pub fn wait_event(&self, id: &str, event: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(e) = self.events(id).into_iter().find(|e| e["event"] == event) {
+                return e;
+            }
+            assert!(Instant::now() < deadline, "no {event} event for {id}: {:?}", self.events(id));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Agent `id`'s cgroup.
     pub fn cgroup(&self, id: &str) -> Cgroup {
         self.fleet.agent(&id.parse().expect("id"))

@@ -53,7 +53,12 @@ impl Budget {
             swap_used: info.swap_total.saturating_sub(info.swap_free),
         };
         if fleet.root.exists() {
-            let stats = fleet.root.memory_stats()?;
+            let stats = match fleet.root.memory_stats() {
+                Ok(s) => s,
+                // Removed (or not yet complete) under us: no fleet budget to speak of.
+                Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => return Ok(budget),
+                Err(e) => return Err(e),
+            };
             if let Limit::Bytes(max) = stats.max
                 && max < info.mem_total
             {

@@ -72,16 +72,17 @@ impl Cgroup {
         self.dirs().into_iter().map(|d| d.join("cgroup.procs")).collect()
     }
 
-    /// Whether the cgroup exists (its unified directory does).
+    /// Whether the cgroup exists. `create` makes the unified directory last and `remove`
+    /// removes it first, so it existing means the cgroup is complete in every hierarchy.
     pub fn exists(&self) -> bool {
         self.unified.is_dir()
     }
 
-    /// Creates the directory in every hierarchy; an existing one is fine. Returns whether
-    /// anything was created.
+    /// Creates the directory in every hierarchy, the unified one last (see [`Cgroup::exists`]);
+    /// an existing one is fine. Returns whether anything was created.
     pub fn create(&self) -> crate::Result<bool> {
         let mut created = false;
-        for dir in self.dirs() {
+        for dir in self.dirs().into_iter().rev() {
             match std::fs::create_dir(dir) {
                 Ok(()) => created = true,
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
