@@ -571,7 +571,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__relief)
-            opts="-h -V --order --protect --dry-run --grace --json --cgroup-parent --state-dir --log-dir --workspace-root --config --help --version"
+            opts="-h -V --order --protect --dry-run --grace --cgroup-parent --state-dir --log-dir --workspace-root --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -9,5 +9,6 @@ mod limits;
 mod observe;
 mod relief;
 mod restart;
+mod schema;
 mod timeouts;
 mod watch;

@@ -253,9 +253,6 @@ pub struct ReliefArgs {
     /// Time between SIGTERM and the kill, per victim
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
     pub grace: Duration,
-    /// The plan and its outcome as one JSON object
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// The order `relief` picks victims in.
