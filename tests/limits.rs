@@ -33,9 +33,15 @@ fn a_fork_bomb_stops_at_pids_max() {
     let Some(f) = TestFleet::new("forkbomb") else { return };
     f.set_budget(512 << 20);
     // Each round forks two more shells; without pids.max this grows without bound.
-    // The main process keeps bombing, so the agent is alive while we look.
-    let bomb = "b() { b & b & wait; }; (while :; do b; done) & sleep 600";
-    f.run(&["spawn", "bomb", "ws-001", "--pids-max", "32", "--", "sh", "-c", bomb]).code(0);
+    // The agent's main process never forks, so the bomb cannot starve it: the bomb runs
+    // beside it in its cgroup through run-in-cgroup, counted against the same pids.max.
+    f.run(&["spawn", "bomb", "ws-001", "--pids-max", "32", "--", "sleep", "600"]).code(0);
+    let bomber = f
+        .cmd(&["run-in-cgroup", "bomb", "--", "sh", "-c", "b() { b & b & wait; }; while :; do b; done"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the bomb");
     let cg = f.cgroup("bomb");
     let pids_events = cg.pids_dir().join("pids.events");
     let deadline = std::time::Instant::now() + T;
@@ -55,6 +61,8 @@ fn a_fork_bomb_stops_at_pids_max() {
     f.run(&["spawn", "calm", "ws-001", "--wait", "--", "echo", "fine"]).code(0);
     f.run(&["kill", "bomb", "--force"]).code(0);
     assert!(!cg.exists());
+    let status = bomber.wait_with_output().expect("run-in-cgroup returns once its cgroup is killed");
+    assert_ne!(status.status.code(), Some(0));
     f.finish();
 }
 
