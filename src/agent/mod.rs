@@ -23,3 +23,15 @@ pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec
         handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
     })
 }
+
+/// Takes a host-wide lock in the state dir (`relief.lock`, `watch.lock`) for the life of the
+/// returned value, or fails with exit 4 naming who holds it.
+pub fn take_host_lock(ctx: &crate::context::Ctx, role: &str, busy: &str) -> anyhow::Result<fleet_core::lock::Lock> {
+    let path = ctx.dirs.state.join(format!("{role}.lock"));
+    let Some(mut lock) = fleet_core::lock::Lock::try_acquire(&path)? else {
+        let who = fleet_core::lock::read_holder(&path).map(|h| format!(" (pid {})", h.pid)).unwrap_or_default();
+        return Err(crate::exit::Fail::error(crate::exit::Exit::Busy, format!("{busy}{who}")));
+    };
+    lock.set_holder(role)?;
+    Ok(lock)
+}

@@ -7,24 +7,22 @@
 //! on a stale estimate.
 
 use crate::{
-    agent::relief::{Outcome, Relief, measure_and_plan, relieve, stuck_message},
+    agent::{
+        relief::{Outcome, Relief, measure_and_plan, relieve, stuck_message},
+        take_host_lock,
+    },
     context::Ctx,
     exit::{Exit, Fail},
     render::relief::{render_plan, render_step},
 };
 use anyhow::Result;
 use fleet_cli::ReliefArgs;
-use fleet_core::{lock::Lock, size::format_iec};
+use fleet_core::size::format_iec;
 
 /// Entry point.
 pub fn run(ctx: &Ctx, args: ReliefArgs) -> Result<Exit> {
     // Two reliefs at once would each kill for the same shortfall.
-    let lock_path = ctx.dirs.state.join("relief.lock");
-    let Some(mut lock) = Lock::try_acquire(&lock_path)? else {
-        let who = fleet_core::lock::read_holder(&lock_path).map(|h| format!(" (pid {})", h.pid)).unwrap_or_default();
-        return Err(Fail::error(Exit::Busy, format!("another relief is running{who}; let it finish")));
-    };
-    lock.set_holder("relief")?;
+    let _lock = take_host_lock(ctx, "relief", "another relief is running; let it finish")?;
 
     let relief = Relief { target_percent: args.target, order: args.order, by: "relief".into(), grace: args.grace };
     let (budget, first) = measure_and_plan(ctx, &relief, &args.protect)?;

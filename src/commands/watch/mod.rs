@@ -11,15 +11,16 @@ mod screen;
 use crate::{
     agent::{
         relief::{Outcome, Relief, relieve},
+        take_host_lock,
         usage::sample_light,
     },
     commands::metrics,
     context::Ctx,
-    exit::{Exit, Fail},
+    exit::Exit,
 };
 use anyhow::{Context, Result};
 use fleet_cli::{ReliefOrder, WatchArgs};
-use fleet_core::{cgroup::UsageAlarm, lock::Lock, meminfo::Budget, paths::write_atomic, procs::protect_from_oom};
+use fleet_core::{cgroup::UsageAlarm, meminfo::Budget, paths::write_atomic, procs::protect_from_oom};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use screen::Screen;
 use std::{
@@ -55,16 +56,7 @@ const ALERT_FOR: Duration = Duration::from_secs(2);
 pub fn run(ctx: &Ctx, args: WatchArgs) -> Result<Exit> {
     // Only one watcher may kill: two would each relieve the same shortfall.
     let _lock = if args.auto_kill {
-        let path = ctx.dirs.state.join("watch.lock");
-        let Some(mut lock) = Lock::try_acquire(&path)? else {
-            let who = fleet_core::lock::read_holder(&path).map(|h| format!(" (pid {})", h.pid)).unwrap_or_default();
-            return Err(Fail::error(
-                Exit::Busy,
-                format!("another auto-killing watcher is running{who}; only one may kill"),
-            ));
-        };
-        lock.set_holder("watch")?;
-        Some(lock)
+        Some(take_host_lock(ctx, "watch", "another auto-killing watcher is running; only one may kill")?)
     } else {
         None
     };
