@@ -4,6 +4,7 @@
 mod util;
 
 mod bad_input;
+mod faults;
 mod lifecycle;
 mod limits;
 mod observe;
