@@ -22,6 +22,9 @@ _fleetctl() {
             fleetctl,events)
                 cmd="fleetctl__subcmd__events"
                 ;;
+            fleetctl,gc)
+                cmd="fleetctl__subcmd__gc"
+                ;;
             fleetctl,help)
                 cmd="fleetctl__subcmd__help"
                 ;;
@@ -60,6 +63,9 @@ _fleetctl() {
                 ;;
             fleetctl__subcmd__help,events)
                 cmd="fleetctl__subcmd__help__subcmd__events"
+                ;;
+            fleetctl__subcmd__help,gc)
+                cmd="fleetctl__subcmd__help__subcmd__gc"
                 ;;
             fleetctl__subcmd__help,help)
                 cmd="fleetctl__subcmd__help__subcmd__help"
@@ -101,7 +107,7 @@ _fleetctl() {
 
     case "${cmd}" in
         fleetctl)
-            opts="-h -V --cgroup-parent --state-dir --log-dir --workspace-root --config --help --version spawn kill logs status memory events relief metrics watch cgroup-create run-in-cgroup supervise help"
+            opts="-h -V --cgroup-parent --state-dir --log-dir --workspace-root --config --help --version spawn kill logs status memory events relief metrics watch gc cgroup-create run-in-cgroup supervise help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -222,8 +228,46 @@ _fleetctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        fleetctl__subcmd__gc)
+            opts="-h -V --older-than --logs --dry-run --cgroup-parent --state-dir --log-dir --workspace-root --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --older-than)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cgroup-parent)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --workspace-root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         fleetctl__subcmd__help)
-            opts="spawn kill logs status memory events relief metrics watch cgroup-create run-in-cgroup supervise help"
+            opts="spawn kill logs status memory events relief metrics watch gc cgroup-create run-in-cgroup supervise help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -251,6 +295,20 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__help__subcmd__events)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fleetctl__subcmd__help__subcmd__gc)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

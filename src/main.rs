@@ -51,6 +51,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Relief(args) => commands::relief::run(&ctx, args),
         Command::Metrics => commands::metrics::run(&ctx),
         Command::Watch(args) => commands::watch::run(&ctx, args),
+        Command::Gc(args) => commands::gc::run(&ctx, args),
         Command::CgroupCreate(args) => commands::cgroup_create::run(&ctx, args),
         Command::RunInCgroup(args) => commands::run_in_cgroup::run(&ctx, args),
         Command::Supervise(args) => commands::supervise::run(&ctx, args),

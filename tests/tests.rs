@@ -5,6 +5,7 @@ mod util;
 
 mod bad_input;
 mod faults;
+mod gc;
 mod lifecycle;
 mod limits;
 mod observe;

@@ -2,6 +2,7 @@
 
 pub mod cgroup_create;
 pub mod events;
+pub mod gc;
 pub mod kill;
 pub mod logs;
 pub mod memory;

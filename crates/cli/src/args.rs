@@ -65,6 +65,8 @@ pub enum Command {
     Metrics,
     /// Live view of fleet memory; with --auto-kill, the protected memory guard
     Watch(WatchArgs),
+    /// Collect what no live process owns: old records of ended agents, empty cgroups, stale locks
+    Gc(GcArgs),
     /// Create (or update) a leaf cgroup under the fleet root with limits
     CgroupCreate(CgroupCreateArgs),
     /// Run a command inside an existing agent's cgroup, in the foreground
@@ -283,6 +285,20 @@ pub struct WatchArgs {
     /// Never kill this agent (repeatable); agents spawned with --protect are always spared
     #[arg(long, value_name = "ID")]
     pub protect: Vec<AgentId>,
+}
+
+/// `fleetctl gc`.
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Collect records of agents that ended longer ago than this
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "24h")]
+    pub older_than: Duration,
+    /// Also delete logs of collected agents
+    #[arg(long)]
+    pub logs: bool,
+    /// Print what would be collected and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `fleetctl cgroup-create`.

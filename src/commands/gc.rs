@@ -1,0 +1,124 @@
+//! `fleetctl gc [--older-than 24h] [--logs] [--dry-run]`: collect what no live process owns.
+//!
+//! Ownership is a held lock (a live supervisor) or processes in a cgroup, never a file's
+//! say-so, so gc only ever removes:
+//! - records of agents that ended longer ago than `--older-than` (and with `--logs`, their
+//!   logs), with their lock files;
+//! - records that say "running" whose supervisor is gone and whose cgroup is empty: the agent
+//!   ended unobserved; gc records that first, so the end is not lost, then treats it as ended
+//!   now;
+//! - agent directories holding only an unheld lock (a spawn killed before its first record);
+//! - empty cgroups under `agents/` that no live supervisor holds.
+//!
+//! An orphan that still has processes is left alone: ending it is `kill`'s decision.
+
+use crate::{
+    agent::{
+        stop::{StopRequest, stop_agent},
+        view,
+    },
+    context::Ctx,
+    exit::Exit,
+};
+use anyhow::Result;
+use fleet_cli::GcArgs;
+use fleet_core::{id::AgentId, lock::HeldLocks, state::AgentState};
+use std::time::{Duration, SystemTime};
+
+/// Entry point.
+pub fn run(ctx: &Ctx, args: GcArgs) -> Result<Exit> {
+    let verb = if args.dry_run { "would collect" } else { "collected" };
+    let mut collected = 0;
+    let (views, _) = view::load_all(ctx)?;
+    for v in views {
+        let id = v.record.id.clone();
+        if v.state == AgentState::Orphaned {
+            let cgroup = ctx.fleet.agent(&id);
+            if cgroup.exists() && cgroup.populated().unwrap_or(false) {
+                println!("{id}: orphaned and still running; left alone (end it with `fleetctl kill {id}`)");
+                continue;
+            }
+            if args.dry_run {
+                println!("{id}: would record that it ended unobserved after its supervisor died");
+            } else {
+                // Records the unobserved end (and removes the empty cgroup) through the one
+                // path that already knows how. The record then ages like any ended agent's.
+                let req = StopRequest { by: "gc".into(), detail: None, grace: Duration::ZERO, force: true };
+                stop_agent(ctx, &id, &req)?;
+                println!("{id}: recorded that it ended unobserved after its supervisor died");
+            }
+            collected += 1;
+            if args.older_than.is_zero() && !args.dry_run {
+                remove_agent(ctx, &id, args.logs)?;
+                println!("{id}: {verb}: its record");
+            }
+            continue;
+        }
+        let old_enough = v.record.ended_at.and_then(|t| t.elapsed().ok()).is_some_and(|age| age >= args.older_than);
+        if v.state.is_terminal() && !v.supervised && old_enough {
+            if !args.dry_run {
+                remove_agent(ctx, &id, args.logs)?;
+            }
+            println!("{id}: {verb}: {} {}", v.state, ended_ago(v.record.ended_at));
+            collected += 1;
+        }
+    }
+    collected += stale_dirs_and_cgroups(ctx, args.dry_run, verb)?;
+    println!("{verb} {collected} item(s)");
+    Ok(Exit::Ok)
+}
+
+/// Agent directories with no record and no holder, and empty cgroups nobody owns.
+fn stale_dirs_and_cgroups(ctx: &Ctx, dry_run: bool, verb: &str) -> Result<usize> {
+    let held = HeldLocks::read(&ctx.proc_root);
+    let mut n = 0;
+    for entry in std::fs::read_dir(ctx.dirs.agents_dir()).into_iter().flatten().flatten() {
+        let Some(id) = entry.file_name().to_str().and_then(|s| s.parse::<AgentId>().ok()) else { continue };
+        let has_record = ctx.dirs.state_path(&id).exists();
+        if !has_record && !held.contains(&ctx.dirs.lock_path(&id)) {
+            if !dry_run {
+                std::fs::remove_dir_all(entry.path())?;
+            }
+            println!("{id}: {verb}: lock without a record (a spawn that died before starting)");
+            n += 1;
+        }
+    }
+    for name in ctx.fleet.agent_names()? {
+        let Ok(id) = name.parse::<AgentId>() else { continue };
+        let cgroup = ctx.fleet.agent(&id);
+        let owned = held.contains(&ctx.dirs.lock_path(&id)) || cgroup.populated().unwrap_or(true);
+        if !owned {
+            if !dry_run {
+                cgroup.remove()?;
+            }
+            println!("{id}: {verb}: empty cgroup {}", cgroup.unified.display());
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Removes an agent's state directory (record, locks) and, if asked, its logs.
+fn remove_agent(ctx: &Ctx, id: &AgentId, logs: bool) -> Result<()> {
+    let dir = ctx.dirs.agent_dir(id);
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot remove {}", dir.display()))),
+    }
+    ctx.fleet.agent(id).remove()?;
+    if logs {
+        let log = ctx.dirs.log_path(id);
+        let _ = std::fs::remove_file(&log);
+        let mut old = log.into_os_string();
+        old.push(".1");
+        let _ = std::fs::remove_file(old);
+    }
+    Ok(())
+}
+
+fn ended_ago(t: Option<SystemTime>) -> String {
+    t.and_then(|t| t.elapsed().ok())
+        .map(|d| format!("{} ago", fleet_core::timefmt::human_duration(d)))
+        .unwrap_or_default()
+}
