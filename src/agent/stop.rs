@@ -156,6 +156,13 @@ fn record_end(ctx: &Ctx, id: &AgentId, view: Option<view::AgentView>, req: &Stop
     } else {
         (AgentState::Failed, None)
     };
+    // The journal first, the record last (as the supervisor does).
+    journal::append(
+        &ctx.dirs.journal_path(),
+        "exit",
+        id,
+        json!({"state": state, "killed_by": killed_by, "cause": cause, "supervised": false}),
+    )?;
     if let Some(v) = view {
         let mut record = v.record;
         record.state = state;
@@ -169,12 +176,6 @@ fn record_end(ctx: &Ctx, id: &AgentId, view: Option<view::AgentView>, req: &Stop
         record.pid = None;
         record.save(&ctx.dirs.state_path(id))?;
     }
-    journal::append(
-        &ctx.dirs.journal_path(),
-        "exit",
-        id,
-        json!({"state": state, "killed_by": killed_by, "cause": cause, "supervised": false}),
-    )?;
     Ok(())
 }
 

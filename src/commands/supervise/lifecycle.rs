@@ -134,9 +134,9 @@ impl Supervisor {
         r.hard_deadline = self.plan.hard_timeout.map(|d| at + d);
         r.restarts = restarts;
         r.next_restart_at = None;
-        self.save();
         let event = if restarts == 0 { "spawn" } else { "restart" };
         self.event(event, json!({"pid": running.pid, "restarts": restarts, "command": self.plan.command}));
+        self.save();
         Ok(running)
     }
 
@@ -412,7 +412,8 @@ impl Supervisor {
         r.pid = None;
         r.ended_at = Some(SystemTime::now());
         r.next_restart_at = None;
-        self.save();
+        // The journal first, the record last: whoever sees the final state can also find
+        // the event that explains it.
         let exit = self.record.exit;
         self.event(
             "exit",
@@ -427,6 +428,7 @@ impl Supervisor {
                 "summary": exit.map(|e| describe_exit(&e)),
             }),
         );
+        self.save();
         let _ = std::fs::remove_file(self.dirs.kill_request_path(&self.plan.id));
     }
 
