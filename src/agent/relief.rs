@@ -213,11 +213,11 @@ pub fn relieve(
             &id,
             serde_json::json!({
                 "by": relief.by,
-                "used_percent": (before.percent() * 10.0).round() / 10.0,
+                "used_percent": before.percent_1dp(),
                 "target_percent": relief.target_percent,
                 "agent_bytes": step.bytes,
                 "freed_bytes": before.used.saturating_sub(after.used),
-                "used_after_percent": (after.percent() * 10.0).round() / 10.0,
+                "used_after_percent": after.percent_1dp(),
             }),
         )?;
         on_kill(&Kill { id, bytes: step.bytes, before, after });

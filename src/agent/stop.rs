@@ -121,7 +121,7 @@ pub fn stop_agent(ctx: &Ctx, id: &AgentId, req: &StopRequest) -> Result<Option<S
     let state = match after {
         Some(v) if v.record.state.is_terminal() => v.record.state,
         other => {
-            record_end(ctx, id, other, req, "killed while its supervisor was gone")?;
+            record_end(ctx, id, other, req, AgentState::Killed, "killed while its supervisor was gone")?;
             AgentState::Killed
         }
     };
@@ -142,20 +142,23 @@ fn settle_unsupervised(ctx: &Ctx, id: &AgentId, before: Option<view::AgentView>,
         }
         other => {
             let cause = "ended unobserved after its supervisor died; exit status unknown";
-            record_end(ctx, id, other.clone(), req, cause)?;
+            record_end(ctx, id, other.clone(), req, AgentState::Failed, cause)?;
             Ok(Stopped::AlreadyEnded { state: Some(AgentState::Failed), cause: Some(cause.into()) })
         }
     }
 }
 
 /// Writes the final record and journal event for an agent nobody else will record.
-fn record_end(ctx: &Ctx, id: &AgentId, view: Option<view::AgentView>, req: &StopRequest, cause: &str) -> Result<()> {
+fn record_end(
+    ctx: &Ctx,
+    id: &AgentId,
+    view: Option<view::AgentView>,
+    req: &StopRequest,
+    state: AgentState,
+    cause: &str,
+) -> Result<()> {
     let now = SystemTime::now();
-    let (state, killed_by) = if cause.starts_with("killed") {
-        (AgentState::Killed, Some(req.by.clone()))
-    } else {
-        (AgentState::Failed, None)
-    };
+    let killed_by = (state == AgentState::Killed).then(|| req.by.clone());
     // The journal first, the record last (as the supervisor does).
     journal::append(
         &ctx.dirs.journal_path(),

@@ -8,7 +8,10 @@ use crate::{
 };
 use anyhow::Result;
 use fleet_cli::{MemoryArgs, MemorySort};
-use fleet_core::{meminfo::Budget, size::Limit};
+use fleet_core::{
+    meminfo::{Budget, percent_1dp},
+    size::Limit,
+};
 
 /// Entry point.
 pub fn run(ctx: &Ctx, args: MemoryArgs) -> Result<Exit> {
@@ -22,7 +25,7 @@ pub fn run(ctx: &Ctx, args: MemoryArgs) -> Result<Exit> {
             current_bytes: agents.iter().map(|a| a.current_bytes).sum(),
             budget_bytes: budget.total,
             used_bytes: budget.used,
-            used_percent: (budget.percent() * 10.0).round() / 10.0,
+            used_percent: budget.percent_1dp(),
             spawn_threshold: ctx.spawn_threshold(),
             kill_threshold: ctx.kill_threshold(),
         },
@@ -44,7 +47,7 @@ fn row(u: &AgentUsage) -> AgentMemory {
         current_bytes: u.stats.current,
         high_bytes: u.high.and_then(Limit::bytes),
         max_bytes: max,
-        percent_of_max: max.map(|m| (u.stats.current as f64 * 1000.0 / m.max(1) as f64).round() / 10.0),
+        percent_of_max: max.map(|m| percent_1dp(u.stats.current, m)),
         peak_bytes: u.stats.peak,
         events: u.events,
         pressure_some_avg10: u.pressure.some_avg10,

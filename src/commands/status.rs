@@ -8,7 +8,7 @@ use crate::{
 };
 use anyhow::Result;
 use fleet_cli::StatusArgs;
-use fleet_core::meminfo::Budget;
+use fleet_core::meminfo::{Budget, percent_1dp};
 use std::collections::BTreeMap;
 
 /// Entry point.
@@ -50,7 +50,7 @@ pub fn build(ctx: &Ctx, args: &StatusArgs) -> Result<StatusReport> {
             budget_source: budget.source,
             used_bytes: budget.used,
             available_bytes: budget.available(),
-            used_percent: (budget.percent() * 10.0).round() / 10.0,
+            used_percent: budget.percent_1dp(),
             spawn_threshold: ctx.spawn_threshold(),
             kill_threshold: ctx.kill_threshold(),
             swap_total_bytes: budget.swap_total,
@@ -95,8 +95,7 @@ fn agent_status(ctx: &Ctx, v: AgentView) -> AgentStatus {
         memory_current_bytes: mem.map(|m| m.current),
         memory_max_bytes: mem.and_then(|m| m.max.bytes()).or(r.limits.memory_max.bytes()),
         memory_peak_bytes: mem.and_then(|m| m.peak),
-        memory_percent_of_max: mem
-            .and_then(|m| m.max.bytes().map(|max| (m.current as f64 * 1000.0 / max.max(1) as f64).round() / 10.0)),
+        memory_percent_of_max: mem.and_then(|m| m.max.bytes().map(|max| percent_1dp(m.current, max))),
         cpu_percent: cpu,
         pids_current: if live { cgroup.pids_current().ok() } else { None },
         soft_deadline: time(r.soft_deadline),

@@ -154,12 +154,11 @@ fn measure(env: &Env, fleet: &Fleet, agents: usize, rounds: usize, trials: usize
     rss.sort_unstable();
     let observe_rows = crate::bench_memory::observe(env, fleet, 15)?;
     let watcher_row = crate::bench_memory::watcher_cpu(env, 10)?;
-    let down_out = std::cell::RefCell::new(None);
+    let mut down_output = None;
     let down = time(|| {
-        *down_out.borrow_mut() = Some(env.fleetctl(&["kill", "--all", "--force"]).output()?);
+        down_output = Some(env.fleetctl(&["kill", "--all", "--force"]).output()?);
         Ok(())
     })?;
-    let down_output = down_out.into_inner();
     let down_ok = down_output.as_ref().is_some_and(|o| o.status.success());
     if let Some(o) = down_output.filter(|o| !o.status.success()) {
         eprintln!(

@@ -79,4 +79,23 @@ impl Budget {
     pub fn percent(&self) -> f64 {
         if self.total == 0 { 100.0 } else { self.used as f64 * 100.0 / self.total as f64 }
     }
+
+    /// [`Budget::percent`] to one decimal, as reports print it.
+    pub fn percent_1dp(&self) -> f64 {
+        percent_1dp(self.used, self.total)
+    }
+}
+
+/// `part` as a percentage of `whole`, to one decimal (`whole` 0 counts as 1).
+pub fn percent_1dp(part: u64, whole: u64) -> f64 {
+    (part as f64 * 1000.0 / whole.max(1) as f64).round() / 10.0
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn percent_to_one_decimal() {
+        assert_eq!(super::percent_1dp(1, 3), 33.3);
+        assert_eq!(super::percent_1dp(5, 0), 500.0);
+    }
 }

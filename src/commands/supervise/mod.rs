@@ -11,7 +11,7 @@ mod logsink;
 mod outcome;
 mod runner;
 
-use crate::{agent::plan::SupervisorPlan, context::Ctx, exit::Exit};
+use crate::{agent::plan::SupervisorPlan, exit::Exit};
 use anyhow::{Context, Result};
 use fleet_cli::SuperviseArgs;
 use fleet_core::lock::Lock;
@@ -34,7 +34,7 @@ pub struct Ready {
 }
 
 /// Entry point.
-pub fn run(_ctx: &Ctx, args: SuperviseArgs) -> Result<Exit> {
+pub fn run(args: SuperviseArgs) -> Result<Exit> {
     let mut text = String::new();
     std::io::stdin().read_to_string(&mut text).context("cannot read the plan")?;
     let plan: SupervisorPlan = serde_json::from_str(&text).context("invalid plan on stdin")?;
