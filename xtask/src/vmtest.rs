@@ -31,7 +31,12 @@ pub fn run(root: &Path) -> Result<()> {
     // Names the guest can find: run-vm-test.sh copies binaries into the guest's /bin.
     std::fs::copy(root.join("target/release/fleetctl"), work.join("fleetctl"))?;
     std::fs::copy(&tests_bin, work.join("fleetctl-tests"))?;
-    let guest = "FLEETCTL_BIN=/bin/fleetctl /bin/fleetctl-tests --test-threads=1 > /tmp/t.out 2>&1; rc=$?; \
+    // Swap on a RAM disk first: without swap in the guest, `memory.swap.max=0` proves nothing
+    // (a build that forgot it would still pass). With it, a hog past its memory.max would
+    // swap and survive instead of being OOM-killed.
+    let guest = "insmod /brd.ko rd_nr=1 rd_size=262144 && mkswap /dev/ram0 >/dev/null && swapon /dev/ram0 \
+                   && echo \"FLEETTEST: guest swap: $(awk '/SwapTotal/ {print $2, $3}' /proc/meminfo)\" || exit 1; \
+                 FLEETCTL_THROWAWAY_KERNEL=1 FLEETCTL_BIN=/bin/fleetctl /bin/fleetctl-tests --test-threads=1 > /tmp/t.out 2>&1; rc=$?; \
                  sed 's/^/FLEETTEST: /' /tmp/t.out; exit $rc";
     let status = Command::new("bash")
         .arg(&script)
@@ -41,8 +46,12 @@ pub fn run(root: &Path) -> Result<()> {
         .env("VMTEST_GUEST_CMD", guest)
         .status()?;
     let log = std::fs::read_to_string(work.join("vm/vm.log")).unwrap_or_default();
+    // The pass/fail list, and on failure each failing test's own report.
+    let mut in_failures = false;
     for line in log.lines().filter_map(|l| l.strip_prefix("FLEETTEST: ")) {
-        if line.starts_with("test ") || line.contains("panicked") || line.starts_with("SKIPPED") {
+        in_failures |= line == "failures:";
+        let listed = line.starts_with("test ") || line.starts_with("guest ") || line.starts_with("SKIPPED");
+        if listed || (in_failures && !line.trim_start().starts_with("at ") && !line.contains(": 0x")) {
             println!("{line}");
         }
     }
