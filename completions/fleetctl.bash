@@ -19,6 +19,9 @@ _fleetctl() {
             fleetctl,cgroup-create)
                 cmd="fleetctl__subcmd__cgroup__subcmd__create"
                 ;;
+            fleetctl,doctor)
+                cmd="fleetctl__subcmd__doctor"
+                ;;
             fleetctl,events)
                 cmd="fleetctl__subcmd__events"
                 ;;
@@ -46,6 +49,9 @@ _fleetctl() {
             fleetctl,run-in-cgroup)
                 cmd="fleetctl__subcmd__run__subcmd__in__subcmd__cgroup"
                 ;;
+            fleetctl,setup-host)
+                cmd="fleetctl__subcmd__setup__subcmd__host"
+                ;;
             fleetctl,spawn)
                 cmd="fleetctl__subcmd__spawn"
                 ;;
@@ -60,6 +66,9 @@ _fleetctl() {
                 ;;
             fleetctl__subcmd__help,cgroup-create)
                 cmd="fleetctl__subcmd__help__subcmd__cgroup__subcmd__create"
+                ;;
+            fleetctl__subcmd__help,doctor)
+                cmd="fleetctl__subcmd__help__subcmd__doctor"
                 ;;
             fleetctl__subcmd__help,events)
                 cmd="fleetctl__subcmd__help__subcmd__events"
@@ -88,6 +97,9 @@ _fleetctl() {
             fleetctl__subcmd__help,run-in-cgroup)
                 cmd="fleetctl__subcmd__help__subcmd__run__subcmd__in__subcmd__cgroup"
                 ;;
+            fleetctl__subcmd__help,setup-host)
+                cmd="fleetctl__subcmd__help__subcmd__setup__subcmd__host"
+                ;;
             fleetctl__subcmd__help,spawn)
                 cmd="fleetctl__subcmd__help__subcmd__spawn"
                 ;;
@@ -107,7 +119,7 @@ _fleetctl() {
 
     case "${cmd}" in
         fleetctl)
-            opts="-h -V --cgroup-parent --state-dir --log-dir --workspace-root --config --help --version spawn kill logs status memory events relief metrics watch gc cgroup-create run-in-cgroup supervise help"
+            opts="-h -V --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --config --help --version spawn kill logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup supervise help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -129,6 +141,10 @@ _fleetctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --scratch-root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -141,7 +157,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__cgroup__subcmd__create)
-            opts="-h -V --memory-max --memory-high --swap-max --pids-max --cgroup-parent --state-dir --log-dir --workspace-root --config --help --version"
+            opts="-h -V --memory-max --memory-high --swap-max --pids-max --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -179,6 +195,52 @@ _fleetctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --scratch-root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fleetctl__subcmd__doctor)
+            opts="-h -V --root --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cgroup-parent)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --workspace-root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scratch-root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -191,7 +253,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__events)
-            opts="-f -h -V --since --follow --json --cgroup-parent --state-dir --log-dir --workspace-root --config --help --version"
+            opts="-f -h -V --since --follow --json --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -217,6 +279,10 @@ _fleetctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --scratch-root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -229,7 +295,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__gc)
-            opts="-h -V --older-than --logs --dry-run --cgroup-parent --state-dir --log-dir --workspace-root --config --help --version"
+            opts="-h -V --older-than --logs --dry-run --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -255,6 +321,10 @@ _fleetctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --scratch-root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -267,7 +337,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__help)
-            opts="spawn kill logs status memory events relief metrics watch gc cgroup-create run-in-cgroup supervise help"
+            opts="spawn kill logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup supervise help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -281,6 +351,20 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__help__subcmd__cgroup__subcmd__create)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fleetctl__subcmd__help__subcmd__doctor)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -420,6 +504,20 @@ _fleetctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        fleetctl__subcmd__help__subcmd__setup__subcmd__host)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         fleetctl__subcmd__help__subcmd__spawn)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -477,7 +575,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__kill)
-            opts="-h -V --all --force --grace --cgroup-parent --state-dir --log-dir --workspace-root --config --help --version"
+            opts="-h -V --all --force --grace --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -503,6 +601,10 @@ _fleetctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --scratch-root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -515,7 +617,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__logs)
-            opts="-f -n -h -V --follow --lines --cgroup-parent --state-dir --log-dir --workspace-root --config --help --version"
+            opts="-f -n -h -V --follow --lines --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -545,6 +647,10 @@ _fleetctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --scratch-root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -557,7 +663,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__memory)
-            opts="-h -V --sort --json --cgroup-parent --state-dir --log-dir --workspace-root --config --help --version"
+            opts="-h -V --sort --json --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -583,6 +689,10 @@ _fleetctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --scratch-root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -595,7 +705,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__metrics)
-            opts="-h -V --cgroup-parent --state-dir --log-dir --workspace-root --config --help --version"
+            opts="-h -V --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -617,6 +727,10 @@ _fleetctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --scratch-root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -629,7 +743,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__relief)
-            opts="-h -V --order --protect --dry-run --grace --cgroup-parent --state-dir --log-dir --workspace-root --config --help --version"
+            opts="-h -V --order --protect --dry-run --grace --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -663,6 +777,10 @@ _fleetctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --scratch-root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -675,7 +793,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__run__subcmd__in__subcmd__cgroup)
-            opts="-h -V --cgroup-parent --state-dir --log-dir --workspace-root --config --help --version"
+            opts="-h -V --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -697,6 +815,76 @@ _fleetctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --scratch-root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fleetctl__subcmd__setup__subcmd__host)
+            opts="-h -V --dry-run --check --revert --root --only --skip --fleet-memory-max --slots --scratch-size --swapoff --delegate --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --only)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --skip)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --fleet-memory-max)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --slots)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scratch-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --delegate)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cgroup-parent)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --workspace-root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scratch-root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -709,7 +897,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__spawn)
-            opts="-h -V --memory-max --memory-high --swap-max --pids-max --soft-timeout --hard-timeout --kill-grace --restart --restart-backoff --crash-loop-after --wait --protect --spawn-threshold --log-max-size --cgroup-parent --state-dir --log-dir --workspace-root --config --help --version"
+            opts="-h -V --memory-max --memory-high --swap-max --pids-max --soft-timeout --hard-timeout --kill-grace --restart --restart-backoff --crash-loop-after --wait --protect --spawn-threshold --log-max-size --ports --port-range --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -763,6 +951,14 @@ _fleetctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --ports)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --port-range)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --cgroup-parent)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -779,6 +975,10 @@ _fleetctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --scratch-root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -791,7 +991,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__status)
-            opts="-h -V --state --json --cgroup-parent --state-dir --log-dir --workspace-root --config --help --version"
+            opts="-h -V --state --json --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -817,6 +1017,10 @@ _fleetctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --scratch-root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -829,7 +1033,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__supervise)
-            opts="-h -V --cgroup-parent --state-dir --log-dir --workspace-root --config --help --version"
+            opts="-h -V --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -851,6 +1055,10 @@ _fleetctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --scratch-root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -863,7 +1071,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__watch)
-            opts="-h -V --auto-kill --interval --metrics-file --protect --cgroup-parent --state-dir --log-dir --workspace-root --config --help --version"
+            opts="-h -V --auto-kill --interval --metrics-file --protect --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -894,6 +1102,10 @@ _fleetctl() {
                     return 0
                     ;;
                 --workspace-root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scratch-root)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_fleetctl_global_optspecs
-    string join \n cgroup-parent= state-dir= log-dir= workspace-root= config= h/help V/version
+    string join \n cgroup-parent= state-dir= log-dir= workspace-root= scratch-root= config= h/help V/version
 end
 
 function __fish_fleetctl_needs_command
@@ -28,6 +28,7 @@ complete -c fleetctl -n "__fish_fleetctl_needs_command" -l cgroup-parent -d 'The
 complete -c fleetctl -n "__fish_fleetctl_needs_command" -l state-dir -d 'Per-agent state and locks [default: /run/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_needs_command" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_needs_command" -l workspace-root -d 'Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_needs_command" -l scratch-root -d 'Where each agent gets its scratch dir ($FLEET_SCRATCH), a tmpfs after setup-host [default: /var/lib/fleet/scratch]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_needs_command" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fleetctl -n "__fish_fleetctl_needs_command" -s V -l version -d 'Print version'
@@ -40,7 +41,9 @@ complete -c fleetctl -n "__fish_fleetctl_needs_command" -f -a "events" -d 'The e
 complete -c fleetctl -n "__fish_fleetctl_needs_command" -f -a "relief" -d 'Kill agents, largest first, until fleet memory use is below TARGET percent'
 complete -c fleetctl -n "__fish_fleetctl_needs_command" -f -a "metrics" -d 'The host and every agent in Prometheus text format'
 complete -c fleetctl -n "__fish_fleetctl_needs_command" -f -a "watch" -d 'Live view of fleet memory; with --auto-kill, the protected memory guard'
-complete -c fleetctl -n "__fish_fleetctl_needs_command" -f -a "gc" -d 'Collect what no live process owns: old records of ended agents, empty cgroups, stale locks'
+complete -c fleetctl -n "__fish_fleetctl_needs_command" -f -a "gc" -d 'Collect what no live process owns: old records of ended agents, empty cgroups, scratch dirs'
+complete -c fleetctl -n "__fish_fleetctl_needs_command" -f -a "setup-host" -d 'Prepare this host for a fleet: cgroups, kernel parameters, workspace pool, scratch tmpfs'
+complete -c fleetctl -n "__fish_fleetctl_needs_command" -f -a "doctor" -d 'Check that this host is ready for a fleet, with a fix for each failing line'
 complete -c fleetctl -n "__fish_fleetctl_needs_command" -f -a "cgroup-create" -d 'Create (or update) a leaf cgroup under the fleet root with limits'
 complete -c fleetctl -n "__fish_fleetctl_needs_command" -f -a "run-in-cgroup" -d 'Run a command inside an existing agent\'s cgroup, in the foreground'
 complete -c fleetctl -n "__fish_fleetctl_needs_command" -f -a "supervise" -d 'Internal: the per-agent supervisor that `spawn` starts'
@@ -58,10 +61,13 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l restart-back
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l crash-loop-after -d 'Failures within 10 minutes that stop restarts (state crash-loop)' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l spawn-threshold -d 'Refuse to spawn when fleet memory use is at or above this percentage [default: 85]' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l log-max-size -d 'Size at which the agent\'s log is rotated (one old file is kept) [default: 64M]' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l ports -d 'Lease a block of N consecutive free ports ($FLEET_PORT_BASE, $FLEET_PORTS)' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l port-range -d 'Where port blocks come from [default: 20000-29999]' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l cgroup-parent -d 'The fleet root cgroup; a relative path nests under your own cgroup [default: /fleet]' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l state-dir -d 'Per-agent state and locks [default: /run/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l workspace-root -d 'Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l scratch-root -d 'Where each agent gets its scratch dir ($FLEET_SCRATCH), a tmpfs after setup-host [default: /var/lib/fleet/scratch]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l wait -d 'Stay attached: stream the output and exit with the agent\'s code; Ctrl-C stops the agent'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l protect -d 'Never choose this agent when relieving memory pressure'
@@ -72,6 +78,7 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand kill" -l cgroup-parent
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand kill" -l state-dir -d 'Per-agent state and locks [default: /run/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand kill" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand kill" -l workspace-root -d 'Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand kill" -l scratch-root -d 'Where each agent gets its scratch dir ($FLEET_SCRATCH), a tmpfs after setup-host [default: /var/lib/fleet/scratch]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand kill" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand kill" -l all -d 'Stop every agent of the fleet'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand kill" -l force -d 'Kill the whole cgroup at once, without SIGTERM or grace'
@@ -82,6 +89,7 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand logs" -l cgroup-parent
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand logs" -l state-dir -d 'Per-agent state and locks [default: /run/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand logs" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand logs" -l workspace-root -d 'Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand logs" -l scratch-root -d 'Where each agent gets its scratch dir ($FLEET_SCRATCH), a tmpfs after setup-host [default: /var/lib/fleet/scratch]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand logs" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand logs" -s f -l follow -d 'Keep printing new output until the agent ends'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand logs" -s h -l help -d 'Print help'
@@ -91,6 +99,7 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -l cgroup-pare
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -l state-dir -d 'Per-agent state and locks [default: /run/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -l workspace-root -d 'Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -l scratch-root -d 'Where each agent gets its scratch dir ($FLEET_SCRATCH), a tmpfs after setup-host [default: /var/lib/fleet/scratch]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -l json -d 'One JSON object: {"schema", "host", "agents"}'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -s h -l help -d 'Print help'
@@ -105,6 +114,7 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -l cgroup-pare
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -l state-dir -d 'Per-agent state and locks [default: /run/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -l workspace-root -d 'Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -l scratch-root -d 'Where each agent gets its scratch dir ($FLEET_SCRATCH), a tmpfs after setup-host [default: /var/lib/fleet/scratch]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -l json -d 'One JSON object: {"schema", "budget", "agents", "totals"}'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -114,6 +124,7 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand events" -l cgroup-pare
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand events" -l state-dir -d 'Per-agent state and locks [default: /run/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand events" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand events" -l workspace-root -d 'Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand events" -l scratch-root -d 'Where each agent gets its scratch dir ($FLEET_SCRATCH), a tmpfs after setup-host [default: /var/lib/fleet/scratch]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand events" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand events" -s f -l follow -d 'Keep printing new events as they are written'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand events" -l json -d 'One JSON object per line, as written in the journal'
@@ -128,6 +139,7 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l cgroup-pare
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l state-dir -d 'Per-agent state and locks [default: /run/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l workspace-root -d 'Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l scratch-root -d 'Where each agent gets its scratch dir ($FLEET_SCRATCH), a tmpfs after setup-host [default: /var/lib/fleet/scratch]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l dry-run -d 'Print the plan (victims, memory freed, projected use) and kill nothing'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -136,6 +148,7 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand metrics" -l cgroup-par
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand metrics" -l state-dir -d 'Per-agent state and locks [default: /run/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand metrics" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand metrics" -l workspace-root -d 'Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand metrics" -l scratch-root -d 'Where each agent gets its scratch dir ($FLEET_SCRATCH), a tmpfs after setup-host [default: /var/lib/fleet/scratch]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand metrics" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand metrics" -s h -l help -d 'Print help'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand metrics" -s V -l version -d 'Print version'
@@ -146,6 +159,7 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l cgroup-paren
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l state-dir -d 'Per-agent state and locks [default: /run/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l workspace-root -d 'Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l scratch-root -d 'Where each agent gets its scratch dir ($FLEET_SCRATCH), a tmpfs after setup-host [default: /var/lib/fleet/scratch]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l auto-kill -d 'At or above the kill threshold (95 %), kill agents (largest first, protected spared) until use is below the spawn threshold (85 %)'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -s h -l help -d 'Print help'
@@ -155,11 +169,40 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand gc" -l cgroup-parent -
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand gc" -l state-dir -d 'Per-agent state and locks [default: /run/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand gc" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand gc" -l workspace-root -d 'Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand gc" -l scratch-root -d 'Where each agent gets its scratch dir ($FLEET_SCRATCH), a tmpfs after setup-host [default: /var/lib/fleet/scratch]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand gc" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand gc" -l logs -d 'Also delete logs of collected agents'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand gc" -l dry-run -d 'Print what would be collected and change nothing'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand gc" -s h -l help -d 'Print help'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand gc" -s V -l version -d 'Print version'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand setup-host" -l root -d 'Prefix for every file path setup-host touches (tests apply it to a temp tree)' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand setup-host" -l only -d 'Run only these steps (dirs, cgroups, swap, sysctl, workspaces, scratch, delegate, watcher)' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand setup-host" -l skip -d 'Skip these steps' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand setup-host" -l fleet-memory-max -d 'The fleet\'s memory budget: memory.max on the fleet root' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand setup-host" -l slots -d 'Workspace slots to create (ws-001 ...)' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand setup-host" -l scratch-size -d 'Size cap of the scratch tmpfs: a size (16G) or a percentage of RAM (10%)' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand setup-host" -l delegate -d 'Let USER run fleetctl on the fleet subtree without root (cgroup v2 delegation)' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand setup-host" -l cgroup-parent -d 'The fleet root cgroup; a relative path nests under your own cgroup [default: /fleet]' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand setup-host" -l state-dir -d 'Per-agent state and locks [default: /run/fleet]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand setup-host" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand setup-host" -l workspace-root -d 'Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand setup-host" -l scratch-root -d 'Where each agent gets its scratch dir ($FLEET_SCRATCH), a tmpfs after setup-host [default: /var/lib/fleet/scratch]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand setup-host" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand setup-host" -l dry-run -d 'Print the plan; change nothing'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand setup-host" -l check -d 'Change nothing; exit 1 listing what is missing (for config management)'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand setup-host" -l revert -d 'Undo what earlier runs changed, from their manifest'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand setup-host" -l swapoff -d 'Also turn host swap off and comment it out of fstab (agents get swap 0 regardless)'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand setup-host" -s h -l help -d 'Print help'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand setup-host" -s V -l version -d 'Print version'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand doctor" -l root -d 'The same prefix setup-host was given' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand doctor" -l cgroup-parent -d 'The fleet root cgroup; a relative path nests under your own cgroup [default: /fleet]' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand doctor" -l state-dir -d 'Per-agent state and locks [default: /run/fleet]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand doctor" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand doctor" -l workspace-root -d 'Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand doctor" -l scratch-root -d 'Where each agent gets its scratch dir ($FLEET_SCRATCH), a tmpfs after setup-host [default: /var/lib/fleet/scratch]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand doctor" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand doctor" -s h -l help -d 'Print help'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand doctor" -s V -l version -d 'Print version'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand cgroup-create" -l memory-max -d 'Hard memory limit; the OOM killer ends the agent beyond it [default: 4G]' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand cgroup-create" -l memory-high -d 'Where the kernel starts reclaiming and throttling [default: 3G]' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand cgroup-create" -l swap-max -d 'Swap the agent may use [default: 0]' -r
@@ -168,6 +211,7 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand cgroup-create" -l cgro
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand cgroup-create" -l state-dir -d 'Per-agent state and locks [default: /run/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand cgroup-create" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand cgroup-create" -l workspace-root -d 'Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand cgroup-create" -l scratch-root -d 'Where each agent gets its scratch dir ($FLEET_SCRATCH), a tmpfs after setup-host [default: /var/lib/fleet/scratch]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand cgroup-create" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand cgroup-create" -s h -l help -d 'Print help'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand cgroup-create" -s V -l version -d 'Print version'
@@ -175,6 +219,7 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand run-in-cgroup" -l cgro
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand run-in-cgroup" -l state-dir -d 'Per-agent state and locks [default: /run/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand run-in-cgroup" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand run-in-cgroup" -l workspace-root -d 'Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand run-in-cgroup" -l scratch-root -d 'Where each agent gets its scratch dir ($FLEET_SCRATCH), a tmpfs after setup-host [default: /var/lib/fleet/scratch]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand run-in-cgroup" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand run-in-cgroup" -s h -l help -d 'Print help'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand run-in-cgroup" -s V -l version -d 'Print version'
@@ -182,20 +227,23 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand supervise" -l cgroup-p
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand supervise" -l state-dir -d 'Per-agent state and locks [default: /run/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand supervise" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand supervise" -l workspace-root -d 'Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand supervise" -l scratch-root -d 'Where each agent gets its scratch dir ($FLEET_SCRATCH), a tmpfs after setup-host [default: /var/lib/fleet/scratch]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand supervise" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand supervise" -s h -l help -d 'Print help'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand supervise" -s V -l version -d 'Print version'
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc cgroup-create run-in-cgroup supervise help" -f -a "spawn" -d 'Start an agent in its own cgroup under a detached supervisor'
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc cgroup-create run-in-cgroup supervise help" -f -a "kill" -d 'Stop agents: SIGTERM to every process, a grace period, then kill the whole cgroup'
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc cgroup-create run-in-cgroup supervise help" -f -a "logs" -d 'Show an agent\'s output'
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc cgroup-create run-in-cgroup supervise help" -f -a "status" -d 'The host and every agent on one screen'
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc cgroup-create run-in-cgroup supervise help" -f -a "memory" -d 'Per-agent memory: usage, limits, events and pressure, largest first'
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc cgroup-create run-in-cgroup supervise help" -f -a "events" -d 'The event journal: spawns, exits and their causes, timeouts, OOM kills, relief'
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc cgroup-create run-in-cgroup supervise help" -f -a "relief" -d 'Kill agents, largest first, until fleet memory use is below TARGET percent'
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc cgroup-create run-in-cgroup supervise help" -f -a "metrics" -d 'The host and every agent in Prometheus text format'
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc cgroup-create run-in-cgroup supervise help" -f -a "watch" -d 'Live view of fleet memory; with --auto-kill, the protected memory guard'
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc cgroup-create run-in-cgroup supervise help" -f -a "gc" -d 'Collect what no live process owns: old records of ended agents, empty cgroups, stale locks'
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc cgroup-create run-in-cgroup supervise help" -f -a "cgroup-create" -d 'Create (or update) a leaf cgroup under the fleet root with limits'
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc cgroup-create run-in-cgroup supervise help" -f -a "run-in-cgroup" -d 'Run a command inside an existing agent\'s cgroup, in the foreground'
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc cgroup-create run-in-cgroup supervise help" -f -a "supervise" -d 'Internal: the per-agent supervisor that `spawn` starts'
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc cgroup-create run-in-cgroup supervise help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup supervise help" -f -a "spawn" -d 'Start an agent in its own cgroup under a detached supervisor'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup supervise help" -f -a "kill" -d 'Stop agents: SIGTERM to every process, a grace period, then kill the whole cgroup'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup supervise help" -f -a "logs" -d 'Show an agent\'s output'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup supervise help" -f -a "status" -d 'The host and every agent on one screen'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup supervise help" -f -a "memory" -d 'Per-agent memory: usage, limits, events and pressure, largest first'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup supervise help" -f -a "events" -d 'The event journal: spawns, exits and their causes, timeouts, OOM kills, relief'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup supervise help" -f -a "relief" -d 'Kill agents, largest first, until fleet memory use is below TARGET percent'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup supervise help" -f -a "metrics" -d 'The host and every agent in Prometheus text format'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup supervise help" -f -a "watch" -d 'Live view of fleet memory; with --auto-kill, the protected memory guard'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup supervise help" -f -a "gc" -d 'Collect what no live process owns: old records of ended agents, empty cgroups, scratch dirs'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup supervise help" -f -a "setup-host" -d 'Prepare this host for a fleet: cgroups, kernel parameters, workspace pool, scratch tmpfs'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup supervise help" -f -a "doctor" -d 'Check that this host is ready for a fleet, with a fix for each failing line'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup supervise help" -f -a "cgroup-create" -d 'Create (or update) a leaf cgroup under the fleet root with limits'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup supervise help" -f -a "run-in-cgroup" -d 'Run a command inside an existing agent\'s cgroup, in the foreground'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup supervise help" -f -a "supervise" -d 'Internal: the per-agent supervisor that `spawn` starts'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup supervise help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

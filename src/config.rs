@@ -33,6 +33,7 @@ pub struct PathsConfig {
     pub state_dir: Option<std::path::PathBuf>,
     pub log_dir: Option<std::path::PathBuf>,
     pub workspace_root: Option<std::path::PathBuf>,
+    pub scratch_root: Option<std::path::PathBuf>,
 }
 
 /// `[thresholds]`: percentages of the fleet's memory budget.
@@ -57,6 +58,8 @@ pub struct AgentConfig {
     pub hard_timeout: Option<String>,
     pub kill_grace: Option<String>,
     pub log_max_size: Option<String>,
+    /// Where `--ports` blocks come from, "20000-29999".
+    pub port_range: Option<String>,
 }
 
 impl Config {
@@ -91,6 +94,9 @@ impl Config {
             if let Some(v) = value {
                 fleet_cli::parse_timeout(v).map_err(|e| anyhow::anyhow!("agent.{key}: {e}"))?;
             }
+        }
+        if let Some(v) = &self.agent.port_range {
+            fleet_cli::parse_port_range(v).map_err(|e| anyhow::anyhow!("agent.port_range: {e}"))?;
         }
         if let Some(v) = &self.agent.kill_grace {
             fleet_cli::parse_duration(v).map_err(|e| anyhow::anyhow!("agent.kill_grace: {e}"))?;

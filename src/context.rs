@@ -15,6 +15,11 @@ pub const DEFAULT_CGROUP_PARENT: &str = "/fleet";
 const DEFAULT_STATE_DIR: &str = "/run/fleet";
 const DEFAULT_LOG_DIR: &str = "/var/log/fleet";
 const DEFAULT_WORKSPACE_ROOT: &str = "/var/lib/fleet/workspaces";
+const DEFAULT_SCRATCH_ROOT: &str = "/var/lib/fleet/scratch";
+
+/// Where `--ports` blocks come from: below Linux's ephemeral range (32768-60999), so an
+/// outgoing connection never takes a leased port.
+pub const DEFAULT_PORT_RANGE: (u16, u16) = (20000, 29999);
 
 /// Default thresholds, percent of the fleet budget (the seed's numbers).
 pub const DEFAULT_SPAWN_THRESHOLD: u8 = 85;
@@ -28,8 +33,16 @@ pub struct Ctx {
     pub dirs: Dirs,
     /// The fleet root in every hierarchy.
     pub fleet: Fleet,
+    /// The `--cgroup-parent` it was resolved from.
+    pub cgroup_parent: String,
+    /// Where the hierarchies are mounted.
+    pub mounts: Mounts,
+    /// Our own cgroups.
+    pub own: OwnCgroups,
     /// Where workspace names resolve.
     pub workspace_root: PathBuf,
+    /// Where each agent gets its scratch dir.
+    pub scratch_root: PathBuf,
     /// `/proc`.
     pub proc_root: PathBuf,
     /// The config file's contents.
@@ -60,15 +73,40 @@ impl Ctx {
                 log: pick(&global.log_dir, &config.paths.log_dir, DEFAULT_LOG_DIR),
             },
             workspace_root: pick(&global.workspace_root, &config.paths.workspace_root, DEFAULT_WORKSPACE_ROOT),
+            scratch_root: pick(&global.scratch_root, &config.paths.scratch_root, DEFAULT_SCRATCH_ROOT),
             fleet,
+            cgroup_parent,
+            mounts,
+            own,
             proc_root,
             config,
         })
     }
 
+    /// The top of the cgroup v2 tree fleetctl may manage: the mount for an absolute fleet
+    /// root, the caller's own cgroup for a relative one.
+    pub fn cgroup_top(&self) -> PathBuf {
+        if self.cgroup_parent.starts_with('/') {
+            self.mounts.unified.clone()
+        } else {
+            self.mounts.unified.join(self.own.unified.trim_start_matches('/'))
+        }
+    }
+
     /// The spawn threshold in percent.
     pub fn spawn_threshold(&self) -> u8 {
         self.config.thresholds.spawn.unwrap_or(DEFAULT_SPAWN_THRESHOLD)
+    }
+
+    /// The range `--ports` leases from: config file, then the default. (A bad value in the
+    /// file is caught when the config is loaded.)
+    pub fn port_range(&self) -> (u16, u16) {
+        self.config
+            .agent
+            .port_range
+            .as_deref()
+            .and_then(|r| fleet_cli::parse_port_range(r).ok())
+            .unwrap_or(DEFAULT_PORT_RANGE)
     }
 
     /// The kill threshold in percent.

@@ -6,6 +6,7 @@ mod config;
 mod context;
 mod exit;
 mod render;
+mod setup;
 
 use clap::Parser;
 use exit::{Exit, exit_for};
@@ -55,6 +56,8 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Metrics => commands::metrics::run(&ctx()?),
         Command::Watch(args) => commands::watch::run(&ctx()?, args),
         Command::Gc(args) => commands::gc::run(&ctx()?, args),
+        Command::SetupHost(args) => commands::setup_host::run(&ctx()?, args),
+        Command::Doctor(args) => commands::doctor::run(&ctx()?, args),
         Command::CgroupCreate(args) => commands::cgroup_create::run(&ctx()?, args),
         Command::RunInCgroup(args) => commands::run_in_cgroup::run(&ctx()?, args),
         Command::Supervise(args) => commands::supervise::run(args),

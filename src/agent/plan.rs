@@ -4,6 +4,7 @@
 use fleet_core::{
     cgroup::{Cgroup, Limits},
     id::AgentId,
+    lease::PortBlock,
     paths::Dirs,
     state::RestartPolicy,
 };
@@ -45,7 +46,21 @@ pub struct SupervisorPlan {
     pub log_dir: PathBuf,
     /// Log rotation size.
     pub log_max_size: u64,
+    /// The agent's scratch directory ($FLEET_SCRATCH), removed when it ends.
+    pub scratch: Option<PathBuf>,
+    /// The workspace pool slot it leases, if any.
+    pub slot: Option<String>,
+    /// The ports it leases ($FLEET_PORT_BASE, $FLEET_PORTS).
+    pub ports: Option<PortBlock>,
+    /// Whether `spawn` passes the leases' descriptor as [`LEASE_FD`].
+    pub has_leases: bool,
 }
+
+/// The descriptor on which `spawn` passes the agent's lock to its supervisor.
+pub const LOCK_FD: i32 = 3;
+
+/// The descriptor on which `spawn` passes the agent's leases (slot and ports).
+pub const LEASE_FD: i32 = 4;
 
 /// The longest restart delay.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);

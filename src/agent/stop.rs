@@ -168,6 +168,11 @@ fn record_end(
     )?;
     if let Some(v) = view {
         let mut record = v.record;
+        // The supervisor that would have removed the scratch dir is gone; its tmpfs pages
+        // would otherwise stay charged to the host.
+        if let Some(dir) = &record.scratch {
+            let _ = std::fs::remove_dir_all(dir);
+        }
         record.state = state;
         record.killed_by = killed_by.clone();
         record.cause = Some(match (&killed_by, &req.detail) {

@@ -8,7 +8,9 @@
 //!   ended unobserved; gc records that first, so the end is not lost, then treats it as ended
 //!   now;
 //! - agent directories holding only an unheld lock (a spawn killed before its first record);
-//! - empty cgroups under `agents/` that no live supervisor holds.
+//! - empty cgroups under `agents/` that no live supervisor holds;
+//! - scratch directories whose agent has no supervisor and no processes (tmpfs pages left
+//!   there would leak host memory).
 //!
 //! An orphan that still has processes is left alone: ending it is `kill`'s decision.
 
@@ -92,6 +94,18 @@ fn stale_dirs_and_cgroups(ctx: &Ctx, dry_run: bool, verb: &str) -> Result<usize>
                 cgroup.remove()?;
             }
             println!("{id}: {verb}: empty cgroup {}", cgroup.unified.display());
+            n += 1;
+        }
+    }
+    for entry in std::fs::read_dir(&ctx.scratch_root).into_iter().flatten().flatten() {
+        let Some(id) = entry.file_name().to_str().and_then(|s| s.parse::<AgentId>().ok()) else { continue };
+        let cgroup = ctx.fleet.agent(&id);
+        let owned = held.contains(&ctx.dirs.lock_path(&id)) || (cgroup.exists() && cgroup.populated().unwrap_or(true));
+        if !owned {
+            if !dry_run {
+                std::fs::remove_dir_all(entry.path())?;
+            }
+            println!("{id}: {verb}: scratch dir {}", entry.path().display());
             n += 1;
         }
     }

@@ -3,7 +3,11 @@
 //! command has been exec'd inside its cgroup. A failure at any step undoes the earlier ones.
 
 use crate::{
-    agent::{plan::SupervisorPlan, view},
+    agent::{
+        leases::{self, Workspace},
+        plan::{LEASE_FD, LOCK_FD, SupervisorPlan},
+        view,
+    },
     commands::{logs, supervise},
     config::Config,
     context::Ctx,
@@ -14,6 +18,7 @@ use fleet_cli::{RestartArg, SpawnArgs, Timeout};
 use fleet_core::{
     cgroup::{Cgroup, Limits},
     id::AgentId,
+    lease::Leases,
     lock::{Lock, read_holder},
     meminfo::Budget,
     size::{Limit, format_iec},
@@ -35,7 +40,7 @@ const DEFAULT_LOG_MAX: u64 = 64 << 20;
 
 /// Entry point.
 pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
-    let plan = make_plan(ctx, &args)?;
+    let (mut plan, workspace) = make_plan(ctx, &args)?;
     admit(ctx, args.spawn_threshold.unwrap_or(ctx.spawn_threshold()))?;
     let mut lock = match Lock::try_acquire(&ctx.dirs.lock_path(&plan.id))? {
         Some(lock) => lock,
@@ -53,11 +58,17 @@ pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
             ),
         ));
     }
-    let mut undo = Undo { ctx, id: &plan.id, cgroup: &plan.cgroup, armed: true };
+    let mut undo = Undo { ctx, id: &plan.id, cgroup: &plan.cgroup, scratch: plan.scratch.clone(), armed: true };
+    // Leases after the id's lock: a refused duplicate must not take a slot even for a moment.
+    let taken = leases::take(ctx, &workspace, args.ports.map(|n| (n, args.port_range.unwrap_or(ctx.port_range()))))?;
+    plan.workspace = taken.workspace;
+    plan.slot = taken.slot;
+    plan.ports = taken.ports;
+    plan.has_leases = taken.leases.is_some();
     prepare(ctx, &plan)?;
-    let (child, pid) = start_supervisor(&plan, &lock)?;
+    let (child, pid) = start_supervisor(&plan, &lock, taken.leases.as_ref())?;
     undo.armed = false;
-    drop(lock); // the supervisor holds it now
+    drop(lock); // the supervisor holds it now, and the leases
     println!("{}", started_line(&plan, pid));
     if args.wait {
         return logs::wait_attached(ctx, &plan.id, child);
@@ -65,8 +76,9 @@ pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
     Ok(Exit::Ok)
 }
 
-/// Turns the arguments into a validated plan; touches nothing.
-fn make_plan(ctx: &Ctx, args: &SpawnArgs) -> Result<SupervisorPlan> {
+/// Turns the arguments into a validated plan; touches nothing. The workspace is settled
+/// when its lease is taken.
+fn make_plan(ctx: &Ctx, args: &SpawnArgs) -> Result<(SupervisorPlan, Workspace)> {
     let usage = |m: String| Fail::error(Exit::Usage, m);
     let limits = resolve_limits(ctx, &args.limits);
     limits.validate().map_err(usage)?;
@@ -89,13 +101,13 @@ fn make_plan(ctx: &Ctx, args: &SpawnArgs) -> Result<SupervisorPlan> {
             human_duration(h)
         )));
     }
-    let workspace = resolve_workspace(&ctx.workspace_root, &args.workspace)?;
+    let workspace = leases::resolve(&ctx.workspace_root, &args.workspace)?;
     if args.command[0].is_empty() {
         return Err(usage("the command is empty: give it after `--`, e.g. -- cargo build".into()));
     }
-    Ok(SupervisorPlan {
+    let plan = SupervisorPlan {
         id: args.id.clone(),
-        workspace,
+        workspace: PathBuf::new(),
         command: args.command.clone(),
         cgroup: ctx.fleet.agent(&args.id),
         supervisors: ctx.fleet.supervisors(),
@@ -116,7 +128,12 @@ fn make_plan(ctx: &Ctx, args: &SpawnArgs) -> Result<SupervisorPlan> {
             .log_max_size
             .or_else(|| a.log_max_size.as_deref().and_then(|v| fleet_core::size::parse_bytes(v).ok()))
             .unwrap_or(DEFAULT_LOG_MAX),
-    })
+        scratch: Some(absolute(&leases::scratch_dir(ctx, &args.id))?),
+        slot: None,
+        ports: None,
+        has_leases: false,
+    };
+    Ok((plan, workspace))
 }
 
 /// Limits from flags, then the config file, then the seed's defaults.
@@ -131,27 +148,6 @@ pub fn resolve_limits(ctx: &Ctx, flags: &fleet_cli::LimitArgs) -> Limits {
             .pids_max
             .or_else(|| a.pids_max.as_deref().and_then(|v| fleet_cli::parse_pids(v).ok()))
             .unwrap_or(d.pids_max),
-    }
-}
-
-/// A workspace is a path (it has a `/` or starts with `.`) or a name under the workspace root.
-fn resolve_workspace(root: &Path, given: &str) -> Result<PathBuf> {
-    let is_path = given.contains('/') || given.starts_with('.');
-    let path = if is_path { PathBuf::from(given) } else { root.join(given) };
-    match std::fs::metadata(&path) {
-        Ok(m) if m.is_dir() => Ok(std::fs::canonicalize(&path).unwrap_or(path)),
-        Ok(_) => Err(Fail::error(Exit::Usage, format!("workspace {} is not a directory", path.display()))),
-        Err(_) if is_path => Err(Fail::error(
-            Exit::Usage,
-            format!("workspace {} does not exist: create it, or give an existing directory", path.display()),
-        )),
-        Err(_) => Err(Fail::error(
-            Exit::Usage,
-            format!(
-                "workspace '{given}' not found under the workspace root {}: create it, pass a path, or set --workspace-root",
-                root.display()
-            ),
-        )),
     }
 }
 
@@ -216,6 +212,9 @@ fn prepare(ctx: &Ctx, plan: &SupervisorPlan) -> Result<()> {
     plan.cgroup.remove()?;
     plan.cgroup.create()?;
     plan.cgroup.apply_limits(&plan.limits)?;
+    if let Some(dir) = &plan.scratch {
+        make_scratch(dir)?;
+    }
     let _ = std::fs::remove_file(ctx.dirs.kill_request_path(&plan.id));
     let record = AgentRecord {
         schema: STATE_SCHEMA,
@@ -241,16 +240,35 @@ fn prepare(ctx: &Ctx, plan: &SupervisorPlan) -> Result<()> {
         cgroup: plan.cgroup.unified.clone(),
         log: ctx.dirs.log_path(&plan.id),
         protect: plan.protect,
+        slot: plan.slot.clone(),
+        ports: plan.ports,
+        scratch: plan.scratch.clone(),
     };
     record.save(&ctx.dirs.state_path(&plan.id))?;
     Ok(())
 }
 
+/// A fresh, empty scratch dir: what a crashed earlier agent of this id left is not this
+/// agent's.
+fn make_scratch(dir: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("cannot clear the old scratch dir {}", dir.display()));
+        }
+        _ => {}
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create the scratch dir {}", dir.display()))
+}
+
 /// Starts `fleetctl supervise` detached (own session, stdin the plan, stdout one ready
-/// line, stderr /dev/null) with the lock on fd 3; returns once it reports.
-fn start_supervisor(plan: &SupervisorPlan, lock: &Lock) -> Result<(Child, i32)> {
+/// line, stderr /dev/null) with the lock on fd 3 and the leases on fd 4; returns once it
+/// reports.
+fn start_supervisor(plan: &SupervisorPlan, lock: &Lock, leases: Option<&Leases>) -> Result<(Child, i32)> {
     let exe = std::env::current_exe().context("cannot find fleetctl's own executable")?;
-    let lock_fd = lock.file().as_raw_fd();
+    let mut pass = vec![(lock.file().as_raw_fd(), LOCK_FD)];
+    if let Some(l) = leases {
+        pass.push((l.file().as_raw_fd(), LEASE_FD));
+    }
     let mut cmd = Command::new(exe);
     cmd.arg("supervise").arg(plan.id.as_str()).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null());
     // SAFETY: runs in the forked child before exec; setsid and dup2/fcntl are
@@ -258,13 +276,21 @@ fn start_supervisor(plan: &SupervisorPlan, lock: &Lock) -> Result<(Child, i32)> 
     unsafe {
         cmd.pre_exec(move || {
             nix::unistd::setsid().map_err(std::io::Error::from)?;
-            if lock_fd == supervise::LOCK_FD {
-                // dup2 onto itself would keep close-on-exec set.
-                if libc::fcntl(lock_fd, libc::F_SETFD, 0) != 0 {
+            // First lift every descriptor above the targets (close-on-exec copies), so that
+            // placing one cannot overwrite another that still has to be placed; dup2 then
+            // gives each target without close-on-exec.
+            let mut lifted = [(-1, -1); 2];
+            for (slot, (fd, target)) in lifted.iter_mut().zip(pass.iter()) {
+                let high = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 10);
+                if high < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
-            } else if libc::dup2(lock_fd, supervise::LOCK_FD) < 0 {
-                return Err(std::io::Error::last_os_error());
+                *slot = (high, *target);
+            }
+            for &(high, target) in lifted.iter().take(pass.len()) {
+                if libc::dup2(high, target) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             Ok(())
         });
@@ -296,8 +322,15 @@ fn started_line(plan: &SupervisorPlan, pid: i32) -> String {
         Limit::Bytes(b) => format_iec(b),
         Limit::Max => "max".into(),
     };
+    let mut leased = String::new();
+    if let Some(slot) = &plan.slot {
+        leased.push_str(&format!("; workspace {slot}"));
+    }
+    if let Some(p) = plan.ports {
+        leased.push_str(&format!("; ports {}-{}", p.base, p.base + (p.count - 1)));
+    }
     format!(
-        "{} started: pid {pid} in {} (memory max {}, high {}, swap {swap}, pids {}; soft timeout {}, hard {})",
+        "{} started: pid {pid} in {} (memory max {}, high {}, swap {swap}, pids {}; soft timeout {}, hard {}{leased})",
         plan.id,
         plan.cgroup.unified.display(),
         l.memory_max,
@@ -314,6 +347,7 @@ struct Undo<'a> {
     ctx: &'a Ctx,
     id: &'a AgentId,
     cgroup: &'a Cgroup,
+    scratch: Option<PathBuf>,
     armed: bool,
 }
 
@@ -323,6 +357,9 @@ impl Drop for Undo<'_> {
             return;
         }
         let _ = self.cgroup.kill_and_remove(Duration::from_secs(5));
+        if let Some(dir) = &self.scratch {
+            let _ = std::fs::remove_dir_all(dir);
+        }
         let _ = std::fs::remove_file(self.ctx.dirs.state_path(self.id));
         let _ = std::fs::remove_file(self.ctx.dirs.kill_request_path(self.id));
         // Safe while we hold the lock: a racing spawn re-checks the inode after locking.

@@ -115,5 +115,10 @@ fn agent_status(ctx: &Ctx, v: AgentView) -> AgentStatus {
         protect: r.protect,
         cgroup: r.cgroup,
         log: r.log,
+        // Leases are held by the supervisor: shown only while one holds them.
+        workspace_slot: r.slot.filter(|_| v.supervised),
+        port_base: r.ports.filter(|_| v.supervised).map(|p| p.base),
+        port_count: r.ports.filter(|_| v.supervised).map(|p| p.count),
+        scratch: r.scratch.filter(|_| !v.state.is_terminal()),
     }
 }

@@ -88,6 +88,10 @@ pub struct AgentStatus {
     pub protect: bool,
     pub cgroup: PathBuf,
     pub log: PathBuf,
+    pub workspace_slot: Option<String>,
+    pub port_base: Option<u16>,
+    pub port_count: Option<u16>,
+    pub scratch: Option<PathBuf>,
 }
 
 /// A record that could not be read.
@@ -166,7 +170,7 @@ pub fn render_table(report: &StatusReport) -> String {
                 a.pids_current.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
                 a.cpu_percent.map(|c| format!("{c:.0} %")).unwrap_or_else(|| "-".into()),
                 deadlines(a),
-                a.workspace.display().to_string(),
+                workspace(a),
                 a.cause.clone().unwrap_or_default(),
             ]);
         }
@@ -177,6 +181,15 @@ pub fn render_table(report: &StatusReport) -> String {
         out.push_str(&format!("unreadable record {}: {}\n", bad.path.display(), bad.error));
     }
     out
+}
+
+/// The leased slot's name (the path otherwise), and the leased ports.
+fn workspace(a: &AgentStatus) -> String {
+    let mut text = a.workspace_slot.clone().unwrap_or_else(|| a.workspace.display().to_string());
+    if let (Some(base), Some(n)) = (a.port_base, a.port_count) {
+        text.push_str(&format!(", ports {base}-{}", base + (n - 1)));
+    }
+    text
 }
 
 /// "soft 14m 3s, hard 29m 3s" while they are ahead; what already fired is left out.

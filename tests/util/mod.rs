@@ -31,7 +31,7 @@ pub struct Run {
 }
 
 impl Run {
-    fn from(out: Output) -> Run {
+    pub fn from(out: Output) -> Run {
         Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -93,6 +93,7 @@ impl TestFleet {
             .env("FLEET_STATE_DIR", self.tmp.path().join("state"))
             .env("FLEET_LOG_DIR", self.tmp.path().join("log"))
             .env("FLEET_WORKSPACE_ROOT", self.tmp.path().join("ws"))
+            .env("FLEET_SCRATCH_ROOT", self.tmp.path().join("scratch"))
             .env("FLEET_CONFIG", self.tmp.path().join("no-config.toml"))
             .stdin(Stdio::null());
         // An absent config file given explicitly would be an error; point at an empty one.
@@ -207,6 +208,11 @@ impl TestFleet {
             let lock = entry.path().join("lock");
             assert!(!held.contains(&lock), "lock still held: {}", lock.display());
         }
+        let leases = self.tmp.path().join("state/leases.lock");
+        assert!(!held.contains(&leases), "a workspace slot or port lease is still held");
+        let scratch: Vec<_> =
+            std::fs::read_dir(self.tmp.path().join("scratch")).into_iter().flatten().flatten().collect();
+        assert!(scratch.is_empty(), "scratch dirs left behind: {scratch:?}");
         remove_fleet(&self.fleet);
     }
 }

@@ -37,6 +37,9 @@ pub struct GlobalArgs {
     /// Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]
     #[arg(long, env = "FLEET_WORKSPACE_ROOT", global = true, value_name = "DIR")]
     pub workspace_root: Option<PathBuf>,
+    /// Where each agent gets its scratch dir ($FLEET_SCRATCH), a tmpfs after setup-host [default: /var/lib/fleet/scratch]
+    #[arg(long, env = "FLEET_SCRATCH_ROOT", global = true, value_name = "DIR")]
+    pub scratch_root: Option<PathBuf>,
     /// Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]
     #[arg(long, env = "FLEET_CONFIG", global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -65,8 +68,13 @@ pub enum Command {
     Metrics,
     /// Live view of fleet memory; with --auto-kill, the protected memory guard
     Watch(WatchArgs),
-    /// Collect what no live process owns: old records of ended agents, empty cgroups, stale locks
+    /// Collect what no live process owns: old records of ended agents, empty cgroups, scratch dirs
     Gc(GcArgs),
+    /// Prepare this host for a fleet: cgroups, kernel parameters, workspace pool, scratch tmpfs
+    #[command(after_help = "Example: sudo fleetctl setup-host --dry-run")]
+    SetupHost(SetupHostArgs),
+    /// Check that this host is ready for a fleet, with a fix for each failing line
+    Doctor(DoctorArgs),
     /// Create (or update) a leaf cgroup under the fleet root with limits
     CgroupCreate(CgroupCreateArgs),
     /// Run a command inside an existing agent's cgroup, in the foreground
@@ -137,6 +145,59 @@ pub struct SpawnArgs {
     /// Size at which the agent's log is rotated (one old file is kept) [default: 64M]
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub log_max_size: Option<u64>,
+    /// Lease a block of N consecutive free ports ($FLEET_PORT_BASE, $FLEET_PORTS)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub ports: Option<u16>,
+    /// Where port blocks come from [default: 20000-29999]
+    #[arg(long, value_name = "LOW-HIGH", value_parser = parse_port_range)]
+    pub port_range: Option<(u16, u16)>,
+}
+
+/// `fleetctl setup-host`.
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("mode").args(["dry_run", "check", "revert"]))]
+pub struct SetupHostArgs {
+    /// Print the plan; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Change nothing; exit 1 listing what is missing (for config management)
+    #[arg(long)]
+    pub check: bool,
+    /// Undo what earlier runs changed, from their manifest
+    #[arg(long)]
+    pub revert: bool,
+    /// Prefix for every file path setup-host touches (tests apply it to a temp tree)
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// Run only these steps (dirs, cgroups, swap, sysctl, workspaces, scratch, delegate, watcher)
+    #[arg(long, value_name = "STEP,...", value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Skip these steps
+    #[arg(long, value_name = "STEP,...", value_delimiter = ',')]
+    pub skip: Vec<String>,
+    /// The fleet's memory budget: memory.max on the fleet root
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub fleet_memory_max: Option<u64>,
+    /// Workspace slots to create (ws-001 ...)
+    #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=99_999))]
+    pub slots: u32,
+    /// Size cap of the scratch tmpfs: a size (16G) or a percentage of RAM (10%)
+    #[arg(long, value_name = "SIZE", default_value = "10%", value_parser = parse_tmpfs_size)]
+    pub scratch_size: String,
+    /// Also turn host swap off and comment it out of fstab (agents get swap 0 regardless)
+    #[arg(long)]
+    pub swapoff: bool,
+    /// Let USER run fleetctl on the fleet subtree without root (cgroup v2 delegation)
+    #[arg(long, value_name = "USER")]
+    pub delegate: Option<String>,
+}
+
+/// `fleetctl doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The same prefix setup-host was given
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
 }
 
 /// The restart policy as typed.
@@ -357,6 +418,32 @@ pub fn parse_limit(text: &str) -> Result<Limit, String> {
 /// Parses a byte size (no "max").
 pub fn parse_size(text: &str) -> Result<u64, String> {
     fleet_core::size::parse_bytes(text)
+}
+
+/// `20000-29999`: an inclusive port range.
+pub fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("invalid port range '{text}': give LOW-HIGH with 1 <= LOW <= HIGH <= 65535, e.g. 20000-29999");
+    let (lo, hi) = text.split_once('-').ok_or_else(bad)?;
+    let (lo, hi): (u16, u16) = (lo.trim().parse().map_err(|_| bad())?, hi.trim().parse().map_err(|_| bad())?);
+    if lo == 0 || lo > hi {
+        return Err(bad());
+    }
+    Ok((lo, hi))
+}
+
+/// A tmpfs `size=`: bytes with an IEC suffix, or a percentage of RAM from 1 to 100.
+pub fn parse_tmpfs_size(text: &str) -> Result<String, String> {
+    if let Some(pct) = text.strip_suffix('%') {
+        return match pct.parse::<u8>() {
+            Ok(p) if (1..=100).contains(&p) => Ok(text.to_string()),
+            _ => Err(format!("invalid size '{text}': a percentage must be 1% to 100%")),
+        };
+    }
+    let bytes = fleet_core::size::parse_bytes(text)?;
+    if bytes < 1 << 20 {
+        return Err(format!("invalid size '{text}': give at least 1M"));
+    }
+    Ok(bytes.to_string())
 }
 
 /// Parses a task count or "max".

@@ -7,8 +7,10 @@
 
 pub mod cgroup;
 pub mod error;
+pub mod host;
 pub mod id;
 pub mod journal;
+pub mod lease;
 pub mod lock;
 pub mod meminfo;
 pub mod paths;

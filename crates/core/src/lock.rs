@@ -35,17 +35,8 @@ pub struct Holder {
 impl Lock {
     /// Takes the lock at `path` without waiting; `Ok(None)` when someone else holds it.
     pub fn try_acquire(path: &Path) -> Result<Option<Lock>> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
-        }
         loop {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(path)
-                .map_err(|e| Error::io("open lock", path, e))?;
+            let file = open_lock_file(path)?;
             match file.try_lock() {
                 Ok(()) => {}
                 Err(TryLockError::WouldBlock) => return Ok(None),
@@ -84,6 +75,21 @@ impl Lock {
     pub fn from_inherited(file: File, path: PathBuf) -> Lock {
         Lock { file, path }
     }
+}
+
+/// Opens (creating it and its directory if needed) a file whose locks are the point, never
+/// its content: it is opened without truncating, so opening cannot disturb a holder.
+pub(crate) fn open_lock_file(path: &Path) -> Result<File> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
+    }
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| Error::io("open lock", path, e))
 }
 
 /// Whether `file` is still the file at `path`.

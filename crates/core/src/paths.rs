@@ -45,6 +45,11 @@ impl Dirs {
         self.log.join("agents").join(format!("{id}.log"))
     }
 
+    /// The file whose byte ranges are the leases (workspace slots, port blocks).
+    pub fn leases_path(&self) -> PathBuf {
+        self.state.join("leases.lock")
+    }
+
     /// The append-only event journal.
     pub fn journal_path(&self) -> PathBuf {
         self.log.join("events.jsonl")

@@ -180,6 +180,15 @@ pub struct AgentRecord {
     /// Whether relief and the watcher must never choose it.
     #[serde(default)]
     pub protect: bool,
+    /// The workspace pool slot it leases (`ws-042`), if its workspace is one.
+    #[serde(default)]
+    pub slot: Option<String>,
+    /// The block of ports it leases.
+    #[serde(default)]
+    pub ports: Option<crate::lease::PortBlock>,
+    /// Its scratch directory, removed when it ends.
+    #[serde(default)]
+    pub scratch: Option<PathBuf>,
 }
 
 impl AgentRecord {

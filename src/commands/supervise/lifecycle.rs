@@ -10,6 +10,7 @@ use crate::agent::plan::{CRASH_LOOP_WINDOW, SupervisorPlan};
 use anyhow::{Context, Result};
 use fleet_core::{
     journal,
+    lease::Leases,
     lock::Lock,
     paths::Dirs,
     procs::{ProcessRef, protect_from_oom},
@@ -43,6 +44,8 @@ pub struct Supervisor {
     signals: SignalFd,
     log: Option<LogSink>,
     breaker: Breaker,
+    /// The agent's workspace slot and ports: held until the supervisor exits.
+    _leases: Option<Leases>,
     /// Set when someone asked the agent to stop: no more restarts.
     stop: Option<Stop>,
     _lock: Lock,
@@ -70,7 +73,7 @@ struct Observed {
 impl Supervisor {
     /// Leaves the caller's cgroup for `supervisors/`, takes OOM protection, becomes the
     /// reaper of the agent's orphans and routes signals to a descriptor.
-    pub fn prepare(plan: SupervisorPlan, mut lock: Lock) -> Result<Supervisor> {
+    pub fn prepare(plan: SupervisorPlan, mut lock: Lock, leases: Option<Leases>) -> Result<Supervisor> {
         let dirs = plan.dirs();
         // Only root may lower oom_score_adj; an unprivileged supervisor runs unprotected.
         let _ = protect_from_oom(Path::new("/proc"));
@@ -95,7 +98,8 @@ impl Supervisor {
         lock.set_holder("supervisor")?;
         let record = AgentRecord::load(&dirs.state_path(&plan.id))?.context("spawn wrote no state record")?;
         let breaker = Breaker::new(plan.restart_backoff, plan.crash_loop_after, CRASH_LOOP_WINDOW);
-        let mut sup = Supervisor { plan, dirs, record, signals, log: None, breaker, stop: None, _lock: lock };
+        let mut sup =
+            Supervisor { plan, dirs, record, signals, log: None, breaker, _leases: leases, stop: None, _lock: lock };
         sup.record.supervisor = ProcessRef::of(Path::new("/proc"), std::process::id() as i32);
         Ok(sup)
     }
@@ -405,6 +409,14 @@ impl Supervisor {
     /// Records the end for good.
     fn finish(&mut self, state: AgentState, cause: String, killed_by: Option<String>) {
         self.note(&format!("agent ended: {cause}"));
+        // tmpfs pages outlive the cgroup they were charged to: left behind, they would leak
+        // host memory.
+        if let Some(dir) = &self.plan.scratch
+            && let Err(e) = std::fs::remove_dir_all(dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            self.note(&format!("cannot remove the scratch dir {}: {e}", dir.display()));
+        }
         let r = &mut self.record;
         r.state = state;
         r.cause = Some(cause.clone());

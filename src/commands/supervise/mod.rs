@@ -11,18 +11,18 @@ mod logsink;
 mod outcome;
 mod runner;
 
-use crate::{agent::plan::SupervisorPlan, exit::Exit};
+use crate::{
+    agent::plan::{LEASE_FD, LOCK_FD, SupervisorPlan},
+    exit::Exit,
+};
 use anyhow::{Context, Result};
 use fleet_cli::SuperviseArgs;
-use fleet_core::lock::Lock;
+use fleet_core::{lease::Leases, lock::Lock};
 use std::{
     fs::File,
     io::{Read, Write},
     os::fd::{FromRawFd, OwnedFd},
 };
-
-/// The descriptor on which `spawn` passes the agent's lock.
-pub const LOCK_FD: i32 = 3;
 
 /// What the supervisor tells `spawn` on its stdout, as one JSON line.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -41,15 +41,17 @@ pub fn run(args: SuperviseArgs) -> Result<Exit> {
     anyhow::ensure!(plan.id == args.id, "plan is for {}, not {}", plan.id, args.id);
     // SAFETY: `spawn` placed the lock's descriptor at LOCK_FD for us, and nothing else here
     // owns that number.
-    let lock_file = File::from(unsafe { OwnedFd::from_raw_fd(LOCK_FD) });
-    // spawn cleared close-on-exec to pass it to us; set it again, or the agent would inherit
-    // the lock and keep the id "alive" after its supervisor died.
-    nix::fcntl::fcntl(&lock_file, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
-        .context("cannot set close-on-exec on the lock")?;
+    let lock_file = inherit(unsafe { OwnedFd::from_raw_fd(LOCK_FD) })?;
     let lock = Lock::from_inherited(lock_file, plan.dirs().lock_path(&plan.id));
+    let leases = match plan.has_leases {
+        // SAFETY: as for the lock: `spawn` placed the leases' descriptor at LEASE_FD.
+        true => Some(inherit(unsafe { OwnedFd::from_raw_fd(LEASE_FD) })?),
+        false => None,
+    }
+    .map(|f| Leases::from_inherited(f, plan.dirs().leases_path()));
     redirect_to_null(libc::STDIN_FILENO);
 
-    let started = lifecycle::Supervisor::prepare(plan, lock).and_then(|mut sup| {
+    let started = lifecycle::Supervisor::prepare(plan, lock, leases).and_then(|mut sup| {
         let running = sup.start_run(0)?;
         Ok((sup, running))
     });
@@ -76,6 +78,15 @@ pub fn run(args: SuperviseArgs) -> Result<Exit> {
         // `spawn` saw the error and cleans up what it made.
         Err(_) => Ok(Exit::Failure),
     }
+}
+
+/// Takes an inherited descriptor. `spawn` cleared close-on-exec to pass it to us; set it
+/// again, or the agent would inherit the lock and keep the id "alive" (or a lease held)
+/// after its supervisor died.
+fn inherit(fd: OwnedFd) -> Result<File> {
+    nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
+        .context("cannot set close-on-exec on an inherited descriptor")?;
+    Ok(File::from(fd))
 }
 
 /// Points `fd` at /dev/null.

@@ -49,9 +49,14 @@ pub fn start(plan: &SupervisorPlan) -> Result<Running> {
         .env("FLEET_MEMORY_HIGH", plan.limits.memory_high.to_v2())
         // Its own process group, so signals meant for the supervisor's never reach it.
         .process_group(0);
-    for (name, value) in
-        [("FLEET_SOFT_DEADLINE", deadline(plan.soft_timeout)), ("FLEET_HARD_DEADLINE", deadline(plan.hard_timeout))]
-    {
+    let ports = plan.ports;
+    for (name, value) in [
+        ("FLEET_SOFT_DEADLINE", deadline(plan.soft_timeout)),
+        ("FLEET_HARD_DEADLINE", deadline(plan.hard_timeout)),
+        ("FLEET_SCRATCH", plan.scratch.as_ref().map(|d| d.display().to_string())),
+        ("FLEET_PORT_BASE", ports.map(|p| p.base.to_string())),
+        ("FLEET_PORTS", ports.map(|p| p.count.to_string())),
+    ] {
         match value {
             Some(v) => cmd.env(name, v),
             None => cmd.env_remove(name),

@@ -1,7 +1,7 @@
 //! Which cgroup layout the host has, where each hierarchy is mounted, and where the calling
 //! process sits in each: read once from `/proc/self/mountinfo` and `/proc/self/cgroup`.
 
-use crate::{Error, Result};
+use crate::{Error, Result, host::mounts::unescape};
 use std::{
     fmt, fs,
     path::{Path, PathBuf},
@@ -94,28 +94,6 @@ impl Mounts {
             )),
         }
     }
-}
-
-/// mountinfo escapes spaces and a few other bytes as `\ooo`.
-fn unescape(field: &str) -> String {
-    let mut out = String::with_capacity(field.len());
-    let mut rest = field;
-    while let Some(i) = rest.find('\\') {
-        out.push_str(&rest[..i]);
-        let code = rest.get(i + 1..i + 4).and_then(|o| u8::from_str_radix(o, 8).ok());
-        match code {
-            Some(c) => {
-                out.push(c as char);
-                rest = &rest[i + 4..];
-            }
-            None => {
-                out.push('\\');
-                rest = &rest[i + 1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
 }
 
 /// Where the calling process sits in each hierarchy (paths relative to the mount points).

@@ -7,7 +7,7 @@
 
 mod alarm;
 mod events;
-mod files;
+pub(crate) mod files;
 mod fleet;
 mod layout;
 mod limits;

@@ -1,0 +1,182 @@
+//! Taking an agent's leases at spawn: its workspace slot (named or `auto`) and its ports.
+//! The kernel's byte-range locks are the truth (see `fleet_core::lease`); agents' records
+//! only say who holds what, for the messages.
+
+use crate::{
+    agent::view,
+    context::Ctx,
+    exit::{Exit, Fail},
+};
+use anyhow::Result;
+use fleet_core::{
+    id::AgentId,
+    lease::{self, Leases, PortBlock},
+};
+use std::path::{Path, PathBuf};
+
+/// The workspace `spawn` was given, resolved.
+#[derive(Debug, Clone)]
+pub enum Workspace {
+    /// `auto`: lease a free slot of the pool.
+    Auto,
+    /// A directory; `slot` is set when it is a pool slot (`ws-<n>` under the workspace root).
+    Dir { path: PathBuf, slot: Option<(u32, String)> },
+}
+
+/// What `spawn` leased.
+pub struct Taken {
+    /// The descriptor holding them, for the supervisor.
+    pub leases: Option<Leases>,
+    /// The workspace directory.
+    pub workspace: PathBuf,
+    /// Its slot name, when it is a pool slot.
+    pub slot: Option<String>,
+    /// The ports.
+    pub ports: Option<PortBlock>,
+}
+
+/// Takes the workspace slot and `ports` (how many, from which range), or fails naming the
+/// pool and its holders.
+pub fn take(ctx: &Ctx, workspace: &Workspace, ports: Option<(u16, (u16, u16))>) -> Result<Taken> {
+    let needs_leases = ports.is_some() || matches!(workspace, Workspace::Auto | Workspace::Dir { slot: Some(_), .. });
+    if !needs_leases {
+        let Workspace::Dir { path, .. } = workspace else { unreachable!("auto always leases") };
+        return Ok(Taken { leases: None, workspace: path.clone(), slot: None, ports: None });
+    }
+    let leases = Leases::open(&ctx.dirs.leases_path())?;
+    let (workspace, slot) = match workspace {
+        Workspace::Auto => {
+            let pool = lease::pool_slots(&ctx.workspace_root)?;
+            if pool.is_empty() {
+                return Err(Fail::error(
+                    Exit::Failure,
+                    format!(
+                        "no workspace pool under {}: create the slots with `sudo fleetctl setup-host --only workspaces`, or name a workspace",
+                        ctx.workspace_root.display()
+                    ),
+                ));
+            }
+            let numbers: Vec<u32> = pool.iter().map(|(n, _)| *n).collect();
+            let Some(n) = leases.lease_any_slot(&numbers)? else {
+                return Err(Fail::error(
+                    Exit::Refused,
+                    format!(
+                        "workspace pool exhausted: all {} slots under {} are leased (holders: {}); wait for an agent to end, or add slots with `setup-host --slots`",
+                        pool.len(),
+                        ctx.workspace_root.display(),
+                        holders(ctx, |r| r.slot.is_some())
+                    ),
+                ));
+            };
+            let name = pool.iter().find(|(m, _)| *m == n).map(|(_, s)| s.clone()).unwrap_or_default();
+            (ctx.workspace_root.join(&name), Some(name))
+        }
+        Workspace::Dir { path, slot: Some((n, name)) } => {
+            if !leases.try_slot_shared(*n)? {
+                return Err(Fail::error(
+                    Exit::Busy,
+                    format!(
+                        "workspace {name} is leased by {} (given out by `auto`); pick another workspace or use auto",
+                        holders(ctx, |r| r.slot.as_deref() == Some(name.as_str()))
+                    ),
+                ));
+            }
+            (path.clone(), Some(name.clone()))
+        }
+        Workspace::Dir { path, slot: None } => (path.clone(), None),
+    };
+    let ports = match ports {
+        None => None,
+        Some((count, (lo, hi))) => {
+            let busy = lease::busy_ports(&ctx.proc_root);
+            match leases.lease_ports(lo..=hi, count, &busy)? {
+                Some(block) => Some(block),
+                None => {
+                    return Err(Fail::error(
+                        Exit::Refused,
+                        format!(
+                            "port pool exhausted: no {count} free consecutive ports left in {lo}-{hi} ({} in use by other programs; holders: {}); wait for an agent to end, or widen --port-range",
+                            busy.range(lo..=hi).count(),
+                            holders(ctx, |r| r.ports.is_some())
+                        ),
+                    ));
+                }
+            }
+        }
+    };
+    Ok(Taken { leases: Some(leases), workspace, slot, ports })
+}
+
+/// Resolves a workspace argument: `auto`, a path (it has a `/` or starts with `.`), or a
+/// name under the workspace root.
+pub fn resolve(root: &Path, given: &str) -> Result<Workspace> {
+    if given == "auto" {
+        return Ok(Workspace::Auto);
+    }
+    let is_path = given.contains('/') || given.starts_with('.');
+    let path = if is_path { PathBuf::from(given) } else { root.join(given) };
+    let path = match std::fs::metadata(&path) {
+        Ok(m) if m.is_dir() => std::fs::canonicalize(&path).unwrap_or(path),
+        Ok(_) => return Err(Fail::error(Exit::Usage, format!("workspace {} is not a directory", path.display()))),
+        Err(_) if is_path => {
+            return Err(Fail::error(
+                Exit::Usage,
+                format!("workspace {} does not exist: create it, or give an existing directory", path.display()),
+            ));
+        }
+        Err(_) => {
+            return Err(Fail::error(
+                Exit::Usage,
+                format!(
+                    "workspace '{given}' not found under the workspace root {}: create it, pass a path, use auto, or set --workspace-root",
+                    root.display()
+                ),
+            ));
+        }
+    };
+    // A pool slot however it was named: by name, or by a path that lands in the pool.
+    let in_pool = std::fs::canonicalize(root).is_ok_and(|r| path.parent() == Some(r.as_path()));
+    let slot = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .filter(|_| in_pool)
+        .and_then(|name| lease::slot_number(name).map(|n| (n, name.to_string())));
+    Ok(Workspace::Dir { path, slot })
+}
+
+/// "agent-003 (ws-003, ports 20000+4), …" for the live agents matching `holds`.
+fn holders(ctx: &Ctx, holds: impl Fn(&fleet_core::state::AgentRecord) -> bool) -> String {
+    // Leases are held by supervisors: only supervised agents can hold one.
+    let views = view::load_all(ctx).map(|(v, _)| v).unwrap_or_default();
+    let mut list: Vec<String> = views
+        .iter()
+        .filter(|v| v.supervised && !v.state.is_terminal())
+        .map(|v| &v.record)
+        .filter(|r| holds(r))
+        .map(|r| {
+            let mut what = Vec::new();
+            if let Some(s) = &r.slot {
+                what.push(s.clone());
+            }
+            if let Some(p) = r.ports {
+                what.push(format!("ports {}-{}", p.base, p.base + p.count - 1));
+            }
+            format!("{} ({})", r.id, what.join(", "))
+        })
+        .collect();
+    if list.is_empty() {
+        return "unknown, see `fleetctl status`".into();
+    }
+    let more = list.len().saturating_sub(5);
+    list.truncate(5);
+    let mut text = list.join(", ");
+    if more > 0 {
+        text.push_str(&format!(" and {more} more"));
+    }
+    text
+}
+
+/// The id's scratch directory under the scratch root.
+pub fn scratch_dir(ctx: &Ctx, id: &AgentId) -> PathBuf {
+    ctx.scratch_root.join(id.as_str())
+}

@@ -1,0 +1,281 @@
+//! `fleetctl doctor`: is this host ready for a fleet? One line per check, each failing line
+//! with its fix; exit 1 when any check fails. Read-only: it takes no lock and changes nothing.
+
+use crate::{
+    context::Ctx,
+    exit::Exit,
+    setup::{Paths, Status, Step, steps},
+};
+use anyhow::Result;
+use fleet_cli::DoctorArgs;
+use fleet_core::{
+    cgroup::Layout,
+    host::{mounts, swap, sysctl},
+    lease::{self, Leases},
+    lock::HeldLocks,
+    size::format_iec,
+};
+use std::path::Path;
+
+/// How a check came out.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Ok,
+    /// Worth knowing; not a failure.
+    Note,
+    Fail,
+}
+
+struct Report {
+    failed: usize,
+}
+
+impl Report {
+    fn say(&mut self, verdict: Verdict, topic: &str, text: &str, fix: Option<&str>) {
+        let word = match verdict {
+            Verdict::Ok => "ok",
+            Verdict::Note => "note",
+            Verdict::Fail => {
+                self.failed += 1;
+                "FAIL"
+            }
+        };
+        match fix {
+            Some(fix) if verdict != Verdict::Ok => println!("{word:<5} {topic:<11} {text}; fix: {fix}"),
+            _ => println!("{word:<5} {topic:<11} {text}"),
+        }
+    }
+}
+
+/// Entry point.
+pub fn run(ctx: &Ctx, args: DoctorArgs) -> Result<Exit> {
+    let mut r = Report { failed: 0 };
+    let root = std::fs::canonicalize(&args.root).unwrap_or(args.root.clone());
+    let under = |p: &Path| Paths::under(&root, p);
+    let m = &ctx.mounts;
+    let where_ = match m.layout {
+        Layout::Unified => format!("cgroup2 at {}", m.unified.display()),
+        Layout::Hybrid => format!(
+            "v1 memory at {}, v1 pids at {}, cgroup2 at {}",
+            m.memory_v1.as_deref().unwrap_or(Path::new("?")).display(),
+            m.pids_v1.as_deref().unwrap_or(Path::new("?")).display(),
+            m.unified.display()
+        ),
+    };
+    r.say(Verdict::Ok, "layout", &format!("{}: {where_}", m.layout), None);
+    cgroups(ctx, &mut r);
+    delegation(ctx, &mut r);
+    swap_check(ctx, &mut r)?;
+    for p in sysctl::RECOMMENDED {
+        match sysctl::read(&ctx.proc_root, p.key) {
+            Ok(v) if v >= p.min => r.say(Verdict::Ok, "sysctl", &format!("{} = {v}", p.key), None),
+            Ok(v) => r.say(
+                Verdict::Fail,
+                "sysctl",
+                &format!("{} = {v}, below {} ({})", p.key, p.min, p.why),
+                Some("sudo fleetctl setup-host --only sysctl"),
+            ),
+            Err(e) => r.say(Verdict::Fail, "sysctl", &format!("{e}"), None),
+        }
+    }
+    for (what, dir) in [("state dir", under(&ctx.dirs.state)), ("log dir", under(&ctx.dirs.log))] {
+        let writable = nix::unistd::access(&dir, nix::unistd::AccessFlags::W_OK).is_ok();
+        match (dir.is_dir(), writable) {
+            (true, true) => r.say(Verdict::Ok, "dirs", &format!("{what} {} is writable", dir.display()), None),
+            (true, false) => r.say(
+                Verdict::Fail,
+                "dirs",
+                &format!("{what} {} is not writable by you", dir.display()),
+                Some("run as root, or `sudo fleetctl setup-host --delegate $USER`"),
+            ),
+            (false, _) => r.say(
+                Verdict::Fail,
+                "dirs",
+                &format!("{what} {} does not exist", dir.display()),
+                Some("sudo fleetctl setup-host --only dirs"),
+            ),
+        }
+    }
+    pool(ctx, &under(&ctx.workspace_root), &mut r)?;
+    scratch(ctx, &under(&ctx.scratch_root), &mut r)?;
+    watcher(ctx, &under(&ctx.dirs.state), &mut r);
+    spawn_latency(ctx, &mut r)?;
+    if r.failed == 0 {
+        println!("doctor: this host is ready");
+        Ok(Exit::Ok)
+    } else {
+        println!("doctor: {} check(s) failed", r.failed);
+        Ok(Exit::Failure)
+    }
+}
+
+fn cgroups(ctx: &Ctx, r: &mut Report) {
+    let host = steps::Host {
+        paths: Paths {
+            root: "/".into(),
+            state: ctx.dirs.state.clone(),
+            log: ctx.dirs.log.clone(),
+            workspaces: ctx.workspace_root.clone(),
+            scratch: ctx.scratch_root.clone(),
+            etc: "/etc".into(),
+            manifest: "/dev/null".into(),
+        },
+        fleet: ctx.fleet.clone(),
+        top: ctx.cgroup_top(),
+        proc_root: ctx.proc_root.clone(),
+        opts: steps::Options {
+            fleet_memory_max: None,
+            slots: 0,
+            scratch_size: String::new(),
+            swapoff: false,
+            delegate: None,
+            exe: Default::default(),
+            systemd: false,
+        },
+    };
+    match steps::inspect(&host, Step::Cgroups) {
+        Ok(items) => {
+            let missing: Vec<String> =
+                items.iter().filter(|i| matches!(i.status, Status::Missing(_))).map(|i| i.what.clone()).collect();
+            match missing.first() {
+                None => r.say(
+                    Verdict::Ok,
+                    "cgroups",
+                    &format!("fleet root {} with agents/ and supervisors/", ctx.fleet.root.unified.display()),
+                    None,
+                ),
+                Some(first) => r.say(
+                    Verdict::Fail,
+                    "cgroups",
+                    &format!("{} item(s) missing, first: {first}", missing.len()),
+                    Some("sudo fleetctl setup-host --only cgroups"),
+                ),
+            }
+        }
+        Err(e) => r.say(Verdict::Fail, "cgroups", &format!("{e:#}"), None),
+    }
+}
+
+fn delegation(ctx: &Ctx, r: &mut Report) {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::geteuid();
+    if me.is_root() {
+        return r.say(Verdict::Ok, "delegation", "running as root", None);
+    }
+    let owned = std::fs::metadata(&ctx.fleet.root.unified).is_ok_and(|m| m.uid() == me.as_raw());
+    match owned {
+        true => r.say(Verdict::Ok, "delegation", "the fleet subtree is delegated to you", None),
+        false => r.say(
+            Verdict::Fail,
+            "delegation",
+            &format!("uid {me} may not manage {}", ctx.fleet.root.unified.display()),
+            Some("run as root, or `sudo fleetctl setup-host --delegate $USER`"),
+        ),
+    }
+}
+
+fn swap_check(ctx: &Ctx, r: &mut Report) -> Result<()> {
+    let active = swap::active(&ctx.proc_root)?;
+    if active.is_empty() {
+        r.say(Verdict::Ok, "swap", "no swap on this host", None);
+        return Ok(());
+    }
+    let names: Vec<String> = active.iter().map(|p| p.display().to_string()).collect();
+    // On hybrid hosts agents' swap 0 is the memsw limit, which exists only with swap accounting.
+    let accounted = match &ctx.fleet.root.memory_v1 {
+        None => true,
+        Some(_) => ctx.mounts.memory_v1.as_deref().is_some_and(|m| m.join("memory.memsw.limit_in_bytes").exists()),
+    };
+    match accounted {
+        true => r.say(
+            Verdict::Ok,
+            "swap",
+            &format!("swap on ({}); agents get swap 0 from their cgroups", names.join(", ")),
+            None,
+        ),
+        false => r.say(
+            Verdict::Fail,
+            "swap",
+            &format!("swap on ({}) and the kernel does not account it per cgroup: agents could swap", names.join(", ")),
+            Some("boot with swapaccount=1, or `sudo fleetctl setup-host --swapoff`"),
+        ),
+    }
+    Ok(())
+}
+
+fn pool(ctx: &Ctx, root: &Path, r: &mut Report) -> Result<()> {
+    let slots = lease::pool_slots(root)?;
+    if slots.is_empty() {
+        r.say(
+            Verdict::Fail,
+            "workspaces",
+            &format!("no workspace slots under {} (`spawn ID auto` needs them)", root.display()),
+            Some("sudo fleetctl setup-host --only workspaces"),
+        );
+        return Ok(());
+    }
+    let leases = Leases::open(&ctx.dirs.leases_path()).ok();
+    let leased = match &leases {
+        Some(l) => slots.iter().filter(|(n, _)| l.slot_held(*n).unwrap_or(false)).count(),
+        None => 0,
+    };
+    r.say(Verdict::Ok, "workspaces", &format!("{} slots under {}, {leased} leased", slots.len(), root.display()), None);
+    Ok(())
+}
+
+fn scratch(ctx: &Ctx, dir: &Path, r: &mut Report) -> Result<()> {
+    match mounts::at(&ctx.proc_root, dir)? {
+        Some(m) if m.fstype == "tmpfs" => {
+            let size = m.options.split(',').find_map(|o| o.strip_prefix("size=")).unwrap_or("unlimited");
+            r.say(Verdict::Ok, "scratch", &format!("tmpfs on {} (size={size})", dir.display()), None);
+        }
+        _ => r.say(
+            Verdict::Fail,
+            "scratch",
+            &format!("{} is not a tmpfs: agents' scratch files would land on disk, uncapped", dir.display()),
+            Some("sudo fleetctl setup-host --only scratch"),
+        ),
+    }
+    Ok(())
+}
+
+fn watcher(ctx: &Ctx, state_dir: &Path, r: &mut Report) {
+    let lock = state_dir.join("watch.lock");
+    if HeldLocks::read(&ctx.proc_root).contains(&lock) {
+        let who = fleet_core::lock::read_holder(&lock).map(|h| format!(" (pid {})", h.pid)).unwrap_or_default();
+        r.say(Verdict::Ok, "watcher", &format!("an auto-killing watcher is running{who}"), None);
+    } else {
+        r.say(
+            Verdict::Fail,
+            "watcher",
+            "no auto-killing watcher: nothing kills agents when the fleet nears its budget",
+            Some("run `fleetctl watch --auto-kill` under your init system (setup-host writes a systemd unit)"),
+        );
+    }
+}
+
+/// Placing a process in a cgroup waits for an RCU grace period unless cgroup2 is mounted
+/// with `favordynmods`: a note, not a failure (docs/benchmarks.md has the numbers).
+fn spawn_latency(ctx: &Ctx, r: &mut Report) -> Result<()> {
+    let m = mounts::at(&ctx.proc_root, &ctx.mounts.unified)?;
+    let fast = m.as_ref().is_some_and(|m| m.options.split(',').any(|o| o == "favordynmods"));
+    let budget = fleet_core::meminfo::Budget::measure(&ctx.fleet, &ctx.proc_root).ok();
+    if let Some(b) = budget {
+        r.say(
+            Verdict::Ok,
+            "budget",
+            &format!("{} used of {} ({:.1} %)", format_iec(b.used), format_iec(b.total), b.percent()),
+            None,
+        );
+    }
+    match fast {
+        true => r.say(Verdict::Ok, "spawn", "cgroup2 is mounted with favordynmods: placement is fast", None),
+        false => r.say(
+            Verdict::Note,
+            "spawn",
+            "cgroup2 is mounted without favordynmods: each spawn waits ~10 ms in the kernel",
+            Some(&format!("mount -o remount,favordynmods {} (lasts until reboot)", ctx.mounts.unified.display())),
+        ),
+    }
+    Ok(())
+}

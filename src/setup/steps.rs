@@ -1,0 +1,346 @@
+//! Each step's inspection: what it wants on the host, and whether it is there.
+
+use super::{Action, FileEdit, Item, Paths, Step};
+use anyhow::{Context, Result};
+use fleet_core::{
+    cgroup::{Fleet, Layout},
+    host::{ancestry, mounts, swap, sysctl},
+    lease,
+};
+use std::path::{Path, PathBuf};
+
+/// Everything the steps look at.
+pub struct Host {
+    /// Paths with `--root` applied.
+    pub paths: Paths,
+    /// The fleet root in every hierarchy.
+    pub fleet: Fleet,
+    /// The top of the v2 tree we may manage: the mount for an absolute fleet root, our own
+    /// cgroup for a relative one.
+    pub top: PathBuf,
+    /// `/proc`.
+    pub proc_root: PathBuf,
+    /// The operator's choices.
+    pub opts: Options,
+}
+
+/// The operator's choices.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `--fleet-memory-max`, in bytes.
+    pub fleet_memory_max: Option<u64>,
+    /// `--slots`.
+    pub slots: u32,
+    /// `--scratch-size`, as a tmpfs `size=` value.
+    pub scratch_size: String,
+    /// `--swapoff`.
+    pub swapoff: bool,
+    /// `--delegate USER`: name, uid, gid.
+    pub delegate: Option<(String, u32, u32)>,
+    /// The fleetctl executable the watcher unit runs.
+    pub exe: PathBuf,
+    /// Whether systemd is the init system.
+    pub systemd: bool,
+}
+
+/// Inspects one step.
+pub fn inspect(host: &Host, step: Step) -> Result<Vec<Item>> {
+    match step {
+        Step::Dirs => Ok(dirs(host)),
+        Step::Cgroups => cgroups(host),
+        Step::Swap => swap_step(host),
+        Step::Sysctl => sysctl_step(host),
+        Step::Workspaces => workspaces(host),
+        Step::Scratch => scratch(host),
+        Step::Delegate => Ok(delegate(host)),
+        Step::Watcher => Ok(watcher(host)),
+    }
+}
+
+fn dirs(host: &Host) -> Vec<Item> {
+    let p = &host.paths;
+    [("state dir", &p.state), ("log dir", &p.log)]
+        .into_iter()
+        .map(|(what, dir)| {
+            let what = format!("{what} {}", dir.display());
+            if dir.is_dir() {
+                Item::in_place(Step::Dirs, what)
+            } else {
+                Item::missing(Step::Dirs, what, Action::MakeDirs(missing_dirs(dir)))
+            }
+        })
+        .collect()
+}
+
+fn cgroups(host: &Host) -> Result<Vec<Item>> {
+    let s = Step::Cgroups;
+    let root = &host.fleet.root;
+    let mut items = Vec::new();
+    if root.layout == Layout::Unified {
+        // Controllers have to flow down every level above the fleet root.
+        let chain = ancestry::chain(&host.top, &root.unified);
+        anyhow::ensure!(
+            !chain.is_empty(),
+            "the fleet root {} is not below {}",
+            root.unified.display(),
+            host.top.display()
+        );
+        let missing = ancestry::unavailable(&chain[0])?;
+        anyhow::ensure!(
+            missing.is_empty(),
+            "{} lacks the {} controller(s): its parent does not hand them down; give this cgroup to fleetctl with a systemd unit with Delegate=yes, or use an absolute --cgroup-parent (docs/setup-host.md)",
+            chain[0].display(),
+            missing.join(" and ")
+        );
+        for node in chain {
+            items.extend(cgroup_dir(&node));
+            let what = format!("controllers handed down by {}", node.display());
+            items.push(match node.is_dir() && ancestry::not_delegated(&node)?.is_empty() {
+                true => Item::in_place(s, what),
+                false => Item::missing(s, what, Action::EnableControllers(node.clone())),
+            });
+        }
+    }
+    let fleet = [root.clone(), host.fleet.agents(), host.fleet.supervisors()];
+    for cg in &fleet {
+        for dir in cg.dirs() {
+            items.extend(cgroup_dir(dir));
+        }
+    }
+    if root.layout == Layout::Unified {
+        // Inside the fleet: the root hands memory and pids to agents/ and supervisors/, and
+        // agents/ hands them to each agent.
+        for node in [&root.unified, &host.fleet.agents().unified] {
+            let what = format!("controllers handed down by {}", node.display());
+            items.push(match node.is_dir() && ancestry::not_delegated(node)?.is_empty() {
+                true => Item::in_place(s, what),
+                false => Item::missing(s, what, Action::EnableControllers(node.clone())),
+            });
+        }
+    }
+    if let Some(bytes) = host.opts.fleet_memory_max {
+        let (path, _) = budget_file(host);
+        let what = format!("fleet budget {} = {}", path.display(), fleet_core::size::format_iec(bytes));
+        let current = ancestry::read_value(&path).ok();
+        items.push(match current.as_deref() == Some(bytes.to_string().as_str()) {
+            true => Item::in_place(s, what),
+            false => Item::missing(s, what, Action::SetValue { path, value: bytes.to_string(), controller: "memory" }),
+        });
+    }
+    Ok(items)
+}
+
+/// The file that holds the fleet's budget in this layout.
+pub fn budget_file(host: &Host) -> (PathBuf, &'static str) {
+    match &host.fleet.root.memory_v1 {
+        Some(dir) => (dir.join("memory.limit_in_bytes"), "memory"),
+        None => (host.fleet.root.unified.join("memory.max"), "memory"),
+    }
+}
+
+fn cgroup_dir(dir: &Path) -> Option<Item> {
+    let what = format!("cgroup {}", dir.display());
+    (!dir.is_dir()).then(|| Item::missing(Step::Cgroups, what, Action::MakeCgroup(dir.to_path_buf())))
+}
+
+fn swap_step(host: &Host) -> Result<Vec<Item>> {
+    let s = Step::Swap;
+    let root = &host.paths.root;
+    // Under a --root prefix only swap files inside it are ours to touch.
+    let active: Vec<PathBuf> = swap::active(&host.proc_root)?.into_iter().filter(|d| d.starts_with(root)).collect();
+    let fstab = host.paths.etc.join("fstab");
+    let fstab_swap = std::fs::read_to_string(&fstab).map(|t| fstab_swap_lines(&t) > 0).unwrap_or(false);
+    if !host.opts.swapoff {
+        let why = match active.is_empty() {
+            true => "agents get swap 0 through their cgroups".to_string(),
+            false => format!(
+                "swap is on ({}); agents still get swap 0 through their cgroups; pass --swapoff to turn it off for the host",
+                paths_list(&active)
+            ),
+        };
+        return Ok(vec![Item::skipped(s, "host swap", why)]);
+    }
+    let mut items: Vec<Item> = active
+        .iter()
+        .map(|d| Item::missing(s, format!("swap off on {}", d.display()), Action::SwapOff(d.clone())))
+        .collect();
+    if active.is_empty() {
+        items.push(Item::in_place(s, "no swap active"));
+    }
+    let what = format!("swap lines commented out in {}", fstab.display());
+    items.push(match fstab_swap {
+        true => Item::missing(s, what, Action::EditFile { path: fstab, edit: FileEdit::CommentOutSwap }),
+        false => Item::in_place(s, what),
+    });
+    Ok(items)
+}
+
+/// How many active swap lines an fstab has.
+pub fn fstab_swap_lines(text: &str) -> usize {
+    text.lines().filter(|l| is_swap_line(l)).count()
+}
+
+/// An uncommented fstab line whose type is `swap`.
+pub fn is_swap_line(line: &str) -> bool {
+    let t = line.trim_start();
+    !t.starts_with('#') && t.split_whitespace().nth(2) == Some("swap")
+}
+
+fn sysctl_step(host: &Host) -> Result<Vec<Item>> {
+    let s = Step::Sysctl;
+    let mut items = Vec::new();
+    let mut wanted = Vec::new();
+    for p in sysctl::RECOMMENDED {
+        let current = sysctl::read(&host.proc_root, p.key)?;
+        // Never lower a value: a host already above our floor keeps its own.
+        wanted.push((p, current.max(p.min)));
+        let what = format!("{} >= {}", p.key, p.min);
+        items.push(match current >= p.min {
+            true => Item::in_place(s, what),
+            false => Item::missing(s, what, Action::Sysctl { key: p.key, value: p.min }),
+        });
+    }
+    let path = host.paths.etc.join("sysctl.d/90-fleetctl.conf");
+    let content = sysctl::drop_in(&wanted);
+    let what = format!("drop-in {}", path.display());
+    items.push(match std::fs::read_to_string(&path).is_ok_and(|t| t == content) {
+        true => Item::in_place(s, what),
+        false => Item::missing(s, what, Action::WriteFile { path, content }),
+    });
+    Ok(items)
+}
+
+fn workspaces(host: &Host) -> Result<Vec<Item>> {
+    let root = &host.paths.workspaces;
+    writable_or_absent(root)?;
+    let total = host.opts.slots;
+    let missing: Vec<PathBuf> =
+        (1..=total).map(|n| root.join(lease::slot_name(n, total))).filter(|d| !d.is_dir()).collect();
+    let what = format!("{total} workspace slots under {}", root.display());
+    Ok(vec![match missing.is_empty() {
+        true => Item::in_place(Step::Workspaces, what),
+        false => {
+            let mut dirs = missing_dirs(root);
+            dirs.extend(missing);
+            Item::missing(Step::Workspaces, what, Action::MakeDirs(dirs))
+        }
+    }])
+}
+
+fn scratch(host: &Host) -> Result<Vec<Item>> {
+    let s = Step::Scratch;
+    let target = &host.paths.scratch;
+    let mut items = Vec::new();
+    if !target.is_dir() {
+        items.push(Item::missing(s, format!("directory {}", target.display()), Action::MakeDirs(missing_dirs(target))));
+    }
+    let size = &host.opts.scratch_size;
+    let shown = size.parse::<u64>().map(fleet_core::size::format_iec).unwrap_or_else(|_| format!("{size} of RAM"));
+    let what = format!("tmpfs of {shown} on {}", target.display());
+    let mounted = mounts::at(&host.proc_root, target)?.is_some_and(|m| m.fstype == "tmpfs");
+    items.push(match mounted {
+        true => Item::in_place(s, what),
+        false => {
+            Item::missing(s, what, Action::MountTmpfs { target: target.clone(), size: host.opts.scratch_size.clone() })
+        }
+    });
+    let fstab = host.paths.etc.join("fstab");
+    let line = scratch_fstab_line(target, &host.opts.scratch_size);
+    let what = format!("mounted at boot ({})", fstab.display());
+    let present = std::fs::read_to_string(&fstab).is_ok_and(|t| t.lines().any(|l| l == line));
+    items.push(match present {
+        true => Item::in_place(s, what),
+        false => Item::missing(s, what, Action::EditFile { path: fstab, edit: FileEdit::AppendLine(line) }),
+    });
+    Ok(items)
+}
+
+/// The fstab line that mounts the scratch tmpfs at boot.
+pub fn scratch_fstab_line(target: &Path, size: &str) -> String {
+    format!("fleet-scratch {} tmpfs size={size},mode=0755,nosuid,nodev 0 0", target.display())
+}
+
+fn delegate(host: &Host) -> Vec<Item> {
+    let s = Step::Delegate;
+    let Some((name, uid, gid)) = &host.opts.delegate else {
+        return vec![Item::skipped(s, "delegation", "pass --delegate USER to let a non-root user run the fleet")];
+    };
+    let mut paths: Vec<PathBuf> = Vec::new();
+    let fleet = [host.fleet.root.clone(), host.fleet.agents(), host.fleet.supervisors()];
+    for cg in &fleet {
+        for dir in cg.dirs() {
+            paths.push(dir.to_path_buf());
+            // The kernel's delegation rules: the directory and the files that move processes
+            // and hand down controllers; never the fleet root's own limits.
+            for f in ["cgroup.procs", "cgroup.threads", "cgroup.subtree_control", "tasks"] {
+                if dir.join(f).exists() {
+                    paths.push(dir.join(f));
+                }
+            }
+        }
+    }
+    let p = &host.paths;
+    paths.extend([p.state.clone(), p.log.clone(), p.workspaces.clone(), p.scratch.clone()]);
+    let not_owned: Vec<PathBuf> = paths.into_iter().filter(|path| owner(path) != Some((*uid, *gid))).collect();
+    let what = format!("fleet cgroups and directories owned by {name}");
+    vec![match not_owned.is_empty() {
+        true => Item::in_place(s, what),
+        false => Item::missing(s, what, Action::Chown { paths: not_owned, uid: *uid, gid: *gid }),
+    }]
+}
+
+fn watcher(host: &Host) -> Vec<Item> {
+    let s = Step::Watcher;
+    if !host.opts.systemd {
+        return vec![Item::skipped(
+            s,
+            "watcher service",
+            "no systemd here: run `fleetctl watch --auto-kill` under this host's init system (docs/setup-host.md)",
+        )];
+    }
+    let path = host.paths.etc.join("systemd/system/fleetctl-watch.service");
+    let content = watcher_unit(&host.opts.exe);
+    let what = format!("unit {}", path.display());
+    vec![match std::fs::read_to_string(&path).is_ok_and(|t| t == content) {
+        true => Item::in_place(s, what),
+        false => Item::missing(s, what, Action::WriteFile { path, content }),
+    }]
+}
+
+/// The protected watcher's systemd unit.
+pub fn watcher_unit(exe: &Path) -> String {
+    format!(
+        "# Written by `fleetctl setup-host`: the fleet's memory guard.\n\
+         [Unit]\nDescription=fleetctl memory guard (kills agents at the kill threshold)\nAfter=local-fs.target\n\n\
+         [Service]\nExecStart={} watch --auto-kill\nRestart=always\nRestartSec=1\n\
+         # The guard must outlive every agent when memory runs out.\nOOMScoreAdjust=-1000\nMemoryMin=64M\n\n\
+         [Install]\nWantedBy=multi-user.target\n",
+        exe.display()
+    )
+}
+
+/// `dir` and its missing parents, outermost first.
+fn missing_dirs(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = dir.ancestors().take_while(|a| !a.exists()).map(Path::to_path_buf).collect();
+    out.reverse();
+    out
+}
+
+/// Fails with a clear line when `dir` exists but cannot be written.
+fn writable_or_absent(dir: &Path) -> Result<()> {
+    use nix::unistd::{AccessFlags, access};
+    let existing = dir.ancestors().find(|a| a.exists()).unwrap_or(Path::new("/"));
+    access(existing, AccessFlags::W_OK).with_context(|| {
+        format!("{} is not writable; make it writable or choose another --workspace-root", existing.display())
+    })?;
+    Ok(())
+}
+
+fn owner(path: &Path) -> Option<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.uid(), m.gid()))
+}
+
+fn paths_list(paths: &[PathBuf]) -> String {
+    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+}

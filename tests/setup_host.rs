@@ -1,0 +1,229 @@
+//! `setup-host` applied for real to a temp root and a test cgroup subtree, checked, run again,
+//! and reverted byte for byte; `doctor` on the result.
+
+use crate::util::{TestFleet, bin};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+/// Kernel parameters are host-wide: they are applied for real only on a throwaway kernel
+/// (the VM tier sets this), never on a shared machine.
+fn throwaway_kernel() -> bool {
+    std::env::var_os("FLEETCTL_THROWAWAY_KERNEL").is_some()
+}
+
+/// `fleetctl SUBCOMMAND --root ROOT` with this test's cgroup subtree and every other path at
+/// its default, so `--root` alone moves them.
+fn under_root(f: &TestFleet, subcommand: &str, root: &Path) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.arg(subcommand).arg("--root").arg(root).env("FLEET_CGROUP_PARENT", &f.name);
+    for var in ["FLEET_STATE_DIR", "FLEET_LOG_DIR", "FLEET_WORKSPACE_ROOT", "FLEET_SCRATCH_ROOT", "FLEET_CONFIG"] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// setup-host with this test's cgroup subtree and `root` as its file prefix.
+fn setup(f: &TestFleet, root: &Path, args: &[&str]) -> crate::util::Run {
+    let mut cmd = under_root(f, "setup-host", root);
+    cmd.args(args);
+    if !throwaway_kernel() {
+        cmd.args(["--skip", "sysctl"]);
+    }
+    crate::util::Run::from(cmd.output().expect("run setup-host"))
+}
+
+/// Every file under `root` with its bytes, and every directory.
+fn snapshot(root: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).expect("read_dir").flatten() {
+            let p = e.path();
+            if e.file_type().expect("type").is_dir() {
+                stack.push(p.clone());
+                out.insert(p, None);
+            } else {
+                out.insert(p.clone(), Some(std::fs::read(&p).expect("read")));
+            }
+        }
+    }
+    out
+}
+
+fn seed_etc(root: &Path) {
+    std::fs::create_dir_all(root.join("etc/sysctl.d")).expect("etc");
+    // No trailing newline, tabs, a comment: restored byte for byte or the test fails.
+    std::fs::write(root.join("etc/fstab"), "# /etc/fstab\nUUID=1234\t/\text4\terrors=remount-ro 0 1").expect("fstab");
+    std::fs::write(root.join("etc/sysctl.d/10-other.conf"), "net.core.somaxconn = 4096\n").expect("other");
+}
+
+#[test]
+fn setup_host_applies_then_changes_nothing_then_reverts_byte_for_byte() {
+    let Some(f) = TestFleet::new("setup-host") else { return };
+    let root = f.tmp.path().join("root");
+    seed_etc(&root);
+    let before = snapshot(&root);
+    let opts = ["--slots", "12", "--scratch-size", "16M", "--fleet-memory-max", "256M"];
+
+    let check = setup(&f, &root, &[&["--check"][..], &opts].concat());
+    check.code(1);
+    assert!(check.stdout.contains("missing"), "{}", check.stdout);
+    let dry = setup(&f, &root, &[&["--dry-run"][..], &opts].concat());
+    dry.code(0);
+    assert_eq!(snapshot(&root), before, "--dry-run changed files");
+    assert!(!f.fleet.root.exists(), "--dry-run made the fleet root");
+
+    let first = setup(&f, &root, &opts);
+    first.code(0);
+    assert!(first.stdout.contains("done"), "{}", first.stdout);
+    // What it made is real: the cgroup subtree with the budget, the pool, a mounted tmpfs.
+    assert!(f.fleet.agents().exists() && f.fleet.supervisors().exists());
+    let budget_file = match &f.fleet.root.memory_v1 {
+        Some(dir) => dir.join("memory.limit_in_bytes"),
+        None => f.fleet.root.unified.join("memory.max"),
+    };
+    assert_eq!(std::fs::read_to_string(&budget_file).expect("budget").trim(), (256u64 << 20).to_string());
+    assert!(
+        root.join("var/lib/fleet/workspaces/ws-001").is_dir() && root.join("var/lib/fleet/workspaces/ws-012").is_dir()
+    );
+    let scratch = root.join("var/lib/fleet/scratch");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(mounts.lines().any(|l| l.contains(&format!(" {} ", scratch.display())) && l.contains(" - tmpfs ")));
+    let fstab = std::fs::read_to_string(root.join("etc/fstab")).expect("fstab");
+    assert!(fstab.starts_with("# /etc/fstab\nUUID=1234\t/\text4\terrors=remount-ro 0 1\nfleet-scratch "), "{fstab}");
+
+    let second = setup(&f, &root, &opts);
+    second.code(0);
+    assert!(!second.stdout.contains(" done "), "the second run changed something:\n{}", second.stdout);
+    assert!(second.stdout.contains("0 done"), "{}", second.stdout);
+    setup(&f, &root, &[&["--check"][..], &opts].concat()).code(0);
+
+    // doctor reads the same host truthfully: the layout as detected, the pool it made.
+    let doctor = doctor(&f, &root);
+    let layout = if f.fleet.root.memory_v1.is_some() { "hybrid" } else { "cgroup v2" };
+    assert!(doctor.stdout.lines().next().unwrap_or("").contains(layout), "{}", doctor.stdout);
+    assert!(doctor.stdout.contains("12 slots"), "{}", doctor.stdout);
+    assert!(doctor.stdout.contains("ok    scratch"), "{}", doctor.stdout);
+
+    let revert = setup(&f, &root, &["--revert"]);
+    revert.code(0);
+    assert_eq!(snapshot(&root), before, "--revert did not restore every file byte for byte");
+    assert!(!f.fleet.root.exists(), "--revert left the fleet root");
+    assert!(
+        !std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo").contains(&scratch.display().to_string())
+    );
+}
+
+fn doctor(f: &TestFleet, root: &Path) -> crate::util::Run {
+    crate::util::Run::from(under_root(f, "doctor", root).output().expect("run doctor"))
+}
+
+#[test]
+fn setup_host_refuses_bad_input_and_leaves_nothing_half_made() {
+    let Some(f) = TestFleet::new("setup-bad") else { return };
+    let root = f.tmp.path().join("root");
+    seed_etc(&root);
+    let before = snapshot(&root);
+
+    setup(&f, &root, &["--only", "cgroups,frobnicate"]).code(2).one_error_line("unknown step 'frobnicate'");
+    setup(&f, &root, &["--delegate", "no-such-user-here"]).code(2).one_error_line("no such user");
+    // Not root, and the fleet not delegated: refused before anything is touched.
+    if have_setpriv() {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(bin())
+            .arg("setup-host")
+            .arg("--root")
+            .arg(&root);
+        cmd.env("FLEET_CGROUP_PARENT", &f.name);
+        let run = crate::util::Run::from(cmd.output().expect("setpriv"));
+        run.code(77).one_error_line("run it as root");
+    }
+
+    // A read-only workspace root: a clear error, and the cgroups made before it are undone.
+    let ws = root.join("var/lib/fleet/workspaces");
+    std::fs::create_dir_all(&ws).expect("ws");
+    let before_ro = snapshot(&root);
+    nix::mount::mount(Some("ro-test"), &ws, Some("tmpfs"), nix::mount::MsFlags::MS_RDONLY, Some("size=1m"))
+        .expect("mount read-only tmpfs");
+    let run = setup(&f, &root, &["--slots", "3", "--scratch-size", "8M"]);
+    let _ = nix::mount::umount(&ws);
+    run.code(1).one_error_line("is not writable");
+    assert_eq!(snapshot(&root), before_ro, "a refused run changed files");
+    assert!(!f.fleet.root.exists(), "a refused run left cgroups");
+    std::fs::remove_dir_all(root.join("var")).expect("cleanup");
+    assert_eq!(snapshot(&root), before);
+}
+
+/// `--swapoff` with a real swap file: refused by the kernel without CAP_SYS_ADMIN (a clear
+/// error, fstab untouched, swap still on), then done, then reverted.
+#[test]
+fn swapoff_is_opt_in_refusable_and_revertible() {
+    let Some(f) = TestFleet::new("setup-swap") else { return };
+    if !have_setpriv() {
+        println!("SKIPPED swapoff test: needs setpriv (util-linux) to drop CAP_SYS_ADMIN");
+        return;
+    }
+    let root = f.tmp.path().join("root");
+    seed_etc(&root);
+    let swapfile = root.join("swapfile");
+    let made = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "dd if=/dev/zero of={0} bs=1M count=16 status=none && chmod 600 {0} && mkswap {0} >/dev/null && swapon {0}",
+            swapfile.display()
+        ))
+        .status()
+        .expect("sh");
+    if !made.success() {
+        println!("SKIPPED swapoff test: this filesystem cannot hold an active swap file");
+        return;
+    }
+    let _guard = SwapGuard(swapfile.clone());
+    let fstab = format!("# /etc/fstab\n{} none swap sw 0 0\n", swapfile.display());
+    std::fs::write(root.join("etc/fstab"), &fstab).expect("fstab");
+    let active = || std::fs::read_to_string("/proc/swaps").expect("swaps").contains(&swapfile.display().to_string());
+
+    // Without --swapoff, swap is left alone.
+    setup(&f, &root, &["--only", "swap"]).code(0);
+    assert!(active());
+    // Without CAP_SYS_ADMIN the kernel refuses swapoff.
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--bounding-set=-sys_admin", "--inh-caps=-sys_admin"]).arg(bin());
+    cmd.args(["setup-host", "--only", "swap", "--swapoff", "--root"]).arg(&root).env("FLEET_CGROUP_PARENT", &f.name);
+    let run = crate::util::Run::from(cmd.output().expect("setpriv"));
+    run.code(1).one_error_line("the kernel refused");
+    assert!(active(), "swap went off after a refusal");
+    assert_eq!(std::fs::read_to_string(root.join("etc/fstab")).expect("fstab"), fstab, "fstab changed after a refusal");
+
+    setup(&f, &root, &["--only", "swap", "--swapoff"]).code(0);
+    assert!(!active(), "swap still on");
+    let edited = std::fs::read_to_string(root.join("etc/fstab")).expect("fstab");
+    assert!(edited.contains(&format!("# fleetctl: {} none swap", swapfile.display())), "{edited}");
+    setup(&f, &root, &["--only", "swap", "--swapoff", "--check"]).code(0);
+    setup(&f, &root, &["--revert"]).code(0);
+    assert!(active(), "--revert did not turn swap back on");
+    assert_eq!(std::fs::read_to_string(root.join("etc/fstab")).expect("fstab"), fstab);
+}
+
+/// util-linux's setpriv, to run fleetctl without root or without a capability. The VM
+/// tier's busybox has none.
+fn have_setpriv() -> bool {
+    let found = Command::new("setpriv").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !found {
+        println!("SKIPPED: setpriv not found; the non-root and no-CAP_SYS_ADMIN cases are not run here");
+    }
+    found
+}
+
+/// Turns the test's swap file off whatever happens.
+struct SwapGuard(PathBuf);
+
+impl Drop for SwapGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("swapoff").arg(&self.0).status();
+    }
+}
