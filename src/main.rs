@@ -5,6 +5,7 @@ mod commands;
 mod config;
 mod context;
 mod exit;
+mod failpoint;
 mod render;
 mod setup;
 

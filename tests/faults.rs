@@ -37,14 +37,19 @@ fn escaping_agents_are_fully_gone_after_kill() {
         ("daemon", "setsid sh -c 'sh -c \"sleep 600\" & exit 0' & sleep 600"),
         // closes every descriptor, then keeps running.
         ("closed", "exec 0<&- 1>&- 2>&-; sleep 600"),
-        // forks 50 children that ignore SIGTERM and outlive the main process.
-        ("forker", "i=0; while [ $i -lt 50 ]; do (trap '' TERM; sleep 600) & i=$((i+1)); done; echo forked; sleep 600"),
+        // forks 500 children that ignore SIGTERM; the shell that made them exits, leaving
+        // them to the supervisor (their subreaper) and to `kill`.
+        (
+            "forker",
+            "(i=0; while [ $i -lt 500 ]; do (trap '' TERM; exec sleep 600) & i=$((i+1)); done) & wait; echo forked; exec sleep 600",
+        ),
     ];
     for (id, script) in cases {
-        f.run(&["spawn", id, "ws-001", "--", "sh", "-c", script]).code(0);
+        f.run(&["spawn", id, "ws-001", "--pids-max", "1000", "--", "sh", "-c", script]).code(0);
     }
-    f.wait_log("forker", "forked", T);
+    f.wait_log("forker", "forked", Duration::from_secs(120));
     std::thread::sleep(Duration::from_millis(300));
+    assert!(f.cgroup("forker").procs().expect("procs").len() > 500, "the 500 children run");
     for (id, _) in cases {
         let pids = f.cgroup(id).procs().expect("procs");
         assert!(!pids.is_empty(), "{id} has processes");
@@ -118,5 +123,185 @@ fn two_operators_killing_one_agent_report_one_kill() {
     assert_eq!((killed, ended), (1, 1), "{outs:?}");
     let exits = f.events("both").into_iter().filter(|e| e["event"] == "exit").count();
     assert_eq!(exits, 1, "one exit recorded");
+    f.finish();
+}
+
+#[test]
+fn a_spawn_killed_between_its_cgroup_and_the_exec_is_truthful_and_collected() {
+    let Some(f) = TestFleet::new("spawnkill") else { return };
+    let run = crate::util::Run::from(
+        f.cmd(&["spawn", "half", "ws-001", "--", "sleep", "600"])
+            .env("FLEETCTL_FAILPOINT", "spawn-after-cgroup")
+            .output()
+            .expect("spawn"),
+    );
+    assert_eq!(run.code, -1, "spawn must have died of SIGKILL: {run:?}");
+    // It made the cgroup, the record and the scratch dir, then died: nothing ran.
+    assert!(f.cgroup("half").exists() && f.cgroup("half").procs().expect("procs").is_empty());
+    let a = f.agent("half");
+    assert_eq!(a["state"], "orphaned", "{a:#}");
+    assert!(a["pid"].is_null(), "{a:#}");
+    assert!(a["cause"].as_str().unwrap_or("").contains("spawn died before the agent started"), "{a:#}");
+    f.run(&["gc", "--older-than", "0s"]).code(0);
+    assert!(!f.cgroup("half").exists(), "gc left the cgroup");
+    assert!(!f.tmp.path().join("state/agents/half").exists(), "gc left the record or lock");
+    assert!(!f.tmp.path().join("scratch/half").exists(), "gc left the scratch dir");
+    assert!(f.agent("half").is_null());
+    // The id is free again.
+    f.run(&["spawn", "half", "ws-001", "--", "sleep", "600"]).code(0);
+    f.finish();
+}
+
+#[test]
+fn relief_killed_mid_plan_leaves_no_stale_lock_and_a_second_relief_finishes() {
+    let Some(f) = TestFleet::new("reliefkill") else { return };
+    f.set_budget(256 << 20);
+    for id in ["r1", "r2"] {
+        let script = crate::util::hog_script(40, "trap '' TERM; sleep 600");
+        f.run(&["spawn", id, "ws-001", "--", "sh", "-c", &script]).code(0);
+        f.wait_log(id, "ready", Duration::from_secs(90));
+    }
+    // Both must go to reach 5 %; each ignores SIGTERM, so relief waits out its grace.
+    let mut relief =
+        f.cmd(&["relief", "5", "--grace", "60s"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("relief");
+    let requested = |id: &str| f.tmp.path().join(format!("state/agents/{id}/kill-request.json")).exists();
+    let deadline = std::time::Instant::now() + T;
+    while !(requested("r1") || requested("r2")) {
+        assert!(std::time::Instant::now() < deadline, "relief never asked for a kill");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    relief.kill().expect("SIGKILL relief");
+    relief.wait().expect("reap relief");
+    // Its host lock went with it, and status tells the truth: both still run.
+    let held = fleet_core::lock::HeldLocks::read(std::path::Path::new("/proc"));
+    assert!(!held.contains(&f.tmp.path().join("state/relief.lock")), "relief's lock outlived it");
+    for id in ["r1", "r2"] {
+        assert_eq!(f.agent(id)["state"], "running", "{id}");
+    }
+    let again = f.run(&["relief", "5", "--grace", "1s"]);
+    again.code(0);
+    for id in ["r1", "r2"] {
+        let a = f.agent(id);
+        assert_eq!((a["state"].as_str(), a["killed_by"].as_str()), (Some("killed"), Some("relief")), "{a:#}");
+        let exits = f.events(id).into_iter().filter(|e| e["event"] == "exit").count();
+        assert_eq!(exits, 1, "{id}: one exit recorded");
+    }
+    f.run(&["gc", "--older-than", "0s"]).code(0);
+    assert!(f.status()["agents"].as_array().expect("agents").is_empty(), "gc left records");
+    f.finish();
+}
+
+#[test]
+fn a_full_state_or_log_dir_fails_spawn_cleanly_and_spares_running_agents() {
+    let Some(f) = TestFleet::new("fulldisk") else { return };
+    let mut mounts = Vec::new();
+    for dir in ["state", "log"] {
+        let path = f.tmp.path().join(dir);
+        std::fs::create_dir_all(&path).expect("mkdir");
+        nix::mount::mount(Some("fleet-test-full"), &path, Some("tmpfs"), nix::mount::MsFlags::empty(), Some("size=2m"))
+            .expect("mount tmpfs");
+        mounts.push(Unmount(path));
+    }
+    f.run(&["spawn", "alive", "ws-001", "--", "sh", "-c", "while :; do echo tick; sleep 0.05; done"]).code(0);
+    f.wait_log("alive", "tick", T);
+    for dir in ["state", "log"] {
+        let filler = f.tmp.path().join(dir).join("filler");
+        // dd stops at ENOSPC, which is the point.
+        let _ = std::process::Command::new("dd")
+            .args(["if=/dev/zero", &format!("of={}", filler.display()), "bs=64k", "count=64"])
+            .stderr(Stdio::null())
+            .status();
+        let run = f.run(&["spawn", "new", "ws-001", "--", "sleep", "600"]);
+        run.code(1).one_error_line(&format!("the {dir} dir"));
+        assert!(!f.cgroup("new").exists(), "a refused spawn left its cgroup");
+        assert!(!f.tmp.path().join("state/agents/new").exists(), "a refused spawn left its record");
+        assert!(!f.tmp.path().join("scratch/new").exists(), "a refused spawn left its scratch dir");
+        // The running agent keeps running, and its supervisor keeps draining its output
+        // (a full log must not block the agent on a full pipe).
+        let main = f.agent("alive")["pid"].as_i64().expect("pid");
+        let ticks = |f: &TestFleet| f.log("alive").matches("tick").count();
+        let (before, cpu_before) = (ticks(&f), agent_output(&f));
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(alive(main), "{dir} full: the running agent was harmed");
+        assert_eq!(f.agent("alive")["state"], "running");
+        if dir == "state" {
+            assert!(ticks(&f) > before, "its output stopped reaching the log");
+        } else {
+            // Its log cannot grow; the agent still must not block on a full pipe: it keeps
+            // printing (its ticks keep coming, each a new `sleep`).
+            assert!(agent_output(&f) > cpu_before, "the agent stopped making progress");
+        }
+        std::fs::remove_file(&filler).expect("free the space");
+    }
+    f.run(&["spawn", "new", "ws-001", "--", "sleep", "600"]).code(0);
+    f.run(&["kill", "alive", "new"]).code(0);
+    f.finish();
+    drop(mounts);
+}
+
+/// CPU time the agent has used: it grows only while the agent runs, not while it is blocked
+/// (cgroup2's cpu.stat has it on hybrid hosts too).
+fn agent_output(f: &TestFleet) -> u64 {
+    let stat = std::fs::read_to_string(f.cgroup("alive").unified.join("cpu.stat")).unwrap_or_default();
+    stat.lines().find_map(|l| l.strip_prefix("usage_usec ")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+}
+
+/// A mount this test made, detached on drop.
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+#[test]
+fn operators_racing_kill_relief_and_spawn_report_each_kill_once_and_lose_no_record() {
+    let Some(f) = TestFleet::new("race") else { return };
+    f.set_budget(512 << 20);
+    let ids = ["x1", "x2", "x3", "x4"];
+    for id in ids {
+        let script = crate::util::hog_script(24, "sleep 600");
+        f.run(&["spawn", id, "ws-001", "--", "sh", "-c", &script]).code(0);
+        f.wait_log(id, "ready", Duration::from_secs(90));
+    }
+    // At once: one operator kills all four, another relieves to 1 % (every agent a victim),
+    // a third spawns new agents into the chaos and respawns x1.
+    let (kill, relief, spawns) = std::thread::scope(|s| {
+        let kill = s.spawn(|| f.run(&["kill", "x1", "x2", "x3", "x4", "--grace", "1s"]));
+        let relief = s.spawn(|| f.run(&["relief", "1", "--grace", "1s"]));
+        let spawns =
+            s.spawn(|| ["y1", "y2", "x1"].map(|id| (id, f.run(&["spawn", id, "ws-001", "--", "sleep", "600"]))));
+        (kill.join().expect("kill"), relief.join().expect("relief"), spawns.join().expect("spawn"))
+    });
+    let reported = |out: &str, id: &str| {
+        out.lines().any(|l| l.starts_with(&format!("{id}: ")) && !l.contains("already ended"))
+            || out.lines().any(|l| l.starts_with(&format!("killed {id} ")))
+    };
+    let mut kills = 0;
+    for id in ids {
+        let by = [reported(&kill.stdout, id), reported(&relief.stdout, id)];
+        assert!(by.iter().filter(|b| **b).count() <= 1, "{id} reported killed twice:\n{kill:?}\n{relief:?}");
+        kills += by.iter().filter(|b| **b).count();
+    }
+    // Every spawn either started or was refused with the reason (x1 busy while it lived).
+    for (id, run) in &spawns {
+        assert!(run.code == 0 || (*id == "x1" && run.code == 4), "{id}: {run:?}");
+    }
+    // Every agent's every run ended at most once, and every agent has its record.
+    let status = f.status();
+    for id in ["x2", "x3", "x4", "y1", "y2", "x1"] {
+        let a = status["agents"].as_array().expect("agents").iter().find(|a| a["id"] == id).cloned();
+        assert!(a.is_some(), "{id}'s record was lost");
+        let spawned = f.events(id).into_iter().filter(|e| e["event"] == "spawn").count();
+        let exits = f.events(id).into_iter().filter(|e| e["event"] == "exit").count();
+        assert!(exits <= spawned, "{id}: {exits} exits for {spawned} runs");
+    }
+    for id in ["x2", "x3", "x4"] {
+        let a = f.agent(id);
+        assert_eq!(a["state"], "killed", "{a:#}");
+        assert_eq!(f.events(id).into_iter().filter(|e| e["event"] == "exit").count(), 1, "{id}");
+    }
+    assert!(kills >= 3, "x2..x4 were killed, each reported once: {kills}");
     f.finish();
 }

@@ -58,3 +58,92 @@ fn gc_collects_what_nothing_owns_and_leaves_the_living_alone() {
     assert_eq!(f.agent("recent")["state"], "exited", "younger than 24h: kept");
     f.finish();
 }
+
+#[test]
+fn gc_after_a_storm_of_sigkills_leaves_nothing_without_a_live_owner() {
+    use nix::{sys::signal::Signal, unistd::Pid};
+    let Some(f) = TestFleet::new("storm") else { return };
+    for i in 1..=16 {
+        std::fs::create_dir_all(f.tmp.path().join(format!("ws/ws-{i:03}"))).expect("slot");
+    }
+    // Twelve agents with leases and scratch dirs; half of them exit soon on their own.
+    for i in 0..12 {
+        let life = if i % 2 == 0 { "600" } else { "0.3" };
+        f.run(&["spawn", &format!("s{i:02}"), "auto", "--ports", "2", "--", "sleep", life]).code(0);
+    }
+    let sups: Vec<i32> = f.status()["agents"]
+        .as_array()
+        .expect("agents")
+        .iter()
+        .filter_map(|a| a["supervisor_pid"].as_i64())
+        .map(|p| p as i32)
+        .collect();
+    // The storm: every supervisor SIGKILLed, while new spawns and kills are SIGKILLed at
+    // staggered moments, and two spawns die exactly between their cgroup and their exec.
+    std::thread::scope(|s| {
+        for (n, pid) in sups.iter().enumerate() {
+            s.spawn(move || {
+                std::thread::sleep(Duration::from_millis(n as u64 * 7));
+                let _ = nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGKILL);
+            });
+        }
+        for i in 0..8 {
+            let f = &f;
+            s.spawn(move || {
+                let id = format!("n{i}");
+                let mut cmd = if i % 2 == 0 {
+                    f.cmd(&["spawn", &id, "auto", "--ports", "2", "--", "sleep", "600"])
+                } else {
+                    f.cmd(&["kill", &format!("s{:02}", i), "--grace", "5s"])
+                };
+                let mut child = cmd
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .expect("fleetctl");
+                std::thread::sleep(Duration::from_millis(i as u64 * 4));
+                let _ = child.kill();
+                let _ = child.wait();
+            });
+        }
+        for id in ["h1", "h2"] {
+            let f = &f;
+            s.spawn(move || {
+                let _ = f
+                    .cmd(&["spawn", id, "auto", "--", "sleep", "600"])
+                    .env("FLEETCTL_FAILPOINT", "spawn-after-cgroup")
+                    .output();
+            });
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500)); // the short-lived agents end unobserved
+    let gc = f.run(&["gc", "--older-than", "0s"]);
+    gc.code(0);
+
+    // Ownership is a held lock or live processes in the agent's cgroup; everything left must
+    // have one.
+    let held = fleet_core::lock::HeldLocks::read(std::path::Path::new("/proc"));
+    let owned = |id: &str| {
+        let cg = f.cgroup(id);
+        held.contains(&f.tmp.path().join(format!("state/agents/{id}/lock")))
+            || (cg.exists() && !cg.procs().unwrap_or_default().is_empty())
+    };
+    for id in f.fleet.agent_names().expect("agents") {
+        assert!(owned(&id), "cgroup {id} has no live owner\n{}", gc.stdout);
+    }
+    for dir in ["state/agents", "scratch"] {
+        for e in std::fs::read_dir(f.tmp.path().join(dir)).into_iter().flatten().flatten() {
+            let id = e.file_name().to_string_lossy().into_owned();
+            assert!(owned(&id), "{dir}/{id} has no live owner\n{}", gc.stdout);
+        }
+    }
+    // What is left is truthful: orphans with running processes, or supervised agents.
+    for a in f.status()["agents"].as_array().expect("agents") {
+        let state = a["state"].as_str().unwrap_or("");
+        assert!(matches!(state, "orphaned" | "running"), "{a:#}");
+        if state == "orphaned" {
+            assert!(a["workspace_slot"].is_null() && a["port_base"].is_null(), "an orphan still shows a lease: {a:#}");
+        }
+    }
+    f.finish();
+}

@@ -186,7 +186,7 @@ pub fn relieve(
     extra_protect: &[fleet_core::id::AgentId],
     mut on_kill: impl FnMut(&Kill),
 ) -> anyhow::Result<Outcome> {
-    use crate::agent::stop::{StopRequest, stop_agent};
+    use crate::agent::stop::{StopRequest, Stopped, stop_agent};
     let mut kills = 0;
     loop {
         let (before, current) = measure_and_plan(ctx, relief, extra_protect)?;
@@ -204,7 +204,11 @@ pub fn relieve(
             grace: relief.grace,
             force: relief.grace.is_zero(),
         };
-        stop_agent(ctx, &id, &req)?;
+        if !matches!(stop_agent(ctx, &id, &req)?, Some(Stopped::Killed { .. })) {
+            // Another operator (or the agent itself) ended it first: not our kill to report.
+            // Measure again and re-plan.
+            continue;
+        }
         kills += 1;
         let after = fleet_core::meminfo::Budget::measure(&ctx.fleet, &ctx.proc_root)?;
         fleet_core::journal::append(

@@ -42,6 +42,7 @@ const DEFAULT_LOG_MAX: u64 = 64 << 20;
 pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
     let (mut plan, workspace) = make_plan(ctx, &args)?;
     admit(ctx, args.spawn_threshold.unwrap_or(ctx.spawn_threshold()))?;
+    room_to_record(ctx)?;
     let mut lock = match Lock::try_acquire(&ctx.dirs.lock_path(&plan.id))? {
         Some(lock) => lock,
         None => return Err(busy(ctx, &plan.id)),
@@ -66,6 +67,7 @@ pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
     plan.ports = taken.ports;
     plan.has_leases = taken.leases.is_some();
     prepare(ctx, &plan)?;
+    crate::failpoint::hit(crate::failpoint::SPAWN_AFTER_CGROUP);
     let (child, pid) = start_supervisor(&plan, &lock, taken.leases.as_ref())?;
     undo.armed = false;
     drop(lock); // the supervisor holds it now, and the leases
@@ -168,6 +170,30 @@ fn admit(ctx: &Ctx, threshold: u8) -> Result<()> {
                 format_iec(budget.total)
             ),
         ));
+    }
+    Ok(())
+}
+
+/// Below this much free space in the state or log dir, spawn refuses: the agent's record, its
+/// end and its output could not be kept, and an agent whose end is lost is worse than one
+/// that never started.
+const MIN_FREE: u64 = 256 << 10;
+
+/// Refuses (1) when the state or log dir's filesystem is full.
+fn room_to_record(ctx: &Ctx) -> Result<()> {
+    for (what, dir, flag) in [("state", &ctx.dirs.state, "--state-dir"), ("log", &ctx.dirs.log, "--log-dir")] {
+        if let Some(free) = fleet_core::paths::free_bytes(dir)
+            && free < MIN_FREE
+        {
+            return Err(Fail::error(
+                Exit::Failure,
+                format!(
+                    "the {what} dir {} is full ({} free): spawned agents could not be recorded; free space there or move {flag} (running agents are unaffected)",
+                    dir.display(),
+                    format_iec(free)
+                ),
+            ));
+        }
     }
     Ok(())
 }

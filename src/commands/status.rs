@@ -105,7 +105,10 @@ fn agent_status(ctx: &Ctx, v: AgentView) -> AgentStatus {
         restarts: r.restarts,
         exit_code: r.exit.and_then(|e| e.code),
         signal: r.exit.and_then(|e| e.signal),
-        cause: if v.state == fleet_core::state::AgentState::Orphaned {
+        cause: if v.state == fleet_core::state::AgentState::Orphaned && r.pid.is_none() {
+            // A spawn that died before its agent started: nothing ran, nothing to kill.
+            Some("spawn died before the agent started; `fleetctl gc` cleans up".into())
+        } else if v.state == fleet_core::state::AgentState::Orphaned {
             Some("supervisor gone; `fleetctl kill` cleans up".into())
         } else {
             r.cause

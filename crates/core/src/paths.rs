@@ -56,6 +56,14 @@ impl Dirs {
     }
 }
 
+/// Bytes an unprivileged writer can still put on the filesystem holding `dir` (the nearest
+/// existing ancestor when `dir` does not exist yet); `None` when it cannot be read.
+pub fn free_bytes(dir: &Path) -> Option<u64> {
+    let existing = dir.ancestors().find(|a| a.exists())?;
+    let s = nix::sys::statvfs::statvfs(existing).ok()?;
+    Some(s.blocks_available() as u64 * s.fragment_size() as u64)
+}
+
 /// Writes `data` to `path` atomically: a temp file in the same directory, then a rename, so
 /// a reader sees the old content or the new, never half of either.
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
