@@ -269,3 +269,35 @@ fn cgroup_create_is_idempotent_and_applies_limits() {
     f.run(&["cgroup-create", "../escape"]).code(2).one_error_line("invalid id");
     f.finish();
 }
+
+/// `/proc/locks` is rendered a page per read and resumed by position, so while `kill --all`
+/// releases locks, a reader can skip one that is still held. With over a page of locks, every
+/// kill must still wait for its supervisor and every end be recorded exactly once.
+#[test]
+fn kill_all_over_a_hundred_agents_records_each_end_once() {
+    let Some(f) = TestFleet::new("killall") else { return };
+    let n = 120;
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let f = &f;
+            s.spawn(move || {
+                for i in (t..n).step_by(8) {
+                    f.run(&["spawn", &format!("k{i:03}"), "ws-001", "--", "sleep", "600"]).code(0);
+                }
+            });
+        }
+    });
+    let run = f.run(&["kill", "--all", "--force"]);
+    run.code(0);
+    assert!(run.stderr.is_empty(), "{}", run.stderr);
+    for i in 0..n {
+        let id = format!("k{i:03}");
+        let exits: Vec<_> = f.events(&id).into_iter().filter(|e| e["event"] == "exit").collect();
+        assert_eq!(exits.len(), 1, "{id}: {exits:?}");
+        assert!(
+            exits[0]["supervised"].is_null(),
+            "{id}'s end was recorded by the killer, not its supervisor: {exits:?}"
+        );
+    }
+    f.finish();
+}

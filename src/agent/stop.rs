@@ -10,6 +10,7 @@ use fleet_core::{
     id::AgentId,
     journal,
     lock::HeldLocks,
+    procs::ProcessRef,
     state::{AgentState, KillRequest},
 };
 use nix::sys::signal::Signal;
@@ -111,7 +112,7 @@ pub fn stop_agent(ctx: &Ctx, id: &AgentId, req: &StopRequest) -> Result<Option<S
     }
 
     if supervised {
-        wait_for_supervisor(ctx, id)?;
+        wait_for_supervisor(ctx, id, before.as_ref().and_then(|v| v.record.supervisor))?;
     }
     let after = view::load_one(ctx, id)?;
     if after.as_ref().is_some_and(|v| v.supervised) {
@@ -187,11 +188,15 @@ fn record_end(
     Ok(())
 }
 
-/// Waits until nobody holds the agent's lock: its supervisor has recorded the end and exited.
-fn wait_for_supervisor(ctx: &Ctx, id: &AgentId) -> Result<()> {
+/// Waits until the agent's supervisor has recorded the end and exited: its process is gone
+/// and nobody holds the agent's lock (`/proc/locks` alone can skip a held lock while others
+/// are released; see `view::is_supervised`).
+fn wait_for_supervisor(ctx: &Ctx, id: &AgentId, supervisor: Option<ProcessRef>) -> Result<()> {
     let lock = ctx.dirs.lock_path(id);
     let deadline = Instant::now() + SUPERVISOR_FINISH;
-    while HeldLocks::read(&ctx.proc_root).contains(&lock) && Instant::now() < deadline {
+    let busy =
+        || supervisor.is_some_and(|s| s.is_alive(&ctx.proc_root)) || HeldLocks::read(&ctx.proc_root).contains(&lock);
+    while busy() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
     Ok(())

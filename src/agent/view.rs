@@ -30,6 +30,15 @@ pub struct BadRecord {
     pub error: String,
 }
 
+/// Whether agent `record` has a live supervisor: its lock is held, or the supervisor process
+/// it names is alive. `/proc/locks` alone is not enough: the kernel renders it a page per
+/// read(2) and resumes by position, so while other locks are being released (a `kill --all`)
+/// a held lock can be skipped. The supervisor's pid and start time cannot be misread.
+pub fn is_supervised(ctx: &Ctx, held: &HeldLocks, record: &AgentRecord) -> bool {
+    held.contains(&ctx.dirs.lock_path(&record.id))
+        || (!record.state.is_terminal() && record.supervisor.is_some_and(|s| s.is_alive(&ctx.proc_root)))
+}
+
 /// Derives the state to show from a record and whether its lock is held.
 pub fn reconcile(record: AgentRecord, supervised: bool) -> AgentView {
     let state = if !record.state.is_terminal() && !supervised { AgentState::Orphaned } else { record.state };
@@ -42,7 +51,8 @@ pub fn load_one(ctx: &Ctx, id: &AgentId) -> anyhow::Result<Option<AgentView>> {
         return Ok(None);
     };
     let held = HeldLocks::read(&ctx.proc_root);
-    Ok(Some(reconcile(record, held.contains(&ctx.dirs.lock_path(id)))))
+    let supervised = is_supervised(ctx, &held, &record);
+    Ok(Some(reconcile(record, supervised)))
 }
 
 /// Loads every agent with a record, sorted by id, and the records that could not be read.
@@ -63,7 +73,10 @@ pub fn load_all(ctx: &Ctx) -> anyhow::Result<(Vec<AgentView>, Vec<BadRecord>)> {
         };
         let path = ctx.dirs.state_path(&id);
         match AgentRecord::load(&path) {
-            Ok(Some(record)) => views.push(reconcile(record, held.contains(&ctx.dirs.lock_path(&id)))),
+            Ok(Some(record)) => {
+                let supervised = is_supervised(ctx, &held, &record);
+                views.push(reconcile(record, supervised))
+            }
             // A directory with a lock but no record yet: a spawn in progress, or one that
             // was killed before writing; `status` has nothing to show for it.
             Ok(None) => {}

@@ -24,7 +24,7 @@ use crate::{
 };
 use anyhow::Result;
 use fleet_cli::GcArgs;
-use fleet_core::{id::AgentId, lock::HeldLocks, state::AgentState};
+use fleet_core::{id::AgentId, lock::Lock, state::AgentState};
 use std::time::{Duration, SystemTime};
 
 /// Entry point.
@@ -35,6 +35,9 @@ pub fn run(ctx: &Ctx, args: GcArgs) -> Result<Exit> {
     for v in views {
         let id = v.record.id.clone();
         if v.state == AgentState::Orphaned {
+            if !nobody_holds(ctx, &id) {
+                continue; // a spawn in progress, seen between its lock and its supervisor
+            }
             let cgroup = ctx.fleet.agent(&id);
             if cgroup.exists() && cgroup.populated().unwrap_or(false) {
                 println!("{id}: orphaned and still running; left alone (end it with `fleetctl kill {id}`)");
@@ -72,12 +75,11 @@ pub fn run(ctx: &Ctx, args: GcArgs) -> Result<Exit> {
 
 /// Agent directories with no record and no holder, and empty cgroups nobody owns.
 fn stale_dirs_and_cgroups(ctx: &Ctx, dry_run: bool, verb: &str) -> Result<usize> {
-    let held = HeldLocks::read(&ctx.proc_root);
     let mut n = 0;
     for entry in std::fs::read_dir(ctx.dirs.agents_dir()).into_iter().flatten().flatten() {
         let Some(id) = entry.file_name().to_str().and_then(|s| s.parse::<AgentId>().ok()) else { continue };
         let has_record = ctx.dirs.state_path(&id).exists();
-        if !has_record && !held.contains(&ctx.dirs.lock_path(&id)) {
+        if !has_record && nobody_holds(ctx, &id) {
             if !dry_run {
                 std::fs::remove_dir_all(entry.path())?;
             }
@@ -88,7 +90,7 @@ fn stale_dirs_and_cgroups(ctx: &Ctx, dry_run: bool, verb: &str) -> Result<usize>
     for name in ctx.fleet.agent_names()? {
         let Ok(id) = name.parse::<AgentId>() else { continue };
         let cgroup = ctx.fleet.agent(&id);
-        let owned = held.contains(&ctx.dirs.lock_path(&id)) || cgroup.populated().unwrap_or(true);
+        let owned = cgroup.populated().unwrap_or(true) || !nobody_holds(ctx, &id);
         if !owned {
             if !dry_run {
                 cgroup.remove()?;
@@ -100,7 +102,7 @@ fn stale_dirs_and_cgroups(ctx: &Ctx, dry_run: bool, verb: &str) -> Result<usize>
     for entry in std::fs::read_dir(&ctx.scratch_root).into_iter().flatten().flatten() {
         let Some(id) = entry.file_name().to_str().and_then(|s| s.parse::<AgentId>().ok()) else { continue };
         let cgroup = ctx.fleet.agent(&id);
-        let owned = held.contains(&ctx.dirs.lock_path(&id)) || (cgroup.exists() && cgroup.populated().unwrap_or(true));
+        let owned = (cgroup.exists() && cgroup.populated().unwrap_or(true)) || !nobody_holds(ctx, &id);
         if !owned {
             if !dry_run {
                 std::fs::remove_dir_all(entry.path())?;
@@ -110,6 +112,14 @@ fn stale_dirs_and_cgroups(ctx: &Ctx, dry_run: bool, verb: &str) -> Result<usize>
         }
     }
     Ok(n)
+}
+
+/// Whether nobody holds agent `id`'s lock, decided by trying to take it for an instant: gc
+/// removes things on this answer, and `/proc/locks` can skip a held lock while others are
+/// being released. (A spawn of that id racing this instant sees it busy, exit 4.)
+fn nobody_holds(ctx: &Ctx, id: &AgentId) -> bool {
+    let path = ctx.dirs.lock_path(id);
+    !path.exists() || matches!(Lock::try_acquire(&path), Ok(Some(_)))
 }
 
 /// Removes an agent's state directory (record, locks) and, if asked, its logs.
