@@ -3,15 +3,15 @@
 //!
 //! - spawn latency (median): bare fork+exec of `true`; the bash baseline doing the same
 //!   cgroup writes and exec; `fleetctl spawn` (returns once the command is exec'd);
-//! - N sleeping agents spawned by 8 parallel callers, then `kill --all --force`;
+//! - the scale run (`bench_scale`): N sleeping agents spawned by 16 parallel callers,
+//!   relief and `kill --all --force` over all of them, every record checked;
 //! - each supervisor's resident memory while the N agents run.
 
-use anyhow::{Result, bail, ensure};
+use anyhow::{Result, ensure};
 use fleet_core::cgroup::{Fleet, Mounts, OwnCgroups};
 use std::{
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    sync::atomic::{AtomicUsize, Ordering},
     time::{Duration, Instant},
 };
 
@@ -123,52 +123,17 @@ fn measure(env: &Env, fleet: &Fleet, agents: usize, rounds: usize, trials: usize
     }
     let spawn = median(spawn);
 
-    // 4. N agents up (8 parallel callers), resident memory, then all down.
-    let failures = AtomicUsize::new(0);
-    let next = AtomicUsize::new(0);
-    let up = time(|| {
-        std::thread::scope(|s| {
-            for _ in 0..8 {
-                s.spawn(|| {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::SeqCst);
-                        if i >= agents {
-                            break;
-                        }
-                        let ok = env
-                            .fleetctl(&["spawn", &format!("a{i:03}"), "ws", "--", "sleep", "1000"])
-                            .status()
-                            .is_ok_and(|s| s.success());
-                        if !ok {
-                            failures.fetch_add(1, Ordering::SeqCst);
-                        }
-                    }
-                });
-            }
-        });
-        Ok(())
-    })?;
-    let up_failures = failures.load(Ordering::SeqCst);
-    let running = fleet.agent_names()?.len();
+    // 4. The scale run: N agents up from 16 callers, resident memory, the observation
+    //    figures, relief and kill over all of them, every record accounted for.
+    let up_row = crate::bench_scale::up(env, fleet, agents)?;
     let mut rss: Vec<u64> = fleet.supervisors().procs()?.iter().filter_map(|p| rss_kib(*p)).collect();
     rss.sort_unstable();
     let observe_rows = crate::bench_memory::observe(env, fleet, 15)?;
     let watcher_row = crate::bench_memory::watcher_cpu(env, 10)?;
-    let mut down_output = None;
-    let down = time(|| {
-        down_output = Some(env.fleetctl(&["kill", "--all", "--force"]).output()?);
-        Ok(())
-    })?;
-    let down_ok = down_output.as_ref().is_some_and(|o| o.status.success());
-    if let Some(o) = down_output.filter(|o| !o.status.success()) {
-        eprintln!(
-            "kill --all --force: {}",
-            String::from_utf8_lossy(&o.stderr).lines().take(5).collect::<Vec<_>>().join(" | ")
-        );
-    }
-    let left = fleet.agent_names()?.len();
+    let down_rows = crate::bench_scale::relief_and_down(env, fleet, agents)?;
     ensure!(!rss.is_empty(), "no supervisors found to measure");
 
+    println!("{}\n", machine_line(fleet));
     println!("| what | fleetctl | baseline | ratio |");
     println!("|---|---|---|---|");
     println!(
@@ -183,12 +148,10 @@ fn measure(env: &Env, fleet: &Fleet, agents: usize, rounds: usize, trials: usize
         ms(bash),
         ratio(spawn, bash)
     );
-    println!("| {agents} agents up, 8 callers | {} ({running} running, {up_failures} failures) | | |", ms(up));
-    println!(
-        "| {agents} agents down, kill --all --force | {} ({left} left, {}) | | |",
-        ms(down),
-        if down_ok { "exit 0" } else { "FAILED" }
-    );
+    println!("{up_row}");
+    for row in &down_rows {
+        println!("{row}");
+    }
     println!(
         "| supervisor resident memory ({} supervisors) | median {} KiB, max {} KiB | goal 2048 KiB | {:.2}x of goal (max) |",
         rss.len(),
@@ -202,10 +165,37 @@ fn measure(env: &Env, fleet: &Fleet, agents: usize, rounds: usize, trials: usize
     for row in crate::bench_memory::reaction(env, fleet, trials)? {
         println!("{row}");
     }
-    if up_failures > 0 || left > 0 || !down_ok {
-        bail!("the {agents}-agent run had failures");
-    }
     Ok(())
+}
+
+/// "Run 2026-11-22 14:05 UTC on host, 2 cores, 23.5 GiB, kernel 6.1.0, hybrid, favordynmods off":
+/// the heading docs/benchmarks.md files the table under.
+fn machine_line(fleet: &Fleet) -> String {
+    let out = |cmd: &str, args: &[&str]| {
+        Command::new(cmd)
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    };
+    let mem = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let kib: u64 = mem
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let fast = mounts.lines().any(|l| l.contains(" - cgroup2 ") && l.contains("favordynmods"));
+    format!(
+        "Run {} on {}, {} cores, {}, kernel {}, {}, favordynmods {}",
+        out("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        out("hostname", &[]),
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        fleet_core::size::format_iec(kib * 1024),
+        out("uname", &["-r"]),
+        fleet.root.layout,
+        if fast { "on" } else { "off" }
+    )
 }
 
 pub fn ms(d: Duration) -> String {

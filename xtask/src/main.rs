@@ -8,6 +8,7 @@
 
 mod bench;
 mod bench_memory;
+mod bench_scale;
 mod codegen;
 mod vmtest;
 
