@@ -64,11 +64,13 @@ pub fn up(env: &Env, fleet: &Fleet, agents: usize) -> Result<String> {
 /// then `kill --all --force`, then the records: every agent ended once, by whoever
 /// reported it. Returns the table rows.
 pub fn relief_and_down(env: &Env, fleet: &Fleet, agents: usize) -> Result<Vec<String>> {
-    let used = fleet_core::meminfo::Budget::measure(fleet, std::path::Path::new("/proc"))?.used;
-    let budget_file = match &fleet.root.memory_v1 {
-        Some(dir) => dir.join("memory.limit_in_bytes"),
-        None => fleet.root.unified.join("memory.max"),
+    // The fleet's own use (the budget measure would take the host's while the fleet root
+    // has no limit).
+    let (budget_file, usage_file) = match &fleet.root.memory_v1 {
+        Some(dir) => (dir.join("memory.limit_in_bytes"), dir.join("memory.usage_in_bytes")),
+        None => (fleet.root.unified.join("memory.max"), fleet.root.unified.join("memory.current")),
     };
+    let used: u64 = std::fs::read_to_string(&usage_file)?.trim().parse()?;
     std::fs::write(&budget_file, (used * 2).to_string())?;
     let start = Instant::now();
     let relief = env.fleetctl(&["relief", "45", "--grace", "0s"]).stdout(std::process::Stdio::piped()).output()?;
