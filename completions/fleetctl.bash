@@ -58,9 +58,6 @@ _fleetctl() {
             fleetctl,status)
                 cmd="fleetctl__subcmd__status"
                 ;;
-            fleetctl,supervise)
-                cmd="fleetctl__subcmd__supervise"
-                ;;
             fleetctl,watch)
                 cmd="fleetctl__subcmd__watch"
                 ;;
@@ -106,9 +103,6 @@ _fleetctl() {
             fleetctl__subcmd__help,status)
                 cmd="fleetctl__subcmd__help__subcmd__status"
                 ;;
-            fleetctl__subcmd__help,supervise)
-                cmd="fleetctl__subcmd__help__subcmd__supervise"
-                ;;
             fleetctl__subcmd__help,watch)
                 cmd="fleetctl__subcmd__help__subcmd__watch"
                 ;;
@@ -119,7 +113,7 @@ _fleetctl() {
 
     case "${cmd}" in
         fleetctl)
-            opts="-h -V --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --config --help --version spawn kill logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup supervise help"
+            opts="-h -V --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --config --help --version spawn kill logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -337,7 +331,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__help)
-            opts="spawn kill logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup supervise help"
+            opts="spawn kill logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -533,20 +527,6 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__help__subcmd__status)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        fleetctl__subcmd__help__subcmd__supervise)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1001,44 +981,6 @@ _fleetctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --cgroup-parent)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --state-dir)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --log-dir)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --workspace-root)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --scratch-root)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --config)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        fleetctl__subcmd__supervise)
-            opts="-h -V --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --config --help --version"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
                 --cgroup-parent)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

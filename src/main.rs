@@ -61,7 +61,6 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Doctor(args) => commands::doctor::run(&ctx()?, args),
         Command::CgroupCreate(args) => commands::cgroup_create::run(&ctx()?, args),
         Command::RunInCgroup(args) => commands::run_in_cgroup::run(&ctx()?, args),
-        Command::Supervise(args) => commands::supervise::run(args),
     }
 }
 

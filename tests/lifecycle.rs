@@ -301,3 +301,23 @@ fn kill_all_over_a_hundred_agents_records_each_end_once() {
     }
     f.finish();
 }
+
+/// A caller's descriptors left open without close-on-exec (a CI runner's pipe on fd 5) must
+/// not be held by the detached supervisor for the agent's life: the caller's read would never
+/// see EOF.
+#[test]
+fn the_supervisor_lets_go_of_every_descriptor_the_caller_left_open() {
+    let Some(f) = TestFleet::new("fds") else { return };
+    let start = std::time::Instant::now();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(r#"exec 5>&1 6>&2; exec "$0" spawn held ws-001 -- sleep 60"#)
+        .arg(crate::util::bin())
+        .envs(f.cmd(&[]).get_envs().filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))))
+        .output()
+        .expect("spawn through sh");
+    assert!(out.status.success(), "{out:?}");
+    assert!(start.elapsed() < Duration::from_secs(30), "the caller's pipes stayed open until the agent ended");
+    assert_eq!(f.agent("held")["state"], "running");
+    f.finish();
+}

@@ -1,4 +1,4 @@
-//! The plan `spawn` hands to the supervisor it starts: every decision already made and
+//! The plan `spawn` hands to the supervisor it forks: every decision already made and
 //! validated, with absolute paths, so the supervisor needs no flags, config or environment.
 
 use fleet_core::{
@@ -8,11 +8,10 @@ use fleet_core::{
     paths::Dirs,
     state::RestartPolicy,
 };
-use serde::{Deserialize, Serialize};
 use std::{path::PathBuf, time::Duration};
 
 /// Everything a supervisor needs.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct SupervisorPlan {
     /// The agent.
     pub id: AgentId,
@@ -52,15 +51,9 @@ pub struct SupervisorPlan {
     pub slot: Option<String>,
     /// The ports it leases ($FLEET_PORT_BASE, $FLEET_PORTS).
     pub ports: Option<PortBlock>,
-    /// Whether `spawn` passes the leases' descriptor as [`LEASE_FD`].
+    /// Whether the supervisor holds leases (a slot or ports).
     pub has_leases: bool,
 }
-
-/// The descriptor on which `spawn` passes the agent's lock to its supervisor.
-pub const LOCK_FD: i32 = 3;
-
-/// The descriptor on which `spawn` passes the agent's leases (slot and ports).
-pub const LEASE_FD: i32 = 4;
 
 /// The longest restart delay.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);

@@ -17,7 +17,6 @@ use std::{
     io::{Read, Seek, SeekFrom, Write},
     os::unix::fs::MetadataExt,
     path::Path,
-    process::Child,
     sync::{
         Arc,
         atomic::{AtomicU32, Ordering},
@@ -64,7 +63,7 @@ fn agent_alive(ctx: &Ctx, id: &AgentId) -> bool {
 
 /// `spawn --wait`: stream the agent's output until its supervisor exits, then exit with the
 /// agent's own code. The first Ctrl-C stops the agent gracefully; a second exits 130.
-pub fn wait_attached(ctx: &Ctx, id: &AgentId, mut supervisor: Child) -> Result<Exit> {
+pub fn wait_attached(ctx: &Ctx, id: &AgentId, supervisor: nix::unistd::Pid) -> Result<Exit> {
     let presses = Arc::new(AtomicU32::new(0));
     let counter = presses.clone();
     ctrlc::set_handler(move || {
@@ -101,7 +100,8 @@ pub fn wait_attached(ctx: &Ctx, id: &AgentId, mut supervisor: Child) -> Result<E
             1 => {}
             _ => return Ok(Exit::Interrupted),
         }
-        if supervisor.try_wait()?.is_some() {
+        use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+        if !matches!(waitpid(supervisor, Some(WaitPidFlag::WNOHANG)), Ok(WaitStatus::StillAlive)) {
             break;
         }
         std::thread::sleep(FOLLOW_INTERVAL);

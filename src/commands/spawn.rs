@@ -5,7 +5,7 @@
 use crate::{
     agent::{
         leases::{self, Workspace},
-        plan::{LEASE_FD, LOCK_FD, SupervisorPlan},
+        plan::SupervisorPlan,
         view,
     },
     commands::{logs, supervise},
@@ -25,11 +25,14 @@ use fleet_core::{
     state::{AgentRecord, AgentState, RestartPolicy, STATE_SCHEMA},
     timefmt::human_duration,
 };
+use nix::{
+    fcntl::OFlag,
+    unistd::{ForkResult, Pid},
+};
 use std::{
-    io::{BufRead, BufReader, Write},
-    os::{fd::AsRawFd, unix::process::CommandExt},
+    fs::File,
+    io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
     time::{Duration, SystemTime},
 };
 
@@ -68,12 +71,12 @@ pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
     plan.has_leases = taken.leases.is_some();
     prepare(ctx, &plan)?;
     crate::failpoint::hit(crate::failpoint::SPAWN_AFTER_CGROUP);
-    let (child, pid) = start_supervisor(&plan, &lock, taken.leases.as_ref())?;
+    let (supervisor, pid) = start_supervisor(&plan, &lock, taken.leases.as_ref())?;
     undo.armed = false;
     drop(lock); // the supervisor holds it now, and the leases
     println!("{}", started_line(&plan, pid));
     if args.wait {
-        return logs::wait_attached(ctx, &plan.id, child);
+        return logs::wait_attached(ctx, &plan.id, supervisor);
     }
     Ok(Exit::Ok)
 }
@@ -286,59 +289,51 @@ fn make_scratch(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create the scratch dir {}", dir.display()))
 }
 
-/// Starts `fleetctl supervise` detached (own session, stdin the plan, stdout one ready
-/// line, stderr /dev/null) with the lock on fd 3 and the leases on fd 4; returns once it
-/// reports.
-fn start_supervisor(plan: &SupervisorPlan, lock: &Lock, leases: Option<&Leases>) -> Result<(Child, i32)> {
-    let exe = std::env::current_exe().context("cannot find fleetctl's own executable")?;
-    let mut pass = vec![(lock.file().as_raw_fd(), LOCK_FD)];
-    if let Some(l) = leases {
-        pass.push((l.file().as_raw_fd(), LEASE_FD));
-    }
-    let mut cmd = Command::new(exe);
-    cmd.arg("supervise").arg(plan.id.as_str()).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null());
-    // SAFETY: runs in the forked child before exec; setsid and dup2/fcntl are
-    // async-signal-safe and touch only this process's descriptors.
-    unsafe {
-        cmd.pre_exec(move || {
-            nix::unistd::setsid().map_err(std::io::Error::from)?;
-            // First lift every descriptor above the targets (close-on-exec copies), so that
-            // placing one cannot overwrite another that still has to be placed; dup2 then
-            // gives each target without close-on-exec.
-            let mut lifted = [(-1, -1); 2];
-            for (slot, (fd, target)) in lifted.iter_mut().zip(pass.iter()) {
-                let high = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 10);
-                if high < 0 {
-                    return Err(std::io::Error::last_os_error());
+/// Forks the agent's supervisor. The child becomes it in place, holding the lock and the
+/// leases through its copies of the descriptors; the parent returns once the child reports
+/// that the command has been exec'd in its cgroup (or why not).
+fn start_supervisor(plan: &SupervisorPlan, lock: &Lock, leases: Option<&Leases>) -> Result<(Pid, i32)> {
+    let (report_read, report_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("cannot create a pipe")?;
+    // Descriptors for the child, duplicated before the fork: the copies share the open file
+    // descriptions, so the lock and the leases stay held after this process exits.
+    let lock_file = lock.file().try_clone().context("cannot duplicate the lock")?;
+    let lease_file = leases.map(|l| l.file().try_clone()).transpose().context("cannot duplicate the leases")?;
+    debug_assert!(single_threaded(), "spawn must fork while single-threaded");
+    // SAFETY: spawn has started no thread, so the child inherits no lock held by another
+    // thread and may run any code. It never returns into this function's callers (their
+    // `Undo` must not run twice): it leaves through `_exit`.
+    match unsafe { nix::unistd::fork() }.context("cannot fork the supervisor")? {
+        ForkResult::Child => {
+            drop(report_read);
+            let lock = Lock::from_inherited(lock_file, plan.dirs().lock_path(&plan.id));
+            let leases = lease_file.map(|f| Leases::from_inherited(f, plan.dirs().leases_path()));
+            let code = supervise::become_supervisor(plan.clone(), lock, leases, report_write);
+            // SAFETY: _exit ends the process without unwinding into spawn's frames.
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => {
+            drop((report_write, lock_file, lease_file));
+            let mut line = String::new();
+            BufReader::new(File::from(report_read)).read_line(&mut line)?;
+            let ready: supervise::Ready = serde_json::from_str(&line).map_err(|_| {
+                let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(child, None);
+                anyhow::anyhow!("the supervisor exited before reporting; see {}", plan.dirs().journal_path().display())
+            })?;
+            match (ready.pid, ready.error) {
+                (Some(pid), _) => Ok((child, pid)),
+                (None, error) => {
+                    let _ = nix::sys::wait::waitpid(child, None);
+                    Err(anyhow::anyhow!("{}: {}", plan.id, error.unwrap_or_else(|| "the supervisor failed".into())))
                 }
-                *slot = (high, *target);
             }
-            for &(high, target) in lifted.iter().take(pass.len()) {
-                if libc::dup2(high, target) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().context("cannot start the supervisor")?;
-    let mut stdin = child.stdin.take().context("supervisor stdin")?;
-    stdin.write_all(serde_json::to_string(plan)?.as_bytes()).context("cannot send the plan to the supervisor")?;
-    drop(stdin);
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().context("supervisor stdout")?).read_line(&mut line)?;
-    let ready: supervise::Ready = serde_json::from_str(&line).map_err(|_| {
-        let _ = child.kill();
-        let _ = child.wait();
-        anyhow::anyhow!("the supervisor exited before reporting; see {}", plan.dirs().journal_path().display())
-    })?;
-    match (ready.pid, ready.error) {
-        (Some(pid), _) => Ok((child, pid)),
-        (None, error) => {
-            let _ = child.wait();
-            Err(anyhow::anyhow!("{}: {}", plan.id, error.unwrap_or_else(|| "the supervisor failed".into())))
         }
     }
+}
+
+/// Whether this process has one thread (`/proc/self/task` has one entry).
+fn single_threaded() -> bool {
+    std::fs::read_dir("/proc/self/task").map(|d| d.count() == 1).unwrap_or(true)
 }
 
 fn started_line(plan: &SupervisorPlan, pid: i32) -> String {

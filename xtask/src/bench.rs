@@ -47,14 +47,17 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             .unwrap_or(default)
     };
     let (agents, rounds, trials) = (flag("--agents", 300), flag("--rounds", 40), flag("--trials", 20));
-    let status = Command::new("cargo")
-        .args(["build", "--release", "--quiet", "--bin", "fleetctl"])
-        .current_dir(root)
-        .status()?;
-    ensure!(status.success(), "cargo build --release failed");
-    let bin = root.join("target/release/fleetctl");
+    // The binary hosts install (`cargo xtask dist`): what operators run is what is measured.
+    let bin = crate::dist::build(root)?;
     let tmp = std::env::temp_dir().join(format!("fleetctl-bench-{}", std::process::id()));
     std::fs::create_dir_all(tmp.join("ws/ws"))?;
+    // As on a host prepared by setup-host: the state dir on tmpfs (where /run is), scratch on
+    // its tmpfs; logs stay on disk.
+    let tmpfs: Vec<PathBuf> = ["state", "scratch"].iter().map(|d| tmp.join(d)).collect();
+    for dir in &tmpfs {
+        std::fs::create_dir_all(dir)?;
+        nix::mount::mount(Some("fleet-bench"), dir, Some("tmpfs"), nix::mount::MsFlags::empty(), Some("size=256m"))?;
+    }
     let name = format!("fleetctl-bench-{}", std::process::id());
     let mounts = Mounts::detect(Path::new("/proc"))?;
     let fleet = Fleet::resolve(&mounts, &OwnCgroups::read(Path::new("/proc"))?, &name)?;
@@ -63,6 +66,9 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let _ = env.fleetctl(&["kill", "--all", "--force"]).output();
     for cg in [fleet.agents(), fleet.supervisors(), fleet.root.clone(), baseline_root(&fleet)] {
         let _ = cg.kill_and_remove(Duration::from_secs(5));
+    }
+    for dir in &tmpfs {
+        let _ = nix::mount::umount2(dir, nix::mount::MntFlags::MNT_DETACH);
     }
     let _ = std::fs::remove_dir_all(&tmp);
     result
@@ -82,6 +88,7 @@ impl Env {
             .env("FLEET_STATE_DIR", self.tmp.join("state"))
             .env("FLEET_LOG_DIR", self.tmp.join("log"))
             .env("FLEET_WORKSPACE_ROOT", self.tmp.join("ws"))
+            .env("FLEET_SCRATCH_ROOT", self.tmp.join("scratch"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

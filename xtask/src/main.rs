@@ -5,11 +5,13 @@
 //! - `bench`: spawn latency against bare fork+exec and the bash baseline, 300 agents up
 //!   and down, supervisor resident memory (needs root).
 //! - `vm-test`: the integration tests inside a VM whose only hierarchy is cgroup v2.
+//! - `dist`: the statically linked release binary to install on hosts.
 
 mod bench;
 mod bench_memory;
 mod bench_scale;
 mod codegen;
+mod dist;
 mod vmtest;
 
 use anyhow::{Result, bail};
@@ -21,7 +23,10 @@ fn main() -> Result<()> {
         Some("codegen") => codegen::run(&root(), args.iter().any(|a| a == "--check")),
         Some("bench") => bench::run(&root(), &args[1..]),
         Some("vm-test") => vmtest::run(&root()),
-        _ => bail!("usage: cargo xtask codegen [--check] | bench [--agents N] [--rounds N] [--trials N] | vm-test"),
+        Some("dist") => dist::run(&root()),
+        _ => bail!(
+            "usage: cargo xtask codegen [--check] | bench [--agents N] [--rounds N] [--trials N] | vm-test | dist"
+        ),
     }
 }
 

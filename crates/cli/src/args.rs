@@ -79,9 +79,6 @@ pub enum Command {
     CgroupCreate(CgroupCreateArgs),
     /// Run a command inside an existing agent's cgroup, in the foreground
     RunInCgroup(RunInCgroupArgs),
-    /// Internal: the per-agent supervisor that `spawn` starts
-    #[command(hide = true)]
-    Supervise(SuperviseArgs),
 }
 
 /// Limits an agent's cgroup gets; unset ones come from the config file or the defaults.
@@ -382,13 +379,6 @@ pub struct RunInCgroupArgs {
     /// The command to run, after `--`
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
-}
-
-/// `fleetctl supervise` (internal).
-#[derive(Debug, Args)]
-pub struct SuperviseArgs {
-    /// The agent, for `ps`; the plan arrives on standard input
-    pub id: AgentId,
 }
 
 /// A timeout that may be switched off.

@@ -1,30 +1,22 @@
-//! The per-agent supervisor (`fleetctl supervise ID`, started by `spawn`, hidden from help).
+//! The per-agent supervisor: the child that `spawn` forks, which becomes the agent's
+//! supervisor in place (no second exec of fleetctl: that was half of spawn's latency).
 //!
-//! It reads its plan from stdin and inherits the agent's lock as fd 3, moves itself to the
-//! kernel to spare it from the OOM killer, starts the agent's command, reports the pid (or
-//! the error) on stdout, lets go of stdout so the caller's pipes close, and moves itself to
-//! the fleet's `supervisors/` cgroup (outside every agent). From then on it sleeps in `poll(2)` until
-//! the kernel has news: a signal, output, an OOM event, or the next deadline.
+//! It starts a new session, lets go of the caller's terminal and pipes (a CI runner waits for
+//! them to close), takes protection from the OOM killer, starts the agent's command, reports
+//! the pid (or the error) to `spawn` on a pipe, and moves itself to the fleet's
+//! `supervisors/` cgroup (outside every agent). From then on it sleeps in `poll(2)` until the
+//! kernel has news: a signal, output, an OOM event, or the next deadline.
 
 mod lifecycle;
 mod logsink;
 mod outcome;
 mod runner;
 
-use crate::{
-    agent::plan::{LEASE_FD, LOCK_FD, SupervisorPlan},
-    exit::Exit,
-};
-use anyhow::{Context, Result};
-use fleet_cli::SuperviseArgs;
+use crate::agent::plan::SupervisorPlan;
 use fleet_core::{lease::Leases, lock::Lock};
-use std::{
-    fs::File,
-    io::{Read, Write},
-    os::fd::{FromRawFd, OwnedFd},
-};
+use std::{io::Write, os::fd::OwnedFd};
 
-/// What the supervisor tells `spawn` on its stdout, as one JSON line.
+/// What the supervisor tells `spawn`, as one JSON line on the report pipe.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Ready {
     /// The agent's main pid, when it started.
@@ -33,24 +25,20 @@ pub struct Ready {
     pub error: Option<String>,
 }
 
-/// Entry point.
-pub fn run(args: SuperviseArgs) -> Result<Exit> {
-    let mut text = String::new();
-    std::io::stdin().read_to_string(&mut text).context("cannot read the plan")?;
-    let plan: SupervisorPlan = serde_json::from_str(&text).context("invalid plan on stdin")?;
-    anyhow::ensure!(plan.id == args.id, "plan is for {}, not {}", plan.id, args.id);
-    // SAFETY: `spawn` placed the lock's descriptor at LOCK_FD for us, and nothing else here
-    // owns that number.
-    let lock_file = inherit(unsafe { OwnedFd::from_raw_fd(LOCK_FD) })?;
-    let lock = Lock::from_inherited(lock_file, plan.dirs().lock_path(&plan.id));
-    let leases = match plan.has_leases {
-        // SAFETY: as for the lock: `spawn` placed the leases' descriptor at LEASE_FD.
-        true => Some(inherit(unsafe { OwnedFd::from_raw_fd(LEASE_FD) })?),
-        false => None,
+/// Runs in the child `spawn` forked, holding the agent's lock and leases; returns the
+/// process's exit code and never returns into `spawn`'s code.
+pub fn become_supervisor(plan: SupervisorPlan, lock: Lock, leases: Option<Leases>, report: OwnedFd) -> i32 {
+    let _ = nix::unistd::setsid();
+    for fd in [libc::STDIN_FILENO, libc::STDOUT_FILENO, libc::STDERR_FILENO] {
+        redirect_to_null(fd);
     }
-    .map(|f| Leases::from_inherited(f, plan.dirs().leases_path()));
-    redirect_to_null(libc::STDIN_FILENO);
-
+    {
+        use std::os::fd::AsRawFd;
+        let mut keep = vec![lock.file().as_raw_fd(), report.as_raw_fd()];
+        keep.extend(leases.as_ref().map(|l| l.file().as_raw_fd()));
+        close_inherited(&keep);
+    }
+    name_process(&plan);
     let started = lifecycle::Supervisor::prepare(plan, lock, leases).and_then(|mut sup| {
         let running = sup.start_run(0)?;
         Ok((sup, running))
@@ -59,34 +47,46 @@ pub fn run(args: SuperviseArgs) -> Result<Exit> {
         Ok((_, running)) => Ready { pid: Some(running.pid), error: None },
         Err(e) => Ready { pid: None, error: Some(format!("{e:#}")) },
     };
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{}", serde_json::to_string(&ready).unwrap_or_default());
-    let _ = out.flush();
-    drop(out);
-    // Let go of the caller's pipes: a CI runner waits for them to close.
-    redirect_to_null(libc::STDOUT_FILENO);
-    redirect_to_null(libc::STDERR_FILENO);
-
+    let mut report = std::fs::File::from(report);
+    let _ = writeln!(report, "{}", serde_json::to_string(&ready).unwrap_or_default());
+    drop(report);
     match started {
         Ok((mut sup, running)) => {
             sup.move_to_supervisors();
-            // From here on the supervisor mostly sleeps: let go of the setup code's pages.
+            // From here on the supervisor mostly sleeps: let go of the setup code's pages and
+            // of what `spawn` left on the heap.
             let _ = fleet_core::procs::release_text_pages(std::path::Path::new("/proc"));
+            // SAFETY: malloc_trim only returns free heap memory to the kernel.
+            unsafe { libc::malloc_trim(0) };
             sup.supervise(running);
-            Ok(Exit::Ok)
+            0
         }
         // `spawn` saw the error and cleans up what it made.
-        Err(_) => Ok(Exit::Failure),
+        Err(_) => 1,
     }
 }
 
-/// Takes an inherited descriptor. `spawn` cleared close-on-exec to pass it to us; set it
-/// again, or the agent would inherit the lock and keep the id "alive" (or a lease held)
-/// after its supervisor died.
-fn inherit(fd: OwnedFd) -> Result<File> {
-    nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
-        .context("cannot set close-on-exec on an inherited descriptor")?;
-    Ok(File::from(fd))
+/// `ps -o comm` and `top` show `sup:<id>` (at most 15 bytes, the kernel's limit), so a
+/// supervisor is not mistaken for a `spawn` still running.
+fn name_process(plan: &SupervisorPlan) {
+    let mut name: Vec<u8> = format!("sup:{}", plan.id).into_bytes();
+    name.truncate(15);
+    if let Ok(c) = std::ffi::CString::new(name) {
+        let _ = nix::sys::prctl::set_name(&c);
+    }
+}
+
+/// Closes every descriptor above stderr but `keep`: whatever `spawn`'s caller left open
+/// without close-on-exec (a CI runner's pipe, a terminal) must not stay open for the agent's
+/// whole life.
+fn close_inherited(keep: &[i32]) {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return };
+    let fds: Vec<i32> = dir.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect();
+    for fd in fds.into_iter().filter(|fd| *fd > 2 && !keep.contains(fd)) {
+        // SAFETY: closing descriptors this process owns and will not use again; the one the
+        // directory listing used is already closed, so closing it again fails harmlessly.
+        unsafe { libc::close(fd) };
+    }
 }
 
 /// Points `fd` at /dev/null.
