@@ -21,8 +21,6 @@ use std::path::Path;
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Verdict {
     Ok,
-    /// Worth knowing; not a failure.
-    Note,
     Fail,
 }
 
@@ -34,7 +32,6 @@ impl Report {
     fn say(&mut self, verdict: Verdict, topic: &str, text: &str, fix: Option<&str>) {
         let word = match verdict {
             Verdict::Ok => "ok",
-            Verdict::Note => "note",
             Verdict::Fail => {
                 self.failed += 1;
                 "FAIL"
@@ -99,7 +96,7 @@ pub fn run(ctx: &Ctx, args: DoctorArgs) -> Result<Exit> {
     pool(ctx, &under(&ctx.workspace_root), &mut r)?;
     scratch(ctx, &under(&ctx.scratch_root), &mut r)?;
     watcher(ctx, &under(&ctx.dirs.state), &mut r);
-    spawn_latency(ctx, &mut r)?;
+    budget(ctx, &mut r);
     if r.failed == 0 {
         println!("doctor: this host is ready");
         Ok(Exit::Ok)
@@ -254,13 +251,9 @@ fn watcher(ctx: &Ctx, state_dir: &Path, r: &mut Report) {
     }
 }
 
-/// Placing a process in a cgroup waits for an RCU grace period unless cgroup2 is mounted
-/// with `favordynmods`: a note, not a failure (docs/benchmarks.md has the numbers).
-fn spawn_latency(ctx: &Ctx, r: &mut Report) -> Result<()> {
-    let m = mounts::at(&ctx.proc_root, &ctx.mounts.unified)?;
-    let fast = m.as_ref().is_some_and(|m| m.options.split(',').any(|o| o == "favordynmods"));
-    let budget = fleet_core::meminfo::Budget::measure(&ctx.fleet, &ctx.proc_root).ok();
-    if let Some(b) = budget {
+/// The fleet's budget and use now, for the operator's eye.
+fn budget(ctx: &Ctx, r: &mut Report) {
+    if let Ok(b) = fleet_core::meminfo::Budget::measure(&ctx.fleet, &ctx.proc_root) {
         r.say(
             Verdict::Ok,
             "budget",
@@ -268,14 +261,4 @@ fn spawn_latency(ctx: &Ctx, r: &mut Report) -> Result<()> {
             None,
         );
     }
-    match fast {
-        true => r.say(Verdict::Ok, "spawn", "cgroup2 is mounted with favordynmods: placement is fast", None),
-        false => r.say(
-            Verdict::Note,
-            "spawn",
-            "cgroup2 is mounted without favordynmods: each spawn waits ~10 ms in the kernel",
-            Some(&format!("mount -o remount,favordynmods {} (lasts until reboot)", ctx.mounts.unified.display())),
-        ),
-    }
-    Ok(())
 }

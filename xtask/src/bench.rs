@@ -130,7 +130,10 @@ fn measure(env: &Env, fleet: &Fleet, agents: usize, rounds: usize, trials: usize
     }
     let spawn = median(spawn);
 
-    // 4. The scale run: N agents up from 16 callers, resident memory, the observation
+    // 4. Auto-kill reaction on a quiet fleet, before the scale run: tearing down hundreds of
+    //    cgroups leaves the kernel freeing them for seconds, which showed up as noise here.
+    let reaction_rows = crate::bench_memory::reaction(env, fleet, trials)?;
+    // 5. The scale run: N agents up from 16 callers, resident memory, the observation
     //    figures, relief and kill over all of them, every record accounted for.
     let up_row = crate::bench_scale::up(env, fleet, agents)?;
     let mut rss: Vec<u64> = fleet.supervisors().procs()?.iter().filter_map(|p| rss_kib(*p)).collect();
@@ -169,7 +172,7 @@ fn measure(env: &Env, fleet: &Fleet, agents: usize, rounds: usize, trials: usize
     for row in observe_rows.iter().chain([&watcher_row]) {
         println!("{row}");
     }
-    for row in crate::bench_memory::reaction(env, fleet, trials)? {
+    for row in reaction_rows {
         println!("{row}");
     }
     Ok(())
