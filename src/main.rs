@@ -14,6 +14,10 @@ use exit::{Exit, exit_for};
 use fleet_cli::{Cli, Command};
 
 fn main() {
+    // Like every Unix filter: a reader that goes away (`fleetctl status | head`) ends us
+    // quietly, instead of a panic in the middle of a table. (Supervisors ignore it again.)
+    // SAFETY: installing SIG_DFL runs no handler code; no other thread exists yet.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) if !err.use_stderr() => {

@@ -274,15 +274,29 @@ fn operators_racing_kill_relief_and_spawn_report_each_kill_once_and_lose_no_reco
             s.spawn(|| ["y1", "y2", "x1"].map(|id| (id, f.run(&["spawn", id, "ws-001", "--", "sleep", "600"]))));
         (kill.join().expect("kill"), relief.join().expect("relief"), spawns.join().expect("spawn"))
     });
-    let reported = |out: &str, id: &str| {
-        out.lines().any(|l| l.starts_with(&format!("{id}: ")) && !l.contains("already ended"))
-            || out.lines().any(|l| l.starts_with(&format!("killed {id} ")))
+    // Each kill a reporter claims is one run's end recorded with that reporter as the killer,
+    // and no run's end is claimed twice. (x1 may have two runs: the third operator may respawn
+    // it after the first run was killed, and either operator may then kill the second.)
+    let claims = |out: &str, id: &str| {
+        out.lines()
+            .filter(|l| {
+                (l.starts_with(&format!("{id}: ")) && !l.contains("already ended"))
+                    || l.starts_with(&format!("killed {id} "))
+            })
+            .count()
     };
     let mut kills = 0;
     for id in ids {
-        let by = [reported(&kill.stdout, id), reported(&relief.stdout, id)];
-        assert!(by.iter().filter(|b| **b).count() <= 1, "{id} reported killed twice:\n{kill:?}\n{relief:?}");
-        kills += by.iter().filter(|b| **b).count();
+        let exits = f.events(id).into_iter().filter(|e| e["event"] == "exit").collect::<Vec<_>>();
+        for (out, by) in [(&kill.stdout, "user"), (&relief.stdout, "relief")] {
+            let recorded = exits.iter().filter(|e| e["killed_by"] == by).count();
+            assert_eq!(
+                claims(out, id),
+                recorded,
+                "{id}: {by} claims vs recorded ends\n{kill:?}\n{relief:?}\n{exits:?}"
+            );
+            kills += recorded;
+        }
     }
     // Every spawn either started or was refused with the reason (x1 busy while it lived).
     for (id, run) in &spawns {

@@ -67,6 +67,8 @@ fn setup_host_applies_then_changes_nothing_then_reverts_byte_for_byte() {
     seed_etc(&root);
     let before = snapshot(&root);
     let opts = ["--slots", "12", "--scratch-size", "16M", "--fleet-memory-max", "256M"];
+    let max_map_count = || std::fs::read_to_string("/proc/sys/vm/max_map_count").expect("sysctl").trim().to_string();
+    let map_count_before = max_map_count();
 
     let check = setup(&f, &root, &[&["--check"][..], &opts].concat());
     check.code(1);
@@ -95,6 +97,10 @@ fn setup_host_applies_then_changes_nothing_then_reverts_byte_for_byte() {
     let fstab = std::fs::read_to_string(root.join("etc/fstab")).expect("fstab");
     assert!(fstab.starts_with("# /etc/fstab\nUUID=1234\t/\text4\terrors=remount-ro 0 1\nfleet-scratch "), "{fstab}");
 
+    if throwaway_kernel() {
+        // Applied for real on the VM's kernel, never lowered.
+        assert!(max_map_count().parse::<u64>().expect("number") >= 1_048_576, "sysctl not applied");
+    }
     let second = setup(&f, &root, &opts);
     second.code(0);
     assert!(!second.stdout.contains(" done "), "the second run changed something:\n{}", second.stdout);
@@ -111,6 +117,7 @@ fn setup_host_applies_then_changes_nothing_then_reverts_byte_for_byte() {
     let revert = setup(&f, &root, &["--revert"]);
     revert.code(0);
     assert_eq!(snapshot(&root), before, "--revert did not restore every file byte for byte");
+    assert_eq!(max_map_count(), map_count_before, "--revert did not restore the kernel parameter");
     assert!(!f.fleet.root.exists(), "--revert left the fleet root");
     assert!(
         !std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo").contains(&scratch.display().to_string())

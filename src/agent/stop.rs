@@ -111,10 +111,17 @@ pub fn stop_agent(ctx: &Ctx, id: &AgentId, req: &StopRequest) -> Result<Option<S
         }
     }
 
+    let ours = before.as_ref().and_then(|v| v.record.supervisor);
     if supervised {
-        wait_for_supervisor(ctx, id, before.as_ref().and_then(|v| v.record.supervisor))?;
+        wait_for_supervisor(ctx, id, ours)?;
     }
     let after = view::load_one(ctx, id)?;
+    if ours.is_some() && after.as_ref().is_some_and(|v| v.record.supervisor != ours) {
+        // Once our run's supervisor had recorded its end and let go of the id, a new run of
+        // the id started (another operator's spawn). Ours is done; the cgroup is the new
+        // run's now and is not ours to remove.
+        return Ok(Some(Stopped::Killed { sigkilled, state: AgentState::Killed }));
+    }
     if after.as_ref().is_some_and(|v| v.supervised) {
         bail!("{id}: its supervisor did not record the end within {}s", SUPERVISOR_FINISH.as_secs());
     }
@@ -189,13 +196,17 @@ fn record_end(
 }
 
 /// Waits until the agent's supervisor has recorded the end and exited: its process is gone
-/// and nobody holds the agent's lock (`/proc/locks` alone can skip a held lock while others
-/// are released; see `view::is_supervised`).
+/// (its pid and start time, not `/proc/locks`, which can skip a held lock while others are
+/// released; see `view::is_supervised`), or, for a spawn still in progress, its lock is free.
 fn wait_for_supervisor(ctx: &Ctx, id: &AgentId, supervisor: Option<ProcessRef>) -> Result<()> {
     let lock = ctx.dirs.lock_path(id);
     let deadline = Instant::now() + SUPERVISOR_FINISH;
-    let busy =
-        || supervisor.is_some_and(|s| s.is_alive(&ctx.proc_root)) || HeldLocks::read(&ctx.proc_root).contains(&lock);
+    // With the supervisor known, wait for that process alone: the lock may already belong to
+    // a new run of the id that another operator spawned the moment ours ended.
+    let busy = || match supervisor {
+        Some(s) => s.is_alive(&ctx.proc_root),
+        None => HeldLocks::read(&ctx.proc_root).contains(&lock),
+    };
     while busy() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }

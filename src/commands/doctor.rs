@@ -46,6 +46,12 @@ impl Report {
 
 /// Entry point.
 pub fn run(ctx: &Ctx, args: DoctorArgs) -> Result<Exit> {
+    if !args.root.is_dir() {
+        return Err(crate::exit::Fail::error(
+            Exit::Usage,
+            format!("--root {} is not a directory: give the prefix setup-host was given", args.root.display()),
+        ));
+    }
     let mut r = Report { failed: 0 };
     let root = std::fs::canonicalize(&args.root).unwrap_or(args.root.clone());
     let under = |p: &Path| Paths::under(&root, p);

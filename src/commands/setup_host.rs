@@ -60,7 +60,10 @@ fn select_steps(only: &[String], skip: &[String]) -> Result<Vec<Step>> {
 fn host(ctx: &Ctx, args: &SetupHostArgs) -> Result<Host> {
     let root = &args.root;
     if !root.is_dir() {
-        return Err(Fail::error(Exit::Usage, format!("--root {} is not a directory", root.display())));
+        return Err(Fail::error(
+            Exit::Usage,
+            format!("--root {} is not a directory: give the existing directory to prefix paths with", root.display()),
+        ));
     }
     let root = std::fs::canonicalize(root)?;
     let under = |p: &Path| Paths::under(&root, &absolute(p));

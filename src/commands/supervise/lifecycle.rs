@@ -84,10 +84,15 @@ impl Supervisor {
         // Ignored dispositions survive exec: a spawn started under nohup or from a script's
         // background job would hand agents an ignored SIGHUP or SIGINT. Agents start from the
         // defaults.
-        for signal in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
+        for signal in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP | Signal::SIGPIPE)) {
             // SAFETY: installing SIG_DFL runs no handler code.
             let _ = unsafe { nix::sys::signal::signal(signal, nix::sys::signal::SigHandler::SigDfl) };
         }
+        // The supervisor itself ignores SIGPIPE: if `spawn` died before reading the report, the
+        // write fails with EPIPE instead of killing the supervisor of a running agent. (std
+        // restores SIGPIPE's default in the agent before exec.)
+        // SAFETY: installing SIG_IGN runs no handler code.
+        let _ = unsafe { nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigIgn) };
         let mut mask = SigSet::empty();
         for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
             mask.add(s);
