@@ -47,6 +47,14 @@ impl Error {
         Error::Io { op, path: path.into(), source }
     }
 
+    /// The OS error number underneath, if this is an I/O failure.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Error::Io { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+
     /// The `io::ErrorKind` underneath, if this is an I/O failure.
     pub fn io_kind(&self) -> Option<io::ErrorKind> {
         match self {

@@ -147,8 +147,15 @@ impl Cgroup {
     }
 
     /// Whether any process is in the cgroup or below it (`cgroup.events`).
+    /// A cgroup that is gone, or being removed this instant (ENODEV), holds nobody.
     pub fn populated(&self) -> Result<bool> {
-        let ev = files::read_keyed(&self.unified.join("cgroup.events"))?;
+        let ev = match files::read_keyed(&self.unified.join("cgroup.events")) {
+            Ok(ev) => ev,
+            Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) || e.raw_os_error() == Some(libc::ENODEV) => {
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        };
         Ok(files::keyed(&ev, "populated").unwrap_or(0) != 0)
     }
 }

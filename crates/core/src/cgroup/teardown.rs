@@ -62,7 +62,8 @@ impl Cgroup {
         let path = self.unified.join("cgroup.events");
         let file = match File::open(&path) {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
+            // Gone, or being removed right now (ENODEV): nothing can be in it.
+            Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENODEV) => return Ok(true),
             Err(e) => return Err(Error::io("open", &path, e)),
         };
         let deadline = Instant::now() + timeout;
