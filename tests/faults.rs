@@ -235,8 +235,12 @@ fn a_full_state_or_log_dir_fails_spawn_cleanly_and_spares_running_agents() {
     }
     f.run(&["spawn", "new", "ws-001", "--", "sleep", "600"]).code(0);
     f.run(&["kill", "alive", "new"]).code(0);
-    f.finish();
+    // Everything has ended; unmount before `finish` removes the temp dir (a mount point
+    // cannot be removed), keeping the state dir's lock files for its checks.
+    let held = fleet_core::lock::HeldLocks::read(std::path::Path::new("/proc"));
+    assert!(!held.contains(&f.tmp.path().join("state/agents/alive/lock")), "a supervisor still holds its lock");
     drop(mounts);
+    f.finish();
 }
 
 /// CPU time the agent has used: it grows only while the agent runs, not while it is blocked

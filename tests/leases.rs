@@ -150,6 +150,8 @@ fn scratch_memory_is_released_when_an_agent_ends() {
         "scratch: tmpfs {} -> {} -> {} bytes; fleet {} -> {} -> {}",
         before.0, during.0, after.0, before.1, during.1, after.1
     );
+    // Unmounted before `finish` removes the temp dir: a mount point cannot be removed.
+    drop(mount);
     f.finish();
 }
 

@@ -234,3 +234,95 @@ impl Drop for SwapGuard {
         let _ = Command::new("swapoff").arg(&self.0).status();
     }
 }
+
+/// `--delegate nobody`, then `nobody` runs the fleet: spawn, status and kill without root.
+/// The kernel lets a user move a process only within a subtree it owns (the common-ancestor
+/// rule), so nobody's shell starts inside the fleet's `supervisors/`, as a delegated user's
+/// session would live inside its delegated unit.
+#[test]
+fn a_delegated_user_runs_the_fleet_without_root() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(f) = TestFleet::new("delegate") else { return };
+    if !have_setpriv() {
+        return;
+    }
+    // An absolute fleet root that is still under this test's own cgroup in every hierarchy.
+    let own = fleet_core::cgroup::OwnCgroups::read(Path::new("/proc")).expect("own cgroups");
+    let base = own.memory_v1.clone().unwrap_or(own.unified.clone());
+    let parent = format!("{}/{}", base.trim_end_matches('/'), f.name);
+    let root = f.tmp.path().join("root");
+    seed_etc(&root);
+    for dir in [f.tmp.path(), root.as_path()] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let with_parent = |cmd: &mut Command| {
+        cmd.env("FLEET_CGROUP_PARENT", &parent);
+    };
+    let mut setup_cmd = under_root(&f, "setup-host", &root);
+    with_parent(&mut setup_cmd);
+    setup_cmd.args(["--slots", "1", "--scratch-size", "8M", "--delegate", "nobody", "--skip", "sysctl,swap"]);
+    let run = crate::util::Run::from(setup_cmd.output().expect("setup-host"));
+    run.code(0);
+
+    let mounts = fleet_core::cgroup::Mounts::detect(Path::new("/proc")).expect("mounts");
+    let fleet = fleet_core::cgroup::Fleet::resolve(&mounts, &own, &parent).expect("fleet");
+    let _cleanup = Cleanup { fleet: fleet.clone(), scratch: root.join("var/lib/fleet/scratch") };
+    let as_nobody = |args: &str| {
+        // Root places the shell in supervisors/ in every hierarchy, then becomes nobody.
+        let procs: Vec<String> = fleet.supervisors().procs_files().iter().map(|p| p.display().to_string()).collect();
+        let script = format!(
+            "for f in {}; do echo $$ > $f || exit 99; done; exec setpriv --reuid=65534 --regid=65534 --clear-groups \"$0\" {args}",
+            procs.join(" ")
+        );
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(script).arg(bin()).env("FLEET_CGROUP_PARENT", &parent);
+        for (var, dir) in [
+            ("FLEET_STATE_DIR", "run/fleet"),
+            ("FLEET_LOG_DIR", "var/log/fleet"),
+            ("FLEET_WORKSPACE_ROOT", "var/lib/fleet/workspaces"),
+            ("FLEET_SCRATCH_ROOT", "var/lib/fleet/scratch"),
+        ] {
+            cmd.env(var, root.join(dir));
+        }
+        cmd.env("FLEET_CONFIG", "/dev/null");
+        crate::util::Run::from(cmd.output().expect("run as nobody"))
+    };
+    let spawned = as_nobody("spawn d1 ws-001 -- sleep 600");
+    spawned.code(0);
+    let status = as_nobody("status --json");
+    status.code(0);
+    let v: serde_json::Value = serde_json::from_str(&status.stdout).expect("status json");
+    let a = &v["agents"][0];
+    assert_eq!(a["state"], "running", "{v:#}");
+    let pid = a["pid"].as_i64().expect("pid");
+    let uid = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    assert!(uid.lines().any(|l| l.starts_with("Uid:") && l.contains("65534")), "the agent runs as nobody");
+    assert!(fleet.agent(&"d1".parse().expect("id")).procs().expect("procs").contains(&(pid as i32)));
+    as_nobody("kill d1").code(0);
+    assert!(!fleet.agent(&"d1".parse().expect("id")).exists(), "nobody's kill left the cgroup");
+
+    let mut revert = under_root(&f, "setup-host", &root);
+    with_parent(&mut revert);
+    // The fleet was used: its records and logs are someone's work, so --revert keeps those
+    // directories (exit 3, naming them) and undoes everything else.
+    let reverted = crate::util::Run::from(revert.arg("--revert").output().expect("revert"));
+    reverted.code(3);
+    assert!(reverted.stderr.lines().all(|l| l.contains("it is not empty")), "{}", reverted.stderr);
+    assert!(!fleet.root.exists(), "--revert left the delegated fleet root");
+}
+
+/// Whatever a failed delegation test leaves: its fleet subtree (outside TestFleet's own) and
+/// the scratch tmpfs.
+struct Cleanup {
+    fleet: fleet_core::cgroup::Fleet,
+    scratch: PathBuf,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.scratch, nix::mount::MntFlags::MNT_DETACH);
+        if self.fleet.root.exists() {
+            crate::util::remove_fleet(&self.fleet);
+        }
+    }
+}

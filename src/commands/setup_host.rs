@@ -221,8 +221,8 @@ fn revert(host: &Host) -> Result<Exit> {
     }
     let total = manifest.changes.len();
     let failed = undo(&manifest.changes, &host.proc_root);
-    for (change, why) in &failed {
-        eprintln!("fleetctl: kept {change:?}: {why}");
+    for (_, why) in &failed {
+        eprintln!("fleetctl: {why}");
     }
     manifest.changes = failed.iter().rev().map(|(c, _)| c.clone()).collect();
     manifest.save(&host.paths.manifest)?;

@@ -1,6 +1,6 @@
 //! Each step's inspection: what it wants on the host, and whether it is there.
 
-use super::{Action, FileEdit, Item, Paths, Step};
+use super::{Action, FileEdit, Item, Paths, Status, Step};
 use anyhow::{Context, Result};
 use fleet_core::{
     cgroup::{Fleet, Layout},
@@ -104,7 +104,15 @@ fn cgroups(host: &Host) -> Result<Vec<Item>> {
     let fleet = [root.clone(), host.fleet.agents(), host.fleet.supervisors()];
     for cg in &fleet {
         for dir in cg.dirs() {
-            items.extend(cgroup_dir(dir));
+            // A nested fleet root (`/fleets/a`) needs its missing ancestors in every
+            // hierarchy; on v2 the chain above made them already.
+            for missing in missing_dirs(dir) {
+                let made =
+                    items.iter().any(|i| matches!(&i.status, Status::Missing(Action::MakeCgroup(d)) if *d == missing));
+                if !made {
+                    items.push(Item::missing(s, format!("cgroup {}", missing.display()), Action::MakeCgroup(missing)));
+                }
+            }
         }
     }
     if root.layout == Layout::Unified {
@@ -271,12 +279,14 @@ fn delegate(host: &Host) -> Vec<Item> {
         for dir in cg.dirs() {
             paths.push(dir.to_path_buf());
             // The kernel's delegation rules: the directory and the files that move processes
-            // and hand down controllers; never the fleet root's own limits.
-            for f in ["cgroup.procs", "cgroup.threads", "cgroup.subtree_control", "tasks"] {
-                if dir.join(f).exists() {
-                    paths.push(dir.join(f));
-                }
-            }
+            // and hand down controllers; never the fleet root's own limits. (Named, not listed:
+            // on a first run the cgroups step makes them just before this one.)
+            let files: &[&str] = if dir == cg.unified.as_path() {
+                &["cgroup.procs", "cgroup.threads", "cgroup.subtree_control"]
+            } else {
+                &["cgroup.procs", "tasks"]
+            };
+            paths.extend(files.iter().map(|f| dir.join(f)));
         }
     }
     let p = &host.paths;
