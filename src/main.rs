@@ -8,6 +8,7 @@ mod exit;
 mod failpoint;
 mod render;
 mod setup;
+mod supervisor;
 
 use clap::Parser;
 use exit::{Exit, exit_for};

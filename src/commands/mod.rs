@@ -13,5 +13,4 @@ pub mod run_in_cgroup;
 pub mod setup_host;
 pub mod spawn;
 pub mod status;
-pub mod supervise;
 pub mod watch;

@@ -8,10 +8,10 @@ use crate::{
         plan::SupervisorPlan,
         view,
     },
-    commands::{logs, supervise},
     config::Config,
     context::Ctx,
     exit::{Exit, Fail},
+    {commands::logs, supervisor},
 };
 use anyhow::{Context, Result};
 use fleet_cli::{RestartArg, SpawnArgs, Timeout};
@@ -71,12 +71,12 @@ pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
     plan.has_leases = taken.leases.is_some();
     prepare(ctx, &plan)?;
     crate::failpoint::hit(crate::failpoint::SPAWN_AFTER_CGROUP);
-    let (supervisor, pid) = start_supervisor(&plan, &lock, taken.leases.as_ref())?;
+    let (supervisor_pid, pid) = start_supervisor(&plan, &lock, taken.leases.as_ref())?;
     undo.armed = false;
     drop(lock); // the supervisor holds it now, and the leases
     println!("{}", started_line(&plan, pid));
     if args.wait {
-        return logs::wait_attached(ctx, &plan.id, supervisor);
+        return logs::wait_attached(ctx, &plan.id, supervisor_pid);
     }
     Ok(Exit::Ok)
 }
@@ -307,7 +307,7 @@ fn start_supervisor(plan: &SupervisorPlan, lock: &Lock, leases: Option<&Leases>)
             drop(report_read);
             let lock = Lock::from_inherited(lock_file, plan.dirs().lock_path(&plan.id));
             let leases = lease_file.map(|f| Leases::from_inherited(f, plan.dirs().leases_path()));
-            let code = supervise::become_supervisor(plan.clone(), lock, leases, report_write);
+            let code = supervisor::become_supervisor(plan.clone(), lock, leases, report_write);
             // SAFETY: _exit ends the process without unwinding into spawn's frames.
             unsafe { libc::_exit(code) }
         }
@@ -315,7 +315,7 @@ fn start_supervisor(plan: &SupervisorPlan, lock: &Lock, leases: Option<&Leases>)
             drop((report_write, lock_file, lease_file));
             let mut line = String::new();
             BufReader::new(File::from(report_read)).read_line(&mut line)?;
-            let ready: supervise::Ready = serde_json::from_str(&line).map_err(|_| {
+            let ready: supervisor::Ready = serde_json::from_str(&line).map_err(|_| {
                 let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
                 let _ = nix::sys::wait::waitpid(child, None);
                 anyhow::anyhow!("the supervisor exited before reporting; see {}", plan.dirs().journal_path().display())
