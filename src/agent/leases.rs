@@ -69,7 +69,10 @@ pub fn take(ctx: &Ctx, workspace: &Workspace, ports: Option<(u16, (u16, u16))>) 
                 ));
             };
             let name = pool.iter().find(|(m, _)| *m == n).map(|(_, s)| s.clone()).unwrap_or_default();
-            (ctx.workspace_root.join(&name), Some(name))
+            // Absolute, like a named workspace: the agent's FLEET_WORKSPACE must not depend on
+            // where spawn was run from.
+            let dir = ctx.workspace_root.join(&name);
+            (std::fs::canonicalize(&dir).unwrap_or(dir), Some(name))
         }
         Workspace::Dir { path, slot: Some((n, name)) } => {
             if !leases.try_slot_shared(*n)? {
