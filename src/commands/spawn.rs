@@ -69,9 +69,9 @@ pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
     plan.slot = taken.slot;
     plan.ports = taken.ports;
     plan.has_leases = taken.leases.is_some();
-    prepare(ctx, &plan)?;
+    let record = prepare(ctx, &plan)?;
     crate::failpoint::hit(crate::failpoint::SPAWN_AFTER_CGROUP);
-    let (supervisor_pid, pid) = start_supervisor(&plan, &lock, taken.leases.as_ref())?;
+    let (supervisor_pid, pid) = start_supervisor(&plan, record, &lock, taken.leases.as_ref())?;
     undo.armed = false;
     drop(lock); // the supervisor holds it now, and the leases
     println!("{}", started_line(&plan, pid));
@@ -234,8 +234,12 @@ fn busy(ctx: &Ctx, id: &AgentId) -> anyhow::Error {
 }
 
 /// Creates the cgroup with its limits and writes the first record.
-fn prepare(ctx: &Ctx, plan: &SupervisorPlan) -> Result<()> {
-    ctx.fleet.ensure()?;
+fn prepare(ctx: &Ctx, plan: &SupervisorPlan) -> Result<AgentRecord> {
+    // After the first spawn the subtree is complete (`create` makes the unified directory
+    // last); checking two directories is cheaper than re-making nine.
+    if !(ctx.fleet.agents().exists() && ctx.fleet.supervisors().exists()) {
+        ctx.fleet.ensure()?;
+    }
     // An empty leftover (a crashed spawn, or cgroup-create) is replaced, so counters such
     // as oom_kill start from zero for this agent.
     plan.cgroup.remove()?;
@@ -274,7 +278,7 @@ fn prepare(ctx: &Ctx, plan: &SupervisorPlan) -> Result<()> {
         scratch: plan.scratch.clone(),
     };
     record.save(&ctx.dirs.state_path(&plan.id))?;
-    Ok(())
+    Ok(record)
 }
 
 /// A fresh, empty scratch dir: what a crashed earlier agent of this id left is not this
@@ -292,7 +296,12 @@ fn make_scratch(dir: &Path) -> Result<()> {
 /// Forks the agent's supervisor. The child becomes it in place, holding the lock and the
 /// leases through its copies of the descriptors; the parent returns once the child reports
 /// that the command has been exec'd in its cgroup (or why not).
-fn start_supervisor(plan: &SupervisorPlan, lock: &Lock, leases: Option<&Leases>) -> Result<(Pid, i32)> {
+fn start_supervisor(
+    plan: &SupervisorPlan,
+    record: AgentRecord,
+    lock: &Lock,
+    leases: Option<&Leases>,
+) -> Result<(Pid, i32)> {
     let (report_read, report_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("cannot create a pipe")?;
     // Descriptors for the child, duplicated before the fork: the copies share the open file
     // descriptions, so the lock and the leases stay held after this process exits.
@@ -307,7 +316,7 @@ fn start_supervisor(plan: &SupervisorPlan, lock: &Lock, leases: Option<&Leases>)
             drop(report_read);
             let lock = Lock::from_inherited(lock_file, plan.dirs().lock_path(&plan.id));
             let leases = lease_file.map(|f| Leases::from_inherited(f, plan.dirs().leases_path()));
-            let code = supervisor::become_supervisor(plan.clone(), lock, leases, report_write);
+            let code = supervisor::become_supervisor(plan.clone(), record, lock, leases, report_write);
             // SAFETY: _exit ends the process without unwinding into spawn's frames.
             unsafe { libc::_exit(code) }
         }

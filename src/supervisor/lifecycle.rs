@@ -73,7 +73,13 @@ struct Observed {
 impl Supervisor {
     /// Leaves the caller's cgroup for `supervisors/`, takes OOM protection, becomes the
     /// reaper of the agent's orphans and routes signals to a descriptor.
-    pub fn prepare(plan: SupervisorPlan, mut lock: Lock, leases: Option<Leases>) -> Result<Supervisor> {
+    /// `record` is the one `spawn` just wrote, handed over in memory.
+    pub fn prepare(
+        plan: SupervisorPlan,
+        record: AgentRecord,
+        mut lock: Lock,
+        leases: Option<Leases>,
+    ) -> Result<Supervisor> {
         let dirs = plan.dirs();
         // Only root may lower oom_score_adj; an unprivileged supervisor runs unprotected.
         let _ = protect_from_oom(Path::new("/proc"));
@@ -101,7 +107,6 @@ impl Supervisor {
         let signals =
             SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).context("signalfd")?;
         lock.set_holder("supervisor")?;
-        let record = AgentRecord::load(&dirs.state_path(&plan.id))?.context("spawn wrote no state record")?;
         let breaker = Breaker::new(plan.restart_backoff, plan.crash_loop_after, CRASH_LOOP_WINDOW);
         let mut sup =
             Supervisor { plan, dirs, record, signals, log: None, breaker, _leases: leases, stop: None, _lock: lock };

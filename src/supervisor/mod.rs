@@ -13,7 +13,7 @@ mod outcome;
 mod runner;
 
 use crate::agent::plan::SupervisorPlan;
-use fleet_core::{lease::Leases, lock::Lock};
+use fleet_core::{lease::Leases, lock::Lock, state::AgentRecord};
 use std::{io::Write, os::fd::OwnedFd};
 
 /// What the supervisor tells `spawn`, as one JSON line on the report pipe.
@@ -27,7 +27,13 @@ pub struct Ready {
 
 /// Runs in the child `spawn` forked, holding the agent's lock and leases; returns the
 /// process's exit code and never returns into `spawn`'s code.
-pub fn become_supervisor(plan: SupervisorPlan, lock: Lock, leases: Option<Leases>, report: OwnedFd) -> i32 {
+pub fn become_supervisor(
+    plan: SupervisorPlan,
+    record: AgentRecord,
+    lock: Lock,
+    leases: Option<Leases>,
+    report: OwnedFd,
+) -> i32 {
     let _ = nix::unistd::setsid();
     for fd in [libc::STDIN_FILENO, libc::STDOUT_FILENO, libc::STDERR_FILENO] {
         redirect_to_null(fd);
@@ -39,7 +45,7 @@ pub fn become_supervisor(plan: SupervisorPlan, lock: Lock, leases: Option<Leases
         close_inherited(&keep);
     }
     name_process(&plan);
-    let started = lifecycle::Supervisor::prepare(plan, lock, leases).and_then(|mut sup| {
+    let started = lifecycle::Supervisor::prepare(plan, record, lock, leases).and_then(|mut sup| {
         let running = sup.start_run(0)?;
         Ok((sup, running))
     });
