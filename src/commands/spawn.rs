@@ -235,9 +235,9 @@ fn busy(ctx: &Ctx, id: &AgentId) -> anyhow::Error {
 
 /// Creates the cgroup with its limits and writes the first record.
 fn prepare(ctx: &Ctx, plan: &SupervisorPlan) -> Result<AgentRecord> {
-    // After the first spawn the subtree is complete (`create` makes the unified directory
-    // last); checking two directories is cheaper than re-making nine.
-    if !(ctx.fleet.agents().exists() && ctx.fleet.supervisors().exists()) {
+    // After the first spawn the subtree is complete; checking that is cheaper than
+    // re-making nine directories and their controller files.
+    if !ctx.fleet.is_complete() {
         ctx.fleet.ensure()?;
     }
     // An empty leftover (a crashed spawn, or cgroup-create) is replaced, so counters such

@@ -94,6 +94,21 @@ impl Fleet {
         Ok(())
     }
 
+    /// Whether [`Fleet::ensure`] has finished: its last step is `agents/` handing memory and
+    /// pids down on cgroup v2, and making `supervisors/` on hybrid hosts (where `create` makes
+    /// the unified directory last). A spawn racing the first `ensure` must not take a
+    /// half-made subtree for a complete one.
+    pub fn is_complete(&self) -> bool {
+        if !(self.agents().exists() && self.supervisors().exists()) {
+            return false;
+        }
+        match self.root.layout {
+            Layout::Hybrid => true,
+            Layout::Unified => files::read(&self.agents().unified.join("cgroup.subtree_control"))
+                .is_ok_and(|on| V2_CONTROLLERS.iter().all(|c| on.split_whitespace().any(|e| e == *c))),
+        }
+    }
+
     /// Names of the leaves under `agents/`, sorted.
     pub fn agent_names(&self) -> Result<Vec<String>> {
         let dir = self.agents().unified;
@@ -197,6 +212,20 @@ mod tests {
         assert_eq!(std::fs::read_to_string(root.join("cgroup.subtree_control")).expect("read"), "+memory +pids");
         assert_eq!(std::fs::read_to_string(root.join("agents/cgroup.subtree_control")).expect("read"), "+pids");
         assert!(root.join("supervisors").is_dir());
+    }
+
+    #[test]
+    fn a_subtree_whose_agents_do_not_yet_hand_down_memory_is_not_complete() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path().join("fleet");
+        std::fs::create_dir_all(root.join("agents")).expect("mkdir");
+        std::fs::create_dir_all(root.join("supervisors")).expect("mkdir");
+        std::fs::write(root.join("agents/cgroup.subtree_control"), "").expect("seed");
+        let mounts = Mounts { layout: Layout::Unified, unified: tmp.path().into(), memory_v1: None, pids_v1: None };
+        let fleet = Fleet::resolve(&mounts, &OwnCgroups::default(), "/fleet").expect("resolve");
+        assert!(!fleet.is_complete(), "a racing spawn would create an agent without memory.max");
+        std::fs::write(root.join("agents/cgroup.subtree_control"), "memory pids\n").expect("seed");
+        assert!(fleet.is_complete());
     }
 
     #[test]
