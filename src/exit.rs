@@ -17,7 +17,8 @@ pub enum Exit {
     Busy,
     /// 5: no such agent.
     NoSuchAgent,
-    /// 75: refused for now: memory is over the spawn threshold (EX_TEMPFAIL).
+    /// 75: refused for now: memory is over the spawn threshold, or a lease pool (workspace
+    /// slots, ports) is exhausted (EX_TEMPFAIL).
     Refused,
     /// 77: not permitted (EX_NOPERM).
     Permission,
