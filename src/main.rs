@@ -47,25 +47,22 @@ fn main() {
 
 /// Dispatches to the one entry function of each subcommand.
 fn run(cli: Cli) -> anyhow::Result<Exit> {
-    // Resolved per command, because the supervisor skips it: its plan already holds every
-    // resolved path, and the config file and layout detection would only add to spawn
-    // latency (and could fail on a config edited since spawn validated it).
-    let ctx = || context::Ctx::resolve(&cli.global);
+    let ctx = context::Ctx::resolve(&cli.global)?;
     match cli.command {
-        Command::Spawn(args) => commands::spawn::run(&ctx()?, args),
-        Command::Kill(args) => commands::kill::run(&ctx()?, args),
-        Command::Logs(args) => commands::logs::run(&ctx()?, args),
-        Command::Status(args) => commands::status::run(&ctx()?, args),
-        Command::Memory(args) => commands::memory::run(&ctx()?, args),
-        Command::Events(args) => commands::events::run(&ctx()?, args),
-        Command::Relief(args) => commands::relief::run(&ctx()?, args),
-        Command::Metrics => commands::metrics::run(&ctx()?),
-        Command::Watch(args) => commands::watch::run(&ctx()?, args),
-        Command::Gc(args) => commands::gc::run(&ctx()?, args),
-        Command::SetupHost(args) => commands::setup_host::run(&ctx()?, args),
-        Command::Doctor(args) => commands::doctor::run(&ctx()?, args),
-        Command::CgroupCreate(args) => commands::cgroup_create::run(&ctx()?, args),
-        Command::RunInCgroup(args) => commands::run_in_cgroup::run(&ctx()?, args),
+        Command::Spawn(args) => commands::spawn::run(&ctx, args),
+        Command::Kill(args) => commands::kill::run(&ctx, args),
+        Command::Logs(args) => commands::logs::run(&ctx, args),
+        Command::Status(args) => commands::status::run(&ctx, args),
+        Command::Memory(args) => commands::memory::run(&ctx, args),
+        Command::Events(args) => commands::events::run(&ctx, args),
+        Command::Relief(args) => commands::relief::run(&ctx, args),
+        Command::Metrics => commands::metrics::run(&ctx),
+        Command::Watch(args) => commands::watch::run(&ctx, args),
+        Command::Gc(args) => commands::gc::run(&ctx, args),
+        Command::SetupHost(args) => commands::setup_host::run(&ctx, args),
+        Command::Doctor(args) => commands::doctor::run(&ctx, args),
+        Command::CgroupCreate(args) => commands::cgroup_create::run(&ctx, args),
+        Command::RunInCgroup(args) => commands::run_in_cgroup::run(&ctx, args),
     }
 }
 

@@ -198,9 +198,7 @@ fn a_full_state_or_log_dir_fails_spawn_cleanly_and_spares_running_agents() {
     for dir in ["state", "log"] {
         let path = f.tmp.path().join(dir);
         std::fs::create_dir_all(&path).expect("mkdir");
-        nix::mount::mount(Some("fleet-test-full"), &path, Some("tmpfs"), nix::mount::MsFlags::empty(), Some("size=2m"))
-            .expect("mount tmpfs");
-        mounts.push(Unmount(path));
+        mounts.push(crate::util::Tmpfs::mount(&path, "size=2m"));
     }
     f.run(&["spawn", "alive", "ws-001", "--", "sh", "-c", "while :; do echo tick; sleep 0.05; done"]).code(0);
     f.wait_log("alive", "tick", T);
@@ -248,15 +246,6 @@ fn a_full_state_or_log_dir_fails_spawn_cleanly_and_spares_running_agents() {
 fn agent_output(f: &TestFleet) -> u64 {
     let stat = std::fs::read_to_string(f.cgroup("alive").unified.join("cpu.stat")).unwrap_or_default();
     stat.lines().find_map(|l| l.strip_prefix("usage_usec ")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
-}
-
-/// A mount this test made, detached on drop.
-struct Unmount(std::path::PathBuf);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
-    }
 }
 
 #[test]

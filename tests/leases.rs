@@ -1,7 +1,7 @@
 //! Leases on what agents share: workspace slots, port blocks and scratch space, freed when
 //! their holder dies.
 
-use crate::util::TestFleet;
+use crate::util::{TestFleet, Tmpfs};
 use serde_json::Value;
 use std::{collections::BTreeSet, time::Duration};
 
@@ -126,7 +126,7 @@ fn scratch_memory_is_released_when_an_agent_ends() {
     f.set_budget(512 << 20);
     let scratch = f.tmp.path().join("scratch");
     std::fs::create_dir_all(&scratch).expect("mkdir");
-    let mount = Tmpfs::mount(&scratch);
+    let mount = Tmpfs::mount(&scratch, "size=256m");
     let fleet_memory = || {
         let dir = f.fleet.root.memory_dir().to_path_buf();
         let file = if f.fleet.root.memory_v1.is_some() { "memory.usage_in_bytes" } else { "memory.current" };
@@ -153,27 +153,4 @@ fn scratch_memory_is_released_when_an_agent_ends() {
     // Unmounted before `finish` removes the temp dir: a mount point cannot be removed.
     drop(mount);
     f.finish();
-}
-
-/// A tmpfs this test mounted, unmounted on drop.
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &std::path::Path) -> Tmpfs {
-        use nix::mount::{MsFlags, mount};
-        mount(Some("fleet-test-scratch"), at, Some("tmpfs"), MsFlags::empty(), Some("size=256m")).expect("mount tmpfs");
-        Tmpfs(at.to_path_buf())
-    }
-
-    /// Bytes in use.
-    fn used(&self) -> u64 {
-        let s = nix::sys::statvfs::statvfs(&self.0).expect("statvfs");
-        (s.blocks() - s.blocks_free()) as u64 * s.fragment_size() as u64
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
-    }
 }

@@ -53,8 +53,7 @@ pub fn run(ctx: &Ctx, args: DoctorArgs) -> Result<Exit> {
         ));
     }
     let mut r = Report { failed: 0 };
-    let root = std::fs::canonicalize(&args.root).unwrap_or(args.root.clone());
-    let under = |p: &Path| Paths::under(&root, p);
+    let paths = Paths::new(ctx, &std::fs::canonicalize(&args.root).unwrap_or(args.root.clone()));
     let m = &ctx.mounts;
     let where_ = match m.layout {
         Layout::Unified => format!("cgroup2 at {}", m.unified.display()),
@@ -66,7 +65,7 @@ pub fn run(ctx: &Ctx, args: DoctorArgs) -> Result<Exit> {
         ),
     };
     r.say(Verdict::Ok, "layout", &format!("{}: {where_}", m.layout), None);
-    cgroups(ctx, &mut r);
+    cgroups(ctx, &paths, &mut r);
     delegation(ctx, &mut r);
     swap_check(ctx, &mut r)?;
     for p in sysctl::RECOMMENDED {
@@ -81,8 +80,8 @@ pub fn run(ctx: &Ctx, args: DoctorArgs) -> Result<Exit> {
             Err(e) => r.say(Verdict::Fail, "sysctl", &format!("{e}"), None),
         }
     }
-    for (what, dir) in [("state dir", under(&ctx.dirs.state)), ("log dir", under(&ctx.dirs.log))] {
-        let writable = nix::unistd::access(&dir, nix::unistd::AccessFlags::W_OK).is_ok();
+    for (what, dir) in [("state dir", &paths.state), ("log dir", &paths.log)] {
+        let writable = nix::unistd::access(dir.as_path(), nix::unistd::AccessFlags::W_OK).is_ok();
         match (dir.is_dir(), writable) {
             (true, true) => r.say(Verdict::Ok, "dirs", &format!("{what} {} is writable", dir.display()), None),
             (true, false) => r.say(
@@ -99,9 +98,9 @@ pub fn run(ctx: &Ctx, args: DoctorArgs) -> Result<Exit> {
             ),
         }
     }
-    pool(ctx, &under(&ctx.workspace_root), &mut r)?;
-    scratch(ctx, &under(&ctx.scratch_root), &mut r)?;
-    watcher(ctx, &under(&ctx.dirs.state), &mut r);
+    pool(ctx, &paths.workspaces, &mut r)?;
+    scratch(ctx, &paths.scratch, &mut r)?;
+    watcher(ctx, &paths.state, &mut r);
     budget(ctx, &mut r);
     if r.failed == 0 {
         println!("doctor: this host is ready");
@@ -112,29 +111,13 @@ pub fn run(ctx: &Ctx, args: DoctorArgs) -> Result<Exit> {
     }
 }
 
-fn cgroups(ctx: &Ctx, r: &mut Report) {
+fn cgroups(ctx: &Ctx, paths: &Paths, r: &mut Report) {
     let host = steps::Host {
-        paths: Paths {
-            root: "/".into(),
-            state: ctx.dirs.state.clone(),
-            log: ctx.dirs.log.clone(),
-            workspaces: ctx.workspace_root.clone(),
-            scratch: ctx.scratch_root.clone(),
-            etc: "/etc".into(),
-            manifest: "/dev/null".into(),
-        },
+        paths: paths.clone(),
         fleet: ctx.fleet.clone(),
         top: ctx.cgroup_top(),
         proc_root: ctx.proc_root.clone(),
-        opts: steps::Options {
-            fleet_memory_max: None,
-            slots: 0,
-            scratch_size: String::new(),
-            swapoff: false,
-            delegate: None,
-            exe: Default::default(),
-            systemd: false,
-        },
+        opts: steps::Options::default(),
     };
     match steps::inspect(&host, Step::Cgroups) {
         Ok(items) => {

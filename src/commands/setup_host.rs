@@ -14,9 +14,6 @@ use anyhow::Result;
 use fleet_cli::SetupHostArgs;
 use std::path::{Path, PathBuf};
 
-/// Where the manifest lives, under `--root`.
-const MANIFEST: &str = "/var/lib/fleet/setup-manifest.json";
-
 /// Entry point.
 pub fn run(ctx: &Ctx, args: SetupHostArgs) -> Result<Exit> {
     let selected = select_steps(&args.only, &args.skip)?;
@@ -65,17 +62,7 @@ fn host(ctx: &Ctx, args: &SetupHostArgs) -> Result<Host> {
             format!("--root {} is not a directory: give the existing directory to prefix paths with", root.display()),
         ));
     }
-    let root = std::fs::canonicalize(root)?;
-    let under = |p: &Path| Paths::under(&root, &absolute(p));
-    let paths = Paths {
-        state: under(&ctx.dirs.state),
-        log: under(&ctx.dirs.log),
-        workspaces: under(&ctx.workspace_root),
-        scratch: under(&ctx.scratch_root),
-        etc: root.join("etc"),
-        manifest: under(Path::new(MANIFEST)),
-        root: root.clone(),
-    };
+    let paths = Paths::new(ctx, &std::fs::canonicalize(root)?);
     let delegate = match &args.delegate {
         None => None,
         Some(name) => match nix::unistd::User::from_name(name) {
@@ -98,10 +85,6 @@ fn host(ctx: &Ctx, args: &SetupHostArgs) -> Result<Host> {
             systemd: Path::new("/run/systemd/system").is_dir(),
         },
     })
-}
-
-fn absolute(p: &Path) -> PathBuf {
-    if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir().unwrap_or_default().join(p) }
 }
 
 /// A non-root user may run setup-host on a fleet root that root delegated to them.

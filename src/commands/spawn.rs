@@ -127,13 +127,13 @@ fn make_plan(ctx: &Ctx, args: &SpawnArgs) -> Result<(SupervisorPlan, Workspace)>
         restart_backoff: args.restart_backoff,
         crash_loop_after: args.crash_loop_after,
         protect: args.protect,
-        state_dir: absolute(&ctx.dirs.state)?,
-        log_dir: absolute(&ctx.dirs.log)?,
+        state_dir: std::path::absolute(&ctx.dirs.state)?,
+        log_dir: std::path::absolute(&ctx.dirs.log)?,
         log_max_size: args
             .log_max_size
             .or_else(|| a.log_max_size.as_deref().and_then(|v| fleet_core::size::parse_bytes(v).ok()))
             .unwrap_or(DEFAULT_LOG_MAX),
-        scratch: Some(absolute(&leases::scratch_dir(ctx, &args.id))?),
+        scratch: Some(std::path::absolute(leases::scratch_dir(ctx, &args.id))?),
         slot: None,
         ports: None,
         has_leases: false,
@@ -154,10 +154,6 @@ pub fn resolve_limits(ctx: &Ctx, flags: &fleet_cli::LimitArgs) -> Limits {
             .or_else(|| a.pids_max.as_deref().and_then(|v| fleet_cli::parse_pids(v).ok()))
             .unwrap_or(d.pids_max),
     }
-}
-
-fn absolute(path: &Path) -> Result<PathBuf> {
-    Ok(if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir()?.join(path) })
 }
 
 /// Admission control: refuse (75) while the fleet is at or above the spawn threshold.

@@ -1,9 +1,9 @@
 //! Applying an [`Action`] (recording each [`Change`] as it happens) and undoing a change.
 
-use super::{Action, Change, FileEdit, Manifest, steps::is_swap_line};
+use super::{Action, Change, FileEdit, Manifest, missing_dirs, steps::is_swap_line};
 use anyhow::{Context, Result};
 use fleet_core::host::{ancestry, mounts, swap, sysctl};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The prefix that marks a line setup-host commented out.
 const COMMENT: &str = "# fleetctl: ";
@@ -12,15 +12,7 @@ const COMMENT: &str = "# fleetctl: ";
 /// made, so a failure half-way still leaves an exact record.
 pub fn apply(action: &Action, proc_root: &Path, manifest: &mut Manifest, at: &Path) -> Result<()> {
     match action {
-        Action::MakeDirs(dirs) => {
-            for dir in dirs {
-                match std::fs::create_dir(dir) {
-                    Ok(()) => manifest.record(Change::Dir { path: dir.clone() }, at)?,
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(e).with_context(|| format!("cannot create {}", dir.display())),
-                }
-            }
-        }
+        Action::MakeDirs(dirs) => make_dirs(dirs, manifest, at)?,
         Action::MakeCgroup(dir) => match std::fs::create_dir(dir) {
             Ok(()) => manifest.record(Change::Cgroup { path: dir.clone() }, at)?,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -91,20 +83,24 @@ fn write_file(path: &Path, content: &[u8], manifest: &mut Manifest, at: &Path) -
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
-        if let Some(dir) = path.parent()
-            && !dir.exists()
-        {
-            apply(&Action::MakeDirs(missing_parents(dir)), Path::new("/proc"), manifest, at)?;
+        if let Some(dir) = path.parent() {
+            make_dirs(&missing_dirs(dir), manifest, at)?;
         }
         manifest.record(Change::File { path: path.to_path_buf(), previous }, at)?;
     }
     fleet_core::paths::write_atomic(path, content).with_context(|| format!("cannot write {}", path.display()))
 }
 
-fn missing_parents(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out: Vec<_> = dir.ancestors().take_while(|a| !a.exists()).map(Path::to_path_buf).collect();
-    out.reverse();
-    out
+/// Creates `dirs` in order (parents first), recording each one it made.
+fn make_dirs(dirs: &[PathBuf], manifest: &mut Manifest, at: &Path) -> Result<()> {
+    for dir in dirs {
+        match std::fs::create_dir(dir) {
+            Ok(()) => manifest.record(Change::Dir { path: dir.clone() }, at)?,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot create {}", dir.display())),
+        }
+    }
+    Ok(())
 }
 
 /// Undoes one change. Directories and cgroups that are no longer empty are kept: they hold

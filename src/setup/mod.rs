@@ -161,9 +161,31 @@ pub struct Paths {
     pub manifest: PathBuf,
 }
 
+/// Where the manifest lives, under `--root`.
+const MANIFEST: &str = "/var/lib/fleet/setup-manifest.json";
+
 impl Paths {
-    /// Puts `path` under `root`.
-    pub fn under(root: &Path, path: &Path) -> PathBuf {
-        root.join(path.strip_prefix("/").unwrap_or(path))
+    /// The context's paths (made absolute) under `root`, which must be canonical.
+    pub fn new(ctx: &crate::context::Ctx, root: &Path) -> Paths {
+        let under = |p: &Path| {
+            let p = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+            root.join(p.strip_prefix("/").unwrap_or(&p))
+        };
+        Paths {
+            state: under(&ctx.dirs.state),
+            log: under(&ctx.dirs.log),
+            workspaces: under(&ctx.workspace_root),
+            scratch: under(&ctx.scratch_root),
+            etc: root.join("etc"),
+            manifest: under(Path::new(MANIFEST)),
+            root: root.to_path_buf(),
+        }
     }
+}
+
+/// `dir` and its missing parents, outermost first: what creating it would make.
+pub fn missing_dirs(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = dir.ancestors().take_while(|a| !a.exists()).map(Path::to_path_buf).collect();
+    out.reverse();
+    out
 }

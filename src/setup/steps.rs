@@ -1,6 +1,6 @@
 //! Each step's inspection: what it wants on the host, and whether it is there.
 
-use super::{Action, FileEdit, Item, Paths, Status, Step};
+use super::{Action, FileEdit, Item, Paths, Status, Step, missing_dirs};
 use anyhow::{Context, Result};
 use fleet_core::{
     cgroup::{Fleet, Layout},
@@ -24,8 +24,8 @@ pub struct Host {
     pub opts: Options,
 }
 
-/// The operator's choices.
-#[derive(Debug, Clone)]
+/// The operator's choices (the defaults ask for nothing optional: what `doctor` inspects).
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     /// `--fleet-memory-max`, in bytes.
     pub fleet_memory_max: Option<u64>,
@@ -157,7 +157,7 @@ fn swap_step(host: &Host) -> Result<Vec<Item>> {
     // Under a --root prefix only swap files inside it are ours to touch.
     let active: Vec<PathBuf> = swap::active(&host.proc_root)?.into_iter().filter(|d| d.starts_with(root)).collect();
     let fstab = host.paths.etc.join("fstab");
-    let fstab_swap = std::fs::read_to_string(&fstab).map(|t| fstab_swap_lines(&t) > 0).unwrap_or(false);
+    let fstab_swap = std::fs::read_to_string(&fstab).is_ok_and(|t| t.lines().any(is_swap_line));
     if !host.opts.swapoff {
         let why = match active.is_empty() {
             true => "agents get swap 0 through their cgroups".to_string(),
@@ -181,11 +181,6 @@ fn swap_step(host: &Host) -> Result<Vec<Item>> {
         false => Item::in_place(s, what),
     });
     Ok(items)
-}
-
-/// How many active swap lines an fstab has.
-pub fn fstab_swap_lines(text: &str) -> usize {
-    text.lines().filter(|l| is_swap_line(l)).count()
 }
 
 /// An uncommented fstab line whose type is `swap`.
@@ -327,13 +322,6 @@ pub fn watcher_unit(exe: &Path) -> String {
          [Install]\nWantedBy=multi-user.target\n",
         exe.display()
     )
-}
-
-/// `dir` and its missing parents, outermost first.
-fn missing_dirs(dir: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = dir.ancestors().take_while(|a| !a.exists()).map(Path::to_path_buf).collect();
-    out.reverse();
-    out
 }
 
 /// Fails with a clear line when `dir` exists but cannot be written.

@@ -250,3 +250,27 @@ pub fn alive(pid: i64) -> bool {
 pub fn hog_script(mb: u64, then: &str) -> String {
     format!("x=$(head -c {} /dev/zero | tr '\\0' x); echo ready; {then}; test -n \"$x\"", mb << 20)
 }
+
+/// A tmpfs a test mounted (`data` such as `size=2m`), detached on drop. Drop it before
+/// `TestFleet::finish` when it is inside the temp dir: a mount point cannot be removed.
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    pub fn mount(at: &Path, data: &str) -> Tmpfs {
+        use nix::mount::{MsFlags, mount};
+        mount(Some("fleet-test"), at, Some("tmpfs"), MsFlags::empty(), Some(data)).expect("mount tmpfs");
+        Tmpfs(at.to_path_buf())
+    }
+
+    /// Bytes in use.
+    pub fn used(&self) -> u64 {
+        let s = nix::sys::statvfs::statvfs(&self.0).expect("statvfs");
+        (s.blocks() - s.blocks_free()) as u64 * s.fragment_size() as u64
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}

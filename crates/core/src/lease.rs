@@ -131,6 +131,7 @@ impl Leases {
     }
 
     /// Whether any port of `block` is held by anyone but us.
+    #[cfg(test)]
     pub fn ports_held(&self, block: PortBlock) -> Result<bool> {
         Ok(self.probe(block.base as u64, block.count as u64, libc::F_WRLCK)?.is_some())
     }

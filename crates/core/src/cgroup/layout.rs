@@ -1,7 +1,7 @@
 //! Which cgroup layout the host has, where each hierarchy is mounted, and where the calling
 //! process sits in each: read once from `/proc/self/mountinfo` and `/proc/self/cgroup`.
 
-use crate::{Error, Result, host::mounts::unescape};
+use crate::{Error, Result, host::mounts};
 use std::{
     fmt, fs,
     path::{Path, PathBuf},
@@ -52,26 +52,16 @@ impl Mounts {
     pub fn from_mountinfo(text: &str) -> Result<Mounts> {
         let mut unified = None;
         let (mut memory_v1, mut pids_v1) = (None, None);
-        for line in text.lines() {
-            // Fields: id parent dev root mountpoint opts [optional...] - fstype source superopts
-            let Some((left, right)) = line.split_once(" - ") else {
-                continue;
-            };
-            let mount_point = left.split(' ').nth(4).map(unescape);
-            let mut right = right.split(' ');
-            let (fstype, _source, superopts) = (right.next(), right.next(), right.next().unwrap_or(""));
-            let Some(mount_point) = mount_point else {
-                continue;
-            };
-            match fstype {
-                Some("cgroup2") if unified.is_none() => unified = Some(PathBuf::from(mount_point)),
-                Some("cgroup") => {
-                    let opts: Vec<&str> = superopts.split(',').collect();
+        for m in text.lines().filter_map(mounts::parse_line) {
+            match m.fstype.as_str() {
+                "cgroup2" if unified.is_none() => unified = Some(m.target),
+                "cgroup" => {
+                    let opts: Vec<&str> = m.options.split(',').collect();
                     if opts.contains(&"memory") && memory_v1.is_none() {
-                        memory_v1 = Some(PathBuf::from(&mount_point));
+                        memory_v1 = Some(m.target.clone());
                     }
                     if opts.contains(&"pids") && pids_v1.is_none() {
-                        pids_v1 = Some(PathBuf::from(&mount_point));
+                        pids_v1 = Some(m.target);
                     }
                 }
                 _ => {}
@@ -173,12 +163,6 @@ mod tests {
         assert!(Mounts::from_mountinfo(v1_only).unwrap_err().to_string().contains("cgroup2"));
         let half = format!("{PURE}28 24 0:26 / /mem rw - cgroup cgroup rw,memory\n");
         assert!(Mounts::from_mountinfo(&half).unwrap_err().to_string().contains("pids"));
-    }
-
-    #[test]
-    fn unescapes_mount_points() {
-        assert_eq!(unescape(r"/a\040b"), "/a b");
-        assert_eq!(unescape(r"/a\b"), r"/a\b");
     }
 
     #[test]

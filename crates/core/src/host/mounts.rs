@@ -26,8 +26,9 @@ pub fn at(proc_root: &Path, path: &Path) -> Result<Option<Mount>> {
     Ok(list(proc_root)?.into_iter().rev().find(|m| m.target == path))
 }
 
-/// "36 35 98:0 /root /mnt rw,noatime master:1 - tmpfs tmpfs rw,size=64k"
-fn parse_line(line: &str) -> Option<Mount> {
+/// "36 35 98:0 /root /mnt rw,noatime master:1 - tmpfs tmpfs rw,size=64k": the mount
+/// point (field 5) and, after the separator, the type and the superblock options.
+pub(crate) fn parse_line(line: &str) -> Option<Mount> {
     let (head, tail) = line.split_once(" - ")?;
     let target = head.split(' ').nth(4)?;
     let mut tail = tail.split(' ');
@@ -37,7 +38,7 @@ fn parse_line(line: &str) -> Option<Mount> {
 }
 
 /// mountinfo escapes space, tab, newline and backslash as octal (`\040`).
-pub(crate) fn unescape(s: &str) -> String {
+fn unescape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find('\\') {
@@ -85,6 +86,12 @@ mod tests {
         assert_eq!(m.target, PathBuf::from("/var/lib/fleet/my scratch"));
         assert_eq!(m.fstype, "tmpfs");
         assert_eq!(m.options, "rw,size=65536k");
+    }
+
+    #[test]
+    fn unescapes_mount_points() {
+        assert_eq!(unescape(r"/a\040b"), "/a b");
+        assert_eq!(unescape(r"/a\b"), r"/a\b");
     }
 
     #[test]
