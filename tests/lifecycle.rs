@@ -73,6 +73,36 @@ fn agents_start_with_no_blocked_signals_and_an_ordinary_oom_score() {
 }
 
 #[test]
+fn commands_are_found_and_run_as_a_shell_would() {
+    let Some(f) = TestFleet::new("execvp") else { return };
+    // A script without `#!`, named relative to the workspace: execvp runs it with /bin/sh.
+    let ws = f.tmp.path().join("ws/ws-001");
+    std::fs::write(ws.join("job"), "echo pgid $(cut -d' ' -f5 /proc/$$/stat) pid $$\n").expect("script");
+    std::fs::set_permissions(ws.join("job"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    f.run(&["spawn", "s1", "ws-001", "--wait", "--", "./job"]).code(0);
+    // Its own process group, led by the agent's main process.
+    let log = f.log("s1");
+    let line = log.lines().next().unwrap_or_default();
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert!(words.len() == 4 && words[1] == words[3], "not its own group leader: {line}");
+    // Not found on PATH, or found but not executable: exit 1, one line naming the command
+    // and the failed step, and nothing left behind.
+    std::fs::write(ws.join("data"), "x").expect("file");
+    for (command, reason) in
+        [("fleetctl-no-such-command", "No such file or directory"), ("./data", "Permission denied")]
+    {
+        let run = f.run(&["spawn", "s2", "ws-001", "--", command]);
+        assert_eq!(run.code, 1, "{command}: {}", run.stderr);
+        let expected = format!("cannot start '{command}' in {}: cannot exec: {reason}", ws.display());
+        assert!(run.stderr.contains(&expected), "{command}: {}", run.stderr);
+        assert_eq!(run.stderr.trim().lines().count(), 1, "{}", run.stderr);
+        assert!(!f.cgroup("s2").exists(), "{command}: cgroup left behind");
+        assert!(!f.tmp.path().join("state/agents/s2").exists(), "{command}: state left behind");
+    }
+    f.finish();
+}
+
+#[test]
 fn a_duplicate_spawn_is_refused_even_when_ten_race() {
     let Some(f) = TestFleet::new("race") else { return };
     let racers: Vec<_> = (0..10)

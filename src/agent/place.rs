@@ -61,7 +61,7 @@ pub fn place_before_exec(cmd: &mut Command, cgroup: &Cgroup) -> Result<()> {
 ///
 /// # Safety
 /// Async-signal-safe: open(2), write(2) and close(2) on a constant path.
-unsafe fn reset_oom_score() {
+pub unsafe fn reset_oom_score() {
     // SAFETY: see above; the path is a static NUL-terminated string.
     unsafe {
         let fd = libc::open(fleet_core::procs::SELF_OOM_SCORE_ADJ.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);

@@ -1,14 +1,15 @@
 //! Starting one run of the agent's command: in its cgroup before its first instruction, in
 //! its workspace, with its output piped to the supervisor and the FLEET_* environment.
 
-use crate::agent::{place::place_before_exec, plan::SupervisorPlan};
+use super::launch::{Launch, launch};
+use crate::agent::plan::SupervisorPlan;
 use anyhow::{Context, Result};
 use fleet_core::{cgroup::OomWatch, timefmt::rfc3339};
 use nix::{fcntl::OFlag, unistd::pipe2};
 use std::{
+    ffi::OsString,
     fs::File,
-    os::unix::process::CommandExt,
-    process::{Command, Stdio},
+    path::PathBuf,
     time::{Duration, Instant, SystemTime},
 };
 
@@ -35,39 +36,35 @@ pub fn start(plan: &SupervisorPlan) -> Result<Running> {
     set_nonblocking(&output)?;
 
     let started_at = SystemTime::now();
-    let deadline = |d: Option<Duration>| d.map(|d| rfc3339(started_at + d));
-    let mut cmd = Command::new(&plan.command[0]);
-    cmd.args(&plan.command[1..])
-        .current_dir(&plan.workspace)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(write_end.try_clone().context("cannot duplicate the output pipe")?))
-        .stderr(Stdio::from(write_end))
-        .env("FLEET_AGENT_ID", plan.id.as_str())
-        .env("FLEET_WORKSPACE", &plan.workspace)
-        .env("FLEET_CGROUP", plan.cgroup.memory_dir())
-        .env("FLEET_MEMORY_MAX", plan.limits.memory_max.to_v2())
-        .env("FLEET_MEMORY_HIGH", plan.limits.memory_high.to_v2())
-        // Its own process group, so signals meant for the supervisor's never reach it.
-        .process_group(0);
+    let deadline = |d: Option<Duration>| d.map(|d| OsString::from(rfc3339(started_at + d)));
     let ports = plan.ports;
-    for (name, value) in [
+    let text = |v: String| Some(OsString::from(v));
+    let env = vec![
+        ("FLEET_AGENT_ID", text(plan.id.to_string())),
+        ("FLEET_WORKSPACE", Some(plan.workspace.clone().into_os_string())),
+        ("FLEET_CGROUP", Some(plan.cgroup.memory_dir().as_os_str().to_owned())),
+        ("FLEET_MEMORY_MAX", text(plan.limits.memory_max.to_v2())),
+        ("FLEET_MEMORY_HIGH", text(plan.limits.memory_high.to_v2())),
         ("FLEET_SOFT_DEADLINE", deadline(plan.soft_timeout)),
         ("FLEET_HARD_DEADLINE", deadline(plan.hard_timeout)),
-        ("FLEET_SCRATCH", plan.scratch.as_ref().map(|d| d.display().to_string())),
-        ("FLEET_PORT_BASE", ports.map(|p| p.base.to_string())),
-        ("FLEET_PORTS", ports.map(|p| p.count.to_string())),
-    ] {
-        match value {
-            Some(v) => cmd.env(name, v),
-            None => cmd.env_remove(name),
-        };
-    }
-    place_before_exec(&mut cmd, &plan.cgroup)?;
-    let child =
-        cmd.spawn().with_context(|| format!("cannot start '{}' in {}", plan.command[0], plan.workspace.display()))?;
-    // Dropping `cmd` closed our copies of the pipe's write end: EOF now means every process
-    // of the agent that held it is gone.
-    Ok(Running { pid: child.id() as i32, output, started: Instant::now(), started_at, oom })
+        ("FLEET_SCRATCH", plan.scratch.clone().map(PathBuf::into_os_string)),
+        ("FLEET_PORT_BASE", ports.and_then(|p| text(p.base.to_string()))),
+        ("FLEET_PORTS", ports.and_then(|p| text(p.count.to_string()))),
+    ];
+    let stdin = File::open("/dev/null").context("cannot open /dev/null")?;
+    let pid = launch(Launch {
+        program: &plan.command[0],
+        args: &plan.command[1..],
+        cwd: &plan.workspace,
+        env,
+        stdin: stdin.into(),
+        output: write_end,
+        cgroup: &plan.cgroup,
+    })
+    .with_context(|| format!("cannot start '{}' in {}", plan.command[0], plan.workspace.display()))?;
+    // `launch` closed our copy of the pipe's write end: EOF now means every process of the
+    // agent that held it is gone.
+    Ok(Running { pid, output, started: Instant::now(), started_at, oom })
 }
 
 fn set_nonblocking(file: &File) -> Result<()> {
