@@ -48,8 +48,15 @@ pub struct Supervisor {
     _leases: Option<Leases>,
     /// Set when someone asked the agent to stop: no more restarts.
     stop: Option<Stop>,
+    /// When to do what can wait until `spawn` has returned (see [`Supervisor::housekeeping`]).
+    housekeeping_at: Option<Instant>,
     _lock: Lock,
 }
+
+/// How long after the first run starts the supervisor does its housekeeping: long after
+/// `spawn` has reported and exited (about a millisecond), so on a host with few cores the
+/// two never compete for a CPU while `spawn`'s caller waits.
+const HOUSEKEEPING_DELAY: Duration = Duration::from_millis(50);
 
 /// Why the supervisor is stopping its agent.
 #[derive(Debug, Clone)]
@@ -71,8 +78,8 @@ struct Observed {
 }
 
 impl Supervisor {
-    /// Leaves the caller's cgroup for `supervisors/`, takes OOM protection, becomes the
-    /// reaper of the agent's orphans and routes signals to a descriptor.
+    /// Takes OOM protection, becomes the reaper of the agent's orphans and routes signals to
+    /// a descriptor. (It leaves the caller's cgroup later, in its housekeeping.)
     /// `record` is the one `spawn` just wrote, handed over in memory.
     pub fn prepare(
         plan: SupervisorPlan,
@@ -108,21 +115,34 @@ impl Supervisor {
             SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).context("signalfd")?;
         lock.set_holder("supervisor")?;
         let breaker = Breaker::new(plan.restart_backoff, plan.crash_loop_after, CRASH_LOOP_WINDOW);
-        let mut sup =
-            Supervisor { plan, dirs, record, signals, log: None, breaker, _leases: leases, stop: None, _lock: lock };
+        let mut sup = Supervisor {
+            plan,
+            dirs,
+            record,
+            signals,
+            log: None,
+            breaker,
+            _leases: leases,
+            stop: None,
+            housekeeping_at: Some(Instant::now() + HOUSEKEEPING_DELAY),
+            _lock: lock,
+        };
         sup.record.supervisor = ProcessRef::of(Path::new("/proc"), std::process::id() as i32);
         Ok(sup)
     }
 
-    /// Leaves the caller's cgroup for the fleet's `supervisors/`, outside every agent. Done
-    /// after the first run has started and been reported: each `cgroup.procs` write waits
-    /// for an RCU grace period in the kernel (milliseconds), and spawn latency should pay only
-    /// for the agent's own placement.
-    pub fn move_to_supervisors(&mut self) {
+    /// What the supervisor does once, after `spawn` has returned: leave the caller's cgroup
+    /// for the fleet's `supervisors/`, outside every agent, and, since from then on it mostly
+    /// sleeps, let go of its setup code's pages and of what `spawn` left on the heap.
+    fn housekeeping(&mut self) {
+        self.housekeeping_at = None;
         if let Err(e) = self.plan.supervisors.attach(0) {
             self.note(&format!("cannot move the supervisor into {}: {e:#}", self.plan.supervisors.unified.display()));
             self.event("supervisor_error", json!({"error": format!("cannot join supervisors cgroup: {e:#}")}));
         }
+        let _ = fleet_core::procs::release_text_pages(Path::new("/proc"));
+        // SAFETY: malloc_trim only returns free heap memory to the kernel.
+        unsafe { libc::malloc_trim(0) };
     }
 
     /// Starts run number `restarts` (0 for the first) and records it.
@@ -211,7 +231,7 @@ impl Supervisor {
         let mut output_open = true;
         let mut buf = vec![0u8; 64 * 1024];
         while seen.exit.is_none() {
-            let next = [soft_at, hard_at, grace_at].into_iter().flatten().min();
+            let next = [soft_at, hard_at, grace_at, self.housekeeping_at].into_iter().flatten().min();
             let timeout = match next {
                 None => PollTimeout::NONE,
                 Some(t) => {
@@ -246,6 +266,9 @@ impl Supervisor {
                 let _ = self.plan.cgroup.kill();
             }
             let now = Instant::now();
+            if self.housekeeping_at.is_some_and(|t| now >= t) {
+                self.housekeeping();
+            }
             if soft_at.is_some_and(|t| now >= t) {
                 soft_at = None;
                 let _ = kill(Pid::from_raw(run.pid), Signal::SIGUSR1);

@@ -3,10 +3,11 @@
 //!
 //! It starts a new session, lets go of the caller's terminal and pipes (a CI runner waits for
 //! them to close), takes protection from the OOM killer, starts the agent's command, reports
-//! the pid (or the error) to `spawn` on a pipe, and moves itself to the fleet's
+//! the pid (or the error) to `spawn` on a pipe, and shortly after moves itself to the fleet's
 //! `supervisors/` cgroup (outside every agent). From then on it sleeps in `poll(2)` until the
 //! kernel has news: a signal, output, an OOM event, or the next deadline.
 
+mod launch;
 mod lifecycle;
 mod logsink;
 mod outcome;
@@ -58,12 +59,6 @@ pub fn become_supervisor(
     drop(report);
     match started {
         Ok((mut sup, running)) => {
-            sup.move_to_supervisors();
-            // From here on the supervisor mostly sleeps: let go of the setup code's pages and
-            // of what `spawn` left on the heap.
-            let _ = fleet_core::procs::release_text_pages(std::path::Path::new("/proc"));
-            // SAFETY: malloc_trim only returns free heap memory to the kernel.
-            unsafe { libc::malloc_trim(0) };
             sup.supervise(running);
             0
         }
@@ -86,12 +81,17 @@ fn name_process(plan: &SupervisorPlan) {
 /// without close-on-exec (a CI runner's pipe, a terminal) must not stay open for the agent's
 /// whole life.
 fn close_inherited(keep: &[i32]) {
-    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return };
-    let fds: Vec<i32> = dir.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect();
-    for fd in fds.into_iter().filter(|fd| *fd > 2 && !keep.contains(fd)) {
-        // SAFETY: closing descriptors this process owns and will not use again; the one the
-        // directory listing used is already closed, so closing it again fails harmlessly.
-        unsafe { libc::close(fd) };
+    let mut keep: Vec<u32> = keep.iter().filter_map(|fd| u32::try_from(*fd).ok()).filter(|fd| *fd > 2).collect();
+    keep.sort_unstable();
+    let mut first = 3;
+    for fd in keep.into_iter().chain([u32::MAX]) {
+        if fd > first {
+            // SAFETY: closes descriptors this process owns and will not use again: one
+            // close_range(2) per gap between the kept ones, instead of listing /proc/self/fd
+            // and closing each entry.
+            unsafe { libc::close_range(first, fd - 1, 0) };
+        }
+        first = fd.saturating_add(1);
     }
 }
 

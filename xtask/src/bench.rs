@@ -136,6 +136,11 @@ fn measure(env: &Env, fleet: &Fleet, agents: usize, rounds: usize, trials: usize
     // 5. The scale run: N agents up from 16 callers, resident memory, the observation
     //    figures, relief and kill over all of them, every record accounted for.
     let up_row = crate::bench_scale::up(env, fleet, agents)?;
+    // Supervisors join supervisors/ (and drop their setup pages) 50 ms after they start.
+    let settle = Instant::now() + Duration::from_secs(5);
+    while fleet.supervisors().procs()?.len() < agents && Instant::now() < settle {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let mut rss: Vec<u64> = fleet.supervisors().procs()?.iter().filter_map(|p| rss_kib(*p)).collect();
     rss.sort_unstable();
     let observe_rows = crate::bench_memory::observe(env, fleet, 15)?;
