@@ -3,7 +3,7 @@
 
 use crate::{Error, Result, host::mounts};
 use std::{
-    fmt, fs,
+    fmt,
     path::{Path, PathBuf},
 };
 
@@ -43,8 +43,9 @@ pub struct Mounts {
 impl Mounts {
     /// Detects the layout from `<proc_root>/self/mountinfo`.
     pub fn detect(proc_root: &Path) -> Result<Mounts> {
-        let path = proc_root.join("self/mountinfo");
-        let text = fs::read_to_string(&path).map_err(|e| Error::io("read", &path, e))?;
+        // In 4 KiB reads: `fs::read_to_string` probes a file that reports size 0 with
+        // 32-byte reads first, and each read makes the kernel render the mount table again.
+        let text = super::files::read(&proc_root.join("self/mountinfo"))?;
         Mounts::from_mountinfo(&text)
     }
 
@@ -100,8 +101,7 @@ pub struct OwnCgroups {
 impl OwnCgroups {
     /// Reads `<proc_root>/self/cgroup`.
     pub fn read(proc_root: &Path) -> Result<OwnCgroups> {
-        let path = proc_root.join("self/cgroup");
-        let text = fs::read_to_string(&path).map_err(|e| Error::io("read", &path, e))?;
+        let text = super::files::read(&proc_root.join("self/cgroup"))?;
         Ok(OwnCgroups::parse(&text))
     }
 
