@@ -25,7 +25,21 @@ use std::{
 
 /// Arranges for `cmd`'s child to join `cgroup`, with an ordinary OOM score, just before exec.
 pub fn place_before_exec(cmd: &mut Command, cgroup: &Cgroup) -> Result<()> {
-    let files: Vec<File> = cgroup
+    let files = open_procs(cgroup)?;
+    // SAFETY: the closure runs in the forked child, where only async-signal-safe calls are
+    // allowed; `reset_inherited` and `join` make nothing else, and allocate nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            reset_inherited();
+            join(&files)
+        });
+    }
+    Ok(())
+}
+
+/// Opens `cgroup`'s `cgroup.procs` file in every hierarchy, for a child to [`join`].
+pub fn open_procs(cgroup: &Cgroup) -> Result<Vec<File>> {
+    cgroup
         .procs_files()
         .into_iter()
         .map(|path| {
@@ -35,23 +49,35 @@ pub fn place_before_exec(cmd: &mut Command, cgroup: &Cgroup) -> Result<()> {
                 .open(&path)
                 .with_context(|| format!("cannot open {} to place the command", path.display()))
         })
-        .collect::<Result<_>>()?;
-    // SAFETY: the closure runs in the forked child, where only async-signal-safe calls are
-    // allowed. It performs nothing but write(2) on descriptors opened above; it allocates
-    // nothing and takes no locks.
+        .collect()
+}
+
+/// Undoes what an agent must not inherit from its supervisor: a blocked signal mask and
+/// the OOM protection. For the child between fork and exec.
+///
+/// # Safety
+/// Async-signal-safe: sigprocmask(2), then open(2), write(2) and close(2).
+pub unsafe fn reset_inherited() {
+    // SAFETY: an empty set on the stack; the rest as documented above.
     unsafe {
-        cmd.pre_exec(move || {
-            let empty = nix::sys::signal::SigSet::empty();
-            nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&empty), None)?;
-            reset_oom_score();
-            for file in &files {
-                let n = libc::write(file.as_raw_fd(), b"0".as_ptr().cast(), 1);
-                if n != 1 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        reset_oom_score();
+    }
+}
+
+/// Writes `0` ("myself") into each opened `cgroup.procs` file: the calling process joins the
+/// cgroup in every hierarchy. For the child between fork and exec.
+///
+/// # Safety
+/// Async-signal-safe: write(2) only.
+pub unsafe fn join(procs: &[File]) -> io::Result<()> {
+    for file in procs {
+        // SAFETY: a one-byte write from a static buffer to a descriptor we own.
+        if unsafe { libc::write(file.as_raw_fd(), b"0".as_ptr().cast(), 1) } != 1 {
+            return Err(io::Error::last_os_error());
+        }
     }
     Ok(())
 }
@@ -61,7 +87,7 @@ pub fn place_before_exec(cmd: &mut Command, cgroup: &Cgroup) -> Result<()> {
 ///
 /// # Safety
 /// Async-signal-safe: open(2), write(2) and close(2) on a constant path.
-pub unsafe fn reset_oom_score() {
+unsafe fn reset_oom_score() {
     // SAFETY: see above; the path is a static NUL-terminated string.
     unsafe {
         let fd = libc::open(fleet_core::procs::SELF_OOM_SCORE_ADJ.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);

@@ -10,11 +10,11 @@
 //! none of the parent's code, and ends in `execvpe` or `_exit`; a failure's errno and step
 //! reach the parent through the shared memory.
 
+use crate::agent::place;
 use anyhow::{Context, Result};
 use fleet_core::cgroup::Cgroup;
 use std::{
     ffi::{CString, OsStr, OsString},
-    fs::{File, OpenOptions},
     os::{
         fd::{AsRawFd, OwnedFd},
         unix::ffi::OsStrExt,
@@ -45,7 +45,6 @@ const STACK_SIZE: usize = 256 << 10;
 /// Starts the command in `cgroup` and returns its pid once it has exec'd.
 pub fn launch(spec: Launch) -> Result<i32> {
     let cstr = |s: &OsStr| CString::new(s.as_bytes()).context("a NUL byte in the command or its environment");
-    let program = cstr(OsStr::new(spec.program))?;
     let argv_owned: Vec<CString> = std::iter::once(spec.program)
         .chain(spec.args.iter().map(String::as_str))
         .map(|a| cstr(OsStr::new(a)))
@@ -54,18 +53,7 @@ pub fn launch(spec: Launch) -> Result<i32> {
     let argv = null_terminated(&argv_owned);
     let envp = null_terminated(&envp_owned);
     let cwd = cstr(spec.cwd.as_os_str())?;
-    let procs: Vec<File> = spec
-        .cgroup
-        .procs_files()
-        .into_iter()
-        .map(|path| {
-            OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .with_context(|| format!("cannot open {} to place the command", path.display()))
-        })
-        .collect::<Result<_>>()?;
-    let procs: Vec<i32> = procs.iter().map(|f| f.as_raw_fd()).collect();
+    let procs = place::open_procs(spec.cgroup)?;
     let (stdin, output) = (spec.stdin.as_raw_fd(), spec.output.as_raw_fd());
     let (failed_step, failed_errno) = (AtomicI32::new(-1), AtomicI32::new(0));
     let (step_slot, errno_slot) = (&failed_step, &failed_errno);
@@ -81,12 +69,9 @@ pub fn launch(spec: Launch) -> Result<i32> {
                 step_slot.store(step, Ordering::Relaxed);
                 libc::_exit(127)
             };
-            // Agents start from the default dispositions and an empty mask (the supervisor
-            // ignores SIGPIPE and blocks what it reads from its signalfd; both survive exec).
+            // The supervisor ignores SIGPIPE, and an ignored disposition survives exec.
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-            let mut empty: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut empty);
-            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            place::reset_inherited();
             if libc::dup2(stdin, 0) < 0 || libc::dup2(output, 1) < 0 || libc::dup2(output, 2) < 0 {
                 return fail(0);
             }
@@ -95,13 +80,10 @@ pub fn launch(spec: Launch) -> Result<i32> {
             }
             // Its own process group, so signals meant for the supervisor's never reach it.
             libc::setpgid(0, 0);
-            crate::agent::place::reset_oom_score();
-            for fd in &procs {
-                if libc::write(*fd, b"0".as_ptr().cast(), 1) != 1 {
-                    return fail(2);
-                }
+            if place::join(&procs).is_err() {
+                return fail(2);
             }
-            libc::execvpe(program.as_ptr(), argv.as_ptr(), envp.as_ptr());
+            libc::execvpe(argv_owned[0].as_ptr(), argv.as_ptr(), envp.as_ptr());
             fail(3)
         }
     };
