@@ -10,7 +10,6 @@ mod render;
 mod setup;
 mod supervisor;
 
-use clap::Parser;
 use exit::{Exit, exit_for};
 use fleet_cli::{Cli, Command};
 
@@ -19,7 +18,7 @@ fn main() {
     // quietly, instead of a panic in the middle of a table. (Supervisors ignore it again.)
     // SAFETY: installing SIG_DFL runs no handler code; no other thread exists yet.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    let cli = match Cli::try_parse() {
+    let cli = match fleet_cli::parse_from(std::env::args_os()) {
         Ok(cli) => cli,
         Err(err) if !err.use_stderr() => {
             // --help and --version.

@@ -21,6 +21,33 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `fleetctl spawn …` and nothing else: [`Cli`] with one subcommand. Its settings must stay
+/// those of `Cli` (a test compares the two parsers); [`crate::parse_from`] says why it exists.
+#[derive(Debug, Parser)]
+#[command(name = "fleetctl", version, propagate_version = true, max_term_width = 100)]
+pub struct SpawnCli {
+    /// Paths every command shares.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// Always spawn.
+    #[command(subcommand)]
+    pub command: SpawnOnly,
+}
+
+/// The one subcommand [`SpawnCli`] knows.
+#[derive(Debug, Subcommand)]
+pub enum SpawnOnly {
+    // Its help text is on `SpawnArgs`, as in `Command`.
+    Spawn(SpawnArgs),
+}
+
+impl From<SpawnCli> for Cli {
+    fn from(cli: SpawnCli) -> Cli {
+        let SpawnOnly::Spawn(args) = cli.command;
+        Cli { global: cli.global, command: Command::Spawn(args) }
+    }
+}
+
 /// Where fleetctl finds the fleet. Flags win over environment variables, which win over the
 /// config file.
 #[derive(Debug, Clone, Default, Args)]
@@ -48,8 +75,7 @@ pub struct GlobalArgs {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Start an agent in its own cgroup under a detached supervisor
-    #[command(after_help = "Example: fleetctl spawn agent-001 ws-001 -- cargo build")]
+    // Its help text is on `SpawnArgs`, so that `SpawnCli` shows the same.
     Spawn(SpawnArgs),
     /// Stop agents: SIGTERM to every process, a grace period, then kill the whole cgroup
     Kill(KillArgs),
@@ -98,8 +124,9 @@ pub struct LimitArgs {
     pub pids_max: Option<Limit>,
 }
 
-/// `fleetctl spawn`.
+/// Start an agent in its own cgroup under a detached supervisor
 #[derive(Debug, Args)]
+#[command(after_help = "Example: fleetctl spawn agent-001 ws-001 -- cargo build")]
 pub struct SpawnArgs {
     /// The agent's id: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit
     #[arg(allow_hyphen_values = true)]
@@ -508,6 +535,39 @@ mod tests {
     fn ids_with_a_leading_dash_reach_the_id_rule() {
         let err = Cli::try_parse_from(["fleetctl", "spawn", "-rf", "ws", "--", "true"]).unwrap_err().to_string();
         assert!(err.contains("starting with a letter or digit"), "{err}");
+    }
+
+    #[test]
+    fn spawn_parses_the_same_through_either_definition() {
+        let lines: &[&[&str]] = &[
+            &["a1", "ws", "--", "cargo", "build", "-j8"],
+            &["--memory-max", "2G", "--swap-max", "max", "--wait", "--ports", "4", "a1", "/w", "--", "sleep", "1"],
+            &["a1", "ws", "--state-dir", "/tmp/s", "--soft-timeout", "off", "--restart", "on-failure", "--", "x"],
+            &["-rf", "ws", "--", "true"],
+            &["../x", "ws", "--", "true"],
+            &["a1", "ws"],
+            &["a1"],
+            &[],
+            &["--memory-max", "lots", "a1", "ws", "--", "x"],
+            &["--bogus", "a1", "ws", "--", "x"],
+            &["--restart", "sometimes", "a1", "ws", "--", "x"],
+            &["--help"],
+            &["-h"],
+            &["--version"],
+        ];
+        for line in lines {
+            let argv: Vec<&str> = ["fleetctl", "spawn"].into_iter().chain(line.iter().copied()).collect();
+            let full = Cli::try_parse_from(&argv);
+            let fast = crate::parse_from(&argv);
+            match (full, fast) {
+                (Ok(a), Ok(b)) => assert_eq!(format!("{a:?}"), format!("{b:?}"), "{argv:?}"),
+                (Err(a), Err(b)) => {
+                    assert_eq!(a.kind(), b.kind(), "{argv:?}");
+                    assert_eq!(a.render().to_string(), b.render().to_string(), "{argv:?}");
+                }
+                (a, b) => panic!("{argv:?}: the full definition gave {a:?}, spawn's alone {b:?}"),
+            }
+        }
     }
 
     #[test]
