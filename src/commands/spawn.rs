@@ -8,30 +8,24 @@ use crate::{
         plan::SupervisorPlan,
         view,
     },
+    commands::logs,
     config::Config,
     context::Ctx,
     exit::{Exit, Fail},
-    {commands::logs, supervisor},
+    supervisor::handoff::Starting,
 };
 use anyhow::{Context, Result};
 use fleet_cli::{RestartArg, SpawnArgs, Timeout};
 use fleet_core::{
     cgroup::{Cgroup, Limits},
     id::AgentId,
-    lease::Leases,
     lock::{Lock, read_holder},
     meminfo::Budget,
     size::{Limit, format_iec},
     state::{AgentRecord, AgentState, RestartPolicy, STATE_SCHEMA},
     timefmt::human_duration,
 };
-use nix::{
-    fcntl::OFlag,
-    unistd::{ForkResult, Pid},
-};
 use std::{
-    fs::File,
-    io::{BufRead, BufReader},
     path::{Path, PathBuf},
     time::{Duration, SystemTime},
 };
@@ -69,9 +63,14 @@ pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
     plan.slot = taken.slot;
     plan.ports = taken.ports;
     plan.has_leases = taken.leases.is_some();
-    let record = prepare(ctx, &plan)?;
+    let record = first_record(ctx, &plan);
+    // The supervisor sets itself up while this process makes the cgroup (see `handoff`).
+    // Declared after `undo`, so on an error it is dropped first: stopped and reaped before
+    // the undo removes what it would have used.
+    let supervisor = Starting::fork(&plan, record.clone(), &lock, taken.leases.as_ref())?;
+    prepare(ctx, &plan, &record)?;
     crate::failpoint::hit(crate::failpoint::SPAWN_AFTER_CGROUP);
-    let (supervisor_pid, pid) = start_supervisor(&plan, record, &lock, taken.leases.as_ref())?;
+    let (supervisor_pid, pid) = supervisor.go().map_err(|e| anyhow::anyhow!("{}: {e:#}", plan.id))?;
     undo.armed = false;
     drop(lock); // the supervisor holds it now, and the leases
     println!("{}", started_line(&plan, pid));
@@ -229,8 +228,8 @@ fn busy(ctx: &Ctx, id: &AgentId) -> anyhow::Error {
     Fail::error(Exit::Busy, message)
 }
 
-/// Creates the cgroup with its limits and writes the first record.
-fn prepare(ctx: &Ctx, plan: &SupervisorPlan) -> Result<AgentRecord> {
+/// Creates the cgroup with its limits and the scratch dir, and writes the first record.
+fn prepare(ctx: &Ctx, plan: &SupervisorPlan, record: &AgentRecord) -> Result<()> {
     // After the first spawn the subtree is complete; checking that is cheaper than
     // re-making nine directories and their controller files.
     if !ctx.fleet.is_complete() {
@@ -245,7 +244,13 @@ fn prepare(ctx: &Ctx, plan: &SupervisorPlan) -> Result<AgentRecord> {
         make_scratch(dir)?;
     }
     let _ = std::fs::remove_file(ctx.dirs.kill_request_path(&plan.id));
-    let record = AgentRecord {
+    record.save(&ctx.dirs.state_path(&plan.id))?;
+    Ok(())
+}
+
+/// The agent's record as `spawn` first writes it: starting, no pid yet.
+fn first_record(ctx: &Ctx, plan: &SupervisorPlan) -> AgentRecord {
+    AgentRecord {
         schema: STATE_SCHEMA,
         id: plan.id.clone(),
         state: AgentState::Starting,
@@ -272,9 +277,7 @@ fn prepare(ctx: &Ctx, plan: &SupervisorPlan) -> Result<AgentRecord> {
         slot: plan.slot.clone(),
         ports: plan.ports,
         scratch: plan.scratch.clone(),
-    };
-    record.save(&ctx.dirs.state_path(&plan.id))?;
-    Ok(record)
+    }
 }
 
 /// A fresh, empty scratch dir: what a crashed earlier agent of this id left is not this
@@ -287,58 +290,6 @@ fn make_scratch(dir: &Path) -> Result<()> {
         _ => {}
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create the scratch dir {}", dir.display()))
-}
-
-/// Forks the agent's supervisor. The child becomes it in place, holding the lock and the
-/// leases through its copies of the descriptors; the parent returns once the child reports
-/// that the command has been exec'd in its cgroup (or why not).
-fn start_supervisor(
-    plan: &SupervisorPlan,
-    record: AgentRecord,
-    lock: &Lock,
-    leases: Option<&Leases>,
-) -> Result<(Pid, i32)> {
-    let (report_read, report_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("cannot create a pipe")?;
-    // Descriptors for the child, duplicated before the fork: the copies share the open file
-    // descriptions, so the lock and the leases stay held after this process exits.
-    let lock_file = lock.file().try_clone().context("cannot duplicate the lock")?;
-    let lease_file = leases.map(|l| l.file().try_clone()).transpose().context("cannot duplicate the leases")?;
-    debug_assert!(single_threaded(), "spawn must fork while single-threaded");
-    // SAFETY: spawn has started no thread, so the child inherits no lock held by another
-    // thread and may run any code. It never returns into this function's callers (their
-    // `Undo` must not run twice): it leaves through `_exit`.
-    match unsafe { nix::unistd::fork() }.context("cannot fork the supervisor")? {
-        ForkResult::Child => {
-            drop(report_read);
-            let lock = Lock::from_inherited(lock_file, plan.dirs().lock_path(&plan.id));
-            let leases = lease_file.map(|f| Leases::from_inherited(f, plan.dirs().leases_path()));
-            let code = supervisor::become_supervisor(plan.clone(), record, lock, leases, report_write);
-            // SAFETY: _exit ends the process without unwinding into spawn's frames.
-            unsafe { libc::_exit(code) }
-        }
-        ForkResult::Parent { child } => {
-            drop((report_write, lock_file, lease_file));
-            let mut line = String::new();
-            BufReader::new(File::from(report_read)).read_line(&mut line)?;
-            let ready: supervisor::Ready = serde_json::from_str(&line).map_err(|_| {
-                let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
-                let _ = nix::sys::wait::waitpid(child, None);
-                anyhow::anyhow!("the supervisor exited before reporting; see {}", plan.dirs().journal_path().display())
-            })?;
-            match (ready.pid, ready.error) {
-                (Some(pid), _) => Ok((child, pid)),
-                (None, error) => {
-                    let _ = nix::sys::wait::waitpid(child, None);
-                    Err(anyhow::anyhow!("{}: {}", plan.id, error.unwrap_or_else(|| "the supervisor failed".into())))
-                }
-            }
-        }
-    }
-}
-
-/// Whether this process has one thread (`/proc/self/task` has one entry).
-fn single_threaded() -> bool {
-    std::fs::read_dir("/proc/self/task").map(|d| d.count() == 1).unwrap_or(true)
 }
 
 fn started_line(plan: &SupervisorPlan, pid: i32) -> String {

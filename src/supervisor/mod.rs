@@ -2,11 +2,13 @@
 //! supervisor in place (no second exec of fleetctl: that was half of spawn's latency).
 //!
 //! It starts a new session, lets go of the caller's terminal and pipes (a CI runner waits for
-//! them to close), takes protection from the OOM killer, starts the agent's command, reports
-//! the pid (or the error) to `spawn` on a pipe, and shortly after moves itself to the fleet's
-//! `supervisors/` cgroup (outside every agent). From then on it sleeps in `poll(2)` until the
-//! kernel has news: a signal, output, an OOM event, or the next deadline.
+//! them to close), takes protection from the OOM killer, waits until `spawn` has made the
+//! cgroup ([`handoff`]), starts the agent's command, reports the pid (or the error) to
+//! `spawn`, and shortly after moves itself to the fleet's `supervisors/` cgroup (outside
+//! every agent). From then on it sleeps in `poll(2)` until the kernel has news: a signal,
+//! output, an OOM event, or the next deadline.
 
+pub mod handoff;
 mod launch;
 mod lifecycle;
 mod logsink;
@@ -15,7 +17,7 @@ mod runner;
 
 use crate::agent::plan::SupervisorPlan;
 use fleet_core::{lease::Leases, lock::Lock, state::AgentRecord};
-use std::{io::Write, os::fd::OwnedFd};
+use std::{io::Write, os::unix::net::UnixStream};
 
 /// What the supervisor tells `spawn`, as one JSON line on the report pipe.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -28,25 +30,27 @@ pub struct Ready {
 
 /// Runs in the child `spawn` forked, holding the agent's lock and leases; returns the
 /// process's exit code and never returns into `spawn`'s code.
-pub fn become_supervisor(
+fn become_supervisor(
     plan: SupervisorPlan,
     record: AgentRecord,
     lock: Lock,
     leases: Option<Leases>,
-    report: OwnedFd,
+    mut channel: UnixStream,
 ) -> i32 {
     let _ = nix::unistd::setsid();
-    for fd in [libc::STDIN_FILENO, libc::STDOUT_FILENO, libc::STDERR_FILENO] {
-        redirect_to_null(fd);
-    }
+    redirect_to_null(&[libc::STDIN_FILENO, libc::STDOUT_FILENO, libc::STDERR_FILENO]);
     {
         use std::os::fd::AsRawFd;
-        let mut keep = vec![lock.file().as_raw_fd(), report.as_raw_fd()];
+        let mut keep = vec![lock.file().as_raw_fd(), channel.as_raw_fd()];
         keep.extend(leases.as_ref().map(|l| l.file().as_raw_fd()));
         close_inherited(&keep);
     }
     name_process(&plan);
-    let started = lifecycle::Supervisor::prepare(plan, record, lock, leases).and_then(|mut sup| {
+    let prepared = lifecycle::Supervisor::prepare(plan, record, lock, leases);
+    if !handoff::wait_for_go(&mut channel) {
+        return 1;
+    }
+    let started = prepared.and_then(|mut sup| {
         let running = sup.start_run(0)?;
         Ok((sup, running))
     });
@@ -54,9 +58,8 @@ pub fn become_supervisor(
         Ok((_, running)) => Ready { pid: Some(running.pid), error: None },
         Err(e) => Ready { pid: None, error: Some(format!("{e:#}")) },
     };
-    let mut report = std::fs::File::from(report);
-    let _ = writeln!(report, "{}", serde_json::to_string(&ready).unwrap_or_default());
-    drop(report);
+    let _ = writeln!(channel, "{}", serde_json::to_string(&ready).unwrap_or_default());
+    drop(channel);
     match started {
         Ok((mut sup, running)) => {
             sup.supervise(running);
@@ -95,11 +98,13 @@ fn close_inherited(keep: &[i32]) {
     }
 }
 
-/// Points `fd` at /dev/null.
-fn redirect_to_null(fd: i32) {
+/// Points each of `fds` at /dev/null.
+fn redirect_to_null(fds: &[i32]) {
     if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
         use std::os::fd::AsRawFd;
-        // SAFETY: dup2 onto a standard descriptor we own; `null` is closed right after.
-        unsafe { libc::dup2(null.as_raw_fd(), fd) };
+        for fd in fds {
+            // SAFETY: dup2 onto a standard descriptor we own; `null` is closed right after.
+            unsafe { libc::dup2(null.as_raw_fd(), *fd) };
+        }
     }
 }
