@@ -300,6 +300,28 @@ fn cgroup_create_is_idempotent_and_applies_limits() {
     f.finish();
 }
 
+#[test]
+fn spawn_replaces_an_empty_leftover_cgroup() {
+    use fleet_core::size::Limit;
+    use std::os::unix::fs::MetadataExt;
+    let Some(f) = TestFleet::new("leftover") else { return };
+    // A whole one, as cgroup-create leaves it, with other limits...
+    f.run(&["cgroup-create", "whole", "--memory-max", "256M", "--memory-high", "200M", "--pids-max", "7"]).code(0);
+    // ...and only the unified directory, as a spawn killed between its mkdirs leaves it.
+    std::fs::create_dir(&f.cgroup("part").unified).expect("mkdir");
+    let inode = |id: &str| std::fs::metadata(&f.cgroup(id).unified).expect("stat").ino();
+    for id in ["whole", "part"] {
+        let before = inode(id);
+        f.run(&["spawn", id, "ws-001", "--", "sleep", "600"]).code(0);
+        // Replaced, not reused: its counters (oom_kill, failcnt, peak) start from zero.
+        assert_ne!(inode(id), before, "{id}: the leftover was reused");
+        let l = f.limits(id);
+        assert_eq!((l.memory_max, l.pids_max), (Limit::Bytes(4 << 30), Limit::Bytes(512)), "{id}");
+        assert_eq!(f.cgroup(id).procs().expect("procs").len(), 1, "{id}");
+    }
+    f.finish();
+}
+
 /// `/proc/locks` is rendered a page per read and resumed by position, so while `kill --all`
 /// releases locks, a reader can skip one that is still held. With over a page of locks, every
 /// kill must still wait for its supervisor and every end be recorded exactly once.

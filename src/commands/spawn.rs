@@ -237,8 +237,10 @@ fn prepare(ctx: &Ctx, plan: &SupervisorPlan, record: &AgentRecord) -> Result<()>
     }
     // An empty leftover (a crashed spawn, or cgroup-create) is replaced, so counters such
     // as oom_kill start from zero for this agent.
-    plan.cgroup.remove()?;
-    plan.cgroup.create()?;
+    if !plan.cgroup.create_fresh()? {
+        plan.cgroup.remove()?;
+        plan.cgroup.create()?;
+    }
     plan.cgroup.apply_limits(&plan.limits)?;
     if let Some(dir) = &plan.scratch {
         make_scratch(dir)?;

@@ -92,6 +92,20 @@ impl Cgroup {
         Ok(created)
     }
 
+    /// Like [`Cgroup::create`], but stops at the first hierarchy that already has the
+    /// directory and returns false: the caller wants a fresh cgroup, and checking for a
+    /// leftover first would cost a lookup in every hierarchy on each spawn.
+    pub fn create_fresh(&self) -> crate::Result<bool> {
+        for dir in self.dirs().into_iter().rev() {
+            match std::fs::create_dir(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+                Err(e) => return Err(crate::Error::io("create cgroup", dir, e)),
+            }
+        }
+        Ok(true)
+    }
+
     /// The process ids in this cgroup (the unified tree lists them on both layouts).
     pub fn procs(&self) -> crate::Result<Vec<i32>> {
         let path = self.unified.join("cgroup.procs");
