@@ -50,7 +50,7 @@ pub struct Supervisor {
     stop: Option<Stop>,
     /// When to do what can wait until `spawn` has returned (see [`Supervisor::housekeeping`]).
     housekeeping_at: Option<Instant>,
-    _lock: Lock,
+    lock: Lock,
 }
 
 /// How long after the first run starts the supervisor does its housekeeping: long after
@@ -78,18 +78,17 @@ struct Observed {
 }
 
 impl Supervisor {
-    /// Takes OOM protection, becomes the reaper of the agent's orphans and routes signals to
-    /// a descriptor. (It leaves the caller's cgroup later, in its housekeeping.)
+    /// Becomes the reaper of the agent's orphans and routes signals to a descriptor. (OOM
+    /// protection comes right after the report, and leaving the caller's cgroup later still,
+    /// in its housekeeping.)
     /// `record` is the one `spawn` just wrote, handed over in memory.
     pub fn prepare(
         plan: SupervisorPlan,
         record: AgentRecord,
-        mut lock: Lock,
+        lock: Lock,
         leases: Option<Leases>,
     ) -> Result<Supervisor> {
         let dirs = plan.dirs();
-        // Only root may lower oom_score_adj; an unprivileged supervisor runs unprotected.
-        let _ = protect_from_oom(Path::new("/proc"));
         // Orphans of the agent are re-parented to us instead of init, so we reap them at
         // once and they stop counting against pids.max.
         // SAFETY: prctl with integer arguments only.
@@ -113,7 +112,6 @@ impl Supervisor {
         mask.thread_block().context("cannot block signals")?;
         let signals =
             SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).context("signalfd")?;
-        lock.set_holder("supervisor")?;
         let breaker = Breaker::new(plan.restart_backoff, plan.crash_loop_after, CRASH_LOOP_WINDOW);
         let mut sup = Supervisor {
             plan,
@@ -125,10 +123,22 @@ impl Supervisor {
             _leases: leases,
             stop: None,
             housekeeping_at: Some(Instant::now() + HOUSEKEEPING_DELAY),
-            _lock: lock,
+            lock,
         };
         sup.record.supervisor = ProcessRef::of(Path::new("/proc"), std::process::id() as i32);
         Ok(sup)
+    }
+
+    /// What can wait until `spawn` has the report its caller is waiting for: a few syscalls,
+    /// made while `spawn` prints and exits on another core.
+    pub fn after_report(&mut self) {
+        // Only root may lower oom_score_adj; an unprivileged supervisor runs unprotected.
+        let _ = protect_from_oom(Path::new("/proc"));
+        // The lock file names its holder for a refused spawn's message; until now it named
+        // `spawn`, which held the same lock.
+        if let Err(e) = self.lock.set_holder("supervisor") {
+            self.note(&format!("cannot name the supervisor in the lock file: {e:#}"));
+        }
     }
 
     /// What the supervisor does once, after `spawn` has returned: leave the caller's cgroup

@@ -2,10 +2,10 @@
 //! supervisor in place (no second exec of fleetctl: that was half of spawn's latency).
 //!
 //! It starts a new session, lets go of the caller's terminal and pipes (a CI runner waits for
-//! them to close), takes protection from the OOM killer, waits until `spawn` has made the
-//! cgroup ([`handoff`]), starts the agent's command, reports the pid (or the error) to
-//! `spawn`, and shortly after moves itself to the fleet's `supervisors/` cgroup (outside
-//! every agent). From then on it sleeps in `poll(2)` until the kernel has news: a signal,
+//! them to close), waits until `spawn` has made the cgroup ([`handoff`]), starts the agent's
+//! command, reports the pid (or the error) to `spawn`, takes protection from the OOM killer,
+//! and shortly after moves itself to the fleet's `supervisors/` cgroup (outside every
+//! agent). From then on it sleeps in `poll(2)` until the kernel has news: a signal,
 //! output, an OOM event, or the next deadline.
 
 pub mod handoff;
@@ -62,6 +62,7 @@ fn become_supervisor(
     drop(channel);
     match started {
         Ok((mut sup, running)) => {
+            sup.after_report();
             sup.supervise(running);
             0
         }
