@@ -1,8 +1,8 @@
 //! `cargo xtask bench`: fleetctl's hot paths against baselines measured in the same run,
 //! reported as ratios, because this machine is shared and absolute numbers drift.
 //!
-//! - spawn latency (median): bare fork+exec of `true`; the bash baseline doing the same
-//!   cgroup writes and exec; `fleetctl spawn` (returns once the command is exec'd);
+//! - spawn latency (median, `bench_spawn`): bare fork+exec of `true`; the bash baseline doing
+//!   the same cgroup writes and exec; `fleetctl spawn` (returns once the command is exec'd);
 //! - the scale run (`bench_scale`): N sleeping agents spawned by 16 parallel callers,
 //!   relief and `kill --all --force` over all of them, every record checked;
 //! - each supervisor's resident memory while the N agents run.
@@ -20,7 +20,7 @@ use std::{
 /// before exec, as fleetctl does) and return once it is placed, which is what `fleetctl
 /// spawn` promises too. Returning before the placement (a plain `&`) would leave out the
 /// most expensive step: the first `cgroup.procs` write waits for an RCU grace period.
-const BASH_SPAWN: &str = r#"
+pub const BASH_SPAWN: &str = r#"
 set -e
 id=$1; shift
 for d in "$@"; do mkdir -p "$d/$id"; done
@@ -46,7 +46,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             .and_then(|v| v.parse().ok())
             .unwrap_or(default)
     };
-    let (agents, rounds, trials) = (flag("--agents", 300), flag("--rounds", 40), flag("--trials", 20));
+    let (agents, rounds, trials) = (flag("--agents", 300), flag("--rounds", 60), flag("--trials", 20));
     // The binary hosts install (`cargo xtask dist`): what operators run is what is measured.
     let bin = crate::dist::build(root)?;
     let tmp = std::env::temp_dir().join(format!("fleetctl-bench-{}", std::process::id()));
@@ -96,39 +96,14 @@ impl Env {
     }
 }
 
-fn baseline_root(fleet: &Fleet) -> fleet_core::cgroup::Cgroup {
+pub fn baseline_root(fleet: &Fleet) -> fleet_core::cgroup::Cgroup {
     fleet.root.child("bash-baseline")
 }
 
 fn measure(env: &Env, fleet: &Fleet, agents: usize, rounds: usize, trials: usize) -> Result<()> {
     fleet.ensure()?;
-    // 1. Bare fork+exec.
-    let bare =
-        median((0..rounds).map(|_| time(|| Ok(Command::new("true").status().map(|_| ())?))).collect::<Result<_>>()?);
-    // 2. The bash baseline.
-    let base = baseline_root(fleet);
-    base.create()?;
-    let dirs: Vec<String> = base.dirs().iter().map(|d| d.display().to_string()).collect();
-    let mut bash = Vec::new();
-    for i in 0..rounds {
-        let id = format!("b{i}");
-        let mut cmd = Command::new("bash");
-        cmd.arg("-c").arg(BASH_SPAWN).arg("bash").arg(&id).args(&dirs);
-        cmd.env("UNI", &dirs[0])
-            .env("MEM", dirs.get(1).cloned().unwrap_or_default())
-            .env("PIDS", dirs.get(2).cloned().unwrap_or_default());
-        bash.push(time(|| check(cmd.status()?, "bash baseline"))?);
-        base.child(&id).kill_and_remove(Duration::from_secs(5))?;
-    }
-    let bash = median(bash);
-    // 3. fleetctl spawn.
-    let mut spawn = Vec::new();
-    for i in 0..rounds {
-        let id = format!("s{i}");
-        spawn.push(time(|| check(env.fleetctl(&["spawn", &id, "ws", "--", "sleep", "1000"]).status()?, "spawn"))?);
-        check(env.fleetctl(&["kill", "--force", &id]).status()?, "kill")?;
-    }
-    let spawn = median(spawn);
+    // 1-3. Spawn latency against bare fork+exec and the bash baseline.
+    let spawn_rows = crate::bench_spawn::latency(env, fleet, rounds)?;
 
     // 4. Auto-kill reaction on a quiet fleet, before the scale run: tearing down hundreds of
     //    cgroups leaves the kernel freeing them for seconds, which showed up as noise here.
@@ -151,18 +126,9 @@ fn measure(env: &Env, fleet: &Fleet, agents: usize, rounds: usize, trials: usize
     println!("{}\n", machine_line(fleet));
     println!("| what | fleetctl | baseline | ratio |");
     println!("|---|---|---|---|");
-    println!(
-        "| spawn latency, median of {rounds} | {} | bare fork+exec {} | {:.1}x |",
-        ms(spawn),
-        ms(bare),
-        ratio(spawn, bare)
-    );
-    println!(
-        "| spawn latency, median of {rounds} | {} | bash, same cgroup work {} | {:.2}x |",
-        ms(spawn),
-        ms(bash),
-        ratio(spawn, bash)
-    );
+    for row in &spawn_rows {
+        println!("{row}");
+    }
     println!("{up_row}");
     for row in &down_rows {
         println!("{row}");
@@ -217,13 +183,13 @@ pub fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
-fn time(f: impl FnOnce() -> Result<()>) -> Result<Duration> {
+pub fn time(f: impl FnOnce() -> Result<()>) -> Result<Duration> {
     let t = Instant::now();
     f()?;
     Ok(t.elapsed())
 }
 
-fn check(status: std::process::ExitStatus, what: &str) -> Result<()> {
+pub fn check(status: std::process::ExitStatus, what: &str) -> Result<()> {
     ensure!(status.success(), "{what} failed: {status}");
     Ok(())
 }

@@ -10,6 +10,7 @@
 mod bench;
 mod bench_memory;
 mod bench_scale;
+mod bench_spawn;
 mod codegen;
 mod dist;
 mod vmtest;

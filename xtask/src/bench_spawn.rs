@@ -1,0 +1,106 @@
+//! Spawn latency against its two baselines, measured the way a shared, noisy machine allows.
+//!
+//! - **Interleaved.** Each round times a bare fork+exec, the bash baseline and `fleetctl
+//!   spawn`, in an order shuffled per round: drift in the machine's load hits all three
+//!   alike, and none of them always runs in the wake of another (an agent's `sleep` is still
+//!   starting up, on the other core, when `spawn` returns).
+//! - **Into a live fleet.** Nothing is torn down inside the timed rounds. Removing a cgroup
+//!   returns before the kernel has freed it (RCU grace periods, memory-cgroup offlining
+//!   queued on every CPU), and that work lands on whatever runs next: it is `kill`'s cost,
+//!   which the scale run measures. Every agent and baseline cgroup is removed after the rounds.
+//! - **And the earlier method**, for comparison: first bare fork+exec in a loop of its own,
+//!   then each spawn right after `kill --force` of the previous agent. It is what the first
+//!   three benchmark tables in docs/benchmarks.md used.
+
+use crate::bench::{BASH_SPAWN, Env, baseline_root, check, median, ms, ratio, time};
+use anyhow::Result;
+use fleet_core::cgroup::Fleet;
+use std::{
+    process::Command,
+    time::{Duration, SystemTime},
+};
+
+/// The table rows.
+pub fn latency(env: &Env, fleet: &Fleet, rounds: usize) -> Result<Vec<String>> {
+    let base = baseline_root(fleet);
+    base.create()?;
+    let dirs: Vec<String> = base.dirs().iter().map(|d| d.display().to_string()).collect();
+    let bash_spawn = |id: &str| -> Result<Duration> {
+        let mut cmd = Command::new("bash");
+        cmd.arg("-c").arg(BASH_SPAWN).arg("bash").arg(id).args(&dirs);
+        cmd.env("UNI", &dirs[0])
+            .env("MEM", dirs.get(1).cloned().unwrap_or_default())
+            .env("PIDS", dirs.get(2).cloned().unwrap_or_default());
+        time(|| check(cmd.status()?, "bash baseline"))
+    };
+    let bare = || time(|| Ok(Command::new("true").status().map(|_| ())?));
+    let spawn = |id: &str| time(|| check(env.fleetctl(&["spawn", id, "ws", "--", "sleep", "1000"]).status()?, "spawn"));
+
+    let (mut bare_t, mut bash_t, mut spawn_t) = (Vec::new(), Vec::new(), Vec::new());
+    let mut order = Shuffle::seeded();
+    for i in 0..rounds {
+        for which in order.next() {
+            match which {
+                0 => bare_t.push(bare()?),
+                1 => bash_t.push(bash_spawn(&format!("b{i}"))?),
+                _ => spawn_t.push(spawn(&format!("s{i}"))?),
+            }
+        }
+    }
+    check(env.fleetctl(&["kill", "--all", "--force"]).status()?, "kill --all")?;
+    for i in 0..rounds {
+        base.child(&format!("b{i}")).kill_and_remove(Duration::from_secs(5))?;
+    }
+
+    // The earlier method.
+    let old_bare = median((0..rounds).map(|_| bare()).collect::<Result<_>>()?);
+    let mut after_kill = Vec::new();
+    for i in 0..rounds {
+        let id = format!("k{i}");
+        after_kill.push(spawn(&id)?);
+        check(env.fleetctl(&["kill", "--force", &id]).status()?, "kill")?;
+    }
+    let after_kill = median(after_kill);
+
+    let (bare_m, bash_m, spawn_m) = (median(bare_t), median(bash_t), median(spawn_t));
+    Ok(vec![
+        format!(
+            "| spawn latency, median of {rounds} interleaved rounds, into a live fleet | {} | bare fork+exec {} | {:.1}x |",
+            ms(spawn_m),
+            ms(bare_m),
+            ratio(spawn_m, bare_m)
+        ),
+        format!(
+            "| spawn latency, the same rounds | {} | bash, same cgroup work {} | {:.2}x |",
+            ms(spawn_m),
+            ms(bash_m),
+            ratio(spawn_m, bash_m)
+        ),
+        format!(
+            "| spawn latency, each right after `kill --force` of the previous agent (earlier method), median of {rounds} | {} | bare fork+exec in a loop of its own {} | {:.1}x |",
+            ms(after_kill),
+            ms(old_bare),
+            ratio(after_kill, old_bare)
+        ),
+    ])
+}
+
+/// The order of the three measurements in each round: one of their six permutations, from a
+/// xorshift generator (reproducibility does not matter here; balance does).
+struct Shuffle(u64);
+
+const PERMUTATIONS: [[u8; 3]; 6] = [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]];
+
+impl Shuffle {
+    fn seeded() -> Shuffle {
+        let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(1);
+        Shuffle(u64::from(nanos) | 1)
+    }
+
+    fn next(&mut self) -> [u8; 3] {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        PERMUTATIONS[(self.0 % 6) as usize]
+    }
+}
