@@ -81,7 +81,7 @@ impl Supervisor {
     /// Becomes the reaper of the agent's orphans and routes signals to a descriptor. (OOM
     /// protection comes right after the report, and leaving the caller's cgroup later still,
     /// in its housekeeping.)
-    /// `record` is the one `spawn` just wrote, handed over in memory.
+    /// `record` is the one `spawn` writes to disk meanwhile, handed over in memory.
     pub fn prepare(
         plan: SupervisorPlan,
         record: AgentRecord,

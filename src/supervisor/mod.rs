@@ -19,7 +19,7 @@ use crate::agent::plan::SupervisorPlan;
 use fleet_core::{lease::Leases, lock::Lock, state::AgentRecord};
 use std::{io::Write, os::unix::net::UnixStream};
 
-/// What the supervisor tells `spawn`, as one JSON line on the report pipe.
+/// What the supervisor tells `spawn`, as one JSON line on their socket ([`handoff`]).
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Ready {
     /// The agent's main pid, when it started.
