@@ -69,14 +69,13 @@ impl Starting {
         // A failed send means the supervisor is gone; reading its report says so.
         let _ = send(channel.as_raw_fd(), b"1", MsgFlags::MSG_NOSIGNAL);
         let mut line = String::new();
-        BufReader::new(&channel).read_line(&mut line)?;
-        let ready: Ready = match serde_json::from_str(&line) {
-            Ok(ready) => ready,
-            Err(_) => {
-                let _ = kill(self.pid, Signal::SIGKILL);
-                let _ = waitpid(self.pid, None);
-                anyhow::bail!("the supervisor exited before reporting; `fleetctl events` may say why");
-            }
+        let read = BufReader::new(&channel).read_line(&mut line);
+        // No report (or an unreadable one): make sure the supervisor is gone before the
+        // caller's undo removes what it would use.
+        let Some(ready) = read.ok().and_then(|_| serde_json::from_str::<Ready>(&line).ok()) else {
+            let _ = kill(self.pid, Signal::SIGKILL);
+            let _ = waitpid(self.pid, None);
+            anyhow::bail!("the supervisor exited before reporting; `fleetctl events` may say why");
         };
         match (ready.pid, ready.error) {
             (Some(pid), _) => Ok((self.pid, pid)),
