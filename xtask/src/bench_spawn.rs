@@ -9,8 +9,8 @@
 //!   queued on every CPU), and that work lands on whatever runs next: it is `kill`'s cost,
 //!   which the scale run measures. Every agent and baseline cgroup is removed after the rounds.
 //! - **And the earlier method**, for comparison: first bare fork+exec in a loop of its own,
-//!   then each spawn right after `kill --force` of the previous agent. It is what the first
-//!   three benchmark tables in docs/benchmarks.md used.
+//!   then each spawn right after `kill --force` of the previous agent. Every table in
+//!   docs/benchmarks.md before the 18:25 UTC run of 2026-11-22 used it.
 
 use crate::bench::{BASH_SPAWN, Env, baseline_root, check, median, ms, ratio, time};
 use anyhow::Result;
