@@ -15,7 +15,7 @@ pub fn run(ctx: &Ctx, args: CgroupCreateArgs) -> Result<Exit> {
     limits.validate().map_err(|m| Fail::error(Exit::Usage, m))?;
     ctx.fleet.ensure()?;
     let cgroup = ctx.fleet.agent(&args.name);
-    let created = cgroup.create()?;
+    let created = cgroup.create()? > 0;
     if let Err(e) = cgroup.apply_limits(&limits) {
         if created {
             let _ = cgroup.remove();

@@ -236,8 +236,9 @@ fn prepare(ctx: &Ctx, plan: &SupervisorPlan, record: &AgentRecord) -> Result<()>
         ctx.fleet.ensure()?;
     }
     // An empty leftover (a crashed spawn, or cgroup-create) is replaced, so counters such
-    // as oom_kill start from zero for this agent.
-    if !plan.cgroup.create_fresh()? {
+    // as oom_kill start from zero for this agent. Creating first costs nothing extra in the
+    // usual case, where there is none.
+    if plan.cgroup.create()? < plan.cgroup.dirs().len() {
         plan.cgroup.remove()?;
         plan.cgroup.create()?;
     }

@@ -79,31 +79,18 @@ impl Cgroup {
     }
 
     /// Creates the directory in every hierarchy, the unified one last (see [`Cgroup::exists`]);
-    /// an existing one is fine. Returns whether anything was created.
-    pub fn create(&self) -> crate::Result<bool> {
-        let mut created = false;
+    /// an existing one is fine. Returns how many of the [`Cgroup::dirs`] this call made: all
+    /// of them means the cgroup is fresh, none that it was already there.
+    pub fn create(&self) -> crate::Result<usize> {
+        let mut made = 0;
         for dir in self.dirs().into_iter().rev() {
             match std::fs::create_dir(dir) {
-                Ok(()) => created = true,
+                Ok(()) => made += 1,
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(crate::Error::io("create cgroup", dir, e)),
             }
         }
-        Ok(created)
-    }
-
-    /// Like [`Cgroup::create`], but stops at the first hierarchy that already has the
-    /// directory and returns false: the caller wants a fresh cgroup, and checking for a
-    /// leftover first would cost a lookup in every hierarchy on each spawn.
-    pub fn create_fresh(&self) -> crate::Result<bool> {
-        for dir in self.dirs().into_iter().rev() {
-            match std::fs::create_dir(dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
-                Err(e) => return Err(crate::Error::io("create cgroup", dir, e)),
-            }
-        }
-        Ok(true)
+        Ok(made)
     }
 
     /// The process ids in this cgroup (the unified tree lists them on both layouts).
