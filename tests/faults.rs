@@ -153,6 +153,69 @@ fn a_spawn_killed_between_its_cgroup_and_the_exec_is_truthful_and_collected() {
     f.finish();
 }
 
+/// `kill` while a `spawn` of the same id is between its lock and the agent's start: the
+/// record says starting and names no supervisor yet, and there is no process to signal.
+/// kill waits for the start (spawn holds the id's stopping turn), then stops the run like
+/// any other.
+#[test]
+fn kill_during_a_spawn_waits_for_the_start_and_stops_the_run() {
+    let Some(f) = TestFleet::new("killstart") else { return };
+    let spawn = stopped_at(&f, &["spawn", "mid", "ws-001", "--", "sleep", "600"], "spawn-after-cgroup");
+    assert_eq!(f.agent("mid")["state"], "starting");
+    let killer =
+        f.cmd(&["kill", "mid", "--grace", "2s"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("kill");
+    std::thread::sleep(Duration::from_millis(300));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(spawn.id() as i32), nix::sys::signal::Signal::SIGCONT)
+        .expect("SIGCONT");
+    let spawned = crate::util::Run::from(spawn.wait_with_output().expect("spawn ends"));
+    spawned.code(0);
+    let killed = crate::util::Run::from(killer.wait_with_output().expect("kill ends"));
+    killed.code(0);
+    assert!(killed.stdout.contains("mid: stopped on SIGTERM"), "{killed:?}");
+    let a = f.agent("mid");
+    assert_eq!((a["state"].as_str(), a["killed_by"].as_str()), (Some("killed"), Some("user")), "{a:#}");
+    f.finish();
+}
+
+/// Starts fleetctl with `args`, armed to stop itself at `failpoint`, and returns once it has.
+fn stopped_at(f: &TestFleet, args: &[&str], failpoint: &str) -> std::process::Child {
+    let child = f
+        .cmd(args)
+        .env("FLEETCTL_FAILPOINT", format!("{failpoint}:stop"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start fleetctl");
+    let stopped = || {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap_or_default();
+        stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('T'))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !stopped() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(stopped(), "{args:?} never reached {failpoint}");
+    child
+}
+
+/// A `spawn` of an id whose `kill` is still at work (the supervisor has recorded the end and
+/// let go of the id; kill has yet to remove the cgroup, whose path the new run would make
+/// again) is refused, and succeeds once the kill is done.
+#[test]
+fn spawn_during_a_kill_of_the_same_id_is_refused_until_it_is_done() {
+    let Some(f) = TestFleet::new("spawnkill2") else { return };
+    f.run(&["spawn", "re", "ws-001", "--", "sleep", "600"]).code(0);
+    let killer = stopped_at(&f, &["kill", "re"], "kill-after-supervisor");
+    assert_eq!(f.agent("re")["state"], "killed");
+    f.run(&["spawn", "re", "ws-001", "--", "sleep", "600"]).code(4).one_error_line("being stopped");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(killer.id() as i32), nix::sys::signal::Signal::SIGCONT)
+        .expect("SIGCONT");
+    crate::util::Run::from(killer.wait_with_output().expect("kill ends")).code(0);
+    f.run(&["spawn", "re", "ws-001", "--", "sleep", "600"]).code(0);
+    assert_eq!(f.wait_state("re", &["running"], Duration::from_secs(30))["state"], "running");
+    f.finish();
+}
+
 #[test]
 fn relief_killed_mid_plan_leaves_no_stale_lock_and_a_second_relief_finishes() {
     let Some(f) = TestFleet::new("reliefkill") else { return };

@@ -65,9 +65,10 @@ pub fn stop_agent(ctx: &Ctx, id: &AgentId, req: &StopRequest) -> Result<Option<S
         return Ok(None);
     }
     // Killers of one agent take turns, so two operators (or kill and relief) never both
-    // report the same kill; the second finds the agent already ended.
+    // report the same kill; the second finds the agent already ended. A `spawn` of the id
+    // takes the same turn while it starts a run (and refuses while a killer has it).
     std::fs::create_dir_all(&agent_dir).with_context(|| format!("cannot create {}", agent_dir.display()))?;
-    let kill_lock_path = agent_dir.join("kill.lock");
+    let kill_lock_path = ctx.dirs.kill_lock_path(id);
     let kill_lock = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -78,7 +79,9 @@ pub fn stop_agent(ctx: &Ctx, id: &AgentId, req: &StopRequest) -> Result<Option<S
 
     let before = view::load_one(ctx, id)?;
     let populated = cgroup.exists() && cgroup.populated().unwrap_or(false);
-    let supervised = before.as_ref().is_some_and(|v| v.supervised);
+    // An ended run is not supervised, even while its lock is held: by its supervisor on the
+    // way out, or by a new `spawn` of the id, which this turn will make refuse.
+    let supervised = before.as_ref().is_some_and(|v| v.supervised && !v.record.state.is_terminal());
     if !populated && !supervised {
         return Ok(Some(settle_unsupervised(ctx, id, before, req)?));
     }
@@ -115,12 +118,18 @@ pub fn stop_agent(ctx: &Ctx, id: &AgentId, req: &StopRequest) -> Result<Option<S
     if supervised {
         wait_for_supervisor(ctx, id, ours)?;
     }
+    crate::failpoint::hit(crate::failpoint::KILL_AFTER_SUPERVISOR);
     let after = view::load_one(ctx, id)?;
-    if ours.is_some() && after.as_ref().is_some_and(|v| v.record.supervisor != ours) {
+    if let Some(v) = after.as_ref().filter(|_| ours.is_some()) {
         // Once our run's supervisor had recorded its end and let go of the id, a new run of
-        // the id started (another operator's spawn). Ours is done; the cgroup is the new
-        // run's now and is not ours to remove.
-        return Ok(Some(Stopped::Killed { sigkilled, state: AgentState::Killed }));
+        // the id started (another operator's spawn): its record names another supervisor,
+        // or its spawn holds the lock and has yet to write one over our ended record. Ours
+        // is done; the cgroup is the new run's now and is not ours to remove.
+        let ours_ended = v.record.supervisor == ours && v.record.state.is_terminal();
+        if v.record.supervisor != ours || (ours_ended && v.supervised) {
+            let state = if ours_ended { v.record.state } else { AgentState::Killed };
+            return Ok(Some(Stopped::Killed { sigkilled, state }));
+        }
     }
     if after.as_ref().is_some_and(|v| v.supervised) {
         bail!("{id}: its supervisor did not record the end within {}s", SUPERVISOR_FINISH.as_secs());

@@ -45,6 +45,19 @@ pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
         None => return Err(busy(ctx, &plan.id)),
     };
     lock.set_holder("spawn")?;
+    // Held until the agent has started: a `kill` of this id waits for that.
+    let stop_turn = match take_stop_turn(ctx, &plan.id)? {
+        Some(turn) => turn,
+        None => {
+            return Err(Fail::error(
+                Exit::Busy,
+                format!(
+                    "{} is being stopped (a kill or relief of it is under way); spawn it again once that has finished",
+                    plan.id
+                ),
+            ));
+        }
+    };
     if plan.cgroup.exists() && plan.cgroup.populated()? {
         return Err(Fail::error(
             Exit::Busy,
@@ -73,6 +86,7 @@ pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
     let (supervisor_pid, pid) = supervisor.go().map_err(|e| anyhow::anyhow!("{}: {e:#}", plan.id))?;
     undo.armed = false;
     drop(lock); // the supervisor holds it now, and the leases
+    drop(stop_turn);
     println!("{}", started_line(&plan, pid));
     if args.wait {
         return logs::wait_attached(ctx, &plan.id, supervisor_pid);
@@ -194,6 +208,24 @@ fn room_to_record(ctx: &Ctx) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Takes agent `id`'s stopping turn ([`fleet_core::paths::Dirs::kill_lock_path`]), or None
+/// while a `kill` or relief of it holds it: that one may still be at work on the last run's
+/// cgroup, whose path this spawn would make again.
+fn take_stop_turn(ctx: &Ctx, id: &AgentId) -> Result<Option<std::fs::File>> {
+    let path = ctx.dirs.kill_lock_path(id);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
+    }
 }
 
 /// The exit-4 error for an id whose lock is held, naming who holds it.
@@ -344,7 +376,7 @@ impl Drop for Undo<'_> {
         let _ = std::fs::remove_file(self.ctx.dirs.kill_request_path(self.id));
         // Safe while we hold the lock: a racing spawn re-checks the inode after locking.
         let _ = std::fs::remove_file(self.ctx.dirs.lock_path(self.id));
-        let _ = std::fs::remove_file(self.ctx.dirs.agent_dir(self.id).join("kill.lock"));
+        let _ = std::fs::remove_file(self.ctx.dirs.kill_lock_path(self.id));
         let _ = std::fs::remove_dir(self.ctx.dirs.agent_dir(self.id));
     }
 }

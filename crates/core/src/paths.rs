@@ -29,6 +29,13 @@ impl Dirs {
         self.agent_dir(id).join("lock")
     }
 
+    /// Agent `id`'s stopping turn: held by whoever is stopping the agent (`kill`, relief, the
+    /// watcher), and by `spawn` while it starts one, so that neither works on a cgroup the
+    /// other is making or removing.
+    pub fn kill_lock_path(&self, id: &AgentId) -> PathBuf {
+        self.agent_dir(id).join("kill.lock")
+    }
+
     /// Agent `id`'s state record.
     pub fn state_path(&self, id: &AgentId) -> PathBuf {
         self.agent_dir(id).join("state.json")
