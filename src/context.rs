@@ -10,6 +10,9 @@ use fleet_core::{
 };
 use std::path::PathBuf;
 
+/// Where hosts mount their cgroup hierarchies; elsewhere, `/proc/self/mountinfo` says where.
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
 /// Built-in defaults of the interface contract (DESIGN.md).
 pub const DEFAULT_CGROUP_PARENT: &str = "/fleet";
 const DEFAULT_STATE_DIR: &str = "/run/fleet";
@@ -61,7 +64,7 @@ impl Ctx {
             .unwrap_or_else(|| DEFAULT_CGROUP_PARENT.into());
         fleet_core::cgroup::validate_parent(&cgroup_parent)
             .map_err(|m| crate::exit::Fail::error(crate::exit::Exit::Usage, m))?;
-        let mounts = Mounts::detect(&proc_root)?;
+        let mounts = Mounts::locate(std::path::Path::new(CGROUP_ROOT), &proc_root)?;
         let own = OwnCgroups::read(&proc_root)?;
         let fleet = Fleet::resolve(&mounts, &own, &cgroup_parent)?;
         let pick = |flag: &Option<PathBuf>, file: &Option<PathBuf>, default: &str| {

@@ -121,3 +121,26 @@ fn limits_reach_the_kernel() {
     }
     f.finish();
 }
+
+/// fleetctl tells the layout by statfs(2) when the host mounts its cgroups at
+/// /sys/fs/cgroup, and that must be what mountinfo says: on this machine (hybrid) and in the
+/// VM (pure v2) both.
+#[test]
+fn the_statfs_probe_finds_what_mountinfo_says() {
+    use fleet_core::cgroup::{Layout, Mounts};
+    use std::path::Path;
+    let detected = Mounts::detect(Path::new("/proc")).expect("mountinfo");
+    match Mounts::probe(Path::new("/sys/fs/cgroup")) {
+        Some(probed) => assert_eq!(probed, detected),
+        None => {
+            // Only a host that mounts cgroups elsewhere, or whose cgroup2 root lacks the
+            // memory or pids controller, is left to mountinfo.
+            let controllers = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers").unwrap_or_default();
+            let usual = match detected.layout {
+                Layout::Hybrid => detected.unified == Path::new("/sys/fs/cgroup/unified"),
+                Layout::Unified => controllers.contains("memory") && controllers.contains("pids"),
+            };
+            assert!(!usual, "the probe missed a usual layout: {detected:?}");
+        }
+    }
+}

@@ -1,5 +1,6 @@
 //! Which cgroup layout the host has, where each hierarchy is mounted, and where the calling
-//! process sits in each: read once from `/proc/self/mountinfo` and `/proc/self/cgroup`.
+//! process sits in each: read once from `/proc/self/mountinfo` (or, at the usual mount
+//! points, told by statfs(2)) and `/proc/self/cgroup`.
 
 use crate::{Error, Result, host::mounts};
 use std::{
@@ -41,6 +42,47 @@ pub struct Mounts {
 }
 
 impl Mounts {
+    /// The layout at the usual mount points, told by statfs(2) alone: `root` (normally
+    /// `/sys/fs/cgroup`) is cgroup2 carrying the memory and pids controllers, or a tmpfs
+    /// holding cgroup2 at `unified` and the v1 `memory` and `pids` hierarchies, as systemd
+    /// mounts them. None when anything differs; [`Mounts::detect`] then reads mountinfo.
+    ///
+    /// It exists for speed: a few statfs calls take microseconds, where the kernel renders
+    /// mountinfo in 0.1 ms for a fresh process, which was a sixth of `spawn`'s own work.
+    pub fn probe(root: &Path) -> Option<Mounts> {
+        use nix::sys::statfs::{CGROUP_SUPER_MAGIC, CGROUP2_SUPER_MAGIC, TMPFS_MAGIC, statfs};
+        let fs_type = |path: &Path| statfs(path).ok().map(|s| s.filesystem_type());
+        let root_type = fs_type(root)?;
+        if root_type == CGROUP2_SUPER_MAGIC {
+            let controllers = super::files::read(&root.join("cgroup.controllers")).ok()?;
+            let has = |name: &str| controllers.split_whitespace().any(|c| c == name);
+            return (has("memory") && has("pids")).then(|| Mounts {
+                layout: Layout::Unified,
+                unified: root.to_path_buf(),
+                memory_v1: None,
+                pids_v1: None,
+            });
+        }
+        if root_type != TMPFS_MAGIC {
+            return None;
+        }
+        let (unified, memory, pids) = (root.join("unified"), root.join("memory"), root.join("pids"));
+        // A v1 hierarchy is known by its mount point's name, as mountinfo's options would
+        // say; the root of the pids hierarchy has no file of its own to check.
+        let hybrid = fs_type(&unified)? == CGROUP2_SUPER_MAGIC
+            && fs_type(&memory)? == CGROUP_SUPER_MAGIC
+            && fs_type(&pids)? == CGROUP_SUPER_MAGIC;
+        hybrid.then_some(Mounts { layout: Layout::Hybrid, unified, memory_v1: Some(memory), pids_v1: Some(pids) })
+    }
+
+    /// [`Mounts::probe`] at `cgroup_root`, or else [`Mounts::detect`] from `proc_root`.
+    pub fn locate(cgroup_root: &Path, proc_root: &Path) -> Result<Mounts> {
+        match Mounts::probe(cgroup_root) {
+            Some(mounts) => Ok(mounts),
+            None => Mounts::detect(proc_root),
+        }
+    }
+
     /// Detects the layout from `<proc_root>/self/mountinfo`.
     pub fn detect(proc_root: &Path) -> Result<Mounts> {
         // In 4 KiB reads: `fs::read_to_string` probes a file that reports size 0 with
@@ -155,6 +197,16 @@ mod tests {
         let m = Mounts::from_mountinfo(PURE).expect("v2");
         assert_eq!(m.layout, Layout::Unified);
         assert_eq!(m.unified, PathBuf::from("/sys/fs/cgroup"));
+    }
+
+    #[test]
+    fn probe_refuses_what_is_not_a_cgroup_mount() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        for dir in ["unified", "memory", "pids"] {
+            std::fs::create_dir(tmp.path().join(dir)).expect("mkdir");
+        }
+        assert_eq!(Mounts::probe(tmp.path()), None);
+        assert_eq!(Mounts::probe(&tmp.path().join("missing")), None);
     }
 
     #[test]
