@@ -271,10 +271,26 @@ fn supervisors_are_protected_from_the_oom_killer() {
     f.run(&["spawn", "p1", "ws-001", "--", "sleep", "60"]).code(0);
     let a = f.wait_state("p1", &["running"], T);
     let sup = a["supervisor_pid"].as_i64().expect("supervisor pid");
-    let score = std::fs::read_to_string(format!("/proc/{sup}/oom_score_adj")).expect("supervisor score");
-    assert_eq!(score.trim(), "-1000");
+    // It protects itself once `spawn` has returned (in its housekeeping, 50 ms in).
+    let score = || std::fs::read_to_string(format!("/proc/{sup}/oom_score_adj")).expect("supervisor score");
+    let deadline = std::time::Instant::now() + T;
+    while score().trim() != "-1000" && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(score().trim(), "-1000");
     let agent = std::fs::read_to_string(format!("/proc/{}/oom_score_adj", a["pid"])).expect("agent score");
     assert_eq!(agent.trim(), "0", "the agent must stay killable");
+    // A restart comes from a protected supervisor: the new run must not inherit that.
+    let script = "cat /proc/self/oom_score_adj; sleep 0.3; exit 1";
+    f.run(&["spawn", "p2", "ws-001", "--restart", "on-failure", "--", "sh", "-c", script]).code(0);
+    let scores =
+        || -> Vec<String> { f.log("p2").lines().filter(|l| !l.starts_with("fleetctl:")).map(String::from).collect() };
+    let deadline = std::time::Instant::now() + T;
+    while scores().len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let scores = scores();
+    assert!(scores.len() >= 2 && scores.iter().all(|s| s == "0"), "every run starts killable: {scores:?}");
     f.finish();
 }
 

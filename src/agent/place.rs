@@ -58,12 +58,23 @@ pub fn open_procs(cgroup: &Cgroup) -> Result<Vec<File>> {
 /// # Safety
 /// Async-signal-safe: sigprocmask(2), then open(2), write(2) and close(2).
 pub unsafe fn reset_inherited() {
-    // SAFETY: an empty set on the stack; the rest as documented above.
+    // SAFETY: as documented above.
+    unsafe {
+        unblock_signals();
+        reset_oom_score();
+    }
+}
+
+/// Unblocks every signal. For the child between fork and exec.
+///
+/// # Safety
+/// Async-signal-safe: sigprocmask(2) only.
+pub unsafe fn unblock_signals() {
+    // SAFETY: an empty set on the stack.
     unsafe {
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-        reset_oom_score();
     }
 }
 
@@ -87,7 +98,7 @@ pub unsafe fn join(procs: &[File]) -> io::Result<()> {
 ///
 /// # Safety
 /// Async-signal-safe: open(2), write(2) and close(2) on a constant path.
-unsafe fn reset_oom_score() {
+pub unsafe fn reset_oom_score() {
     // SAFETY: see above; the path is a static NUL-terminated string.
     unsafe {
         let fd = libc::open(fleet_core::procs::SELF_OOM_SCORE_ADJ.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);

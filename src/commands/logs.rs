@@ -32,13 +32,17 @@ pub fn run(ctx: &Ctx, args: LogsArgs) -> Result<Exit> {
     let path = ctx.dirs.log_path(&args.id);
     let known = ctx.dirs.agent_dir(&args.id).is_dir();
     if !path.exists() {
-        if known {
-            return Ok(Exit::Ok); // an agent that has printed nothing yet
+        if !known {
+            return Err(Fail::error(
+                Exit::NoSuchAgent,
+                format!("no such agent: {} (no log at {})", args.id, path.display()),
+            ));
         }
-        return Err(Fail::error(
-            Exit::NoSuchAgent,
-            format!("no such agent: {} (no log at {})", args.id, path.display()),
-        ));
+        // An agent that has printed nothing yet: its supervisor creates the log at the first
+        // output, or 50 ms after the start.
+        if !(args.follow && wait_for_log(ctx, &args.id, &path)) {
+            return Ok(Exit::Ok);
+        }
     }
     let mut out = std::io::stdout().lock();
     let offset = match args.lines {
@@ -55,6 +59,14 @@ pub fn run(ctx: &Ctx, args: LogsArgs) -> Result<Exit> {
         follower.copy_new(&mut out)?;
     }
     Ok(Exit::Ok)
+}
+
+/// Waits while the agent runs for its log to appear; false if it never did.
+fn wait_for_log(ctx: &Ctx, id: &AgentId, path: &Path) -> bool {
+    while !path.exists() && agent_alive(ctx, id) {
+        std::thread::sleep(FOLLOW_INTERVAL);
+    }
+    path.exists()
 }
 
 fn agent_alive(ctx: &Ctx, id: &AgentId) -> bool {
@@ -105,6 +117,11 @@ pub fn wait_attached(ctx: &Ctx, id: &AgentId, supervisor: nix::unistd::Pid) -> R
             break;
         }
         std::thread::sleep(FOLLOW_INTERVAL);
+    }
+    // The supervisor creates the log at the first output (or note), which may have been its
+    // last act.
+    if follower.is_none() && path.exists() {
+        follower = Some(Follower::open(&path, 0)?);
     }
     if let Some(f) = &mut follower {
         f.copy_new(&mut out)?;

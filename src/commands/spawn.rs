@@ -81,6 +81,8 @@ pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
     // Declared after `undo`, so on an error it is dropped first: stopped and reaped before
     // the undo removes what it would have used.
     let supervisor = Starting::fork(&plan, record.clone(), &lock, taken.leases.as_ref())?;
+    make_cgroup(ctx, &plan)?;
+    supervisor.cgroup_made();
     prepare(ctx, &plan, &record)?;
     crate::failpoint::hit(crate::failpoint::SPAWN_AFTER_CGROUP);
     let (supervisor_pid, pid) = supervisor.go().map_err(|e| anyhow::anyhow!("{}: {e:#}", plan.id))?;
@@ -260,8 +262,8 @@ fn busy(ctx: &Ctx, id: &AgentId) -> anyhow::Error {
     Fail::error(Exit::Busy, message)
 }
 
-/// Creates the cgroup with its limits and the scratch dir, and writes the first record.
-fn prepare(ctx: &Ctx, plan: &SupervisorPlan, record: &AgentRecord) -> Result<()> {
+/// Creates the agent's cgroup, without limits yet.
+fn make_cgroup(ctx: &Ctx, plan: &SupervisorPlan) -> Result<()> {
     // After the first spawn the subtree is complete; checking that is cheaper than
     // re-making nine directories and their controller files.
     if !ctx.fleet.is_complete() {
@@ -274,6 +276,11 @@ fn prepare(ctx: &Ctx, plan: &SupervisorPlan, record: &AgentRecord) -> Result<()>
         plan.cgroup.remove()?;
         plan.cgroup.create()?;
     }
+    Ok(())
+}
+
+/// Gives the cgroup its limits, makes the scratch dir, and writes the first record.
+fn prepare(ctx: &Ctx, plan: &SupervisorPlan, record: &AgentRecord) -> Result<()> {
     plan.cgroup.apply_limits(&plan.limits)?;
     if let Some(dir) = &plan.scratch {
         make_scratch(dir)?;

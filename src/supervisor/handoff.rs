@@ -1,15 +1,20 @@
 //! The hand-over from `spawn` to the agent's supervisor.
 //!
 //! `spawn` forks the supervisor as soon as it holds the id's lock and leases, then makes the
-//! cgroup and writes the record while the supervisor detaches from the caller and sets
-//! itself up. The two halves take about as long (0.3 ms each here), so on a host with two
-//! cores or more, spawn's latency loses one of them. Then `spawn` says "go" and the
-//! supervisor starts the command in the finished cgroup and reports.
+//! cgroup and writes the record while the supervisor detaches from the caller and prepares
+//! the agent's start. The two halves take about as long (0.3 ms each here), so on a host
+//! with two cores or more, spawn's latency loses one of them.
 //!
-//! One socket pair carries both messages: one byte from `spawn` (the cgroup and the record
-//! are ready; end-of-file instead means "give up, exit"), then one JSON line back
-//! ([`Ready`]). A socket and not a pipe, because `send(MSG_NOSIGNAL)` to a supervisor that
-//! has died fails instead of raising SIGPIPE in `spawn`.
+//! Three messages on one socket pair:
+//! 1. [`CGROUP_MADE`], one byte from `spawn` once the cgroup's directories exist: the
+//!    supervisor opens the files the start needs (`cgroup.procs`, the v1 OOM notification)
+//!    while `spawn` writes the limits and the record;
+//! 2. [`GO`], one byte: limits and record are in place, start the command;
+//! 3. the report back, one JSON line ([`Ready`]).
+//!
+//! End-of-file instead of a byte means "give up, exit". A socket and not a pipe, because
+//! `send(MSG_NOSIGNAL)` to a supervisor that has died fails instead of raising SIGPIPE in
+//! `spawn`.
 
 use super::{Ready, become_supervisor};
 use crate::agent::plan::SupervisorPlan;
@@ -27,6 +32,11 @@ use std::{
     io::{BufRead, BufReader, Read},
     os::{fd::AsRawFd, unix::net::UnixStream},
 };
+
+/// The cgroup's directories exist; its limits do not yet.
+pub const CGROUP_MADE: u8 = b'c';
+/// The cgroup, its limits and the record are in place: start.
+pub const GO: u8 = b'g';
 
 /// `spawn`'s side: a supervisor that is setting itself up and waits for "go". Dropped
 /// without [`Starting::go`], it is told to give up and reaped, so a failed spawn leaves no
@@ -62,12 +72,20 @@ impl Starting {
         }
     }
 
+    /// Tells the supervisor the cgroup's directories exist.
+    pub fn cgroup_made(&self) {
+        if let Some(channel) = &self.channel {
+            // A failed send means the supervisor is gone; `go` finds out.
+            let _ = send(channel.as_raw_fd(), &[CGROUP_MADE], MsgFlags::MSG_NOSIGNAL);
+        }
+    }
+
     /// Tells the supervisor the cgroup and the record are ready, and waits for its report:
     /// the supervisor's pid and the agent's, once the command has been exec'd in its cgroup.
     pub fn go(mut self) -> Result<(Pid, i32)> {
         let channel = self.channel.take().context("the supervisor was already told")?;
         // A failed send means the supervisor is gone; reading its report says so.
-        let _ = send(channel.as_raw_fd(), b"1", MsgFlags::MSG_NOSIGNAL);
+        let _ = send(channel.as_raw_fd(), &[GO], MsgFlags::MSG_NOSIGNAL);
         let mut line = String::new();
         let read = BufReader::new(&channel).read_line(&mut line);
         // No report (or an unreadable one): make sure the supervisor is gone before the
@@ -101,13 +119,13 @@ fn single_threaded() -> bool {
     std::fs::read_dir("/proc/self/task").map(|d| d.count() == 1).unwrap_or(true)
 }
 
-/// The supervisor's side: waits until `spawn` says go. False when `spawn` gave up or died
-/// first; the supervisor then exits, and whatever `spawn` made is its undo's (or gc's).
-pub fn wait_for_go(channel: &mut UnixStream) -> bool {
+/// The supervisor's side: waits for `message` from `spawn`. False when `spawn` gave up or
+/// died first; the supervisor then exits, and whatever `spawn` made is its undo's (or gc's).
+pub fn wait_for(channel: &mut UnixStream, message: u8) -> bool {
     let mut byte = [0u8; 1];
     loop {
         match channel.read(&mut byte) {
-            Ok(n) => return n == 1,
+            Ok(n) => return n == 1 && byte[0] == message,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => return false,
         }

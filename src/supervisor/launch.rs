@@ -4,17 +4,18 @@
 //! tables, then fault on every page either process writes) as soon as a step must run
 //! between fork and exec, and the agent needs several: see [`crate::agent::place`].
 //!
-//! Everything the child uses is prepared before the clone: NUL-terminated argv and envp, the
-//! workspace path, the descriptors of the `cgroup.procs` files. Sharing memory with a
-//! suspended parent, the child only makes async-signal-safe calls on them, returns into
-//! none of the parent's code, and ends in `execvpe` or `_exit`; a failure's errno and step
-//! reach the parent through the shared memory.
+//! Everything the child uses is prepared before the clone, most of it before the cgroup
+//! exists ([`Prepared`]): NUL-terminated argv and envp, the workspace path, the program's
+//! path, and (from the caller) the descriptors of the `cgroup.procs` files. Sharing memory
+//! with a suspended parent, the child only makes async-signal-safe calls on them, returns
+//! into none of the parent's code, and ends in `execvpe` or `_exit`; a failure's errno and
+//! step reach the parent through the shared memory.
 
 use crate::agent::place;
 use anyhow::{Context, Result};
-use fleet_core::cgroup::Cgroup;
 use std::{
     ffi::{CString, OsStr, OsString},
+    fs::File,
     os::{
         fd::{AsRawFd, OwnedFd},
         unix::ffi::OsStrExt,
@@ -29,10 +30,6 @@ pub struct Launch<'a> {
     pub cwd: &'a std::path::Path,
     /// Added to (`Some`) or removed from (`None`) the supervisor's environment.
     pub env: Vec<(&'a str, Option<OsString>)>,
-    pub stdin: OwnedFd,
-    /// The agent's stdout and stderr.
-    pub output: OwnedFd,
-    pub cgroup: &'a Cgroup,
 }
 
 /// The steps the child takes, in order; a failure names the one that failed.
@@ -42,65 +39,116 @@ const STEPS: [&str; 4] = ["set up its descriptors", "enter the workspace", "join
 /// a name), and a script without `#!` gets its argv copied there for /bin/sh.
 const STACK_SIZE: usize = 256 << 10;
 
-/// Starts the command in `cgroup` and returns its pid once it has exec'd.
-pub fn launch(spec: Launch) -> Result<i32> {
-    let cstr = |s: &OsStr| CString::new(s.as_bytes()).context("a NUL byte in the command or its environment");
-    let argv_owned: Vec<CString> = std::iter::once(spec.program)
-        .chain(spec.args.iter().map(String::as_str))
-        .map(|a| cstr(OsStr::new(a)))
-        .collect::<Result<_>>()?;
-    let envp_owned = environment(&spec.env).into_iter().map(|kv| cstr(&kv)).collect::<Result<Vec<_>>>()?;
-    let argv = null_terminated(&argv_owned);
-    let envp = null_terminated(&envp_owned);
-    let cwd = cstr(spec.cwd.as_os_str())?;
-    let procs = place::open_procs(spec.cgroup)?;
-    let (stdin, output) = (spec.stdin.as_raw_fd(), spec.output.as_raw_fd());
-    let (failed_step, failed_errno) = (AtomicI32::new(-1), AtomicI32::new(0));
-    let (step_slot, errno_slot) = (&failed_step, &failed_errno);
-    let mut stack = Stack::new()?;
+/// A launch made ready before its cgroup exists: everything the child needs but the
+/// cgroup's descriptors, so that starting it costs one clone and one exec.
+pub struct Prepared {
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    cwd: CString,
+    /// Where the search of `PATH` finds the program, tried first (see [`search_path`]).
+    found: Option<CString>,
+    stack: Stack,
+}
 
-    let child = move || -> isize {
-        // SAFETY: this runs in the clone child, on its own stack, in memory it shares with
-        // the suspended supervisor: only async-signal-safe calls on data prepared above, and
-        // it leaves by exec or _exit, never by returning into the parent's frames.
-        unsafe {
-            let fail = |step: i32| -> isize {
-                errno_slot.store(*libc::__errno_location(), Ordering::Relaxed);
-                step_slot.store(step, Ordering::Relaxed);
-                libc::_exit(127)
-            };
-            // The supervisor ignores SIGPIPE, and an ignored disposition survives exec.
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-            place::reset_inherited();
-            if libc::dup2(stdin, 0) < 0 || libc::dup2(output, 1) < 0 || libc::dup2(output, 2) < 0 {
-                return fail(0);
-            }
-            if libc::chdir(cwd.as_ptr()) < 0 {
-                return fail(1);
-            }
-            // Its own process group, so signals meant for the supervisor's never reach it.
-            libc::setpgid(0, 0);
-            if place::join(&procs).is_err() {
-                return fail(2);
-            }
-            libc::execvpe(argv_owned[0].as_ptr(), argv.as_ptr(), envp.as_ptr());
-            fail(3)
-        }
-    };
-    let flags = nix::sched::CloneFlags::CLONE_VM | nix::sched::CloneFlags::CLONE_VFORK;
-    // SAFETY: the child runs `child` on `stack` (large enough: see STACK_SIZE, with a guard
-    // page below it) and execs or exits; CLONE_VFORK keeps this thread, and so every value
-    // the child borrows, suspended until then. The supervisor is single-threaded and has no
-    // signal handlers installed, so nothing else can run on the shared memory meanwhile.
-    let pid = unsafe { nix::sched::clone(Box::new(child), stack.as_mut(), flags, Some(libc::SIGCHLD)) }
-        .context("cannot start the agent's process")?;
-    let step = failed_step.load(Ordering::Relaxed);
-    if step >= 0 {
-        let _ = nix::sys::wait::waitpid(pid, None);
-        let err = std::io::Error::from_raw_os_error(failed_errno.load(Ordering::Relaxed));
-        return Err(anyhow::Error::new(err).context(format!("cannot {}", STEPS[step as usize])));
+impl Prepared {
+    pub fn new(spec: Launch) -> Result<Prepared> {
+        let argv = std::iter::once(spec.program)
+            .chain(spec.args.iter().map(String::as_str))
+            .map(|a| cstr(OsStr::new(a)))
+            .collect::<Result<_>>()?;
+        let envp = environment(&spec.env).into_iter().map(|kv| cstr(&kv)).collect::<Result<_>>()?;
+        let found = search_path(spec.program, spec.cwd).map(|p| cstr(p.as_os_str())).transpose()?;
+        Ok(Prepared { argv, envp, cwd: cstr(spec.cwd.as_os_str())?, found, stack: Stack::new()? })
     }
-    Ok(pid.as_raw())
+
+    /// Adds `KEY=VALUE` to the environment (for values known only at the start).
+    pub fn set_env(&mut self, key: &str, value: &OsStr) -> Result<()> {
+        let mut kv = OsString::from(key);
+        kv.push("=");
+        kv.push(value);
+        self.envp.push(cstr(&kv)?);
+        Ok(())
+    }
+
+    /// Starts the command in the cgroup whose `cgroup.procs` files are `procs` (from
+    /// [`place::open_procs`]) and returns its pid once it has exec'd. With
+    /// `reset_oom_score`, the child first gives up the OOM protection it inherits.
+    pub fn start(mut self, stdin: OwnedFd, output: OwnedFd, procs: &[File], reset_oom_score: bool) -> Result<i32> {
+        let argv = null_terminated(&self.argv);
+        let envp = null_terminated(&self.envp);
+        let (cwd, found, program) = (&self.cwd, &self.found, &self.argv[0]);
+        let (stdin, output) = (stdin.as_raw_fd(), output.as_raw_fd());
+        let (failed_step, failed_errno) = (AtomicI32::new(-1), AtomicI32::new(0));
+        let (step_slot, errno_slot) = (&failed_step, &failed_errno);
+
+        let child = move || -> isize {
+            // SAFETY: this runs in the clone child, on its own stack, in memory it shares with
+            // the suspended supervisor: only async-signal-safe calls on data prepared above, and
+            // it leaves by exec or _exit, never by returning into the parent's frames.
+            unsafe {
+                let fail = |step: i32| -> isize {
+                    errno_slot.store(*libc::__errno_location(), Ordering::Relaxed);
+                    step_slot.store(step, Ordering::Relaxed);
+                    libc::_exit(127)
+                };
+                // The supervisor ignores SIGPIPE, and an ignored disposition survives exec.
+                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+                place::unblock_signals();
+                if reset_oom_score {
+                    place::reset_oom_score();
+                }
+                if libc::dup2(stdin, 0) < 0 || libc::dup2(output, 1) < 0 || libc::dup2(output, 2) < 0 {
+                    return fail(0);
+                }
+                if libc::chdir(cwd.as_ptr()) < 0 {
+                    return fail(1);
+                }
+                // Its own process group, so signals meant for the supervisor's never reach it.
+                libc::setpgid(0, 0);
+                if place::join(procs).is_err() {
+                    return fail(2);
+                }
+                if let Some(path) = found {
+                    libc::execvpe(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+                }
+                // The search's own result failed (or there was none): search as execvp(3)
+                // does, so its errno is the one reported.
+                libc::execvpe(program.as_ptr(), argv.as_ptr(), envp.as_ptr());
+                fail(3)
+            }
+        };
+        let flags = nix::sched::CloneFlags::CLONE_VM | nix::sched::CloneFlags::CLONE_VFORK;
+        // SAFETY: the child runs `child` on `stack` (large enough: see STACK_SIZE, with a guard
+        // page below it) and execs or exits; CLONE_VFORK keeps this thread, and so every value
+        // the child borrows, suspended until then. The supervisor is single-threaded and has no
+        // signal handlers installed, so nothing else can run on the shared memory meanwhile.
+        let pid = unsafe { nix::sched::clone(Box::new(child), self.stack.as_mut(), flags, Some(libc::SIGCHLD)) }
+            .context("cannot start the agent's process")?;
+        let step = failed_step.load(Ordering::Relaxed);
+        if step >= 0 {
+            let _ = nix::sys::wait::waitpid(pid, None);
+            let err = std::io::Error::from_raw_os_error(failed_errno.load(Ordering::Relaxed));
+            return Err(anyhow::Error::new(err).context(format!("cannot {}", STEPS[step as usize])));
+        }
+        Ok(pid.as_raw())
+    }
+}
+
+fn cstr(s: &OsStr) -> Result<CString> {
+    CString::new(s.as_bytes()).context("a NUL byte in the command or its environment")
+}
+
+/// Where execvp(3) would find `program`: the first executable file of that name in the
+/// supervisor's `PATH` (relative entries taken from `cwd`, where the child will be). Found
+/// while the supervisor waits for its cgroup, it spares the child one failed exec per
+/// directory before it (nine on a host whose PATH starts with ~/.cargo/bin and pyenv's
+/// shims). A name with a slash is not searched.
+fn search_path(program: &str, cwd: &std::path::Path) -> Option<std::path::PathBuf> {
+    if program.contains('/') {
+        return None;
+    }
+    let path = std::env::var_os("PATH")?;
+    which::which_in(program, Some(path), cwd).ok()
 }
 
 /// The supervisor's environment with `changes` applied, as `KEY=VALUE` strings.

@@ -4,7 +4,7 @@
 use super::{
     logsink::LogSink,
     outcome::{Breaker, Next, RunFacts, classify, describe_exit, restartable},
-    runner::{self, Running},
+    runner::{self, NextRun, Running},
 };
 use crate::agent::plan::{CRASH_LOOP_WINDOW, SupervisorPlan};
 use anyhow::{Context, Result};
@@ -42,7 +42,10 @@ pub struct Supervisor {
     dirs: Dirs,
     record: AgentRecord,
     signals: SignalFd,
+    /// The agent's output log, opened at its first use (see [`Supervisor::log`]).
     log: Option<LogSink>,
+    /// Whether opening the log was tried.
+    log_opened: bool,
     breaker: Breaker,
     /// The agent's workspace slot and ports: held until the supervisor exits.
     _leases: Option<Leases>,
@@ -51,6 +54,11 @@ pub struct Supervisor {
     /// When to do what can wait until `spawn` has returned (see [`Supervisor::housekeeping`]).
     housekeeping_at: Option<Instant>,
     lock: Lock,
+    /// The first run, prepared while `spawn` makes the cgroup.
+    first_run: Option<NextRun>,
+    /// This supervisor has made itself the OOM killer's last choice, which its agent must
+    /// not inherit.
+    oom_protected: bool,
 }
 
 /// How long after the first run starts the supervisor does its housekeeping: long after
@@ -79,8 +87,7 @@ struct Observed {
 
 impl Supervisor {
     /// Becomes the reaper of the agent's orphans and routes signals to a descriptor. (OOM
-    /// protection comes right after the report, and leaving the caller's cgroup later still,
-    /// in its housekeeping.)
+    /// protection and leaving the caller's cgroup come later, in its housekeeping.)
     /// `record` is the one `spawn` writes to disk meanwhile, handed over in memory.
     pub fn prepare(
         plan: SupervisorPlan,
@@ -113,39 +120,50 @@ impl Supervisor {
         let signals =
             SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).context("signalfd")?;
         let breaker = Breaker::new(plan.restart_backoff, plan.crash_loop_after, CRASH_LOOP_WINDOW);
+        // The log file is created at its first use, after `spawn` has returned (see
+        // `log`); that it can be is checked now, so a log dir that cannot be written still
+        // fails the spawn.
+        let path = dirs.log_path(&plan.id);
+        LogSink::check_dir(&path).with_context(|| format!("cannot create the log {}", path.display()))?;
+        let first_run = Some(runner::prepare(&plan)?);
         let mut sup = Supervisor {
             plan,
             dirs,
             record,
             signals,
             log: None,
+            log_opened: false,
             breaker,
             _leases: leases,
             stop: None,
             housekeeping_at: Some(Instant::now() + HOUSEKEEPING_DELAY),
             lock,
+            first_run,
+            oom_protected: false,
         };
         sup.record.supervisor = ProcessRef::of(Path::new("/proc"), std::process::id() as i32);
         Ok(sup)
     }
 
-    /// What can wait until `spawn` has the report its caller is waiting for: a few syscalls,
-    /// made while `spawn` prints and exits on another core.
-    pub fn after_report(&mut self) {
+    /// What the supervisor does once, after `spawn` has returned: take protection from the
+    /// OOM killer, leave the caller's cgroup for the fleet's `supervisors/`, outside every
+    /// agent, and, since from then on it mostly sleeps, let go of its setup code's pages and
+    /// of what `spawn` left on the heap.
+    ///
+    /// None of it is done before: on a host with two cores, the supervisor, the agent's
+    /// own start-up and `spawn`'s exit compete for them, and every syscall the supervisor
+    /// makes meanwhile is one `spawn`'s caller may wait for.
+    fn housekeeping(&mut self) {
+        self.housekeeping_at = None;
         // Only root may lower oom_score_adj; an unprivileged supervisor runs unprotected.
-        let _ = protect_from_oom(Path::new("/proc"));
-        // The lock file names its holder for a refused spawn's message; until now it named
-        // `spawn`, which held the same lock.
+        self.oom_protected = protect_from_oom(Path::new("/proc")).is_ok();
+        // The lock file names its holder for a refused spawn's message (when the record
+        // cannot say); until now it named `spawn`, which held the same lock.
         if let Err(e) = self.lock.set_holder("supervisor") {
             self.note(&format!("cannot name the supervisor in the lock file: {e:#}"));
         }
-    }
-
-    /// What the supervisor does once, after `spawn` has returned: leave the caller's cgroup
-    /// for the fleet's `supervisors/`, outside every agent, and, since from then on it mostly
-    /// sleeps, let go of its setup code's pages and of what `spawn` left on the heap.
-    fn housekeeping(&mut self) {
-        self.housekeeping_at = None;
+        // A quiet agent has an (empty) log too, for `fleetctl logs`.
+        let _ = self.log();
         if let Err(e) = self.plan.supervisors.attach(0) {
             self.note(&format!("cannot move the supervisor into {}: {e:#}", self.plan.supervisors.unified.display()));
             self.event("supervisor_error", json!({"error": format!("cannot join supervisors cgroup: {e:#}")}));
@@ -155,20 +173,26 @@ impl Supervisor {
         unsafe { libc::malloc_trim(0) };
     }
 
+    /// Opens what the first run needs of the agent's cgroup, which `spawn` has made (and
+    /// whose limits it is writing meanwhile).
+    pub fn place_first_run(&mut self) -> Result<()> {
+        match &mut self.first_run {
+            Some(run) => run.place(&self.plan.cgroup),
+            None => Ok(()),
+        }
+    }
+
     /// Starts run number `restarts` (0 for the first) and records it.
     pub fn start_run(&mut self, restarts: u32) -> Result<Running> {
         if restarts > 0 {
             self.plan.cgroup.create()?;
             self.plan.cgroup.apply_limits(&self.plan.limits)?;
         }
-        let running = runner::start(&self.plan)?;
-        if self.log.is_none() {
-            let path = self.dirs.log_path(&self.plan.id);
-            self.log = Some(
-                LogSink::open(path.clone(), self.plan.log_max_size)
-                    .with_context(|| format!("cannot open {}", path.display()))?,
-            );
-        }
+        let next = match self.first_run.take() {
+            Some(prepared) => prepared,
+            None => runner::prepare(&self.plan)?,
+        };
+        let running = runner::start(&self.plan, next, self.oom_protected)?;
         let at = running.started_at;
         let r = &mut self.record;
         r.state = AgentState::Running;
@@ -359,7 +383,7 @@ impl Supervisor {
             match run.output.read(buf) {
                 Ok(0) => return false,
                 Ok(n) => {
-                    if let Some(log) = &mut self.log {
+                    if let Some(log) = self.log() {
                         let _ = log.write(&buf[..n]);
                     }
                 }
@@ -504,8 +528,29 @@ impl Supervisor {
     }
 
     fn note(&mut self, message: &str) {
-        if let Some(log) = &mut self.log {
+        if let Some(log) = self.log() {
             log.note(message);
         }
+    }
+
+    /// The agent's log, opened (created, for a new id) at the first output, note or
+    /// housekeeping, whichever comes first. Not before: creating a file on a disk takes
+    /// 0.13 ms on this host, and done while `spawn` has yet to return, it kept `spawn`
+    /// from a CPU. Until then the output waits in the pipe (64 KiB). That the log can be
+    /// created was checked before the agent started; if it still fails, the output is
+    /// discarded and the journal says why, and the agent runs on.
+    fn log(&mut self) -> Option<&mut LogSink> {
+        if !self.log_opened {
+            self.log_opened = true;
+            let path = self.dirs.log_path(&self.plan.id);
+            match LogSink::open(path.clone(), self.plan.log_max_size) {
+                Ok(log) => self.log = Some(log),
+                Err(e) => self.event(
+                    "supervisor_error",
+                    json!({"error": format!("cannot open the log {}: {e}; the agent's output is discarded", path.display())}),
+                ),
+            }
+        }
+        self.log.as_mut()
     }
 }

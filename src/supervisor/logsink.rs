@@ -4,7 +4,7 @@
 use std::{
     fs::{File, OpenOptions},
     io::{self, Write},
-    path::PathBuf,
+    path::{Path, PathBuf},
 };
 
 /// Where an agent's output goes.
@@ -16,6 +16,15 @@ pub struct LogSink {
 }
 
 impl LogSink {
+    /// Makes sure the log at `path` can be created: its directory exists and is writable.
+    /// (Checked before the agent starts; the file itself is created at its first use, after
+    /// `spawn` has returned.)
+    pub fn check_dir(path: &Path) -> io::Result<()> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).map_err(io::Error::from)
+    }
+
     /// Opens (appending to) the log at `path`.
     pub fn open(path: PathBuf, cap: u64) -> io::Result<LogSink> {
         if let Some(dir) = path.parent() {

@@ -2,11 +2,12 @@
 //! supervisor in place (no second exec of fleetctl: that was half of spawn's latency).
 //!
 //! It starts a new session, lets go of the caller's terminal and pipes (a CI runner waits for
-//! them to close), waits until `spawn` has made the cgroup ([`handoff`]), starts the agent's
-//! command, reports the pid (or the error) to `spawn`, takes protection from the OOM killer,
-//! and shortly after moves itself to the fleet's `supervisors/` cgroup (outside every
-//! agent). From then on it sleeps in `poll(2)` until the kernel has news: a signal,
-//! output, an OOM event, or the next deadline.
+//! them to close), prepares the agent's start while `spawn` makes the cgroup ([`handoff`]),
+//! starts the agent's command, and reports the pid (or the error) to `spawn`. Shortly after
+//! (50 ms), once `spawn` has returned, it takes protection from the OOM killer and moves
+//! itself to the fleet's `supervisors/` cgroup (outside every agent). From then on it
+//! sleeps in `poll(2)` until the kernel has news: a signal, output, an OOM event, or the
+//! next deadline.
 
 pub mod handoff;
 mod launch;
@@ -47,7 +48,15 @@ fn become_supervisor(
     }
     name_process(&plan);
     let prepared = lifecycle::Supervisor::prepare(plan, record, lock, leases);
-    if !handoff::wait_for_go(&mut channel) {
+    // The cgroup exists, and `spawn` is writing its limits: open what the start needs of it.
+    if !handoff::wait_for(&mut channel, handoff::CGROUP_MADE) {
+        return 1;
+    }
+    let prepared = prepared.and_then(|mut sup| {
+        sup.place_first_run()?;
+        Ok(sup)
+    });
+    if !handoff::wait_for(&mut channel, handoff::GO) {
         return 1;
     }
     let started = prepared.and_then(|mut sup| {
@@ -62,7 +71,6 @@ fn become_supervisor(
     drop(channel);
     match started {
         Ok((mut sup, running)) => {
-            sup.after_report();
             sup.supervise(running);
             0
         }

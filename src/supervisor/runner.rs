@@ -1,16 +1,20 @@
 //! Starting one run of the agent's command: in its cgroup before its first instruction, in
 //! its workspace, with its output piped to the supervisor and the FLEET_* environment.
 
-use super::launch::{Launch, launch};
-use crate::agent::plan::SupervisorPlan;
+use super::launch::{Launch, Prepared};
+use crate::agent::{place, plan::SupervisorPlan};
 use anyhow::{Context, Result};
-use fleet_core::{cgroup::OomWatch, timefmt::rfc3339};
+use fleet_core::{
+    cgroup::{Cgroup, OomWatch},
+    timefmt::rfc3339,
+};
 use nix::{fcntl::OFlag, unistd::pipe2};
 use std::{
-    ffi::OsString,
+    ffi::{OsStr, OsString},
     fs::File,
+    os::fd::OwnedFd,
     path::PathBuf,
-    time::{Duration, Instant, SystemTime},
+    time::{Instant, SystemTime},
 };
 
 /// A run in progress.
@@ -27,16 +31,45 @@ pub struct Running {
     pub oom: Option<OomWatch>,
 }
 
-/// Starts the agent's command. The cgroup must exist with its limits.
-pub fn start(plan: &SupervisorPlan) -> Result<Running> {
-    // Registered before the command starts, so not even its first allocation can OOM unseen.
-    let oom = OomWatch::register(&plan.cgroup)?;
-    let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC).context("cannot create the output pipe")?;
+/// A run made ready before its cgroup exists: for the first run, while `spawn` makes the
+/// cgroup, so that the caller waits only for the clone and the exec.
+pub struct NextRun {
+    launch: Prepared,
+    output: File,
+    output_write: OwnedFd,
+    stdin: File,
+    placed: Option<Placed>,
+}
+
+/// What needs the cgroup to exist, though not its limits yet.
+struct Placed {
+    /// On v1 hosts, the OOM notification that lets us kill the whole agent. Registered
+    /// before the command starts, so not even its first allocation can OOM unseen.
+    oom: Option<OomWatch>,
+    /// The `cgroup.procs` files the child writes itself into.
+    procs: Vec<File>,
+}
+
+impl Placed {
+    fn open(cgroup: &Cgroup) -> Result<Placed> {
+        Ok(Placed { oom: OomWatch::register(cgroup)?, procs: place::open_procs(cgroup)? })
+    }
+}
+
+impl NextRun {
+    /// Opens what the start needs of `cgroup`, which must exist (for the first run, while
+    /// `spawn` is still writing its limits).
+    pub fn place(&mut self, cgroup: &Cgroup) -> Result<()> {
+        self.placed = Some(Placed::open(cgroup)?);
+        Ok(())
+    }
+}
+
+/// Prepares a run of the agent's command: its output pipe, argv, environment and path.
+pub fn prepare(plan: &SupervisorPlan) -> Result<NextRun> {
+    let (read_end, output_write) = pipe2(OFlag::O_CLOEXEC).context("cannot create the output pipe")?;
     let output = File::from(read_end);
     set_nonblocking(&output)?;
-
-    let started_at = SystemTime::now();
-    let deadline = |d: Option<Duration>| d.map(|d| OsString::from(rfc3339(started_at + d)));
     let ports = plan.ports;
     let text = |v: String| Some(OsString::from(v));
     let env = vec![
@@ -45,26 +78,40 @@ pub fn start(plan: &SupervisorPlan) -> Result<Running> {
         ("FLEET_CGROUP", Some(plan.cgroup.memory_dir().as_os_str().to_owned())),
         ("FLEET_MEMORY_MAX", text(plan.limits.memory_max.to_v2())),
         ("FLEET_MEMORY_HIGH", text(plan.limits.memory_high.to_v2())),
-        ("FLEET_SOFT_DEADLINE", deadline(plan.soft_timeout)),
-        ("FLEET_HARD_DEADLINE", deadline(plan.hard_timeout)),
+        // Set by `start`, from the moment the run starts.
+        ("FLEET_SOFT_DEADLINE", None),
+        ("FLEET_HARD_DEADLINE", None),
         ("FLEET_SCRATCH", plan.scratch.clone().map(PathBuf::into_os_string)),
         ("FLEET_PORT_BASE", ports.and_then(|p| text(p.base.to_string()))),
         ("FLEET_PORTS", ports.and_then(|p| text(p.count.to_string()))),
     ];
+    let launch =
+        Prepared::new(Launch { program: &plan.command[0], args: &plan.command[1..], cwd: &plan.workspace, env })
+            .with_context(|| format!("cannot start '{}'", plan.command[0]))?;
     let stdin = File::open("/dev/null").context("cannot open /dev/null")?;
-    let pid = launch(Launch {
-        program: &plan.command[0],
-        args: &plan.command[1..],
-        cwd: &plan.workspace,
-        env,
-        stdin: stdin.into(),
-        output: write_end,
-        cgroup: &plan.cgroup,
-    })
-    .with_context(|| format!("cannot start '{}' in {}", plan.command[0], plan.workspace.display()))?;
-    // `launch` closed our copy of the pipe's write end: EOF now means every process of the
+    Ok(NextRun { launch, output, output_write, stdin, placed: None })
+}
+
+/// Starts a prepared run. The cgroup must exist with its limits. With `reset_oom_score`, the
+/// command gives up the supervisor's OOM protection before it starts.
+pub fn start(plan: &SupervisorPlan, mut next: NextRun, reset_oom_score: bool) -> Result<Running> {
+    let placed = match next.placed.take() {
+        Some(placed) => placed,
+        None => Placed::open(&plan.cgroup)?,
+    };
+    let started_at = SystemTime::now();
+    let mut launch = next.launch;
+    for (key, timeout) in [("FLEET_SOFT_DEADLINE", plan.soft_timeout), ("FLEET_HARD_DEADLINE", plan.hard_timeout)] {
+        if let Some(d) = timeout {
+            launch.set_env(key, OsStr::new(&rfc3339(started_at + d)))?;
+        }
+    }
+    let pid = launch
+        .start(next.stdin.into(), next.output_write, &placed.procs, reset_oom_score)
+        .with_context(|| format!("cannot start '{}' in {}", plan.command[0], plan.workspace.display()))?;
+    // `start` closed our copy of the pipe's write end: EOF now means every process of the
     // agent that held it is gone.
-    Ok(Running { pid, output, started: Instant::now(), started_at, oom })
+    Ok(Running { pid, output: next.output, started: Instant::now(), started_at, oom: placed.oom })
 }
 
 fn set_nonblocking(file: &File) -> Result<()> {
