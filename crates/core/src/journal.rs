@@ -17,14 +17,19 @@ pub fn append(path: &Path, event: &str, id: &AgentId, detail: Value) -> Result<(
     }
     let mut text = Value::Object(line).to_string();
     text.push('\n');
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| Error::io("open journal", path, e))?;
+    let open = || std::fs::OpenOptions::new().create(true).append(true).open(path);
+    // The directory exists for every append but a fresh host's first: open first, and make
+    // the directory only when it is missing.
+    let opened = match open() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
+            }
+            open()
+        }
+        other => other,
+    };
+    let mut file = opened.map_err(|e| Error::io("open journal", path, e))?;
     file.write_all(text.as_bytes()).map_err(|e| Error::io("append to", path, e))
 }
 

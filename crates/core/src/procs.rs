@@ -2,7 +2,10 @@
 //! never mistaken for the process we recorded.
 
 use crate::{Error, Result};
-use procfs::process::{ProcState, Process};
+use procfs::{
+    FromRead,
+    process::{ProcState, Stat},
+};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -18,18 +21,23 @@ pub struct ProcessRef {
 impl ProcessRef {
     /// Identifies the live process `pid`, if there is one.
     pub fn of(proc_root: &Path, pid: i32) -> Option<ProcessRef> {
-        let stat = Process::new_with_root(proc_root.join(pid.to_string())).ok()?.stat().ok()?;
+        let stat = stat(proc_root, pid)?;
         Some(ProcessRef { pid, start_ticks: stat.starttime })
     }
 
     /// Whether this very process is still running (not exited, not a zombie, pid not reused).
     pub fn is_alive(&self, proc_root: &Path) -> bool {
-        let Ok(proc) = Process::new_with_root(proc_root.join(self.pid.to_string())) else {
-            return false;
-        };
-        let Ok(stat) = proc.stat() else { return false };
-        stat.starttime == self.start_ticks && !matches!(stat.state(), Ok(ProcState::Zombie | ProcState::Dead))
+        stat(proc_root, self.pid).is_some_and(|stat| {
+            stat.starttime == self.start_ticks && !matches!(stat.state(), Ok(ProcState::Zombie | ProcState::Dead))
+        })
     }
+}
+
+/// `<proc_root>/<pid>/stat`, read as one file. (`Process::new_with_root` would also open the
+/// process's directory, and once per process read the kernel's version: more syscalls on
+/// every supervisor's start, and one more per agent that `status` shows.)
+fn stat(proc_root: &Path, pid: i32) -> Option<Stat> {
+    Stat::from_file(proc_root.join(pid.to_string()).join("stat")).ok()
 }
 
 /// The file a process writes to change its own OOM score, as a C string for use between fork
