@@ -65,17 +65,11 @@ pub unsafe fn reset_inherited() {
     }
 }
 
-/// Unblocks every signal. For the child between fork and exec.
-///
-/// # Safety
-/// Async-signal-safe: sigprocmask(2) only.
-pub unsafe fn unblock_signals() {
-    // SAFETY: an empty set on the stack.
-    unsafe {
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-    }
+/// Unblocks every signal. For the child between fork and exec: async-signal-safe,
+/// sigprocmask(2) only.
+pub fn unblock_signals() {
+    use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
 }
 
 /// Writes `0` ("myself") into each opened `cgroup.procs` file: the calling process joins the

@@ -68,20 +68,12 @@ pub fn stop_agent(ctx: &Ctx, id: &AgentId, req: &StopRequest) -> Result<Option<S
     // report the same kill; the second finds the agent already ended. A `spawn` of the id
     // takes the same turn while it starts a run (and refuses while a killer has it).
     std::fs::create_dir_all(&agent_dir).with_context(|| format!("cannot create {}", agent_dir.display()))?;
-    let kill_lock_path = ctx.dirs.kill_lock_path(id);
-    let kill_lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&kill_lock_path)
-        .with_context(|| format!("cannot open {}", kill_lock_path.display()))?;
-    kill_lock.lock().with_context(|| format!("cannot lock {}", kill_lock_path.display()))?;
+    let kill_lock = open_stop_turn(ctx, id)?;
+    kill_lock.lock().with_context(|| format!("cannot lock {}", ctx.dirs.kill_lock_path(id).display()))?;
 
     let before = view::load_one(ctx, id)?;
     let populated = cgroup.exists() && cgroup.populated().unwrap_or(false);
-    // An ended run is not supervised, even while its lock is held: by its supervisor on the
-    // way out, or by a new `spawn` of the id, which this turn will make refuse.
-    let supervised = before.as_ref().is_some_and(|v| v.supervised && !v.record.state.is_terminal());
+    let supervised = live(before.as_ref());
     if !populated && !supervised {
         return Ok(Some(settle_unsupervised(ctx, id, before, req)?));
     }
@@ -120,18 +112,13 @@ pub fn stop_agent(ctx: &Ctx, id: &AgentId, req: &StopRequest) -> Result<Option<S
     }
     crate::failpoint::hit(crate::failpoint::KILL_AFTER_SUPERVISOR);
     let after = view::load_one(ctx, id)?;
-    if let Some(v) = after.as_ref().filter(|_| ours.is_some()) {
+    if ours.is_some() && after.as_ref().is_some_and(|v| v.record.supervisor != ours) {
         // Once our run's supervisor had recorded its end and let go of the id, a new run of
-        // the id started (another operator's spawn): its record names another supervisor,
-        // or its spawn holds the lock and has yet to write one over our ended record. Ours
-        // is done; the cgroup is the new run's now and is not ours to remove.
-        let ours_ended = v.record.supervisor == ours && v.record.state.is_terminal();
-        if v.record.supervisor != ours || (ours_ended && v.supervised) {
-            let state = if ours_ended { v.record.state } else { AgentState::Killed };
-            return Ok(Some(Stopped::Killed { sigkilled, state }));
-        }
+        // the id started (another operator's spawn). Ours is done; the cgroup is the new
+        // run's now and is not ours to remove.
+        return Ok(Some(Stopped::Killed { sigkilled, state: AgentState::Killed }));
     }
-    if after.as_ref().is_some_and(|v| v.supervised) {
+    if live(after.as_ref()) {
         bail!("{id}: its supervisor did not record the end within {}s", SUPERVISOR_FINISH.as_secs());
     }
     // An orphan (or a supervisor that died meanwhile) leaves the bookkeeping to us.
@@ -144,6 +131,25 @@ pub fn stop_agent(ctx: &Ctx, id: &AgentId, req: &StopRequest) -> Result<Option<S
     };
     cgroup.remove()?;
     Ok(Some(Stopped::Killed { sigkilled, state }))
+}
+
+/// Opens agent `id`'s stopping turn ([`fleet_core::paths::Dirs::kill_lock_path`]), for the
+/// caller to lock: killers wait for it, `spawn` only tries.
+pub fn open_stop_turn(ctx: &Ctx, id: &AgentId) -> Result<std::fs::File> {
+    let path = ctx.dirs.kill_lock_path(id);
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))
+}
+
+/// Whether `view` is a run that has not ended and has a supervisor. An ended record's id may
+/// still have its lock held: by its supervisor on the way out, or by a new `spawn` of the
+/// id, which a killer's turn makes refuse before it touches the cgroup.
+fn live(view: Option<&view::AgentView>) -> bool {
+    view.is_some_and(|v| v.supervised && !v.record.state.is_terminal())
 }
 
 /// Nothing runs and nobody supervises: an ended agent, or an orphan whose processes are gone.

@@ -216,17 +216,13 @@ fn room_to_record(ctx: &Ctx) -> Result<()> {
 /// while a `kill` or relief of it holds it: that one may still be at work on the last run's
 /// cgroup, whose path this spawn would make again.
 fn take_stop_turn(ctx: &Ctx, id: &AgentId) -> Result<Option<std::fs::File>> {
-    let path = ctx.dirs.kill_lock_path(id);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
+    let file = crate::agent::stop::open_stop_turn(ctx, id)?;
     match file.try_lock() {
         Ok(()) => Ok(Some(file)),
         Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", ctx.dirs.kill_lock_path(id).display()))
+        }
     }
 }
 

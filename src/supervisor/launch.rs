@@ -63,10 +63,7 @@ impl Prepared {
 
     /// Adds `KEY=VALUE` to the environment (for values known only at the start).
     pub fn set_env(&mut self, key: &str, value: &OsStr) -> Result<()> {
-        let mut kv = OsString::from(key);
-        kv.push("=");
-        kv.push(value);
-        self.envp.push(cstr(&kv)?);
+        self.envp.push(cstr(&key_value(OsString::from(key), value))?);
         Ok(())
     }
 
@@ -156,13 +153,14 @@ fn environment(changes: &[(&str, Option<OsString>)]) -> Vec<OsString> {
     let mut env: Vec<(OsString, OsString)> =
         std::env::vars_os().filter(|(k, _)| !changes.iter().any(|(c, _)| k == c)).collect();
     env.extend(changes.iter().filter_map(|(k, v)| Some((OsString::from(k), v.clone()?))));
-    env.into_iter()
-        .map(|(mut k, v)| {
-            k.push("=");
-            k.push(v);
-            k
-        })
-        .collect()
+    env.into_iter().map(|(k, v)| key_value(k, &v)).collect()
+}
+
+/// `KEY=VALUE`, as execve(2) takes an environment entry.
+fn key_value(mut key: OsString, value: &OsStr) -> OsString {
+    key.push("=");
+    key.push(value);
+    key
 }
 
 /// The array of pointers execve(2) takes, ending in a null pointer.
