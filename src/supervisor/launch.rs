@@ -36,7 +36,7 @@ pub struct Launch<'a> {
 const STEPS: [&str; 4] = ["set up its descriptors", "enter the workspace", "join its cgroup", "exec"];
 
 /// The child's stack. execvpe builds each candidate path on the stack (at most PATH_MAX plus
-/// a name), and a script without `#!` gets its argv copied there for /bin/sh.
+/// a name), and glibc's copies a script's argv there for /bin/sh.
 const STACK_SIZE: usize = 256 << 10;
 
 /// A launch made ready before its cgroup exists: everything the child needs but the
@@ -47,18 +47,22 @@ pub struct Prepared {
     cwd: CString,
     /// Where the search of `PATH` finds the program, tried first (see [`search_path`]).
     found: Option<CString>,
+    /// `/bin/sh SCRIPT ARGS…`, for a found program that the kernel cannot exec (a script
+    /// without `#!`), which execvp(3) runs with the shell. glibc's does; musl's does not.
+    script_argv: Option<Vec<CString>>,
     stack: Stack,
 }
 
 impl Prepared {
     pub fn new(spec: Launch) -> Result<Prepared> {
-        let argv = std::iter::once(spec.program)
+        let argv: Vec<CString> = std::iter::once(spec.program)
             .chain(spec.args.iter().map(String::as_str))
             .map(|a| cstr(OsStr::new(a)))
             .collect::<Result<_>>()?;
         let envp = environment(&spec.env).into_iter().map(|kv| cstr(&kv)).collect::<Result<_>>()?;
         let found = search_path(spec.program, spec.cwd).map(|p| cstr(p.as_os_str())).transpose()?;
-        Ok(Prepared { argv, envp, cwd: cstr(spec.cwd.as_os_str())?, found, stack: Stack::new()? })
+        let script_argv = script_argv(&argv, found.as_ref());
+        Ok(Prepared { argv, envp, cwd: cstr(spec.cwd.as_os_str())?, found, script_argv, stack: Stack::new()? })
     }
 
     /// Adds `KEY=VALUE` to the environment (for values known only at the start).
@@ -73,6 +77,7 @@ impl Prepared {
     pub fn start(mut self, stdin: OwnedFd, output: OwnedFd, procs: &[File], reset_oom_score: bool) -> Result<i32> {
         let argv = null_terminated(&self.argv);
         let envp = null_terminated(&self.envp);
+        let script_argv = self.script_argv.as_deref().map(null_terminated);
         let (cwd, found, program) = (&self.cwd, &self.found, &self.argv[0]);
         let (stdin, output) = (stdin.as_raw_fd(), output.as_raw_fd());
         let (failed_step, failed_errno) = (AtomicI32::new(-1), AtomicI32::new(0));
@@ -106,11 +111,16 @@ impl Prepared {
                     return fail(2);
                 }
                 if let Some(path) = found {
-                    libc::execvpe(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+                    libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
                 }
                 // The search's own result failed (or there was none): search as execvp(3)
                 // does, so its errno is the one reported.
                 libc::execvpe(program.as_ptr(), argv.as_ptr(), envp.as_ptr());
+                let errno = *libc::__errno_location();
+                if let (libc::ENOEXEC, Some(script_argv)) = (errno, &script_argv) {
+                    libc::execve(c"/bin/sh".as_ptr(), script_argv.as_ptr(), envp.as_ptr());
+                    *libc::__errno_location() = errno;
+                }
                 fail(3)
             }
         };
@@ -129,6 +139,17 @@ impl Prepared {
         }
         Ok(pid.as_raw())
     }
+}
+
+/// `/bin/sh PROGRAM ARGS…` as execvp(3) runs a script without `#!` (glibc's argv: the
+/// shell, the path the program was found at, then the arguments after argv\[0\]).
+fn script_argv(argv: &[CString], found: Option<&CString>) -> Option<Vec<CString>> {
+    let script = match found {
+        Some(path) => path,
+        None if argv[0].as_bytes().contains(&b'/') => &argv[0],
+        None => return None,
+    };
+    Some([c"/bin/sh".to_owned(), script.clone()].into_iter().chain(argv[1..].iter().cloned()).collect())
 }
 
 fn cstr(s: &OsStr) -> Result<CString> {
