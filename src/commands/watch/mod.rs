@@ -162,11 +162,16 @@ pub fn run(ctx: &Ctx, args: WatchArgs) -> Result<Exit> {
 /// The guard must outlive the agents it guards: ask the OOM killer to spare it and keep its
 /// memory from being paged out when memory is tight. Both need root; otherwise it runs
 /// unprotected, as the docs say.
+///
+/// Its code is locked whole; everything else as it is touched (`MCL_ONFAULT`): locking
+/// every current and future mapping whole would also fill what the allocator has only
+/// reserved, a 1 GiB arena with mimalloc.
 fn guard_self(ctx: &Ctx) {
+    use nix::sys::mman::{MlockAllFlags, mlockall};
     let _ = protect_from_oom(&ctx.proc_root);
-    let _ = nix::sys::mman::mlockall(
-        nix::sys::mman::MlockAllFlags::MCL_CURRENT | nix::sys::mman::MlockAllFlags::MCL_FUTURE,
-    );
+    let _ = fleet_core::procs::lock_file_pages(&ctx.proc_root);
+    let on_fault = MlockAllFlags::from_bits_retain(libc::MCL_ONFAULT);
+    let _ = mlockall(MlockAllFlags::MCL_CURRENT | MlockAllFlags::MCL_FUTURE | on_fault);
 }
 
 #[cfg(test)]
