@@ -13,6 +13,13 @@ mod supervisor;
 use exit::{Exit, exit_for};
 use fleet_cli::{Cli, Command};
 
+/// The installed build is static musl (`cargo xtask dist`), which starts without glibc's
+/// CPUID-heavy set-up; musl's own allocator is slow under the threads `status` and `memory`
+/// use, so that build brings mimalloc (docs/decisions.md).
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     // Like every Unix filter: a reader that goes away (`fleetctl status | head`) ends us
     // quietly, instead of a panic in the middle of a table. (Supervisors ignore it again.)

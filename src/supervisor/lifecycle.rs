@@ -168,9 +168,9 @@ impl Supervisor {
             self.note(&format!("cannot move the supervisor into {}: {e:#}", self.plan.supervisors.unified.display()));
             self.event("supervisor_error", json!({"error": format!("cannot join supervisors cgroup: {e:#}")}));
         }
+        // The heap first: the code that trims it would fault back in after the text's release.
+        release_free_heap();
         let _ = fleet_core::procs::release_text_pages(Path::new("/proc"));
-        // SAFETY: malloc_trim only returns free heap memory to the kernel.
-        unsafe { libc::malloc_trim(0) };
     }
 
     /// Opens what the first run needs of the agent's cgroup, which `spawn` has made (and
@@ -553,4 +553,19 @@ impl Supervisor {
         }
         self.log.as_mut()
     }
+}
+
+/// Returns the heap's free memory to the kernel: what `spawn` allocated before the fork is
+/// no use to the supervisor.
+fn release_free_heap() {
+    // SAFETY: malloc_trim only returns free heap memory to the kernel.
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::malloc_trim(0)
+    };
+    // SAFETY: mi_collect only frees and purges mimalloc's own unused memory.
+    #[cfg(target_env = "musl")]
+    unsafe {
+        libmimalloc_sys::mi_collect(true)
+    };
 }

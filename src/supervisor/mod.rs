@@ -100,8 +100,8 @@ fn close_inherited(keep: &[i32]) {
         if fd > first {
             // SAFETY: closes descriptors this process owns and will not use again: one
             // close_range(2) per gap between the kept ones, instead of listing /proc/self/fd
-            // and closing each entry.
-            unsafe { libc::close_range(first, fd - 1, 0) };
+            // and closing each entry. (A raw syscall: musl's libc has no wrapper.)
+            unsafe { libc::syscall(libc::SYS_close_range, first, fd - 1, 0) };
         }
         first = fd.saturating_add(1);
     }

@@ -1,9 +1,11 @@
 //! `cargo xtask vm-test`: the integration tests on a pure cgroup v2 kernel.
 //!
-//! Builds fleetctl and the integration-test binary, then boots a throwaway VM with
-//! `../shared/tools/run-vm-test.sh` (Debian's cloud kernel under qemu, cgroup2 only; see
-//! `../shared/notes/cgroup-v2-vm.md`) and runs the whole suite inside as root, with the
-//! test binary pointed at the copied fleetctl through `FLEETCTL_BIN`.
+//! Builds the fleetctl hosts install (`cargo xtask dist`: static musl) and the
+//! integration-test binary, then boots a throwaway VM with `../shared/tools/run-vm-test.sh`
+//! (Debian's cloud kernel under qemu, cgroup2 only; see `../shared/notes/cgroup-v2-vm.md`)
+//! and runs the whole suite inside as root, with the test binary pointed at the copied
+//! fleetctl through `FLEETCTL_BIN`. (The host tier tests the glibc build `cargo test`
+//! makes, and `.ci/run` the installed build on the host too.)
 
 use anyhow::{Context, Result, bail, ensure};
 use std::{path::Path, process::Command};
@@ -11,11 +13,7 @@ use std::{path::Path, process::Command};
 pub fn run(root: &Path) -> Result<()> {
     let script = root.join("../shared/tools/run-vm-test.sh");
     ensure!(script.exists(), "{} not found: the VM tier needs ../shared beside the checkout", script.display());
-    let status = Command::new("cargo")
-        .args(["build", "--release", "--quiet", "--bin", "fleetctl"])
-        .current_dir(root)
-        .status()?;
-    ensure!(status.success(), "cargo build --release failed");
+    let fleetctl = crate::dist::build(root)?;
     let out = Command::new("cargo")
         .args(["test", "--quiet", "--test", "tests", "--no-run", "--message-format", "json"])
         .current_dir(root)
@@ -29,7 +27,7 @@ pub fn run(root: &Path) -> Result<()> {
     let work = std::env::temp_dir().join("fleetctl-vmtest");
     std::fs::create_dir_all(&work)?;
     // Names the guest can find: run-vm-test.sh copies binaries into the guest's /bin.
-    std::fs::copy(root.join("target/release/fleetctl"), work.join("fleetctl"))?;
+    std::fs::copy(&fleetctl, work.join("fleetctl"))?;
     std::fs::copy(&tests_bin, work.join("fleetctl-tests"))?;
     // Swap on a RAM disk first: without swap in the guest, `memory.swap.max=0` proves nothing
     // (a build that forgot it would still pass). With it, a hog past its memory.max would
