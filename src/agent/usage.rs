@@ -80,13 +80,13 @@ pub fn measure_live(ctx: &Ctx, detail: Detail) -> Result<Vec<AgentUsage>> {
     let measured = crate::agent::par_map(&live, |v| {
         let cgroup = ctx.fleet.agent(&v.record.id);
         // An agent between restarts has no cgroup: nothing to measure or free.
-        let stats = cgroup.memory_stats().ok()?;
+        let memory = cgroup.memory_detail().ok()?;
         Some(AgentUsage {
-            high: cgroup.memory_high().ok(),
-            events: cgroup.memory_events().unwrap_or_default(),
+            stats: memory.stats,
+            high: memory.high,
+            events: memory.events,
             pressure: cgroup.memory_pressure().unwrap_or_default(),
             inactive_file: if detail == Detail::Reclaim { cgroup.inactive_file().unwrap_or(0) } else { 0 },
-            stats,
             view: v.clone(),
         })
     });
