@@ -58,6 +58,16 @@ impl Cgroup {
 
     /// Waits, woken by the kernel's notifications on `cgroup.events`, until no process is
     /// left in the cgroup. Returns whether it emptied within `timeout`.
+    ///
+    /// The kernel sends at most one notification per file in each rate-limit window
+    /// (`CGROUP_FILE_NOTIFY_MIN_INTV`, 10 ms rounded up to whole jiffies). A change inside
+    /// the window is meant to be delivered late by a timer, but some kernels drop it (a
+    /// lockless early return that skipped the timer shipped in vendor trees before 7.1): a
+    /// kill right after a spawn then emptied the cgroup without a wake-up, and waited out
+    /// the old 200 ms cap. A dropped or late change always falls within one window after a
+    /// notification that was delivered, and every delivered one wakes us (or came before we
+    /// started), so the file is read again [`NOTIFY_WINDOW`] after the start and after
+    /// every wake-up: nothing is missed, and a quiet cgroup still costs no polling.
     pub fn wait_empty(&self, timeout: Duration) -> Result<bool> {
         let path = self.unified.join("cgroup.events");
         let file = match File::open(&path) {
@@ -67,6 +77,8 @@ impl Cgroup {
             Err(e) => return Err(Error::io("open", &path, e)),
         };
         let deadline = Instant::now() + timeout;
+        // When the kernel last told us something, or we started listening.
+        let mut woken = Instant::now();
         loop {
             let mut buf = [0u8; 256];
             let n = match file.read_at(&mut buf, 0) {
@@ -83,11 +95,11 @@ impl Cgroup {
             if left.is_zero() {
                 return Ok(false);
             }
-            // kernfs signals POLLPRI when the file changes; the cap guards against a missed
-            // wakeup on kernels that do not notify for every transition.
-            let ms = left.min(Duration::from_millis(200)).as_millis() as u16;
+            // kernfs signals POLLPRI when the file changes.
+            let ms = next_wait(woken.elapsed(), left).as_millis() as u16;
             let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLPRI)];
             match poll(&mut fds, PollTimeout::from(ms)) {
+                Ok(n) if n > 0 => woken = Instant::now(),
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(e) => return Err(Error::io("poll", &path, io::Error::from(e))),
             }
@@ -119,6 +131,23 @@ impl Cgroup {
     }
 }
 
+/// The longest a change of `cgroup.events` can follow a delivered notification and still be
+/// dropped or delayed by the kernel's rate limit: 10 ms rounded up to whole jiffies, plus the
+/// jiffy the last one was sent in (16 ms at HZ=250, 20 ms at HZ=100), with a margin.
+const NOTIFY_WINDOW: Duration = Duration::from_millis(30);
+
+/// The longest wait in any case: a guard against a notification lost some other way.
+const WAIT_CAP: Duration = Duration::from_millis(200);
+
+/// How long [`Cgroup::wait_empty`] may sleep before reading `cgroup.events` again, `since`
+/// its start or its last wake-up, with `left` until its deadline: to the end of the window
+/// in which the kernel may have dropped a change, and after a quiet window, until the next
+/// notification (up to the cap).
+fn next_wait(since: Duration, left: Duration) -> Duration {
+    let wait = if since < NOTIFY_WINDOW { NOTIFY_WINDOW - since } else { WAIT_CAP };
+    wait.min(left).max(Duration::from_millis(1))
+}
+
 /// Removes `dir` and its sub-directories, deepest first (cgroup directories cannot be
 /// removed recursively in one call, and their interface files cannot be unlinked).
 fn remove_tree(dir: &Path) -> Result<()> {
@@ -144,5 +173,25 @@ fn remove_tree(dir: &Path) -> Result<()> {
             }
             Err(e) => return Err(Error::io("remove cgroup", dir, e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn reads_again_at_the_end_of_the_window_then_waits_for_the_kernel() {
+        // Just started or just woken: sleep no further than the end of the window in which a
+        // change may have gone unannounced.
+        assert_eq!(next_wait(Duration::ZERO, 5 * WAIT_CAP), NOTIFY_WINDOW);
+        assert_eq!(next_wait(10 * MS, 5 * WAIT_CAP), NOTIFY_WINDOW - 10 * MS);
+        // A quiet window later, any change is announced: wait for it, up to the cap.
+        assert_eq!(next_wait(NOTIFY_WINDOW, 5 * WAIT_CAP), WAIT_CAP);
+        // Never past the deadline, and never a busy loop.
+        assert_eq!(next_wait(Duration::ZERO, 7 * MS), 7 * MS);
+        assert_eq!(next_wait(NOTIFY_WINDOW, Duration::ZERO), MS);
     }
 }
