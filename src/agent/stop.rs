@@ -108,7 +108,7 @@ pub fn stop_agent(ctx: &Ctx, id: &AgentId, req: &StopRequest) -> Result<Option<S
 
     let ours = before.as_ref().and_then(|v| v.record.supervisor);
     if supervised {
-        wait_for_supervisor(ctx, id, ours)?;
+        wait_for_supervisor(ctx, id, ours);
     }
     crate::failpoint::hit(crate::failpoint::KILL_AFTER_SUPERVISOR);
     let after = view::load_one(ctx, id)?;
@@ -213,17 +213,17 @@ fn record_end(
 /// Waits until the agent's supervisor has recorded the end and exited: its process is gone
 /// (its pid and start time, not `/proc/locks`, which can skip a held lock while others are
 /// released; see `view::is_supervised`), or, for a spawn still in progress, its lock is free.
-fn wait_for_supervisor(ctx: &Ctx, id: &AgentId, supervisor: Option<ProcessRef>) -> Result<()> {
+fn wait_for_supervisor(ctx: &Ctx, id: &AgentId, supervisor: Option<ProcessRef>) {
+    // With the supervisor known, wait for that process alone (the kernel wakes us when it
+    // exits): the lock may already belong to a new run of the id that another operator
+    // spawned the moment ours ended.
+    if let Some(s) = supervisor {
+        s.wait_exit(&ctx.proc_root, SUPERVISOR_FINISH);
+        return;
+    }
     let lock = ctx.dirs.lock_path(id);
     let deadline = Instant::now() + SUPERVISOR_FINISH;
-    // With the supervisor known, wait for that process alone: the lock may already belong to
-    // a new run of the id that another operator spawned the moment ours ended.
-    let busy = || match supervisor {
-        Some(s) => s.is_alive(&ctx.proc_root),
-        None => HeldLocks::read(&ctx.proc_root).contains(&lock),
-    };
-    while busy() && Instant::now() < deadline {
+    while HeldLocks::read(&ctx.proc_root).contains(&lock) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    Ok(())
 }

@@ -2,12 +2,17 @@
 //! never mistaken for the process we recorded.
 
 use crate::{Error, Result};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use procfs::{
     FromRead,
     process::{ProcState, Stat},
 };
 use serde::{Deserialize, Serialize};
-use std::path::Path;
+use std::{
+    os::fd::{AsFd, FromRawFd, OwnedFd, RawFd},
+    path::Path,
+    time::{Duration, Instant},
+};
 
 /// A process, identified beyond its pid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +36,48 @@ impl ProcessRef {
             stat.starttime == self.start_ticks && !matches!(stat.state(), Ok(ProcState::Zombie | ProcState::Dead))
         })
     }
+
+    /// Waits up to `timeout` for this process to exit; returns whether it has. The kernel
+    /// wakes the wait through a pidfd (Linux 5.3+) the moment the process exits, where a loop
+    /// of short sleeps would oversleep by half a sleep on average; before Linux 5.3 it looks
+    /// every 10 ms. Opening the pidfd first and checking the start time after means a pid
+    /// that was recycled in between is never waited for.
+    pub fn wait_exit(&self, proc_root: &Path, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let Some(pidfd) = pidfd_open(self.pid) else {
+            while self.is_alive(proc_root) {
+                if Instant::now() >= deadline {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            return true;
+        };
+        loop {
+            if !self.is_alive(proc_root) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX).max(1);
+            let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+            // Readable once the process has exited; the start-time check above decides.
+            let _ = poll(&mut fds, PollTimeout::from(ms));
+        }
+    }
+}
+
+/// A pidfd for `pid`, or `None` when there is no such process or the kernel has no pidfds.
+pub(crate) fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open(2) takes a pid and flags and returns a new descriptor, or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: the kernel just made this descriptor, and nothing else owns it.
+    Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 /// `<proc_root>/<pid>/stat`, read as one file. (`Process::new_with_root` would also open the
@@ -120,6 +167,19 @@ fn file_ranges(maps: &str, keep: impl Fn(&str) -> bool) -> Vec<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wait_exit_returns_when_the_process_ends_and_not_before() {
+        let proc_root = Path::new("/proc");
+        let mut child = std::process::Command::new("sleep").arg("1000").spawn().unwrap();
+        let me = ProcessRef::of(proc_root, child.id() as i32).unwrap();
+        assert!(!me.wait_exit(proc_root, Duration::from_millis(20)), "a sleeping process has not exited");
+        child.kill().unwrap();
+        // Still our unreaped child (a zombie): exited all the same.
+        assert!(me.wait_exit(proc_root, Duration::from_secs(10)));
+        child.wait().unwrap();
+        assert!(me.wait_exit(proc_root, Duration::ZERO), "a reaped process has exited");
+    }
 
     #[test]
     fn only_executable_file_mappings_are_released() {
