@@ -60,7 +60,9 @@ pub fn run(ctx: &Ctx, args: GcArgs) -> Result<Exit> {
             continue;
         }
         let old_enough = v.record.ended_at.and_then(|t| t.elapsed().ok()).is_some_and(|age| age >= args.older_than);
-        if v.state.is_terminal() && !v.supervised && old_enough {
+        // A new run of the id may be starting (its spawn holds the lock before it rewrites
+        // the record): its directory is not ours to remove.
+        if v.state.is_terminal() && !v.supervised && old_enough && nobody_holds(ctx, &id) {
             if !args.dry_run {
                 remove_agent(ctx, &id, args.logs)?;
             }
