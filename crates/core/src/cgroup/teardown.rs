@@ -1,7 +1,7 @@
 //! Ending everything in a cgroup and removing it, verified rather than assumed.
 
 use super::{Cgroup, files};
-use crate::{Error, Result};
+use crate::{Error, Result, procs};
 use nix::{
     errno::Errno,
     poll::{PollFd, PollFlags, PollTimeout, poll},
@@ -11,7 +11,10 @@ use nix::{
 use std::{
     fs::File,
     io,
-    os::{fd::AsFd, unix::fs::FileExt},
+    os::{
+        fd::{AsFd, OwnedFd},
+        unix::fs::FileExt,
+    },
     path::Path,
     thread,
     time::{Duration, Instant},
@@ -68,6 +71,10 @@ impl Cgroup {
     /// notification that was delivered, and every delivered one wakes us (or came before we
     /// started), so the file is read again [`NOTIFY_WINDOW`] after the start and after
     /// every wake-up: nothing is missed, and a quiet cgroup still costs no polling.
+    ///
+    /// The common case is quicker still: each process in the cgroup (up to [`PIDFDS`]) is
+    /// also waited for through a pidfd. The kernel takes an exiting process out of its
+    /// cgroup before it signals the pidfd, so the file read after that wake-up is current.
     pub fn wait_empty(&self, timeout: Duration) -> Result<bool> {
         let path = self.unified.join("cgroup.events");
         let file = match File::open(&path) {
@@ -79,6 +86,8 @@ impl Cgroup {
         let deadline = Instant::now() + timeout;
         // When the kernel last told us something, or we started listening.
         let mut woken = Instant::now();
+        let mut exits: Vec<OwnedFd> =
+            self.procs().unwrap_or_default().into_iter().take(PIDFDS).filter_map(procs::pidfd_open).collect();
         loop {
             let mut buf = [0u8; 256];
             let n = match file.read_at(&mut buf, 0) {
@@ -95,11 +104,22 @@ impl Cgroup {
             if left.is_zero() {
                 return Ok(false);
             }
-            // kernfs signals POLLPRI when the file changes.
+            // kernfs signals POLLPRI when the file changes; a pidfd is readable once its
+            // process has exited, and stays so, so it is dropped once it has said that.
             let ms = next_wait(woken.elapsed(), left).as_millis() as u16;
-            let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLPRI)];
+            let mut fds = vec![PollFd::new(file.as_fd(), PollFlags::POLLPRI)];
+            fds.extend(exits.iter().map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN)));
             match poll(&mut fds, PollTimeout::from(ms)) {
-                Ok(n) if n > 0 => woken = Instant::now(),
+                Ok(n) if n > 0 => {
+                    let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
+                    if ready(&fds[0]) {
+                        woken = Instant::now();
+                    }
+                    let exited: Vec<bool> = fds[1..].iter().map(ready).collect();
+                    drop(fds);
+                    let mut exited = exited.into_iter();
+                    exits.retain(|_| !exited.next().unwrap_or(false));
+                }
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(e) => return Err(Error::io("poll", &path, io::Error::from(e))),
             }
@@ -135,6 +155,10 @@ impl Cgroup {
 /// dropped or delayed by the kernel's rate limit: 10 ms rounded up to whole jiffies, plus the
 /// jiffy the last one was sent in (16 ms at HZ=250, 20 ms at HZ=100), with a margin.
 const NOTIFY_WINDOW: Duration = Duration::from_millis(30);
+
+/// How many of a cgroup's processes [`Cgroup::wait_empty`] watches through pidfds; past
+/// that, the cgroup's own notifications alone tell when the rest are gone.
+const PIDFDS: usize = 64;
 
 /// The longest wait in any case: a guard against a notification lost some other way.
 const WAIT_CAP: Duration = Duration::from_millis(200);
