@@ -8,9 +8,14 @@
 //!   returns before the kernel has freed it (RCU grace periods, memory-cgroup offlining
 //!   queued on every CPU), and that work lands on whatever runs next: it is `kill`'s cost,
 //!   which the scale run measures. Every agent and baseline cgroup is removed after the rounds.
+//! - **Cold**, as an operator typing one command meets it: each of the three after 250 ms
+//!   of idling. Unless cgroup2 is mounted with `favordynmods`, the first cgroup migration
+//!   (a `cgroup.procs` write) after a quiet moment waits for an RCU grace period, and so does
+//!   the bash baseline's; the interleaved rounds keep that path warm for each other.
 //! - **And the earlier method**, for comparison: first bare fork+exec in a loop of its own,
 //!   then each spawn right after `kill --force` of the previous agent. Every table in
-//!   docs/benchmarks.md before the 18:25 UTC run of 2026-11-22 used it.
+//!   docs/benchmarks.md before the 18:25 UTC run of 2026-11-22 used it. The kills are timed
+//!   too: a kill right after a spawn is when the kernel's notifications are least reliable.
 
 use crate::bench::{BASH_SPAWN, Env, baseline_root, check, median, ms, ratio, time};
 use anyhow::Result;
@@ -52,15 +57,34 @@ pub fn latency(env: &Env, fleet: &Fleet, rounds: usize) -> Result<Vec<String>> {
         base.child(&format!("b{i}")).kill_and_remove(Duration::from_secs(5))?;
     }
 
-    // The earlier method.
+    // Cold: each after an idle pause, in the same shuffled order.
+    let cold_rounds = rounds.min(20);
+    let (mut cold_bare, mut cold_bash, mut cold_spawn) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..cold_rounds {
+        for which in order.next() {
+            std::thread::sleep(COLD_IDLE);
+            match which {
+                0 => cold_bare.push(bare()?),
+                1 => cold_bash.push(bash_spawn(&format!("cb{i}"))?),
+                _ => cold_spawn.push(spawn(&format!("c{i}"))?),
+            }
+        }
+    }
+    check(env.fleetctl(&["kill", "--all", "--force"]).status()?, "kill --all")?;
+    for i in 0..cold_rounds {
+        base.child(&format!("cb{i}")).kill_and_remove(Duration::from_secs(5))?;
+    }
+
+    // The earlier method, with each kill timed as well.
     let old_bare = median((0..rounds).map(|_| bare()).collect::<Result<_>>()?);
-    let mut after_kill = Vec::new();
+    let (mut after_kill, mut kills) = (Vec::new(), Vec::new());
     for i in 0..rounds {
         let id = format!("k{i}");
         after_kill.push(spawn(&id)?);
-        check(env.fleetctl(&["kill", "--force", &id]).status()?, "kill")?;
+        kills.push(time(|| check(env.fleetctl(&["kill", "--force", &id]).status()?, "kill"))?);
     }
-    let after_kill = median(after_kill);
+    let (after_kill, kills) = (median(after_kill), median(kills));
+    let (cold_bare, cold_bash, cold_spawn) = (median(cold_bare), median(cold_bash), median(cold_spawn));
 
     let (bare_m, bash_m, spawn_m) = (median(bare_t), median(bash_t), median(spawn_t));
     Ok(vec![
@@ -77,13 +101,34 @@ pub fn latency(env: &Env, fleet: &Fleet, rounds: usize) -> Result<Vec<String>> {
             ratio(spawn_m, bash_m)
         ),
         format!(
+            "| spawn latency, cold: each after {} ms idle, median of {cold_rounds} | {} | bare fork+exec, the same {} | {:.1}x |",
+            COLD_IDLE.as_millis(),
+            ms(cold_spawn),
+            ms(cold_bare),
+            ratio(cold_spawn, cold_bare)
+        ),
+        format!(
+            "| spawn latency, cold, the same rounds | {} | bash, same cgroup work, the same {} | {:.2}x |",
+            ms(cold_spawn),
+            ms(cold_bash),
+            ratio(cold_spawn, cold_bash)
+        ),
+        format!(
             "| spawn latency, each right after `kill --force` of the previous agent (earlier method), median of {rounds} | {} | bare fork+exec in a loop of its own {} | {:.1}x |",
             ms(after_kill),
             ms(old_bare),
             ratio(after_kill, old_bare)
         ),
+        format!(
+            "| kill --force of the agent spawned just before, the same loop, median of {rounds} | {} | | |",
+            ms(kills)
+        ),
     ])
 }
+
+/// The pause before each cold measurement: longer than an RCU grace period here (10-20 ms),
+/// so the kernel's fast path for cgroup migrations has gone back to idle.
+const COLD_IDLE: Duration = Duration::from_millis(250);
 
 /// The order of the three measurements in each round: one of their six permutations, from a
 /// xorshift generator (reproducibility does not matter here; balance does).
