@@ -113,6 +113,18 @@ fn setup_host_applies_then_changes_nothing_then_reverts_byte_for_byte() {
     assert!(doctor.stdout.lines().next().unwrap_or("").contains(layout), "{}", doctor.stdout);
     assert!(doctor.stdout.contains("12 slots"), "{}", doctor.stdout);
     assert!(doctor.stdout.contains("ok    scratch"), "{}", doctor.stdout);
+    // Whether a spawn may wait for a grace period, as this kernel's mounts say: a note, not
+    // a failure, either way.
+    let favoured = std::fs::read_to_string("/proc/self/mountinfo")
+        .expect("mountinfo")
+        .lines()
+        .any(|l| l.split_once(" - ").is_some_and(|(_, fs)| fs.starts_with("cgroup") && fs.contains("favordynmods")));
+    let line = if favoured {
+        "ok    spawn       cgroups mounted with favordynmods"
+    } else {
+        "note  spawn       cgroups mounted without"
+    };
+    assert!(doctor.stdout.contains(line), "expected {line:?}:\n{}", doctor.stdout);
 
     let revert = setup(&f, &root, &["--revert"]);
     revert.code(0);
