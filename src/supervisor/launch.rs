@@ -1,23 +1,33 @@
-//! Starting the agent's command the way posix_spawn(3) does: clone(2) with `CLONE_VM |
-//! CLONE_VFORK`. The child borrows the supervisor's memory until its exec instead of copying
-//! it, and the supervisor sleeps until then. std's `Command` has to fork (copy the page
-//! tables, then fault on every page either process writes) as soon as a step must run
-//! between fork and exec, and the agent needs several: see [`crate::agent::place`].
+//! Starting the agent's command in its cgroup, two ways:
+//!
+//! - **Born in it** where the cgroup is one directory (pure cgroup v2): clone3(2) with
+//!   `CLONE_INTO_CGROUP | CLONE_VFORK`. No `cgroup.procs` write, so no write lock on the
+//!   kernel's migration lock, which without `favordynmods` waits for an RCU grace period
+//!   (13 ms per cold spawn on the machine in docs/benchmarks.md) while holding
+//!   `cgroup_mutex`. The child gets a copy of the supervisor's small memory, as from fork.
+//! - **Joining it** everywhere else (hybrid hosts, whose v1 hierarchies have no such clone,
+//!   and kernels before 5.7): the way posix_spawn(3) starts a command, clone(2) with
+//!   `CLONE_VM | CLONE_VFORK`, and the child writes itself into each `cgroup.procs` before
+//!   exec. It borrows the supervisor's memory until its exec instead of copying it. std's
+//!   `Command` has to fork (copy the page tables, then fault on every page either process
+//!   writes) as soon as a step must run between fork and exec, and the agent needs several:
+//!   see [`crate::agent::place`].
+//!
+//! Either way the supervisor sleeps until the exec.
 //!
 //! Everything the child uses is prepared before the clone, most of it before the cgroup
 //! exists ([`Prepared`]): NUL-terminated argv and envp, the workspace path, the program's
-//! path, and (from the caller) the descriptors of the `cgroup.procs` files. Sharing memory
-//! with a suspended parent, the child only makes async-signal-safe calls on them, returns
-//! into none of the parent's code, and ends in `execvpe` or `_exit`; a failure's errno and
-//! step reach the parent through the shared memory.
+//! path, and (from the caller) the descriptors of the cgroup. The child only makes
+//! async-signal-safe calls on them and ends in `execvpe` or `_exit`; a failure's errno and
+//! step reach the parent through a page both share ([`Report`]).
 
 use crate::agent::place;
 use anyhow::{Context, Result};
 use std::{
-    ffi::{CString, OsStr, OsString},
+    ffi::{CStr, CString, OsStr, OsString},
     fs::File,
     os::{
-        fd::{AsRawFd, OwnedFd},
+        fd::{AsRawFd, OwnedFd, RawFd},
         unix::ffi::OsStrExt,
     },
     sync::atomic::{AtomicI32, Ordering},
@@ -51,6 +61,14 @@ pub struct Prepared {
     /// without `#!`), which execvp(3) runs with the shell. glibc's does; musl's does not.
     script_argv: Option<Vec<CString>>,
     stack: Stack,
+    report: Report,
+}
+
+/// Where the child goes: the cgroup's `cgroup.procs` files (from [`place::open_procs`]),
+/// and, where the cgroup is one directory, that directory, to be born in.
+pub struct Target<'a> {
+    pub procs: &'a [File],
+    pub dir: Option<&'a File>,
 }
 
 impl Prepared {
@@ -62,7 +80,8 @@ impl Prepared {
         let envp = environment(&spec.env).into_iter().map(|kv| cstr(&kv)).collect::<Result<_>>()?;
         let found = search_path(spec.program, spec.cwd).map(|p| cstr(p.as_os_str())).transpose()?;
         let script_argv = script_argv(&argv, found.as_ref());
-        Ok(Prepared { argv, envp, cwd: cstr(spec.cwd.as_os_str())?, found, script_argv, stack: Stack::new()? })
+        let (stack, report) = (Stack::new()?, Report::new()?);
+        Ok(Prepared { argv, envp, cwd: cstr(spec.cwd.as_os_str())?, found, script_argv, stack, report })
     }
 
     /// Adds `KEY=VALUE` to the environment (for values known only at the start).
@@ -71,73 +90,217 @@ impl Prepared {
         Ok(())
     }
 
-    /// Starts the command in the cgroup whose `cgroup.procs` files are `procs` (from
-    /// [`place::open_procs`]) and returns its pid once it has exec'd. With
+    /// Starts the command in `target` and returns its pid once it has exec'd. With
     /// `reset_oom_score`, the child first gives up the OOM protection it inherits.
-    pub fn start(mut self, stdin: OwnedFd, output: OwnedFd, procs: &[File], reset_oom_score: bool) -> Result<i32> {
+    pub fn start(mut self, stdin: OwnedFd, output: OwnedFd, target: Target, reset_oom_score: bool) -> Result<i32> {
         let argv = null_terminated(&self.argv);
         let envp = null_terminated(&self.envp);
         let script_argv = self.script_argv.as_deref().map(null_terminated);
-        let (cwd, found, program) = (&self.cwd, &self.found, &self.argv[0]);
-        let (stdin, output) = (stdin.as_raw_fd(), output.as_raw_fd());
-        let (failed_step, failed_errno) = (AtomicI32::new(-1), AtomicI32::new(0));
-        let (step_slot, errno_slot) = (&failed_step, &failed_errno);
-
-        let child = move || -> isize {
-            // SAFETY: this runs in the clone child, on its own stack, in memory it shares with
-            // the suspended supervisor: only async-signal-safe calls on data prepared above, and
-            // it leaves by exec or _exit, never by returning into the parent's frames.
-            unsafe {
-                let fail = |step: i32| -> isize {
-                    errno_slot.store(*libc::__errno_location(), Ordering::Relaxed);
-                    step_slot.store(step, Ordering::Relaxed);
-                    libc::_exit(127)
-                };
-                // The supervisor ignores SIGPIPE, and an ignored disposition survives exec.
-                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-                place::unblock_signals();
-                if reset_oom_score {
-                    place::reset_oom_score();
+        let child = Child {
+            argv: &argv,
+            envp: &envp,
+            script_argv: script_argv.as_deref(),
+            cwd: &self.cwd,
+            found: self.found.as_deref(),
+            program: &self.argv[0],
+            stdin: stdin.as_raw_fd(),
+            output: output.as_raw_fd(),
+            reset_oom_score,
+            report: &self.report,
+        };
+        self.report.clear();
+        let born = match target.dir {
+            // SAFETY: the child runs `child.run`: async-signal-safe calls only, and it never
+            // returns.
+            Some(dir) => unsafe { clone_into(dir, || child.run(&[])) },
+            None => None,
+        };
+        let pid = match born {
+            Some(pid) => pid,
+            None => {
+                let procs = target.procs;
+                let flags = nix::sched::CloneFlags::CLONE_VM | nix::sched::CloneFlags::CLONE_VFORK;
+                // SAFETY: the child runs `child.run` on `stack` (large enough: see STACK_SIZE,
+                // with a guard page below it) and execs or exits; CLONE_VFORK keeps this thread,
+                // and so every value the child borrows, suspended until then. The supervisor is
+                // single-threaded and has no signal handlers installed, so nothing else can run
+                // on the shared memory meanwhile.
+                unsafe {
+                    nix::sched::clone(Box::new(|| child.run(procs)), self.stack.as_mut(), flags, Some(libc::SIGCHLD))
                 }
-                if libc::dup2(stdin, 0) < 0 || libc::dup2(output, 1) < 0 || libc::dup2(output, 2) < 0 {
-                    return fail(0);
-                }
-                if libc::chdir(cwd.as_ptr()) < 0 {
-                    return fail(1);
-                }
-                // Its own process group, so signals meant for the supervisor's never reach it.
-                libc::setpgid(0, 0);
-                if place::join(procs).is_err() {
-                    return fail(2);
-                }
-                if let Some(path) = found {
-                    libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
-                }
-                // The search's own result failed (or there was none): search as execvp(3)
-                // does, so its errno is the one reported.
-                libc::execvpe(program.as_ptr(), argv.as_ptr(), envp.as_ptr());
-                let errno = *libc::__errno_location();
-                if let (libc::ENOEXEC, Some(script_argv)) = (errno, &script_argv) {
-                    libc::execve(c"/bin/sh".as_ptr(), script_argv.as_ptr(), envp.as_ptr());
-                    *libc::__errno_location() = errno;
-                }
-                fail(3)
+                .context("cannot start the agent's process")?
+                .as_raw()
             }
         };
-        let flags = nix::sched::CloneFlags::CLONE_VM | nix::sched::CloneFlags::CLONE_VFORK;
-        // SAFETY: the child runs `child` on `stack` (large enough: see STACK_SIZE, with a guard
-        // page below it) and execs or exits; CLONE_VFORK keeps this thread, and so every value
-        // the child borrows, suspended until then. The supervisor is single-threaded and has no
-        // signal handlers installed, so nothing else can run on the shared memory meanwhile.
-        let pid = unsafe { nix::sched::clone(Box::new(child), self.stack.as_mut(), flags, Some(libc::SIGCHLD)) }
-            .context("cannot start the agent's process")?;
-        let step = failed_step.load(Ordering::Relaxed);
-        if step >= 0 {
-            let _ = nix::sys::wait::waitpid(pid, None);
-            let err = std::io::Error::from_raw_os_error(failed_errno.load(Ordering::Relaxed));
-            return Err(anyhow::Error::new(err).context(format!("cannot {}", STEPS[step as usize])));
+        if let Some((step, errno)) = self.report.failure() {
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+            let err = std::io::Error::from_raw_os_error(errno);
+            return Err(anyhow::Error::new(err).context(format!("cannot {}", STEPS[step])));
         }
-        Ok(pid.as_raw())
+        Ok(pid)
+    }
+}
+
+/// What the child needs, all prepared before the clone.
+struct Child<'a> {
+    argv: &'a [*const libc::c_char],
+    envp: &'a [*const libc::c_char],
+    script_argv: Option<&'a [*const libc::c_char]>,
+    cwd: &'a CStr,
+    found: Option<&'a CStr>,
+    program: &'a CStr,
+    stdin: RawFd,
+    output: RawFd,
+    reset_oom_score: bool,
+    report: &'a Report,
+}
+
+impl Child<'_> {
+    /// The child's side, from the clone to the exec, joining each of `procs` on the way.
+    fn run(&self, procs: &[File]) -> ! {
+        // SAFETY: this runs in the clone child, on memory that is either shared with the
+        // suspended supervisor or a copy of it: only async-signal-safe calls on data prepared
+        // before the clone, and it leaves by exec or _exit, never by returning.
+        unsafe {
+            let fail = |step: usize| -> ! {
+                self.report.fail(step, *libc::__errno_location());
+                libc::_exit(127)
+            };
+            // The supervisor ignores SIGPIPE, and an ignored disposition survives exec.
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            place::unblock_signals();
+            if self.reset_oom_score {
+                place::reset_oom_score();
+            }
+            if libc::dup2(self.stdin, 0) < 0 || libc::dup2(self.output, 1) < 0 || libc::dup2(self.output, 2) < 0 {
+                fail(0);
+            }
+            if libc::chdir(self.cwd.as_ptr()) < 0 {
+                fail(1);
+            }
+            // Its own process group, so signals meant for the supervisor's never reach it.
+            libc::setpgid(0, 0);
+            if place::join(procs).is_err() {
+                fail(2);
+            }
+            if let Some(path) = self.found {
+                libc::execve(path.as_ptr(), self.argv.as_ptr(), self.envp.as_ptr());
+            }
+            // The search's own result failed (or there was none): search as execvp(3)
+            // does, so its errno is the one reported.
+            libc::execvpe(self.program.as_ptr(), self.argv.as_ptr(), self.envp.as_ptr());
+            let errno = *libc::__errno_location();
+            if let (libc::ENOEXEC, Some(script_argv)) = (errno, self.script_argv) {
+                libc::execve(c"/bin/sh".as_ptr(), script_argv.as_ptr(), self.envp.as_ptr());
+                *libc::__errno_location() = errno;
+            }
+            fail(3)
+        }
+    }
+}
+
+/// The kernel's `struct clone_args` up to `cgroup` (version 2, Linux 5.7), declared here
+/// because libc has it for some targets only.
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Starts `child` born in the cgroup directory `dir`, suspended in the parent until it has
+/// exec'd or exited; its pid, or `None` when the kernel cannot (before 5.7, or refusing the
+/// cgroup), for the caller to join the cgroup the other way, which reports its own errors.
+///
+/// # Safety
+/// The child is a copy of the calling thread alone, as after fork(2): `child` must make only
+/// async-signal-safe calls and end in exec or `_exit`.
+unsafe fn clone_into(dir: &File, child: impl FnOnce()) -> Option<i32> {
+    let mut args = CloneArgs {
+        flags: libc::CLONE_VFORK as u64 | CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: dir.as_raw_fd() as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: clone3(2) with no stack given: like fork(2), the child returns here on a copy
+    // of this thread's stack, and runs `child`, which never returns.
+    match unsafe { libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>()) } {
+        0 => {
+            child();
+            // SAFETY: unreachable, since `child` execs or exits; never return into the copy.
+            unsafe { libc::_exit(127) }
+        }
+        pid if pid > 0 => Some(pid as i32),
+        _ => None,
+    }
+}
+
+/// A failure's step and errno, written by the child and read by the supervisor after the
+/// exec (or exit): a shared page, so a child born of clone3 (a copy of the supervisor's
+/// memory) reaches the same place as one that borrows it.
+struct Report {
+    page: std::ptr::NonNull<AtomicI32>,
+}
+
+const REPORT_SIZE: usize = 4096;
+
+impl Report {
+    fn new() -> Result<Report> {
+        // SAFETY: a fresh shared anonymous mapping, zeroed by the kernel; nothing else refers to it.
+        let page = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                REPORT_SIZE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if page == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error()).context("cannot map a page for the agent's start");
+        }
+        Ok(Report { page: std::ptr::NonNull::new(page.cast()).context("mmap returned null")? })
+    }
+
+    fn slots(&self) -> (&AtomicI32, &AtomicI32) {
+        // SAFETY: the page holds at least two aligned i32s, zeroed or written only atomically,
+        // for as long as `self` lives.
+        unsafe { (self.page.as_ref(), &*self.page.as_ptr().add(1)) }
+    }
+
+    fn clear(&self) {
+        self.slots().0.store(-1, Ordering::Relaxed);
+    }
+
+    /// For the child: async-signal-safe, two stores.
+    fn fail(&self, step: usize, errno: i32) {
+        let (step_slot, errno_slot) = self.slots();
+        errno_slot.store(errno, Ordering::Relaxed);
+        step_slot.store(step as i32, Ordering::Relaxed);
+    }
+
+    fn failure(&self) -> Option<(usize, i32)> {
+        let (step, errno) = self.slots();
+        usize::try_from(step.load(Ordering::Relaxed)).ok().map(|s| (s, errno.load(Ordering::Relaxed)))
+    }
+}
+
+impl Drop for Report {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping `new` made; the child has exec'd or exited.
+        unsafe { libc::munmap(self.page.as_ptr().cast(), REPORT_SIZE) };
     }
 }
 
@@ -228,5 +391,50 @@ impl Drop for Stack {
     fn drop(&mut self) {
         // SAFETY: unmaps exactly the mapping `new` made; the child has exec'd or exited.
         unsafe { libc::munmap(self.base.as_ptr(), STACK_SIZE + GUARD) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleet_core::cgroup::{Mounts, OwnCgroups};
+    use std::path::Path;
+
+    /// The clone3 way, for real: the command's first cgroup is the one it was given, though
+    /// nothing wrote it into `cgroup.procs`. This host's cgroup2 tree takes CLONE_INTO_CGROUP
+    /// whether or not it has controllers, so the test runs on hybrid hosts too.
+    #[test]
+    fn a_command_is_born_in_the_cgroup_whose_directory_it_is_given() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: making a cgroup needs root");
+            return;
+        }
+        let proc_root = Path::new("/proc");
+        let (mounts, own) = (Mounts::detect(proc_root).unwrap(), OwnCgroups::read(proc_root).unwrap());
+        let name = format!("fleetctl-test-born-{}", std::process::id());
+        let dir = mounts.unified.join(own.unified.trim_start_matches('/')).join(&name);
+        std::fs::create_dir(&dir).unwrap();
+        let cwd = std::env::temp_dir();
+        let launch = Launch { program: "sleep", args: &["1000".to_string()], cwd: &cwd, env: Vec::new() };
+        let (stdin, output) = (File::open("/dev/null").unwrap(), File::create("/dev/null").unwrap());
+        let target = Target { procs: &[], dir: Some(&File::open(&dir).unwrap()) };
+        let pid = Prepared::new(launch).unwrap().start(stdin.into(), output.into(), target, false).unwrap();
+
+        let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        std::fs::remove_dir(&dir).unwrap();
+        let unified = cgroup.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or_default();
+        assert!(unified.ends_with(&format!("/{name}")), "born in {unified:?}, not in {name}");
+    }
+
+    #[test]
+    fn a_failed_step_is_named_with_its_errno() {
+        let cwd = std::env::temp_dir();
+        let launch = Launch { program: "/nonexistent/fleetctl-test", args: &[], cwd: &cwd, env: Vec::new() };
+        let (stdin, output) = (File::open("/dev/null").unwrap(), File::create("/dev/null").unwrap());
+        let target = Target { procs: &[], dir: None };
+        let err = Prepared::new(launch).unwrap().start(stdin.into(), output.into(), target, false).unwrap_err();
+        assert_eq!(format!("{err:#}"), "cannot exec: No such file or directory (os error 2)");
     }
 }

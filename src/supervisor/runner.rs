@@ -1,7 +1,7 @@
 //! Starting one run of the agent's command: in its cgroup before its first instruction, in
 //! its workspace, with its output piped to the supervisor and the FLEET_* environment.
 
-use super::launch::{Launch, Prepared};
+use super::launch::{Launch, Prepared, Target};
 use crate::agent::{place, plan::SupervisorPlan};
 use anyhow::{Context, Result};
 use fleet_core::{
@@ -48,11 +48,20 @@ struct Placed {
     oom: Option<OomWatch>,
     /// The `cgroup.procs` files the child writes itself into.
     procs: Vec<File>,
+    /// Where the cgroup is one directory (pure cgroup v2), that directory, for the child to
+    /// be born in (see [`super::launch`]).
+    dir: Option<File>,
 }
 
 impl Placed {
     fn open(cgroup: &Cgroup) -> Result<Placed> {
-        Ok(Placed { oom: OomWatch::register(cgroup)?, procs: place::open_procs(cgroup)? })
+        let dir = match cgroup.dirs().len() {
+            1 => {
+                Some(File::open(&cgroup.unified).with_context(|| format!("cannot open {}", cgroup.unified.display()))?)
+            }
+            _ => None,
+        };
+        Ok(Placed { oom: OomWatch::register(cgroup)?, procs: place::open_procs(cgroup)?, dir })
     }
 }
 
@@ -107,7 +116,12 @@ pub fn start(plan: &SupervisorPlan, mut next: NextRun, reset_oom_score: bool) ->
         }
     }
     let pid = launch
-        .start(next.stdin.into(), next.output_write, &placed.procs, reset_oom_score)
+        .start(
+            next.stdin.into(),
+            next.output_write,
+            Target { procs: &placed.procs, dir: placed.dir.as_ref() },
+            reset_oom_score,
+        )
         .with_context(|| format!("cannot start '{}' in {}", plan.command[0], plan.workspace.display()))?;
     // `start` closed our copy of the pipe's write end: EOF now means every process of the
     // agent that held it is gone.
