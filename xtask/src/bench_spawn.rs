@@ -41,39 +41,30 @@ pub fn latency(env: &Env, fleet: &Fleet, rounds: usize) -> Result<Vec<String>> {
     let bare = || time(|| Ok(Command::new("true").status().map(|_| ())?));
     let spawn = |id: &str| time(|| check(env.fleetctl(&["spawn", id, "ws", "--", "sleep", "1000"]).status()?, "spawn"));
 
-    let (mut bare_t, mut bash_t, mut spawn_t) = (Vec::new(), Vec::new(), Vec::new());
+    // Each round times the three in a shuffled order, each after `idle`; then everything the
+    // rounds started is torn down. Medians of bare fork+exec, the bash baseline and spawn.
     let mut order = Shuffle::seeded();
-    for i in 0..rounds {
-        for which in order.next() {
-            match which {
-                0 => bare_t.push(bare()?),
-                1 => bash_t.push(bash_spawn(&format!("b{i}"))?),
-                _ => spawn_t.push(spawn(&format!("s{i}"))?),
+    let mut rounds_of = |n: usize, idle: Duration, tag: &str| -> Result<[Duration; 3]> {
+        let mut times: [Vec<Duration>; 3] = Default::default();
+        for i in 0..n {
+            for which in order.next() {
+                std::thread::sleep(idle);
+                times[usize::from(which)].push(match which {
+                    0 => bare()?,
+                    1 => bash_spawn(&format!("{tag}b{i}"))?,
+                    _ => spawn(&format!("{tag}s{i}"))?,
+                });
             }
         }
-    }
-    check(env.fleetctl(&["kill", "--all", "--force"]).status()?, "kill --all")?;
-    for i in 0..rounds {
-        base.child(&format!("b{i}")).kill_and_remove(Duration::from_secs(5))?;
-    }
-
-    // Cold: each after an idle pause, in the same shuffled order.
+        check(env.fleetctl(&["kill", "--all", "--force"]).status()?, "kill --all")?;
+        for i in 0..n {
+            base.child(&format!("{tag}b{i}")).kill_and_remove(Duration::from_secs(5))?;
+        }
+        Ok(times.map(median))
+    };
+    let [bare_m, bash_m, spawn_m] = rounds_of(rounds, Duration::ZERO, "")?;
     let cold_rounds = rounds.min(20);
-    let (mut cold_bare, mut cold_bash, mut cold_spawn) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 0..cold_rounds {
-        for which in order.next() {
-            std::thread::sleep(COLD_IDLE);
-            match which {
-                0 => cold_bare.push(bare()?),
-                1 => cold_bash.push(bash_spawn(&format!("cb{i}"))?),
-                _ => cold_spawn.push(spawn(&format!("c{i}"))?),
-            }
-        }
-    }
-    check(env.fleetctl(&["kill", "--all", "--force"]).status()?, "kill --all")?;
-    for i in 0..cold_rounds {
-        base.child(&format!("cb{i}")).kill_and_remove(Duration::from_secs(5))?;
-    }
+    let [cold_bare, cold_bash, cold_spawn] = rounds_of(cold_rounds, COLD_IDLE, "c")?;
 
     // The earlier method, with each kill timed as well.
     let old_bare = median((0..rounds).map(|_| bare()).collect::<Result<_>>()?);
@@ -84,9 +75,7 @@ pub fn latency(env: &Env, fleet: &Fleet, rounds: usize) -> Result<Vec<String>> {
         kills.push(time(|| check(env.fleetctl(&["kill", "--force", &id]).status()?, "kill"))?);
     }
     let (after_kill, kills) = (median(after_kill), median(kills));
-    let (cold_bare, cold_bash, cold_spawn) = (median(cold_bare), median(cold_bash), median(cold_spawn));
 
-    let (bare_m, bash_m, spawn_m) = (median(bare_t), median(bash_t), median(spawn_t));
     Ok(vec![
         format!(
             "| spawn latency, median of {rounds} interleaved rounds, into a live fleet | {} | bare fork+exec {} | {:.1}x |",
