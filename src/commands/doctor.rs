@@ -256,16 +256,25 @@ fn budget(ctx: &Ctx, r: &mut Report) {
     }
 }
 
-/// Whether placing an agent in its cgroup can wait for an RCU grace period. Unless a cgroup
-/// hierarchy is mounted with `favordynmods` (it applies to all of them: the kernel has one
-/// lock for every migration), the first `cgroup.procs` write after a quiet moment waits for
-/// one. setup-host leaves the choice to the operator: it slows every fork and exit a little,
-/// and only a reboot turns it off again.
+/// Whether placing an agent in its cgroup can wait for an RCU grace period. On pure cgroup
+/// v2 it never does: the agent is born in its cgroup (clone3 with CLONE_INTO_CGROUP), which
+/// migrates nothing. On hybrid hosts the agent joins its v1 cgroups by writing
+/// `cgroup.procs`, and unless a hierarchy is mounted with `favordynmods` (it applies to all
+/// of them: the kernel has one lock for every migration) the first such write after a quiet
+/// moment waits for one. setup-host leaves that choice to the operator: it slows every fork
+/// and exit a little, and only a reboot turns it off again.
 fn migrations(ctx: &Ctx, r: &mut Report) {
     let favoured = mounts::list(&ctx.proc_root).is_ok_and(|all| {
         all.iter().any(|m| m.fstype.starts_with("cgroup") && m.options.split(',').any(|o| o == "favordynmods"))
     });
-    if favoured {
+    if ctx.mounts.layout == Layout::Unified {
+        r.say(
+            Verdict::Ok,
+            "spawn",
+            "agents are born in their cgroups (clone3): a spawn waits for no grace period",
+            None,
+        );
+    } else if favoured {
         r.say(
             Verdict::Ok,
             "spawn",
@@ -276,8 +285,8 @@ fn migrations(ctx: &Ctx, r: &mut Report) {
         r.say(
             Verdict::Note,
             "spawn",
-            "cgroups mounted without favordynmods: a spawn after a quiet moment waits for an RCU grace period \
-             (13 ms median against 5.5 ms on the machine in docs/benchmarks.md)",
+            "cgroups mounted without favordynmods: on this hybrid host a spawn after a quiet moment waits for an \
+             RCU grace period (13 ms median against 5.5 ms on the machine in docs/benchmarks.md)",
             Some("boot with cgroup_favordynmods=true, or `sudo mount -o remount,favordynmods` the cgroup2 mount; either holds until reboot"),
         );
     }
