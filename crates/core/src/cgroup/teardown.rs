@@ -69,10 +69,10 @@ impl Cgroup {
     /// kill right after a spawn then emptied the cgroup without a wake-up, and waited out
     /// the old 200 ms cap. A dropped or late change always falls within one window after a
     /// notification that was delivered, and every delivered one wakes us (or came before we
-    /// started), so the file is read again [`NOTIFY_WINDOW`] after the start and after
+    /// started), so the file is read again one window (30 ms) after the start and after
     /// every wake-up: nothing is missed, and a quiet cgroup still costs no polling.
     ///
-    /// The common case is quicker still: each process in the cgroup (up to [`PIDFDS`]) is
+    /// The common case is quicker still: each process in the cgroup (up to 64) is
     /// also waited for through a pidfd. The kernel takes an exiting process out of its
     /// cgroup before it signals the pidfd, so the file read after that wake-up is current.
     pub fn wait_empty(&self, timeout: Duration) -> Result<bool> {
