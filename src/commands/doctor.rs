@@ -264,9 +264,6 @@ fn budget(ctx: &Ctx, r: &mut Report) {
 /// moment waits for one. setup-host leaves that choice to the operator: it slows every fork
 /// and exit a little, and only a reboot turns it off again.
 fn migrations(ctx: &Ctx, r: &mut Report) {
-    let favoured = mounts::list(&ctx.proc_root).is_ok_and(|all| {
-        all.iter().any(|m| m.fstype.starts_with("cgroup") && m.options.split(',').any(|o| o == "favordynmods"))
-    });
     if ctx.mounts.layout == Layout::Unified {
         r.say(
             Verdict::Ok,
@@ -274,7 +271,7 @@ fn migrations(ctx: &Ctx, r: &mut Report) {
             "agents are born in their cgroups (clone3): a spawn waits for no grace period",
             None,
         );
-    } else if favoured {
+    } else if mounts::favours_dynmods(&ctx.proc_root) {
         r.say(
             Verdict::Ok,
             "spawn",

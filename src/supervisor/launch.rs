@@ -397,7 +397,7 @@ impl Drop for Stack {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fleet_core::cgroup::{Mounts, OwnCgroups};
+    use fleet_core::cgroup::{Fleet, Mounts, OwnCgroups};
     use std::path::Path;
 
     /// The clone3 way, for real: the command's first cgroup is the one it was given, though
@@ -412,7 +412,8 @@ mod tests {
         let proc_root = Path::new("/proc");
         let (mounts, own) = (Mounts::detect(proc_root).unwrap(), OwnCgroups::read(proc_root).unwrap());
         let name = format!("fleetctl-test-born-{}", std::process::id());
-        let dir = mounts.unified.join(own.unified.trim_start_matches('/')).join(&name);
+        // Under this process's own cgroup, as every test nests its fleet; the cgroup2 tree alone.
+        let dir = Fleet::resolve(&mounts, &own, &name).unwrap().root.unified;
         std::fs::create_dir(&dir).unwrap();
         let cwd = std::env::temp_dir();
         let launch = Launch { program: "sleep", args: &["1000".to_string()], cwd: &cwd, env: Vec::new() };

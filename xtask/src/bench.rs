@@ -170,8 +170,7 @@ fn machine_line(fleet: &Fleet) -> String {
         .find_map(|l| l.strip_prefix("MemTotal:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0);
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let fast = mounts.lines().any(|l| l.contains(" - cgroup2 ") && l.contains("favordynmods"));
+    let fast = fleet_core::host::mounts::favours_dynmods(Path::new("/proc"));
     format!(
         "Run {} on {}, {} cores, {}, kernel {}, {}, favordynmods {}",
         out("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),

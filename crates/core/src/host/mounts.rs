@@ -26,6 +26,15 @@ pub fn at(proc_root: &Path, path: &Path) -> Result<Option<Mount>> {
     Ok(list(proc_root)?.into_iter().rev().find(|m| m.target == path))
 }
 
+/// Whether a cgroup hierarchy (v1 or v2) is mounted with `favordynmods`. The kernel has one
+/// lock for cgroup migrations across every hierarchy, so one such mount changes it for all:
+/// a migration then waits for no RCU grace period. False when mountinfo cannot be read.
+pub fn favours_dynmods(proc_root: &Path) -> bool {
+    list(proc_root).is_ok_and(|all| {
+        all.iter().any(|m| m.fstype.starts_with("cgroup") && m.options.split(',').any(|o| o == "favordynmods"))
+    })
+}
+
 /// "36 35 98:0 /root /mnt rw,noatime master:1 - tmpfs tmpfs rw,size=64k": the mount
 /// point (field 5) and, after the separator, the type and the superblock options.
 pub(crate) fn parse_line(line: &str) -> Option<Mount> {
@@ -98,5 +107,24 @@ mod tests {
     fn finds_proc_in_this_process_mounts() {
         let m = at(Path::new("/proc"), Path::new("/proc")).expect("read").expect("proc is mounted");
         assert_eq!(m.fstype, "proc");
+    }
+
+    #[test]
+    fn favordynmods_on_any_cgroup_hierarchy_counts_and_nowhere_else() {
+        let unified = "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw";
+        let memory_on = "35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory,favordynmods";
+        let other_on = "50 31 0:60 / /mnt rw - tmpfs favordynmods rw,favordynmods";
+        for (lines, favoured) in [
+            (vec![unified], false),
+            (vec![unified, memory_on], true),
+            (vec![unified, other_on], false),
+            (vec![], false),
+        ] {
+            let root = tempfile::tempdir().unwrap();
+            std::fs::create_dir(root.path().join("self")).unwrap();
+            std::fs::write(root.path().join("self/mountinfo"), lines.join("\n")).unwrap();
+            assert_eq!(favours_dynmods(root.path()), favoured, "{lines:?}");
+        }
+        assert!(!favours_dynmods(Path::new("/nonexistent")), "unreadable mountinfo says no");
     }
 }
