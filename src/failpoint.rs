@@ -11,6 +11,10 @@
 /// supervisor starts.
 pub const SPAWN_AFTER_CGROUP: &str = "spawn-after-cgroup";
 
+/// `spawn`, once its agent runs (the record says `running`) and before it reports, or with
+/// `--wait` follows the agent.
+pub const SPAWN_AFTER_GO: &str = "spawn-after-go";
+
 /// `kill` (or relief), after the agent's supervisor has recorded the end and let go of the
 /// id, before the cgroup is removed.
 pub const KILL_AFTER_SUPERVISOR: &str = "kill-after-supervisor";

@@ -198,6 +198,33 @@ fn stopped_at(f: &TestFleet, args: &[&str], failpoint: &str) -> std::process::Ch
     child
 }
 
+/// A Ctrl-C that reaches `spawn --wait` the moment its agent runs, before `spawn` has even
+/// reported it, stops the agent: it must not kill `spawn` and leave the agent running on,
+/// detached from the operator who asked it to stop.
+#[test]
+fn ctrl_c_as_the_agent_starts_stops_the_agent_under_spawn_wait() {
+    let Some(f) = TestFleet::new("ctrlcgo") else { return };
+    let spawn = stopped_at(&f, &["spawn", "cc", "ws-001", "--wait", "--", "sleep", "600"], "spawn-after-go");
+    let pid = f.wait_state("cc", &["running"], Duration::from_secs(10))["pid"].as_i64().expect("pid");
+    use nix::sys::signal::{Signal, kill};
+    let spawn_pid = nix::unistd::Pid::from_raw(spawn.id() as i32);
+    kill(spawn_pid, Signal::SIGINT).expect("Ctrl-C");
+    kill(spawn_pid, Signal::SIGCONT).expect("continue");
+    let out = spawn.wait_with_output().expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "spawn died instead: {:?}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!alive(pid), "the agent was left running");
+    let a = f.agent("cc");
+    assert_eq!(a["state"], "killed");
+    assert!(a["cause"].as_str().unwrap_or("").contains("Ctrl-C"), "{a:#}");
+    f.finish();
+}
+
 /// A `spawn` of an id whose `kill` is still at work (the supervisor has recorded the end and
 /// let go of the id; kill has yet to remove the cgroup, whose path the new run would make
 /// again) is refused, and succeeds once the kill is done.

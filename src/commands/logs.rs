@@ -73,15 +73,23 @@ fn agent_alive(ctx: &Ctx, id: &AgentId) -> bool {
     view::load_one(ctx, id).ok().flatten().is_some_and(|v| v.supervised)
 }
 
-/// `spawn --wait`: stream the agent's output until its supervisor exits, then exit with the
-/// agent's own code. The first Ctrl-C stops the agent gracefully; a second exits 130.
-pub fn wait_attached(ctx: &Ctx, id: &AgentId, supervisor: nix::unistd::Pid) -> Result<Exit> {
+/// Counts Ctrl-C presses from now on, for [`wait_attached`]. `spawn --wait` starts counting
+/// before its agent starts: a press the moment the agent runs must stop it, not kill `spawn`
+/// and leave the agent running detached.
+pub fn count_ctrl_c() -> Result<Arc<AtomicU32>> {
     let presses = Arc::new(AtomicU32::new(0));
     let counter = presses.clone();
     ctrlc::set_handler(move || {
         counter.fetch_add(1, Ordering::SeqCst);
     })
     .context("cannot install the Ctrl-C handler")?;
+    Ok(presses)
+}
+
+/// `spawn --wait`: stream the agent's output until its supervisor exits, then exit with the
+/// agent's own code. The first Ctrl-C (counted in `presses`, from [`count_ctrl_c`]) stops
+/// the agent gracefully; a second exits 130.
+pub fn wait_attached(ctx: &Ctx, id: &AgentId, supervisor: nix::unistd::Pid, presses: Arc<AtomicU32>) -> Result<Exit> {
     let path = ctx.dirs.log_path(id);
     let mut out = std::io::stdout().lock();
     let mut follower: Option<Follower> = None;

@@ -85,13 +85,17 @@ pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
     supervisor.cgroup_made();
     prepare(ctx, &plan, &record)?;
     crate::failpoint::hit(crate::failpoint::SPAWN_AFTER_CGROUP);
+    // After the supervisor's fork (the handler's thread is not for it to inherit) and before
+    // the go, from which on the agent may be running.
+    let presses = args.wait.then(logs::count_ctrl_c).transpose()?;
     let (supervisor_pid, pid) = supervisor.go().map_err(|e| anyhow::anyhow!("{}: {e:#}", plan.id))?;
+    crate::failpoint::hit(crate::failpoint::SPAWN_AFTER_GO);
     undo.armed = false;
     drop(lock); // the supervisor holds it now, and the leases
     drop(stop_turn);
     println!("{}", started_line(&plan, pid));
-    if args.wait {
-        return logs::wait_attached(ctx, &plan.id, supervisor_pid);
+    if let Some(presses) = presses {
+        return logs::wait_attached(ctx, &plan.id, supervisor_pid, presses);
     }
     Ok(Exit::Ok)
 }
