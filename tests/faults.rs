@@ -87,9 +87,12 @@ fn a_frozen_or_vanished_cgroup_is_handled() {
     let Some(f) = TestFleet::new("behindback") else { return };
     // Frozen behind fleetctl's back, and deaf to SIGTERM: the grace runs out and cgroup.kill,
     // which works on frozen cgroups, ends it. (A frozen process that does not ignore SIGTERM
-    // dies of it: the freezer lets fatal signals through.)
-    f.run(&["spawn", "ice", "ws-001", "--", "sh", "-c", "trap '' TERM; sleep 600"]).code(0);
+    // dies of it: the freezer lets fatal signals through.) "running" means the shell has
+    // started, not that it has set its trap: freezing before the trap would make SIGTERM
+    // fatal, so wait for the line printed after it.
+    f.run(&["spawn", "ice", "ws-001", "--", "sh", "-c", "trap '' TERM; echo deaf; sleep 600"]).code(0);
     let pid = f.wait_state("ice", &["running"], T)["pid"].as_i64().expect("pid");
+    f.wait_log("ice", "deaf", T);
     std::fs::write(f.cgroup("ice").unified.join("cgroup.freeze"), "1").expect("freeze");
     let out = f.run(&["kill", "ice", "--grace", "1s"]);
     out.code(0);
@@ -248,7 +251,8 @@ fn relief_killed_mid_plan_leaves_no_stale_lock_and_a_second_relief_finishes() {
     let Some(f) = TestFleet::new("reliefkill") else { return };
     f.set_budget(256 << 20);
     for id in ["r1", "r2"] {
-        let script = crate::util::hog_script(40, "trap '' TERM; sleep 600");
+        // The trap comes first, so "ready" also means deaf to SIGTERM.
+        let script = format!("trap '' TERM; {}", crate::util::hog_script(40, "sleep 600"));
         f.run(&["spawn", id, "ws-001", "--", "sh", "-c", &script]).code(0);
         f.wait_log(id, "ready", Duration::from_secs(90));
     }
