@@ -116,7 +116,24 @@ fn gc_after_a_storm_of_sigkills_leaves_nothing_without_a_live_owner() {
             });
         }
     });
-    std::thread::sleep(Duration::from_millis(500)); // the short-lived agents end unobserved
+    // Let the storm settle before gc, so that nothing loses its owner between gc and the
+    // checks: the supervisors of killed spawns see them go and exit (no record still
+    // starting), and the short-lived agents end, unobserved (only `sleep 600`s run on).
+    let settled = || {
+        let starting = f.status()["agents"].as_array().expect("agents").iter().any(|a| a["state"] == "starting");
+        let short_lived_run = f.fleet.agent_names().expect("agents").iter().any(|id| {
+            f.cgroup(id).procs().unwrap_or_default().iter().any(|p| {
+                let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+                !cmdline.is_empty() && cmdline != b"sleep\x00600\0"
+            })
+        });
+        !starting && !short_lived_run
+    };
+    let deadline = std::time::Instant::now() + T;
+    while !settled() {
+        assert!(std::time::Instant::now() < deadline, "the storm never settled: {:#}", f.status());
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let gc = f.run(&["gc", "--older-than", "0s"]);
     gc.code(0);
 
