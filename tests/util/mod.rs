@@ -119,7 +119,9 @@ impl TestFleet {
         status["agents"].as_array().and_then(|a| a.iter().find(|x| x["id"] == id).cloned()).unwrap_or(Value::Null)
     }
 
-    /// Waits until agent `id` is in one of `states`.
+    /// Waits until agent `id` is in one of `states`. `running` means its command has
+    /// started, not that it has done anything: a test that depends on what the command sets
+    /// up first (a trap, its memory) waits for a line printed after it ([`Self::wait_log`]).
     #[track_caller]
     pub fn wait_state(&self, id: &str, states: &[&str], timeout: Duration) -> Value {
         let deadline = Instant::now() + timeout;
