@@ -146,3 +146,26 @@ fn strip_ansi(s: &str) -> String {
     }
     out
 }
+
+/// The watcher keeps each agent's usage file open between refreshes. A read in place must
+/// follow the usage, and fail once the cgroup is gone, also after a cgroup of the same name
+/// has been made again: that failure is how the watcher knows to open the new one.
+#[test]
+fn a_held_usage_file_follows_its_cgroup_and_fails_once_it_is_gone() {
+    let Some(f) = TestFleet::new("held") else { return };
+    f.run(&["spawn", "h1", "ws-001", "--", "sh", "-c", &crate::util::hog_script(40, "sleep 600")]).code(0);
+    let held = f.cgroup("h1").hold_memory_current().expect("hold memory.current");
+    f.wait_log("h1", "ready", Duration::from_secs(90));
+    let (in_place, by_path) = (held.read().expect("read in place"), f.cgroup("h1").memory_current().expect("read"));
+    assert!(in_place >= 40 << 20, "the held file shows {in_place} bytes, not the hog's 40 MiB");
+    assert!(in_place.abs_diff(by_path) < 4 << 20, "held {in_place} against {by_path} by path");
+
+    f.run(&["kill", "h1", "--force"]).code(0);
+    assert!(held.read().is_err(), "a removed cgroup's held file still reads");
+    f.run(&["cgroup-create", "h1"]).code(0);
+    assert!(held.read().is_err(), "the held file reads the new cgroup of the same name");
+    let fresh = f.cgroup("h1").hold_memory_current().expect("hold the new one");
+    assert!(fresh.read().expect("read the new one") < 40 << 20, "the new cgroup is charged the old hog");
+    f.cgroup("h1").kill_and_remove(Duration::from_secs(5)).expect("remove");
+    f.finish();
+}

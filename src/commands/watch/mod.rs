@@ -12,7 +12,7 @@ use crate::{
     agent::{
         relief::{Outcome, Relief, relieve},
         take_host_lock,
-        usage::sample_light,
+        usage::LightSampler,
     },
     commands::metrics,
     context::Ctx,
@@ -89,6 +89,7 @@ pub fn run(ctx: &Ctx, args: WatchArgs) -> Result<Exit> {
         None
     };
     let mut screen = Screen::new(args.interval);
+    let mut sampler = LightSampler::new();
     let relief =
         Relief { target_percent: spawn_t, order: ReliefOrder::Largest, by: "watch".into(), grace: Duration::ZERO };
     let mut alert_until: Option<Instant> = None;
@@ -99,7 +100,7 @@ pub fn run(ctx: &Ctx, args: WatchArgs) -> Result<Exit> {
         // on every tick. Records, events and page-cache detail are read when relief has to
         // choose victims.
         if screen.due() {
-            let agents = sample_light(ctx, screen::MAX_BARS)?;
+            let agents = sampler.sample(ctx, screen::MAX_BARS)?;
             screen.draw(&budget, &agents, spawn_t, kill_t, args.auto_kill);
         }
         if let Some(path) = &args.metrics_file

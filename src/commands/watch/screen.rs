@@ -46,7 +46,7 @@ impl Screen {
 
     /// Shows one sample.
     pub fn draw(&mut self, budget: &Budget, agents: &[Light], spawn: u8, kill: u8, auto_kill: bool) {
-        // sample_light returns them largest first.
+        // The sampler returns them largest first.
         let sorted: Vec<&Light> = agents.iter().collect();
         let guard = if auto_kill { "auto-kill on" } else { "watching" };
         let summary = format!(

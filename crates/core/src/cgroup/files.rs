@@ -84,7 +84,7 @@ fn read_file(file: io::Result<fs::File>, path: &Path) -> Result<String> {
     String::from_utf8(buf).map_err(|_| Error::Parse { path: path.into(), detail: "not UTF-8".into() })
 }
 
-fn parse_u64(text: &str, path: &Path) -> Result<u64> {
+pub(crate) fn parse_u64(text: &str, path: &Path) -> Result<u64> {
     text.trim()
         .parse()
         .map_err(|_| Error::Parse { path: path.into(), detail: format!("expected a number, found '{}'", text.trim()) })

@@ -19,7 +19,7 @@ pub use events::OomWatch;
 pub use fleet::{Fleet, validate_parent};
 pub use layout::{Layout, Mounts, OwnCgroups};
 pub use limits::Limits;
-pub use stats::{MemoryDetail, MemoryEvents, MemoryStats, Pressure, parse_pressure};
+pub use stats::{HeldCounter, MemoryDetail, MemoryEvents, MemoryStats, Pressure, parse_pressure};
 
 use std::path::{Path, PathBuf};
 

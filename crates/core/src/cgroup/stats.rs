@@ -3,6 +3,7 @@
 use super::{Cgroup, Layout, files, files::Dir};
 use crate::{Result, size::Limit};
 use serde::{Deserialize, Serialize};
+use std::{fs::File, os::unix::fs::FileExt, path::PathBuf};
 
 /// Counters from `memory.events` (v2) or their v1 equivalents.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +83,15 @@ impl Cgroup {
         self.memory_current_in(&Dir::at(self.memory_dir()))
     }
 
+    /// Memory charged now, as a file held open for a loop that samples it ([`HeldCounter`]).
+    pub fn hold_memory_current(&self) -> Result<HeldCounter> {
+        let name = match self.layout {
+            Layout::Unified => "memory.current",
+            Layout::Hybrid => "memory.usage_in_bytes",
+        };
+        HeldCounter::open(self.memory_dir().join(name))
+    }
+
     /// The memory event counters.
     pub fn memory_events(&self) -> Result<MemoryEvents> {
         self.memory_events_in(&Dir::at(self.memory_dir()))
@@ -99,20 +109,27 @@ impl Cgroup {
         })
     }
 
+    /// The hard limit alone (one read).
+    pub fn memory_max(&self) -> Result<Limit> {
+        self.memory_max_in(&Dir::at(self.memory_dir()))
+    }
+
     fn memory_stats_in(&self, dir: &Dir) -> Result<MemoryStats> {
+        // Current before peak, so that a growing cgroup never shows more than its peak.
+        let current = self.memory_current_in(dir)?;
+        let peak = match self.layout {
+            Layout::Unified => dir.read_u64("memory.peak").ok(),
+            Layout::Hybrid => dir.read_u64("memory.max_usage_in_bytes").ok(),
+        };
+        Ok(MemoryStats { current, peak, max: self.memory_max_in(dir)? })
+    }
+
+    fn memory_max_in(&self, dir: &Dir) -> Result<Limit> {
         match self.layout {
-            Layout::Unified => Ok(MemoryStats {
-                current: self.memory_current_in(dir)?,
-                peak: dir.read_u64("memory.peak").ok(),
-                max: Limit::from_v2(&dir.read("memory.max")?).unwrap_or(Limit::Max),
-            }),
+            Layout::Unified => Ok(Limit::from_v2(&dir.read("memory.max")?).unwrap_or(Limit::Max)),
             Layout::Hybrid => {
                 let max = dir.read_u64("memory.limit_in_bytes")?;
-                Ok(MemoryStats {
-                    current: self.memory_current_in(dir)?,
-                    peak: dir.read_u64("memory.max_usage_in_bytes").ok(),
-                    max: if max >= crate::size::V1_UNLIMITED_FLOOR { Limit::Max } else { Limit::Bytes(max) },
-                })
+                Ok(if max >= crate::size::V1_UNLIMITED_FLOOR { Limit::Max } else { Limit::Bytes(max) })
             }
         }
     }
@@ -263,5 +280,31 @@ mod tests {
         // A cgroup that is gone (an agent between restarts) has no detail.
         let gone = Cgroup { layout: Layout::Unified, unified: tmp.path().join("gone"), memory_v1: None, pids_v1: None };
         assert!(gone.memory_detail().is_err());
+    }
+}
+
+/// An interface file holding one number, kept open and read again in place: a read at
+/// offset 0 makes the kernel render a cgroup file afresh. A loop that samples every agent
+/// each second pays one pread(2) per agent instead of an open (a path walk), two reads and
+/// a close. Once the cgroup is removed the read fails (ENODEV), also when a cgroup of the
+/// same name has been made since: open that one anew.
+#[derive(Debug)]
+pub struct HeldCounter {
+    file: File,
+    path: PathBuf,
+}
+
+impl HeldCounter {
+    fn open(path: PathBuf) -> Result<HeldCounter> {
+        let file = File::open(&path).map_err(|e| crate::Error::io("open", &path, e))?;
+        Ok(HeldCounter { file, path })
+    }
+
+    /// The number now.
+    pub fn read(&self) -> Result<u64> {
+        // A u64 and its newline fit, so one read returns all of it.
+        let mut buf = [0u8; 32];
+        let n = self.file.read_at(&mut buf, 0).map_err(|e| crate::Error::io("read", &self.path, e))?;
+        files::parse_u64(&String::from_utf8_lossy(&buf[..n]), &self.path)
     }
 }
