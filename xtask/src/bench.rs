@@ -124,7 +124,7 @@ fn measure(env: &Env, fleet: &Fleet, agents: usize, rounds: usize, trials: usize
     let mut rss: Vec<u64> = fleet.supervisors().procs()?.iter().filter_map(|p| rss_kib(*p)).collect();
     rss.sort_unstable();
     let observe_rows = crate::bench_memory::observe(env, fleet, 15)?;
-    let watcher_row = crate::bench_memory::watcher_cpu(env, 10)?;
+    let watcher_row = crate::bench_memory::watcher_cpu(env, fleet, 10)?;
     let down_rows = crate::bench_scale::relief_and_down(env, fleet, agents)?;
     ensure!(!rss.is_empty(), "no supervisors found to measure");
 
