@@ -37,16 +37,25 @@ fi
     sh $(for d in "$@"; do echo "$d/$id"; done) </dev/null 2>/dev/null & } | head -n 1 >/dev/null
 "#;
 
-pub fn run(root: &Path, args: &[String]) -> Result<()> {
+/// How much to measure.
+pub struct Options {
+    /// Agents in the scale run.
+    pub agents: usize,
+    /// Interleaved spawn rounds.
+    pub rounds: usize,
+    /// Auto-kill reaction trials per guard.
+    pub trials: usize,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { agents: 300, rounds: 60, trials: 20 }
+    }
+}
+
+pub fn run(root: &Path, options: &Options) -> Result<()> {
     ensure!(unsafe_geteuid() == 0, "the benchmark creates cgroups: run it as root");
-    let flag = |name: &str, default: usize| -> usize {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
-    let (agents, rounds, trials) = (flag("--agents", 300), flag("--rounds", 60), flag("--trials", 20));
+    let Options { agents, rounds, trials } = *options;
     let tmp = std::env::temp_dir().join(format!("fleetctl-bench-{}", std::process::id()));
     std::fs::create_dir_all(tmp.join("ws/ws"))?;
     // The binary hosts install (`cargo xtask dist`), installed as a host would have it: copied.

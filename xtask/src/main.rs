@@ -18,17 +18,46 @@ mod vmtest;
 use anyhow::{Result, bail};
 use std::path::{Path, PathBuf};
 
+const USAGE: &str =
+    "usage: cargo xtask codegen [--check] | bench [--agents N] [--rounds N] [--trials N] | vm-test | dist";
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("codegen") => codegen::run(&root(), args.iter().any(|a| a == "--check")),
-        Some("bench") => bench::run(&root(), &args[1..]),
-        Some("vm-test") => vmtest::run(&root()),
-        Some("dist") => dist::run(&root()),
-        _ => bail!(
-            "usage: cargo xtask codegen [--check] | bench [--agents N] [--rounds N] [--trials N] | vm-test | dist"
-        ),
+    // `--help` anywhere asks for this line, never for a task: bench takes minutes.
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return Ok(());
     }
+    let (task, rest) = args.split_first().map(|(t, r)| (t.as_str(), r)).unwrap_or(("", &[]));
+    match (task, rest) {
+        ("codegen", []) => codegen::run(&root(), false),
+        ("codegen", [check]) if check == "--check" => codegen::run(&root(), true),
+        ("bench", _) => bench::run(&root(), &bench_options(rest)?),
+        ("vm-test", []) => vmtest::run(&root()),
+        ("dist", []) => dist::run(&root()),
+        _ => bail!("{USAGE}"),
+    }
+}
+
+/// bench's options: each `--agents`, `--rounds` or `--trials` with a count; anything else
+/// is refused rather than ignored.
+fn bench_options(args: &[String]) -> Result<bench::Options> {
+    let mut options = bench::Options::default();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let slot = match flag.as_str() {
+            "--agents" => &mut options.agents,
+            "--rounds" => &mut options.rounds,
+            "--trials" => &mut options.trials,
+            _ => bail!("bench: unknown option '{flag}'\n{USAGE}"),
+        };
+        let value = it.next().ok_or_else(|| anyhow::anyhow!("bench: {flag} needs a count"))?;
+        *slot = match value.parse() {
+            Ok(n) if n > 0 => n,
+            _ => bail!("bench: {flag} takes a count above zero, not '{value}'"),
+        };
+    }
+    Ok(options)
 }
 
 /// The workspace root (xtask lives one level below it).
