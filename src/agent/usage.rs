@@ -59,10 +59,10 @@ pub struct Light {
 
 /// The watcher's cheap sample, taken on every refresh: one directory listing and one small
 /// read per agent, plus the limit of the `top` largest. Each agent's usage file stays open
-/// between samples ([`HeldCounter`]), which took the watcher's own CPU from about 7 to 4 ms a
-/// second at 300 agents (docs/benchmarks.md). It holds at most half the descriptors the process may open,
-/// so relief, which the watcher may have to run at any moment, never runs short of them;
-/// agents past that are read by path.
+/// between samples ([`HeldCounter`]), which took the watcher's own CPU from about 7 to 4 ms
+/// a second at 300 agents (docs/benchmarks.md). It holds at most half the descriptors the
+/// process may open, so relief, which the watcher may have to run at any moment, never runs
+/// short of them; agents past that are read by path.
 pub struct LightSampler {
     held: HashMap<String, HeldCounter>,
     cap: usize,

@@ -213,6 +213,32 @@ impl Cgroup {
     }
 }
 
+/// An interface file holding one number, kept open and read again in place: a read at
+/// offset 0 makes the kernel render a cgroup file afresh. A loop that samples every agent
+/// each second pays one pread(2) per agent instead of an open (a path walk), two reads and
+/// a close. Once the cgroup is removed the read fails (ENODEV), also when a cgroup of the
+/// same name has been made since: open that one anew.
+#[derive(Debug)]
+pub struct HeldCounter {
+    file: File,
+    path: PathBuf,
+}
+
+impl HeldCounter {
+    fn open(path: PathBuf) -> Result<HeldCounter> {
+        let file = File::open(&path).map_err(|e| crate::Error::io("open", &path, e))?;
+        Ok(HeldCounter { file, path })
+    }
+
+    /// The number now.
+    pub fn read(&self) -> Result<u64> {
+        // A u64 and its newline fit, so one read returns all of it.
+        let mut buf = [0u8; 32];
+        let n = self.file.read_at(&mut buf, 0).map_err(|e| crate::Error::io("read", &self.path, e))?;
+        files::parse_u64(&String::from_utf8_lossy(&buf[..n]), &self.path)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,31 +306,5 @@ mod tests {
         // A cgroup that is gone (an agent between restarts) has no detail.
         let gone = Cgroup { layout: Layout::Unified, unified: tmp.path().join("gone"), memory_v1: None, pids_v1: None };
         assert!(gone.memory_detail().is_err());
-    }
-}
-
-/// An interface file holding one number, kept open and read again in place: a read at
-/// offset 0 makes the kernel render a cgroup file afresh. A loop that samples every agent
-/// each second pays one pread(2) per agent instead of an open (a path walk), two reads and
-/// a close. Once the cgroup is removed the read fails (ENODEV), also when a cgroup of the
-/// same name has been made since: open that one anew.
-#[derive(Debug)]
-pub struct HeldCounter {
-    file: File,
-    path: PathBuf,
-}
-
-impl HeldCounter {
-    fn open(path: PathBuf) -> Result<HeldCounter> {
-        let file = File::open(&path).map_err(|e| crate::Error::io("open", &path, e))?;
-        Ok(HeldCounter { file, path })
-    }
-
-    /// The number now.
-    pub fn read(&self) -> Result<u64> {
-        // A u64 and its newline fit, so one read returns all of it.
-        let mut buf = [0u8; 32];
-        let n = self.file.read_at(&mut buf, 0).map_err(|e| crate::Error::io("read", &self.path, e))?;
-        files::parse_u64(&String::from_utf8_lossy(&buf[..n]), &self.path)
     }
 }
