@@ -151,7 +151,7 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand metrics" -l scratch-ro
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand metrics" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand metrics" -s h -l help -d 'Print help'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand metrics" -s V -l version -d 'Print version'
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l interval -d 'How often to refresh when memory is calm; it samples faster as headroom shrinks' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l interval -d 'How often to refresh when memory is calm (at least 100ms); it samples faster as headroom shrinks' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l metrics-file -d 'Rewrite this file atomically each tick with `fleetctl metrics` output (for node_exporter\'s textfile collector)' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l protect -d 'Never kill this agent (repeatable); agents spawned with --protect are always spared' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l cgroup-parent -d 'The fleet root cgroup; a relative path nests under your own cgroup [default: /fleet]' -r

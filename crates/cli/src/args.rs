@@ -360,8 +360,9 @@ pub struct WatchArgs {
     /// until use is below the spawn threshold (85 %)
     #[arg(long)]
     pub auto_kill: bool,
-    /// How often to refresh when memory is calm; it samples faster as headroom shrinks
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1s")]
+    /// How often to refresh when memory is calm (at least 100ms); it samples faster as
+    /// headroom shrinks
+    #[arg(long, value_name = "DURATION", value_parser = parse_interval, default_value = "1s")]
     pub interval: Duration,
     /// Rewrite this file atomically each tick with `fleetctl metrics` output (for
     /// node_exporter's textfile collector)
@@ -486,6 +487,19 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("invalid duration '{text}' ({e}): use e.g. 10s, 15m, 1h30m"))
 }
 
+/// The shortest refresh `watch --interval` takes: below it the view would redraw faster
+/// than anyone reads it, and 0 would spin a core. The guard's own sampling speeds up near
+/// the threshold whatever the interval.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Parses `watch --interval`: a duration of at least [`MIN_INTERVAL`].
+pub fn parse_interval(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        d if d < MIN_INTERVAL => Err(format!("an interval of {text} is too short: give at least 100ms, e.g. 1s")),
+        d => Ok(d),
+    }
+}
+
 /// Parses a duration or "off".
 pub fn parse_timeout(text: &str) -> Result<Timeout, String> {
     if matches!(text, "off" | "none" | "never") {
@@ -529,6 +543,14 @@ mod tests {
         assert_eq!(parse_timeout("off"), Ok(Timeout::Off));
         assert!(parse_timeout("0").is_err());
         assert!(parse_timeout("soon").unwrap_err().contains("e.g. 10s"));
+    }
+
+    #[test]
+    fn watch_intervals_have_a_floor() {
+        assert_eq!(parse_interval("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_interval("0.1"), Ok(MIN_INTERVAL));
+        assert!(parse_interval("0").unwrap_err().contains("at least 100ms"));
+        assert!(parse_interval("10ms").is_err());
     }
 
     #[test]
