@@ -169,3 +169,48 @@ fn a_held_usage_file_follows_its_cgroup_and_fails_once_it_is_gone() {
     f.cgroup("h1").kill_and_remove(Duration::from_secs(5)).expect("remove");
     f.finish();
 }
+
+/// The metrics file is a side job of the guard. A path that never worked is refused before
+/// anything is guarded; a disk that fills up later costs one line and a retry, never the
+/// guard.
+#[test]
+fn a_metrics_file_that_cannot_be_written_is_refused_at_first_and_survived_later() {
+    let Some(f) = TestFleet::new("metricsfull") else { return };
+    let missing = f.tmp.path().join("no/such/dir/fleet.prom");
+    f.run(&["watch", "--metrics-file", missing.to_str().expect("utf8")])
+        .code(1)
+        .one_error_line("cannot write the metrics file");
+    f.run(&["watch", "--interval", "0"]).code(2).one_error_line("at least 100ms");
+
+    let dir = f.tmp.path().join("metrics");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let tmpfs = crate::util::Tmpfs::mount(&dir, "size=1m");
+    let metrics = dir.join("fleet.prom");
+    let mut watcher = f
+        .cmd(&["watch", "--auto-kill", "--interval", "100ms", "--metrics-file", metrics.to_str().expect("utf8")])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("watch");
+    let lines = crate::util::lines_of(watcher.stdout.take().expect("stdout"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !metrics.exists() {
+        assert!(Instant::now() < deadline, "watch never wrote {}", metrics.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Fill the disk: the next rewrite fails (dd stops at ENOSPC, which is the point).
+    let filler = dir.join("filler");
+    let _ = std::process::Command::new("dd")
+        .args(["if=/dev/zero", &format!("of={}", filler.display()), "bs=64k", "count=32"])
+        .stderr(Stdio::null())
+        .status();
+    crate::util::wait_line(&lines, "still watching, retrying each interval", Duration::from_secs(30));
+    assert!(watcher.try_wait().expect("try_wait").is_none(), "the guard ended over a full disk");
+    std::fs::remove_file(&filler).expect("free the space");
+    crate::util::wait_line(&lines, "is written again", Duration::from_secs(30));
+    interrupt(&watcher);
+    assert_eq!(watcher.wait().expect("watch exits").code(), Some(130));
+    let failures = lines.lock().expect("lines").iter().filter(|l| l.contains("cannot write")).count();
+    assert_eq!(failures, 1, "one line for the whole time the disk was full");
+    drop(tmpfs);
+    f.finish();
+}

@@ -11,7 +11,10 @@ use serde_json::Value;
 use std::{
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
-    sync::atomic::{AtomicU32, Ordering},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU32, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -274,5 +277,28 @@ impl Tmpfs {
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// The lines a child prints, collected by a thread as they come, for [`wait_line`].
+pub fn lines_of(out: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    use std::io::BufRead;
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            sink.lock().expect("lines").push(line);
+        }
+    });
+    lines
+}
+
+/// Waits until one of `lines` contains `text`.
+#[track_caller]
+pub fn wait_line(lines: &Mutex<Vec<String>>, text: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while !lines.lock().expect("lines").iter().any(|l| l.contains(text)) {
+        assert!(Instant::now() < deadline, "no line with '{text}' in:\n{}", lines.lock().expect("lines").join("\n"));
+        std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -94,6 +94,7 @@ pub fn run(ctx: &Ctx, args: WatchArgs) -> Result<Exit> {
         Relief { target_percent: spawn_t, order: ReliefOrder::Largest, by: "watch".into(), grace: Duration::ZERO };
     let mut alert_until: Option<Instant> = None;
     let mut last_metrics: Option<Instant> = None;
+    let mut metrics_failing = false;
     while presses.load(Ordering::SeqCst) == 0 {
         let budget = Budget::measure(&ctx.fleet, &ctx.proc_root)?;
         // The view and the metrics file refresh at their own pace; only the budget is read
@@ -106,9 +107,26 @@ pub fn run(ctx: &Ctx, args: WatchArgs) -> Result<Exit> {
         if let Some(path) = &args.metrics_file
             && last_metrics.is_none_or(|t| t.elapsed() >= args.interval)
         {
+            let first = last_metrics.is_none();
             last_metrics = Some(Instant::now());
-            let text = metrics::text(ctx)?;
-            write_atomic(path, text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+            let written = metrics::text(ctx)
+                .and_then(|text| write_atomic(path, text.as_bytes()).map_err(anyhow::Error::from))
+                .with_context(|| format!("cannot write the metrics file {}", path.display()));
+            match written {
+                // A path that never worked is the operator's to fix, before anything is guarded.
+                Err(e) if first => return Err(e),
+                // A full disk later must not end the guard: say so once, retry each interval.
+                Err(e) if !metrics_failing => {
+                    metrics_failing = true;
+                    screen.say(&format!("{e:#}; still watching, retrying each interval"));
+                }
+                Err(_) => {}
+                Ok(()) if metrics_failing => {
+                    metrics_failing = false;
+                    screen.say(&format!("the metrics file {} is written again", path.display()));
+                }
+                Ok(()) => {}
+            }
         }
         if args.auto_kill && budget.percent() >= f64::from(kill_t) {
             let started = Instant::now();
