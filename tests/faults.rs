@@ -336,6 +336,52 @@ fn a_full_state_or_log_dir_fails_spawn_cleanly_and_spares_running_agents() {
     f.finish();
 }
 
+/// A full disk is when a fleet is likeliest to need a kill. With the state and log dirs both
+/// full, `kill` and relief still end their agents (saying what they could not record), and
+/// nothing runs on.
+#[test]
+fn a_full_state_and_log_disk_does_not_stop_kill_or_relief() {
+    let Some(f) = TestFleet::new("fullkill") else { return };
+    f.set_budget(128 << 20);
+    let mut mounts = Vec::new();
+    for dir in ["state", "log"] {
+        let path = f.tmp.path().join(dir);
+        std::fs::create_dir_all(&path).expect("mkdir");
+        mounts.push(crate::util::Tmpfs::mount(&path, "size=2m"));
+    }
+    f.run(&["spawn", "k1", "ws-001", "--", "sleep", "600"]).code(0);
+    f.run(&["spawn", "r1", "ws-001", "--", "sh", "-c", &crate::util::hog_script(32, "sleep 600")]).code(0);
+    f.wait_log("r1", "ready", Duration::from_secs(90));
+    let pids: Vec<i64> = ["k1", "r1"].iter().map(|id| f.agent(id)["pid"].as_i64().expect("pid")).collect();
+    for dir in ["state", "log"] {
+        // dd stops at ENOSPC, which is the point.
+        let filler = f.tmp.path().join(dir).join("filler");
+        let _ = std::process::Command::new("dd")
+            .args(["if=/dev/zero", &format!("of={}", filler.display()), "bs=64k", "count=64"])
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    let kill = f.run(&["kill", "k1"]);
+    kill.code(0).one_error_line("killing it anyway");
+    assert!(kill.stdout.contains("k1: stopped on SIGTERM"), "{kill:?}");
+    assert!(!alive(pids[0]) && !f.cgroup("k1").exists(), "kill left k1 running on a full disk");
+
+    // r1 holds a quarter of the budget; relief to 5 % must end it.
+    let relief = f.run(&["relief", "5", "--grace", "1s"]);
+    assert!(matches!(relief.code, 0 | 3), "{relief:?}");
+    assert!(relief.stdout.contains("killed r1"), "{relief:?}");
+    assert!(!alive(pids[1]) && !f.cgroup("r1").exists(), "relief left r1 running on a full disk");
+
+    for dir in ["state", "log"] {
+        std::fs::remove_file(f.tmp.path().join(dir).join("filler")).expect("free the space");
+    }
+    // The ends it could not record are settled by the next kill, now that there is room.
+    f.run(&["kill", "k1", "r1"]).code(0);
+    drop(mounts);
+    f.finish();
+}
+
 /// CPU time the agent has used: it grows only while the agent runs, not while it is blocked
 /// (cgroup2's cpu.stat has it on hybrid hosts too).
 fn agent_output(f: &TestFleet) -> u64 {

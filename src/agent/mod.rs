@@ -33,6 +33,8 @@ pub fn take_host_lock(ctx: &crate::context::Ctx, role: &str, busy: &str) -> anyh
         let who = fleet_core::lock::read_holder(&path).map(|h| format!(" (pid {})", h.pid)).unwrap_or_default();
         return Err(crate::exit::Fail::error(crate::exit::Exit::Busy, format!("{busy}{who}")));
     };
-    lock.set_holder(role)?;
+    // The holder only names the pid in a refused caller's message; a full state dir must
+    // not keep relief or the guard from running.
+    let _ = lock.set_holder(role);
     Ok(lock)
 }

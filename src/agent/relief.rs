@@ -211,7 +211,7 @@ pub fn relieve(
         }
         kills += 1;
         let after = fleet_core::meminfo::Budget::measure(&ctx.fleet, &ctx.proc_root)?;
-        fleet_core::journal::append(
+        let journaled = fleet_core::journal::append(
             &ctx.dirs.journal_path(),
             "relief_kill",
             &id,
@@ -223,7 +223,12 @@ pub fn relieve(
                 "freed_bytes": before.used.saturating_sub(after.used),
                 "used_after_percent": after.percent_1dp(),
             }),
-        )?;
+        );
+        if let Err(e) = journaled {
+            // A full log disk must not stop relief half-way: the kill is done, and the next
+            // may be needed.
+            eprintln!("fleetctl: {id}: killed, but not in the event journal: {e:#}");
+        }
         on_kill(&Kill { id, bytes: step.bytes, before, after });
     }
 }

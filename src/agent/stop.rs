@@ -79,7 +79,13 @@ pub fn stop_agent(ctx: &Ctx, id: &AgentId, req: &StopRequest) -> Result<Option<S
     }
 
     let request = KillRequest { by: req.by.clone(), detail: req.detail.clone(), at: SystemTime::now() };
-    request.save(&ctx.dirs.kill_request_path(id))?;
+    if let Err(e) = request.save(&ctx.dirs.kill_request_path(id)) {
+        // A full state dir must not stop a kill, least of all relief's. The supervisor,
+        // signalled below, still stops for good (no restart); its record then says it was
+        // told to stop rather than by whom.
+        let e = anyhow::Error::from(e);
+        eprintln!("fleetctl: {id}: cannot record who asked for the kill ({e:#}); killing it anyway");
+    }
     // A supervisor waiting to restart has no process to notice the kill through; a signal
     // wakes it, and the request tells it not to restart.
     if let Some(sup) = before.as_ref().and_then(|v| v.record.supervisor)
@@ -125,7 +131,11 @@ pub fn stop_agent(ctx: &Ctx, id: &AgentId, req: &StopRequest) -> Result<Option<S
     let state = match after {
         Some(v) if v.record.state.is_terminal() => v.record.state,
         other => {
-            record_end(ctx, id, other, req, AgentState::Killed, "killed while its supervisor was gone")?;
+            // Its supervisor could not record the end either (a full disk), or was gone.
+            if let Err(e) = record_end(ctx, id, other, req, AgentState::Killed, "killed while its supervisor was gone")
+            {
+                eprintln!("fleetctl: {id}: killed, but its end is not recorded: {e:#}");
+            }
             AgentState::Killed
         }
     };
