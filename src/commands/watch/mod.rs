@@ -95,6 +95,7 @@ pub fn run(ctx: &Ctx, args: WatchArgs) -> Result<Exit> {
     let mut alert_until: Option<Instant> = None;
     let mut last_metrics: Option<Instant> = None;
     let mut metrics_failing = false;
+    let mut relief_failing = false;
     while presses.load(Ordering::SeqCst) == 0 {
         let budget = Budget::measure(&ctx.fleet, &ctx.proc_root)?;
         // The view and the metrics file refresh at their own pace; only the budget is read
@@ -142,16 +143,35 @@ pub fn run(ctx: &Ctx, args: WatchArgs) -> Result<Exit> {
                     k.before.percent(),
                     k.after.percent()
                 ))
-            })?;
-            match outcome {
-                Outcome::Reached { kills, budget } => screen.say(&format!(
-                    "relieved: fleet at {:.1} % after {kills} kill(s) in {} ms",
-                    budget.percent(),
-                    started.elapsed().as_millis()
-                )),
-                Outcome::Stuck { message } => screen.say(&message),
+            });
+            let failed = match outcome {
+                Ok(Outcome::Reached { kills, budget }) => {
+                    screen.say(&format!(
+                        "relieved: fleet at {:.1} % after {kills} kill(s) in {} ms",
+                        budget.percent(),
+                        started.elapsed().as_millis()
+                    ));
+                    false
+                }
+                Ok(Outcome::Stuck { message }) => {
+                    screen.say(&message);
+                    false
+                }
+                // The guard outlives a failed relief: one line per run of failures, and the
+                // next try after the usual wait, not at once.
+                Err(e) => {
+                    if !relief_failing {
+                        screen.say(&format!("relief failed: {e:#}; trying again"));
+                    }
+                    true
+                }
+            };
+            relief_failing = failed;
+            if !failed {
+                continue;
             }
-            continue;
+        } else {
+            relief_failing = false;
         }
         let mut wait = interval_for(budget.percent(), spawn_t, kill_t, args.interval);
         if alert_until.is_some_and(|t| Instant::now() < t) {
