@@ -289,21 +289,11 @@ fn relief_killed_mid_plan_leaves_no_stale_lock_and_a_second_relief_finishes() {
 #[test]
 fn a_full_state_or_log_dir_fails_spawn_cleanly_and_spares_running_agents() {
     let Some(f) = TestFleet::new("fulldisk") else { return };
-    let mut mounts = Vec::new();
-    for dir in ["state", "log"] {
-        let path = f.tmp.path().join(dir);
-        std::fs::create_dir_all(&path).expect("mkdir");
-        mounts.push(crate::util::Tmpfs::mount(&path, "size=2m"));
-    }
+    let mounts = small_state_and_log_disks(&f);
     f.run(&["spawn", "alive", "ws-001", "--", "sh", "-c", "while :; do echo tick; sleep 0.05; done"]).code(0);
     f.wait_log("alive", "tick", T);
-    for dir in ["state", "log"] {
-        let filler = f.tmp.path().join(dir).join("filler");
-        // dd stops at ENOSPC, which is the point.
-        let _ = std::process::Command::new("dd")
-            .args(["if=/dev/zero", &format!("of={}", filler.display()), "bs=64k", "count=64"])
-            .stderr(Stdio::null())
-            .status();
+    for (dir, disk) in ["state", "log"].into_iter().zip(&mounts) {
+        let filler = disk.fill();
         let run = f.run(&["spawn", "new", "ws-001", "--", "sleep", "600"]);
         run.code(1).one_error_line(&format!("the {dir} dir"));
         assert!(!f.cgroup("new").exists(), "a refused spawn left its cgroup");
@@ -343,24 +333,12 @@ fn a_full_state_or_log_dir_fails_spawn_cleanly_and_spares_running_agents() {
 fn a_full_state_and_log_disk_does_not_stop_kill_or_relief() {
     let Some(f) = TestFleet::new("fullkill") else { return };
     f.set_budget(128 << 20);
-    let mut mounts = Vec::new();
-    for dir in ["state", "log"] {
-        let path = f.tmp.path().join(dir);
-        std::fs::create_dir_all(&path).expect("mkdir");
-        mounts.push(crate::util::Tmpfs::mount(&path, "size=2m"));
-    }
+    let mounts = small_state_and_log_disks(&f);
     f.run(&["spawn", "k1", "ws-001", "--", "sleep", "600"]).code(0);
     f.run(&["spawn", "r1", "ws-001", "--", "sh", "-c", &crate::util::hog_script(32, "sleep 600")]).code(0);
     f.wait_log("r1", "ready", Duration::from_secs(90));
     let pids: Vec<i64> = ["k1", "r1"].iter().map(|id| f.agent(id)["pid"].as_i64().expect("pid")).collect();
-    for dir in ["state", "log"] {
-        // dd stops at ENOSPC, which is the point.
-        let filler = f.tmp.path().join(dir).join("filler");
-        let _ = std::process::Command::new("dd")
-            .args(["if=/dev/zero", &format!("of={}", filler.display()), "bs=64k", "count=64"])
-            .stderr(Stdio::null())
-            .status();
-    }
+    let fillers: Vec<_> = mounts.iter().map(crate::util::Tmpfs::fill).collect();
 
     let kill = f.run(&["kill", "k1"]);
     kill.code(0).one_error_line("killing it anyway");
@@ -373,13 +351,26 @@ fn a_full_state_and_log_disk_does_not_stop_kill_or_relief() {
     assert!(relief.stdout.contains("killed r1"), "{relief:?}");
     assert!(!alive(pids[1]) && !f.cgroup("r1").exists(), "relief left r1 running on a full disk");
 
-    for dir in ["state", "log"] {
-        std::fs::remove_file(f.tmp.path().join(dir).join("filler")).expect("free the space");
+    for filler in fillers {
+        std::fs::remove_file(filler).expect("free the space");
     }
     // The ends it could not record are settled by the next kill, now that there is room.
     f.run(&["kill", "k1", "r1"]).code(0);
     drop(mounts);
     f.finish();
+}
+
+/// A 2 MiB tmpfs on the fleet's state dir and one on its log dir, in that order, to fill.
+/// Drop them before `finish`: a mount point cannot be removed.
+fn small_state_and_log_disks(f: &TestFleet) -> Vec<crate::util::Tmpfs> {
+    ["state", "log"]
+        .iter()
+        .map(|dir| {
+            let path = f.tmp.path().join(dir);
+            std::fs::create_dir_all(&path).expect("mkdir");
+            crate::util::Tmpfs::mount(&path, "size=2m")
+        })
+        .collect()
 }
 
 /// CPU time the agent has used: it grows only while the agent runs, not while it is blocked

@@ -197,12 +197,8 @@ fn a_metrics_file_that_cannot_be_written_is_refused_at_first_and_survived_later(
         assert!(Instant::now() < deadline, "watch never wrote {}", metrics.display());
         std::thread::sleep(Duration::from_millis(20));
     }
-    // Fill the disk: the next rewrite fails (dd stops at ENOSPC, which is the point).
-    let filler = dir.join("filler");
-    let _ = std::process::Command::new("dd")
-        .args(["if=/dev/zero", &format!("of={}", filler.display()), "bs=64k", "count=32"])
-        .stderr(Stdio::null())
-        .status();
+    // Fill the disk: the next rewrite fails.
+    let filler = tmpfs.fill();
     crate::util::wait_line(&lines, "still watching, retrying each interval", Duration::from_secs(30));
     assert!(watcher.try_wait().expect("try_wait").is_none(), "the guard ended over a full disk");
     std::fs::remove_file(&filler).expect("free the space");

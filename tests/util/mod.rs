@@ -267,6 +267,18 @@ impl Tmpfs {
         Tmpfs(at.to_path_buf())
     }
 
+    /// Fills it to ENOSPC with a file named `filler`, whose path it returns (to free the
+    /// space again).
+    pub fn fill(&self) -> PathBuf {
+        let filler = self.0.join("filler");
+        // dd stops at ENOSPC, which is the point.
+        let _ = Command::new("dd")
+            .args(["if=/dev/zero", &format!("of={}", filler.display()), "bs=64k", "count=4096"])
+            .stderr(Stdio::null())
+            .status();
+        filler
+    }
+
     /// Bytes in use.
     pub fn used(&self) -> u64 {
         let s = nix::sys::statvfs::statvfs(&self.0).expect("statvfs");
