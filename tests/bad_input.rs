@@ -17,6 +17,7 @@ fn bad_spawns_get_their_code_and_leave_nothing() {
         (vec!["spawn", "ok", "/nonexistent/ws", "--", "true"], 2, "does not exist"),
         (vec!["spawn", "ok", "ws-001"], 2, "COMMAND"),
         (vec!["spawn", "ok", "ws-001", "--memory-max", "4X", "--", "true"], 2, "invalid size '4X'"),
+        (vec!["spawn", "ok", "ws-001", "--memory-max", "10", "--", "true"], 2, "did you mean 10G?"),
         (
             vec!["spawn", "ok", "ws-001", "--memory-max", "1G", "--memory-high", "2G", "--", "true"],
             2,

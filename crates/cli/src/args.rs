@@ -111,10 +111,10 @@ pub enum Command {
 #[derive(Debug, Clone, Default, Args)]
 pub struct LimitArgs {
     /// Hard memory limit; the OOM killer ends the agent beyond it [default: 4G]
-    #[arg(long, value_name = "SIZE", value_parser = parse_limit)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory_limit)]
     pub memory_max: Option<Limit>,
     /// Where the kernel starts reclaiming and throttling [default: 3G]
-    #[arg(long, value_name = "SIZE", value_parser = parse_limit)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory_limit)]
     pub memory_high: Option<Limit>,
     /// Swap the agent may use [default: 0]
     #[arg(long, value_name = "SIZE", value_parser = parse_limit)]
@@ -433,6 +433,26 @@ pub fn parse_limit(text: &str) -> Result<Limit, String> {
     text.parse()
 }
 
+/// The smallest memory limit taken. Below it not even a shell starts, and a number there is
+/// almost always a missing unit: `--memory-max 10` meaning 10G.
+pub const MIN_MEMORY_LIMIT: u64 = 1 << 20;
+
+/// Parses `--memory-max` and `--memory-high`: a limit of at least [`MIN_MEMORY_LIMIT`].
+pub fn parse_memory_limit(text: &str) -> Result<Limit, String> {
+    match parse_limit(text)? {
+        Limit::Bytes(n) if n < MIN_MEMORY_LIMIT => {
+            let unitless = text.trim().bytes().all(|b| b.is_ascii_digit());
+            let hint = if unitless {
+                format!(" (a number alone is bytes: did you mean {}G?)", text.trim())
+            } else {
+                String::new()
+            };
+            Err(format!("a memory limit of {} cannot run anything: give at least 1M{hint}", Limit::Bytes(n)))
+        }
+        limit => Ok(limit),
+    }
+}
+
 /// Parses a byte size (no "max").
 pub fn parse_size(text: &str) -> Result<u64, String> {
     fleet_core::size::parse_bytes(text)
@@ -543,6 +563,15 @@ mod tests {
         assert_eq!(parse_timeout("off"), Ok(Timeout::Off));
         assert!(parse_timeout("0").is_err());
         assert!(parse_timeout("soon").unwrap_err().contains("e.g. 10s"));
+    }
+
+    #[test]
+    fn memory_limits_have_a_floor_that_names_a_missing_unit() {
+        assert_eq!(parse_memory_limit("512M"), Ok(Limit::Bytes(512 << 20)));
+        assert_eq!(parse_memory_limit("max"), Ok(Limit::Max));
+        assert!(parse_memory_limit("10").unwrap_err().contains("did you mean 10G?"));
+        let err = parse_memory_limit("64K").unwrap_err();
+        assert!(err.contains("at least 1M") && !err.contains("did you mean"), "{err}");
     }
 
     #[test]
