@@ -12,6 +12,10 @@ fn metrics_pass_promtool_and_status_shows_live_agents_first() {
     let status = f.status();
     let ids: Vec<&str> = status["agents"].as_array().expect("agents").iter().filter_map(|a| a["id"].as_str()).collect();
     assert_eq!(ids, ["z-live", "a-done"], "live first");
+    // A typo among the names: the others are shown, the typo named, exit 3 as for `kill`.
+    let some = f.run(&["status", "z-live", "z-lvie"]);
+    some.code(3).one_error_line("no such agent: z-lvie");
+    assert!(some.stdout.contains("z-live"), "{}", some.stdout);
     let live = &status["agents"][0];
     assert!(live["soft_deadline_in_seconds"].as_i64().unwrap_or(0) > 800, "{live:#}");
     assert!(live["cpu_percent"].as_f64().is_some(), "{live:#}");
