@@ -37,6 +37,7 @@ fn bad_spawns_get_their_code_and_leave_nothing() {
         (vec!["logs", "ghost"], 5, "no such agent: ghost"),
         (vec!["status", "--state", "zombie"], 2, "unknown state 'zombie'"),
         (vec!["status", "ghost"], 5, "no such agent: ghost"),
+        (vec!["events", "ghost"], 5, "no such agent: ghost"),
         (vec!["status", "--json", "ghost"], 5, "no such agent: ghost"),
         (vec!["run-in-cgroup", "ghost", "--", "true"], 5, "no cgroup for ghost"),
     ];

@@ -59,11 +59,11 @@ pub enum Stopped {
 
 /// Stops agent `id`; `Ok(None)` when there is no such agent.
 pub fn stop_agent(ctx: &Ctx, id: &AgentId, req: &StopRequest) -> Result<Option<Stopped>> {
-    let cgroup = ctx.fleet.agent(id);
-    let agent_dir = ctx.dirs.agent_dir(id);
-    if !agent_dir.is_dir() && !cgroup.exists() {
+    if !crate::agent::exists(ctx, id) {
         return Ok(None);
     }
+    let cgroup = ctx.fleet.agent(id);
+    let agent_dir = ctx.dirs.agent_dir(id);
     // Killers of one agent take turns, so two operators (or kill and relief) never both
     // report the same kill; the second finds the agent already ended. A `spawn` of the id
     // takes the same turn while it starts a run (and refuses while a killer has it).

@@ -32,6 +32,15 @@ pub fn run(ctx: &Ctx, args: EventsArgs) -> Result<Exit> {
         eprintln!("fleetctl: skipped unreadable journal line(s) {} of {}", lines.join(", "), path.display());
     }
     if !args.follow {
+        // Nothing about an id that has neither events nor a record nor a cgroup is most
+        // likely a typo. (Following, it may be an agent about to be spawned.)
+        if let Some(id) = &args.id
+            && !events.iter().any(|e| e["id"] == id.as_str())
+            && !crate::agent::exists(ctx, id)
+        {
+            let message = format!("no such agent: {id} (no events, no record; see `fleetctl status`)");
+            return Err(crate::exit::Fail::error(Exit::NoSuchAgent, message));
+        }
         return Ok(Exit::Ok);
     }
     out.flush()?;

@@ -21,21 +21,15 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<Exit> {
     }
     // A named agent that is not there is most likely a typo: say so, as `kill` does, after
     // showing the ones that are.
-    let known: Vec<&str> = report.agents.iter().map(|a| a.id.as_str()).collect();
+    // (An id filtered out by --state is not unknown.)
     let unknown: Vec<&str> =
-        args.ids.iter().map(|id| id.as_str()).filter(|id| !known.contains(id) && !exists(ctx, id)).collect();
+        args.ids.iter().filter(|id| !crate::agent::exists(ctx, id)).map(|id| id.as_str()).collect();
     if !unknown.is_empty() {
         let exit = if unknown.len() == args.ids.len() { Exit::NoSuchAgent } else { Exit::Partial };
         let message = format!("no such agent: {} (see `fleetctl status`)", unknown.join(", "));
         return Err(crate::exit::Fail::error(exit, message));
     }
     Ok(Exit::Ok)
-}
-
-/// Whether `id` has a record or a cgroup, shown or not (`--state` may have filtered it out),
-/// as `kill` tells an agent it can act on.
-fn exists(ctx: &Ctx, id: &str) -> bool {
-    id.parse().is_ok_and(|id| ctx.dirs.agent_dir(&id).is_dir() || ctx.fleet.agent(&id).exists())
 }
 
 /// Builds the report: one read of the budget, the records and the held locks, then the
