@@ -25,13 +25,13 @@ pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec
     })
 }
 
-/// Takes a host-wide lock in the state dir (`relief.lock`, `watch.lock`) for the life of the
-/// returned value, or fails with exit 4 naming who holds it.
 /// Whether agent `id` exists for the commands that act on one: it has a record or a cgroup.
 pub fn exists(ctx: &crate::context::Ctx, id: &fleet_core::id::AgentId) -> bool {
     ctx.dirs.agent_dir(id).is_dir() || ctx.fleet.agent(id).exists()
 }
 
+/// Takes a host-wide lock in the state dir (`relief.lock`, `watch.lock`) for the life of the
+/// returned value, or fails with exit 4 naming who holds it.
 pub fn take_host_lock(ctx: &crate::context::Ctx, role: &str, busy: &str) -> anyhow::Result<fleet_core::lock::Lock> {
     let path = ctx.dirs.state.join(format!("{role}.lock"));
     let Some(mut lock) = fleet_core::lock::Lock::try_acquire(&path)? else {

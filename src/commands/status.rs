@@ -20,8 +20,7 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<Exit> {
         print!("{}", render_table(&report));
     }
     // A named agent that is not there is most likely a typo: say so, as `kill` does, after
-    // showing the ones that are.
-    // (An id filtered out by --state is not unknown.)
+    // showing the ones that are. (An id that --state filtered out is not unknown.)
     let unknown: Vec<&str> =
         args.ids.iter().filter(|id| !crate::agent::exists(ctx, id)).map(|id| id.as_str()).collect();
     if !unknown.is_empty() {
