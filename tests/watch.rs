@@ -210,3 +210,34 @@ fn a_metrics_file_that_cannot_be_written_is_refused_at_first_and_survived_later(
     drop(tmpfs);
     f.finish();
 }
+
+/// Above the kill threshold with only a protected agent left, relief is stuck. The guard
+/// says so once and waits like any tick; it must not retry (and print) as fast as it can.
+#[test]
+fn a_guard_that_cannot_relieve_says_so_once_and_waits() {
+    let Some(f) = TestFleet::new("stuck") else { return };
+    // Room for the hog's peak while it builds its 40 MiB string (about twice that).
+    f.set_budget(128 << 20);
+    let hog = crate::util::hog_script(40, "sleep 600");
+    f.run(&["spawn", "kept", "ws-001", "--protect", "--", "sh", "-c", &hog]).code(0);
+    f.wait_log("kept", "ready", T);
+    // The hog's 40 MiB is over 30 % of the budget: past a kill threshold of 25 %.
+    let config = f.tmp.path().join("low-thresholds.toml");
+    std::fs::write(&config, "[thresholds]\nspawn = 20\nkill = 25\n").expect("config");
+    let mut watcher = f
+        .cmd(&["watch", "--auto-kill", "--interval", "200ms"])
+        .env("FLEET_CONFIG", &config)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("watch");
+    let lines = crate::util::lines_of(watcher.stdout.take().expect("stdout"));
+    crate::util::wait_line(&lines, "cannot reach 20 %", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(1));
+    interrupt(&watcher);
+    assert_eq!(watcher.wait().expect("watch exits").code(), Some(130));
+    let lines = lines.lock().expect("lines");
+    let stuck = lines.iter().filter(|l| l.contains("cannot reach")).count();
+    assert_eq!(stuck, 1, "one line while stuck, not:\n{}", lines.join("\n"));
+    assert_eq!(f.agent("kept")["state"], "running", "the protected agent is spared");
+    f.finish();
+}

@@ -95,7 +95,7 @@ pub fn run(ctx: &Ctx, args: WatchArgs) -> Result<Exit> {
     let mut alert_until: Option<Instant> = None;
     let mut last_metrics: Option<Instant> = None;
     let mut metrics_failing = false;
-    let mut relief_failing = false;
+    let mut relief_stuck = false;
     while presses.load(Ordering::SeqCst) == 0 {
         let budget = Budget::measure(&ctx.fleet, &ctx.proc_root)?;
         // The view and the metrics file refresh at their own pace; only the budget is read
@@ -144,34 +144,31 @@ pub fn run(ctx: &Ctx, args: WatchArgs) -> Result<Exit> {
                     k.after.percent()
                 ))
             });
-            let failed = match outcome {
+            let trouble = match outcome {
                 Ok(Outcome::Reached { kills, budget }) => {
                     screen.say(&format!(
                         "relieved: fleet at {:.1} % after {kills} kill(s) in {} ms",
                         budget.percent(),
                         started.elapsed().as_millis()
                     ));
-                    false
+                    None
                 }
-                Ok(Outcome::Stuck { message }) => {
-                    screen.say(&message);
-                    false
-                }
-                // The guard outlives a failed relief: one line per run of failures, and the
-                // next try after the usual wait, not at once.
-                Err(e) => {
-                    if !relief_failing {
-                        screen.say(&format!("relief failed: {e:#}; trying again"));
-                    }
-                    true
-                }
+                Ok(Outcome::Stuck { message }) => Some(message),
+                Err(e) => Some(format!("relief failed: {e:#}; trying again")),
             };
-            relief_failing = failed;
-            if !failed {
+            let Some(trouble) = trouble else {
+                relief_stuck = false;
                 continue;
+            };
+            // Stuck (only protected agents left) or failed, the guard goes on: one line per
+            // run of such tries, and the next one after the usual wait, never at once, which
+            // would spin a core and flood the log.
+            if !relief_stuck {
+                screen.say(&trouble);
             }
+            relief_stuck = true;
         } else {
-            relief_failing = false;
+            relief_stuck = false;
         }
         let mut wait = interval_for(budget.percent(), spawn_t, kill_t, args.interval);
         if alert_until.is_some_and(|t| Instant::now() < t) {
