@@ -20,11 +20,27 @@ fn an_agent_past_its_memory_max_is_oom_killed_and_recorded() {
     let a = f.wait_state("hog", &["oom-killed", "exited", "failed"], T);
     assert_eq!(a["state"], "oom-killed", "{a:#}\n{}", f.log("hog"));
     assert!(a["oom_kills"].as_u64().unwrap_or(0) >= 1, "{a:#}");
-    assert!(a["cause"].as_str().unwrap_or("").contains("64.0 MiB"), "{a:#}");
+    assert!(a["cause"].as_str().unwrap_or("").contains("at its 64.0 MiB memory limit"), "{a:#}");
     assert!(!f.log("hog").contains("survived"));
     let events: Vec<String> = f.events("hog").iter().map(|e| e["event"].as_str().unwrap_or("").to_string()).collect();
     assert!(events.contains(&"oom_kill".to_string()), "{events:?}");
     assert!(!f.cgroup("hog").exists(), "cgroup removed after the OOM kill");
+    f.finish();
+}
+
+/// Under its own limit but over the fleet's budget: the kernel's OOM killer acts for the
+/// fleet root, and the record must not blame the agent's own limit.
+#[test]
+fn an_agent_over_the_fleet_budget_is_oom_killed_and_told_whose_limit() {
+    let Some(f) = TestFleet::new("fleetoom") else { return };
+    f.set_budget(64 << 20);
+    let script = hog_script(200, "echo survived");
+    f.run(&["spawn", "big", "ws-001", "--memory-max", "1G", "--memory-high", "1G", "--", "sh", "-c", &script]).code(0);
+    let a = f.wait_state("big", &["oom-killed", "exited", "failed"], T);
+    assert_eq!(a["state"], "oom-killed", "{a:#}\n{}", f.log("big"));
+    let cause = a["cause"].as_str().unwrap_or("");
+    assert!(cause.contains("below its own 1.0 GiB memory limit"), "{a:#}");
+    assert!(!f.log("big").contains("survived"));
     f.finish();
 }
 

@@ -3,7 +3,7 @@
 
 use super::{
     logsink::LogSink,
-    outcome::{Breaker, Next, RunFacts, classify, describe_exit, restartable},
+    outcome::{Breaker, Next, RunFacts, classify, describe_exit, own_limit_reached, restartable},
     runner::{self, NextRun, Running},
 };
 use crate::agent::plan::{CRASH_LOOP_WINDOW, SupervisorPlan};
@@ -413,7 +413,10 @@ impl Supervisor {
         }
         let mut dummy = Observed::default();
         self.reap(None, &mut dummy);
-        let oom_kills = cgroup.memory_events().map(|e| e.oom_kill).unwrap_or(0).max(seen.oom_notified as u64);
+        let events = cgroup.memory_events().ok();
+        let oom_kills = events.map_or(0, |e| e.oom_kill).max(seen.oom_notified as u64);
+        let peak = cgroup.memory_stats().ok().and_then(|s| s.peak);
+        let own_limit_hit = own_limit_reached(events.map(|e| e.max), peak, self.plan.limits.memory_max);
         drop(run.oom.take());
         if let Err(e) = cgroup.remove() {
             self.note(&format!("cannot remove the cgroup: {e:#}"));
@@ -430,6 +433,7 @@ impl Supervisor {
             hard_timeout: seen.hard_timeout,
             oom_kills,
             memory_max: self.plan.limits.memory_max,
+            own_limit_hit,
         }
     }
 

@@ -26,6 +26,9 @@ pub struct RunFacts {
     pub oom_kills: u64,
     /// The run's memory limit, for the cause.
     pub memory_max: Limit,
+    /// Whether the run's usage reached its own limit ([`own_limit_reached`]). An OOM kill
+    /// without it came from above: the fleet's budget or the host's memory.
+    pub own_limit_hit: bool,
 }
 
 /// The verdict on a run.
@@ -50,6 +53,26 @@ pub fn describe_exit(exit: &ExitInfo) -> String {
         }
         _ => "ended".into(),
     }
+}
+
+/// How close to its limit a cgroup's peak must come to count as having reached it: the
+/// kernel charges in batches of at most 64 pages (256 KiB).
+const AT_LIMIT_SLACK: u64 = 1 << 20;
+
+/// Whether a run reached its own memory limit: the kernel counted it (`max_events`: v2's
+/// `max`, v1's failcnt, which v1 kernels no longer keep since 6.x), or its `peak` came
+/// within [`AT_LIMIT_SLACK`] of `limit`. Nothing readable says nothing either way: the own
+/// limit is blamed, as it always was.
+pub fn own_limit_reached(max_events: Option<u64>, peak: Option<u64>, limit: Limit) -> bool {
+    if max_events.is_none() && peak.is_none() {
+        return true;
+    }
+    let counted = max_events.is_some_and(|n| n > 0);
+    let peaked = match (peak, limit) {
+        (Some(peak), Limit::Bytes(limit)) => peak + AT_LIMIT_SLACK >= limit,
+        _ => false,
+    };
+    counted || peaked
 }
 
 /// Classifies a run. Order matters: an operator's kill explains a SIGKILL better than the
@@ -77,11 +100,15 @@ pub fn classify(f: &RunFacts) -> Verdict {
         };
     }
     if f.oom_kills > 0 {
-        return Verdict {
-            state: AgentState::OomKilled,
-            cause: format!("OOM-killed at its {} memory limit ({} kill(s))", f.memory_max, f.oom_kills),
-            killed_by: None,
+        let cause = if f.own_limit_hit {
+            format!("OOM-killed at its {} memory limit ({} kill(s))", f.memory_max, f.oom_kills)
+        } else {
+            format!(
+                "OOM-killed below its own {} memory limit: the fleet's budget or the host ran out ({} kill(s))",
+                f.memory_max, f.oom_kills
+            )
         };
+        return Verdict { state: AgentState::OomKilled, cause, killed_by: None };
     }
     if f.exit.code == Some(0) {
         return Verdict { state: AgentState::Exited, cause: describe_exit(&f.exit), killed_by: None };
@@ -157,6 +184,7 @@ mod tests {
             hard_timeout: false,
             oom_kills: 0,
             memory_max: Limit::Bytes(64 << 20),
+            own_limit_hit: true,
         }
     }
 
@@ -168,7 +196,10 @@ mod tests {
         let oom = RunFacts { oom_kills: 1, ..facts(None, Some(9)) };
         let v = classify(&oom);
         assert_eq!(v.state, AgentState::OomKilled);
-        assert!(v.cause.contains("64.0 MiB"), "{}", v.cause);
+        assert!(v.cause.contains("at its 64.0 MiB"), "{}", v.cause);
+        let from_above = classify(&RunFacts { own_limit_hit: false, ..oom.clone() });
+        assert_eq!(from_above.state, AgentState::OomKilled);
+        assert!(from_above.cause.contains("below its own 64.0 MiB"), "{}", from_above.cause);
         let timed = RunFacts { hard_timeout: true, ..oom.clone() };
         assert_eq!(classify(&timed).state, AgentState::TimedOut);
         let req = KillRequest { by: "user".into(), detail: None, at: SystemTime::now() };
@@ -177,6 +208,17 @@ mod tests {
             classify(&killed),
             Verdict { state: AgentState::Killed, cause: "killed by user".into(), killed_by: Some("user".into()) }
         );
+    }
+
+    #[test]
+    fn an_oom_is_the_agents_own_when_counted_or_at_its_peak() {
+        let limit = Limit::Bytes(64 << 20);
+        assert!(own_limit_reached(Some(3), Some(10 << 20), limit), "counted by the kernel");
+        assert!(own_limit_reached(Some(0), Some(64 << 20), limit), "v1: no failcnt, peak at the limit");
+        assert!(!own_limit_reached(Some(0), Some(20 << 20), limit), "killed for the fleet's budget");
+        assert!(!own_limit_reached(Some(0), None, limit), "v2 without memory.peak: the counter decides");
+        assert!(!own_limit_reached(Some(0), Some(20 << 20), Limit::Max), "no limit of its own");
+        assert!(own_limit_reached(None, None, limit), "nothing readable: as before");
     }
 
     #[test]

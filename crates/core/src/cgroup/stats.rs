@@ -10,7 +10,7 @@ use std::{fs::File, os::unix::fs::FileExt, path::PathBuf};
 pub struct MemoryEvents {
     /// Times usage went over `memory.high` (v2 only; 0 on v1).
     pub high: u64,
-    /// Times usage hit `memory.max` (v1: `memory.failcnt`).
+    /// Times usage hit `memory.max` (v1: `memory.failcnt` plus `memory.memsw.failcnt`).
     pub max: u64,
     /// Times the cgroup ran out of memory.
     pub oom: u64,
@@ -167,12 +167,11 @@ impl Cgroup {
             Layout::Hybrid => {
                 let oom = dir.read_keyed("memory.oom_control")?;
                 let kills = files::keyed(&oom, "oom_kill").unwrap_or(0);
-                Ok(MemoryEvents {
-                    high: 0,
-                    max: dir.read_u64("memory.failcnt").unwrap_or(0),
-                    oom: kills,
-                    oom_kill: kills,
-                })
+                // With swap accounting, a charge meets the memory+swap limit first; when it
+                // fails there (swap max 0 makes both limits equal), only memsw.failcnt counts it.
+                let max =
+                    dir.read_u64("memory.failcnt").unwrap_or(0) + dir.read_u64("memory.memsw.failcnt").unwrap_or(0);
+                Ok(MemoryEvents { high: 0, max, oom: kills, oom_kill: kills })
             }
         }
     }
