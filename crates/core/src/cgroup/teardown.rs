@@ -22,10 +22,21 @@ use std::{
 
 impl Cgroup {
     /// Sends `signal` to every process in the cgroup; returns how many received it.
-    /// A process that exits meanwhile is not an error.
+    /// A process that exits meanwhile is not an error, and neither is the cgroup itself
+    /// going: its supervisor removes it the moment its last process ends, which may be
+    /// just before a `kill` gets to it. A missing cgroup has nothing to signal.
     pub fn signal_all(&self, signal: Signal) -> Result<usize> {
+        let pids = match self.procs() {
+            Ok(pids) => pids,
+            Err(Error::Io { source, .. })
+                if source.kind() == io::ErrorKind::NotFound || source.raw_os_error() == Some(libc::ENODEV) =>
+            {
+                return Ok(0);
+            }
+            Err(e) => return Err(e),
+        };
         let mut sent = 0;
-        for pid in self.procs()? {
+        for pid in pids {
             match kill(Pid::from_raw(pid), signal) {
                 Ok(()) => sent += 1,
                 Err(Errno::ESRCH) => {}
@@ -49,6 +60,8 @@ impl Cgroup {
         if kill_file.exists() {
             return match files::write(&kill_file, "1", "cgroup") {
                 Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::ENODEV) => Ok(()),
+                // Removed since the check above (its supervisor saw it empty).
+                Err(_) if !self.exists() => Ok(()),
                 other => other,
             };
         }
@@ -203,8 +216,16 @@ fn remove_tree(dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cgroup::Layout;
 
     const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_cgroup_that_is_gone_has_nothing_to_signal() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let gone = Cgroup { layout: Layout::Unified, unified: tmp.path().join("gone"), memory_v1: None, pids_v1: None };
+        assert_eq!(gone.signal_all(Signal::SIGTERM).expect("no error"), 0);
+    }
 
     #[test]
     fn reads_again_at_the_end_of_the_window_then_waits_for_the_kernel() {
