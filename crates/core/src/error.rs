@@ -62,6 +62,18 @@ impl Error {
             _ => None,
         }
     }
+
+    /// Whether the cgroup whose file failed is gone: removed, or being removed this instant.
+    pub fn cgroup_gone(&self) -> bool {
+        matches!(self, Error::Io { source, .. } if cgroup_gone(source))
+    }
+}
+
+/// Whether a cgroup file's error means the cgroup is gone: removed (not found), or being
+/// removed this instant (kernfs answers ENODEV). A supervisor removes its agent's cgroup the
+/// moment the last process ends, so whoever else looks may find it so.
+pub(crate) fn cgroup_gone(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENODEV)
 }
 
 /// Core's result type.

@@ -203,9 +203,7 @@ impl Cgroup {
     pub fn populated(&self) -> Result<bool> {
         let ev = match files::read_keyed(&self.unified.join("cgroup.events")) {
             Ok(ev) => ev,
-            Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) || e.raw_os_error() == Some(libc::ENODEV) => {
-                return Ok(false);
-            }
+            Err(e) if e.cgroup_gone() => return Ok(false),
             Err(e) => return Err(e),
         };
         Ok(files::keyed(&ev, "populated").unwrap_or(0) != 0)

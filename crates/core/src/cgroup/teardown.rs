@@ -28,11 +28,7 @@ impl Cgroup {
     pub fn signal_all(&self, signal: Signal) -> Result<usize> {
         let pids = match self.procs() {
             Ok(pids) => pids,
-            Err(Error::Io { source, .. })
-                if source.kind() == io::ErrorKind::NotFound || source.raw_os_error() == Some(libc::ENODEV) =>
-            {
-                return Ok(0);
-            }
+            Err(e) if e.cgroup_gone() => return Ok(0),
             Err(e) => return Err(e),
         };
         let mut sent = 0;
@@ -59,9 +55,8 @@ impl Cgroup {
         let kill_file = self.unified.join("cgroup.kill");
         if kill_file.exists() {
             return match files::write(&kill_file, "1", "cgroup") {
-                Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::ENODEV) => Ok(()),
-                // Removed since the check above (its supervisor saw it empty).
-                Err(_) if !self.exists() => Ok(()),
+                // Removed since the check above (a missing file reads as a missing controller).
+                Err(e) if e.cgroup_gone() || !self.exists() => Ok(()),
                 other => other,
             };
         }
@@ -92,8 +87,8 @@ impl Cgroup {
         let path = self.unified.join("cgroup.events");
         let file = match File::open(&path) {
             Ok(f) => f,
-            // Gone, or being removed right now (ENODEV): nothing can be in it.
-            Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENODEV) => return Ok(true),
+            // Gone, or being removed right now: nothing can be in it.
+            Err(e) if crate::error::cgroup_gone(&e) => return Ok(true),
             Err(e) => return Err(Error::io("open", &path, e)),
         };
         let deadline = Instant::now() + timeout;
@@ -106,7 +101,7 @@ impl Cgroup {
             let n = match file.read_at(&mut buf, 0) {
                 Ok(n) => n,
                 // The cgroup was removed under us: nothing can be in it.
-                Err(e) if e.raw_os_error() == Some(libc::ENODEV) => return Ok(true),
+                Err(e) if crate::error::cgroup_gone(&e) => return Ok(true),
                 Err(e) => return Err(Error::io("read", &path, e)),
             };
             let text = String::from_utf8_lossy(&buf[..n]);
