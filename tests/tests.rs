@@ -10,6 +10,7 @@ mod leases;
 mod lifecycle;
 mod limits;
 mod observe;
+mod pressure;
 mod relief;
 mod restart;
 mod schema;

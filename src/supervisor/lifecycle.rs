@@ -3,6 +3,7 @@
 
 use super::{
     logsink::LogSink,
+    oom_group::Decision,
     outcome::{Breaker, Next, RunFacts, classify, describe_exit, own_limit_reached, restartable},
     runner::{self, NextRun, Running},
 };
@@ -80,9 +81,6 @@ enum Stop {
 struct Observed {
     exit: Option<ExitInfo>,
     hard_timeout: bool,
-    /// The v1 OOM notification fired. Our kill of the rest can beat the OOM killer to the
-    /// victim, leaving the kernel's oom_kill counter at 0, so this counts as an OOM kill.
-    oom_notified: bool,
 }
 
 impl Supervisor {
@@ -265,7 +263,8 @@ impl Supervisor {
         let mut output_open = true;
         let mut buf = vec![0u8; 64 * 1024];
         while seen.exit.is_none() {
-            let next = [soft_at, hard_at, grace_at, self.housekeeping_at].into_iter().flatten().min();
+            let oom_check = run.oom.as_ref().and_then(|o| o.next_check());
+            let next = [soft_at, hard_at, grace_at, self.housekeeping_at, oom_check].into_iter().flatten().min();
             let timeout = match next {
                 None => PollTimeout::NONE,
                 Some(t) => {
@@ -293,13 +292,24 @@ impl Supervisor {
             if out_ready {
                 output_open = self.pump_output(run, &mut buf);
             }
-            if oom_ready && run.oom.as_ref().is_some_and(|w| w.drain()) {
-                // cgroup v1 has no memory.oom.group: finish what the OOM killer started.
-                self.note("out of memory at the cgroup limit; killing the whole agent");
-                seen.oom_notified = true;
-                let _ = self.plan.cgroup.kill();
-            }
             let now = Instant::now();
+            if let Some(oom) = &mut run.oom {
+                if oom_ready {
+                    oom.notified(now);
+                }
+                match oom.decide(now) {
+                    Decision::Wait => {}
+                    // cgroup v1 has no memory.oom.group: finish what the OOM killer started.
+                    Decision::KillGroup { kills } => {
+                        self.note(&format!(
+                            "out of memory: the OOM killer took {kills} process(es) of this agent; killing the rest"
+                        ));
+                        let _ = self.plan.cgroup.kill();
+                    }
+                    Decision::Spared => self
+                        .note("memory ran out above this agent, and the OOM killer's victim was elsewhere: it runs on"),
+                }
+            }
             if self.housekeeping_at.is_some_and(|t| now >= t) {
                 self.housekeeping();
             }
@@ -414,7 +424,9 @@ impl Supervisor {
         let mut dummy = Observed::default();
         self.reap(None, &mut dummy);
         let events = cgroup.memory_events().ok();
-        let oom_kills = events.map_or(0, |e| e.oom_kill).max(seen.oom_notified as u64);
+        // The counter as read now, or as the OOM watch last read it if the file is gone.
+        let seen_kills = run.oom.as_ref().map_or(0, |o| o.kills_seen());
+        let oom_kills = events.map_or(0, |e| e.oom_kill).max(seen_kills);
         let peak = cgroup.memory_stats().ok().and_then(|s| s.peak);
         let own_limit_hit = own_limit_reached(events.map(|e| e.max), peak, self.plan.limits.memory_max);
         drop(run.oom.take());

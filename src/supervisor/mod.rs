@@ -13,6 +13,7 @@ pub mod handoff;
 mod launch;
 mod lifecycle;
 mod logsink;
+mod oom_group;
 mod outcome;
 mod runner;
 

@@ -1,7 +1,10 @@
 //! Starting one run of the agent's command: in its cgroup before its first instruction, in
 //! its workspace, with its output piped to the supervisor and the FLEET_* environment.
 
-use super::launch::{Launch, Prepared, Target};
+use super::{
+    launch::{Launch, Prepared, Target},
+    oom_group::OomGroup,
+};
 use crate::agent::{place, plan::SupervisorPlan};
 use anyhow::{Context, Result};
 use fleet_core::{
@@ -28,7 +31,7 @@ pub struct Running {
     /// The same, on the wall clock.
     pub started_at: SystemTime,
     /// On v1 hosts, the OOM notification that lets us kill the whole agent.
-    pub oom: Option<OomWatch>,
+    pub oom: Option<OomGroup>,
 }
 
 /// A run made ready before its cgroup exists: for the first run, while `spawn` makes the
@@ -125,7 +128,7 @@ pub fn start(plan: &SupervisorPlan, mut next: NextRun, reset_oom_score: bool) ->
         .with_context(|| format!("cannot start '{}' in {}", plan.command[0], plan.workspace.display()))?;
     // `start` closed our copy of the pipe's write end: EOF now means every process of the
     // agent that held it is gone.
-    Ok(Running { pid, output: next.output, started: Instant::now(), started_at, oom: placed.oom })
+    Ok(Running { pid, output: next.output, started: Instant::now(), started_at, oom: placed.oom.map(OomGroup::new) })
 }
 
 fn set_nonblocking(file: &File) -> Result<()> {
