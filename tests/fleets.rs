@@ -2,7 +2,7 @@
 //! the scratch root and the lock dir, as fleets left at the default roots do: neither may
 //! take what the other holds, nor remove what the other keeps.
 
-use crate::util::TestFleet;
+use crate::util::{Run, TestFleet};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
@@ -93,4 +93,22 @@ fn doctor_says_when_another_fleet_shares_the_roots() {
     assert!(!own.stdout.lines().any(|l| l.starts_with("note") && l.contains("shared")), "{}", own.stdout);
     b.finish();
     a.finish();
+}
+
+#[test]
+fn a_lock_dir_that_cannot_be_made_fails_spawn_cleanly() {
+    let Some(f) = TestFleet::new("fleets-lockdir") else { return };
+    let not_a_dir = f.tmp.path().join("not-a-dir");
+    std::fs::write(&not_a_dir, "").expect("file");
+    let run = Run::from(
+        f.cmd(&["spawn", "x1", "auto", "--", "sleep", "600"])
+            .env("FLEET_LOCK_DIR", &not_a_dir)
+            .output()
+            .expect("spawn"),
+    );
+    run.code(1).one_error_line(&format!("leases live in the host's lock dir {}", not_a_dir.display()));
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(f.agent("x1").is_null() && !f.cgroup("x1").exists(), "a failed spawn left its record or cgroup");
+    assert!(!f.own_scratch().join("x1").exists(), "a failed spawn left its scratch dir");
+    f.finish();
 }

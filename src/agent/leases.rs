@@ -128,7 +128,8 @@ fn open(ctx: &Ctx, path: &Path) -> Result<LeaseFile> {
         Fail::error(
             Exit::Failure,
             format!(
-                "{e}: leases live in the host's lock dir {}; create it with `sudo fleetctl setup-host --only dirs`, or point --lock-dir at a directory you can write (every fleet sharing a pool must use the same one)",
+                "{:#}: leases live in the host's lock dir {}; create it with `sudo fleetctl setup-host --only dirs`, or point --lock-dir at a directory you can write (every fleet sharing a pool must use the same one)",
+                anyhow::Error::from(e),
                 ctx.lock_dir.display()
             ),
         )
