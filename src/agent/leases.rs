@@ -115,7 +115,7 @@ pub fn take(ctx: &Ctx, workspace: &Workspace, ports: Option<(u16, (u16, u16))>) 
             }
         }
     };
-    Ok(Taken { leases: Some(leases), workspace, slot, ports })
+    Ok(Taken { leases: Some(leases).filter(|l| !l.is_empty()), workspace, slot, ports })
 }
 
 /// The lease file of the pool at `root`, shared with every fleet that leases from it.
@@ -200,8 +200,11 @@ fn holders(ctx: &Ctx, held: usize, holds: impl Fn(&fleet_core::state::AgentRecor
             format!("{} ({})", r.id, what.join(", "))
         })
         .collect();
+    if list.is_empty() && held > 0 {
+        return "none in this fleet: another fleet sharing the pool holds them, see `fleetctl doctor`".into();
+    }
     if list.is_empty() {
-        return "none in this fleet: another fleet on this host shares them, see `fleetctl doctor`".into();
+        return "none in this fleet; another fleet on this host may hold them".into();
     }
     let more = list.len().saturating_sub(5);
     list.truncate(5);
