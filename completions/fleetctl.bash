@@ -113,7 +113,7 @@ _fleetctl() {
 
     case "${cmd}" in
         fleetctl)
-            opts="-h -V --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --config --help --version spawn kill logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup help"
+            opts="-h -V --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version spawn kill logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -139,6 +139,10 @@ _fleetctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --lock-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -151,7 +155,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__cgroup__subcmd__create)
-            opts="-h -V --memory-max --memory-high --swap-max --pids-max --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --config --help --version"
+            opts="-h -V --memory-max --memory-high --swap-max --pids-max --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -193,6 +197,10 @@ _fleetctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --lock-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -205,7 +213,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__doctor)
-            opts="-h -V --root --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --config --help --version"
+            opts="-h -V --root --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -235,6 +243,10 @@ _fleetctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --lock-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -247,7 +259,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__events)
-            opts="-f -h -V --since --follow --json --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --config --help --version"
+            opts="-f -h -V --since --follow --json --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -277,6 +289,10 @@ _fleetctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --lock-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -289,7 +305,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__gc)
-            opts="-h -V --older-than --logs --dry-run --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --config --help --version"
+            opts="-h -V --older-than --logs --dry-run --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -316,6 +332,10 @@ _fleetctl() {
                     return 0
                     ;;
                 --scratch-root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lock-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -555,7 +575,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__kill)
-            opts="-h -V --all --force --grace --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --config --help --version"
+            opts="-h -V --all --force --grace --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -585,6 +605,10 @@ _fleetctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --lock-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -597,7 +621,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__logs)
-            opts="-f -n -h -V --follow --lines --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --config --help --version"
+            opts="-f -n -h -V --follow --lines --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -631,6 +655,10 @@ _fleetctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --lock-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -643,7 +671,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__memory)
-            opts="-h -V --sort --json --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --config --help --version"
+            opts="-h -V --sort --json --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -673,6 +701,10 @@ _fleetctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --lock-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -685,7 +717,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__metrics)
-            opts="-h -V --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --config --help --version"
+            opts="-h -V --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -711,6 +743,10 @@ _fleetctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --lock-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -723,7 +759,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__relief)
-            opts="-h -V --order --protect --dry-run --grace --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --config --help --version"
+            opts="-h -V --order --protect --dry-run --grace --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -761,6 +797,10 @@ _fleetctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --lock-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -773,7 +813,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__run__subcmd__in__subcmd__cgroup)
-            opts="-h -V --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --config --help --version"
+            opts="-h -V --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -799,6 +839,10 @@ _fleetctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --lock-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -811,7 +855,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__setup__subcmd__host)
-            opts="-h -V --dry-run --check --revert --root --only --skip --fleet-memory-max --slots --scratch-size --swapoff --delegate --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --config --help --version"
+            opts="-h -V --dry-run --check --revert --root --only --skip --fleet-memory-max --slots --scratch-size --swapoff --delegate --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -865,6 +909,10 @@ _fleetctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --lock-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -877,7 +925,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__spawn)
-            opts="-h -V --memory-max --memory-high --swap-max --pids-max --soft-timeout --hard-timeout --kill-grace --restart --restart-backoff --crash-loop-after --wait --protect --spawn-threshold --log-max-size --ports --port-range --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --config --help --version"
+            opts="-h -V --memory-max --memory-high --swap-max --pids-max --soft-timeout --hard-timeout --kill-grace --restart --restart-backoff --crash-loop-after --wait --protect --spawn-threshold --log-max-size --ports --port-range --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -959,6 +1007,10 @@ _fleetctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --lock-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -971,7 +1023,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__status)
-            opts="-h -V --state --json --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --config --help --version"
+            opts="-h -V --state --json --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1001,6 +1053,10 @@ _fleetctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --lock-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1013,7 +1069,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__watch)
-            opts="-h -V --auto-kill --interval --metrics-file --protect --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --config --help --version"
+            opts="-h -V --auto-kill --interval --metrics-file --protect --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1048,6 +1104,10 @@ _fleetctl() {
                     return 0
                     ;;
                 --scratch-root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lock-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_fleetctl_global_optspecs
-    string join \n cgroup-parent= state-dir= log-dir= workspace-root= scratch-root= config= h/help V/version
+    string join \n cgroup-parent= state-dir= log-dir= workspace-root= scratch-root= lock-dir= config= h/help V/version
 end
 
 function __fish_fleetctl_needs_command
@@ -29,6 +29,7 @@ complete -c fleetctl -n "__fish_fleetctl_needs_command" -l state-dir -d 'Per-age
 complete -c fleetctl -n "__fish_fleetctl_needs_command" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_needs_command" -l workspace-root -d 'Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_needs_command" -l scratch-root -d 'Where each agent gets its scratch dir ($FLEET_SCRATCH), a tmpfs after setup-host [default: /var/lib/fleet/scratch]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_needs_command" -l lock-dir -d 'Lease files every fleet on the host shares: one per workspace pool, one for ports [default: /run/lock/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_needs_command" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fleetctl -n "__fish_fleetctl_needs_command" -s V -l version -d 'Print version'
@@ -67,6 +68,7 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l state-dir -d
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l workspace-root -d 'Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l scratch-root -d 'Where each agent gets its scratch dir ($FLEET_SCRATCH), a tmpfs after setup-host [default: /var/lib/fleet/scratch]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l lock-dir -d 'Lease files every fleet on the host shares: one per workspace pool, one for ports [default: /run/lock/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l wait -d 'Stay attached: stream the output and exit with the agent\'s code; Ctrl-C stops the agent'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l protect -d 'Never choose this agent when relieving memory pressure'
@@ -78,6 +80,7 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand kill" -l state-dir -d 
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand kill" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand kill" -l workspace-root -d 'Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand kill" -l scratch-root -d 'Where each agent gets its scratch dir ($FLEET_SCRATCH), a tmpfs after setup-host [default: /var/lib/fleet/scratch]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand kill" -l lock-dir -d 'Lease files every fleet on the host shares: one per workspace pool, one for ports [default: /run/lock/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand kill" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand kill" -l all -d 'Stop every agent of the fleet'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand kill" -l force -d 'Kill the whole cgroup at once, without SIGTERM or grace'
@@ -89,6 +92,7 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand logs" -l state-dir -d 
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand logs" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand logs" -l workspace-root -d 'Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand logs" -l scratch-root -d 'Where each agent gets its scratch dir ($FLEET_SCRATCH), a tmpfs after setup-host [default: /var/lib/fleet/scratch]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand logs" -l lock-dir -d 'Lease files every fleet on the host shares: one per workspace pool, one for ports [default: /run/lock/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand logs" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand logs" -s f -l follow -d 'Keep printing new output until the agent ends'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand logs" -s h -l help -d 'Print help'
@@ -99,6 +103,7 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -l state-dir -
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -l workspace-root -d 'Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -l scratch-root -d 'Where each agent gets its scratch dir ($FLEET_SCRATCH), a tmpfs after setup-host [default: /var/lib/fleet/scratch]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -l lock-dir -d 'Lease files every fleet on the host shares: one per workspace pool, one for ports [default: /run/lock/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -l json -d 'One JSON object: {"schema", "host", "agents"}'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -s h -l help -d 'Print help'
@@ -114,6 +119,7 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -l state-dir -
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -l workspace-root -d 'Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -l scratch-root -d 'Where each agent gets its scratch dir ($FLEET_SCRATCH), a tmpfs after setup-host [default: /var/lib/fleet/scratch]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -l lock-dir -d 'Lease files every fleet on the host shares: one per workspace pool, one for ports [default: /run/lock/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -l json -d 'One JSON object: {"schema", "budget", "agents", "totals"}'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -124,6 +130,7 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand events" -l state-dir -
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand events" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand events" -l workspace-root -d 'Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand events" -l scratch-root -d 'Where each agent gets its scratch dir ($FLEET_SCRATCH), a tmpfs after setup-host [default: /var/lib/fleet/scratch]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand events" -l lock-dir -d 'Lease files every fleet on the host shares: one per workspace pool, one for ports [default: /run/lock/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand events" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand events" -s f -l follow -d 'Keep printing new events as they are written'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand events" -l json -d 'One JSON object per line, as written in the journal'
@@ -139,6 +146,7 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l state-dir -
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l workspace-root -d 'Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l scratch-root -d 'Where each agent gets its scratch dir ($FLEET_SCRATCH), a tmpfs after setup-host [default: /var/lib/fleet/scratch]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l lock-dir -d 'Lease files every fleet on the host shares: one per workspace pool, one for ports [default: /run/lock/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l dry-run -d 'Print the plan (victims, memory freed, projected use) and kill nothing'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -148,6 +156,7 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand metrics" -l state-dir 
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand metrics" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand metrics" -l workspace-root -d 'Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand metrics" -l scratch-root -d 'Where each agent gets its scratch dir ($FLEET_SCRATCH), a tmpfs after setup-host [default: /var/lib/fleet/scratch]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand metrics" -l lock-dir -d 'Lease files every fleet on the host shares: one per workspace pool, one for ports [default: /run/lock/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand metrics" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand metrics" -s h -l help -d 'Print help'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand metrics" -s V -l version -d 'Print version'
@@ -159,6 +168,7 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l state-dir -d
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l workspace-root -d 'Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l scratch-root -d 'Where each agent gets its scratch dir ($FLEET_SCRATCH), a tmpfs after setup-host [default: /var/lib/fleet/scratch]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l lock-dir -d 'Lease files every fleet on the host shares: one per workspace pool, one for ports [default: /run/lock/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l auto-kill -d 'At or above the kill threshold (95 %), kill agents (largest first, protected spared) until use is below the spawn threshold (85 %)'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -s h -l help -d 'Print help'
@@ -169,6 +179,7 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand gc" -l state-dir -d 'P
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand gc" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand gc" -l workspace-root -d 'Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand gc" -l scratch-root -d 'Where each agent gets its scratch dir ($FLEET_SCRATCH), a tmpfs after setup-host [default: /var/lib/fleet/scratch]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand gc" -l lock-dir -d 'Lease files every fleet on the host shares: one per workspace pool, one for ports [default: /run/lock/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand gc" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand gc" -l logs -d 'Also delete logs of collected agents'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand gc" -l dry-run -d 'Print what would be collected and change nothing'
@@ -186,6 +197,7 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand setup-host" -l state-d
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand setup-host" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand setup-host" -l workspace-root -d 'Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand setup-host" -l scratch-root -d 'Where each agent gets its scratch dir ($FLEET_SCRATCH), a tmpfs after setup-host [default: /var/lib/fleet/scratch]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand setup-host" -l lock-dir -d 'Lease files every fleet on the host shares: one per workspace pool, one for ports [default: /run/lock/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand setup-host" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand setup-host" -l dry-run -d 'Print the plan; change nothing'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand setup-host" -l check -d 'Change nothing; exit 1 listing what is missing (for config management)'
@@ -199,6 +211,7 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand doctor" -l state-dir -
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand doctor" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand doctor" -l workspace-root -d 'Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand doctor" -l scratch-root -d 'Where each agent gets its scratch dir ($FLEET_SCRATCH), a tmpfs after setup-host [default: /var/lib/fleet/scratch]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand doctor" -l lock-dir -d 'Lease files every fleet on the host shares: one per workspace pool, one for ports [default: /run/lock/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand doctor" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand doctor" -s h -l help -d 'Print help'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand doctor" -s V -l version -d 'Print version'
@@ -211,6 +224,7 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand cgroup-create" -l stat
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand cgroup-create" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand cgroup-create" -l workspace-root -d 'Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand cgroup-create" -l scratch-root -d 'Where each agent gets its scratch dir ($FLEET_SCRATCH), a tmpfs after setup-host [default: /var/lib/fleet/scratch]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand cgroup-create" -l lock-dir -d 'Lease files every fleet on the host shares: one per workspace pool, one for ports [default: /run/lock/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand cgroup-create" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand cgroup-create" -s h -l help -d 'Print help'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand cgroup-create" -s V -l version -d 'Print version'
@@ -219,6 +233,7 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand run-in-cgroup" -l stat
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand run-in-cgroup" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand run-in-cgroup" -l workspace-root -d 'Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand run-in-cgroup" -l scratch-root -d 'Where each agent gets its scratch dir ($FLEET_SCRATCH), a tmpfs after setup-host [default: /var/lib/fleet/scratch]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand run-in-cgroup" -l lock-dir -d 'Lease files every fleet on the host shares: one per workspace pool, one for ports [default: /run/lock/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand run-in-cgroup" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand run-in-cgroup" -s h -l help -d 'Print help'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand run-in-cgroup" -s V -l version -d 'Print version'

@@ -34,6 +34,7 @@ pub struct PathsConfig {
     pub log_dir: Option<std::path::PathBuf>,
     pub workspace_root: Option<std::path::PathBuf>,
     pub scratch_root: Option<std::path::PathBuf>,
+    pub lock_dir: Option<std::path::PathBuf>,
 }
 
 /// `[thresholds]`: percentages of the fleet's memory budget.

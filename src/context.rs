@@ -19,6 +19,9 @@ const DEFAULT_STATE_DIR: &str = "/run/fleet";
 const DEFAULT_LOG_DIR: &str = "/var/log/fleet";
 const DEFAULT_WORKSPACE_ROOT: &str = "/var/lib/fleet/workspaces";
 const DEFAULT_SCRATCH_ROOT: &str = "/var/lib/fleet/scratch";
+/// Host-wide, like the ports and pools it guards: `/run/lock` is where the FHS puts locks on
+/// resources several programs share.
+const DEFAULT_LOCK_DIR: &str = "/run/lock/fleet";
 
 /// Where `--ports` blocks come from: below Linux's ephemeral range (32768-60999), so an
 /// outgoing connection never takes a leased port.
@@ -46,6 +49,9 @@ pub struct Ctx {
     pub workspace_root: PathBuf,
     /// Where each agent gets its scratch dir.
     pub scratch_root: PathBuf,
+    /// Where the lease files are: every fleet leasing from one pool, or ports on this host,
+    /// must use the same one.
+    pub lock_dir: PathBuf,
     /// `/proc`.
     pub proc_root: PathBuf,
     /// The config file's contents.
@@ -77,6 +83,7 @@ impl Ctx {
             },
             workspace_root: pick(&global.workspace_root, &config.paths.workspace_root, DEFAULT_WORKSPACE_ROOT),
             scratch_root: pick(&global.scratch_root, &config.paths.scratch_root, DEFAULT_SCRATCH_ROOT),
+            lock_dir: pick(&global.lock_dir, &config.paths.lock_dir, DEFAULT_LOCK_DIR),
             fleet,
             cgroup_parent,
             mounts,
@@ -94,6 +101,18 @@ impl Ctx {
         } else {
             self.mounts.unified.join(self.own.unified.trim_start_matches('/'))
         }
+    }
+
+    /// The name this fleet's entries have in roots it may share with other fleets (its
+    /// scratch dirs live in `<scratch-root>/<key>/`): its state dir, where its records are,
+    /// as a [`fleet_core::paths::path_key`].
+    pub fn fleet_key(&self) -> String {
+        fleet_core::paths::path_key(&fleet_core::paths::canonical_or_absolute(&self.dirs.state))
+    }
+
+    /// This fleet's directory in the scratch root, holding one scratch dir per agent.
+    pub fn own_scratch_root(&self) -> PathBuf {
+        self.scratch_root.join(self.fleet_key())
     }
 
     /// The spawn threshold in percent.

@@ -149,7 +149,7 @@ fn a_spawn_killed_between_its_cgroup_and_the_exec_is_truthful_and_collected() {
     f.run(&["gc", "--older-than", "0s"]).code(0);
     assert!(!f.cgroup("half").exists(), "gc left the cgroup");
     assert!(!f.tmp.path().join("state/agents/half").exists(), "gc left the record or lock");
-    assert!(!f.tmp.path().join("scratch/half").exists(), "gc left the scratch dir");
+    assert!(!f.own_scratch().join("half").exists(), "gc left the scratch dir");
     assert!(f.agent("half").is_null());
     // The id is free again.
     f.run(&["spawn", "half", "ws-001", "--", "sleep", "600"]).code(0);
@@ -298,7 +298,7 @@ fn a_full_state_or_log_dir_fails_spawn_cleanly_and_spares_running_agents() {
         run.code(1).one_error_line(&format!("the {dir} dir"));
         assert!(!f.cgroup("new").exists(), "a refused spawn left its cgroup");
         assert!(!f.tmp.path().join("state/agents/new").exists(), "a refused spawn left its record");
-        assert!(!f.tmp.path().join("scratch/new").exists(), "a refused spawn left its scratch dir");
+        assert!(!f.own_scratch().join("new").exists(), "a refused spawn left its scratch dir");
         // The running agent keeps running, and its supervisor keeps draining its output
         // (a full log must not block the agent on a full pipe).
         let main = f.agent("alive")["pid"].as_i64().expect("pid");

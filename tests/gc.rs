@@ -148,10 +148,10 @@ fn gc_after_a_storm_of_sigkills_leaves_nothing_without_a_live_owner() {
     for id in f.fleet.agent_names().expect("agents") {
         assert!(owned(&id), "cgroup {id} has no live owner\n{}", gc.stdout);
     }
-    for dir in ["state/agents", "scratch"] {
-        for e in std::fs::read_dir(f.tmp.path().join(dir)).into_iter().flatten().flatten() {
+    for dir in [f.tmp.path().join("state/agents"), f.own_scratch()] {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             let id = e.file_name().to_string_lossy().into_owned();
-            assert!(owned(&id), "{dir}/{id} has no live owner\n{}", gc.stdout);
+            assert!(owned(&id), "{}/{id} has no live owner\n{}", dir.display(), gc.stdout);
         }
     }
     // What is left is truthful: orphans with running processes, or supervised agents.

@@ -67,7 +67,7 @@ fn fifty_concurrent_auto_spawns_get_distinct_slots_and_disjoint_ports() {
         f.wait_log(id, "env ", T);
         let line = f.log(id).lines().find(|l| l.starts_with("env ")).expect("env line").to_string();
         let ws = f.tmp.path().join("ws").join(&slot);
-        let want = format!("env {} {base} 4 {}", ws.display(), f.tmp.path().join("scratch").join(id).display());
+        let want = format!("env {} {base} 4 {}", ws.display(), f.own_scratch().join(id).display());
         assert_eq!(line, want);
     }
     blocks.sort();
@@ -112,7 +112,7 @@ fn an_exhausted_port_range_and_a_taken_slot_are_refused_clearly() {
     let run = f.run(&["spawn", "p3", "ws-001", "--", "sleep", "1"]);
     run.code(4).one_error_line("workspace ws-001 is leased by p1");
     assert!(f.agent("p2").is_null() && f.agent("p3").is_null(), "refused spawns left records");
-    assert!(!f.tmp.path().join("scratch/p2").exists(), "refused spawn left its scratch dir");
+    assert!(!f.own_scratch().join("p2").exists(), "refused spawn left its scratch dir");
     // Two agents may be told to share a named slot; `auto` then skips it.
     f.run(&["spawn", "n1", "ws-002", "--", "sleep", "300"]).code(0);
     f.run(&["spawn", "n2", "ws-002", "--", "sleep", "300"]).code(0);
@@ -145,7 +145,7 @@ fn scratch_memory_is_released_when_an_agent_ends() {
     let after = (mount.used(), fleet_memory());
     assert!(after.0 <= before.0 + (1 << 20), "tmpfs still holds {} bytes", after.0);
     assert!(after.1 + (56 << 20) <= during.1, "fleet memory not released: {during:?} -> {after:?}");
-    assert!(!scratch.join("s1").exists(), "scratch dir left behind");
+    assert!(!f.own_scratch().join("s1").exists(), "scratch dir left behind");
     println!(
         "scratch: tmpfs {} -> {} -> {} bytes; fleet {} -> {} -> {}",
         before.0, during.0, after.0, before.1, during.1, after.1

@@ -19,7 +19,14 @@ fn throwaway_kernel() -> bool {
 fn under_root(f: &TestFleet, subcommand: &str, root: &Path) -> Command {
     let mut cmd = Command::new(bin());
     cmd.arg(subcommand).arg("--root").arg(root).env("FLEET_CGROUP_PARENT", &f.name);
-    for var in ["FLEET_STATE_DIR", "FLEET_LOG_DIR", "FLEET_WORKSPACE_ROOT", "FLEET_SCRATCH_ROOT", "FLEET_CONFIG"] {
+    for var in [
+        "FLEET_STATE_DIR",
+        "FLEET_LOG_DIR",
+        "FLEET_WORKSPACE_ROOT",
+        "FLEET_SCRATCH_ROOT",
+        "FLEET_LOCK_DIR",
+        "FLEET_CONFIG",
+    ] {
         cmd.env_remove(var);
     }
     cmd
@@ -294,6 +301,7 @@ fn a_delegated_user_runs_the_fleet_without_root() {
             ("FLEET_LOG_DIR", "var/log/fleet"),
             ("FLEET_WORKSPACE_ROOT", "var/lib/fleet/workspaces"),
             ("FLEET_SCRATCH_ROOT", "var/lib/fleet/scratch"),
+            ("FLEET_LOCK_DIR", "run/lock/fleet"),
         ] {
             cmd.env(var, root.join(dir));
         }

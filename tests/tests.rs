@@ -5,6 +5,7 @@ mod util;
 
 mod bad_input;
 mod faults;
+mod fleets;
 mod gc;
 mod leases;
 mod lifecycle;

@@ -1,6 +1,6 @@
-//! Taking an agent's leases at spawn: its workspace slot (named or `auto`) and its ports.
-//! The kernel's byte-range locks are the truth (see `fleet_core::lease`); agents' records
-//! only say who holds what, for the messages.
+//! Taking an agent's leases at spawn: its workspace slot (named or `auto`) on its pool's lease
+//! file, and its ports on the host's. The kernel's byte-range locks are the truth (see
+//! `fleet_core::lease`); agents' records only say who holds what, for the messages.
 
 use crate::{
     agent::view,
@@ -10,7 +10,7 @@ use crate::{
 use anyhow::Result;
 use fleet_core::{
     id::AgentId,
-    lease::{self, Leases, PortBlock},
+    lease::{self, LeaseFile, Leases, PortBlock},
 };
 use std::path::{Path, PathBuf};
 
@@ -43,7 +43,7 @@ pub fn take(ctx: &Ctx, workspace: &Workspace, ports: Option<(u16, (u16, u16))>) 
         let Workspace::Dir { path, .. } = workspace else { unreachable!("auto always leases") };
         return Ok(Taken { leases: None, workspace: path.clone(), slot: None, ports: None });
     }
-    let leases = Leases::open(&ctx.dirs.leases_path())?;
+    let mut leases = Leases::default();
     let (workspace, slot) = match workspace {
         Workspace::Auto => {
             let pool = lease::pool_slots(&ctx.workspace_root)?;
@@ -57,17 +57,19 @@ pub fn take(ctx: &Ctx, workspace: &Workspace, ports: Option<(u16, (u16, u16))>) 
                 ));
             }
             let numbers: Vec<u32> = pool.iter().map(|(n, _)| *n).collect();
-            let Some(n) = leases.lease_any_slot(&numbers)? else {
+            let file = pool_file(ctx, &ctx.workspace_root)?;
+            let Some(n) = file.lease_any_slot(&numbers)? else {
                 return Err(Fail::error(
                     Exit::Refused,
                     format!(
                         "workspace pool exhausted: all {} slots under {} are leased (holders: {}); wait for an agent to end, or add slots with `setup-host --slots`",
                         pool.len(),
                         ctx.workspace_root.display(),
-                        holders(ctx, |r| r.slot.is_some())
+                        holders(ctx, pool.len(), |r| r.slot.is_some())
                     ),
                 ));
             };
+            leases.add(file);
             let name = pool.iter().find(|(m, _)| *m == n).map(|(_, s)| s.clone()).unwrap_or_default();
             // Absolute, like a named workspace: the agent's FLEET_WORKSPACE must not depend on
             // where spawn was run from.
@@ -75,15 +77,17 @@ pub fn take(ctx: &Ctx, workspace: &Workspace, ports: Option<(u16, (u16, u16))>) 
             (std::fs::canonicalize(&dir).unwrap_or(dir), Some(name))
         }
         Workspace::Dir { path, slot: Some((n, name)) } => {
-            if !leases.try_slot_shared(*n)? {
+            let file = pool_file(ctx, path.parent().unwrap_or(&ctx.workspace_root))?;
+            if !file.try_slot_shared(*n)? {
                 return Err(Fail::error(
                     Exit::Busy,
                     format!(
                         "workspace {name} is leased by {} (given out by `auto`); pick another workspace or use auto",
-                        holders(ctx, |r| r.slot.as_deref() == Some(name.as_str()))
+                        holders(ctx, 1, |r| r.slot.as_deref() == Some(name.as_str()))
                     ),
                 ));
             }
+            leases.add(file);
             (path.clone(), Some(name.clone()))
         }
         Workspace::Dir { path, slot: None } => (path.clone(), None),
@@ -92,22 +96,44 @@ pub fn take(ctx: &Ctx, workspace: &Workspace, ports: Option<(u16, (u16, u16))>) 
         None => None,
         Some((count, (lo, hi))) => {
             let busy = lease::busy_ports(&ctx.proc_root);
-            match leases.lease_ports(lo..=hi, count, &busy)? {
-                Some(block) => Some(block),
+            let file = open(ctx, &lease::ports_lease_path(&ctx.lock_dir))?;
+            match file.lease_ports(lo..=hi, count, &busy)? {
+                Some(block) => {
+                    leases.add(file);
+                    Some(block)
+                }
                 None => {
                     return Err(Fail::error(
                         Exit::Refused,
                         format!(
                             "port pool exhausted: no {count} free consecutive ports left in {lo}-{hi} ({} in use by other programs; holders: {}); wait for an agent to end, or widen --port-range",
                             busy.range(lo..=hi).count(),
-                            holders(ctx, |r| r.ports.is_some())
+                            holders(ctx, 0, |r| r.ports.is_some())
                         ),
                     ));
                 }
             }
         }
     };
-    Ok(Taken { leases: Some(leases), workspace, slot, ports })
+    Ok(Taken { leases: Some(leases).filter(|l| !l.is_empty()), workspace, slot, ports })
+}
+
+/// The lease file of the pool at `root`, shared with every fleet that leases from it.
+fn pool_file(ctx: &Ctx, root: &Path) -> Result<LeaseFile> {
+    open(ctx, &lease::pool_lease_path(&ctx.lock_dir, &fleet_core::paths::canonical_or_absolute(root)))
+}
+
+fn open(ctx: &Ctx, path: &Path) -> Result<LeaseFile> {
+    LeaseFile::open(path).map_err(|e| {
+        Fail::error(
+            Exit::Failure,
+            format!(
+                "{:#}: leases live in the host's lock dir {}; create it with `sudo fleetctl setup-host --only dirs`, or point --lock-dir at a directory you can write (every fleet sharing a pool must use the same one)",
+                anyhow::Error::from(e),
+                ctx.lock_dir.display()
+            ),
+        )
+    })
 }
 
 /// Resolves a workspace argument: `auto`, a path (it has a `/` or starts with `.`), or a
@@ -147,15 +173,22 @@ pub fn resolve(root: &Path, given: &str) -> Result<Workspace> {
     Ok(Workspace::Dir { path, slot })
 }
 
-/// "agent-003 (ws-003, ports 20000+4), …" for the live agents matching `holds`.
-fn holders(ctx: &Ctx, holds: impl Fn(&fleet_core::state::AgentRecord) -> bool) -> String {
+/// "agent-003 (ws-003, ports 20000+4), …" for the live agents matching `holds`, and how many
+/// of the `held` leases other fleets sharing the pool or the host's ports hold.
+fn holders(ctx: &Ctx, held: usize, holds: impl Fn(&fleet_core::state::AgentRecord) -> bool) -> String {
     // Leases are held by supervisors: only supervised agents can hold one.
     let views = view::load_all(ctx).map(|(v, _)| v).unwrap_or_default();
-    let mut list: Vec<String> = views
+    let records: Vec<&fleet_core::state::AgentRecord> = views
         .iter()
         .filter(|v| v.supervised && !v.state.is_terminal())
         .map(|v| &v.record)
         .filter(|r| holds(r))
+        .collect();
+    // Several agents may share a named slot: count slots, not agents.
+    let slots: std::collections::BTreeSet<_> = records.iter().filter_map(|r| r.slot.as_deref()).collect();
+    let elsewhere = held.saturating_sub(slots.len());
+    let mut list: Vec<String> = records
+        .iter()
         .map(|r| {
             let mut what = Vec::new();
             if let Some(s) = &r.slot {
@@ -167,8 +200,11 @@ fn holders(ctx: &Ctx, holds: impl Fn(&fleet_core::state::AgentRecord) -> bool) -
             format!("{} ({})", r.id, what.join(", "))
         })
         .collect();
+    if list.is_empty() && held > 0 {
+        return "none in this fleet: another fleet sharing the pool holds them, see `fleetctl doctor`".into();
+    }
     if list.is_empty() {
-        return "unknown, see `fleetctl status`".into();
+        return "none in this fleet; another fleet on this host may hold them".into();
     }
     let more = list.len().saturating_sub(5);
     list.truncate(5);
@@ -176,10 +212,14 @@ fn holders(ctx: &Ctx, holds: impl Fn(&fleet_core::state::AgentRecord) -> bool) -
     if more > 0 {
         text.push_str(&format!(" and {more} more"));
     }
+    if elsewhere > 0 {
+        text.push_str(&format!("; {elsewhere} more held by another fleet sharing them"));
+    }
     text
 }
 
-/// The id's scratch directory under the scratch root.
+/// The id's scratch directory, in this fleet's own directory of the scratch root: another
+/// fleet's agent of the same id has its own.
 pub fn scratch_dir(ctx: &Ctx, id: &AgentId) -> PathBuf {
-    ctx.scratch_root.join(id.as_str())
+    ctx.own_scratch_root().join(id.as_str())
 }

@@ -2,6 +2,7 @@
 //! with its fix; exit 1 when any check fails. Read-only: it takes no lock and changes nothing.
 
 use crate::{
+    agent::view,
     context::Ctx,
     exit::Exit,
     setup::{Paths, Status, Step, steps},
@@ -11,11 +12,11 @@ use fleet_cli::DoctorArgs;
 use fleet_core::{
     cgroup::Layout,
     host::{mounts, swap, sysctl},
-    lease::{self, Leases},
+    lease::{self, LeaseFile},
     lock::HeldLocks,
     size::format_iec,
 };
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// How a check came out.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -83,7 +84,7 @@ pub fn run(ctx: &Ctx, args: DoctorArgs) -> Result<Exit> {
             Err(e) => r.say(Verdict::Fail, "sysctl", &format!("{e}"), None),
         }
     }
-    for (what, dir) in [("state dir", &paths.state), ("log dir", &paths.log)] {
+    for (what, dir) in [("state dir", &paths.state), ("log dir", &paths.log), ("lock dir", &paths.lock)] {
         let writable = nix::unistd::access(dir.as_path(), nix::unistd::AccessFlags::W_OK).is_ok();
         match (dir.is_dir(), writable) {
             (true, true) => r.say(Verdict::Ok, "dirs", &format!("{what} {} is writable", dir.display()), None),
@@ -204,12 +205,38 @@ fn pool(ctx: &Ctx, root: &Path, r: &mut Report) -> Result<()> {
         );
         return Ok(());
     }
-    let leases = Leases::open(&ctx.dirs.leases_path()).ok();
-    let leased = match &leases {
-        Some(l) => slots.iter().filter(|(n, _)| l.slot_held(*n).unwrap_or(false)).count(),
-        None => 0,
+    let path = lease::pool_lease_path(&ctx.lock_dir, &fleet_core::paths::canonical_or_absolute(root));
+    let held: Vec<u32> = match LeaseFile::inspect(&path).ok().flatten() {
+        Some(file) => slots.iter().map(|(n, _)| *n).filter(|n| file.slot_held(*n).unwrap_or(false)).collect(),
+        None => Vec::new(),
     };
-    r.say(Verdict::Ok, "workspaces", &format!("{} slots under {}, {leased} leased", slots.len(), root.display()), None);
+    r.say(
+        Verdict::Ok,
+        "workspaces",
+        &format!("{} slots under {}, {} leased", slots.len(), root.display(), held.len()),
+        None,
+    );
+    // A slot held that none of our live agents has is held by another fleet leasing from
+    // this pool (the kernel's locks say so; nothing is written down).
+    let ours: Vec<u32> = view::load_all(ctx)
+        .map(|(views, _)| views)
+        .unwrap_or_default()
+        .iter()
+        .filter(|v| v.supervised && !v.state.is_terminal())
+        .filter_map(|v| v.record.slot.as_deref().and_then(lease::slot_number))
+        .collect();
+    let theirs = held.iter().filter(|n| !ours.contains(n)).count();
+    if theirs > 0 {
+        r.say(
+            Verdict::Note,
+            "workspaces",
+            &format!(
+                "the pool {} is shared with another fleet: {theirs} slot(s) are leased by agents not in this fleet's records (its leases and ours exclude each other)",
+                root.display()
+            ),
+            Some("give each fleet its own --workspace-root"),
+        );
+    }
     Ok(())
 }
 
@@ -226,7 +253,41 @@ fn scratch(ctx: &Ctx, dir: &Path, r: &mut Report) -> Result<()> {
             Some("sudo fleetctl setup-host --only scratch"),
         ),
     }
+    for (state_dir, agents) in other_fleets_in(dir, &ctx.fleet_key()) {
+        r.say(
+            Verdict::Note,
+            "scratch",
+            &format!(
+                "the scratch root {} is shared with the fleet whose state dir is {} ({agents} scratch dir(s) of its agents; each fleet keeps to its own)",
+                dir.display(),
+                state_dir.display()
+            ),
+            Some("give each fleet its own --scratch-root: they share the tmpfs's size"),
+        );
+    }
     Ok(())
+}
+
+/// Other fleets with a directory in the scratch root (`<scratch-root>/<fleet key>/`): their
+/// state dirs, and how many scratch dirs each has there. A directory counts as a fleet's only
+/// when its name reads back as a state dir that exists.
+fn other_fleets_in(scratch_root: &Path, own_key: &str) -> Vec<(PathBuf, usize)> {
+    let mut fleets: Vec<(PathBuf, usize)> = std::fs::read_dir(scratch_root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let state_dir = fleet_core::paths::key_path(&name).filter(|_| name != own_key)?;
+            state_dir.join("agents").is_dir().then(|| (state_dir, count_entries(&entry.path())))
+        })
+        .collect();
+    fleets.sort();
+    fleets
+}
+
+fn count_entries(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
 }
 
 fn watcher(ctx: &Ctx, state_dir: &Path, r: &mut Report) {

@@ -10,7 +10,8 @@
 //! - agent directories holding only an unheld lock (a spawn killed before its first record);
 //! - empty cgroups under `agents/` that no live supervisor holds;
 //! - scratch directories whose agent has no supervisor and no processes (tmpfs pages left
-//!   there would leak host memory).
+//!   there would leak host memory), only in this fleet's own directory of the scratch root:
+//!   other fleets may share the root, and what they keep there is theirs.
 //!
 //! An orphan that still has processes is left alone: ending it is `kill`'s decision.
 
@@ -101,7 +102,7 @@ fn stale_dirs_and_cgroups(ctx: &Ctx, dry_run: bool, verb: &str) -> Result<usize>
             n += 1;
         }
     }
-    for entry in std::fs::read_dir(&ctx.scratch_root).into_iter().flatten().flatten() {
+    for entry in std::fs::read_dir(ctx.own_scratch_root()).into_iter().flatten().flatten() {
         let Some(id) = entry.file_name().to_str().and_then(|s| s.parse::<AgentId>().ok()) else { continue };
         let cgroup = ctx.fleet.agent(&id);
         let owned = (cgroup.exists() && cgroup.populated().unwrap_or(true)) || !nobody_holds(ctx, &id);

@@ -151,6 +151,8 @@ pub struct Paths {
     pub state: PathBuf,
     /// Logs and the journal.
     pub log: PathBuf,
+    /// The host's lease files (workspace pools, ports).
+    pub lock: PathBuf,
     /// The workspace pool.
     pub workspaces: PathBuf,
     /// The scratch tmpfs.
@@ -174,6 +176,7 @@ impl Paths {
         Paths {
             state: under(&ctx.dirs.state),
             log: under(&ctx.dirs.log),
+            lock: under(&ctx.lock_dir),
             workspaces: under(&ctx.workspace_root),
             scratch: under(&ctx.scratch_root),
             etc: root.join("etc"),

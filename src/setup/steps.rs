@@ -59,7 +59,7 @@ pub fn inspect(host: &Host, step: Step) -> Result<Vec<Item>> {
 
 fn dirs(host: &Host) -> Vec<Item> {
     let p = &host.paths;
-    [("state dir", &p.state), ("log dir", &p.log)]
+    [("state dir", &p.state), ("log dir", &p.log), ("lock dir", &p.lock)]
         .into_iter()
         .map(|(what, dir)| {
             let what = format!("{what} {}", dir.display());
@@ -285,7 +285,7 @@ fn delegate(host: &Host) -> Vec<Item> {
         }
     }
     let p = &host.paths;
-    paths.extend([p.state.clone(), p.log.clone(), p.workspaces.clone(), p.scratch.clone()]);
+    paths.extend([p.state.clone(), p.log.clone(), p.lock.clone(), p.workspaces.clone(), p.scratch.clone()]);
     let not_owned: Vec<PathBuf> = paths.into_iter().filter(|path| owner(path) != Some((*uid, *gid))).collect();
     let what = format!("fleet cgroups and directories owned by {name}");
     vec![match not_owned.is_empty() {

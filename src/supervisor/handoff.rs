@@ -54,7 +54,7 @@ impl Starting {
         // Descriptors for the child, duplicated before the fork: the copies share the open
         // file descriptions, so the lock and the leases stay held after `spawn` exits.
         let lock_file = lock.file().try_clone().context("cannot duplicate the lock")?;
-        let lease_file = leases.map(|l| l.file().try_clone()).transpose().context("cannot duplicate the leases")?;
+        let leases = leases.map(Leases::try_clone).transpose().context("cannot duplicate the leases")?;
         debug_assert!(single_threaded(), "spawn must fork while single-threaded");
         // SAFETY: spawn has started no thread, so the child inherits no lock held by another
         // thread and may run any code. It never returns into this function's callers (their
@@ -63,7 +63,6 @@ impl Starting {
             ForkResult::Child => {
                 drop(ours);
                 let lock = Lock::from_inherited(lock_file, plan.dirs().lock_path(&plan.id));
-                let leases = lease_file.map(|f| Leases::from_inherited(f, plan.dirs().leases_path()));
                 let code = become_supervisor(plan.clone(), record, lock, leases, theirs);
                 // SAFETY: _exit ends the process without unwinding into spawn's frames.
                 unsafe { libc::_exit(code) }

@@ -44,7 +44,7 @@ fn become_supervisor(
     {
         use std::os::fd::AsRawFd;
         let mut keep = vec![lock.file().as_raw_fd(), channel.as_raw_fd()];
-        keep.extend(leases.as_ref().map(|l| l.file().as_raw_fd()));
+        keep.extend(leases.iter().flat_map(Leases::fds));
         close_inherited(&keep);
     }
     name_process(&plan);

@@ -63,6 +63,9 @@ pub struct TestFleet {
     pub name: String,
     pub tmp: tempfile::TempDir,
     pub fleet: Fleet,
+    /// Where its workspace pool, scratch root and lock dir are: its own temp dir, or the
+    /// temp dir of the fleet it shares them with.
+    pub roots: PathBuf,
 }
 
 impl TestFleet {
@@ -85,7 +88,23 @@ impl TestFleet {
         let fleet = Fleet::resolve(&mounts, &own, &name).expect("resolve fleet");
         let tmp = tempfile::Builder::new().prefix("fleetctl-test-").tempdir().expect("tempdir");
         std::fs::create_dir_all(tmp.path().join("ws/ws-001")).expect("workspace");
-        Some(TestFleet { name, tmp, fleet })
+        let roots = tmp.path().to_path_buf();
+        Some(TestFleet { name, tmp, fleet, roots })
+    }
+
+    /// A second fleet (its own cgroups, state and logs) that uses `other`'s workspace pool,
+    /// scratch root and lock dir, as two fleets left at the default roots do. Finish it
+    /// before `other`: `other`'s finish checks that no lease is left in the shared lock dir.
+    pub fn sharing_roots_with(other: &TestFleet, test: &str) -> Option<TestFleet> {
+        let mut fleet = TestFleet::new(test)?;
+        fleet.roots = other.roots.clone();
+        Some(fleet)
+    }
+
+    /// This fleet's scratch dirs' directory in its scratch root (named after its state dir).
+    pub fn own_scratch(&self) -> PathBuf {
+        let state = std::fs::canonicalize(self.tmp.path()).expect("canonical tmp").join("state");
+        self.roots.join("scratch").join(fleet_core::paths::path_key(&state))
     }
 
     /// A fleetctl command with this fleet's roots.
@@ -95,8 +114,9 @@ impl TestFleet {
             .env("FLEET_CGROUP_PARENT", &self.name)
             .env("FLEET_STATE_DIR", self.tmp.path().join("state"))
             .env("FLEET_LOG_DIR", self.tmp.path().join("log"))
-            .env("FLEET_WORKSPACE_ROOT", self.tmp.path().join("ws"))
-            .env("FLEET_SCRATCH_ROOT", self.tmp.path().join("scratch"))
+            .env("FLEET_WORKSPACE_ROOT", self.roots.join("ws"))
+            .env("FLEET_SCRATCH_ROOT", self.roots.join("scratch"))
+            .env("FLEET_LOCK_DIR", self.roots.join("lock"))
             .env("FLEET_CONFIG", self.tmp.path().join("no-config.toml"))
             .stdin(Stdio::null());
         // An absent config file given explicitly would be an error; point at an empty one.
@@ -213,10 +233,12 @@ impl TestFleet {
             let lock = entry.path().join("lock");
             assert!(!held.contains(&lock), "lock still held: {}", lock.display());
         }
-        let leases = self.tmp.path().join("state/leases.lock");
-        assert!(!held.contains(&leases), "a workspace slot or port lease is still held");
-        let scratch: Vec<_> =
-            std::fs::read_dir(self.tmp.path().join("scratch")).into_iter().flatten().flatten().collect();
+        if self.roots == self.tmp.path() {
+            for entry in std::fs::read_dir(self.roots.join("lock")).into_iter().flatten().flatten() {
+                assert!(!held.contains(&entry.path()), "a lease is still held on {}", entry.path().display());
+            }
+        }
+        let scratch: Vec<_> = std::fs::read_dir(self.own_scratch()).into_iter().flatten().flatten().collect();
         assert!(scratch.is_empty(), "scratch dirs left behind: {scratch:?}");
         remove_fleet(&self.fleet);
     }

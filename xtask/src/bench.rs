@@ -103,6 +103,7 @@ impl Env {
             .env("FLEET_LOG_DIR", self.tmp.join("log"))
             .env("FLEET_WORKSPACE_ROOT", self.tmp.join("ws"))
             .env("FLEET_SCRATCH_ROOT", self.tmp.join("scratch"))
+            .env("FLEET_LOCK_DIR", self.tmp.join("lock"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

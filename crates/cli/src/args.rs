@@ -67,6 +67,9 @@ pub struct GlobalArgs {
     /// Where each agent gets its scratch dir ($FLEET_SCRATCH), a tmpfs after setup-host [default: /var/lib/fleet/scratch]
     #[arg(long, env = "FLEET_SCRATCH_ROOT", global = true, value_name = "DIR")]
     pub scratch_root: Option<PathBuf>,
+    /// Lease files every fleet on the host shares: one per workspace pool, one for ports [default: /run/lock/fleet]
+    #[arg(long, env = "FLEET_LOCK_DIR", global = true, value_name = "DIR")]
+    pub lock_dir: Option<PathBuf>,
     /// Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]
     #[arg(long, env = "FLEET_CONFIG", global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,

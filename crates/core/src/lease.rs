@@ -1,9 +1,11 @@
 //! Leases on what agents share: workspace slots and port blocks.
 //!
-//! Every lease is a byte-range lock on one file (`<state>/leases.lock`), taken with
-//! open-file-description locks (`F_OFD_SETLK`). Ports are bytes `0..65536`, workspace slot
-//! `n` is byte `SLOT_BASE + n`. `spawn` opens the file once, takes the agent's leases on that
-//! one descriptor and hands it to the supervisor, so:
+//! A lease is a byte-range lock, taken with open-file-description locks (`F_OFD_SETLK`), on
+//! the lease file of what it leases from: each workspace pool has one (slot `n` is byte
+//! `n`), and the host has one for ports (port `p` is byte `p`), both in the host's lock dir
+//! (`/run/lock/fleet`), so every fleet leasing from one pool, and every fleet on the host for
+//! ports, excludes the others. `spawn` opens each file it needs once, takes the agent's leases
+//! on those descriptors and hands them to the supervisor, so:
 //! - taking a lease is one atomic system call: two spawns racing for a slot cannot both win;
 //! - a lease is released by the kernel when the last descriptor closes, which is when the
 //!   supervisor exits or dies: there is never a stale lease to clean up;
@@ -14,26 +16,72 @@
 //! same workspace), `auto` takes an exclusive one: it never picks a slot someone is in, and a
 //! slot handed out by `auto` cannot be named by anyone else while it is held.
 
-use crate::{Error, Result};
+use crate::{Error, Result, paths::path_key};
 use std::{
     collections::BTreeSet,
     fs::File,
     ops::RangeInclusive,
-    os::fd::AsRawFd,
+    os::fd::{AsRawFd, RawFd},
     path::{Path, PathBuf},
 };
-
-/// Where workspace slots start in the lock file, past every port.
-const SLOT_BASE: u64 = 1 << 16;
 
 /// The prefix of a workspace slot's directory name: `ws-001`, `ws-500`.
 pub const SLOT_PREFIX: &str = "ws-";
 
-/// One agent's leases, all held through one open file description.
+/// The lease file of the workspace pool at `pool` (its canonical path) in the host's lock
+/// dir: `pool-var-lib-fleet-workspaces.lock`.
+pub fn pool_lease_path(lock_dir: &Path, pool: &Path) -> PathBuf {
+    lock_dir.join(format!("pool-{}.lock", path_key(pool)))
+}
+
+/// The host's port lease file in its lock dir.
+pub fn ports_lease_path(lock_dir: &Path) -> PathBuf {
+    lock_dir.join("ports.lock")
+}
+
+/// One lease file, opened on a description of its own.
 #[derive(Debug)]
-pub struct Leases {
+pub struct LeaseFile {
     file: File,
     path: PathBuf,
+}
+
+/// Everything one agent leases (its slot on its pool's file, its ports on the host's), held
+/// through its own descriptions: what `spawn` hands to the supervisor, which keeps it.
+#[derive(Debug, Default)]
+pub struct Leases {
+    files: Vec<LeaseFile>,
+}
+
+impl Leases {
+    /// Keeps `file`'s leases with the others.
+    pub fn add(&mut self, file: LeaseFile) {
+        self.files.push(file);
+    }
+
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// The descriptors, for the supervisor to keep open.
+    pub fn fds(&self) -> Vec<RawFd> {
+        self.files.iter().map(|f| f.file.as_raw_fd()).collect()
+    }
+
+    /// New descriptors on the same open file descriptions (so on the same locks), for the
+    /// supervisor `spawn` forks.
+    pub fn try_clone(&self) -> Result<Leases> {
+        let files = self
+            .files
+            .iter()
+            .map(|f| {
+                let file = f.file.try_clone().map_err(|e| Error::io("duplicate", &f.path, e))?;
+                Ok(LeaseFile { file, path: f.path.clone() })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Leases { files })
+    }
 }
 
 /// A block of ports: `base .. base + count`.
@@ -53,32 +101,50 @@ enum Attempt {
     Conflict(Option<u64>),
 }
 
-impl Leases {
-    /// Opens the lease file with a fresh open file description (never shared with another
-    /// spawn: locks on one description never conflict with each other).
-    pub fn open(path: &Path) -> Result<Leases> {
-        Ok(Leases { file: crate::lock::open_lock_file(path)?, path: path.to_path_buf() })
+impl LeaseFile {
+    /// Opens (creating it and the lock dir if needed) the lease file at `path` with a fresh
+    /// open file description (never shared with another spawn: locks on one description
+    /// never conflict with each other). The file is the owner's alone (0600): a lock needs
+    /// only an open descriptor, so anyone who could open it could block every slot.
+    pub fn open(path: &Path) -> Result<LeaseFile> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        if let Some(dir) = path.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(dir)
+                .map_err(|e| Error::io("create", dir, e))?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| Error::io("open lease file", path, e))?;
+        Ok(LeaseFile { file, path: path.to_path_buf() })
     }
 
-    /// Wraps an inherited descriptor that already holds leases.
-    pub fn from_inherited(file: File, path: PathBuf) -> Leases {
-        Leases { file, path }
-    }
-
-    /// The open file, to hand to the supervisor.
-    pub fn file(&self) -> &File {
-        &self.file
+    /// Opens an existing lease file only to look at its locks (`doctor`); `None` when there
+    /// is none, so nothing was ever leased from it.
+    pub fn inspect(path: &Path) -> Result<Option<LeaseFile>> {
+        match File::open(path) {
+            Ok(file) => Ok(Some(LeaseFile { file, path: path.to_path_buf() })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("open lease file", path, e)),
+        }
     }
 
     /// Leases slot `n` exclusively (for `auto`); false when anyone is in it.
     pub fn try_slot_exclusive(&self, n: u32) -> Result<bool> {
-        Ok(matches!(self.attempt(SLOT_BASE + n as u64, 1, libc::F_WRLCK)?, Attempt::Taken))
+        Ok(matches!(self.attempt(n as u64, 1, libc::F_WRLCK)?, Attempt::Taken))
     }
 
     /// Joins slot `n` (a workspace named on the command line); false when `auto` gave it to
     /// someone.
     pub fn try_slot_shared(&self, n: u32) -> Result<bool> {
-        Ok(matches!(self.attempt(SLOT_BASE + n as u64, 1, libc::F_RDLCK)?, Attempt::Taken))
+        Ok(matches!(self.attempt(n as u64, 1, libc::F_RDLCK)?, Attempt::Taken))
     }
 
     /// The first free slot of `slots` (ascending), leased exclusively.
@@ -127,7 +193,7 @@ impl Leases {
 
     /// Whether anyone but us holds slot `n`, read without taking anything.
     pub fn slot_held(&self, n: u32) -> Result<bool> {
-        Ok(self.probe(SLOT_BASE + n as u64, 1, libc::F_WRLCK)?.is_some())
+        Ok(self.probe(n as u64, 1, libc::F_WRLCK)?.is_some())
     }
 
     /// Whether any port of `block` is held by anyone but us.
@@ -244,7 +310,7 @@ mod tests {
     #[test]
     fn port_blocks_are_disjoint_and_skip_busy_ports() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let (a, b) = (Leases::open(&file(tmp.path())).expect("a"), Leases::open(&file(tmp.path())).expect("b"));
+        let (a, b) = (LeaseFile::open(&file(tmp.path())).expect("a"), LeaseFile::open(&file(tmp.path())).expect("b"));
         let busy: BTreeSet<u16> = [20001].into();
         let first = a.lease_ports(20000..=20019, 4, &busy).expect("io").expect("free");
         assert_eq!(first, PortBlock { base: 20002, count: 4 }, "skips the listening 20001");
@@ -252,7 +318,7 @@ mod tests {
         assert_eq!(second.base, 20006, "skips a's whole block at once");
         assert!(a.ports_held(second).expect("probe") && b.ports_held(first).expect("probe"));
         drop(a);
-        let c = Leases::open(&file(tmp.path())).expect("c");
+        let c = LeaseFile::open(&file(tmp.path())).expect("c");
         assert_eq!(c.lease_ports(20000..=20019, 4, &busy).expect("io").expect("free").base, 20002, "freed by close");
         assert_eq!(c.lease_ports(20000..=20019, 16, &busy).expect("io"), None, "no room for 16");
     }
@@ -260,7 +326,7 @@ mod tests {
     #[test]
     fn auto_slots_are_exclusive_and_named_slots_shared() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let open = || Leases::open(&file(tmp.path())).expect("open");
+        let open = || LeaseFile::open(&file(tmp.path())).expect("open");
         let (x, y, z) = (open(), open(), open());
         assert!(x.try_slot_shared(1).expect("io") && y.try_slot_shared(1).expect("io"), "two named users");
         assert_eq!(z.lease_any_slot(&[1, 2, 3]).expect("io"), Some(2), "auto skips a slot in use");

@@ -52,11 +52,6 @@ impl Dirs {
         self.log.join("agents").join(format!("{id}.log"))
     }
 
-    /// The file whose byte ranges are the leases (workspace slots, port blocks).
-    pub fn leases_path(&self) -> PathBuf {
-        self.state.join("leases.lock")
-    }
-
     /// The append-only event journal.
     pub fn journal_path(&self) -> PathBuf {
         self.log.join("events.jsonl")
@@ -87,4 +82,83 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// The longest [`path_key`] spelled out in full; file names stop at 255 bytes.
+const MAX_KEY: usize = 200;
+
+/// One file name that stands for an absolute path, readable and never the same for two
+/// paths: `/run/fleet` → `run-fleet`, `/srv/a-b` → `srv-a%2Db` (every byte but letters,
+/// digits, `_` and `.` is escaped, `/` becomes `-`). A key that would be too long for a file
+/// name keeps its tail and ends in `~` and a hash of the whole path; [`key_path`] cannot
+/// read those back.
+pub fn path_key(path: &Path) -> String {
+    use std::{fmt::Write, os::unix::ffi::OsStrExt};
+    let bytes = path.as_os_str().as_bytes();
+    let mut key = String::new();
+    for &b in bytes.strip_prefix(b"/").unwrap_or(bytes) {
+        match b {
+            b'/' => key.push('-'),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' => key.push(b as char),
+            _ => {
+                let _ = write!(key, "%{b:02X}");
+            }
+        }
+    }
+    if key.is_empty() || key.len() > MAX_KEY {
+        // FNV-1a: stable across builds and Rust versions, unlike std's hasher.
+        let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
+        let tail = &key[key.len().saturating_sub(MAX_KEY / 2)..];
+        return format!("{tail}~{hash:016x}");
+    }
+    key
+}
+
+/// The path a [`path_key`] stands for; `None` for a hashed key or a name that is no key.
+pub fn key_path(key: &str) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    let mut bytes = vec![b'/'];
+    let mut rest = key.bytes();
+    while let Some(b) = rest.next() {
+        match b {
+            b'-' => bytes.push(b'/'),
+            b'%' => {
+                let hex = [rest.next()?, rest.next()?];
+                bytes.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' => bytes.push(b),
+            _ => return None,
+        }
+    }
+    Some(PathBuf::from(std::ffi::OsString::from_vec(bytes)))
+}
+
+/// `path` with symlinks resolved when it exists, else made absolute: what two spellings of
+/// one directory agree on.
+pub fn canonical_or_absolute(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).or_else(|_| std::path::absolute(path)).unwrap_or_else(|_| path.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_keys_are_readable_distinct_and_read_back() {
+        assert_eq!(path_key(Path::new("/run/fleet")), "run-fleet");
+        let (a, b) = (path_key(Path::new("/srv/a-b")), path_key(Path::new("/srv/a/b")));
+        assert_ne!(a, b, "a dash in a name is not a slash");
+        for p in ["/run/fleet", "/srv/a-b", "/srv/a/b", "/tmp/x y/%/ünï", "/"] {
+            let key = path_key(Path::new(p));
+            assert!(!key.contains('/') && !key.is_empty() && key.len() <= 255, "{p}: {key}");
+            if p != "/" {
+                assert_eq!(key_path(&key).as_deref(), Some(Path::new(p)), "{key}");
+            }
+        }
+        let long = format!("/{}", "d/".repeat(200));
+        let key = path_key(Path::new(&long));
+        assert!(key.len() <= 255 && key.contains('~') && key_path(&key).is_none(), "{key}");
+        assert_ne!(key, path_key(Path::new(&format!("{long}e"))), "hashed keys still differ");
+        assert_eq!(key_path("not a key"), None);
+    }
 }
