@@ -10,6 +10,8 @@ mod leases;
 mod lifecycle;
 mod limits;
 mod observe;
+mod orphans;
+mod records;
 mod relief;
 mod restart;
 mod schema;
