@@ -40,9 +40,10 @@ fn an_orphan_that_died_is_shown_ended_and_its_supervisors_death_is_journaled_onc
             std::thread::sleep(Duration::from_millis(10));
         }
     }
-    // The talker's next write finds no reader: it dies of SIGPIPE.
+    // The talker's next write finds no reader: it dies of SIGPIPE (and its last `sleep`
+    // ends soon after).
     let deadline = Instant::now() + T;
-    while alive(pids["talker"].0) {
+    while alive(pids["talker"].0) || f.cgroup("talker").populated().unwrap_or(true) {
         assert!(Instant::now() < deadline, "the talker outlived its output's reader");
         std::thread::sleep(Duration::from_millis(10));
     }
