@@ -47,8 +47,10 @@ pub fn from_cgroup(ctx: &Ctx, locks: &Locks, id: &AgentId, why: String) -> (Agen
     let populated = cgroup.populated().unwrap_or(false);
     let lock = ctx.dirs.lock_path(id);
     let held = locks.held().contains(&lock);
-    let supervisor = read_holder(&lock)
-        .filter(|h| held && h.role == "supervisor")
+    let supervisor = held
+        .then(|| read_holder(&lock))
+        .flatten()
+        .filter(|h| h.role == "supervisor")
         .and_then(|h| ProcessRef::of(&ctx.proc_root, h.pid));
     let state = match (populated, held) {
         (true, true) => AgentState::Running,
