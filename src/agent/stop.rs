@@ -72,6 +72,9 @@ pub fn stop_agent(ctx: &Ctx, id: &AgentId, req: &StopRequest) -> Result<Option<S
     kill_lock.lock().with_context(|| format!("cannot lock {}", ctx.dirs.kill_lock_path(id).display()))?;
 
     let before = view::load_one(ctx, id)?;
+    if let Some(why) = before.as_ref().and_then(|v| v.record_error.as_deref()) {
+        crate::agent::unreadable::name_once(id, why);
+    }
     let populated = cgroup.exists() && cgroup.populated().unwrap_or(false);
     let supervised = live(before.as_ref());
     if !populated && !supervised {
@@ -167,6 +170,11 @@ fn settle_unsupervised(ctx: &Ctx, id: &AgentId, before: Option<view::AgentView>,
     let cgroup = ctx.fleet.agent(id);
     cgroup.remove()?;
     match before {
+        // Nothing runs, nobody holds it, and its record cannot say how it ended.
+        Some(v) if v.record_error.is_some() => Ok(Stopped::AlreadyEnded {
+            state: None,
+            cause: v.record_error.map(|why| format!("{why}; nothing runs in its cgroup")),
+        }),
         Some(v) if v.record.state.is_terminal() => {
             Ok(Stopped::AlreadyEnded { state: Some(v.record.state), cause: v.record.cause })
         }
@@ -192,19 +200,24 @@ fn record_end(
 ) -> Result<()> {
     let now = SystemTime::now();
     let killed_by = (state == AgentState::Killed).then(|| req.by.clone());
+    let record_error = view.as_ref().and_then(|v| v.record_error.clone());
+    let mut detail = json!({"state": state, "killed_by": killed_by, "cause": cause, "supervised": false});
+    if let Some(why) = &record_error {
+        detail["record_error"] = json!(why);
+    }
     // The journal first, the record last (as the supervisor does).
-    journal::append(
-        &ctx.dirs.journal_path(),
-        "exit",
-        id,
-        json!({"state": state, "killed_by": killed_by, "cause": cause, "supervised": false}),
-    )?;
+    journal::append(&ctx.dirs.journal_path(), "exit", id, detail)?;
     if let Some(v) = view {
         let mut record = v.record;
         // The supervisor that would have removed the scratch dir is gone; its tmpfs pages
         // would otherwise stay charged to the host.
         if let Some(dir) = &record.scratch {
             let _ = std::fs::remove_dir_all(dir);
+        }
+        if record_error.is_some() {
+            // Nothing to write a record from: the unreadable file stays, for the operator to
+            // read, and `status` keeps naming it. The journal has the end.
+            return Ok(());
         }
         record.state = state;
         record.killed_by = killed_by.clone();

@@ -112,9 +112,13 @@ impl LightSampler {
     }
 }
 
-/// Every agent whose cgroup exists and is not ended, measured.
+/// Every agent whose cgroup exists and is not ended, measured, with a readable record or not.
 pub fn measure_live(ctx: &Ctx, detail: Detail) -> Result<Vec<AgentUsage>> {
-    let (views, _) = view::load_all(ctx)?;
+    let (views, bad) = view::load_all(ctx)?;
+    // Agents whose record cannot be read are measured through their cgroups, and named.
+    for b in bad.iter().filter(|b| views.iter().any(|v| v.record.id == b.id)) {
+        crate::agent::unreadable::name_once(&b.id, &b.error);
+    }
     let live: Vec<AgentView> = views.into_iter().filter(|v| !v.state.is_terminal()).collect();
     let measured = crate::agent::par_map(&live, |v| {
         let cgroup = ctx.fleet.agent(&v.record.id);

@@ -1,9 +1,11 @@
 //! An agent as commands see it: its record, reconciled with what the kernel says now.
 //! The record is what the supervisor last wrote; whether the supervisor is still alive (its
 //! process, or the agent's lock held) decides if a "running" record is true or the agent is
-//! orphaned.
+//! orphaned, and for an orphan its cgroup decides whether it still runs. An agent whose
+//! record cannot be read is seen through its cgroup (`agent::unreadable`): the cgroup is the
+//! truth for killing and measuring.
 
-use crate::context::Ctx;
+use crate::{agent::unreadable, context::Ctx};
 use fleet_core::{
     id::AgentId,
     lock::HeldLocks,
@@ -11,23 +13,37 @@ use fleet_core::{
 };
 use std::{
     cell::OnceCell,
+    collections::BTreeSet,
     path::{Path, PathBuf},
 };
 
 /// One agent, reconciled.
 #[derive(Debug, Clone)]
 pub struct AgentView {
-    /// The record on disk.
+    /// The record on disk (for an agent without a readable one, what its cgroup tells).
     pub record: AgentRecord,
-    /// The state to show: the record's, or `orphaned` when nobody holds its lock.
+    /// The state to show: the record's; `orphaned` when nobody supervises a run that has not
+    /// ended and processes remain; `failed` when none remain (it ended unobserved).
     pub state: AgentState,
     /// Whether its supervisor (or a spawn in progress) holds the lock.
     pub supervised: bool,
+    /// Why `record` stands in for the agent's own: its record cannot be read, or it has none.
+    pub record_error: Option<String>,
+}
+
+impl AgentView {
+    /// Whether its record says alive and nobody supervises it: an orphan, running or ended
+    /// unobserved, whose end is for `kill` or `gc` to record.
+    pub fn unsettled(&self) -> bool {
+        self.record_error.is_none() && !self.supervised && !self.record.state.is_terminal()
+    }
 }
 
 /// A record that could not be read, named for the operator.
 #[derive(Debug, Clone)]
 pub struct BadRecord {
+    /// Whose.
+    pub id: AgentId,
     /// The file.
     pub path: PathBuf,
     /// Why.
@@ -60,7 +76,8 @@ impl<'a> Locks<'a> {
         Locks { proc_root, held: OnceCell::new() }
     }
 
-    fn held(&self) -> &HeldLocks {
+    /// The held locks, read now if not yet.
+    pub fn held(&self) -> &HeldLocks {
         self.held.get_or_init(|| HeldLocks::read(self.proc_root))
     }
 }
@@ -68,44 +85,92 @@ impl<'a> Locks<'a> {
 /// Derives the state to show from a record and whether its lock is held.
 pub fn reconcile(record: AgentRecord, supervised: bool) -> AgentView {
     let state = if !record.state.is_terminal() && !supervised { AgentState::Orphaned } else { record.state };
-    AgentView { record, state, supervised }
+    AgentView { record, state, supervised, record_error: None }
 }
 
-/// Loads agent `id`, if it has a record.
+/// Reconciles a record, and notices a supervisor that died: the record names a supervisor
+/// that is gone, and says the run has not ended. A supervisor records the end before it
+/// exits, so the record is read once more after its death is seen: only if it still says
+/// alive did the supervisor die without recording. The death is journaled once
+/// (`agent::deaths`), and the cgroup tells whether the agent still runs.
+fn reconciled(ctx: &Ctx, locks: &Locks, mut record: AgentRecord) -> AgentView {
+    let mut read_again = true;
+    loop {
+        let supervised = is_supervised(ctx, locks, &record);
+        let Some(supervisor) = record.supervisor.filter(|_| !supervised && !record.state.is_terminal()) else {
+            return reconcile(record, supervised);
+        };
+        if read_again {
+            read_again = false;
+            if let Ok(Some(again)) = AgentRecord::load(&ctx.dirs.state_path(&record.id))
+                && again != record
+            {
+                record = again;
+                continue;
+            }
+        }
+        // A cgroup that cannot be read is not called empty: nothing is claimed ended on doubt.
+        let agent_alive = ctx.fleet.agent(&record.id).populated().unwrap_or(true);
+        crate::agent::deaths::note(ctx, &record, supervisor, agent_alive);
+        let state = if agent_alive { AgentState::Orphaned } else { AgentState::Failed };
+        return AgentView { record, state, supervised: false, record_error: None };
+    }
+}
+
+/// Loads agent `id`: from its record, or, when that cannot be read, from its cgroup. `None`
+/// when it has no record at all.
 pub fn load_one(ctx: &Ctx, id: &AgentId) -> anyhow::Result<Option<AgentView>> {
-    let Some(record) = AgentRecord::load(&ctx.dirs.state_path(id))? else {
-        return Ok(None);
-    };
-    let supervised = is_supervised(ctx, &Locks::new(&ctx.proc_root), &record);
-    Ok(Some(reconcile(record, supervised)))
+    let locks = Locks::new(&ctx.proc_root);
+    let path = ctx.dirs.state_path(id);
+    Ok(match AgentRecord::load(&path) {
+        Ok(Some(record)) => Some(reconciled(ctx, &locks, record)),
+        Ok(None) => None,
+        Err(e) => Some(unreadable::from_cgroup(ctx, &locks, id, unreadable::describe(&path, &e)).0),
+    })
 }
 
-/// Loads every agent with a record, sorted by id, and the records that could not be read.
+/// Loads every agent, sorted by id, and the records that could not be read. Agents whose
+/// record cannot be read, or who have none, are in the list too while their cgroup has
+/// processes or their lock is held, seen through the cgroup.
 pub fn load_all(ctx: &Ctx) -> anyhow::Result<(Vec<AgentView>, Vec<BadRecord>)> {
     let dir = ctx.dirs.agents_dir();
     let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), Vec::new())),
+        Ok(e) => Some(e),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => {
             return Err(anyhow::Error::new(e).context(format!("cannot list {}", dir.display())));
         }
     };
     let locks = Locks::new(&ctx.proc_root);
     let (mut views, mut bad) = (Vec::new(), Vec::new());
-    for entry in entries.flatten() {
+    let mut recorded = BTreeSet::new();
+    for entry in entries.into_iter().flatten().flatten() {
         let Some(id) = entry.file_name().to_str().and_then(|n| n.parse::<AgentId>().ok()) else {
             continue;
         };
         let path = ctx.dirs.state_path(&id);
         match AgentRecord::load(&path) {
             Ok(Some(record)) => {
-                let supervised = is_supervised(ctx, &locks, &record);
-                views.push(reconcile(record, supervised))
+                recorded.insert(id);
+                views.push(reconciled(ctx, &locks, record));
             }
             // A directory with a lock but no record yet: a spawn in progress, or one that
-            // was killed before writing; `status` has nothing to show for it.
+            // was killed before writing; only its cgroup can say more (below).
             Ok(None) => {}
-            Err(e) => bad.push(BadRecord { path, error: e.to_string() }),
+            Err(e) => {
+                recorded.insert(id.clone());
+                let error = unreadable::describe(&path, &e);
+                if let (view, true) = unreadable::from_cgroup(ctx, &locks, &id, error.clone()) {
+                    views.push(view);
+                }
+                bad.push(BadRecord { id, path, error });
+            }
+        }
+    }
+    for name in ctx.fleet.agent_names()? {
+        let Ok(id) = name.parse::<AgentId>() else { continue };
+        if !recorded.contains(&id) && ctx.fleet.agent(&id).populated().unwrap_or(false) {
+            views.push(unreadable::from_cgroup(ctx, &locks, &id, unreadable::NO_RECORD.into()).0);
         }
     }
     views.sort_by(|a, b| a.record.id.cmp(&b.record.id));

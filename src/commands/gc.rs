@@ -25,7 +25,7 @@ use crate::{
 };
 use anyhow::Result;
 use fleet_cli::GcArgs;
-use fleet_core::{id::AgentId, lock::Lock, state::AgentState};
+use fleet_core::{id::AgentId, lock::Lock};
 use std::time::{Duration, SystemTime};
 
 /// Entry point.
@@ -35,7 +35,8 @@ pub fn run(ctx: &Ctx, args: GcArgs) -> Result<Exit> {
     let (views, _) = view::load_all(ctx)?;
     for v in views {
         let id = v.record.id.clone();
-        if v.state == AgentState::Orphaned {
+        // An orphan, running or ended unobserved (shown `failed` until its end is recorded).
+        if v.unsettled() {
             if !nobody_holds(ctx, &id) {
                 continue; // a spawn in progress, seen between its lock and its supervisor
             }

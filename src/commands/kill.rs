@@ -57,7 +57,7 @@ pub fn run(ctx: &Ctx, args: KillArgs) -> Result<Exit> {
                 println!("{id}: {how} (state {state})");
             }
             Ok(Some(Stopped::AlreadyEnded { state, cause })) => {
-                let state = state.map(|s| s.to_string()).unwrap_or_else(|| "no record".into());
+                let state = state.map(|s| s.to_string()).unwrap_or_else(|| "state unknown".into());
                 let cause = cause.map(|c| format!(": {c}")).unwrap_or_default();
                 println!("{id}: already ended ({state}{cause}); nothing to kill");
             }

@@ -22,12 +22,12 @@ use fleet_core::{
     lock::{Lock, read_holder},
     meminfo::Budget,
     size::{Limit, format_iec},
-    state::{AgentRecord, AgentState, RestartPolicy, STATE_SCHEMA},
+    state::{AgentRecord, AgentState, RestartPolicy},
     timefmt::human_duration,
 };
 use std::{
     path::{Path, PathBuf},
-    time::{Duration, SystemTime},
+    time::Duration,
 };
 
 const DEFAULT_SOFT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
@@ -293,32 +293,14 @@ fn prepare(ctx: &Ctx, plan: &SupervisorPlan, record: &AgentRecord) -> Result<()>
 /// The agent's record as `spawn` first writes it: starting, no pid yet.
 fn first_record(ctx: &Ctx, plan: &SupervisorPlan) -> AgentRecord {
     AgentRecord {
-        schema: STATE_SCHEMA,
-        id: plan.id.clone(),
-        state: AgentState::Starting,
         workspace: plan.workspace.clone(),
         command: plan.command.clone(),
-        supervisor: None,
-        pid: None,
-        created_at: SystemTime::now(),
-        started_at: None,
-        ended_at: None,
-        soft_deadline: None,
-        hard_deadline: None,
-        limits: plan.limits,
         restart: plan.restart,
-        restarts: 0,
-        next_restart_at: None,
-        exit: None,
-        cause: None,
-        killed_by: None,
-        oom_kills: 0,
-        cgroup: plan.cgroup.unified.clone(),
-        log: ctx.dirs.log_path(&plan.id),
         protect: plan.protect,
         slot: plan.slot.clone(),
         ports: plan.ports,
         scratch: plan.scratch.clone(),
+        ..AgentRecord::new(plan.id.clone(), plan.limits, plan.cgroup.unified.clone(), ctx.dirs.log_path(&plan.id))
     }
 }
 

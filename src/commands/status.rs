@@ -8,7 +8,11 @@ use crate::{
 };
 use anyhow::Result;
 use fleet_cli::StatusArgs;
-use fleet_core::meminfo::{Budget, percent_1dp};
+use fleet_core::{
+    meminfo::{Budget, percent_1dp},
+    procs::ProcessRef,
+    state::AgentState,
+};
 use std::collections::BTreeMap;
 
 /// Entry point.
@@ -74,8 +78,12 @@ pub fn build(ctx: &Ctx, args: &StatusArgs) -> Result<StatusReport> {
 }
 
 fn agent_status(ctx: &Ctx, v: AgentView) -> AgentStatus {
+    let cause = cause(&v);
     let r = v.record;
     let live = !v.state.is_terminal();
+    // A run nobody supervises: its deadlines are enforced by nobody, and its main process
+    // is shown only while it exists.
+    let unsupervised = !v.supervised && !r.state.is_terminal();
     let cgroup = ctx.fleet.agent(&r.id);
     let mem = if live { cgroup.memory_stats().ok() } else { None };
     let running_for = if live { r.started_at.and_then(|t| t.elapsed().ok()) } else { None };
@@ -91,10 +99,11 @@ fn agent_status(ctx: &Ctx, v: AgentView) -> AgentStatus {
             Err(e) => -(e.duration().as_secs() as i64),
         })
     };
+    let (soft_deadline, hard_deadline) = if unsupervised { (None, None) } else { (r.soft_deadline, r.hard_deadline) };
     AgentStatus {
         id: r.id.to_string(),
         state: v.state,
-        pid: r.pid.filter(|_| live),
+        pid: r.pid.filter(|&p| live && (v.supervised || ProcessRef::of(&ctx.proc_root, p).is_some())),
         supervisor_pid: r.supervisor.map(|s| s.pid).filter(|_| v.supervised),
         workspace: r.workspace,
         command: r.command,
@@ -107,21 +116,14 @@ fn agent_status(ctx: &Ctx, v: AgentView) -> AgentStatus {
         memory_percent_of_max: mem.and_then(|m| m.max.bytes().map(|max| percent_1dp(m.current, max))),
         cpu_percent: cpu,
         pids_current: if live { cgroup.pids_current().ok() } else { None },
-        soft_deadline: time(r.soft_deadline),
-        hard_deadline: time(r.hard_deadline),
-        soft_deadline_in_seconds: until(r.soft_deadline),
-        hard_deadline_in_seconds: until(r.hard_deadline),
+        soft_deadline: time(soft_deadline),
+        hard_deadline: time(hard_deadline),
+        soft_deadline_in_seconds: until(soft_deadline),
+        hard_deadline_in_seconds: until(hard_deadline),
         restarts: r.restarts,
         exit_code: r.exit.and_then(|e| e.code),
         signal: r.exit.and_then(|e| e.signal),
-        cause: if v.state == fleet_core::state::AgentState::Orphaned && r.pid.is_none() {
-            // A spawn that died before its agent started: nothing ran, nothing to kill.
-            Some("spawn died before the agent started; `fleetctl gc` cleans up".into())
-        } else if v.state == fleet_core::state::AgentState::Orphaned {
-            Some("supervisor gone; `fleetctl kill` cleans up".into())
-        } else {
-            r.cause
-        },
+        cause,
         killed_by: r.killed_by,
         oom_kills: r.oom_kills,
         protect: r.protect,
@@ -132,5 +134,30 @@ fn agent_status(ctx: &Ctx, v: AgentView) -> AgentStatus {
         port_base: r.ports.filter(|_| v.supervised).map(|p| p.base),
         port_count: r.ports.filter(|_| v.supervised).map(|p| p.count),
         scratch: r.scratch.filter(|_| !v.state.is_terminal()),
+        record_error: v.record_error,
     }
+}
+
+/// The record's cause, or for a run nobody supervises, what happened to its supervisor.
+fn cause(v: &AgentView) -> Option<String> {
+    if !v.unsettled() {
+        return v.record.cause.clone();
+    }
+    let Some(supervisor) = v.record.supervisor else {
+        // A spawn that died before its agent started: nothing ran, nothing to kill.
+        return Some("spawn died before the agent started; `fleetctl gc` cleans up".into());
+    };
+    Some(if v.state == AgentState::Orphaned {
+        format!(
+            "its supervisor (pid {}) died; the agent runs unsupervised (no timeouts, no leases, and its \
+             next output ends it with SIGPIPE): `fleetctl kill` ends it",
+            supervisor.pid
+        )
+    } else {
+        format!(
+            "its supervisor (pid {}) died and the agent ended unobserved; exit status unknown \
+             (`fleetctl kill` or `gc` records it)",
+            supervisor.pid
+        )
+    })
 }

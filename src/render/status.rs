@@ -92,6 +92,8 @@ pub struct AgentStatus {
     pub port_base: Option<u16>,
     pub port_count: Option<u16>,
     pub scratch: Option<PathBuf>,
+    /// Why the agent is shown from its cgroup: its record cannot be read, or it has none.
+    pub record_error: Option<String>,
 }
 
 /// A record that could not be read.
@@ -171,7 +173,7 @@ pub fn render_table(report: &StatusReport) -> String {
                 a.cpu_percent.map(|c| format!("{c:.0} %")).unwrap_or_else(|| "-".into()),
                 deadlines(a),
                 workspace(a),
-                a.cause.clone().unwrap_or_default(),
+                a.record_error.clone().or_else(|| a.cause.clone()).unwrap_or_default(),
             ]);
         }
         out.push_str(&t.to_string());
@@ -185,7 +187,9 @@ pub fn render_table(report: &StatusReport) -> String {
 
 /// The leased slot's name (the path otherwise), and the leased ports.
 fn workspace(a: &AgentStatus) -> String {
-    let mut text = a.workspace_slot.clone().unwrap_or_else(|| a.workspace.display().to_string());
+    // An agent shown from its cgroup (no readable record) has no known workspace.
+    let path = if a.workspace.as_os_str().is_empty() { "-".to_string() } else { a.workspace.display().to_string() };
+    let mut text = a.workspace_slot.clone().unwrap_or(path);
     if let (Some(base), Some(n)) = (a.port_base, a.port_count) {
         text.push_str(&format!(", ports {base}-{}", base + (n - 1)));
     }

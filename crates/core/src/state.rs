@@ -192,6 +192,40 @@ pub struct AgentRecord {
 }
 
 impl AgentRecord {
+    /// A record of agent `id` that has not started: `starting`, created now, no supervisor,
+    /// pid, times, history or leases; workspace and command empty. Callers fill in what they
+    /// know (`spawn` its plan; a view from the cgroup what the cgroup tells).
+    pub fn new(id: AgentId, limits: Limits, cgroup: PathBuf, log: PathBuf) -> AgentRecord {
+        AgentRecord {
+            schema: STATE_SCHEMA,
+            id,
+            state: AgentState::Starting,
+            workspace: PathBuf::new(),
+            command: Vec::new(),
+            supervisor: None,
+            pid: None,
+            created_at: SystemTime::now(),
+            started_at: None,
+            ended_at: None,
+            soft_deadline: None,
+            hard_deadline: None,
+            limits,
+            restart: RestartPolicy::Never,
+            restarts: 0,
+            next_restart_at: None,
+            exit: None,
+            cause: None,
+            killed_by: None,
+            oom_kills: 0,
+            cgroup,
+            log,
+            protect: false,
+            slot: None,
+            ports: None,
+            scratch: None,
+        }
+    }
+
     /// Loads a record; a missing file is `Ok(None)`, a corrupt one an error naming it.
     pub fn load(path: &Path) -> Result<Option<AgentRecord>> {
         let bytes = match std::fs::read(path) {

@@ -78,6 +78,12 @@ impl Cgroup {
         self.unified.is_dir()
     }
 
+    /// When the cgroup was made, as far as its directory says: an agent's cgroup is a leaf,
+    /// so nothing changes its directory after that. For agents whose record cannot say.
+    pub fn created_at(&self) -> Option<std::time::SystemTime> {
+        std::fs::metadata(&self.unified).and_then(|m| m.modified()).ok()
+    }
+
     /// Creates the directory in every hierarchy, the unified one last (see [`Cgroup::exists`]);
     /// an existing one is fine. Returns how many of the [`Cgroup::dirs`] this call made: all
     /// of them means the cgroup is fresh, none that it was already there.

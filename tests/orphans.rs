@@ -1,0 +1,111 @@
+//! Supervisors that die (SIGKILL): what their agents do, what `status` says about them, and
+//! the journal line that records the death once.
+
+use crate::util::{TestFleet, alive};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+const T: Duration = Duration::from_secs(30);
+
+fn supervisor_deaths(f: &TestFleet, id: &str) -> Vec<Value> {
+    f.events(id).into_iter().filter(|e| e["event"] == "supervisor_died").collect()
+}
+
+#[test]
+fn an_orphan_that_died_is_shown_ended_and_its_supervisors_death_is_journaled_once() {
+    let Some(f) = TestFleet::new("supdeath") else { return };
+    let deadlines = ["--soft-timeout", "5m", "--hard-timeout", "10m"];
+    // One that writes all the time, one that never writes, one whose supervisor lives.
+    let talker = ["sh", "-c", "while :; do echo tick; sleep 0.05; done"];
+    for (id, command) in [("talker", &talker[..]), ("quiet", &["sleep", "600"][..]), ("bystander", &["sleep", "600"])] {
+        let mut args = vec!["spawn", id, "ws-001"];
+        args.extend(deadlines);
+        args.push("--");
+        args.extend(command);
+        f.run(&args).code(0);
+    }
+    f.wait_log("talker", "tick", T);
+    let mut pids = std::collections::HashMap::new();
+    for id in ["talker", "quiet", "bystander"] {
+        let a = f.wait_state(id, &["running"], T);
+        pids.insert(id, (a["pid"].as_i64().expect("pid"), a["supervisor_pid"].as_i64().expect("supervisor")));
+    }
+    for id in ["talker", "quiet"] {
+        let sup = pids[id].1;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(sup as i32), nix::sys::signal::Signal::SIGKILL)
+            .expect("SIGKILL the supervisor");
+        let deadline = Instant::now() + T;
+        while alive(sup) {
+            assert!(Instant::now() < deadline, "supervisor {sup} survived SIGKILL");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    // The talker's next write finds no reader: it dies of SIGPIPE (and its last `sleep`
+    // ends soon after).
+    let deadline = Instant::now() + T;
+    while alive(pids["talker"].0) || f.cgroup("talker").populated().unwrap_or(true) {
+        assert!(Instant::now() < deadline, "the talker outlived its output's reader");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(alive(pids["quiet"].0), "the quiet orphan runs on");
+
+    // The first commands to see the deaths race each other; each death is journaled once.
+    let runs: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4).map(|_| s.spawn(|| f.run(&["status", "--json"]))).collect();
+        handles.into_iter().map(|h| h.join().expect("status")).collect()
+    });
+    for run in &runs {
+        run.code(0);
+    }
+    for _ in 0..3 {
+        f.status();
+    }
+    for id in ["talker", "quiet"] {
+        let deaths = supervisor_deaths(&f, id);
+        assert_eq!(deaths.len(), 1, "{id}: {deaths:?}");
+        assert_eq!(deaths[0]["supervisor_pid"], pids[id].1, "{deaths:?}");
+    }
+    assert_eq!(supervisor_deaths(&f, "quiet")[0]["agent_alive"], true);
+    assert!(supervisor_deaths(&f, "bystander").is_empty());
+
+    // status is truthful: the talker has ended, unobserved; the quiet one runs with nobody
+    // enforcing its deadlines; the bystander's are still ahead.
+    let talker = f.agent("talker");
+    assert_eq!(talker["state"], "failed", "{talker:#}");
+    for field in ["pid", "supervisor_pid", "pids_current", "soft_deadline_in_seconds", "hard_deadline_in_seconds"] {
+        assert!(talker[field].is_null(), "talker {field}: {talker:#}");
+    }
+    assert!(talker["cause"].as_str().unwrap_or("").contains("ended unobserved"), "{talker:#}");
+    let quiet = f.agent("quiet");
+    assert_eq!(
+        (quiet["state"].as_str(), quiet["pid"].as_i64()),
+        (Some("orphaned"), Some(pids["quiet"].0)),
+        "{quiet:#}"
+    );
+    for field in ["soft_deadline", "hard_deadline", "soft_deadline_in_seconds", "hard_deadline_in_seconds"] {
+        assert!(quiet[field].is_null(), "quiet {field}: nobody enforces it: {quiet:#}");
+    }
+    assert!(quiet["pids_current"].as_u64().unwrap_or(0) >= 1, "{quiet:#}");
+    let bystander = f.agent("bystander");
+    assert_eq!(bystander["state"], "running");
+    assert!(bystander["hard_deadline_in_seconds"].as_i64().unwrap_or(0) > 0, "{bystander:#}");
+    let counts = &f.status()["host"]["agents_by_state"];
+    assert_eq!((counts["failed"].as_u64(), counts["orphaned"].as_u64()), (Some(1), Some(1)), "{counts:#}");
+
+    // kill still cleans up: it records the talker's unobserved end and ends the quiet one.
+    let run = f.run(&["kill", "talker", "quiet"]);
+    run.code(0);
+    assert!(run.stdout.contains("talker: already ended (failed"), "{run:?}");
+    assert!(!alive(pids["quiet"].0));
+    for id in ["talker", "quiet"] {
+        assert!(!f.cgroup(id).exists(), "{id}'s cgroup is left");
+        let exits: Vec<Value> = f.events(id).into_iter().filter(|e| e["event"] == "exit").collect();
+        assert_eq!(exits.len(), 1, "{id}: {exits:?}");
+        assert_eq!(exits[0]["supervised"], false, "{id}: {exits:?}");
+        assert_eq!(supervisor_deaths(&f, id).len(), 1, "{id}: the death is not journaled again");
+    }
+    assert_eq!(f.agent("talker")["state"], "failed");
+    assert_eq!(f.agent("quiet")["state"], "killed");
+    assert!(alive(pids["bystander"].0), "the bystander was harmed");
+    f.finish();
+}
