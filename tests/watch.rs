@@ -67,6 +67,76 @@ fn auto_kill_stops_a_hog_that_grows_through_the_kill_threshold() {
     f.finish();
 }
 
+/// Holds `mib` MiB built in 4 MiB steps (a shell building one big string briefly needs twice
+/// its size), printing `grew N` after each; `pause` between steps; then `then`.
+fn stepped_grower(mib: u64, pause: &str, then: &str) -> String {
+    format!(
+        r#"i=0; while [ $i -lt {} ]; do eval "v$i=\$(head -c 4194304 /dev/zero | tr '\\0' x)"; i=$((i+1)); echo "grew $i"; {pause}; done; {then}; test -n "$v1""#,
+        mib / 4
+    )
+}
+
+/// The issue's complaint: the guard killed a steady large agent rather than the newcomer
+/// that spiked. With `--order growth` the agent that grew goes, though the steady one is
+/// larger (largest-first would take it: 200 MiB against the newcomer's ~160 at 95 %).
+#[test]
+fn the_guard_with_order_growth_kills_the_newcomer_that_grows_not_the_steady_giant() {
+    let Some(f) = TestFleet::new("growth") else { return };
+    f.set_budget(384 << 20);
+    f.run(&["spawn", "steady", "ws-001", "--", "sh", "-c", &stepped_grower(200, "true", "echo ready; sleep 600")])
+        .code(0);
+    f.wait_log("steady", "ready", T);
+    f.run(&["spawn", "bystander", "ws-001", "--", "sleep", "600"]).code(0);
+    // relief measures once: it cannot know growth, and says so.
+    f.run(&["relief", "50", "--order", "growth"]).code(2).one_error_line("cannot see growth");
+
+    let metrics = f.tmp.path().join("fleet.prom");
+    let mut watcher = f
+        .cmd(&[
+            "watch",
+            "--auto-kill",
+            "--order",
+            "growth",
+            "--interval",
+            "200ms",
+            "--metrics-file",
+            metrics.to_str().expect("utf8"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("watch");
+    // The guard is up (and has sampled the steady agent) when it has written its metrics.
+    let deadline = Instant::now() + T;
+    while !metrics.exists() {
+        if let Some(status) = watcher.try_wait().expect("try_wait") {
+            let out = watcher.wait_with_output().expect("watch output");
+            panic!("watch ended ({status}): {}", String::from_utf8_lossy(&out.stderr));
+        }
+        assert!(Instant::now() < deadline, "watch never wrote {}", metrics.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f.run(&["spawn", "newcomer", "ws-001", "--", "sh", "-c", &stepped_grower(400, "sleep 0.1", "echo done; sleep 600")])
+        .code(0);
+    let a = f.wait_state("newcomer", &["killed", "oom-killed", "exited", "failed"], T);
+    assert_eq!(a["state"], "killed", "{a:#}\n{}", f.log("newcomer"));
+    assert_eq!(a["killed_by"], "watch");
+    assert!(!f.log("newcomer").contains("done"), "the newcomer was stopped before it finished growing");
+    let kill = f.wait_event("newcomer", "relief_kill", Duration::from_secs(10));
+    assert_eq!(kill["by"], "watch");
+    for id in ["steady", "bystander"] {
+        assert_eq!(f.agent(id)["state"], "running", "{id} was spared");
+        assert!(f.events(id).iter().all(|e| e["event"] != "relief_kill"), "{id}: {:?}", f.events(id));
+    }
+
+    interrupt(&watcher);
+    let out = watcher.wait_with_output().expect("watch exits");
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().filter(|l| l.contains("killed ")).count(), 1, "one kill:\n{text}");
+    f.finish();
+}
+
 #[test]
 fn watch_draws_gauges_on_a_terminal() {
     let Some(f) = TestFleet::new("watchtty") else { return };
