@@ -19,7 +19,7 @@ const T: Duration = Duration::from_secs(180);
 /// does it is measured by `cargo xtask bench`.
 const GROWER: &str = r#"i=0; while [ $i -lt 100 ]; do eval "v$i=\$(head -c 4194304 /dev/zero | tr '\\0' x)"; i=$((i+1)); echo "grew $i"; sleep 0.1; done; echo done; sleep 600; test -n "$v1""#;
 
-fn interrupt(child: &Child) {
+pub fn interrupt(child: &Child) {
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT);
 }
 
@@ -69,7 +69,7 @@ fn auto_kill_stops_a_hog_that_grows_through_the_kill_threshold() {
 
 /// Holds `mib` MiB built in 4 MiB steps (a shell building one big string briefly needs twice
 /// its size), printing `grew N` after each; `pause` between steps; then `then`.
-fn stepped_grower(mib: u64, pause: &str, then: &str) -> String {
+pub fn stepped_grower(mib: u64, pause: &str, then: &str) -> String {
     format!(
         r#"i=0; while [ $i -lt {} ]; do eval "v$i=\$(head -c 4194304 /dev/zero | tr '\\0' x)"; i=$((i+1)); echo "grew $i"; {pause}; done; {then}; test -n "$v1""#,
         mib / 4
@@ -116,8 +116,16 @@ fn the_guard_with_order_growth_kills_the_newcomer_that_grows_not_the_steady_gian
         assert!(Instant::now() < deadline, "watch never wrote {}", metrics.display());
         std::thread::sleep(Duration::from_millis(50));
     }
-    f.run(&["spawn", "newcomer", "ws-001", "--", "sh", "-c", &stepped_grower(400, "sleep 0.1", "echo done; sleep 600")])
-        .code(0);
+    f.run(&[
+        "spawn",
+        "newcomer",
+        "ws-001",
+        "--",
+        "sh",
+        "-c",
+        &stepped_grower(400, "sleep 0.1", "echo done; sleep 600"),
+    ])
+    .code(0);
     let a = f.wait_state("newcomer", &["killed", "oom-killed", "exited", "failed"], T);
     assert_eq!(a["state"], "killed", "{a:#}\n{}", f.log("newcomer"));
     assert_eq!(a["killed_by"], "watch");

@@ -55,9 +55,8 @@ pub fn plan(mut candidates: Vec<Candidate>, used: u64, target: u64, order: Relie
         ReliefOrder::Largest => candidates.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.id.cmp(&b.id))),
         ReliefOrder::Newest => candidates.sort_by_key(|c| std::cmp::Reverse(c.started_at)),
         ReliefOrder::Oldest => candidates.sort_by_key(|c| c.started_at),
-        ReliefOrder::Growth => candidates.sort_by(|a, b| {
-            b.growth.cmp(&a.growth).then_with(|| b.bytes.cmp(&a.bytes)).then_with(|| a.id.cmp(&b.id))
-        }),
+        ReliefOrder::Growth => candidates
+            .sort_by(|a, b| b.growth.cmp(&a.growth).then_with(|| b.bytes.cmp(&a.bytes)).then_with(|| a.id.cmp(&b.id))),
     }
     let mut steps = Vec::new();
     let mut freed = 0u64;
@@ -123,7 +122,8 @@ mod tests {
 
     #[test]
     fn growth_takes_the_runaway_first_then_the_largest() {
-        let grown = |id, mib, grew_mib: u64, protected| Candidate { growth: grew_mib << 20, ..c(id, mib, 10, protected) };
+        let grown =
+            |id, mib, grew_mib: u64, protected| Candidate { growth: grew_mib << 20, ..c(id, mib, 10, protected) };
         let agents = || {
             vec![
                 grown("steady", 380, 0, false),

@@ -1,11 +1,11 @@
 //! Measuring every live agent's memory: once, for `memory` and `relief`, and on every
 //! refresh, for the watcher.
 
+use crate::agent::growth::GrowthTracker;
 use crate::{
     agent::view::{self, AgentView},
     context::Ctx,
 };
-use crate::agent::growth::GrowthTracker;
 use anyhow::Result;
 use fleet_core::{
     cgroup::{HeldCounter, MemoryEvents, MemoryStats, Pressure},

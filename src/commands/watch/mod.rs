@@ -21,7 +21,7 @@ use crate::{
     exit::Exit,
 };
 use anyhow::{Context, Result};
-use fleet_cli::WatchArgs;
+use fleet_cli::{ReliefOrder, WatchArgs};
 use fleet_core::{cgroup::UsageAlarm, meminfo::Budget, paths::write_atomic, procs::protect_from_oom};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use screen::Screen;
@@ -144,10 +144,13 @@ pub fn run(ctx: &Ctx, args: WatchArgs) -> Result<Exit> {
         }
         if args.auto_kill && budget.percent() >= f64::from(kill_t) {
             let started = Instant::now();
-            // A fresh sample: an agent born since the last refresh is likely the one that
-            // pushed use over, and relief plans from this growth until it is done.
-            sampler.sample(ctx, 0)?;
-            relief.growth = sampler.growth();
+            if victims.order == ReliefOrder::Growth {
+                // A fresh sample: an agent born since the last refresh is likely the one
+                // that pushed use over, and relief plans from this growth until it is done.
+                // Should it fail, the last sample's growth is still the best there is.
+                let _ = sampler.sample(ctx, 0);
+                relief.growth = sampler.growth();
+            }
             screen.say(&format!(
                 "fleet at {:.1} %, at or above the kill threshold of {kill_t} %: relieving to {spawn_t} %",
                 budget.percent()
