@@ -2,7 +2,7 @@
 
 use crate::util::{TestFleet, hog_script};
 use std::{
-    process::{Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -102,17 +102,7 @@ fn fleet_counters_count_each_oom_relief_and_guard_kill_once() {
 
     // A guard kill, seen in the file the guard itself writes.
     let metrics = f.tmp.path().join("fleet.prom");
-    let mut watcher = f
-        .cmd(&["watch", "--auto-kill", "--interval", "200ms", "--metrics-file", metrics.to_str().expect("utf8")])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("watch");
-    let up = Instant::now() + T;
-    while !metrics.exists() {
-        assert!(watcher.try_wait().expect("try_wait").is_none(), "watch ended");
-        assert!(Instant::now() < up, "watch never wrote {}", metrics.display());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let watcher = crate::watch::start_guard(&f, &[], &metrics);
     let grower = crate::watch::stepped_grower(400, "sleep 0.1", "echo done; sleep 600");
     f.run(&["spawn", "grower", "ws-001", "--", "sh", "-c", &grower]).code(0);
     assert_eq!(f.wait_state("grower", &["killed", "oom-killed", "exited", "failed"], T)["killed_by"], "watch");
@@ -123,7 +113,7 @@ fn fleet_counters_count_each_oom_relief_and_guard_kill_once() {
         std::thread::sleep(Duration::from_millis(50));
     }
     crate::watch::interrupt(&watcher);
-    assert_eq!(watcher.wait().expect("watch exits").code(), Some(130));
+    assert_eq!(watcher.wait_with_output().expect("watch exits").status.code(), Some(130));
 
     assert_eq!(f.agent("bystander")["state"], "running", "the bystander survived");
     let after = read();

@@ -19,6 +19,25 @@ const T: Duration = Duration::from_secs(180);
 /// does it is measured by `cargo xtask bench`.
 const GROWER: &str = r#"i=0; while [ $i -lt 100 ]; do eval "v$i=\$(head -c 4194304 /dev/zero | tr '\\0' x)"; i=$((i+1)); echo "grew $i"; sleep 0.1; done; echo done; sleep 600; test -n "$v1""#;
 
+/// Starts `watch --auto-kill --interval 200ms --metrics-file METRICS` plus `extra`, and
+/// returns once the guard is up: it has written its first metrics. Its output is piped.
+pub fn start_guard(f: &TestFleet, extra: &[&str], metrics: &std::path::Path) -> Child {
+    let mut args =
+        vec!["watch", "--auto-kill", "--interval", "200ms", "--metrics-file", metrics.to_str().expect("utf8")];
+    args.extend(extra);
+    let mut watcher = f.cmd(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("watch");
+    let deadline = Instant::now() + T;
+    while !metrics.exists() {
+        if let Some(status) = watcher.try_wait().expect("try_wait") {
+            let out = watcher.wait_with_output().expect("watch output");
+            panic!("watch ended ({status}): {}", String::from_utf8_lossy(&out.stderr));
+        }
+        assert!(Instant::now() < deadline, "watch never wrote {}", metrics.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    watcher
+}
+
 pub fn interrupt(child: &Child) {
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT);
 }
@@ -29,18 +48,7 @@ fn auto_kill_stops_a_hog_that_grows_through_the_kill_threshold() {
     f.set_budget(256 << 20);
     let metrics = f.tmp.path().join("fleet.prom");
     f.run(&["spawn", "keep", "ws-001", "--protect", "--", "sleep", "600"]).code(0);
-    let watcher = f
-        .cmd(&["watch", "--auto-kill", "--interval", "200ms", "--metrics-file", metrics.to_str().expect("utf8")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("watch");
-    // The guard is up when it has written its first metrics.
-    let deadline = Instant::now() + T;
-    while !metrics.exists() {
-        assert!(Instant::now() < deadline, "watch never wrote {}", metrics.display());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let watcher = start_guard(&f, &[], &metrics);
     assert!(std::fs::read_to_string(&metrics).expect("metrics").contains("fleet_memory_used_bytes"));
     // Only one watcher may kill.
     f.run(&["watch", "--auto-kill"]).code(4).one_error_line("another auto-killing watcher is running");
@@ -91,31 +99,8 @@ fn the_guard_with_order_growth_kills_the_newcomer_that_grows_not_the_steady_gian
     f.run(&["relief", "50", "--order", "growth"]).code(2).one_error_line("cannot see growth");
 
     let metrics = f.tmp.path().join("fleet.prom");
-    let mut watcher = f
-        .cmd(&[
-            "watch",
-            "--auto-kill",
-            "--order",
-            "growth",
-            "--interval",
-            "200ms",
-            "--metrics-file",
-            metrics.to_str().expect("utf8"),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("watch");
-    // The guard is up (and has sampled the steady agent) when it has written its metrics.
-    let deadline = Instant::now() + T;
-    while !metrics.exists() {
-        if let Some(status) = watcher.try_wait().expect("try_wait") {
-            let out = watcher.wait_with_output().expect("watch output");
-            panic!("watch ended ({status}): {}", String::from_utf8_lossy(&out.stderr));
-        }
-        assert!(Instant::now() < deadline, "watch never wrote {}", metrics.display());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // Up (and has sampled the steady agent) once it has written its metrics.
+    let watcher = start_guard(&f, &["--order", "growth"], &metrics);
     f.run(&[
         "spawn",
         "newcomer",

@@ -143,21 +143,17 @@ fn render_counters(out: &mut String, c: &FleetCounters) {
         family(out, name, "counter", help);
         let _ = writeln!(out, "{name} {value}");
     };
-    let labelled = |out: &mut String, name: &str, help: &str, label: &str, values: &BTreeMap<String, u64>| {
+    fn labelled<K: AsRef<str>>(out: &mut String, name: &str, help: &str, label: &str, values: &BTreeMap<K, u64>) {
         family(out, name, "counter", help);
         for (value, n) in values {
-            let _ = writeln!(out, "{name}{{{label}=\"{}\"}} {n}", escape(value));
+            let _ = writeln!(out, "{name}{{{label}=\"{}\"}} {n}", escape(value.as_ref()));
         }
-    };
+    }
     // Reasons are whatever admission writes; each appears with its first refusal.
     let refused = &j.refusals_by_reason;
     labelled(out, "fleet_spawns_refused_total", "Spawns refused at admission, by reason.", "reason", refused);
     counter(out, "fleet_oom_kills_total", "Agent runs ended by an OOM kill (oom_kill events).", j.event("oom_kill"));
-    let mut kills: BTreeMap<String, u64> =
-        ["guard", "operator", "relief", "timeout"].into_iter().map(|k| (k.to_string(), 0)).collect();
-    for (by, n) in &j.exits_by_killer {
-        *kills.entry(killer_label(by).to_string()).or_insert(0) += n;
-    }
+    let kills = from_zero(["guard", "operator", "relief", "timeout"], &j.exits_by_killer, killer_label);
     labelled(out, "fleet_kills_total", "Agents killed, by who killed them (guard = watch --auto-kill).", "by", &kills);
     counter(
         out,
@@ -165,11 +161,8 @@ fn render_counters(out: &mut String, c: &FleetCounters) {
         "Supervisors found dead while their agent's run had not ended.",
         j.event("supervisor_died"),
     );
-    let mut exits: BTreeMap<String, u64> =
-        AgentState::ALL.into_iter().filter(|s| s.is_terminal()).map(|s| (s.name().to_string(), 0)).collect();
-    for (state, n) in &j.exits_by_state {
-        *exits.entry(state.clone()).or_insert(0) += n;
-    }
+    let ends: Vec<&str> = AgentState::ALL.into_iter().filter(|s| s.is_terminal()).map(AgentState::name).collect();
+    let exits = from_zero(ends, &j.exits_by_state, std::convert::identity);
     labelled(out, "fleet_exits_total", "Agents that ended for good, by final state.", "state", &exits);
     counter(
         out,
@@ -177,6 +170,19 @@ fn render_counters(out: &mut String, c: &FleetCounters) {
         "Journal lines that could not be counted (torn or not JSON).",
         j.unreadable_lines,
     );
+}
+
+/// `counts` under the labels `label` gives them, with every one of `zeros` present.
+fn from_zero<'a>(
+    zeros: impl IntoIterator<Item = &'a str>,
+    counts: &'a BTreeMap<String, u64>,
+    label: impl Fn(&'a str) -> &'a str,
+) -> BTreeMap<&'a str, u64> {
+    let mut out: BTreeMap<&str, u64> = zeros.into_iter().map(|k| (k, 0)).collect();
+    for (key, n) in counts {
+        *out.entry(label(key)).or_insert(0) += n;
+    }
+    out
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
