@@ -1013,7 +1013,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__watch)
-            opts="-h -V --auto-kill --interval --metrics-file --protect --order --grace --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --config --help --version"
+            opts="-h -V --auto-kill --interval --metrics-file --order --grace --protect --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1027,15 +1027,15 @@ _fleetctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --protect)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --order)
                     COMPREPLY=($(compgen -W "largest newest oldest growth" -- "${cur}"))
                     return 0
                     ;;
                 --grace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --protect)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

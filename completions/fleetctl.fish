@@ -154,12 +154,12 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand metrics" -s h -l help 
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand metrics" -s V -l version -d 'Print version'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l interval -d 'How often to refresh when memory is calm (at least 100ms); it samples faster as headroom shrinks' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l metrics-file -d 'Rewrite this file atomically each tick with `fleetctl metrics` output (for node_exporter\'s textfile collector)' -r -F
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l protect -d 'Never kill this agent (repeatable); agents spawned with --protect are always spared' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l order -d 'Which agents go first' -r -f -a "largest\t'Largest memory first: the fewest kills that reach the target'
 newest\t'Most recently started first: the least work lost'
 oldest\t'Longest running first'
 growth\t'The agent that grew the most over the last 10 s first (then largest): the runaway. Only the watcher, which samples, knows growth'"
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l grace -d 'Time between SIGTERM and the kill, per victim' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l protect -d 'Never kill this agent (repeatable); agents spawned with --protect are always spared' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l cgroup-parent -d 'The fleet root cgroup; a relative path nests under your own cgroup [default: /fleet]' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l state-dir -d 'Per-agent state and locks [default: /run/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F

@@ -95,8 +95,10 @@ fn the_guard_with_order_growth_kills_the_newcomer_that_grows_not_the_steady_gian
         .code(0);
     f.wait_log("steady", "ready", T);
     f.run(&["spawn", "bystander", "ws-001", "--", "sleep", "600"]).code(0);
-    // relief measures once: it cannot know growth, and says so.
+    // relief measures once: it cannot know growth, and says so. The guard's options without
+    // the guard are a mistake, not a no-op.
     f.run(&["relief", "50", "--order", "growth"]).code(2).one_error_line("cannot see growth");
+    f.run(&["watch", "--order", "growth"]).code(2).one_error_line("--auto-kill");
 
     let metrics = f.tmp.path().join("fleet.prom");
     // Up (and has sampled the steady agent) once it has written its metrics.

@@ -368,7 +368,11 @@ pub enum ReliefOrder {
 
 /// `fleetctl watch`.
 #[derive(Debug, Args)]
-#[command(mut_arg("order", |a| a.default_value("growth")), mut_arg("grace", |a| a.default_value("0s")))]
+#[command(
+    mut_arg("order", |a| a.default_value("growth").requires("auto_kill")),
+    mut_arg("grace", |a| a.default_value("0s").requires("auto_kill")),
+    mut_arg("protect", |a| a.requires("auto_kill"))
+)]
 pub struct WatchArgs {
     /// At or above the kill threshold (95 %), kill agents (by --order, protected spared)
     /// until use is below the spawn threshold (85 %)
