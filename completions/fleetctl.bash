@@ -759,14 +759,14 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__relief)
-            opts="-h -V --order --protect --dry-run --grace --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
+            opts="-h -V --order --protect --grace --dry-run --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --order)
-                    COMPREPLY=($(compgen -W "largest newest oldest" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "largest newest oldest growth" -- "${cur}"))
                     return 0
                     ;;
                 --protect)
@@ -1069,7 +1069,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__watch)
-            opts="-h -V --auto-kill --interval --metrics-file --protect --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
+            opts="-h -V --auto-kill --interval --metrics-file --order --grace --protect --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1080,6 +1080,14 @@ _fleetctl() {
                     return 0
                     ;;
                 --metrics-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --order)
+                    COMPREPLY=($(compgen -W "largest newest oldest growth" -- "${cur}"))
+                    return 0
+                    ;;
+                --grace)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -138,7 +138,8 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand events" -s h -l help -
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand events" -s V -l version -d 'Print version'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l order -d 'Which agents go first' -r -f -a "largest\t'Largest memory first: the fewest kills that reach the target'
 newest\t'Most recently started first: the least work lost'
-oldest\t'Longest running first'"
+oldest\t'Longest running first'
+growth\t'The agent that grew the most over the last 10 s first (then largest): the runaway. Only the watcher, which samples, knows growth'"
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l protect -d 'Never kill this agent (repeatable); agents spawned with --protect are always spared' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l grace -d 'Time between SIGTERM and the kill, per victim' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l cgroup-parent -d 'The fleet root cgroup; a relative path nests under your own cgroup [default: /fleet]' -r
@@ -162,6 +163,11 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand metrics" -s h -l help 
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand metrics" -s V -l version -d 'Print version'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l interval -d 'How often to refresh when memory is calm (at least 100ms); it samples faster as headroom shrinks' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l metrics-file -d 'Rewrite this file atomically each tick with `fleetctl metrics` output (for node_exporter\'s textfile collector)' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l order -d 'Which agents go first' -r -f -a "largest\t'Largest memory first: the fewest kills that reach the target'
+newest\t'Most recently started first: the least work lost'
+oldest\t'Longest running first'
+growth\t'The agent that grew the most over the last 10 s first (then largest): the runaway. Only the watcher, which samples, knows growth'"
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l grace -d 'Time between SIGTERM and the kill, per victim' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l protect -d 'Never kill this agent (repeatable); agents spawned with --protect are always spared' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l cgroup-parent -d 'The fleet root cgroup; a relative path nests under your own cgroup [default: /fleet]' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l state-dir -d 'Per-agent state and locks [default: /run/fleet]' -r -F
@@ -170,8 +176,8 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l workspace-ro
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l scratch-root -d 'Where each agent gets its scratch dir ($FLEET_SCRATCH), a tmpfs after setup-host [default: /var/lib/fleet/scratch]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l lock-dir -d 'Lease files every fleet on the host shares: one per workspace pool, one for ports [default: /run/lock/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l auto-kill -d 'At or above the kill threshold (95 %), kill agents (largest first, protected spared) until use is below the spawn threshold (85 %)'
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -s h -l help -d 'Print help'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l auto-kill -d 'At or above the kill threshold (95 %), kill agents (by --order, protected spared) until use is below the spawn threshold (85 %)'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -s V -l version -d 'Print version'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand gc" -l older-than -d 'Collect records of agents that ended longer ago than this' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand gc" -l cgroup-parent -d 'The fleet root cgroup; a relative path nests under your own cgroup [default: /fleet]' -r

@@ -1,7 +1,13 @@
-//! status in full, and metrics checked by Prometheus's own linter.
+//! status in full, metrics checked by Prometheus's own linter, and the fleet counters.
 
-use crate::util::TestFleet;
-use std::{process::Command, time::Duration};
+use crate::util::{TestFleet, hog_script};
+use std::{
+    process::Command,
+    time::{Duration, Instant},
+};
+
+/// Generous: not a timed test (the VM tier's emulation is slow).
+const T: Duration = Duration::from_secs(180);
 
 #[test]
 fn metrics_pass_promtool_and_status_shows_live_agents_first() {
@@ -25,10 +31,19 @@ fn metrics_pass_promtool_and_status_shows_live_agents_first() {
     metrics.code(0);
     assert!(metrics.stdout.contains("fleet_agent_memory_bytes{id=\"z-live\"}"), "{}", metrics.stdout);
     assert!(metrics.stdout.contains("fleet_agents{state=\"running\"} 1"), "{}", metrics.stdout);
+    for family in ["fleet_kills_total", "fleet_exits_total", "fleet_oom_kills_total", "fleet_supervisor_deaths_total"] {
+        assert!(metrics.stdout.contains(&format!("# TYPE {family} counter")), "{family}:\n{}", metrics.stdout);
+    }
+    promtool_check(&metrics.stdout);
+    f.finish();
+}
+
+/// Prometheus's own linter on exposition text, where it is installed.
+fn promtool_check(text: &str) {
     match Command::new("promtool").arg("check").arg("metrics").stdin(std::process::Stdio::piped()).spawn() {
         Ok(mut child) => {
             use std::io::Write;
-            child.stdin.take().expect("stdin").write_all(metrics.stdout.as_bytes()).expect("write");
+            child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write");
             let out = child.wait_with_output().expect("promtool");
             assert!(
                 out.status.success(),
@@ -39,5 +54,75 @@ fn metrics_pass_promtool_and_status_shows_live_agents_first() {
         }
         Err(_) => println!("SKIPPED promtool check: promtool is not installed (.ci/run installs Debian's prometheus)"),
     }
+}
+
+/// One sample's value in exposition text (`name{labels}` exactly as printed).
+#[track_caller]
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {series} in:\n{text}"))
+}
+
+/// The fleet counters an alert reads, moved by exactly what happened: one OOM kill (an agent
+/// past its own small limit), one relief kill, one guard kill, and nothing for the bystander.
+#[test]
+fn fleet_counters_count_each_oom_relief_and_guard_kill_once() {
+    let Some(f) = TestFleet::new("counters") else { return };
+    f.set_budget(256 << 20);
+    f.run(&["spawn", "bystander", "ws-001", "--", "sleep", "600"]).code(0);
+    let series = [
+        "fleet_oom_kills_total",
+        "fleet_kills_total{by=\"relief\"}",
+        "fleet_kills_total{by=\"guard\"}",
+        "fleet_kills_total{by=\"operator\"}",
+        "fleet_exits_total{state=\"killed\"}",
+        "fleet_exits_total{state=\"oom-killed\"}",
+        "fleet_supervisor_deaths_total",
+    ];
+    let read = || {
+        let text = f.run(&["metrics"]).code(0).stdout.clone();
+        series.map(|s| sample(&text, s))
+    };
+    let before = read();
+
+    // An OOM kill at the agent's own limit (memory.high at max: see limits.rs).
+    let hog = hog_script(64, "echo survived");
+    f.run(&["spawn", "oomer", "ws-001", "--memory-max", "32M", "--memory-high", "32M", "--", "sh", "-c", &hog]).code(0);
+    assert_eq!(f.wait_state("oomer", &["oom-killed", "exited", "failed"], T)["state"], "oom-killed");
+    f.wait_event("oomer", "exit", T);
+
+    // A relief kill: the only agent it may take.
+    f.run(&["spawn", "victim", "ws-001", "--", "sh", "-c", &hog_script(40, "sleep 600")]).code(0);
+    f.wait_log("victim", "ready", T);
+    let relief = f.run(&["relief", "5", "--protect", "bystander", "--grace", "0s"]);
+    assert!(relief.code == 0 || relief.code == 3, "{relief:?}");
+    f.wait_event("victim", "exit", T);
+
+    // A guard kill, seen in the file the guard itself writes.
+    let metrics = f.tmp.path().join("fleet.prom");
+    let watcher = crate::watch::start_guard(&f, &[], &metrics);
+    let grower = crate::watch::stepped_grower(400, "sleep 0.1", "echo done; sleep 600");
+    f.run(&["spawn", "grower", "ws-001", "--", "sh", "-c", &grower]).code(0);
+    assert_eq!(f.wait_state("grower", &["killed", "oom-killed", "exited", "failed"], T)["killed_by"], "watch");
+    f.wait_event("grower", "exit", T);
+    let seen = Instant::now() + T;
+    while !std::fs::read_to_string(&metrics).unwrap_or_default().contains("fleet_kills_total{by=\"guard\"} 1\n") {
+        assert!(Instant::now() < seen, "the guard's file never counted its kill");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    crate::watch::interrupt(&watcher);
+    assert_eq!(watcher.wait_with_output().expect("watch exits").status.code(), Some(130));
+
+    assert_eq!(f.agent("bystander")["state"], "running", "the bystander survived");
+    let after = read();
+    let moved: Vec<f64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
+    assert_eq!(moved, [1.0, 1.0, 1.0, 0.0, 2.0, 1.0, 0.0], "{series:?}");
+    // Counted once: a second scrape (from the cache) says the same.
+    assert_eq!(read(), after);
+    let text = f.run(&["metrics"]).code(0).stdout.clone();
+    assert!(sample(&text, "fleet_journal_start_time_seconds") > 1.7e9, "{text}");
+    promtool_check(&text);
     f.finish();
 }

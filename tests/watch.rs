@@ -19,7 +19,26 @@ const T: Duration = Duration::from_secs(180);
 /// does it is measured by `cargo xtask bench`.
 const GROWER: &str = r#"i=0; while [ $i -lt 100 ]; do eval "v$i=\$(head -c 4194304 /dev/zero | tr '\\0' x)"; i=$((i+1)); echo "grew $i"; sleep 0.1; done; echo done; sleep 600; test -n "$v1""#;
 
-fn interrupt(child: &Child) {
+/// Starts `watch --auto-kill --interval 200ms --metrics-file METRICS` plus `extra`, and
+/// returns once the guard is up: it has written its first metrics. Its output is piped.
+pub fn start_guard(f: &TestFleet, extra: &[&str], metrics: &std::path::Path) -> Child {
+    let mut args =
+        vec!["watch", "--auto-kill", "--interval", "200ms", "--metrics-file", metrics.to_str().expect("utf8")];
+    args.extend(extra);
+    let mut watcher = f.cmd(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("watch");
+    let deadline = Instant::now() + T;
+    while !metrics.exists() {
+        if let Some(status) = watcher.try_wait().expect("try_wait") {
+            let out = watcher.wait_with_output().expect("watch output");
+            panic!("watch ended ({status}): {}", String::from_utf8_lossy(&out.stderr));
+        }
+        assert!(Instant::now() < deadline, "watch never wrote {}", metrics.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    watcher
+}
+
+pub fn interrupt(child: &Child) {
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT);
 }
 
@@ -29,18 +48,7 @@ fn auto_kill_stops_a_hog_that_grows_through_the_kill_threshold() {
     f.set_budget(256 << 20);
     let metrics = f.tmp.path().join("fleet.prom");
     f.run(&["spawn", "keep", "ws-001", "--protect", "--", "sleep", "600"]).code(0);
-    let watcher = f
-        .cmd(&["watch", "--auto-kill", "--interval", "200ms", "--metrics-file", metrics.to_str().expect("utf8")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("watch");
-    // The guard is up when it has written its first metrics.
-    let deadline = Instant::now() + T;
-    while !metrics.exists() {
-        assert!(Instant::now() < deadline, "watch never wrote {}", metrics.display());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let watcher = start_guard(&f, &[], &metrics);
     assert!(std::fs::read_to_string(&metrics).expect("metrics").contains("fleet_memory_used_bytes"));
     // Only one watcher may kill.
     f.run(&["watch", "--auto-kill"]).code(4).one_error_line("another auto-killing watcher is running");
@@ -64,6 +72,63 @@ fn auto_kill_stops_a_hog_that_grows_through_the_kill_threshold() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.lines().any(|l| l.contains("killed hog")), "{text}");
     assert!(text.lines().all(|l| l.starts_with("20")), "line output is timestamped lines:\n{text}");
+    f.finish();
+}
+
+/// Holds `mib` MiB built in 4 MiB steps (a shell building one big string briefly needs twice
+/// its size), printing `grew N` after each; `pause` between steps; then `then`.
+pub fn stepped_grower(mib: u64, pause: &str, then: &str) -> String {
+    format!(
+        r#"i=0; while [ $i -lt {} ]; do eval "v$i=\$(head -c 4194304 /dev/zero | tr '\\0' x)"; i=$((i+1)); echo "grew $i"; {pause}; done; {then}; test -n "$v1""#,
+        mib / 4
+    )
+}
+
+/// The issue's complaint: the guard killed a steady large agent rather than the newcomer
+/// that spiked. With `--order growth` the agent that grew goes, though the steady one is
+/// larger (largest-first would take it: 200 MiB against the newcomer's ~160 at 95 %).
+#[test]
+fn the_guard_with_order_growth_kills_the_newcomer_that_grows_not_the_steady_giant() {
+    let Some(f) = TestFleet::new("growth") else { return };
+    f.set_budget(384 << 20);
+    f.run(&["spawn", "steady", "ws-001", "--", "sh", "-c", &stepped_grower(200, "true", "echo ready; sleep 600")])
+        .code(0);
+    f.wait_log("steady", "ready", T);
+    f.run(&["spawn", "bystander", "ws-001", "--", "sleep", "600"]).code(0);
+    // relief measures once: it cannot know growth, and says so. The guard's options without
+    // the guard are a mistake, not a no-op.
+    f.run(&["relief", "50", "--order", "growth"]).code(2).one_error_line("cannot see growth");
+    f.run(&["watch", "--order", "growth"]).code(2).one_error_line("--auto-kill");
+
+    let metrics = f.tmp.path().join("fleet.prom");
+    // Up (and has sampled the steady agent) once it has written its metrics.
+    let watcher = start_guard(&f, &["--order", "growth"], &metrics);
+    f.run(&[
+        "spawn",
+        "newcomer",
+        "ws-001",
+        "--",
+        "sh",
+        "-c",
+        &stepped_grower(400, "sleep 0.1", "echo done; sleep 600"),
+    ])
+    .code(0);
+    let a = f.wait_state("newcomer", &["killed", "oom-killed", "exited", "failed"], T);
+    assert_eq!(a["state"], "killed", "{a:#}\n{}", f.log("newcomer"));
+    assert_eq!(a["killed_by"], "watch");
+    assert!(!f.log("newcomer").contains("done"), "the newcomer was stopped before it finished growing");
+    let kill = f.wait_event("newcomer", "relief_kill", Duration::from_secs(10));
+    assert_eq!(kill["by"], "watch");
+    for id in ["steady", "bystander"] {
+        assert_eq!(f.agent(id)["state"], "running", "{id} was spared");
+        assert!(f.events(id).iter().all(|e| e["event"] != "relief_kill"), "{id}: {:?}", f.events(id));
+    }
+
+    interrupt(&watcher);
+    let out = watcher.wait_with_output().expect("watch exits");
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().filter(|l| l.contains("killed ")).count(), 1, "one kill:\n{text}");
     f.finish();
 }
 

@@ -2,6 +2,7 @@
 //! an agent's cgroup, how an agent's live state is derived, and how an agent is stopped.
 
 pub mod deaths;
+pub mod growth;
 pub mod leases;
 pub mod place;
 pub mod plan;

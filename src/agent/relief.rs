@@ -16,6 +16,8 @@ pub struct Candidate {
     pub started_at: SystemTime,
     /// Spawned with --protect, or named with relief's --protect.
     pub protected: bool,
+    /// How much it grew over the watcher's recent window (0 when unknown or within noise).
+    pub growth: u64,
 }
 
 /// One step of a plan.
@@ -43,7 +45,9 @@ pub struct Plan {
 }
 
 /// Plans the kills. With `Largest`, taking the biggest agents first gives the fewest kills
-/// that free enough: no other choice of k agents frees more than the k largest.
+/// that free enough: no other choice of k agents frees more than the k largest. `Growth`
+/// takes the agents that grew first and falls back to the largest among the rest, so with
+/// no runaway it is `Largest`.
 pub fn plan(mut candidates: Vec<Candidate>, used: u64, target: u64, order: ReliefOrder) -> Plan {
     let protected: Vec<String> = candidates.iter().filter(|c| c.protected).map(|c| c.id.clone()).collect();
     candidates.retain(|c| !c.protected);
@@ -51,6 +55,8 @@ pub fn plan(mut candidates: Vec<Candidate>, used: u64, target: u64, order: Relie
         ReliefOrder::Largest => candidates.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.id.cmp(&b.id))),
         ReliefOrder::Newest => candidates.sort_by_key(|c| std::cmp::Reverse(c.started_at)),
         ReliefOrder::Oldest => candidates.sort_by_key(|c| c.started_at),
+        ReliefOrder::Growth => candidates
+            .sort_by(|a, b| b.growth.cmp(&a.growth).then_with(|| b.bytes.cmp(&a.bytes)).then_with(|| a.id.cmp(&b.id))),
     }
     let mut steps = Vec::new();
     let mut freed = 0u64;
@@ -75,6 +81,7 @@ mod tests {
             bytes: mib << 20,
             started_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1000 - age_s),
             protected,
+            growth: 0,
         }
     }
 
@@ -112,6 +119,30 @@ mod tests {
         assert_eq!(ids(&plan(agents(), 100, 75, ReliefOrder::Newest)), ["new"]);
         assert_eq!(ids(&plan(agents(), 100 << 20, 75 << 20, ReliefOrder::Oldest)), ["old", "mid", "new"]);
     }
+
+    #[test]
+    fn growth_takes_the_runaway_first_then_the_largest() {
+        let grown =
+            |id, mib, grew_mib: u64, protected| Candidate { growth: grew_mib << 20, ..c(id, mib, 10, protected) };
+        let agents = || {
+            vec![
+                grown("steady", 380, 0, false),
+                grown("spiker", 150, 150, false),
+                grown("small", 20, 0, false),
+                grown("kept", 90, 200, true),
+            ]
+        };
+        // The runaway alone reaches the target; largest would have taken the steady agent.
+        assert_eq!(ids(&plan(agents(), 640 << 20, 500 << 20, ReliefOrder::Growth)), ["spiker"]);
+        assert_eq!(ids(&plan(agents(), 640 << 20, 500 << 20, ReliefOrder::Largest)), ["steady"]);
+        // Not enough: then the largest of those that did not grow; the protected grower never.
+        let p = plan(agents(), 640 << 20, 200 << 20, ReliefOrder::Growth);
+        assert_eq!(ids(&p), ["spiker", "steady"]);
+        assert_eq!(p.protected, ["kept"]);
+        // Nobody grew: exactly largest.
+        let flat = vec![c("a", 10, 1, false), c("b", 30, 2, false), c("c", 20, 3, false)];
+        assert_eq!(ids(&plan(flat, 60 << 20, 35 << 20, ReliefOrder::Growth)), ["b"]);
+    }
 }
 
 /// Who is relieving memory, and how.
@@ -125,7 +156,14 @@ pub struct Relief {
     pub by: String,
     /// SIGTERM-to-kill grace; zero kills at once.
     pub grace: std::time::Duration,
+    /// Each agent's growth over a recent window, by id, for [`ReliefOrder::Growth`]: the
+    /// watcher's samples (`usage::LightSampler::growth`); empty for one-shot relief.
+    pub growth: std::collections::HashMap<String, u64>,
 }
+
+/// Growth below this share of the budget (1/100) is noise, not a runaway: page cache comes
+/// and goes, and an allocator returns and takes memory back. Such agents rank by size.
+const GROWTH_NOISE_DIVISOR: u64 = 100;
 
 /// One kill relief made.
 #[derive(Debug, Clone)]
@@ -170,6 +208,12 @@ pub fn measure_and_plan(
             bytes: u.reclaimable_by_kill(),
             started_at: u.view.record.started_at.unwrap_or(u.view.record.created_at),
             protected: u.view.record.protect || extra_protect.contains(&u.view.record.id),
+            growth: relief
+                .growth
+                .get(u.view.record.id.as_str())
+                .copied()
+                .filter(|g| *g >= budget.total / GROWTH_NOISE_DIVISOR)
+                .unwrap_or(0),
             id: u.view.record.id.to_string(),
         })
         .collect();

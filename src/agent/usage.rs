@@ -1,6 +1,7 @@
 //! Measuring every live agent's memory: once, for `memory` and `relief`, and on every
 //! refresh, for the watcher.
 
+use crate::agent::growth::GrowthTracker;
 use crate::{
     agent::view::{self, AgentView},
     context::Ctx,
@@ -10,7 +11,7 @@ use fleet_core::{
     cgroup::{HeldCounter, MemoryEvents, MemoryStats, Pressure},
     size::Limit,
 };
-use std::collections::HashMap;
+use std::{collections::HashMap, time::Instant};
 
 /// One live agent and what its cgroup says now.
 #[derive(Debug, Clone)]
@@ -58,7 +59,8 @@ pub struct Light {
 }
 
 /// The watcher's cheap sample, taken on every refresh: one directory listing and one small
-/// read per agent, plus the limit of the `top` largest. Each agent's usage file stays open
+/// read per agent, plus the limit of the `top` largest. It also remembers recent lows, so
+/// the guard knows who is growing ([`GrowthTracker`]). Each agent's usage file stays open
 /// between samples ([`HeldCounter`]), which took the watcher's own CPU from about 7 to 4 ms
 /// a second at 300 agents (docs/benchmarks.md). It holds at most half the descriptors the
 /// process may open, so relief, which the watcher may have to run at any moment, never runs
@@ -66,12 +68,23 @@ pub struct Light {
 pub struct LightSampler {
     held: HashMap<String, HeldCounter>,
     cap: usize,
+    growth: GrowthTracker,
 }
 
 impl LightSampler {
-    pub fn new() -> LightSampler {
+    /// A sampler that tells growth over about `growth_window`.
+    pub fn new(growth_window: std::time::Duration) -> LightSampler {
         let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).map_or(1024, |l| l.0);
-        LightSampler { held: HashMap::new(), cap: usize::try_from(soft / 2).unwrap_or(usize::MAX) }
+        LightSampler {
+            held: HashMap::new(),
+            cap: usize::try_from(soft / 2).unwrap_or(usize::MAX),
+            growth: GrowthTracker::new(growth_window, Instant::now()),
+        }
+    }
+
+    /// Each agent's growth over the window, as of the last sample.
+    pub fn growth(&self) -> HashMap<String, u64> {
+        self.growth.growth(Instant::now())
     }
 
     /// Every agent with a cgroup, largest first.
@@ -80,10 +93,13 @@ impl LightSampler {
         // Agents that are gone let go of their files (names are sorted).
         self.held.retain(|name, _| names.binary_search(name).is_ok());
         let mut out = Vec::with_capacity(names.len());
-        for name in names {
-            let Some(current) = self.current(ctx, &name) else { continue };
-            out.push(Light { id: name, current, max: None });
+        let now = Instant::now();
+        for name in &names {
+            let Some((current, fresh)) = self.current(ctx, name) else { continue };
+            self.growth.record(name, current, fresh, now);
+            out.push(Light { id: name.clone(), current, max: None });
         }
+        self.growth.end_sample(&names);
         out.sort_by_key(|l| std::cmp::Reverse(l.current));
         for l in out.iter_mut().take(top) {
             if let Ok(id) = l.id.parse() {
@@ -94,21 +110,22 @@ impl LightSampler {
     }
 
     /// One agent's usage through its held file, opened (again) when there is none or it
-    /// went stale: the cgroup was removed, and perhaps made again under the same name.
-    fn current(&mut self, ctx: &Ctx, name: &str) -> Option<u64> {
+    /// went stale: the cgroup was removed, and perhaps made again under the same name (then
+    /// the second value is true: a new run, whose growth starts from nothing).
+    fn current(&mut self, ctx: &Ctx, name: &str) -> Option<(u64, bool)> {
         if let Some(value) = self.held.get(name).and_then(|h| h.read().ok()) {
-            return Some(value);
+            return Some((value, false));
         }
-        self.held.remove(name);
+        let fresh = self.held.remove(name).is_some();
         // Only now: a cgroup's paths are a few allocations, which the held path does without.
         let cgroup = ctx.fleet.agent(&name.parse().ok()?);
         if self.held.len() >= self.cap {
-            return cgroup.memory_current().ok();
+            return cgroup.memory_current().ok().map(|v| (v, fresh));
         }
         let held = cgroup.hold_memory_current().ok()?;
         let value = held.read().ok()?;
         self.held.insert(name.to_string(), held);
-        Some(value)
+        Some((value, fresh))
     }
 }
 

@@ -1,6 +1,6 @@
 //! `fleetctl metrics`: the host and every agent in Prometheus text format.
 
-use crate::{commands::status, context::Ctx, exit::Exit, render};
+use crate::{commands::status, context::Ctx, exit::Exit, render, render::metrics::FleetCounters};
 use anyhow::Result;
 use fleet_cli::StatusArgs;
 
@@ -13,5 +13,10 @@ pub fn run(ctx: &Ctx) -> Result<Exit> {
 /// The exposition text, for `metrics` and `watch --metrics-file`.
 pub fn text(ctx: &Ctx) -> Result<String> {
     let all = StatusArgs { ids: Vec::new(), state: Vec::new(), json: false };
-    Ok(render::metrics::render(&status::build(ctx, &all)?))
+    let report = status::build(ctx, &all)?;
+    // The journal's counts so far: cached with the offset they cover, so a scrape reads only
+    // what was appended since the last one.
+    let journal = fleet_core::journal_counts::count(&ctx.dirs.journal_path(), &ctx.dirs.journal_counts_path())?;
+    let counters = FleetCounters { journal, pressure: fleet_core::meminfo::host_pressure_totals(&ctx.proc_root) };
+    Ok(render::metrics::render(&report, &counters))
 }

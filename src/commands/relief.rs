@@ -1,4 +1,4 @@
-//! `fleetctl relief TARGET [--order largest|newest|oldest] [--protect ID] [--dry-run]`:
+//! `fleetctl relief TARGET [--order largest|newest|oldest] [--protect ID] [--grace 5s] [--dry-run]`:
 //! kill agents until fleet memory use is below TARGET percent of the budget.
 //!
 //! The plan is computed from one measurement and printed. A real run then kills the plan's
@@ -16,16 +16,30 @@ use crate::{
     render::relief::{render_plan, render_step},
 };
 use anyhow::Result;
-use fleet_cli::ReliefArgs;
+use fleet_cli::{ReliefArgs, ReliefOrder};
 use fleet_core::size::format_iec;
 
 /// Entry point.
 pub fn run(ctx: &Ctx, args: ReliefArgs) -> Result<Exit> {
+    let v = args.victims;
+    if v.order == ReliefOrder::Growth {
+        // One measurement cannot tell who is growing (docs/decisions.md).
+        return Err(Fail::error(
+            Exit::Usage,
+            "relief measures once and cannot see growth: use --order newest, or `watch --auto-kill --order growth`, which samples",
+        ));
+    }
     // Two reliefs at once would each kill for the same shortfall.
     let _lock = take_host_lock(ctx, "relief", "another relief is running; let it finish")?;
 
-    let relief = Relief { target_percent: args.target, order: args.order, by: "relief".into(), grace: args.grace };
-    let (budget, first) = measure_and_plan(ctx, &relief, &args.protect)?;
+    let relief = Relief {
+        target_percent: args.target,
+        order: v.order,
+        by: "relief".into(),
+        grace: v.grace,
+        growth: Default::default(),
+    };
+    let (budget, first) = measure_and_plan(ctx, &relief, &v.protect)?;
     print!("{}", render_plan(&first, &budget, args.target, args.dry_run));
     if args.dry_run {
         if first.reaches_target {
@@ -34,7 +48,7 @@ pub fn run(ctx: &Ctx, args: ReliefArgs) -> Result<Exit> {
         return Err(Fail::error(Exit::Partial, stuck_message(&first, &budget, args.target, 0)));
     }
     let outcome =
-        relieve(ctx, &relief, &args.protect, |k| println!("{}", render_step(&k.id, k.bytes, &k.before, &k.after)))?;
+        relieve(ctx, &relief, &v.protect, |k| println!("{}", render_step(&k.id, k.bytes, &k.before, &k.after)))?;
     match outcome {
         Outcome::Reached { kills, budget } => {
             println!(

@@ -3,12 +3,22 @@
 //! the file `watch --metrics-file` rewrites).
 
 use crate::render::status::StatusReport;
-use fleet_core::state::AgentState;
-use std::fmt::Write;
+use fleet_core::{cgroup::PressureTotals, journal_counts::JournalCounts, state::AgentState};
+use std::{collections::BTreeMap, fmt::Write};
+
+/// What the fleet did over time, beside the report's snapshot: the journal's counts and the
+/// host's stall totals.
+#[derive(Debug, Default)]
+pub struct FleetCounters {
+    /// The event journal, counted.
+    pub journal: JournalCounts,
+    /// Host memory PSI `total=`, if the kernel has PSI.
+    pub pressure: Option<PressureTotals>,
+}
 
 /// Renders the report. Every family has HELP and TYPE; units are base units (bytes,
 /// seconds) and ratios are 0-1, as Prometheus conventions ask.
-pub fn render(report: &StatusReport) -> String {
+pub fn render(report: &StatusReport, counters: &FleetCounters) -> String {
     let mut out = String::new();
     let h = &report.host;
     let mut gauge = |name: &str, help: &str, value: f64| {
@@ -46,6 +56,8 @@ pub fn render(report: &StatusReport) -> String {
             p / 100.0,
         );
     }
+
+    render_counters(&mut out, counters);
 
     family(&mut out, "fleet_agents", "gauge", "Agents by state.");
     for s in AgentState::ALL {
@@ -92,6 +104,87 @@ pub fn render(report: &StatusReport) -> String {
     out
 }
 
+/// The journal's kill causes as the `by` label: the watcher is the guard, `user` an operator.
+fn killer_label(killed_by: &str) -> &str {
+    match killed_by {
+        "watch" => "guard",
+        "user" => "operator",
+        other => other,
+    }
+}
+
+/// Fleet-level counters. Label values an alert names exist from the start at 0, so the
+/// first increase is a change Prometheus can see, not a series appearing.
+fn render_counters(out: &mut String, c: &FleetCounters) {
+    if let Some(p) = c.pressure {
+        for (kind, us) in [("some", p.some_us), ("full", p.full_us)] {
+            let name = format!("fleet_memory_pressure_{kind}_seconds_total");
+            let what = if kind == "some" { "some task" } else { "every task" };
+            family(
+                out,
+                &name,
+                "counter",
+                &format!("Host memory PSI {kind} total: seconds in which {what} waited on memory."),
+            );
+            let _ = writeln!(out, "{name} {}", us as f64 / 1e6);
+        }
+    }
+    let j = &c.journal;
+    if let Some(start) = j.first_ts.as_deref().and_then(fleet_core::timefmt::parse_rfc3339) {
+        family(
+            out,
+            "fleet_journal_start_time_seconds",
+            "gauge",
+            "Unix time of the event journal's first line: the fleet counters count from there.",
+        );
+        let _ = writeln!(out, "fleet_journal_start_time_seconds {}", fleet_core::timefmt::unix_secs(start));
+    }
+    let counter = |out: &mut String, name: &str, help: &str, value: u64| {
+        family(out, name, "counter", help);
+        let _ = writeln!(out, "{name} {value}");
+    };
+    fn labelled<K: AsRef<str>>(out: &mut String, name: &str, help: &str, label: &str, values: &BTreeMap<K, u64>) {
+        family(out, name, "counter", help);
+        for (value, n) in values {
+            let _ = writeln!(out, "{name}{{{label}=\"{}\"}} {n}", escape(value.as_ref()));
+        }
+    }
+    // Reasons are whatever admission writes; each appears with its first refusal.
+    let refused = &j.refusals_by_reason;
+    labelled(out, "fleet_spawns_refused_total", "Spawns refused at admission, by reason.", "reason", refused);
+    counter(out, "fleet_oom_kills_total", "Agent runs ended by an OOM kill (oom_kill events).", j.event("oom_kill"));
+    let kills = from_zero(["guard", "operator", "relief", "timeout"], &j.exits_by_killer, killer_label);
+    labelled(out, "fleet_kills_total", "Agents killed, by who killed them (guard = watch --auto-kill).", "by", &kills);
+    counter(
+        out,
+        "fleet_supervisor_deaths_total",
+        "Supervisors found dead while their agent's run had not ended.",
+        j.event("supervisor_died"),
+    );
+    let ends: Vec<&str> = AgentState::ALL.into_iter().filter(|s| s.is_terminal()).map(AgentState::name).collect();
+    let exits = from_zero(ends, &j.exits_by_state, std::convert::identity);
+    labelled(out, "fleet_exits_total", "Agents that ended for good, by final state.", "state", &exits);
+    counter(
+        out,
+        "fleet_journal_unreadable_lines_total",
+        "Journal lines that could not be counted (torn or not JSON).",
+        j.unreadable_lines,
+    );
+}
+
+/// `counts` under the labels `label` gives them, with every one of `zeros` present.
+fn from_zero<'a>(
+    zeros: impl IntoIterator<Item = &'a str>,
+    counts: &'a BTreeMap<String, u64>,
+    label: impl Fn(&'a str) -> &'a str,
+) -> BTreeMap<&'a str, u64> {
+    let mut out: BTreeMap<&str, u64> = zeros.into_iter().map(|k| (k, 0)).collect();
+    for (key, n) in counts {
+        *out.entry(label(key)).or_insert(0) += n;
+    }
+    out
+}
+
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
@@ -99,4 +192,43 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 /// Label values escape backslash, double quote and newline.
 fn escape(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_name_the_guard_and_start_at_zero() {
+        let mut journal = JournalCounts::default();
+        let lines = [
+            r#"{"ts":"2026-01-01T00:00:00.500Z","event":"exit","id":"a","state":"killed","killed_by":"watch"}"#,
+            r#"{"ts":"2026-01-01T00:00:01Z","event":"exit","id":"b","state":"killed","killed_by":"user"}"#,
+            r#"{"ts":"2026-01-01T00:00:02Z","event":"exit","id":"c","state":"killed","killed_by":"gc"}"#,
+            r#"{"ts":"2026-01-01T00:00:03Z","event":"spawn_refused","id":"d","reason":"memory"}"#,
+            r#"{"ts":"2026-01-01T00:00:04Z","event":"supervisor_died","id":"e"}"#,
+        ];
+        journal.add_lines(lines.join("\n").as_bytes());
+        let pressure = Some(PressureTotals { some_us: 2_500_000, full_us: 1 });
+        let mut out = String::new();
+        render_counters(&mut out, &FleetCounters { journal, pressure });
+        for want in [
+            "fleet_memory_pressure_some_seconds_total 2.5\n",
+            "fleet_memory_pressure_full_seconds_total 0.000001\n",
+            "fleet_journal_start_time_seconds 1767225600.5\n",
+            "fleet_spawns_refused_total{reason=\"memory\"} 1\n",
+            "fleet_oom_kills_total 0\n",
+            "fleet_kills_total{by=\"guard\"} 1\n",
+            "fleet_kills_total{by=\"operator\"} 1\n",
+            "fleet_kills_total{by=\"relief\"} 0\n",
+            "fleet_kills_total{by=\"gc\"} 1\n",
+            "fleet_supervisor_deaths_total 1\n",
+            "fleet_exits_total{state=\"killed\"} 3\n",
+            "fleet_exits_total{state=\"oom-killed\"} 0\n",
+            "# TYPE fleet_exits_total counter\n",
+        ] {
+            assert!(out.contains(want), "no {want:?} in:\n{out}");
+        }
+        assert!(!out.contains("state=\"running\""), "only ends are exits:\n{out}");
+    }
 }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod host;
 pub mod id;
 pub mod journal;
+pub mod journal_counts;
 pub mod lease;
 pub mod lock;
 pub mod meminfo;

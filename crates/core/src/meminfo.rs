@@ -39,6 +39,13 @@ pub fn host_pressure(proc_root: &Path) -> Option<crate::cgroup::Pressure> {
     std::fs::read_to_string(proc_root.join("pressure/memory")).ok().map(|t| crate::cgroup::parse_pressure(&t))
 }
 
+/// The host's memory stall totals (`/proc/pressure/memory` `total=`), if the kernel has PSI.
+pub fn host_pressure_totals(proc_root: &Path) -> Option<crate::cgroup::PressureTotals> {
+    std::fs::read_to_string(proc_root.join("pressure/memory"))
+        .ok()
+        .and_then(|t| crate::cgroup::parse_pressure_totals(&t))
+}
+
 impl Budget {
     /// Measures the budget for `fleet` (whose root may not exist yet).
     pub fn measure(fleet: &Fleet, proc_root: &Path) -> Result<Budget> {

@@ -56,6 +56,12 @@ impl Dirs {
     pub fn journal_path(&self) -> PathBuf {
         self.log.join("events.jsonl")
     }
+
+    /// The journal's counts so far and the offset they cover (`journal_counts`): a cache,
+    /// gone at reboot with the rest of the state dir, and then counted again.
+    pub fn journal_counts_path(&self) -> PathBuf {
+        self.state.join("journal-counts.json")
+    }
 }
 
 /// Bytes an unprivileged writer can still put on the filesystem holding `dir` (the nearest

@@ -1,10 +1,12 @@
-//! `fleetctl watch [--auto-kill] [--interval 1s] [--metrics-file PATH]`: the live view, and
-//! with `--auto-kill` the fleet's memory guard.
+//! `fleetctl watch [--auto-kill] [--interval 1s] [--metrics-file PATH] [--order growth] …`:
+//! the live view, and with `--auto-kill` the fleet's memory guard.
 //!
 //! The loop sleeps in `poll(2)` on what the kernel offers to wake it (a threshold alarm on
 //! the fleet root at the kill threshold, a PSI trigger on the host) and on a self-pipe for
 //! Ctrl-C; the timeout is only the refresh interval, shortened as headroom shrinks. At or
-//! above the kill threshold it relieves down to the spawn threshold with relief's policy.
+//! above the kill threshold it relieves down to the spawn threshold with relief's policy and
+//! options; by default it takes the agent that grew the most first (`--order growth`), which
+//! only a sampler that runs can know.
 
 mod screen;
 
@@ -52,6 +54,11 @@ const ALERT_INTERVAL: Duration = Duration::from_millis(10);
 /// How long the alert lasts.
 const ALERT_FOR: Duration = Duration::from_secs(2);
 
+/// `--order growth` looks back this far, or two refresh intervals when those are longer: a
+/// runaway that crossed the threshold did its growing in the last few seconds, while a
+/// steady agent's usage over that long stays within noise.
+const GROWTH_WINDOW: Duration = Duration::from_secs(10);
+
 /// Entry point.
 pub fn run(ctx: &Ctx, args: WatchArgs) -> Result<Exit> {
     // Only one watcher may kill: two would each relieve the same shortfall.
@@ -89,9 +96,15 @@ pub fn run(ctx: &Ctx, args: WatchArgs) -> Result<Exit> {
         None
     };
     let mut screen = Screen::new(args.interval);
-    let mut sampler = LightSampler::new();
-    let relief =
-        Relief { target_percent: spawn_t, order: ReliefOrder::Largest, by: "watch".into(), grace: Duration::ZERO };
+    let mut sampler = LightSampler::new(GROWTH_WINDOW.max(args.interval * 2));
+    let victims = &args.victims;
+    let mut relief = Relief {
+        target_percent: spawn_t,
+        order: victims.order,
+        by: "watch".into(),
+        grace: victims.grace,
+        growth: Default::default(),
+    };
     let mut alert_until: Option<Instant> = None;
     let mut last_metrics: Option<Instant> = None;
     let mut metrics_failing = false;
@@ -131,11 +144,18 @@ pub fn run(ctx: &Ctx, args: WatchArgs) -> Result<Exit> {
         }
         if args.auto_kill && budget.percent() >= f64::from(kill_t) {
             let started = Instant::now();
+            if victims.order == ReliefOrder::Growth {
+                // A fresh sample: an agent born since the last refresh is likely the one
+                // that pushed use over, and relief plans from this growth until it is done.
+                // Should it fail, the last sample's growth is still the best there is.
+                let _ = sampler.sample(ctx, 0);
+                relief.growth = sampler.growth();
+            }
             screen.say(&format!(
                 "fleet at {:.1} %, at or above the kill threshold of {kill_t} %: relieving to {spawn_t} %",
                 budget.percent()
             ));
-            let outcome = relieve(ctx, &relief, &args.protect, |k| {
+            let outcome = relieve(ctx, &relief, &victims.protect, |k| {
                 screen.say(&format!(
                     "killed {} (held {}): fleet {:.1} % -> {:.1} %",
                     k.id,

@@ -19,7 +19,10 @@ pub use events::{OomControl, OomWatch};
 pub use fleet::{Fleet, validate_parent};
 pub use layout::{Layout, Mounts, OwnCgroups};
 pub use limits::Limits;
-pub use stats::{HeldCounter, MemoryDetail, MemoryEvents, MemoryStats, Pressure, parse_pressure};
+pub use stats::{
+    HeldCounter, MemoryDetail, MemoryEvents, MemoryStats, Pressure, PressureTotals, parse_pressure,
+    parse_pressure_totals,
+};
 
 use std::path::{Path, PathBuf};
 

@@ -61,6 +61,27 @@ pub fn parse_pressure(text: &str) -> Pressure {
     Pressure { some_avg10: avg10("some"), full_avg10: avg10("full") }
 }
 
+/// Stall time a PSI file counts since boot (its `total=` fields, microseconds): what a
+/// monitor turns into rates, where the `avg10` figures are already averaged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PressureTotals {
+    /// Microseconds in which some task waited.
+    pub some_us: u64,
+    /// Microseconds in which every task waited.
+    pub full_us: u64,
+}
+
+/// Parses the `total=` fields of a PSI file; `None` when the `some` line has none.
+pub fn parse_pressure_totals(text: &str) -> Option<PressureTotals> {
+    let total = |kind: &str| {
+        text.lines()
+            .find(|l| l.starts_with(kind))
+            .and_then(|l| l.split_whitespace().find_map(|f| f.strip_prefix("total=")))
+            .and_then(|v| v.parse().ok())
+    };
+    Some(PressureTotals { some_us: total("some")?, full_us: total("full").unwrap_or(0) })
+}
+
 impl Cgroup {
     /// Memory pressure of this cgroup. PSI lives in the unified tree on both layouts.
     pub fn memory_pressure(&self) -> Result<Pressure> {
@@ -239,6 +260,14 @@ impl HeldCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pressure_totals_parse() {
+        let text =
+            "some avg10=1.00 avg60=0.50 avg300=0.10 total=1234567\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=89\n";
+        assert_eq!(parse_pressure_totals(text), Some(PressureTotals { some_us: 1_234_567, full_us: 89 }));
+        assert_eq!(parse_pressure_totals(""), None);
+    }
 
     #[test]
     fn pressure_parses() {

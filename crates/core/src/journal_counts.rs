@@ -1,0 +1,246 @@
+//! Fleet-level counts from the event journal, for `fleetctl metrics`: there is no daemon to
+//! count as things happen, so the journal, which every killer and supervisor appends to, is
+//! the record.
+//!
+//! A scrape must not read a journal of many megabytes every 15 s, so the counts are cached
+//! with the byte offset they cover (`<state-dir>/journal-counts.json`) and each scrape reads
+//! only what was appended since. The cache is for this journal file only: its device and
+//! inode, a size not below the offset and the same first line; anything else (rotation,
+//! truncation, a new file) counts from the start again, as a Prometheus counter reset.
+
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::{
+    borrow::Cow,
+    collections::BTreeMap,
+    fs::File,
+    io::{Read, Seek, SeekFrom},
+    os::unix::fs::{FileExt, MetadataExt},
+    path::Path,
+};
+
+/// What the journal says happened, counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalCounts {
+    /// `ts` of the journal's first line: when counting started.
+    pub first_ts: Option<String>,
+    /// Lines by `event` (`oom_kill`, `supervisor_died`, `spawn`, ...).
+    pub events: BTreeMap<String, u64>,
+    /// `exit` lines by `state`.
+    pub exits_by_state: BTreeMap<String, u64>,
+    /// `exit` lines by `killed_by` (`relief`, `watch`, `user`, `timeout`, ...), where set.
+    pub exits_by_killer: BTreeMap<String, u64>,
+    /// `spawn_refused` lines by `reason`.
+    pub refusals_by_reason: BTreeMap<String, u64>,
+    /// Lines that are not a JSON object with an `event`.
+    pub unreadable_lines: u64,
+}
+
+/// The fields counting needs; the rest of a line is skipped unparsed.
+#[derive(Deserialize)]
+struct Line<'a> {
+    #[serde(borrow)]
+    event: Cow<'a, str>,
+    #[serde(borrow, default)]
+    ts: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    state: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    killed_by: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    reason: Option<Cow<'a, str>>,
+}
+
+fn bump(map: &mut BTreeMap<String, u64>, key: &str) {
+    match map.get_mut(key) {
+        Some(n) => *n += 1,
+        None => {
+            map.insert(key.to_string(), 1);
+        }
+    }
+}
+
+impl JournalCounts {
+    /// Counts complete lines of `text` (the caller passes text ending at a newline).
+    pub fn add_lines(&mut self, text: &[u8]) {
+        for raw in text.split(|b| *b == b'\n') {
+            if raw.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let Ok(line) = serde_json::from_slice::<Line>(raw) else {
+                self.unreadable_lines += 1;
+                continue;
+            };
+            if self.first_ts.is_none() {
+                self.first_ts = line.ts.map(Cow::into_owned);
+            }
+            bump(&mut self.events, &line.event);
+            match &*line.event {
+                "exit" => {
+                    if let Some(state) = &line.state {
+                        bump(&mut self.exits_by_state, state);
+                    }
+                    if let Some(by) = &line.killed_by {
+                        bump(&mut self.exits_by_killer, by);
+                    }
+                }
+                "spawn_refused" => bump(&mut self.refusals_by_reason, line.reason.as_deref().unwrap_or("unknown")),
+                _ => {}
+            }
+        }
+    }
+
+    /// Lines of one event kind.
+    pub fn event(&self, name: &str) -> u64 {
+        self.events.get(name).copied().unwrap_or(0)
+    }
+}
+
+/// The cache: counts up to `offset` of the journal file `dev`/`ino` whose first line is
+/// `first_line`.
+#[derive(Debug, Serialize, Deserialize)]
+struct Cache {
+    dev: u64,
+    ino: u64,
+    offset: u64,
+    first_line: String,
+    counts: JournalCounts,
+}
+
+/// The first line is the fingerprint; this much of it is enough (it starts with a time).
+const FINGERPRINT_MAX: usize = 256;
+
+/// Counts the journal at `journal`, reading only what was appended since the counts cached
+/// at `cache` (updated when writable; a cache that cannot be written costs a full count per
+/// call, not an error). A missing journal is zero counts.
+pub fn count(journal: &Path, cache: &Path) -> Result<JournalCounts> {
+    let mut file = match File::open(journal) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(JournalCounts::default()),
+        Err(e) => return Err(Error::io("open", journal, e)),
+    };
+    let meta = file.metadata().map_err(|e| Error::io("stat", journal, e))?;
+    let cached = std::fs::read(cache).ok().and_then(|b| serde_json::from_slice::<Cache>(&b).ok());
+    let valid = cached.filter(|c| {
+        c.dev == meta.dev()
+            && c.ino == meta.ino()
+            && c.offset <= meta.len()
+            && first_line(&file).ok().is_some_and(|l| l == c.first_line)
+    });
+    if let Some(c) = &valid
+        && c.offset == meta.len()
+    {
+        return Ok(valid.map(|c| c.counts).unwrap_or_default());
+    }
+    let (mut counts, offset) = valid.map_or((JournalCounts::default(), 0), |c| (c.counts, c.offset));
+    file.seek(SeekFrom::Start(offset)).map_err(|e| Error::io("seek in", journal, e))?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail).map_err(|e| Error::io("read", journal, e))?;
+    // Only complete lines: a line being appended right now is counted next time.
+    let complete = tail.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    counts.add_lines(&tail[..complete]);
+    let new = Cache {
+        dev: meta.dev(),
+        ino: meta.ino(),
+        offset: offset + complete as u64,
+        first_line: first_line(&file).unwrap_or_default(),
+        counts,
+    };
+    if let Ok(text) = serde_json::to_vec(&new) {
+        // Another scrape may write it at the same time; either result is right.
+        let _ = crate::paths::write_atomic(cache, &text);
+    }
+    Ok(new.counts)
+}
+
+/// The start of the first line, at most [`FINGERPRINT_MAX`] bytes.
+fn first_line(file: &File) -> std::io::Result<String> {
+    let mut buf = [0u8; FINGERPRINT_MAX];
+    let n = file.read_at(&mut buf, 0)?;
+    let end = buf[..n].iter().position(|b| *b == b'\n').unwrap_or(n);
+    Ok(String::from_utf8_lossy(&buf[..end]).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn append(path: &Path, lines: &[&str]) {
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("open");
+        for l in lines {
+            writeln!(f, "{l}").expect("write");
+        }
+    }
+
+    const EXIT_RELIEF: &str =
+        r#"{"ts":"2026-01-01T00:00:00Z","event":"exit","id":"a","state":"killed","killed_by":"relief"}"#;
+    const EXIT_GUARD: &str = r#"{"ts":"2026-01-01T00:00:01Z","event":"exit","id":"b","state":"killed","killed_by":"watch","cause":"killed by \"watch\""}"#;
+    const OOM: &str = r#"{"ts":"2026-01-01T00:00:02Z","event":"oom_kill","id":"c","oom_kills":1}"#;
+    const EXIT_OOM: &str =
+        r#"{"ts":"2026-01-01T00:00:02Z","event":"exit","id":"c","state":"oom-killed","killed_by":null}"#;
+    const REFUSED: &str =
+        r#"{"ts":"2026-01-01T00:00:03Z","event":"spawn_refused","id":"d","reason":"memory","used_percent":86.0}"#;
+    const DIED: &str = r#"{"ts":"2026-01-01T00:00:04Z","event":"supervisor_died","id":"e","seen_by":"status"}"#;
+
+    #[test]
+    fn counts_events_exits_killers_and_refusals() {
+        let mut c = JournalCounts::default();
+        let text = [EXIT_RELIEF, EXIT_GUARD, OOM, EXIT_OOM, REFUSED, REFUSED, DIED, "{\"torn", ""].join("\n");
+        c.add_lines(text.as_bytes());
+        assert_eq!(c.first_ts.as_deref(), Some("2026-01-01T00:00:00Z"));
+        assert_eq!(c.event("exit"), 3);
+        assert_eq!(c.event("oom_kill"), 1);
+        assert_eq!(c.event("supervisor_died"), 1);
+        assert_eq!(c.exits_by_state["killed"], 2);
+        assert_eq!(c.exits_by_state["oom-killed"], 1);
+        assert_eq!(c.exits_by_killer["relief"], 1);
+        assert_eq!(c.exits_by_killer["watch"], 1);
+        assert_eq!(c.exits_by_killer.len(), 2, "a null killed_by is no killer");
+        assert_eq!(c.refusals_by_reason["memory"], 2);
+        assert_eq!(c.unreadable_lines, 1);
+    }
+
+    #[test]
+    fn the_cache_counts_only_what_was_appended_and_starts_over_for_a_new_journal() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (journal, cache) = (tmp.path().join("events.jsonl"), tmp.path().join("counts.json"));
+        assert_eq!(count(&journal, &cache).expect("no journal"), JournalCounts::default());
+
+        append(&journal, &[EXIT_RELIEF, OOM]);
+        assert_eq!(count(&journal, &cache).expect("count").event("exit"), 1);
+        // A line being written (no newline yet) waits for the next count.
+        std::fs::OpenOptions::new().append(true).open(&journal).expect("open").write_all(b"{\"ts\":").expect("w");
+        let c = count(&journal, &cache).expect("count");
+        assert_eq!((c.event("exit"), c.unreadable_lines), (1, 0));
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&journal)
+            .expect("open")
+            .write_all(format!("{}\n", &EXIT_GUARD[6..]).as_bytes())
+            .expect("w");
+        append(&journal, &[DIED]);
+        let c = count(&journal, &cache).expect("count");
+        assert_eq!((c.event("exit"), c.event("supervisor_died"), c.unreadable_lines), (2, 1, 0));
+        assert_eq!(c.exits_by_killer["watch"], 1);
+
+        // The cache is what is read: counts it holds that the journal lacks stay.
+        let mut cached: Cache = serde_json::from_slice(&std::fs::read(&cache).expect("cache")).expect("parse");
+        cached.counts.events.insert("exit".into(), 100);
+        std::fs::write(&cache, serde_json::to_vec(&cached).expect("ser")).expect("write");
+        assert_eq!(count(&journal, &cache).expect("count").event("exit"), 100);
+
+        // Rotated: a new file (another inode) is counted from its start.
+        std::fs::remove_file(&journal).expect("rm");
+        append(&journal, &[REFUSED]);
+        let c = count(&journal, &cache).expect("count");
+        assert_eq!((c.event("exit"), c.event("spawn_refused")), (0, 1));
+        // Truncated in place and written again past the old offset: the first line differs.
+        std::fs::write(&journal, format!("{OOM}\n{OOM}\n{OOM}\n")).expect("rewrite");
+        let c = count(&journal, &cache).expect("count");
+        assert_eq!((c.event("spawn_refused"), c.event("oom_kill")), (0, 3));
+        // An unwritable cache costs a full count, not an error.
+        let c = count(&journal, &tmp.path().join("no/such/dir/counts.json")).expect("count");
+        assert_eq!(c.event("oom_kill"), 3);
+    }
+}
