@@ -3,33 +3,36 @@
 //!
 //! The v1 OOM notification reaches every cgroup below the one that ran out, so when the
 //! fleet's budget runs out every agent's supervisor hears of it, though the kernel kills
-//! one process. Each supervisor therefore waits for the episode to settle (`under_oom`
-//! back to 0) and acts only if its own cgroup's `oom_kill` rose: its agent was the victim,
-//! which is also always the case when the agent's own limit ran out (the victim of a
-//! cgroup's OOM is chosen inside that cgroup). See `fleet_core::cgroup::OomWatch`.
+//! one process. It also comes before the kernel has chosen its victim. So each supervisor
+//! reads its own cgroup's `oom_kill` counter (v1 counts a kill in the victim's cgroup only)
+//! for a while after a notification, and kills the rest of its agent when the counter
+//! rises: its agent was the victim, which is also always the case when the agent's own
+//! limit ran out (the victim of a cgroup's OOM is chosen inside that cgroup). See
+//! `fleet_core::cgroup::OomWatch`.
 
-use fleet_core::cgroup::{OomControl, OomWatch};
+use fleet_core::cgroup::OomWatch;
 use std::{
     os::fd::BorrowedFd,
     time::{Duration, Instant},
 };
 
-/// The first wait before reading `memory.oom_control` again after a notification: the
-/// kernel signals its victim microseconds after it notifies.
+/// The first wait before reading the counter again: the kernel usually kills its victim
+/// microseconds after it notifies.
 const FIRST_CHECK: Duration = Duration::from_millis(1);
-/// Waits double up to this, so a long stretch of OOMs above the agent costs a few reads.
-const MAX_CHECK: Duration = Duration::from_millis(50);
-/// How long an episode may stay unsettled before the supervisor decides on what it sees
-/// (`under_oom` stays set only while an OOM is handled, or where the OOM killer is off).
-const SETTLE_LIMIT: Duration = Duration::from_secs(5);
+/// Waits double up to this, so the window costs a few dozen reads.
+const MAX_CHECK: Duration = Duration::from_millis(100);
+/// How long after the last notification a kill still counts as that OOM's. The kernel
+/// chooses under a host-wide lock and prints the OOM report (every task of the cgroup that
+/// ran out) before it kills, which a loaded host or a slow console can stretch to seconds.
+const WINDOW: Duration = Duration::from_secs(5);
 
 /// A run's OOM notification and what the supervisor has made of it so far.
 pub struct OomGroup {
     watch: OomWatch,
-    verdict: Verdicts,
+    verdicts: Verdicts,
 }
 
-/// The decisions on `memory.oom_control` readings, apart from the descriptor they come from.
+/// The decisions on counter readings, apart from the descriptor they come from.
 #[derive(Debug, Default)]
 struct Verdicts {
     pending: Option<Pending>,
@@ -37,10 +40,11 @@ struct Verdicts {
     kills_seen: u64,
 }
 
-/// An episode heard of and not yet settled.
+/// A notification heard, whose victim is not known yet.
 #[derive(Debug, Clone, Copy)]
 struct Pending {
-    since: Instant,
+    /// The last notification.
+    heard: Instant,
     next_check: Instant,
     wait: Duration,
 }
@@ -48,17 +52,18 @@ struct Pending {
 /// What to do about the notifications heard so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
-    /// Nothing pending, or not settled yet: look again at [`OomGroup::next_check`].
+    /// Nothing pending, or not known yet: look again at [`OomGroup::next_check`].
     Wait,
-    /// The OOM killer took `kills` process(es) of this agent: kill the rest.
+    /// The OOM killer took `kills` process(es) of this agent in all: kill the rest.
     KillGroup { kills: u64 },
-    /// The memory ran out above the agent and the victim was another cgroup's.
+    /// The window passed and no process of this agent was taken: the memory ran out above
+    /// it and the victim was another cgroup's.
     Spared,
 }
 
 impl OomGroup {
     pub fn new(watch: OomWatch) -> OomGroup {
-        OomGroup { watch, verdict: Verdicts::default() }
+        OomGroup { watch, verdicts: Verdicts::default() }
     }
 
     /// The notification descriptor, to poll for readability.
@@ -66,31 +71,32 @@ impl OomGroup {
         self.watch.fd()
     }
 
-    /// When the supervisor should call [`OomGroup::decide`] again, if an episode is pending.
+    /// When the supervisor should call [`OomGroup::decide`] again, if a notification is
+    /// pending.
     pub fn next_check(&self) -> Option<Instant> {
-        self.verdict.pending.map(|p| p.next_check)
+        self.verdicts.pending.map(|p| p.next_check)
     }
 
-    /// The agent's OOM kills as counted by the kernel when last acted on.
+    /// The agent's OOM kills as last read.
     pub fn kills_seen(&self) -> u64 {
-        self.verdict.kills_seen
+        self.verdicts.kills_seen
     }
 
-    /// Called when the descriptor is readable: consumes the notifications and starts
-    /// waiting for the episode to settle.
+    /// Called when the descriptor is readable: consumes the notifications and (re)starts
+    /// the window.
     pub fn notified(&mut self, now: Instant) {
         if self.watch.drain() {
-            self.verdict.heard(now);
+            self.verdicts.heard(now);
         }
     }
 
-    /// Reads `memory.oom_control` if an episode is due for a look, and decides. An
-    /// unreadable file counts as settled with no kill: the run's end reads the counter again.
+    /// Reads the counter if a look is due, and decides. An unreadable counter reads as
+    /// unchanged: the run's end reads it again.
     pub fn decide(&mut self, now: Instant) -> Decision {
         match self.next_check() {
             Some(at) if now >= at => {
-                let control = self.watch.control().unwrap_or_default();
-                self.verdict.step(control, now)
+                let kills = self.watch.kills().unwrap_or(self.verdicts.kills_seen);
+                self.verdicts.step(kills, now)
             }
             _ => Decision::Wait,
         }
@@ -99,21 +105,18 @@ impl OomGroup {
 
 impl Verdicts {
     fn heard(&mut self, now: Instant) {
-        if self.pending.is_none() {
-            self.pending = Some(Pending { since: now, next_check: now, wait: FIRST_CHECK });
-        }
+        self.pending = Some(Pending { heard: now, next_check: now, wait: FIRST_CHECK });
     }
 
-    /// The decision on one reading of `memory.oom_control`.
-    fn step(&mut self, control: OomControl, now: Instant) -> Decision {
+    /// The decision on one reading of the counter.
+    fn step(&mut self, kills: u64, now: Instant) -> Decision {
         let Some(p) = self.pending else { return Decision::Wait };
-        if control.oom_kill > self.kills_seen {
-            // The victim is ours: act at once, even while the episode is still being handled.
-            self.kills_seen = control.oom_kill;
+        if kills > self.kills_seen {
+            self.kills_seen = kills;
             self.pending = None;
-            return Decision::KillGroup { kills: control.oom_kill };
+            return Decision::KillGroup { kills };
         }
-        if control.under_oom && now.duration_since(p.since) < SETTLE_LIMIT {
+        if now.duration_since(p.heard) < WINDOW {
             self.pending = Some(Pending { next_check: now + p.wait, wait: (p.wait * 2).min(MAX_CHECK), ..p });
             return Decision::Wait;
         }
@@ -126,54 +129,67 @@ impl Verdicts {
 mod tests {
     use super::*;
 
-    fn control(under_oom: bool, oom_kill: u64) -> OomControl {
-        OomControl { under_oom, oom_kill }
+    /// Steps through the window reading `kills` each time; returns the decision and when.
+    fn run_window(v: &mut Verdicts, kills: impl Fn(Instant) -> u64) -> (Decision, Instant, u32) {
+        let mut reads = 0;
+        loop {
+            let now = v.pending.map(|p| p.next_check).expect("pending");
+            reads += 1;
+            match v.step(kills(now), now) {
+                Decision::Wait => {}
+                d => return (d, now, reads),
+            }
+        }
     }
 
     #[test]
-    fn an_oom_above_with_the_victim_elsewhere_spares_the_agent() {
+    fn an_oom_above_with_the_victim_elsewhere_spares_the_agent_after_the_window() {
         let t0 = Instant::now();
         let mut v = Verdicts::default();
         v.heard(t0);
-        // Still being handled: look again soon, then less often.
-        assert_eq!(v.step(control(true, 0), t0), Decision::Wait);
-        assert_eq!(v.pending.map(|p| p.next_check), Some(t0 + FIRST_CHECK));
-        let t1 = t0 + FIRST_CHECK;
-        assert_eq!(v.step(control(true, 0), t1), Decision::Wait);
-        assert_eq!(v.pending.map(|p| p.next_check), Some(t1 + FIRST_CHECK * 2));
-        // Settled, and no process of ours was taken.
-        assert_eq!(v.step(control(false, 0), t1 + Duration::from_millis(3)), Decision::Spared);
+        let (d, at, reads) = run_window(&mut v, |_| 0);
+        assert_eq!(d, Decision::Spared);
+        assert!(at.duration_since(t0) >= WINDOW);
+        // 1, 2, 4 ... 64 ms, then every 100 ms.
+        assert!(reads < 60, "{reads} reads");
         assert!(v.pending.is_none());
         // Nothing heard, nothing decided.
-        assert_eq!(v.step(control(false, 5), t1), Decision::Wait);
+        assert_eq!(v.step(5, at), Decision::Wait);
     }
 
     #[test]
-    fn our_own_kill_counts_even_before_the_episode_settles() {
+    fn a_kill_late_in_the_window_still_kills_the_group() {
         let t0 = Instant::now();
         let mut v = Verdicts::default();
         v.heard(t0);
-        assert_eq!(v.step(control(true, 1), t0), Decision::KillGroup { kills: 1 });
-        // The next episode acts only on a further kill.
-        v.heard(t0);
-        assert_eq!(v.step(control(false, 1), t0), Decision::Spared);
-        v.heard(t0);
-        assert_eq!(v.step(control(false, 3), t0), Decision::KillGroup { kills: 3 });
+        let late = t0 + Duration::from_secs(3);
+        let (d, at, _) = run_window(&mut v, |now| u64::from(now >= late));
+        assert_eq!(d, Decision::KillGroup { kills: 1 });
+        assert!(at >= late && at < late + MAX_CHECK + Duration::from_millis(1));
     }
 
     #[test]
-    fn waits_back_off_and_an_unsettled_episode_ends_in_a_decision() {
+    fn each_notification_acts_only_on_a_further_kill() {
         let t0 = Instant::now();
         let mut v = Verdicts::default();
         v.heard(t0);
-        let mut now = t0;
-        let mut reads = 0;
-        while v.step(control(true, 0), now) == Decision::Wait {
-            now = v.pending.map(|p| p.next_check).expect("pending while waiting");
-            reads += 1;
-        }
-        assert!(now.duration_since(t0) >= SETTLE_LIMIT);
-        // 1, 2, 4, ... 32 ms, then every 50 ms: about a hundred reads in five seconds.
-        assert!(reads < 110, "{reads} reads");
+        assert_eq!(v.step(1, t0), Decision::KillGroup { kills: 1 });
+        v.heard(t0);
+        assert_eq!(run_window(&mut v, |_| 1).0, Decision::Spared);
+        v.heard(t0);
+        assert_eq!(v.step(3, t0), Decision::KillGroup { kills: 3 });
+    }
+
+    #[test]
+    fn a_new_notification_restarts_the_window() {
+        let t0 = Instant::now();
+        let mut v = Verdicts::default();
+        v.heard(t0);
+        let t1 = t0 + Duration::from_secs(4);
+        assert_eq!(v.step(0, t1), Decision::Wait);
+        v.heard(t1);
+        let (d, at, _) = run_window(&mut v, |_| 0);
+        assert_eq!(d, Decision::Spared);
+        assert!(at.duration_since(t1) >= WINDOW);
     }
 }

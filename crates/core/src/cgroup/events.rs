@@ -8,12 +8,12 @@
 //!
 //! The notification alone does not say whose OOM it was: the kernel sends it to every cgroup
 //! below the one that ran out, so when the fleet's budget runs out every agent hears of it.
-//! What does say is the agent's own `memory.oom_control`, read through the same open file
-//! ([`OomWatch::control`]): v1 counts an OOM kill (`oom_kill`) only in the victim's own
-//! cgroup, and marks the whole subtree `under_oom` from before it notifies until its victim
-//! has been signalled. So once `under_oom` reads 0 again, `oom_kill` says whether this
-//! cgroup lost a process (`mem_cgroup_oom` and `memcg1_oom_prepare`/`memcg1_oom_finish` in
-//! the kernel's mm/memcontrol-v1.c).
+//! What does say is the agent's own OOM kill counter (`oom_kill` in `memory.oom_control`,
+//! read through the same open file by [`OomWatch::kills`]): v1 counts a kill only in the
+//! victim's own cgroup. The kernel notifies before it chooses a victim, and nothing in v1
+//! marks the end of that choice (`under_oom` is set only while it notifies: see
+//! `memcg1_oom_prepare` in mm/memcontrol-v1.c), so the counter is read for a while after a
+//! notification.
 
 use super::{Cgroup, Layout, files};
 use crate::{Error, Result};
@@ -31,31 +31,9 @@ use std::{
 /// An OOM notification registered on one cgroup (v1 only; on v2 the kernel kills the group).
 pub struct OomWatch {
     eventfd: EventFd,
-    /// The cgroup's `memory.oom_control`, registered against and read by [`OomWatch::control`].
+    /// The cgroup's `memory.oom_control`, registered against and read by [`OomWatch::kills`].
     oom_control: File,
     path: PathBuf,
-}
-
-/// What `memory.oom_control` says of one v1 cgroup.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct OomControl {
-    /// An OOM of this cgroup or of one above it is being handled: the victim is not signalled
-    /// yet.
-    pub under_oom: bool,
-    /// Processes of this very cgroup the OOM killer has killed (v1 does not count them in the
-    /// cgroups above).
-    pub oom_kill: u64,
-}
-
-impl OomControl {
-    /// Parses the file's `key value` lines; a kernel without `oom_kill` (before 4.13) reads 0.
-    pub fn parse(text: &str) -> OomControl {
-        let pairs = files::parse_keyed(text);
-        OomControl {
-            under_oom: files::keyed(&pairs, "under_oom").is_some_and(|n| n > 0),
-            oom_kill: files::keyed(&pairs, "oom_kill").unwrap_or(0),
-        }
-    }
 }
 
 impl OomWatch {
@@ -88,13 +66,19 @@ impl OomWatch {
         self.eventfd.read().is_ok_and(|n| n > 0)
     }
 
-    /// The cgroup's `memory.oom_control` now (one `pread`: the kernel renders it afresh at
-    /// offset 0).
-    pub fn control(&self) -> Result<OomControl> {
+    /// The OOM killer's kills in this very cgroup (`oom_kill` in `memory.oom_control`; 0 on
+    /// kernels before 4.13, which lack it). One `pread`: the kernel renders the file afresh
+    /// at offset 0.
+    pub fn kills(&self) -> Result<u64> {
         let mut buf = [0u8; 128];
         let n = self.oom_control.read_at(&mut buf, 0).map_err(|e| Error::io("read", &self.path, e))?;
-        Ok(OomControl::parse(&String::from_utf8_lossy(&buf[..n])))
+        Ok(oom_kills(&String::from_utf8_lossy(&buf[..n])))
     }
+}
+
+/// `oom_kill` from the text of `memory.oom_control`.
+fn oom_kills(text: &str) -> u64 {
+    files::keyed(&files::parse_keyed(text), "oom_kill").unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -102,10 +86,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn oom_control_reads_the_episode_and_the_own_kills() {
-        let c = OomControl::parse("oom_kill_disable 0\nunder_oom 1\noom_kill 2\n");
-        assert_eq!(c, OomControl { under_oom: true, oom_kill: 2 });
+    fn oom_kills_are_read_from_oom_control() {
+        assert_eq!(oom_kills("oom_kill_disable 0\nunder_oom 1\noom_kill 2\n"), 2);
         // Kernels before 4.13 have no oom_kill line.
-        assert_eq!(OomControl::parse("oom_kill_disable 0\nunder_oom 0\n"), OomControl::default());
+        assert_eq!(oom_kills("oom_kill_disable 0\nunder_oom 0\n"), 0);
     }
 }

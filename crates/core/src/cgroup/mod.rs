@@ -15,7 +15,7 @@ mod stats;
 mod teardown;
 
 pub use alarm::UsageAlarm;
-pub use events::{OomControl, OomWatch};
+pub use events::OomWatch;
 pub use fleet::{Fleet, validate_parent};
 pub use layout::{Layout, Mounts, OwnCgroups};
 pub use limits::Limits;
