@@ -70,19 +70,22 @@ fn parallel_spawns_count_each_other_and_stay_below_the_threshold() {
     }
     let status = f.status();
     let used = status["host"]["used_percent"].as_f64().expect("used_percent");
-    println!("admission: {} admitted, {} refused, the fleet settled at {used} %: {summary}", admitted.len(), refused.len());
+    println!(
+        "admission: {} admitted, {} refused, the fleet settled at {used} %: {summary}",
+        admitted.len(),
+        refused.len()
+    );
     assert!(used < 85.0, "the fleet settled at {used} % with {} agents: {summary}", admitted.len());
     for (id, _) in &admitted {
         let a = f.agent(id);
         assert_eq!(a["state"], "running", "{id} did not survive: {a:#}\n{}", f.log(id));
     }
-    let events: Vec<serde_json::Value> =
-        std::fs::read_to_string(f.tmp.path().join("log/events.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .filter(|e: &serde_json::Value| e["event"] == "spawn_refused")
-            .collect();
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(f.tmp.path().join("log/events.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|e: &serde_json::Value| e["event"] == "spawn_refused")
+        .collect();
     assert_eq!(events.len(), refused.len(), "one spawn_refused per refusal: {events:?}");
     for (id, _) in &refused {
         assert!(!f.cgroup(id).exists(), "{id}: a refused spawn left its cgroup");
@@ -116,7 +119,10 @@ fn a_limit_above_the_budget_is_warned_about() {
     let config = f.tmp.path().join("big-limits.toml");
     std::fs::write(&config, "[agent]\nmemory_max = \"1G\"\nmemory_high = \"256M\"\n").expect("config");
     let run = Run::from(
-        f.cmd(&["spawn", "fromfile", "ws-001", "--", "sleep", "60"]).env("FLEET_CONFIG", &config).output().expect("spawn"),
+        f.cmd(&["spawn", "fromfile", "ws-001", "--", "sleep", "60"])
+            .env("FLEET_CONFIG", &config)
+            .output()
+            .expect("spawn"),
     );
     run.code(0).one_error_line("fromfile: warning: its memory limit (1.0 GiB) is above the fleet's budget");
 
@@ -130,5 +136,23 @@ fn a_limit_above_the_budget_is_warned_about() {
         assert!(run.stderr.is_empty(), "{args:?} warned: {}", run.stderr);
     }
     f.wait_state("fits", &["running"], T);
+    f.finish();
+}
+
+/// A spawn refused because a lease pool is exhausted is journaled like one refused for
+/// memory, and gives back what admission had set aside for its agent.
+#[test]
+fn a_spawn_refused_for_an_exhausted_pool_is_journaled_and_reserves_nothing() {
+    let Some(f) = TestFleet::new("pool-refused") else { return };
+    let ports = ["--ports", "4", "--port-range", "23300-23303"];
+    f.run(&[&["spawn", "p1", "ws-001"][..], &ports, &["--", "sleep", "60"]].concat()).code(0);
+    let run = f.run(&[&["spawn", "p2", "ws-001"][..], &ports, &["--", "sleep", "60"]].concat());
+    run.code(75).one_error_line("port pool exhausted");
+    let refused = f.events("p2");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!((refused[0]["event"].as_str(), refused[0]["reason"].as_str()), (Some("spawn_refused"), Some("pool")));
+    let ledger = std::fs::read_to_string(f.tmp.path().join("state/admission.lock")).expect("the admission ledger");
+    assert!(ledger.lines().any(|l| l.ends_with(" p1")), "p1's reservation is on file: {ledger:?}");
+    assert!(!ledger.lines().any(|l| l.ends_with(" p2")), "the refused p2 kept a reservation: {ledger:?}");
     f.finish();
 }

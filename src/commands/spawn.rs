@@ -38,11 +38,13 @@ const DEFAULT_LOG_MAX: u64 = 64 << 20;
 /// Entry point.
 pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
     let (mut plan, workspace) = make_plan(ctx, &args)?;
-    let admitted = admission::admit(ctx, &plan.id, &plan.limits, args.spawn_threshold.unwrap_or(ctx.spawn_threshold()))?;
+    // Before admission, which records its decision in the state dir.
+    room_to_record(ctx)?;
+    let admitted =
+        admission::admit(ctx, &plan.id, &plan.limits, args.spawn_threshold.unwrap_or(ctx.spawn_threshold()))?;
     if let Some(warning) = admission::limit_above_budget(ctx, &args.limits, &plan.limits, &admitted.budget) {
         eprintln!("fleetctl: {}: {warning}", plan.id);
     }
-    room_to_record(ctx)?;
     let mut lock = match Lock::try_acquire(&ctx.dirs.lock_path(&plan.id))? {
         Some(lock) => lock,
         None => return Err(busy(ctx, &plan.id)),

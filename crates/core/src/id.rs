@@ -13,16 +13,31 @@ pub const ID_RULE: &str =
 /// these followed by a dot. A prefix rule and not a list of files: kernels add files to
 /// existing controllers every few releases, controllers themselves rarely.
 pub const CGROUP_FILE_PREFIXES: &[&str] = &[
-    "cgroup", "cpu", "cpuacct", "cpuset", "io", "blkio", "memory", "pids", "hugetlb", "rdma", "misc", "dmem",
-    "devices", "freezer", "net_cls", "net_prio", "perf_event", "debug",
+    "cgroup",
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "io",
+    "blkio",
+    "memory",
+    "pids",
+    "hugetlb",
+    "rdma",
+    "misc",
+    "dmem",
+    "devices",
+    "freezer",
+    "net_cls",
+    "net_prio",
+    "perf_event",
+    "debug",
 ];
 
 /// Files of cgroup v1 hierarchies that have no prefix.
 pub const CGROUP_V1_FILES: &[&str] = &["tasks", "notify_on_release", "release_agent"];
 
 /// The reason an id that names a cgroup file is refused, as printed in error messages.
-pub const CGROUP_FILE_RULE: &str =
-    "it would collide with the kernel's file of that name in the fleet's cgroup; ids may not start with a cgroup controller's name and a dot (cgroup., memory., pids., cpu., io. ...) nor be tasks, notify_on_release or release_agent: pick another id";
+pub const CGROUP_FILE_RULE: &str = "it would collide with the kernel's file of that name in the fleet's cgroup; ids may not start with a cgroup controller's name and a dot (cgroup., memory., pids., cpu., io. ...) nor be tasks, notify_on_release or release_agent: pick another id";
 
 /// Whether `id` is, or could become, the name of a file the kernel keeps in every cgroup.
 fn names_cgroup_file(id: &str) -> bool {
