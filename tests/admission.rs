@@ -80,19 +80,17 @@ fn parallel_spawns_count_each_other_and_stay_below_the_threshold() {
         let a = f.agent(id);
         assert_eq!(a["state"], "running", "{id} did not survive: {a:#}\n{}", f.log(id));
     }
-    let events: Vec<serde_json::Value> = std::fs::read_to_string(f.tmp.path().join("log/events.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .filter(|e: &serde_json::Value| e["event"] == "spawn_refused")
-        .collect();
-    assert_eq!(events.len(), refused.len(), "one spawn_refused per refusal: {events:?}");
+    for (id, _) in &admitted {
+        assert!(f.events(id).iter().all(|e| e["event"] != "spawn_refused"), "{id} was admitted");
+    }
     for (id, _) in &refused {
         assert!(!f.cgroup(id).exists(), "{id}: a refused spawn left its cgroup");
         assert!(!f.tmp.path().join("state/agents").join(id).exists(), "{id}: a refused spawn left state");
         assert!(!scratch.join(id).exists(), "{id}: a refused spawn left its scratch dir");
-        let e = events.iter().find(|e| e["id"] == id.as_str()).expect("its spawn_refused event");
-        assert_eq!(e["reason"], "memory", "{e}");
+        let events = f.events(id);
+        assert_eq!(events.len(), 1, "{id}: one event, its refusal: {events:?}");
+        let e = &events[0];
+        assert_eq!((e["event"].as_str(), e["reason"].as_str()), (Some("spawn_refused"), Some("memory")), "{e}");
         assert_eq!(e["threshold_percent"], 85, "{e}");
         assert!(e["counted_percent"].as_f64().unwrap_or(0.0) >= 85.0, "{e}");
     }
