@@ -89,7 +89,8 @@ fn ids_that_name_cgroup_files_are_refused() {
         let before = std::fs::symlink_metadata(agents.memory_dir().join(id)).ok().map(|m| m.file_type());
         for args in [vec!["spawn", id, "ws-001", "--", "sleep", "30"], vec!["kill", id], vec!["status", id]] {
             let run = f.run(&args);
-            run.code(2).one_error_line(&format!("invalid id '{id}': it would collide with the kernel's file"));
+            run.code(2)
+                .one_error_line(&format!("invalid id '{id}': the kernel keeps a file of that name in every cgroup"));
             let lines = run.stderr.lines().filter(|l| !l.trim().is_empty()).count();
             assert_eq!(lines, 1, "{args:?}: one line, not:\n{}", run.stderr);
         }

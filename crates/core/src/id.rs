@@ -37,7 +37,7 @@ pub const CGROUP_FILE_PREFIXES: &[&str] = &[
 pub const CGROUP_V1_FILES: &[&str] = &["tasks", "notify_on_release", "release_agent"];
 
 /// The reason an id that names a cgroup file is refused, as printed in error messages.
-pub const CGROUP_FILE_RULE: &str = "it would collide with the kernel's file of that name in the fleet's cgroup; ids may not start with a cgroup controller's name and a dot (cgroup., memory., pids., cpu., io. ...) nor be tasks, notify_on_release or release_agent: pick another id";
+pub const CGROUP_FILE_RULE: &str = "the kernel keeps a file of that name in every cgroup (ids may not start with a controller's name and a dot, such as memory. or cgroup., nor be tasks, notify_on_release or release_agent); pick another id";
 
 /// Whether `id` is, or could become, the name of a file the kernel keeps in every cgroup.
 fn names_cgroup_file(id: &str) -> bool {
@@ -128,7 +128,7 @@ mod tests {
             "release_agent",
         ] {
             let err = bad.parse::<AgentId>().unwrap_err();
-            assert!(err.contains("collide with the kernel's file"), "{bad}: {err}");
+            assert!(err.contains(CGROUP_FILE_RULE), "{bad}: {err}");
         }
         // Close to one, but not a kernel file: a dot after another word, no dot, other case.
         for ok in ["memory", "pids-1", "memoryhog.1", "web.memory.max", "Memory.max", "tasks-2", "cgroup_x", "io1.a"] {
