@@ -53,6 +53,8 @@ impl Entry {
 pub struct Ledger {
     file: File,
     path: PathBuf,
+    /// Bytes on file, so a save that does not shrink it needs no truncate.
+    len: u64,
     /// The admitted spawns on file; [`Ledger::save`] writes them back.
     pub entries: Vec<Entry>,
 }
@@ -62,22 +64,25 @@ impl Ledger {
     pub fn lock(path: &Path) -> Result<Ledger> {
         let mut file = crate::lock::open_lock_file(path)?;
         file.lock().map_err(|e| Error::io("lock", path, e))?;
-        let mut text = String::new();
-        // A ledger that cannot be read as text is started afresh: it only ever holds a few
-        // seconds' worth of admissions.
-        let _ = file.read_to_string(&mut text);
-        let entries = text.lines().filter_map(Entry::parse).collect();
-        Ok(Ledger { file, path: path.to_path_buf(), entries })
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(|e| Error::io("read", path, e))?;
+        // Lines are checked one by one: a torn or garbled one costs that line only.
+        let entries = String::from_utf8_lossy(&bytes).lines().filter_map(Entry::parse).collect();
+        Ok(Ledger { file, path: path.to_path_buf(), len: bytes.len() as u64, entries })
     }
 
     /// Writes the entries back; the lock stays held until the ledger is dropped.
-    pub fn save(&self) -> Result<()> {
+    pub fn save(&mut self) -> Result<()> {
         let text: String = self.entries.iter().map(Entry::line).collect();
+        let len = text.len() as u64;
         let write = || -> std::io::Result<()> {
             self.file.write_all_at(text.as_bytes(), 0)?;
-            self.file.set_len(text.len() as u64)
+            // Most saves add a line; only a pruned ledger has an old tail to cut.
+            if len < self.len { self.file.set_len(len) } else { Ok(()) }
         };
-        write().map_err(|e| Error::io("write", &self.path, e))
+        write().map_err(|e| Error::io("write", &self.path, e))?;
+        self.len = len;
+        Ok(())
     }
 }
 
@@ -108,16 +113,19 @@ mod tests {
         let path = tmp.path().join("state/admission.lock");
         let mut ledger = Ledger::lock(&path).expect("lock");
         assert!(ledger.entries.is_empty());
+        ledger.entries = vec![entry(1000, "a")];
+        ledger.save().expect("save");
+        // A longer ledger overwrites a shorter one without a truncate.
         ledger.entries = vec![entry(1000, "a"), entry(2000, "b")];
         ledger.save().expect("save");
         drop(ledger);
         // A torn tail, as a spawn killed mid-rewrite leaves it.
-        let mut text = std::fs::read_to_string(&path).expect("read");
-        text.push_str("3000 335544");
-        std::fs::write(&path, text).expect("write");
+        let mut bytes = std::fs::read(&path).expect("read");
+        bytes.extend_from_slice(b"3000 335544\xff\xfe");
+        std::fs::write(&path, bytes).expect("write");
         let mut ledger = Ledger::lock(&path).expect("lock");
         assert_eq!(ledger.entries, vec![entry(1000, "a"), entry(2000, "b")]);
-        // Shorter content replaces longer, with nothing of the old left behind.
+        // Shorter content replaces longer, torn tail and all.
         ledger.entries.truncate(1);
         ledger.save().expect("save");
         drop(ledger);
