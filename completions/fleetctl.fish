@@ -59,7 +59,7 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l restart -d '
 on-failure\t'Restart after a failure or OOM kill, never after a kill or timeout'"
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l restart-backoff -d 'First restart delay; it doubles after each failure, up to 5 minutes' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l crash-loop-after -d 'Failures within 10 minutes that stop restarts (state crash-loop)' -r
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l spawn-threshold -d 'Refuse to spawn when fleet memory use is at or above this percentage [default: 85]' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l spawn-threshold -d 'Refuse to spawn when fleet memory use, with agents still starting counted at their start reserve (this one too), would reach this percentage [default: 85]' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l log-max-size -d 'Size at which the agent\'s log is rotated (one old file is kept) [default: 64M]' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l ports -d 'Lease a block of N consecutive free ports ($FLEET_PORT_BASE, $FLEET_PORTS)' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l port-range -d 'Where port blocks come from [default: 20000-29999]' -r

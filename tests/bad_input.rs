@@ -76,3 +76,30 @@ fn a_bad_config_file_is_named() {
     assert!(run.stdout.contains("memory max 2.0 GiB, high 1.0 GiB"), "config defaults apply: {}", run.stdout);
     f.finish();
 }
+
+/// An agent's cgroup is `agents/<id>`, beside the kernel's own files of `agents/`: an id that
+/// names one (or one a later kernel may add) is refused by every command, and the kernel's
+/// file is left alone.
+#[test]
+fn ids_that_name_cgroup_files_are_refused() {
+    let Some(f) = TestFleet::new("cgroupids") else { return };
+    f.fleet.ensure().expect("ensure fleet");
+    let agents = f.fleet.agents();
+    for id in ["cgroup.procs", "memory.max", "cgroup.kill", "pids.max", "tasks", "notify_on_release", "io.weight"] {
+        let before = std::fs::symlink_metadata(agents.memory_dir().join(id)).ok().map(|m| m.file_type());
+        for args in [vec!["spawn", id, "ws-001", "--", "sleep", "30"], vec!["kill", id], vec!["status", id]] {
+            let run = f.run(&args);
+            run.code(2)
+                .one_error_line(&format!("invalid id '{id}': the kernel keeps a file of that name in every cgroup"));
+            let lines = run.stderr.lines().filter(|l| !l.trim().is_empty()).count();
+            assert_eq!(lines, 1, "{args:?}: one line, not:\n{}", run.stderr);
+        }
+        let after = std::fs::symlink_metadata(agents.memory_dir().join(id)).ok().map(|m| m.file_type());
+        assert_eq!(before, after, "{id}: the kernel's file was touched");
+        assert!(!f.tmp.path().join("state/agents").join(id).exists(), "{id}: a refused spawn left state");
+    }
+    assert!(f.fleet.agent_names().unwrap_or_default().is_empty(), "{:?}", f.fleet.agent_names());
+    // Near misses are ordinary ids.
+    f.run(&["spawn", "memory-hog.1", "ws-001", "--", "sleep", "30"]).code(0);
+    f.finish();
+}

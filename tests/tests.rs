@@ -3,6 +3,7 @@
 
 mod util;
 
+mod admission;
 mod bad_input;
 mod faults;
 mod fleets;

@@ -1,6 +1,7 @@
 //! What every command knows about agents: the supervisor's plan, how a process is placed in
 //! an agent's cgroup, how an agent's live state is derived, and how an agent is stopped.
 
+pub mod admission;
 pub mod deaths;
 pub mod growth;
 pub mod leases;

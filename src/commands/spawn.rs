@@ -4,6 +4,7 @@
 
 use crate::{
     agent::{
+        admission,
         leases::{self, Workspace},
         plan::SupervisorPlan,
         view,
@@ -20,7 +21,6 @@ use fleet_core::{
     cgroup::{Cgroup, Limits},
     id::AgentId,
     lock::{Lock, read_holder},
-    meminfo::Budget,
     size::{Limit, format_iec},
     state::{AgentRecord, AgentState, RestartPolicy},
     timefmt::human_duration,
@@ -38,8 +38,13 @@ const DEFAULT_LOG_MAX: u64 = 64 << 20;
 /// Entry point.
 pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
     let (mut plan, workspace) = make_plan(ctx, &args)?;
-    admit(ctx, args.spawn_threshold.unwrap_or(ctx.spawn_threshold()))?;
+    // Before admission, which records its decision in the state dir.
     room_to_record(ctx)?;
+    let admitted =
+        admission::admit(ctx, &plan.id, &plan.limits, args.spawn_threshold.unwrap_or(ctx.spawn_threshold()))?;
+    if let Some(warning) = admission::limit_above_budget(ctx, &args.limits, &plan.limits, &admitted.budget) {
+        eprintln!("fleetctl: {}: {warning}", plan.id);
+    }
     let mut lock = match Lock::try_acquire(&ctx.dirs.lock_path(&plan.id))? {
         Some(lock) => lock,
         None => return Err(busy(ctx, &plan.id)),
@@ -71,7 +76,8 @@ pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
     }
     let mut undo = Undo { ctx, id: &plan.id, cgroup: &plan.cgroup, scratch: plan.scratch.clone(), armed: true };
     // Leases after the id's lock: a refused duplicate must not take a slot even for a moment.
-    let taken = leases::take(ctx, &workspace, args.ports.map(|n| (n, args.port_range.unwrap_or(ctx.port_range()))))?;
+    let taken = leases::take(ctx, &workspace, args.ports.map(|n| (n, args.port_range.unwrap_or(ctx.port_range()))))
+        .inspect_err(|e| admission::note_pool_refusal(ctx, &plan.id, e))?;
     plan.workspace = taken.workspace;
     plan.slot = taken.slot;
     plan.ports = taken.ports;
@@ -91,6 +97,7 @@ pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
     let (supervisor_pid, pid) = supervisor.go().map_err(|e| anyhow::anyhow!("{}: {e:#}", plan.id))?;
     crate::failpoint::hit(crate::failpoint::SPAWN_AFTER_GO);
     undo.armed = false;
+    admitted.started();
     drop(lock); // the supervisor holds it now, and the leases
     drop(stop_turn);
     println!("{}", started_line(&plan, pid));
@@ -173,23 +180,6 @@ pub fn resolve_limits(ctx: &Ctx, flags: &fleet_cli::LimitArgs) -> Limits {
             .or_else(|| a.pids_max.as_deref().and_then(|v| fleet_cli::parse_pids(v).ok()))
             .unwrap_or(d.pids_max),
     }
-}
-
-/// Admission control: refuse (75) while the fleet is at or above the spawn threshold.
-fn admit(ctx: &Ctx, threshold: u8) -> Result<()> {
-    let budget = Budget::measure(&ctx.fleet, &ctx.proc_root)?;
-    let pct = budget.percent();
-    if pct >= threshold as f64 {
-        return Err(Fail::error(
-            Exit::Refused,
-            format!(
-                "refusing to spawn: fleet memory is at {pct:.1} % ({} used of {}), at or above the spawn threshold of {threshold} %; wait for agents to finish, or free memory with `fleetctl relief`",
-                format_iec(budget.used),
-                format_iec(budget.total)
-            ),
-        ));
-    }
-    Ok(())
 }
 
 /// Below this much free space in the state or log dir, spawn refuses: the agent's record, its

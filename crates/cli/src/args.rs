@@ -166,7 +166,8 @@ pub struct SpawnArgs {
     /// Never choose this agent when relieving memory pressure
     #[arg(long)]
     pub protect: bool,
-    /// Refuse to spawn when fleet memory use is at or above this percentage [default: 85]
+    /// Refuse to spawn when fleet memory use, with agents still starting counted at their start
+    /// reserve (this one too), would reach this percentage [default: 85]
     #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=100))]
     pub spawn_threshold: Option<u8>,
     /// Size at which the agent's log is rotated (one old file is kept) [default: 64M]

@@ -7,7 +7,46 @@ use std::{fmt, str::FromStr};
 pub const ID_RULE: &str =
     "an id is 1-64 characters of letters, digits, '.', '_' or '-', starting with a letter or digit";
 
-/// A validated agent id: `[A-Za-z0-9][A-Za-z0-9._-]{0,63}`.
+/// Prefixes of the kernel's own files in every cgroup directory: `cgroup.*` and one per
+/// controller (`memory.max`, `pids.max`, `io.pressure`, v1's `memory.limit_in_bytes` ...).
+/// An agent's cgroup is `agents/<id>`, beside such files, so an id must not begin with one of
+/// these followed by a dot. A prefix rule and not a list of files: kernels add files to
+/// existing controllers every few releases, controllers themselves rarely.
+pub const CGROUP_FILE_PREFIXES: &[&str] = &[
+    "cgroup",
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "io",
+    "blkio",
+    "memory",
+    "pids",
+    "hugetlb",
+    "rdma",
+    "misc",
+    "dmem",
+    "devices",
+    "freezer",
+    "net_cls",
+    "net_prio",
+    "perf_event",
+    "debug",
+];
+
+/// Files of cgroup v1 hierarchies that have no prefix.
+pub const CGROUP_V1_FILES: &[&str] = &["tasks", "notify_on_release", "release_agent"];
+
+/// The reason an id that names a cgroup file is refused, as printed in error messages.
+pub const CGROUP_FILE_RULE: &str = "the kernel keeps a file of that name in every cgroup (ids may not start with a controller's name and a dot, such as memory. or cgroup., nor be tasks, notify_on_release or release_agent); pick another id";
+
+/// Whether `id` is, or could become, the name of a file the kernel keeps in every cgroup.
+fn names_cgroup_file(id: &str) -> bool {
+    let prefix = id.split_once('.').map(|(p, _)| p);
+    prefix.is_some_and(|p| CGROUP_FILE_PREFIXES.contains(&p)) || CGROUP_V1_FILES.contains(&id)
+}
+
+/// A validated agent id: `[A-Za-z0-9][A-Za-z0-9._-]{0,63}`, and not the name of a cgroup
+/// interface file ([`CGROUP_FILE_PREFIXES`], [`CGROUP_V1_FILES`]).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct AgentId(String);
@@ -27,6 +66,9 @@ impl FromStr for AgentId {
         let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
         let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
         if first_ok && rest_ok && text.len() <= 64 {
+            if names_cgroup_file(text) {
+                return Err(format!("invalid id '{text}': {CGROUP_FILE_RULE}"));
+            }
             Ok(AgentId(text.to_string()))
         } else {
             let shown: String = text.chars().take(40).collect();
@@ -63,6 +105,33 @@ mod tests {
     fn accepts_the_rule() {
         let max = "a".repeat(64);
         for ok in ["agent-001", "a", "A.b_c-9", "0", max.as_str()] {
+            assert!(ok.parse::<AgentId>().is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn refuses_the_names_of_cgroup_files() {
+        for bad in [
+            "cgroup.procs",
+            "cgroup.kill",
+            "cgroup.not_yet_invented",
+            "memory.max",
+            "memory.limit_in_bytes",
+            "memory.oom.group",
+            "pids.max",
+            "cpu.weight",
+            "io.pressure",
+            "cpuset.cpus",
+            "hugetlb.2MB.max",
+            "tasks",
+            "notify_on_release",
+            "release_agent",
+        ] {
+            let err = bad.parse::<AgentId>().unwrap_err();
+            assert!(err.contains(CGROUP_FILE_RULE), "{bad}: {err}");
+        }
+        // Close to one, but not a kernel file: a dot after another word, no dot, other case.
+        for ok in ["memory", "pids-1", "memoryhog.1", "web.memory.max", "Memory.max", "tasks-2", "cgroup_x", "io1.a"] {
             assert!(ok.parse::<AgentId>().is_ok(), "{ok}");
         }
     }

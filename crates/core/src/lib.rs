@@ -5,6 +5,7 @@
 //! integration tests against a real subtree nested under the test's own cgroup.
 #![deny(missing_docs)]
 
+pub mod admission;
 pub mod cgroup;
 pub mod error;
 pub mod host;

@@ -52,6 +52,12 @@ impl Dirs {
         self.log.join("agents").join(format!("{id}.log"))
     }
 
+    /// The admission ledger, whose lock makes spawns decide one at a time
+    /// ([`crate::admission`]).
+    pub fn admission_path(&self) -> PathBuf {
+        self.state.join("admission.lock")
+    }
+
     /// The append-only event journal.
     pub fn journal_path(&self) -> PathBuf {
         self.log.join("events.jsonl")

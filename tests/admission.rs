@@ -1,0 +1,156 @@
+//! Admission under concurrency, and limits that mean nothing under the fleet's budget.
+
+use crate::util::{Run, TestFleet, Tmpfs};
+use std::{sync::Barrier, time::Duration};
+
+/// Generous: not a timed test, and the VM tier runs under TCG emulation.
+const T: Duration = Duration::from_secs(90);
+
+/// The start reserve each agent counts for before it has grown (docs/decisions.md).
+const START_RESERVE_MIB: u64 = 32;
+
+/// Parallel callers, each spawning one agent at the same moment.
+const CALLERS: usize = 12;
+
+/// Many callers spawn at once into a small budget, and every agent then takes about its
+/// start reserve. The race is staged at its worst: no agent takes anything until every
+/// spawn has been decided (each waits for a file the test makes afterwards), so admission
+/// cannot see any agent's memory yet and must count the ones it has just admitted.
+/// Afterwards the fleet is below the spawn threshold with every admitted agent running, and
+/// the refused spawns exited 75, left nothing behind and are in the journal.
+#[test]
+fn parallel_spawns_count_each_other_and_stay_below_the_threshold() {
+    let Some(f) = TestFleet::new("admission-race") else { return };
+    let budget: u64 = 256 << 20;
+    f.set_budget(budget);
+    // Scratch on a tmpfs: what an agent writes there is memory charged to it, exactly as
+    // much as it wrote (a shell building a string briefly needs twice its size).
+    let scratch = f.tmp.path().join("scratch");
+    std::fs::create_dir_all(&scratch).expect("mkdir");
+    let mount = Tmpfs::mount(&scratch, "size=512m");
+    let go = f.tmp.path().join("go");
+    let take = (START_RESERVE_MIB - 2) << 20;
+    let script = format!(
+        "until [ -e '{}' ]; do sleep 0.02; done; head -c {take} /dev/zero > \"$FLEET_SCRATCH/blob\" && echo ready; exec sleep 600",
+        go.display()
+    );
+    let ids: Vec<String> = (0..CALLERS).map(|i| format!("c{i:02}")).collect();
+    let start = Barrier::new(CALLERS);
+    let runs: Vec<(String, Run)> = std::thread::scope(|s| {
+        let callers: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                let (f, start, script) = (&f, &start, &script);
+                s.spawn(move || {
+                    start.wait();
+                    (id.clone(), f.run(&["spawn", id, "ws-001", "--", "sh", "-c", script]))
+                })
+            })
+            .collect();
+        callers.into_iter().map(|c| c.join().expect("caller")).collect()
+    });
+    let (admitted, refused): (Vec<_>, Vec<_>) = runs.iter().partition(|(_, run)| run.code == 0);
+    for (id, run) in &refused {
+        assert_eq!(run.code, 75, "{id}: {run:?}");
+        run.one_error_line("at or above the spawn threshold of 85 %");
+    }
+    let summary = runs.iter().map(|(id, r)| format!("{id}: {}", r.code)).collect::<Vec<_>>().join(", ");
+    assert!(!admitted.is_empty() && !refused.is_empty(), "all admitted or all refused: {summary}");
+    // What admission promised: every admitted agent's reserve fits below the threshold.
+    let threshold_mib = (budget >> 20) as f64 * 0.85;
+    assert!(
+        (admitted.len() as u64 * START_RESERVE_MIB) as f64 <= threshold_mib,
+        "{} agents of {START_RESERVE_MIB} MiB admitted into {threshold_mib} MiB: {summary}",
+        admitted.len()
+    );
+
+    std::fs::write(&go, "").expect("go");
+    for (id, _) in &admitted {
+        f.wait_log(id, "ready", T);
+    }
+    let status = f.status();
+    let used = status["host"]["used_percent"].as_f64().expect("used_percent");
+    println!(
+        "admission: {} admitted, {} refused, the fleet settled at {used} %: {summary}",
+        admitted.len(),
+        refused.len()
+    );
+    assert!(used < 85.0, "the fleet settled at {used} % with {} agents: {summary}", admitted.len());
+    for (id, _) in &admitted {
+        let a = f.agent(id);
+        assert_eq!(a["state"], "running", "{id} did not survive: {a:#}\n{}", f.log(id));
+    }
+    for (id, _) in &admitted {
+        assert!(f.events(id).iter().all(|e| e["event"] != "spawn_refused"), "{id} was admitted");
+    }
+    for (id, _) in &refused {
+        assert!(!f.cgroup(id).exists(), "{id}: a refused spawn left its cgroup");
+        assert!(!f.tmp.path().join("state/agents").join(id).exists(), "{id}: a refused spawn left state");
+        assert!(!scratch.join(id).exists(), "{id}: a refused spawn left its scratch dir");
+        let events = f.events(id);
+        assert_eq!(events.len(), 1, "{id}: one event, its refusal: {events:?}");
+        let e = &events[0];
+        assert_eq!((e["event"].as_str(), e["reason"].as_str()), (Some("spawn_refused"), Some("memory")), "{e}");
+        assert_eq!(e["threshold_percent"], 85, "{e}");
+        assert!(e["counted_percent"].as_f64().unwrap_or(0.0) >= 85.0, "{e}");
+    }
+    // The tmpfs goes once its files have (the agents' scratch dirs are removed at their end).
+    f.run(&["kill", "--all", "--force"]).code(0);
+    drop(mount);
+    f.finish();
+}
+
+/// A memory limit the operator gave that is above the whole fleet budget cannot be what
+/// stops the agent: spawn says so in one line and goes ahead. Limits within the budget, and
+/// the built-in default nobody typed, say nothing.
+#[test]
+fn a_limit_above_the_budget_is_warned_about() {
+    let Some(f) = TestFleet::new("overbudget") else { return };
+    f.set_budget(512 << 20);
+    let run = f.run(&["spawn", "huge", "ws-001", "--memory-max", "2T", "--", "sleep", "60"]);
+    run.code(0).one_error_line("huge: warning: its memory limit (2.0 TiB) is above the fleet's budget (512.0 MiB)");
+    assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
+    assert!(run.stdout.contains("huge started"), "{run:?}");
+    assert_eq!(f.limits("huge").memory_max, fleet_core::size::Limit::Bytes(2 << 40), "the limit is kept as given");
+    assert_eq!(f.agent("huge")["state"], "running");
+
+    let config = f.tmp.path().join("big-limits.toml");
+    std::fs::write(&config, "[agent]\nmemory_max = \"1G\"\nmemory_high = \"256M\"\n").expect("config");
+    let run = Run::from(
+        f.cmd(&["spawn", "fromfile", "ws-001", "--", "sleep", "60"])
+            .env("FLEET_CONFIG", &config)
+            .output()
+            .expect("spawn"),
+    );
+    run.code(0).one_error_line("fromfile: warning: its memory limit (1.0 GiB) is above the fleet's budget");
+
+    for args in [
+        vec!["spawn", "fits", "ws-001", "--memory-max", "256M", "--memory-high", "128M", "--", "sleep", "60"],
+        vec!["spawn", "default", "ws-001", "--", "sleep", "60"],
+        vec!["spawn", "unlimited", "ws-001", "--memory-max", "max", "--memory-high", "max", "--", "sleep", "60"],
+    ] {
+        let run = f.run(&args);
+        run.code(0);
+        assert!(run.stderr.is_empty(), "{args:?} warned: {}", run.stderr);
+    }
+    f.wait_state("fits", &["running"], T);
+    f.finish();
+}
+
+/// A spawn refused because a lease pool is exhausted is journaled like one refused for
+/// memory, and gives back what admission had set aside for its agent.
+#[test]
+fn a_spawn_refused_for_an_exhausted_pool_is_journaled_and_reserves_nothing() {
+    let Some(f) = TestFleet::new("pool-refused") else { return };
+    let ports = ["--ports", "4", "--port-range", "23300-23303"];
+    f.run(&[&["spawn", "p1", "ws-001"][..], &ports, &["--", "sleep", "60"]].concat()).code(0);
+    let run = f.run(&[&["spawn", "p2", "ws-001"][..], &ports, &["--", "sleep", "60"]].concat());
+    run.code(75).one_error_line("port pool exhausted");
+    let refused = f.events("p2");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!((refused[0]["event"].as_str(), refused[0]["reason"].as_str()), (Some("spawn_refused"), Some("pool")));
+    let ledger = std::fs::read_to_string(f.tmp.path().join("state/admission.lock")).expect("the admission ledger");
+    assert!(ledger.lines().any(|l| l.ends_with(" p1")), "p1's reservation is on file: {ledger:?}");
+    assert!(!ledger.lines().any(|l| l.ends_with(" p2")), "the refused p2 kept a reservation: {ledger:?}");
+    f.finish();
+}
