@@ -13,12 +13,12 @@ const T: Duration = Duration::from_secs(90);
 /// cgroup below the one that ran out).
 const SPARED: &str = "the OOM killer's victim was elsewhere";
 
-/// Five idle agents, one protected, one hog with limits far above the fleet's budget, and
-/// no watcher: the kernel kills the hog, and nothing else may end.
+/// A 512 MiB budget, five idle agents, one protected, one hog with limits far above the
+/// budget, and no watcher: the kernel kills the hog, and nothing else may end.
 #[test]
 fn one_hog_over_the_fleet_budget_takes_only_itself() {
     let Some(f) = TestFleet::new("onehog") else { return };
-    f.set_budget(256 << 20);
+    f.set_budget(512 << 20);
     let mut bystanders: Vec<String> = (1..=5).map(|n| format!("idle-{n}")).collect();
     for id in &bystanders {
         f.run(&["spawn", id, "ws-001", "--", "sleep", "900"]).code(0);
