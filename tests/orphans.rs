@@ -109,3 +109,35 @@ fn an_orphan_that_died_is_shown_ended_and_its_supervisors_death_is_journaled_onc
     assert!(alive(pids["bystander"].0), "the bystander was harmed");
     f.finish();
 }
+
+/// A spawn of an id whose previous run ended unobserved (its supervisor SIGKILLed, its
+/// processes gone since) first records that end: every started run ends exactly once in
+/// the journal, and the new run is the id's second.
+#[test]
+fn spawning_over_a_run_that_ended_unobserved_records_its_end_first() {
+    let Some(f) = TestFleet::new("respawn") else { return };
+    f.run(&["spawn", "talker", "ws-001", "--", "sh", "-c", "while :; do echo tick; sleep 0.05; done"]).code(0);
+    f.wait_log("talker", "tick", T);
+    let a = f.wait_state("talker", &["running"], T);
+    let sup = a["supervisor_pid"].as_i64().expect("supervisor");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(sup as i32), nix::sys::signal::Signal::SIGKILL)
+        .expect("SIGKILL the supervisor");
+    // With its output's reader gone, the talker dies of SIGPIPE at its next write.
+    let deadline = Instant::now() + T;
+    while alive(sup) || f.cgroup("talker").populated().unwrap_or(true) {
+        assert!(Instant::now() < deadline, "the talker outlived its supervisor");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    f.run(&["spawn", "talker", "ws-001", "--", "sleep", "600"]).code(0);
+    let events: Vec<String> = f
+        .events("talker")
+        .iter()
+        .filter(|e| e["event"] != "supervisor_died")
+        .map(|e| e["event"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(events, ["spawn", "exit", "spawn"], "the first run ends once, before the second starts");
+    let exit = f.events("talker").into_iter().find(|e| e["event"] == "exit").expect("exit");
+    assert_eq!((exit["state"].as_str(), exit["supervised"].as_bool()), (Some("failed"), Some(false)), "{exit:#}");
+    assert_eq!(f.wait_state("talker", &["running"], T)["state"], "running");
+    f.finish();
+}

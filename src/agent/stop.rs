@@ -182,12 +182,30 @@ fn settle_unsupervised(ctx: &Ctx, id: &AgentId, before: Option<view::AgentView>,
             Ok(Stopped::AlreadyEnded { state: None, cause: Some("no agent record; removed its empty cgroup".into()) })
         }
         other => {
-            let cause = "ended unobserved after its supervisor died; exit status unknown";
-            record_end(ctx, id, other.clone(), req, AgentState::Failed, cause)?;
-            Ok(Stopped::AlreadyEnded { state: Some(AgentState::Failed), cause: Some(cause.into()) })
+            record_end(ctx, id, other.clone(), req, AgentState::Failed, UNOBSERVED)?;
+            Ok(Stopped::AlreadyEnded { state: Some(AgentState::Failed), cause: Some(UNOBSERVED.into()) })
         }
     }
 }
+
+/// Records the end of a run whose supervisor died and whose processes are gone, if its
+/// record still says it runs: `spawn` of the id calls this, holding the id's lock (so no
+/// supervisor of it lives) and with the cgroup empty, before the new run's record replaces
+/// the old one, so that every started run ends exactly once in the journal. A record that
+/// cannot be read is left alone (the new one replaces it); one that never started has no
+/// run to end.
+pub fn record_unobserved_end(ctx: &Ctx, id: &AgentId) -> Result<()> {
+    let Ok(Some(record)) = fleet_core::state::AgentRecord::load(&ctx.dirs.state_path(id)) else { return Ok(()) };
+    if record.state.is_terminal() || record.started_at.is_none() {
+        return Ok(());
+    }
+    let view = view::reconcile(record, false);
+    let req = StopRequest { by: "spawn".into(), detail: None, grace: Duration::ZERO, force: true };
+    record_end(ctx, id, Some(view), &req, AgentState::Failed, UNOBSERVED)
+}
+
+/// The cause of a run that ended while nobody watched.
+const UNOBSERVED: &str = "ended unobserved after its supervisor died; exit status unknown";
 
 /// Writes the final record and journal event for an agent nobody else will record.
 fn record_end(

@@ -7,7 +7,7 @@ use crate::{
         admission,
         leases::{self, Workspace},
         plan::SupervisorPlan,
-        view,
+        stop, view,
     },
     commands::logs,
     config::Config,
@@ -74,6 +74,9 @@ pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
             ),
         ));
     }
+    // A previous run whose supervisor died and whose processes are gone ended unobserved:
+    // its end goes in the journal before this run's record replaces it.
+    stop::record_unobserved_end(ctx, &plan.id)?;
     let mut undo = Undo { ctx, id: &plan.id, cgroup: &plan.cgroup, scratch: plan.scratch.clone(), armed: true };
     // Leases after the id's lock: a refused duplicate must not take a slot even for a moment.
     let taken = leases::take(ctx, &workspace, args.ports.map(|n| (n, args.port_range.unwrap_or(ctx.port_range()))))
