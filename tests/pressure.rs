@@ -83,3 +83,27 @@ fn an_agent_over_its_own_limit_dies_whole_and_its_neighbour_runs_on() {
     assert!(f.cgroup("calm").procs().expect("calm's processes").len() >= 2, "calm keeps its whole tree");
     f.finish();
 }
+
+/// On pure cgroup v2, `memory.oom.group` on the fleet root would make one OOM kill end every
+/// agent (systemd sets it on units with `OOMPolicy=kill`): doctor fails on it.
+#[test]
+fn doctor_fails_on_an_oom_group_above_the_agents() {
+    let Some(f) = TestFleet::new("oomgroup") else { return };
+    f.run(&["spawn", "a1", "ws-001", "--", "sleep", "600"]).code(0);
+    let line = |run: &crate::util::Run| run.stdout.lines().find(|l| l.contains("oom group")).map(str::to_string);
+    if f.fleet.root.memory_v1.is_some() {
+        // v1 has no such switch: nothing to check, nothing said.
+        assert_eq!(line(&f.run(&["doctor"])), None);
+        println!("SKIPPED the memory.oom.group part: cgroup v1 memory on this host");
+        return f.finish();
+    }
+    let ok = line(&f.run(&["doctor"])).expect("an oom group line");
+    assert!(ok.starts_with("ok"), "{ok}");
+    std::fs::write(f.fleet.root.unified.join("memory.oom.group"), "1").expect("set oom.group on the fleet root");
+    let run = f.run(&["doctor"]);
+    let fail = line(&run).expect("an oom group line");
+    assert!(fail.starts_with("FAIL") && fail.contains("one OOM kill would end every agent"), "{fail}");
+    assert_ne!(run.code, 0);
+    std::fs::write(f.fleet.root.unified.join("memory.oom.group"), "0").expect("clear it");
+    f.finish();
+}

@@ -106,6 +106,7 @@ pub fn run(ctx: &Ctx, args: DoctorArgs) -> Result<Exit> {
     scratch(ctx, &paths.scratch, &mut r)?;
     watcher(ctx, &paths.state, &mut r);
     budget(ctx, &mut r);
+    oom_group(ctx, &mut r);
     migrations(ctx, &mut r);
     if r.failed == 0 {
         println!("doctor: this host is ready");
@@ -314,6 +315,26 @@ fn budget(ctx: &Ctx, r: &mut Report) {
             &format!("{} used of {} ({:.1} %)", format_iec(b.used), format_iec(b.total), b.percent()),
             None,
         );
+    }
+}
+
+/// Whether one OOM kill would take every agent: the kernel kills the whole of the highest
+/// cgroup with `memory.oom.group` between its victim and the cgroup that ran out, so the
+/// flag belongs on each agent (fleetctl sets it there) and never on the fleet root or
+/// `agents/` (systemd sets it on a unit with `OOMPolicy=kill`).
+fn oom_group(ctx: &Ctx, r: &mut Report) {
+    let above = [ctx.fleet.root.clone(), ctx.fleet.agents()];
+    match above.iter().find(|cg| cg.oom_group().unwrap_or(false)) {
+        Some(cg) => r.say(
+            Verdict::Fail,
+            "oom group",
+            &format!("memory.oom.group is 1 on {}: one OOM kill would end every agent below it", cg.unified.display()),
+            Some(&format!("echo 0 > {}", cg.unified.join("memory.oom.group").display())),
+        ),
+        None if ctx.mounts.layout == Layout::Unified => {
+            r.say(Verdict::Ok, "oom group", "an OOM kill takes the victim's agent, not the fleet", None)
+        }
+        None => {}
     }
 }
 
