@@ -61,6 +61,8 @@ pub struct AgentConfig {
     pub log_max_size: Option<String>,
     /// Where `--ports` blocks come from, "20000-29999".
     pub port_range: Option<String>,
+    /// What an agent still starting counts for at least at admission, "32M" (`0`: its use).
+    pub start_reserve: Option<String>,
 }
 
 impl Config {
@@ -86,6 +88,14 @@ impl Config {
         ] {
             if let Some(v) = value {
                 v.parse::<Limit>().map_err(|e| anyhow::anyhow!("agent.{key}: {e}"))?;
+            }
+        }
+        if let Some(v) = &self.agent.start_reserve {
+            match v.parse::<Limit>() {
+                Ok(Limit::Bytes(_)) => {}
+                _ => anyhow::bail!(
+                    "agent.start_reserve = \"{v}\": give a size such as \"32M\", or \"0\" to count starting agents at their use alone"
+                ),
             }
         }
         if let Some(v) = &self.agent.pids_max {

@@ -106,16 +106,17 @@ fn parallel_spawns_count_each_other_and_stay_below_the_threshold() {
 #[test]
 fn a_limit_above_the_budget_is_warned_about() {
     let Some(f) = TestFleet::new("overbudget") else { return };
-    f.set_budget(512 << 20);
+    // Below the VM tier's memory, so the fleet's budget is the one named.
+    f.set_budget(256 << 20);
     let run = f.run(&["spawn", "huge", "ws-001", "--memory-max", "2T", "--", "sleep", "60"]);
-    run.code(0).one_error_line("huge: warning: its memory limit (2.0 TiB) is above the fleet's budget (512.0 MiB)");
+    run.code(0).one_error_line("huge: warning: its memory limit (2.0 TiB) is above the fleet's budget (256.0 MiB)");
     assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
     assert!(run.stdout.contains("huge started"), "{run:?}");
     assert_eq!(f.limits("huge").memory_max, fleet_core::size::Limit::Bytes(2 << 40), "the limit is kept as given");
     assert_eq!(f.agent("huge")["state"], "running");
 
     let config = f.tmp.path().join("big-limits.toml");
-    std::fs::write(&config, "[agent]\nmemory_max = \"1G\"\nmemory_high = \"256M\"\n").expect("config");
+    std::fs::write(&config, "[agent]\nmemory_max = \"1G\"\nmemory_high = \"128M\"\n").expect("config");
     let run = Run::from(
         f.cmd(&["spawn", "fromfile", "ws-001", "--", "sleep", "60"])
             .env("FLEET_CONFIG", &config)
@@ -125,7 +126,7 @@ fn a_limit_above_the_budget_is_warned_about() {
     run.code(0).one_error_line("fromfile: warning: its memory limit (1.0 GiB) is above the fleet's budget");
 
     for args in [
-        vec!["spawn", "fits", "ws-001", "--memory-max", "256M", "--memory-high", "128M", "--", "sleep", "60"],
+        vec!["spawn", "fits", "ws-001", "--memory-max", "128M", "--memory-high", "64M", "--", "sleep", "60"],
         vec!["spawn", "default", "ws-001", "--", "sleep", "60"],
         vec!["spawn", "unlimited", "ws-001", "--memory-max", "max", "--memory-high", "max", "--", "sleep", "60"],
     ] {

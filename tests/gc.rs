@@ -65,6 +65,7 @@ fn gc_collects_what_nothing_owns_and_leaves_the_living_alone() {
 fn gc_after_a_storm_of_sigkills_leaves_nothing_without_a_live_owner() {
     use nix::{sys::signal::Signal, unistd::Pid};
     let Some(f) = TestFleet::new("storm") else { return };
+    f.small_start_reserve();
     for i in 1..=16 {
         std::fs::create_dir_all(f.tmp.path().join(format!("ws/ws-{i:03}"))).expect("slot");
     }

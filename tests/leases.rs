@@ -28,6 +28,7 @@ fn leases_of(a: &Value) -> (String, u64, u64) {
 #[test]
 fn fifty_concurrent_auto_spawns_get_distinct_slots_and_disjoint_ports() {
     let Some(f) = TestFleet::new("leases") else { return };
+    f.small_start_reserve();
     make_slots(&f, 50);
     // Something of ours listens inside the range: no block may include its port.
     let listener = std::net::TcpListener::bind("127.0.0.1:23005").ok();

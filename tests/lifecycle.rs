@@ -344,6 +344,7 @@ fn spawn_replaces_an_empty_leftover_cgroup() {
 #[test]
 fn kill_all_over_a_hundred_agents_records_each_end_once() {
     let Some(f) = TestFleet::new("killall") else { return };
+    f.small_start_reserve();
     let n = 120;
     std::thread::scope(|s| {
         for t in 0..8 {

@@ -97,11 +97,12 @@ fn doctor_fails_on_an_oom_group_above_the_agents() {
         println!("SKIPPED the memory.oom.group part: cgroup v1 memory on this host");
         return f.finish();
     }
-    let ok = line(&f.run(&["doctor"])).expect("an oom group line");
+    let run = f.run(&["doctor"]);
+    let ok = line(&run).unwrap_or_else(|| panic!("no oom group line: {run:?}"));
     assert!(ok.starts_with("ok"), "{ok}");
     std::fs::write(f.fleet.root.unified.join("memory.oom.group"), "1").expect("set oom.group on the fleet root");
     let run = f.run(&["doctor"]);
-    let fail = line(&run).expect("an oom group line");
+    let fail = line(&run).unwrap_or_else(|| panic!("no oom group line: {run:?}"));
     assert!(fail.starts_with("FAIL") && fail.contains("one OOM kill would end every agent"), "{fail}");
     assert_ne!(run.code, 0);
     std::fs::write(f.fleet.root.unified.join("memory.oom.group"), "0").expect("clear it");

@@ -18,23 +18,25 @@ use fleet_core::{
 use serde_json::json;
 use std::time::Duration;
 
-/// What a starting agent is expected to take at least: about what a runtime such as node or
-/// python takes to start. Lower when the agent's own memory.high or memory.max is lower.
+/// What a starting agent is expected to take at least, unless `agent.start_reserve` in the
+/// config file says otherwise: about what a runtime such as node or python takes to start.
+/// Lower when the agent's own memory.high or memory.max is lower.
 pub const START_RESERVE: u64 = 32 << 20;
 
 /// How long an agent counts as starting: until it has run this long, or its own use has
 /// passed its reserve, whichever comes first.
 pub const START_WINDOW: Duration = Duration::from_secs(10);
 
-/// The reserve an agent with `limits` starts with ([`START_RESERVE`], capped by its limits).
-pub fn start_reserve(limits: &Limits) -> u64 {
+/// The reserve an agent with `limits` starts with: `base` (the configured reserve, else
+/// [`START_RESERVE`]), capped by its limits.
+pub fn start_reserve(limits: &Limits, base: u64) -> u64 {
     [limits.memory_high, limits.memory_max]
         .into_iter()
         .filter_map(|l| match l {
             Limit::Bytes(b) => Some(b),
             Limit::Max => None,
         })
-        .fold(START_RESERVE, u64::min)
+        .fold(base, u64::min)
 }
 
 /// An admitted spawn. Its line stays in the ledger once the agent has started
@@ -77,7 +79,11 @@ pub fn admit<'a>(ctx: &'a Ctx, id: &AgentId, limits: &Limits, threshold: u8) -> 
     let before = ledger.entries.len();
     ledger.entries.retain(|e| admission::young(e.at, now, START_WINDOW));
     let budget = Budget::measure(&ctx.fleet, &ctx.proc_root)?;
-    let own = start_reserve(limits);
+    let base = match crate::config::Config::limit(&ctx.config.agent.start_reserve) {
+        Some(Limit::Bytes(b)) => b,
+        _ => START_RESERVE,
+    };
+    let own = start_reserve(limits, base);
     let counted = |starting: u64| budget.used.saturating_add(starting).saturating_add(own);
     let fits = |starting: u64| percent(counted(starting), budget.total) < f64::from(threshold);
     let mut starting: u64 = ledger.entries.iter().map(|e| e.reserve).sum();
@@ -186,9 +192,12 @@ mod tests {
     #[test]
     fn the_start_reserve_is_capped_by_the_agents_own_limits() {
         let limits = |max: Limit, high: Limit| Limits { memory_max: max, memory_high: high, ..Limits::default() };
-        assert_eq!(start_reserve(&Limits::default()), START_RESERVE);
-        assert_eq!(start_reserve(&limits(Limit::Max, Limit::Max)), START_RESERVE);
-        assert_eq!(start_reserve(&limits(Limit::Bytes(64 << 20), Limit::Bytes(16 << 20))), 16 << 20);
-        assert_eq!(start_reserve(&limits(Limit::Bytes(8 << 20), Limit::Max)), 8 << 20);
+        assert_eq!(start_reserve(&Limits::default(), START_RESERVE), START_RESERVE);
+        assert_eq!(start_reserve(&limits(Limit::Max, Limit::Max), START_RESERVE), START_RESERVE);
+        assert_eq!(start_reserve(&limits(Limit::Bytes(64 << 20), Limit::Bytes(16 << 20)), START_RESERVE), 16 << 20);
+        assert_eq!(start_reserve(&limits(Limit::Bytes(8 << 20), Limit::Max), START_RESERVE), 8 << 20);
+        // A configured reserve replaces the built-in one; 0 counts starting agents at their use.
+        assert_eq!(start_reserve(&Limits::default(), 1 << 20), 1 << 20);
+        assert_eq!(start_reserve(&Limits::default(), 0), 0);
     }
 }

@@ -70,6 +70,7 @@ pub fn run(ctx: &Ctx, args: DoctorArgs) -> Result<Exit> {
     };
     r.say(Verdict::Ok, "layout", &format!("{}: {where_}", m.layout), None);
     cgroups(ctx, &paths, &mut r);
+    oom_group(ctx, &mut r);
     delegation(ctx, &mut r);
     swap_check(ctx, &mut r)?;
     for p in sysctl::RECOMMENDED {
@@ -106,7 +107,6 @@ pub fn run(ctx: &Ctx, args: DoctorArgs) -> Result<Exit> {
     scratch(ctx, &paths.scratch, &mut r)?;
     watcher(ctx, &paths.state, &mut r);
     budget(ctx, &mut r);
-    oom_group(ctx, &mut r);
     migrations(ctx, &mut r);
     if r.failed == 0 {
         println!("doctor: this host is ready");

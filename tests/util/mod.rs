@@ -117,11 +117,31 @@ impl TestFleet {
             .env("FLEET_WORKSPACE_ROOT", self.roots.join("ws"))
             .env("FLEET_SCRATCH_ROOT", self.roots.join("scratch"))
             .env("FLEET_LOCK_DIR", self.roots.join("lock"))
-            .env("FLEET_CONFIG", self.tmp.path().join("no-config.toml"))
+            .env("FLEET_CONFIG", self.config_path())
             .stdin(Stdio::null());
-        // An absent config file given explicitly would be an error; point at an empty one.
-        let _ = std::fs::write(self.tmp.path().join("no-config.toml"), "");
+        // An absent config file given explicitly would be an error; point at an empty one
+        // unless the test wrote one ([`Self::set_config`]).
+        if !self.config_path().exists() {
+            let _ = std::fs::write(self.config_path(), "");
+        }
         cmd
+    }
+
+    /// The config file every command of this fleet reads.
+    fn config_path(&self) -> PathBuf {
+        self.tmp.path().join("fleet.toml")
+    }
+
+    /// Writes this fleet's config file.
+    pub fn set_config(&self, toml: &str) {
+        std::fs::write(self.config_path(), toml).expect("write the config file");
+    }
+
+    /// For tests that start dozens of tiny agents at once, on whatever memory the host has
+    /// (the VM tier's is under 512 MiB): a starting agent counts 1 MiB at admission instead
+    /// of the 32 MiB a real agent's runtime takes.
+    pub fn small_start_reserve(&self) {
+        self.set_config("[agent]\nstart_reserve = \"1M\"\n");
     }
 
     /// Runs fleetctl to completion.
