@@ -19,6 +19,9 @@ pub const SPAWN_AFTER_GO: &str = "spawn-after-go";
 /// id, before the cgroup is removed.
 pub const KILL_AFTER_SUPERVISOR: &str = "kill-after-supervisor";
 
+/// `gc`, holding an orphan's lock, before it records that the orphan ended unobserved.
+pub const GC_SETTLE: &str = "gc-settle";
+
 /// Kills (or stops) this process if the failpoint `name` is armed.
 pub fn hit(name: &str) {
     use nix::sys::signal::{Signal, raise};

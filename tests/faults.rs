@@ -146,7 +146,11 @@ fn a_spawn_killed_between_its_cgroup_and_the_exec_is_truthful_and_collected() {
     let a = f.wait_state("half", &["orphaned"], Duration::from_secs(5));
     assert!(a["pid"].is_null(), "{a:#}");
     assert!(a["cause"].as_str().unwrap_or("").contains("spawn died before the agent started"), "{a:#}");
+    // A run that never started has no spawn event, and so no exit either.
+    f.run(&["kill", "half"]).code(0);
+    assert_eq!(f.agent("half")["state"], "failed");
     f.run(&["gc", "--older-than", "0s"]).code(0);
+    assert!(f.events("half").is_empty(), "{:?}", f.events("half"));
     assert!(!f.cgroup("half").exists(), "gc left the cgroup");
     assert!(!f.tmp.path().join("state/agents/half").exists(), "gc left the record or lock");
     assert!(!f.own_scratch().join("half").exists(), "gc left the scratch dir");
@@ -177,6 +181,38 @@ fn kill_during_a_spawn_waits_for_the_start_and_stops_the_run() {
     assert!(killed.stdout.contains("mid: stopped on SIGTERM"), "{killed:?}");
     let a = f.agent("mid");
     assert_eq!((a["state"].as_str(), a["killed_by"].as_str()), (Some("killed"), Some("user")), "{a:#}");
+    f.finish();
+}
+
+/// `gc` settling an orphan that ended unobserved while a `spawn` of the same id races it:
+/// the spawn is refused while gc holds the id (exit 4), and gc never takes a new run for the
+/// old one. The old run ends once in the journal.
+#[test]
+fn gc_settling_an_orphan_never_touches_a_new_run_of_the_id() {
+    let Some(f) = TestFleet::new("gcrace") else { return };
+    f.run(&["spawn", "o1", "ws-001", "--", "sh", "-c", "while :; do echo tick; sleep 0.05; done"]).code(0);
+    f.wait_log("o1", "tick", Duration::from_secs(30));
+    let sup = f.agent("o1")["supervisor_pid"].as_i64().expect("supervisor");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(sup as i32), nix::sys::signal::Signal::SIGKILL).expect("kill");
+    // With its output's reader gone, the agent dies of SIGPIPE: an orphan that ended.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while alive(sup) || f.cgroup("o1").populated().unwrap_or(true) {
+        assert!(std::time::Instant::now() < deadline, "o1 outlived its supervisor");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let gc = stopped_at(&f, &["gc"], "gc-settle");
+    let spawn = f.run(&["spawn", "o1", "ws-001", "--", "sleep", "600"]);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(gc.id() as i32), nix::sys::signal::Signal::SIGCONT)
+        .expect("SIGCONT");
+    crate::util::Run::from(gc.wait_with_output().expect("gc ends")).code(0);
+    spawn.code(4);
+    let exits: Vec<_> = f.events("o1").into_iter().filter(|e| e["event"] == "exit").collect();
+    assert_eq!(exits.len(), 1, "{exits:?}");
+    assert_eq!(exits[0]["supervised"], false);
+    // The id is free again, and the new run is left alone by the next gc.
+    f.run(&["spawn", "o1", "ws-001", "--", "sleep", "600"]).code(0);
+    f.run(&["gc"]).code(0);
+    assert_eq!(f.agent("o1")["state"], "running");
     f.finish();
 }
 
@@ -354,9 +390,48 @@ fn a_full_state_and_log_disk_does_not_stop_kill_or_relief() {
     for filler in fillers {
         std::fs::remove_file(filler).expect("free the space");
     }
-    // The ends it could not record are settled by the next kill, now that there is room.
+    // Their supervisors record the ends once there is room; each run ends once.
     f.run(&["kill", "k1", "r1"]).code(0);
+    for id in ["k1", "r1"] {
+        let exits = f.events(id).into_iter().filter(|e| e["event"] == "exit").count();
+        assert_eq!(exits, 1, "{id}: {:?}", f.events(id));
+    }
     drop(mounts);
+    f.finish();
+}
+
+/// An agent that ends on its own while the state disk is full: its supervisor journals the
+/// end and waits for room to save the record, so no reader takes it for dead meanwhile and
+/// no command records the end a second time.
+#[test]
+fn an_end_on_a_full_state_disk_is_recorded_once_when_there_is_room() {
+    let Some(f) = TestFleet::new("fullend") else { return };
+    let state = f.tmp.path().join("state");
+    std::fs::create_dir_all(&state).expect("mkdir");
+    let disk = crate::util::Tmpfs::mount(&state, "size=2m");
+    let go = f.tmp.path().join("go");
+    let script = format!("echo up; while [ ! -e {} ]; do sleep 0.05; done; exit 3", go.display());
+    f.run(&["spawn", "e1", "ws-001", "--", "sh", "-c", &script]).code(0);
+    f.wait_log("e1", "up", Duration::from_secs(30));
+    let pid = f.agent("e1")["pid"].as_i64().expect("pid");
+    let filler = disk.fill();
+    std::fs::write(&go, "").expect("go");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while alive(pid) || f.cgroup("e1").exists() {
+        assert!(std::time::Instant::now() < deadline, "e1 did not end");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Readers and gc meanwhile: the run is its live supervisor's to record.
+    for _ in 0..3 {
+        f.run(&["status"]).code(0);
+    }
+    f.run(&["gc"]);
+    std::fs::remove_file(filler).expect("free the space");
+    let a = f.wait_state("e1", &["failed", "exited"], Duration::from_secs(30));
+    assert_eq!(a["exit_code"], 3, "{a:#}");
+    let events: Vec<String> = f.events("e1").iter().map(|e| e["event"].as_str().unwrap_or("").to_string()).collect();
+    assert_eq!(events, ["spawn", "exit"], "one end, recorded by its supervisor");
+    drop(disk);
     f.finish();
 }
 

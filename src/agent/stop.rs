@@ -128,7 +128,13 @@ pub fn stop_agent(ctx: &Ctx, id: &AgentId, req: &StopRequest) -> Result<Option<S
         return Ok(Some(Stopped::Killed { sigkilled, state: AgentState::Killed }));
     }
     if live(after.as_ref()) {
-        bail!("{id}: its supervisor did not record the end within {}s", SUPERVISOR_FINISH.as_secs());
+        // Its processes are gone (checked above); the record is its live supervisor's to
+        // write, which on a full disk waits for room. The kill itself is done.
+        eprintln!(
+            "fleetctl: {id}: ended, but its supervisor has not recorded the end within {}s; it records it once the state and log disks have room",
+            SUPERVISOR_FINISH.as_secs()
+        );
+        return Ok(Some(Stopped::Killed { sigkilled, state: AgentState::Killed }));
     }
     // An orphan (or a supervisor that died meanwhile) leaves the bookkeeping to us.
     let state = match after {
@@ -189,23 +195,30 @@ fn settle_unsupervised(ctx: &Ctx, id: &AgentId, before: Option<view::AgentView>,
 }
 
 /// Records the end of a run whose supervisor died and whose processes are gone, if its
-/// record still says it runs: `spawn` of the id calls this, holding the id's lock (so no
-/// supervisor of it lives) and with the cgroup empty, before the new run's record replaces
-/// the old one, so that every started run ends exactly once in the journal. A record that
-/// cannot be read is left alone (the new one replaces it); one that never started has no
-/// run to end.
-pub fn record_unobserved_end(ctx: &Ctx, id: &AgentId) -> Result<()> {
-    let Ok(Some(record)) = fleet_core::state::AgentRecord::load(&ctx.dirs.state_path(id)) else { return Ok(()) };
-    if record.state.is_terminal() || record.started_at.is_none() {
-        return Ok(());
+/// record still says it runs, and journals the supervisor's death if no command has yet.
+/// The caller holds the id's lock (so no supervisor of it lives and no spawn starts) and its
+/// stop turn (so no `kill` records the same end), and has seen the cgroup empty: `spawn`,
+/// before the new run's record replaces the old one, and `gc`. A record that cannot be read
+/// is left alone. Returns whether there was an end to record.
+pub fn record_unobserved_end(ctx: &Ctx, id: &AgentId) -> Result<bool> {
+    let Ok(Some(record)) = fleet_core::state::AgentRecord::load(&ctx.dirs.state_path(id)) else { return Ok(false) };
+    if record.state.is_terminal() {
+        return Ok(false);
     }
+    if let Some(supervisor) = record.supervisor {
+        crate::agent::deaths::note(ctx, &record, supervisor, false);
+    }
+    let cause = if record.started_at.is_some() { UNOBSERVED } else { NEVER_STARTED };
     let view = view::reconcile(record, false);
     let req = StopRequest { by: "spawn".into(), detail: None, grace: Duration::ZERO, force: true };
-    record_end(ctx, id, Some(view), &req, AgentState::Failed, UNOBSERVED)
+    record_end(ctx, id, Some(view), &req, AgentState::Failed, cause)?;
+    Ok(true)
 }
 
 /// The cause of a run that ended while nobody watched.
 const UNOBSERVED: &str = "ended unobserved after its supervisor died; exit status unknown";
+/// The cause of a run whose spawn or supervisor died before its command started.
+const NEVER_STARTED: &str = "its spawn or supervisor died before the agent started";
 
 /// Writes the final record and journal event for an agent nobody else will record.
 fn record_end(
@@ -223,8 +236,13 @@ fn record_end(
     if let Some(why) = &record_error {
         detail["record_error"] = json!(why);
     }
-    // The journal first, the record last (as the supervisor does).
-    journal::append(&ctx.dirs.journal_path(), "exit", id, detail)?;
+    // The journal first, the record last (as the supervisor does). A run that never started
+    // (its spawn died first) has no `spawn` event, so it gets no `exit` either: the journal
+    // pairs them, and the record alone says what happened.
+    let started = view.as_ref().is_none_or(|v| v.record_error.is_some() || v.record.started_at.is_some());
+    if started {
+        journal::append(&ctx.dirs.journal_path(), "exit", id, detail)?;
+    }
     if let Some(v) = view {
         let mut record = v.record;
         // The supervisor that would have removed the scratch dir is gone; its tmpfs pages

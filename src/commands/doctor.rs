@@ -1,5 +1,6 @@
 //! `fleetctl doctor`: is this host ready for a fleet? One line per check, each failing line
-//! with its fix; exit 1 when any check fails. Read-only: it takes no lock and changes nothing.
+//! with its fix; exit 1 when any check fails. Read-only: it takes no lock and changes nothing (except that, like every command that
+//! reads records, it journals a supervisor death it is the first to see).
 
 use crate::{
     agent::view,

@@ -16,17 +16,14 @@
 //! An orphan that still has processes is left alone: ending it is `kill`'s decision.
 
 use crate::{
-    agent::{
-        stop::{StopRequest, stop_agent},
-        view,
-    },
+    agent::{stop, view},
     context::Ctx,
     exit::Exit,
 };
 use anyhow::Result;
 use fleet_cli::GcArgs;
 use fleet_core::{id::AgentId, lock::Lock};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 /// Entry point.
 pub fn run(ctx: &Ctx, args: GcArgs) -> Result<Exit> {
@@ -37,22 +34,27 @@ pub fn run(ctx: &Ctx, args: GcArgs) -> Result<Exit> {
         let id = v.record.id.clone();
         // An orphan, running or ended unobserved (shown `failed` until its end is recorded).
         if v.unsettled() {
-            if !nobody_holds(ctx, &id) {
+            // Held while gc settles and removes, so a spawn of the id cannot start meanwhile
+            // (it is refused, exit 4) and have its new run taken for the old one.
+            let Some(_held) = hold(ctx, &id)? else {
                 continue; // a spawn in progress, seen between its lock and its supervisor
-            }
+            };
             let cgroup = ctx.fleet.agent(&id);
-            if cgroup.exists() && cgroup.populated().unwrap_or(false) {
+            if cgroup.exists() && cgroup.populated().unwrap_or(true) {
                 println!("{id}: orphaned and still running; left alone (end it with `fleetctl kill {id}`)");
                 continue;
             }
+            crate::failpoint::hit(crate::failpoint::GC_SETTLE);
             if args.dry_run {
                 println!("{id}: would record that it ended unobserved after its supervisor died");
             } else {
-                // Records the unobserved end (and removes the empty cgroup) through the one
-                // path that already knows how. The record then ages like any ended agent's.
-                let req = StopRequest { by: "gc".into(), detail: None, grace: Duration::ZERO, force: true };
-                stop_agent(ctx, &id, &req)?;
-                println!("{id}: recorded that it ended unobserved after its supervisor died");
+                // A killer's turn too, so a `kill` of the id cannot record the same end.
+                let turn = stop::open_stop_turn(ctx, &id)?;
+                turn.lock()?;
+                if stop::record_unobserved_end(ctx, &id)? {
+                    println!("{id}: recorded that it ended unobserved after its supervisor died");
+                }
+                cgroup.remove()?;
             }
             collected += 1;
             if args.older_than.is_zero() && !args.dry_run {
@@ -64,7 +66,11 @@ pub fn run(ctx: &Ctx, args: GcArgs) -> Result<Exit> {
         let old_enough = v.record.ended_at.and_then(|t| t.elapsed().ok()).is_some_and(|age| age >= args.older_than);
         // A new run of the id may be starting (its spawn holds the lock before it rewrites
         // the record): its directory is not ours to remove.
-        if v.state.is_terminal() && !v.supervised && old_enough && nobody_holds(ctx, &id) {
+        if v.state.is_terminal()
+            && !v.supervised
+            && old_enough
+            && let Some(_held) = hold(ctx, &id)?
+        {
             if !args.dry_run {
                 remove_agent(ctx, &id, args.logs)?;
             }
@@ -82,8 +88,10 @@ fn stale_dirs_and_cgroups(ctx: &Ctx, dry_run: bool, verb: &str) -> Result<usize>
     let mut n = 0;
     for entry in std::fs::read_dir(ctx.dirs.agents_dir()).into_iter().flatten().flatten() {
         let Some(id) = entry.file_name().to_str().and_then(|s| s.parse::<AgentId>().ok()) else { continue };
-        let has_record = ctx.dirs.state_path(&id).exists();
-        if !has_record && nobody_holds(ctx, &id) {
+        if ctx.dirs.state_path(&id).exists() {
+            continue;
+        }
+        if let Some(_held) = hold(ctx, &id)? {
             if !dry_run {
                 std::fs::remove_dir_all(entry.path())?;
             }
@@ -94,8 +102,10 @@ fn stale_dirs_and_cgroups(ctx: &Ctx, dry_run: bool, verb: &str) -> Result<usize>
     for name in ctx.fleet.agent_names()? {
         let Ok(id) = name.parse::<AgentId>() else { continue };
         let cgroup = ctx.fleet.agent(&id);
-        let owned = cgroup.populated().unwrap_or(true) || !nobody_holds(ctx, &id);
-        if !owned {
+        if cgroup.populated().unwrap_or(true) {
+            continue;
+        }
+        if let Some(_held) = hold_if_recorded(ctx, &id)? {
             if !dry_run {
                 cgroup.remove()?;
             }
@@ -106,8 +116,10 @@ fn stale_dirs_and_cgroups(ctx: &Ctx, dry_run: bool, verb: &str) -> Result<usize>
     for entry in std::fs::read_dir(ctx.own_scratch_root()).into_iter().flatten().flatten() {
         let Some(id) = entry.file_name().to_str().and_then(|s| s.parse::<AgentId>().ok()) else { continue };
         let cgroup = ctx.fleet.agent(&id);
-        let owned = (cgroup.exists() && cgroup.populated().unwrap_or(true)) || !nobody_holds(ctx, &id);
-        if !owned {
+        if cgroup.exists() && cgroup.populated().unwrap_or(true) {
+            continue;
+        }
+        if let Some(_held) = hold_if_recorded(ctx, &id)? {
             if !dry_run {
                 std::fs::remove_dir_all(entry.path())?;
             }
@@ -118,12 +130,20 @@ fn stale_dirs_and_cgroups(ctx: &Ctx, dry_run: bool, verb: &str) -> Result<usize>
     Ok(n)
 }
 
-/// Whether nobody holds agent `id`'s lock, decided by trying to take it for an instant: gc
-/// removes things on this answer, and `/proc/locks` can skip a held lock while others are
-/// being released. (A spawn of that id racing this instant sees it busy, exit 4.)
-fn nobody_holds(ctx: &Ctx, id: &AgentId) -> bool {
-    let path = ctx.dirs.lock_path(id);
-    !path.exists() || matches!(Lock::try_acquire(&path), Ok(Some(_)))
+/// Agent `id`'s lock, taken, or `None` when someone holds it: gc removes things only while
+/// holding it, so no spawn of the id starts in between (it is refused, exit 4).
+fn hold(ctx: &Ctx, id: &AgentId) -> Result<Option<Lock>> {
+    Ok(Lock::try_acquire(&ctx.dirs.lock_path(id))?)
+}
+
+/// [`hold`] for things an agent's state directory may not exist for (a cgroup, a scratch
+/// dir): with no directory there is no lock to take, and nothing of ours to make one in,
+/// so an empty `Some` says nobody can hold it (a spawn makes the directory before its lock).
+fn hold_if_recorded(ctx: &Ctx, id: &AgentId) -> Result<Option<Option<Lock>>> {
+    if !ctx.dirs.agent_dir(id).exists() {
+        return Ok(Some(None));
+    }
+    Ok(hold(ctx, id)?.map(Some))
 }
 
 /// Removes an agent's state directory (record, locks) and, if asked, its logs.

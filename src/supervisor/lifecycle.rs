@@ -34,6 +34,10 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
+/// The first and the longest wait between tries to record an agent's end on a full disk.
+const FINAL_RETRY_FIRST: Duration = Duration::from_millis(100);
+const FINAL_RETRY_MAX: Duration = Duration::from_secs(5);
+
 /// How long the rest of an agent may take to die after `cgroup.kill`.
 const KILL_SETTLE: Duration = Duration::from_secs(5);
 
@@ -510,9 +514,7 @@ impl Supervisor {
         // The journal first, the record last: whoever sees the final state can also find
         // the event that explains it.
         let exit = self.record.exit;
-        self.event(
-            "exit",
-            json!({
+        self.record_end(json!({
                 "state": state,
                 "code": exit.and_then(|e| e.code),
                 "signal": exit.and_then(|e| e.signal),
@@ -521,10 +523,40 @@ impl Supervisor {
                 "oom_kills": self.record.oom_kills,
                 "restarts": self.record.restarts,
                 "summary": exit.map(|e| describe_exit(&e)),
-            }),
-        );
-        self.save();
+        }));
         let _ = std::fs::remove_file(self.dirs.kill_request_path(&self.plan.id));
+    }
+
+    /// Journals the `exit` event, then saves the final record, each until it succeeds. Both
+    /// must reach the disk: without the event the run never ends in the journal, and
+    /// without the record every reader takes the run for one whose supervisor died and
+    /// records its end a second time. So on a full disk the supervisor waits for room,
+    /// holding the id's lock and leases (its agent is already gone), and says so once.
+    fn record_end(&mut self, exit: serde_json::Value) {
+        let mut journaled = false;
+        let mut wait = FINAL_RETRY_FIRST;
+        let mut told = false;
+        loop {
+            let journal = match journaled {
+                true => Ok(()),
+                false => journal::append(&self.dirs.journal_path(), "exit", &self.plan.id, exit.clone()),
+            };
+            journaled |= journal.is_ok();
+            let saved = match journal {
+                Ok(()) => self.record.save(&self.dirs.state_path(&self.plan.id)).map_err(anyhow::Error::from),
+                Err(e) => Err(anyhow::Error::from(e)),
+            };
+            match saved {
+                Ok(()) => return,
+                Err(e) if !told => {
+                    told = true;
+                    self.note(&format!("cannot record the agent's end yet ({e:#}); retrying until there is room"));
+                }
+                Err(_) => {}
+            }
+            std::thread::sleep(wait);
+            wait = (wait * 2).min(FINAL_RETRY_MAX);
+        }
     }
 
     fn request(&self) -> Option<KillRequest> {
