@@ -220,13 +220,13 @@ fn race(world: &World, shared: &Shared, rng: &mut Rng) {
 /// One hog at a time: spawn it, wait for its end (the guard, the kernel or its own limit),
 /// then rest.
 fn hogs(world: &World, shared: &Shared, rng: &mut Rng) {
-    while nap(shared, rng, 2000, 8000) {
+    while nap(shared, rng, 1000, 5000) {
         let id = {
             let _turn = shared.pause.read().unwrap_or_else(|e| e.into_inner());
             if shared.stopping() {
                 break;
             }
-            let kind = *rng.pick(&[Kind::SlowHog, Kind::SlowHog, Kind::FastHog, Kind::BurstHog, Kind::LimitHog]);
+            let kind = *rng.pick(&[Kind::SlowHog, Kind::FastHog, Kind::BurstHog, Kind::BurstHog, Kind::LimitHog]);
             let id = shared.book().new_id("h");
             shared.book().count("agents");
             if spawn(world, shared, rng, &id, kind, false, None).code != 0 {
@@ -301,9 +301,11 @@ fn operator(world: &World, shared: &Shared, rng: &mut Rng) {
                 answer(shared, &args, &out, &[0, 3, 4], started);
             }
             60..75 => {
+                // Half of them collect ended records too, as a long-lived host's cron would.
+                let args: &[&str] = if rng.chance(50) { &["gc"] } else { &["gc", "--older-than", "2m"] };
                 shared.book().count("gc runs");
-                let out = world.exec(&["gc"], None, COMMAND_TIMEOUT);
-                answer(shared, &["gc"], &out, &[0], started);
+                let out = world.exec(args, None, COMMAND_TIMEOUT);
+                answer(shared, args, &out, &[0], started);
             }
             _ => {
                 let out = world.exec(&["memory", "--json"], None, COMMAND_TIMEOUT);

@@ -121,7 +121,7 @@ fn fill_the_state_disk(world: &World, shared: &Shared, rng: &mut Rng) {
     let filler = world.state().join("filler");
     let Ok(mut file) = std::fs::File::create(&filler) else { return };
     let chunk = vec![0u8; 64 << 10];
-    // Bounded: the tmpfs is 16 MiB.
+    // Bounded: the tmpfs is 32 MiB.
     for _ in 0..1024 {
         if file.write_all(&chunk).is_err() {
             break;

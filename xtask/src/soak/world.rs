@@ -16,8 +16,9 @@ use std::{
 pub const BUDGET: u64 = 768 << 20;
 /// Workspace pool slots (`spawn … auto`).
 pub const SLOTS: usize = 48;
-/// The state dir's tmpfs: records are small, and a small disk fills quickly.
-const STATE_TMPFS: &str = "size=16m";
+/// The state dir's tmpfs: small, so it fills quickly; the operator's `gc --older-than 2m`
+/// keeps the records of a long run within it.
+const STATE_TMPFS: &str = "size=32m";
 
 pub struct World {
     pub bin: PathBuf,
