@@ -216,7 +216,8 @@ fn check_end(table: &mut Table, id: &str, agent: Option<&Agent>, exit: &Value, s
             Some("user") => a.user_killed,
             Some("relief") => relief_by("relief") || relief_cut,
             Some("watch") => relief_by("watch"),
-            Some("supervisor-signal") => a.user_killed || relief_cut,
+            // Whoever sent it (an operator, relief, the guard) is on record elsewhere.
+            Some("supervisor-signal") => a.user_killed || !story.relief_kills.is_empty() || relief_cut,
             _ => false,
         },
         // Its own failure, or an orphan's output meeting a closed pipe (its supervisor was

@@ -64,6 +64,24 @@ impl Options {
     }
 }
 
+/// Set by SIGINT/SIGTERM: the run ends early and still cleans up after itself.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn interrupted(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Ctrl-C (or a CI runner's SIGTERM) ends the run early instead of leaving cgroups, agents
+/// and the state tmpfs behind.
+fn on_interrupt_stop() {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    let action = SigAction::new(SigHandler::Handler(interrupted), SaFlags::empty(), SigSet::empty());
+    for signal in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        let _ = unsafe { sigaction(signal, &action) };
+    }
+}
+
 /// Invariants are checked this often while the run goes on.
 const CHECKPOINT: Duration = Duration::from_secs(30);
 
@@ -85,7 +103,10 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         world.budget >> 20
     );
     let shared = Shared::new(options.agents);
-    let outcome = soak(&world, &shared, options);
+    on_interrupt_stop();
+    // A panic in an actor still tears the fleet down (below) before it is reported.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| soak(&world, &shared, options)))
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the soak panicked (see above)")));
     report::totals(&shared, &world);
     let kept = world.keep_journal(root, options.seed);
     let cleanup = world.destroy();
@@ -95,6 +116,9 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         println!("soak: journal and guard log kept in {}", dir.display());
     }
     cleanup?;
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        bail!("soak interrupted (seed {}); everything it made is removed", options.seed);
+    }
     if table.violations() > 0 {
         bail!(
             "soak FAILED with seed {}: {} violation(s); repeat with: {}",
@@ -117,7 +141,7 @@ fn soak(world: &World, shared: &Shared, options: &Options) -> Result<report::Tab
     std::thread::scope(|scope| {
         actors::start(scope, world, shared, options.seed);
         let mut next = start + CHECKPOINT;
-        while Instant::now() < end {
+        while Instant::now() < end && !INTERRUPTED.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(200));
             if Instant::now() >= next && Instant::now() + CHECKPOINT / 2 < end {
                 let quiet = shared.pause.write().unwrap_or_else(|e| e.into_inner());
