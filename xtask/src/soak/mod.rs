@@ -139,6 +139,9 @@ fn soak(world: &World, shared: &Shared, options: &Options) -> Result<report::Tab
     let start = Instant::now();
     let end = start + Duration::from_secs(options.minutes * 60);
     std::thread::scope(|scope| {
+        // However this closure ends (a checkpoint's panic too), the actors stop, or the
+        // scope would wait for them forever.
+        let _stop = StopOnDrop(shared);
         actors::start(scope, world, shared, options.seed);
         let mut next = start + CHECKPOINT;
         while Instant::now() < end && !INTERRUPTED.load(Ordering::SeqCst) {
@@ -155,7 +158,6 @@ fn soak(world: &World, shared: &Shared, options: &Options) -> Result<report::Tab
                 next = Instant::now() + CHECKPOINT;
             }
         }
-        shared.stop.store(true, Ordering::SeqCst);
     });
     // The actors are done (the scope joined them). The guard's last check, then the
     // operator's end of the run, then the final checks.
@@ -164,4 +166,12 @@ fn soak(world: &World, shared: &Shared, options: &Options) -> Result<report::Tab
     invariants::end_of_run(world, shared);
     invariants::checkpoint(world, shared, &mut table, &mut guard, true);
     Ok(table)
+}
+
+struct StopOnDrop<'a>(&'a Shared);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.stop.store(true, Ordering::SeqCst);
+    }
 }
