@@ -42,9 +42,7 @@ fn kill_a_supervisor(world: &World, shared: &Shared, rng: &mut Rng) {
     let Some(pid) = victim.supervisor_pid else { return };
     // The pid came from a status a moment ago: it must still be in this fleet's
     // supervisors/ cgroup, or it is someone else's process now.
-    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-    let ours = format!("/{}/supervisors", world.name);
-    if !cgroup.lines().any(|l| l.ends_with(&ours)) {
+    if !world.fleet.supervisors().procs().unwrap_or_default().contains(&pid) {
         return;
     }
     if let Some(a) = shared.book().agents.get_mut(&victim.id) {
