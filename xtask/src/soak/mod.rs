@@ -175,3 +175,32 @@ impl Drop for StopOnDrop<'_> {
         self.0.stop.store(true, Ordering::SeqCst);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Options, rng::Rng};
+
+    fn parse(args: &[&str]) -> anyhow::Result<Options> {
+        Options::parse(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn options_are_read_and_anything_else_is_refused() {
+        let o = parse(&["--minutes", "2", "--agents", "8", "--seed", "0"]).expect("valid");
+        assert_eq!((o.minutes, o.agents, o.seed), (2, 8, 0));
+        assert_eq!(parse(&[]).expect("defaults").minutes, 5);
+        for bad in [&["--bogus"][..], &["--minutes"], &["--minutes", "0"], &["--agents", "x"]] {
+            assert!(parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn one_seed_gives_one_sequence_per_actor() {
+        let draw = |seed, stream| {
+            (0..5).map(|_| 0).scan(Rng::new(seed, stream), |r, _: i32| Some(r.next())).collect::<Vec<_>>()
+        };
+        assert_eq!(draw(7, 1), draw(7, 1));
+        assert_ne!(draw(7, 1), draw(7, 2));
+        assert_ne!(draw(7, 1), draw(8, 1));
+    }
+}
