@@ -197,7 +197,8 @@ mod tests {
     #[test]
     fn one_seed_gives_one_sequence_per_actor() {
         let draw = |seed, stream| {
-            (0..5).map(|_| 0).scan(Rng::new(seed, stream), |r, _: i32| Some(r.next())).collect::<Vec<_>>()
+            let mut rng = Rng::new(seed, stream);
+            (0..5).map(|_| rng.next()).collect::<Vec<u64>>()
         };
         assert_eq!(draw(7, 1), draw(7, 1));
         assert_ne!(draw(7, 1), draw(7, 2));
