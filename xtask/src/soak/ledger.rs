@@ -144,10 +144,11 @@ impl Shared {
         self.book.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A line on the run's timeline (faults, with the id they hit), so a violation can be
-    /// matched to what happened just before it.
+    /// A line on the run's timeline (faults, with the id they hit), with the journal's
+    /// clock, so a violation can be matched to what happened just before it.
     pub fn note(&self, what: &str) {
-        println!("soak: +{:.1}s {what}", self.started.elapsed().as_secs_f64());
+        let at = std::time::SystemTime::now();
+        println!("soak: +{:.1}s ({}) {what}", self.started.elapsed().as_secs_f64(), fleet_core::timefmt::rfc3339(at));
     }
 
     pub fn stopping(&self) -> bool {
