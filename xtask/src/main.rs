@@ -4,6 +4,8 @@
 //!   from the one clap definition; `--check` fails when the committed files are stale.
 //! - `bench`: spawn latency against bare fork+exec and the bash baseline, 300 agents up
 //!   and down, supervisor resident memory (needs root).
+//! - `soak`: a seeded, randomized run under a small budget with the guard on, checking that
+//!   nothing is lost (every run ended once, no unchosen kill, nothing left behind).
 //! - `vm-test`: the integration tests inside a VM whose only hierarchy is cgroup v2.
 //! - `dist`: the statically linked release binary to install on hosts.
 
@@ -13,13 +15,13 @@ mod bench_scale;
 mod bench_spawn;
 mod codegen;
 mod dist;
+mod soak;
 mod vmtest;
 
 use anyhow::{Result, bail};
 use std::path::{Path, PathBuf};
 
-const USAGE: &str =
-    "usage: cargo xtask codegen [--check] | bench [--agents N] [--rounds N] [--trials N] | vm-test | dist";
+const USAGE: &str = "usage: cargo xtask codegen [--check] | bench [--agents N] [--rounds N] [--trials N] | soak [--minutes N] [--agents N] [--seed S] | vm-test | dist";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -33,6 +35,7 @@ fn main() -> Result<()> {
         ("codegen", []) => codegen::run(&root(), false),
         ("codegen", [check]) if check == "--check" => codegen::run(&root(), true),
         ("bench", _) => bench::run(&root(), &bench_options(rest)?),
+        ("soak", _) => soak::run(&root(), &soak::Options::parse(rest)?),
         ("vm-test", []) => vmtest::run(&root()),
         ("dist", []) => dist::run(&root()),
         _ => bail!("{USAGE}"),
