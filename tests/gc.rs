@@ -36,9 +36,13 @@ fn gc_collects_what_nothing_owns_and_leaves_the_living_alone() {
     dry.code(0);
     assert!(dry.stdout.contains("ended: would collect"), "{}", dry.stdout);
     assert!(stale.exists() && f.cgroup("bare").exists());
-    // Shown as ended (unobserved) already; the dry run records nothing.
+    // Shown as ended (unobserved) already, and journaled once by the first command to see
+    // it, as every reader does; the dry run leaves the record as it was.
     assert_eq!(f.agent("dead-orphan")["state"], "failed");
-    assert!(f.events("dead-orphan").iter().all(|e| e["event"] != "exit"), "the dry run recorded an end");
+    let exits = |f: &TestFleet| f.events("dead-orphan").into_iter().filter(|e| e["event"] == "exit").count();
+    assert_eq!(exits(&f), 1);
+    let record = std::fs::read_to_string(f.tmp.path().join("state/agents/dead-orphan/state.json")).expect("record");
+    assert!(record.contains("\"running\""), "the dry run settled the record: {record}");
 
     let run = f.run(&["gc", "--older-than", "0s", "--logs"]);
     run.code(0);
@@ -54,6 +58,7 @@ fn gc_collects_what_nothing_owns_and_leaves_the_living_alone() {
     assert!(!f.tmp.path().join("log/agents/ended.log").exists(), "--logs removes collected agents' logs");
     let exit = f.events("dead-orphan").into_iter().find(|e| e["event"] == "exit" && e["supervised"] == false);
     assert!(exit.is_some(), "the unobserved end is in the journal");
+    assert_eq!(exits(&f), 1, "and only once");
     // A default run keeps recent records.
     f.run(&["spawn", "recent", "ws-001", "--wait", "--", "true"]).code(0);
     f.run(&["gc"]).code(0);

@@ -6,15 +6,49 @@
 //! file named after that supervisor (pid and start time, so a later run of the id is never
 //! mistaken for it) writes the `supervisor_died` event; the others find the marker and
 //! write nothing. The markers go with the agent's state directory (`gc`).
+//!
+//! The same goes for the end of such a run once its processes are gone: the first command
+//! to see it journals its `exit` ([`journal_end`]), so the journal and the metrics counting
+//! it do not wait for a `kill` or `gc` to settle the record. Those settle the record later
+//! under the id's lock and journal the end only if nobody has.
 
 use crate::context::Ctx;
-use fleet_core::{journal, procs::ProcessRef, state::AgentRecord};
-use serde_json::json;
+use fleet_core::{
+    journal,
+    procs::ProcessRef,
+    state::{AgentRecord, AgentState},
+};
+use serde_json::{Value, json};
 use std::{fs::OpenOptions, path::PathBuf};
 
-/// The marker that says the death of `supervisor` of agent `record` is journaled.
-fn marker(ctx: &Ctx, record: &AgentRecord, supervisor: ProcessRef) -> PathBuf {
-    ctx.dirs.agent_dir(&record.id).join(format!("supervisor-died.{}.{}", supervisor.pid, supervisor.start_ticks))
+/// The marker that says `what` (`supervisor-died`, `ended`) of the run of agent `record`
+/// under `supervisor` is journaled.
+fn marker(ctx: &Ctx, record: &AgentRecord, supervisor: ProcessRef, what: &str) -> PathBuf {
+    ctx.dirs.agent_dir(&record.id).join(format!("{what}.{}.{}", supervisor.pid, supervisor.start_ticks))
+}
+
+/// Appends `event` once per marker: whoever creates the marker writes the line. Returns
+/// whether this call did (false: journaled already, or the state dir cannot take even an
+/// empty file). A failed append removes the marker again, so the next command tries.
+fn once(ctx: &Ctx, marker: PathBuf, event: &str, record: &AgentRecord, detail: Value) -> fleet_core::Result<bool> {
+    if OpenOptions::new().write(true).create_new(true).open(&marker).is_err() {
+        return Ok(false);
+    }
+    journal::append(&ctx.dirs.journal_path(), event, &record.id, detail).inspect_err(|_| {
+        let _ = std::fs::remove_file(&marker);
+    })?;
+    Ok(true)
+}
+
+/// The fields of the `exit` of a run that ended while nobody watched.
+pub fn unobserved_exit(cause: &str) -> Value {
+    json!({"state": AgentState::Failed, "killed_by": null, "cause": cause, "supervised": false})
+}
+
+/// Journals the end of agent `record`'s run under its dead `supervisor`, unless some command
+/// already did. Returns whether this call did.
+pub fn journal_end(ctx: &Ctx, record: &AgentRecord, supervisor: ProcessRef, detail: Value) -> fleet_core::Result<bool> {
+    once(ctx, marker(ctx, record, supervisor, "ended"), "exit", record, detail)
 }
 
 /// Journals that `supervisor` died while agent `record`'s run had not ended, unless some
@@ -22,17 +56,13 @@ fn marker(ctx: &Ctx, record: &AgentRecord, supervisor: ProcessRef) -> PathBuf {
 /// Nothing is said when it cannot be written: the next command tries again (a full disk is
 /// named by the commands that write for the operator, not by every reader).
 pub fn note(ctx: &Ctx, record: &AgentRecord, supervisor: ProcessRef, agent_alive: bool) {
-    let marker = marker(ctx, record, supervisor);
-    if OpenOptions::new().write(true).create_new(true).open(&marker).is_err() {
-        return; // journaled already, or the state dir cannot take even an empty file
-    }
     let detail = json!({
         "supervisor_pid": supervisor.pid,
         "agent_alive": agent_alive,
         "agent_pid": record.pid,
         "state": record.state,
     });
-    if journal::append(&ctx.dirs.journal_path(), "supervisor_died", &record.id, detail).is_err() {
-        let _ = std::fs::remove_file(&marker);
-    }
+    // Nothing is said when it cannot be written: the next command tries again (a full disk
+    // is named by the commands that write for the operator, not by every reader).
+    let _ = once(ctx, marker(ctx, record, supervisor, "supervisor-died"), "supervisor_died", record, detail);
 }

@@ -216,7 +216,7 @@ pub fn record_unobserved_end(ctx: &Ctx, id: &AgentId) -> Result<bool> {
 }
 
 /// The cause of a run that ended while nobody watched.
-const UNOBSERVED: &str = "ended unobserved after its supervisor died; exit status unknown";
+pub const UNOBSERVED: &str = "ended unobserved after its supervisor died; exit status unknown";
 /// The cause of a run whose spawn or supervisor died before its command started.
 const NEVER_STARTED: &str = "its spawn or supervisor died before the agent started";
 
@@ -240,8 +240,15 @@ fn record_end(
     // (its spawn died first) has no `spawn` event, so it gets no `exit` either: the journal
     // pairs them, and the record alone says what happened.
     let started = view.as_ref().is_none_or(|v| v.record_error.is_some() || v.record.started_at.is_some());
-    if started {
-        journal::append(&ctx.dirs.journal_path(), "exit", id, detail)?;
+    // A run whose supervisor is known ends once per that supervisor, whoever writes it: a
+    // reader may have journaled its unobserved end already (`deaths`).
+    let run = view.as_ref().filter(|v| v.record_error.is_none()).and_then(|v| Some((&v.record, v.record.supervisor?)));
+    match run {
+        _ if !started => {}
+        Some((record, supervisor)) => {
+            crate::agent::deaths::journal_end(ctx, record, supervisor, detail)?;
+        }
+        None => journal::append(&ctx.dirs.journal_path(), "exit", id, detail)?,
     }
     if let Some(v) = view {
         let mut record = v.record;

@@ -112,6 +112,12 @@ fn reconciled(ctx: &Ctx, locks: &Locks, mut record: AgentRecord) -> AgentView {
         // A cgroup that cannot be read is not called empty: nothing is claimed ended on doubt.
         let agent_alive = ctx.fleet.agent(&record.id).populated().unwrap_or(true);
         crate::agent::deaths::note(ctx, &record, supervisor, agent_alive);
+        // Its end, once its processes are gone, unless a kill is at work on it (which
+        // records the end it causes).
+        if !agent_alive && record.started_at.is_some() && !ctx.dirs.kill_request_path(&record.id).exists() {
+            let detail = crate::agent::deaths::unobserved_exit(crate::agent::stop::UNOBSERVED);
+            let _ = crate::agent::deaths::journal_end(ctx, &record, supervisor, detail);
+        }
         let state = if agent_alive { AgentState::Orphaned } else { AgentState::Failed };
         return AgentView { record, state, supervised: false, record_error: None };
     }
