@@ -270,28 +270,27 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let mount = tmp.path().to_path_buf();
         // The fake kernel: a slice, a unit in it and the fleet in the unit, each with the
-        // flag, and a level in between without the memory controller (no file).
-        let levels = ["host.slice", "host.slice/bare", "host.slice/bare/unit.service"];
-        let agents = mount.join("host.slice/bare/unit.service/fleet/agents");
-        std::fs::create_dir_all(&agents).expect("mkdir");
-        for dir in ["", "host.slice", "host.slice/bare/unit.service", "host.slice/bare/unit.service/fleet"] {
+        // flag's file, and a level in between without the memory controller (no file).
+        let (slice, unit, root) = ("host.slice", "host.slice/bare/unit.service", "host.slice/bare/unit.service/fleet");
+        let agents = format!("{root}/agents");
+        std::fs::create_dir_all(mount.join(&agents)).expect("mkdir");
+        for dir in ["", slice, unit, root, &agents] {
             std::fs::write(mount.join(dir).join("memory.oom.group"), "0\n").expect("seed");
         }
-        std::fs::write(agents.join("memory.oom.group"), "0\n").expect("seed");
+        let set = |dir: &str| std::fs::write(mount.join(dir).join("memory.oom.group"), "1\n").expect("set");
         let mounts = Mounts { layout: Layout::Unified, unified: mount.clone(), memory_v1: None, pids_v1: None };
-        let fleet =
-            Fleet::resolve(&mounts, &OwnCgroups::default(), "/host.slice/bare/unit.service/fleet").expect("resolve");
+        let fleet = Fleet::resolve(&mounts, &OwnCgroups::default(), &format!("/{root}")).expect("resolve");
         assert_eq!(fleet.highest_oom_group(&mount).expect("read"), None);
         // The mount's root is the host, not a cgroup the kernel would kill whole.
-        std::fs::write(mount.join("memory.oom.group"), "1\n").expect("seed");
+        set("");
         assert_eq!(fleet.highest_oom_group(&mount).expect("read"), None);
-        for set in ["host.slice/bare/unit.service/fleet/agents", levels[2], levels[0]] {
-            std::fs::write(mount.join(set).join("memory.oom.group"), "1\n").expect("seed");
-            assert_eq!(fleet.highest_oom_group(&mount).expect("read"), Some(mount.join(set)), "{set}");
+        for dir in [agents.as_str(), unit, slice] {
+            set(dir);
+            assert_eq!(fleet.highest_oom_group(&mount).expect("read"), Some(mount.join(dir)), "{dir}");
         }
-        // Below a set one, another set one does not hide it.
-        std::fs::write(mount.join("host.slice/bare/unit.service/fleet/memory.oom.group"), "1\n").expect("seed");
-        assert_eq!(fleet.highest_oom_group(&mount).expect("read"), Some(mount.join(levels[0])));
+        // A flag below the highest does not hide it.
+        set(root);
+        assert_eq!(fleet.highest_oom_group(&mount).expect("read"), Some(mount.join(slice)));
         let hybrid = Fleet { root: Cgroup { layout: Layout::Hybrid, ..fleet.root.clone() } };
         assert_eq!(hybrid.highest_oom_group(&mount).expect("read"), None, "v1 memory has no such switch");
     }
