@@ -87,10 +87,25 @@ fn ids_that_name_cgroup_files_are_refused() {
     let agents = f.fleet.agents();
     for id in ["cgroup.procs", "memory.max", "cgroup.kill", "pids.max", "tasks", "notify_on_release", "io.weight"] {
         let before = std::fs::symlink_metadata(agents.memory_dir().join(id)).ok().map(|m| m.file_type());
-        for args in [vec!["spawn", id, "ws-001", "--", "sleep", "30"], vec!["kill", id], vec!["status", id]] {
+        // Making an agent under such a name is refused ...
+        for args in [vec!["spawn", id, "ws-001", "--", "sleep", "30"], vec!["cgroup-create", id]] {
             let run = f.run(&args);
             run.code(2)
                 .one_error_line(&format!("invalid id '{id}': the kernel keeps a file of that name in every cgroup"));
+            let lines = run.stderr.lines().filter(|l| !l.trim().is_empty()).count();
+            assert_eq!(lines, 1, "{args:?}: one line, not:\n{}", run.stderr);
+        }
+        // ... naming one is not (an older build may have made it), and the kernel's file
+        // is no agent.
+        let no_agent = format!("no such agent: {id}");
+        let no_cgroup = format!("no cgroup for {id} under");
+        for (args, says) in [
+            (vec!["kill", id], &no_agent),
+            (vec!["status", id], &no_agent),
+            (vec!["run-in-cgroup", id, "--", "true"], &no_cgroup),
+        ] {
+            let run = f.run(&args);
+            run.code(5).one_error_line(says);
             let lines = run.stderr.lines().filter(|l| !l.trim().is_empty()).count();
             assert_eq!(lines, 1, "{args:?}: one line, not:\n{}", run.stderr);
         }

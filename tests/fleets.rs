@@ -112,3 +112,31 @@ fn a_lock_dir_that_cannot_be_made_fails_spawn_cleanly() {
     assert!(!f.own_scratch().join("x1").exists(), "a failed spawn left its scratch dir");
     f.finish();
 }
+
+#[test]
+fn a_state_dir_reached_through_a_symlink_keeps_one_fleet_key() {
+    let Some(mut f) = TestFleet::new("fleets-symlink") else { return };
+    let real = f.tmp.path().join("real");
+    std::fs::create_dir(&real).expect("the symlink's target");
+    std::os::unix::fs::symlink(&real, f.tmp.path().join("link")).expect("symlink");
+    // Not there yet: the first spawn makes it, after it has planned its scratch dir.
+    f.state = f.tmp.path().join("link/state");
+    for id in ["a1", "a2"] {
+        f.run(&["spawn", id, "ws-001", "--", "sh", "-c", KEEPS_SCRATCH]).code(0);
+        f.wait_log(id, "ready", T);
+    }
+    let fleet_dir = |id: &str| {
+        let scratch = f.agent(id)["scratch"].as_str().map(std::path::PathBuf::from);
+        scratch.and_then(|s| s.parent().map(|p| p.to_path_buf())).unwrap_or_else(|| panic!("{id} has no scratch dir"))
+    };
+    assert_eq!(fleet_dir("a1"), fleet_dir("a2"), "the fleet's key changed between its first and second spawn");
+    assert_eq!(fleet_dir("a1"), f.own_scratch(), "the key is not the state dir with its symlink resolved");
+    let doctor = f.run(&["doctor"]);
+    assert!(doctor.code == 0 || doctor.code == 1, "{doctor:?}");
+    assert!(
+        !doctor.stdout.lines().any(|l| l.starts_with("note") && l.contains("shared")),
+        "the fleet shares its roots with itself:\n{}",
+        doctor.stdout
+    );
+    f.finish();
+}

@@ -1,7 +1,7 @@
 //! The fleet under real memory pressure: one agent over the fleet's budget must take only
 //! itself with it. Every test here has bystanders and checks who survived.
 
-use crate::util::{TestFleet, alive, hog_script};
+use crate::util::{Run, TestFleet, alive, hog_script};
 use std::time::{Duration, Instant};
 
 /// Generous: not a timed test, and under the VM tier's TCG emulation a hog takes tens of
@@ -105,6 +105,15 @@ fn doctor_fails_on_an_oom_group_above_the_agents() {
     let fail = line(&run).unwrap_or_else(|| panic!("no oom group line: {run:?}"));
     assert!(fail.starts_with("FAIL") && fail.contains("one OOM kill would end every agent"), "{fail}");
     assert_ne!(run.code, 0);
+    // Any cgroup above a fleet's root counts too, up to the top of the tree: a fleet nested
+    // in this one's root (made by the test; the test's own cgroup above it is not the test's
+    // to write) finds the flag two levels above its agents.
+    let nested = format!("{}/nested", f.name);
+    let run = Run::from(f.cmd(&["doctor"]).env("FLEET_CGROUP_PARENT", &nested).output().expect("doctor"));
+    let fail = line(&run).unwrap_or_else(|| panic!("no oom group line: {run:?}"));
+    let above = format!("memory.oom.group is 1 on {}:", f.fleet.root.unified.display());
+    assert!(fail.starts_with("FAIL") && fail.contains(&above), "{fail}");
+    assert!(!f.fleet.root.unified.join("nested").exists(), "doctor made a cgroup");
     std::fs::write(f.fleet.root.unified.join("memory.oom.group"), "0").expect("clear it");
     f.finish();
 }

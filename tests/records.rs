@@ -2,7 +2,7 @@
 //! is the truth for killing and measuring. Each test tears a running agent's `state.json`
 //! and keeps a bystander whose record is fine.
 
-use crate::util::{TestFleet, alive, hog_script};
+use crate::util::{TestFleet, alive, hog_script, lines_of, wait_line};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -122,5 +122,58 @@ fn status_memory_and_relief_count_an_agent_whose_record_is_torn() {
     assert!(!alive(hog) && !f.cgroup("torn").exists(), "relief left the hog");
     assert_eq!(f.agent("torn")["killed_by"], "relief");
     assert!(alive(fine), "relief killed the bystander");
+    f.finish();
+}
+
+/// Agents that a build before the cgroup file rule made under names it now refuses for new
+/// agents (`io.worker` starts with a controller's name and a dot) are still listed, measured
+/// and killed: one running without a record, as `cgroup-create` and `run-in-cgroup` left it,
+/// and one that ended, with its record.
+#[test]
+fn agents_named_before_the_cgroup_file_rule_are_still_listed_and_killed() {
+    let Some(f) = TestFleet::new("oldnames") else { return };
+    let fine = spawn_ready(&f, "fine", "echo ready; sleep 600");
+    // The old build's cgroup-create and run-in-cgroup: the agent's directory in every
+    // hierarchy, and a shell that joins them all before it execs the agent.
+    let dirs: Vec<_> = f.fleet.agents().dirs().iter().map(|d| d.join("io.worker")).collect();
+    for dir in &dirs {
+        std::fs::create_dir(dir).expect("the old agent's cgroup");
+    }
+    let join = "for d; do echo $$ > \"$d/cgroup.procs\" || exit 1; done; echo ready; exec sleep 600";
+    let mut worker = std::process::Command::new("sh")
+        .args(["-c", join, "sh"])
+        .args(&dirs)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the old agent");
+    let lines = lines_of(worker.stdout.take().expect("stdout"));
+    wait_line(&lines, "ready", T);
+    // The old build's spawn of `io.done`, which has ended: its record, under its name.
+    f.run(&["spawn", "done", "ws-001", "--", "true"]).code(0);
+    f.wait_state("done", &["exited"], T);
+    let record = std::fs::read_to_string(f.state.join("agents/done/state.json")).expect("record");
+    let old = f.state.join("agents/io.done");
+    std::fs::create_dir(&old).expect("the old agent's state dir");
+    std::fs::write(old.join("state.json"), record.replace("\"done\"", "\"io.done\"")).expect("old record");
+
+    let status = f.status();
+    assert!(status["bad_records"].as_array().is_some_and(|b| b.is_empty()), "{status:#}");
+    let worker_entry = f.agent("io.worker");
+    assert!(worker_entry["pids_current"].as_u64().unwrap_or(0) >= 1, "status lacks the running io.worker: {status:#}");
+    assert_eq!(f.agent("io.done")["state"], "exited", "status lacks the ended io.done: {status:#}");
+    let run = f.run(&["memory", "--json"]);
+    run.code(0);
+    let mem: Value = serde_json::from_str(&run.stdout).expect("memory --json");
+    assert!(mem["agents"].as_array().expect("agents").iter().any(|a| a["id"] == "io.worker"), "{mem:#}");
+
+    f.run(&["run-in-cgroup", "io.worker", "--", "true"]).code(0);
+
+    let run = f.run(&["kill", "io.worker"]);
+    run.code(0);
+    let ended = worker.wait().expect("the old agent's end");
+    assert!(!ended.success(), "the worker outlived kill: {ended:?}");
+    assert!(dirs.iter().all(|d| !d.exists()), "kill left the cgroup");
+    assert!(alive(fine), "the bystander was harmed");
     f.finish();
 }

@@ -321,21 +321,25 @@ fn budget(ctx: &Ctx, r: &mut Report) {
 
 /// Whether one OOM kill would take every agent: the kernel kills the whole of the highest
 /// cgroup with `memory.oom.group` between its victim and the cgroup that ran out, so the
-/// flag belongs on each agent (fleetctl sets it there) and never on the fleet root or
-/// `agents/` (systemd sets it on a unit with `OOMPolicy=kill`).
+/// flag belongs on each agent (fleetctl sets it there) and never on `agents/`, the fleet
+/// root or any cgroup above it up to the top of the tree (systemd sets it on a unit with
+/// `OOMPolicy=kill`): a unit's, a slice's or the host's OOM would take the fleet whole.
 fn oom_group(ctx: &Ctx, r: &mut Report) {
-    let above = [ctx.fleet.root.clone(), ctx.fleet.agents()];
-    match above.iter().find(|cg| cg.oom_group().unwrap_or(false)) {
-        Some(cg) => r.say(
+    match ctx.fleet.highest_oom_group(&ctx.mounts.unified) {
+        Ok(Some(dir)) => r.say(
             Verdict::Fail,
             "oom group",
-            &format!("memory.oom.group is 1 on {}: one OOM kill would end every agent below it", cg.unified.display()),
-            Some(&format!("echo 0 > {}", cg.unified.join("memory.oom.group").display())),
+            &format!("memory.oom.group is 1 on {}: one OOM kill would end every agent below it", dir.display()),
+            Some(&format!(
+                "echo 0 > {} (a systemd unit with OOMPolicy=kill sets it: use OOMPolicy=continue)",
+                dir.join("memory.oom.group").display()
+            )),
         ),
-        None if ctx.mounts.layout == Layout::Unified => {
+        Ok(None) if ctx.mounts.layout == Layout::Unified => {
             r.say(Verdict::Ok, "oom group", "an OOM kill takes the victim's agent, not the fleet", None)
         }
-        None => {}
+        Ok(None) => {}
+        Err(e) => r.say(Verdict::Fail, "oom group", &format!("cannot tell: {e}"), None),
     }
 }
 

@@ -66,6 +66,8 @@ pub struct TestFleet {
     /// Where its workspace pool, scratch root and lock dir are: its own temp dir, or the
     /// temp dir of the fleet it shares them with.
     pub roots: PathBuf,
+    /// Its state dir: `state` in its temp dir unless the test points it elsewhere.
+    pub state: PathBuf,
 }
 
 impl TestFleet {
@@ -89,7 +91,8 @@ impl TestFleet {
         let tmp = tempfile::Builder::new().prefix("fleetctl-test-").tempdir().expect("tempdir");
         std::fs::create_dir_all(tmp.path().join("ws/ws-001")).expect("workspace");
         let roots = tmp.path().to_path_buf();
-        Some(TestFleet { name, tmp, fleet, roots })
+        let state = tmp.path().join("state");
+        Some(TestFleet { name, tmp, fleet, roots, state })
     }
 
     /// A second fleet (its own cgroups, state and logs) that uses `other`'s workspace pool,
@@ -101,9 +104,11 @@ impl TestFleet {
         Some(fleet)
     }
 
-    /// This fleet's scratch dirs' directory in its scratch root (named after its state dir).
+    /// This fleet's scratch dirs' directory in its scratch root (named after its state dir,
+    /// symlinks resolved).
     pub fn own_scratch(&self) -> PathBuf {
-        let state = std::fs::canonicalize(self.tmp.path()).expect("canonical tmp").join("state");
+        let state = std::fs::canonicalize(&self.state)
+            .unwrap_or_else(|_| std::fs::canonicalize(self.tmp.path()).expect("canonical tmp").join("state"));
         self.roots.join("scratch").join(fleet_core::paths::path_key(&state))
     }
 
@@ -112,7 +117,7 @@ impl TestFleet {
         let mut cmd = Command::new(bin());
         cmd.args(args)
             .env("FLEET_CGROUP_PARENT", &self.name)
-            .env("FLEET_STATE_DIR", self.tmp.path().join("state"))
+            .env("FLEET_STATE_DIR", &self.state)
             .env("FLEET_LOG_DIR", self.tmp.path().join("log"))
             .env("FLEET_WORKSPACE_ROOT", self.roots.join("ws"))
             .env("FLEET_SCRATCH_ROOT", self.roots.join("scratch"))
@@ -249,7 +254,7 @@ impl TestFleet {
         let left = self.fleet.agent_names().expect("list agents");
         assert!(left.is_empty(), "agent cgroups left behind: {left:?}");
         let held = HeldLocks::read(Path::new("/proc"));
-        for entry in std::fs::read_dir(self.tmp.path().join("state/agents")).into_iter().flatten().flatten() {
+        for entry in std::fs::read_dir(self.state.join("agents")).into_iter().flatten().flatten() {
             let lock = entry.path().join("lock");
             assert!(!held.contains(&lock), "lock still held: {}", lock.display());
         }

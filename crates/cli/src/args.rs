@@ -132,7 +132,7 @@ pub struct LimitArgs {
 #[command(after_help = "Example: fleetctl spawn agent-001 ws-001 -- cargo build")]
 pub struct SpawnArgs {
     /// The agent's id: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit
-    #[arg(allow_hyphen_values = true)]
+    #[arg(allow_hyphen_values = true, value_parser = AgentId::parse_new)]
     pub id: AgentId,
     /// A workspace path, or a name under the workspace root
     pub workspace: String,
@@ -413,7 +413,7 @@ pub struct GcArgs {
 #[derive(Debug, Args)]
 pub struct CgroupCreateArgs {
     /// The cgroup's name under the fleet root's agents/ (the agent id rule applies)
-    #[arg(allow_hyphen_values = true)]
+    #[arg(allow_hyphen_values = true, value_parser = AgentId::parse_new)]
     pub name: AgentId,
     /// Its limits.
     #[command(flatten)]

@@ -45,8 +45,11 @@ fn names_cgroup_file(id: &str) -> bool {
     prefix.is_some_and(|p| CGROUP_FILE_PREFIXES.contains(&p)) || CGROUP_V1_FILES.contains(&id)
 }
 
-/// A validated agent id: `[A-Za-z0-9][A-Za-z0-9._-]{0,63}`, and not the name of a cgroup
-/// interface file ([`CGROUP_FILE_PREFIXES`], [`CGROUP_V1_FILES`]).
+/// A validated agent id: `[A-Za-z0-9][A-Za-z0-9._-]{0,63}`. Parsing accepts every id an
+/// agent may already have; [`AgentId::parse_new`] also refuses the names of cgroup interface
+/// files ([`CGROUP_FILE_PREFIXES`], [`CGROUP_V1_FILES`]), for the commands that make an
+/// agent's cgroup. Builds before that rule made agents such as `io.worker`, and those must
+/// stay visible and killable.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct AgentId(String);
@@ -55,6 +58,16 @@ impl AgentId {
     /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// Parses the id of an agent (or bare cgroup) about to be made: the id rule, and not a
+    /// name the kernel keeps, or may one day keep, in every cgroup directory.
+    pub fn parse_new(text: &str) -> Result<AgentId, String> {
+        let id: AgentId = text.parse()?;
+        if names_cgroup_file(&id.0) {
+            return Err(format!("invalid id '{text}': {CGROUP_FILE_RULE}"));
+        }
+        Ok(id)
     }
 }
 
@@ -66,9 +79,6 @@ impl FromStr for AgentId {
         let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
         let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
         if first_ok && rest_ok && text.len() <= 64 {
-            if names_cgroup_file(text) {
-                return Err(format!("invalid id '{text}': {CGROUP_FILE_RULE}"));
-            }
             Ok(AgentId(text.to_string()))
         } else {
             let shown: String = text.chars().take(40).collect();
@@ -127,13 +137,17 @@ mod tests {
             "notify_on_release",
             "release_agent",
         ] {
-            let err = bad.parse::<AgentId>().unwrap_err();
+            let err = AgentId::parse_new(bad).unwrap_err();
             assert!(err.contains(CGROUP_FILE_RULE), "{bad}: {err}");
+            // An agent an older build made under such a name is still an agent.
+            assert_eq!(bad.parse::<AgentId>().map(String::from).as_deref(), Ok(bad));
         }
         // Close to one, but not a kernel file: a dot after another word, no dot, other case.
         for ok in ["memory", "pids-1", "memoryhog.1", "web.memory.max", "Memory.max", "tasks-2", "cgroup_x", "io1.a"] {
-            assert!(ok.parse::<AgentId>().is_ok(), "{ok}");
+            assert!(AgentId::parse_new(ok).is_ok(), "{ok}");
         }
+        let err = AgentId::parse_new("../x").unwrap_err();
+        assert!(err.contains(ID_RULE), "the id rule comes first: {err}");
     }
 
     #[test]

@@ -145,10 +145,40 @@ pub fn key_path(key: &str) -> Option<PathBuf> {
     Some(PathBuf::from(std::ffi::OsString::from_vec(bytes)))
 }
 
-/// `path` with symlinks resolved when it exists, else made absolute: what two spellings of
-/// one directory agree on.
+/// `path` with symlinks resolved: what two spellings of one directory agree on. Of a path
+/// that does not exist yet, its nearest existing ancestor is resolved and the rest appended,
+/// so the answer is the same before and after the directory is made (a fleet's key must not
+/// change when spawn creates its state dir). The missing tail holds no symlink, so a `..` in
+/// it only steps back over a name of the tail.
 pub fn canonical_or_absolute(path: &Path) -> PathBuf {
-    std::fs::canonicalize(path).or_else(|_| std::path::absolute(path)).unwrap_or_else(|_| path.to_path_buf())
+    if let Ok(resolved) = std::fs::canonicalize(path) {
+        return resolved;
+    }
+    let Ok(absolute) = std::path::absolute(path) else { return path.to_path_buf() };
+    let mut tail = Vec::new();
+    let mut existing = absolute.as_path();
+    let mut resolved = loop {
+        match existing.parent() {
+            Some(parent) => {
+                // A path whose last name is `..` has no file name.
+                tail.push(existing.file_name().map_or(Path::new(".."), Path::new));
+                existing = parent;
+                if let Ok(resolved) = std::fs::canonicalize(existing) {
+                    break resolved;
+                }
+            }
+            None => break existing.to_path_buf(),
+        }
+    };
+    for name in tail.iter().rev() {
+        match name.components().next() {
+            Some(std::path::Component::ParentDir) => {
+                resolved.pop();
+            }
+            _ => resolved.push(name),
+        }
+    }
+    resolved
 }
 
 #[cfg(test)]
@@ -172,5 +202,19 @@ mod tests {
         assert!(key.len() <= 255 && key.contains('~') && key_path(&key).is_none(), "{key}");
         assert_ne!(key, path_key(Path::new(&format!("{long}e"))), "hashed keys still differ");
         assert_eq!(key_path("not a key"), None);
+    }
+
+    #[test]
+    fn a_path_resolves_alike_before_and_after_it_exists() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let real = std::fs::canonicalize(tmp.path()).expect("canonical tmp").join("real");
+        std::fs::create_dir(&real).expect("real");
+        std::os::unix::fs::symlink(&real, tmp.path().join("link")).expect("symlink");
+        let state = tmp.path().join("link/state/fleet");
+        let before = canonical_or_absolute(&state);
+        assert_eq!(before, real.join("state/fleet"));
+        assert_eq!(canonical_or_absolute(&tmp.path().join("link/new/../state/fleet")), before, "a `..` in the tail");
+        std::fs::create_dir_all(&state).expect("state dir");
+        assert_eq!(canonical_or_absolute(&state), before, "the key changed once the dir existed");
     }
 }

@@ -109,6 +109,31 @@ impl Fleet {
         }
     }
 
+    /// The highest cgroup from `agents/` up to the top of the cgroup v2 tree mounted at
+    /// `mount` (its root has no such switch) whose `memory.oom.group` is set, or `None`.
+    /// When memory runs out in or above a cgroup, the kernel kills the whole of the highest
+    /// cgroup with the flag between its victim and the one that ran out, so a flag on any of
+    /// these takes every agent: a systemd slice or unit OOM, or the host's, reaches past the
+    /// fleet. A level without the memory controller has no flag. Always `None` on hybrid
+    /// hosts: cgroup v1 memory has no such switch.
+    pub fn highest_oom_group(&self, mount: &Path) -> Result<Option<PathBuf>> {
+        if self.root.layout != Layout::Unified {
+            return Ok(None);
+        }
+        let agents = self.agents().unified;
+        let mut highest = None;
+        for dir in agents.ancestors().take_while(|d| *d != mount && d.starts_with(mount)) {
+            let file = dir.join("memory.oom.group");
+            match files::read(&file) {
+                Ok(text) if files::parse_u64(&text, &file)? != 0 => highest = Some(dir.to_path_buf()),
+                Ok(_) => {}
+                Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(highest)
+    }
+
     /// Names of the leaves under `agents/`, sorted.
     pub fn agent_names(&self) -> Result<Vec<String>> {
         let dir = self.agents().unified;
@@ -238,5 +263,35 @@ mod tests {
         let err = Fleet::resolve(&mounts, &OwnCgroups::default(), "/fleet").expect("resolve").ensure().unwrap_err();
         let text = err.to_string();
         assert!(text.contains("memory controller") && text.contains("setup-host"), "{text}");
+    }
+
+    #[test]
+    fn the_highest_oom_group_up_to_the_top_of_the_tree_is_found() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mount = tmp.path().to_path_buf();
+        // The fake kernel: a slice, a unit in it and the fleet in the unit, each with the
+        // flag's file, and a level in between without the memory controller (no file).
+        let (slice, unit, root) = ("host.slice", "host.slice/bare/unit.service", "host.slice/bare/unit.service/fleet");
+        let agents = format!("{root}/agents");
+        std::fs::create_dir_all(mount.join(&agents)).expect("mkdir");
+        for dir in ["", slice, unit, root, &agents] {
+            std::fs::write(mount.join(dir).join("memory.oom.group"), "0\n").expect("seed");
+        }
+        let set = |dir: &str| std::fs::write(mount.join(dir).join("memory.oom.group"), "1\n").expect("set");
+        let mounts = Mounts { layout: Layout::Unified, unified: mount.clone(), memory_v1: None, pids_v1: None };
+        let fleet = Fleet::resolve(&mounts, &OwnCgroups::default(), &format!("/{root}")).expect("resolve");
+        assert_eq!(fleet.highest_oom_group(&mount).expect("read"), None);
+        // The mount's root is the host, not a cgroup the kernel would kill whole.
+        set("");
+        assert_eq!(fleet.highest_oom_group(&mount).expect("read"), None);
+        for dir in [agents.as_str(), unit, slice] {
+            set(dir);
+            assert_eq!(fleet.highest_oom_group(&mount).expect("read"), Some(mount.join(dir)), "{dir}");
+        }
+        // A flag below the highest does not hide it.
+        set(root);
+        assert_eq!(fleet.highest_oom_group(&mount).expect("read"), Some(mount.join(slice)));
+        let hybrid = Fleet { root: Cgroup { layout: Layout::Hybrid, ..fleet.root.clone() } };
+        assert_eq!(hybrid.highest_oom_group(&mount).expect("read"), None, "v1 memory has no such switch");
     }
 }

@@ -66,15 +66,6 @@ fn v1(limit: Limit) -> String {
 }
 
 impl Cgroup {
-    /// Whether an OOM kill below this cgroup takes every process in it (`memory.oom.group`;
-    /// cgroup v1 has no such switch, so always false there).
-    pub fn oom_group(&self) -> Result<bool> {
-        match self.layout {
-            Layout::Unified => Ok(files::read_u64(&self.unified.join("memory.oom.group"))? != 0),
-            Layout::Hybrid => Ok(false),
-        }
-    }
-
     /// Writes `limits` into this (existing) cgroup, and on v2 makes an OOM kill take the
     /// whole group (`memory.oom.group`), so an agent is never left half-killed.
     pub fn apply_limits(&self, limits: &Limits) -> Result<()> {
