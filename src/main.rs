@@ -16,9 +16,14 @@ use fleet_cli::{Cli, Command};
 /// The installed build is static musl (`cargo xtask dist`), which starts without glibc's
 /// CPUID-heavy set-up; musl's own allocator is slow under the threads `status` and `memory`
 /// use, so that build brings mimalloc (docs/decisions.md).
-#[cfg(target_env = "musl")]
+#[cfg(all(target_env = "musl", not(test)))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Unit tests count allocations, for the tests that show a hot path allocates nothing.
+#[cfg(test)]
+#[global_allocator]
+static ALLOCATOR: fleet_core::alloc_count::Counting = fleet_core::alloc_count::Counting;
 
 fn main() {
     // Like every Unix filter: a reader that goes away (`fleetctl status | head`) ends us

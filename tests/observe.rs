@@ -126,3 +126,38 @@ fn fleet_counters_count_each_oom_relief_and_guard_kill_once() {
     promtool_check(&text);
     f.finish();
 }
+
+/// The journal's counts are cached beside the journal, not in the state dir: a reboot
+/// empties the state dir (a tmpfs) but keeps the journal, and the next scrape must not
+/// count the whole journal again. Seen here as the cache file left as it was (a count
+/// writes a new one in its place).
+#[test]
+fn journal_counts_outlive_the_state_dir() {
+    use std::os::unix::fs::MetadataExt;
+    let Some(f) = TestFleet::new("countscache") else { return };
+    f.set_budget(256 << 20);
+    f.run(&["spawn", "ended", "ws-001", "--", "sleep", "600"]).code(0);
+    f.wait_state("ended", &["running"], T);
+    f.run(&["kill", "ended"]).code(0);
+    f.wait_event("ended", "exit", T);
+    let before = f.run(&["metrics"]).code(0).stdout.clone();
+    assert_eq!(sample(&before, "fleet_kills_total{by=\"operator\"}"), 1.0, "{before}");
+    let cache = f.tmp.path().join("log/events.counts.json");
+    let cached = std::fs::metadata(&cache).expect("the counts are cached beside the journal");
+
+    // A reboot: no supervisor is left, and the state dir's tmpfs comes back empty.
+    let supervisors = f.fleet.supervisors();
+    let gone = Instant::now() + T;
+    while supervisors.exists() && supervisors.populated().unwrap_or(false) {
+        assert!(Instant::now() < gone, "the supervisor never ended: {:?}", supervisors.procs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::remove_dir_all(f.tmp.path().join("state")).expect("empty the state dir");
+
+    let after = f.run(&["metrics"]).code(0).stdout.clone();
+    assert_eq!(sample(&after, "fleet_kills_total{by=\"operator\"}"), 1.0, "{after}");
+    let now = std::fs::metadata(&cache).expect("cache");
+    assert_eq!((now.ino(), now.mtime_nsec()), (cached.ino(), cached.mtime_nsec()), "the cache was used, not rewritten");
+    assert!(!f.tmp.path().join("state/journal-counts.json").exists());
+    f.finish();
+}

@@ -49,8 +49,14 @@ impl GrowthTracker {
     pub fn record(&mut self, id: &str, bytes: u64, fresh: bool, now: Instant) {
         let slice = self.slice_at(now);
         let slot = (slice % SLICES as u64) as usize;
-        let born_since_last_sample = self.sampled && (fresh || !self.agents.contains_key(id));
-        let lows = self.agents.entry(id.to_string()).or_insert(Lows { slots: [(u64::MAX, 0); SLICES], latest: bytes });
+        let known = self.agents.contains_key(id);
+        let born_since_last_sample = self.sampled && (fresh || !known);
+        // The id is copied once, when the agent is first seen, not on every sample: the
+        // watcher records every agent every 20 ms near the threshold.
+        if !known {
+            self.agents.insert(id.to_string(), Lows { slots: [(u64::MAX, 0); SLICES], latest: bytes });
+        }
+        let Some(lows) = self.agents.get_mut(id) else { return };
         if born_since_last_sample {
             lows.slots = [(u64::MAX, 0); SLICES];
         }
@@ -113,6 +119,25 @@ mod tests {
         let g = t.growth(s(2));
         assert_eq!(g["new"], 120 * MIB, "from nothing: it was not there a sample ago");
         assert_eq!(g["steady"], MIB);
+    }
+
+    #[test]
+    fn recording_a_known_agent_allocates_nothing() {
+        let t0 = Instant::now();
+        let mut t = GrowthTracker::new(Duration::from_secs(8), t0);
+        let names: Vec<String> = (0..300).map(|i| format!("agent-{i:03}")).collect();
+        for (i, at) in [t0, t0 + Duration::from_millis(20), t0 + Duration::from_millis(40)].into_iter().enumerate() {
+            let before = fleet_core::alloc_count::allocations();
+            for name in &names {
+                t.record(name, (100 + i as u64) * MIB, false, at);
+            }
+            let made = fleet_core::alloc_count::allocations() - before;
+            t.end_sample(&names);
+            if i > 0 {
+                assert_eq!(made, 0, "sample {i} of 300 known agents allocated {made} times");
+            }
+        }
+        assert_eq!(t.growth(t0 + Duration::from_millis(40))["agent-007"], 2 * MIB);
     }
 
     #[test]

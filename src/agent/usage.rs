@@ -92,14 +92,22 @@ impl LightSampler {
         let names = ctx.fleet.agent_names()?;
         // Agents that are gone let go of their files (names are sorted).
         self.held.retain(|name, _| names.binary_search(name).is_ok());
-        let mut out = Vec::with_capacity(names.len());
+        let mut currents = Vec::with_capacity(names.len());
         let now = Instant::now();
         for name in &names {
-            let Some((current, fresh)) = self.current(ctx, name) else { continue };
-            self.growth.record(name, current, fresh, now);
-            out.push(Light { id: name.clone(), current, max: None });
+            let current = self.current(ctx, name);
+            if let Some((bytes, fresh)) = current {
+                self.growth.record(name, bytes, fresh, now);
+            }
+            currents.push(current.map(|(bytes, _)| bytes));
         }
         self.growth.end_sample(&names);
+        // The listing's names become the sample's: no copy of each name on every refresh.
+        let mut out: Vec<Light> = names
+            .into_iter()
+            .zip(currents)
+            .filter_map(|(id, current)| Some(Light { id, current: current?, max: None }))
+            .collect();
         out.sort_by_key(|l| std::cmp::Reverse(l.current));
         for l in out.iter_mut().take(top) {
             if let Ok(id) = l.id.parse() {

@@ -3,10 +3,13 @@
 //! the record.
 //!
 //! A scrape must not read a journal of many megabytes every 15 s, so the counts are cached
-//! with the byte offset they cover (`<state-dir>/journal-counts.json`) and each scrape reads
-//! only what was appended since. The cache is for this journal file only: its device and
-//! inode, a size not below the offset and the same first line; anything else (rotation,
-//! truncation, a new file) counts from the start again, as a Prometheus counter reset.
+//! with the byte offset they cover (`<log-dir>/events.counts.json`, beside the journal, so
+//! both survive a reboot) and each scrape reads only what was appended since. The cache is
+//! for this journal file only: its device and inode, a size not below the offset and the
+//! same first line; anything else (rotation, truncation, a new file) counts from the start
+//! again, as a Prometheus counter reset. A count reads 64 KiB at a time and holds at most one
+//! line besides, so even a full count of a large journal stays small in the
+//! memory-locked watcher (`watch --metrics-file`).
 
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -14,7 +17,7 @@ use std::{
     borrow::Cow,
     collections::BTreeMap,
     fs::File,
-    io::{Read, Seek, SeekFrom},
+    io::{ErrorKind, Read, Seek, SeekFrom},
     os::unix::fs::{FileExt, MetadataExt},
     path::Path,
 };
@@ -110,13 +113,86 @@ struct Cache {
 /// The first line is the fingerprint; this much of it is enough (it starts with a time).
 const FINGERPRINT_MAX: usize = 256;
 
+/// Bytes read from the journal at a time.
+const CHUNK: usize = 64 * 1024;
+
+/// A journal line is a few hundred bytes. A longer one is damage (a crash can leave a run of
+/// NUL bytes with no newline): it is one unreadable line, skipped without being held.
+const MAX_LINE: usize = 1 << 20;
+
+/// Counts a journal fed in pieces of any size, holding only the line a piece ends inside.
+#[derive(Debug, Default)]
+struct ChunkCounter {
+    counts: JournalCounts,
+    /// The start of a line that is not complete yet.
+    carry: Vec<u8>,
+    /// The incomplete line is past [`MAX_LINE`]: its bytes are dropped until its newline.
+    overlong: bool,
+    /// Bytes fed so far.
+    fed: u64,
+    /// Bytes fed up to the end of the last complete line.
+    complete: u64,
+}
+
+impl ChunkCounter {
+    /// Goes on counting from `counts`.
+    fn new(counts: JournalCounts) -> ChunkCounter {
+        ChunkCounter { counts, ..ChunkCounter::default() }
+    }
+
+    /// Counts the lines `piece` completes; the rest waits for the next piece.
+    fn feed(&mut self, piece: &[u8]) {
+        let start_of_piece = self.fed;
+        self.fed += piece.len() as u64;
+        let Some(last) = piece.iter().rposition(|b| *b == b'\n') else {
+            self.hold(piece);
+            return;
+        };
+        let mut rest = 0;
+        if self.overlong || !self.carry.is_empty() {
+            // The line begun in an earlier piece ends at this piece's first newline.
+            let first = piece.iter().position(|b| *b == b'\n').unwrap_or(last);
+            self.hold(&piece[..=first]);
+            if self.overlong {
+                self.counts.unreadable_lines += 1;
+            } else {
+                self.counts.add_lines(&self.carry);
+            }
+            self.carry.clear();
+            self.overlong = false;
+            rest = first + 1;
+        }
+        self.counts.add_lines(&piece[rest..=last]);
+        self.complete = start_of_piece + last as u64 + 1;
+        self.hold(&piece[last + 1..]);
+    }
+
+    fn hold(&mut self, bytes: &[u8]) {
+        if self.overlong {
+            return;
+        }
+        if self.carry.len() + bytes.len() > MAX_LINE {
+            self.overlong = true;
+            self.carry = Vec::new();
+        } else {
+            self.carry.extend_from_slice(bytes);
+        }
+    }
+
+    /// The counts of the complete lines fed, and how many bytes those lines were: a line
+    /// still being appended is counted next time.
+    fn finish(self) -> (JournalCounts, u64) {
+        (self.counts, self.complete)
+    }
+}
+
 /// Counts the journal at `journal`, reading only what was appended since the counts cached
 /// at `cache` (updated when writable; a cache that cannot be written costs a full count per
 /// call, not an error). A missing journal is zero counts.
 pub fn count(journal: &Path, cache: &Path) -> Result<JournalCounts> {
     let mut file = match File::open(journal) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(JournalCounts::default()),
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(JournalCounts::default()),
         Err(e) => return Err(Error::io("open", journal, e)),
     };
     let meta = file.metadata().map_err(|e| Error::io("stat", journal, e))?;
@@ -132,17 +208,25 @@ pub fn count(journal: &Path, cache: &Path) -> Result<JournalCounts> {
     {
         return Ok(valid.map(|c| c.counts).unwrap_or_default());
     }
-    let (mut counts, offset) = valid.map_or((JournalCounts::default(), 0), |c| (c.counts, c.offset));
+    let (counts, offset) = valid.map_or((JournalCounts::default(), 0), |c| (c.counts, c.offset));
     file.seek(SeekFrom::Start(offset)).map_err(|e| Error::io("seek in", journal, e))?;
-    let mut tail = Vec::new();
-    file.read_to_end(&mut tail).map_err(|e| Error::io("read", journal, e))?;
-    // Only complete lines: a line being appended right now is counted next time.
-    let complete = tail.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    counts.add_lines(&tail[..complete]);
+    // Up to the size seen above: lines appended while this count runs are the next one's.
+    let mut unread = (&file).take(meta.len() - offset);
+    let mut counter = ChunkCounter::new(counts);
+    let mut chunk = vec![0u8; CHUNK];
+    loop {
+        match unread.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => counter.feed(&chunk[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io("read", journal, e)),
+        }
+    }
+    let (counts, complete) = counter.finish();
     let new = Cache {
         dev: meta.dev(),
         ino: meta.ino(),
-        offset: offset + complete as u64,
+        offset: offset + complete,
         first_line: first_line(&file).unwrap_or_default(),
         counts,
     };
@@ -242,5 +326,115 @@ mod tests {
         // An unwritable cache costs a full count, not an error.
         let c = count(&journal, &tmp.path().join("no/such/dir/counts.json")).expect("count");
         assert_eq!(c.event("oom_kill"), 3);
+    }
+
+    /// A journal of `lines` lines of every kind counted, with unreadable and blank lines
+    /// among them, as the journal's writers and a crash would leave it.
+    fn generated_journal(lines: usize) -> String {
+        let kinds = [EXIT_RELIEF, EXIT_GUARD, OOM, EXIT_OOM, REFUSED, DIED, "{\"torn", "", "not json"];
+        let mut text = String::new();
+        for i in 0..lines {
+            text.push_str(kinds[i * 7 % kinds.len()]);
+            text.push('\n');
+        }
+        text
+    }
+
+    fn whole_buffer_count(text: &str) -> JournalCounts {
+        let mut c = JournalCounts::default();
+        c.add_lines(text.as_bytes());
+        c
+    }
+
+    #[test]
+    fn a_line_split_across_pieces_is_counted_once_whole() {
+        let text = format!("{EXIT_RELIEF}\n{EXIT_GUARD}\n{REFUSED}\n");
+        let want = whole_buffer_count(&text);
+        let bytes = text.as_bytes();
+        for i in 0..=bytes.len() {
+            // Two pieces, and three with the middle one inside a line (no newline in it).
+            for j in [i, (i + 5).min(bytes.len())] {
+                let mut counter = ChunkCounter::default();
+                counter.feed(&bytes[..i]);
+                counter.feed(&bytes[i..j]);
+                counter.feed(&bytes[j..]);
+                let (got, complete) = counter.finish();
+                assert_eq!(got, want, "split at {i} and {j}");
+                assert_eq!(complete, bytes.len() as u64);
+            }
+        }
+    }
+
+    #[test]
+    fn a_partial_last_line_is_not_counted_until_complete() {
+        let mut counter = ChunkCounter::default();
+        counter.feed(format!("{OOM}\n{}", &EXIT_GUARD[..40]).as_bytes());
+        counter.feed(&EXIT_GUARD.as_bytes()[40..60]);
+        let (c, complete) = counter.finish();
+        assert_eq!((c.event("oom_kill"), c.event("exit"), c.unreadable_lines), (1, 0, 0));
+        assert_eq!(complete, OOM.len() as u64 + 1, "the next count starts at the partial line");
+
+        // In a file: the partial line straddles a chunk boundary and is left for next time.
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (journal, cache) = (tmp.path().join("events.jsonl"), tmp.path().join("events.counts.json"));
+        let full = generated_journal(CHUNK / 30);
+        let cut = full[..CHUNK - 10].rfind('\n').expect("a newline") + 1;
+        let long = format!(r#"{{"ts":"2026-01-01T00:00:05Z","event":"exit","id":"p","pad":"{}"}}"#, "x".repeat(400));
+        let (head, tail) = long.split_at(300);
+        std::fs::write(&journal, format!("{}{head}", &full[..cut])).expect("write");
+        assert_eq!(count(&journal, &cache).expect("count"), whole_buffer_count(&full[..cut]));
+        let cached: Cache = serde_json::from_slice(&std::fs::read(&cache).expect("cache")).expect("parse");
+        assert_eq!(cached.offset, cut as u64, "the next count starts at the partial line");
+        // Completed: counted once.
+        append(&journal, &[tail]);
+        let want = whole_buffer_count(&format!("{}{long}\n", &full[..cut]));
+        assert_eq!(count(&journal, &cache).expect("count"), want);
+        assert_eq!(want.event("exit"), whole_buffer_count(&full[..cut]).event("exit") + 1);
+    }
+
+    #[test]
+    fn counting_in_chunks_equals_counting_the_whole_journal_at_once() {
+        let text = generated_journal(20_000);
+        assert!(text.len() > 10 * CHUNK, "spans many chunks: {} bytes", text.len());
+        let want = whole_buffer_count(&text);
+        assert!(want.unreadable_lines > 0 && want.event("exit") > 0, "{want:?}");
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (journal, cache) = (tmp.path().join("events.jsonl"), tmp.path().join("events.counts.json"));
+        std::fs::write(&journal, &text).expect("write");
+        assert_eq!(count(&journal, &cache).expect("count"), want);
+        // Any piece size, including ones that split lines everywhere.
+        for size in [1, 7, 4093, CHUNK + 1] {
+            let mut counter = ChunkCounter::default();
+            text.as_bytes().chunks(size).for_each(|piece| counter.feed(piece));
+            assert_eq!(counter.finish(), (want.clone(), text.len() as u64), "pieces of {size}");
+        }
+    }
+
+    #[test]
+    fn a_full_count_holds_a_chunk_and_a_line_not_the_journal() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (journal, cache) = (tmp.path().join("events.jsonl"), tmp.path().join("events.counts.json"));
+        let text = generated_journal(40_000);
+        std::fs::write(&journal, &text).expect("write");
+        crate::alloc_count::reset_peak();
+        let counted = count(&journal, &cache).expect("count");
+        let peak = crate::alloc_count::peak();
+        assert_eq!(counted, whole_buffer_count(&text));
+        assert!(peak < 4 * CHUNK as u64, "a count of a {} byte journal held {peak} bytes at once", text.len());
+    }
+
+    #[test]
+    fn an_overlong_line_is_one_unreadable_line_and_is_not_held() {
+        let mut counter = ChunkCounter::default();
+        counter.feed(format!("{OOM}\n").as_bytes());
+        let nuls = vec![0u8; CHUNK];
+        for _ in 0..(3 * MAX_LINE / CHUNK) {
+            counter.feed(&nuls);
+            assert!(counter.carry.capacity() <= 2 * MAX_LINE, "held {}", counter.carry.capacity());
+        }
+        counter.feed(format!("\n{OOM}\n").as_bytes());
+        let (c, complete) = counter.finish();
+        assert_eq!((c.event("oom_kill"), c.unreadable_lines), (2, 1));
+        assert_eq!(complete, (2 * OOM.len() + 3 + 3 * MAX_LINE) as u64);
     }
 }

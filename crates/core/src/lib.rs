@@ -6,6 +6,8 @@
 #![deny(missing_docs)]
 
 pub mod admission;
+#[cfg(any(test, feature = "alloc-count"))]
+pub mod alloc_count;
 pub mod cgroup;
 pub mod error;
 pub mod host;
@@ -22,3 +24,8 @@ pub mod state;
 pub mod timefmt;
 
 pub use error::{Error, Result};
+
+/// Test builds count allocations, for the tests that show a path allocates nothing or little.
+#[cfg(test)]
+#[global_allocator]
+static ALLOCATOR: alloc_count::Counting = alloc_count::Counting;

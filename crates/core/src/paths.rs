@@ -64,9 +64,11 @@ impl Dirs {
     }
 
     /// The journal's counts so far and the offset they cover (`journal_counts`): a cache,
-    /// gone at reboot with the rest of the state dir, and then counted again.
+    /// kept beside the journal so that it lasts as long as the journal does (the state dir
+    /// is usually a tmpfs, emptied at every reboot, and a lost cache means counting the
+    /// whole journal again).
     pub fn journal_counts_path(&self) -> PathBuf {
-        self.state.join("journal-counts.json")
+        self.log.join("events.counts.json")
     }
 }
 
