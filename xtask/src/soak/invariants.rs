@@ -270,18 +270,19 @@ fn left_behind(world: &World, table: &mut Table, states: &BTreeMap<String, Strin
     let procs: Vec<i32> =
         [world.fleet.supervisors(), world.fleet.agents()].iter().flat_map(|c| c.procs().unwrap_or_default()).collect();
     table.check(LEFT, procs.is_empty(), || "procs".into(), || format!("processes left in the fleet: {procs:?}"));
-    let leases = state_dir.join("leases.lock");
+    // Lease files (a pool's slots, the host's ports) live in the fleet's lock dir.
+    let leases: Vec<_> = entries(&world.tmp.join("lock")).into_iter().filter(|p| held.contains(p)).collect();
     table.check(
         LEFT,
-        !held.contains(&leases),
+        leases.is_empty(),
         || "leases".into(),
-        || "a workspace slot or port lease is still held".into(),
+        || format!("a workspace slot or port lease is still held: {leases:?}"),
     );
-    let scratch: Vec<String> = std::fs::read_dir(world.tmp.join("scratch"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
+    // Scratch dirs are `<scratch root>/<fleet key>/<id>`: the fleet's own directory may stay.
+    let scratch: Vec<String> = entries(&world.tmp.join("scratch"))
+        .iter()
+        .flat_map(|fleet| entries(fleet))
+        .map(|p| p.display().to_string())
         .collect();
     table.check(LEFT, scratch.is_empty(), || "scratch".into(), || format!("scratch dirs left: {scratch:?}"));
 }
@@ -315,4 +316,9 @@ pub fn end_of_run(world: &World, shared: &Shared) {
     while world.fleet.supervisors().populated().unwrap_or(false) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The paths in directory `dir` (none if it cannot be read).
+fn entries(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.path()).collect()
 }

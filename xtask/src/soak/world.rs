@@ -51,7 +51,7 @@ impl World {
     pub fn create(root: &Path) -> Result<World> {
         let bin = fleetctl(root)?;
         let tmp = std::env::temp_dir().join(format!("fleetctl-soak-{}", std::process::id()));
-        for dir in ["state", "log", "scratch", "shared-ws"] {
+        for dir in ["state", "log", "scratch", "lock", "shared-ws"] {
             std::fs::create_dir_all(tmp.join(dir))?;
         }
         for slot in 1..=SLOTS {
@@ -101,6 +101,7 @@ impl World {
             .env("FLEET_LOG_DIR", self.tmp.join("log"))
             .env("FLEET_WORKSPACE_ROOT", self.tmp.join("ws"))
             .env("FLEET_SCRATCH_ROOT", self.tmp.join("scratch"))
+            .env("FLEET_LOCK_DIR", self.tmp.join("lock"))
             .env("FLEET_CONFIG", self.tmp.join("fleet.toml"))
             .env_remove("FLEETCTL_FAILPOINT")
             .stdin(Stdio::null());
