@@ -14,7 +14,9 @@
 
 use crate::context::Ctx;
 use fleet_core::{
+    id::AgentId,
     journal,
+    paths::Dirs,
     procs::ProcessRef,
     state::{AgentRecord, AgentState},
 };
@@ -23,8 +25,16 @@ use std::{fs::OpenOptions, path::PathBuf};
 
 /// The marker that says `what` (`supervisor-died`, `ended`) of the run of agent `record`
 /// under `supervisor` is journaled.
-fn marker(ctx: &Ctx, record: &AgentRecord, supervisor: ProcessRef, what: &str) -> PathBuf {
-    ctx.dirs.agent_dir(&record.id).join(format!("{what}.{}.{}", supervisor.pid, supervisor.start_ticks))
+fn marker(dirs: &Dirs, id: &AgentId, supervisor: ProcessRef, what: &str) -> PathBuf {
+    dirs.agent_dir(id).join(format!("{what}.{}.{}", supervisor.pid, supervisor.start_ticks))
+}
+
+/// Claims the journaling of the end of agent `id`'s run under `supervisor` for the caller:
+/// the supervisor itself does, before it journals the end it observed, so that no reader
+/// adds an unobserved one should it die before its record is saved. False when the marker
+/// cannot be made (a full state disk): the end is journaled all the same.
+pub fn claim_end(dirs: &Dirs, id: &AgentId, supervisor: ProcessRef) -> bool {
+    OpenOptions::new().write(true).create_new(true).open(marker(dirs, id, supervisor, "ended")).is_ok()
 }
 
 /// Appends `event` once per marker: whoever creates the marker writes the line. Returns
@@ -48,7 +58,7 @@ pub fn unobserved_exit(cause: &str) -> Value {
 /// Journals the end of agent `record`'s run under its dead `supervisor`, unless some command
 /// already did. Returns whether this call did.
 pub fn journal_end(ctx: &Ctx, record: &AgentRecord, supervisor: ProcessRef, detail: Value) -> fleet_core::Result<bool> {
-    once(ctx, marker(ctx, record, supervisor, "ended"), "exit", record, detail)
+    once(ctx, marker(&ctx.dirs, &record.id, supervisor, "ended"), "exit", record, detail)
 }
 
 /// Journals that `supervisor` died while agent `record`'s run had not ended, unless some
@@ -64,5 +74,5 @@ pub fn note(ctx: &Ctx, record: &AgentRecord, supervisor: ProcessRef, agent_alive
     });
     // Nothing is said when it cannot be written: the next command tries again (a full disk
     // is named by the commands that write for the operator, not by every reader).
-    let _ = once(ctx, marker(ctx, record, supervisor, "supervisor-died"), "supervisor_died", record, detail);
+    let _ = once(ctx, marker(&ctx.dirs, &record.id, supervisor, "supervisor-died"), "supervisor_died", record, detail);
 }

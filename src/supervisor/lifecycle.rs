@@ -533,6 +533,9 @@ impl Supervisor {
     /// records its end a second time. So on a full disk the supervisor waits for room,
     /// holding the id's lock and leases (its agent is already gone), and says so once.
     fn record_end(&mut self, exit: serde_json::Value) {
+        if let Some(me) = self.record.supervisor {
+            crate::agent::deaths::claim_end(&self.dirs, &self.plan.id, me);
+        }
         let mut journaled = false;
         let mut wait = FINAL_RETRY_FIRST;
         let mut told = false;
