@@ -98,7 +98,7 @@ pub fn checkpoint(world: &World, shared: &Shared, table: &mut Table, guard: &mut
         // Extra ends of one run are the row above's finding; the causes row and the
         // policy row judge each run's first end.
         for exit in story.exits.iter().take(story.runs) {
-            check_end(table, id, agent, exit, story, relief_cut);
+            check_end(table, id, agent, exit, story, relief_cut, last);
         }
         for kill in &story.relief_kills {
             let protected = agent.is_some_and(|a| a.protected);
@@ -190,7 +190,15 @@ fn describe(id: &str, agent: Option<&Agent>, state: Option<&str>, story: &Story)
 }
 
 /// One end: one known state with a cause, and a policy (or the agent itself) that chose it.
-fn check_end(table: &mut Table, id: &str, agent: Option<&Agent>, exit: &Value, story: &Story, relief_cut: bool) {
+fn check_end(
+    table: &mut Table,
+    id: &str,
+    agent: Option<&Agent>,
+    exit: &Value,
+    story: &Story,
+    relief_cut: bool,
+    last: bool,
+) {
     let state = exit["state"].as_str().unwrap_or("");
     let by = exit["killed_by"].as_str();
     let has_cause = exit["cause"].as_str().is_some_and(|c| !c.trim().is_empty());
@@ -226,6 +234,13 @@ fn check_end(table: &mut Table, id: &str, agent: Option<&Agent>, exit: &Value, s
         "exited" => !matches!(a.kind, Kind::Fails) && !a.kind.is_hog(),
         _ => false,
     };
+    // relief and the guard journal their `relief_kill` after the victim's end (it carries
+    // the memory freed, measured afterwards), so a checkpoint may see the end first: judged
+    // again at the next one, and for good at the last.
+    let evidence_to_come = state == "killed" && matches!(by, Some("relief" | "watch" | "supervisor-signal"));
+    if !chosen && evidence_to_come && !last {
+        return;
+    }
     table.check(CHOSEN, chosen, key, || {
         format!(
             "{id} ({:?}{}) ended {state}: {}",
