@@ -141,3 +141,31 @@ fn spawning_over_a_run_that_ended_unobserved_records_its_end_first() {
     assert_eq!(f.wait_state("talker", &["running"], T)["state"], "running");
     f.finish();
 }
+
+/// A `kill` of an orphan that dies itself between ending the agent and recording the end
+/// (SIGKILLed at a failpoint) leaves its request on file; the next reader sees the killer
+/// gone too and journals the end, once.
+#[test]
+fn an_orphans_end_is_journaled_when_its_killer_died_before_recording_it() {
+    let Some(f) = TestFleet::new("deadkiller") else { return };
+    f.run(&["spawn", "o1", "ws-001", "--", "sleep", "600"]).code(0);
+    let a = f.wait_state("o1", &["running"], T);
+    let (pid, sup) = (a["pid"].as_i64().expect("pid"), a["supervisor_pid"].as_i64().expect("supervisor"));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(sup as i32), nix::sys::signal::Signal::SIGKILL)
+        .expect("SIGKILL the supervisor");
+    let deadline = Instant::now() + T;
+    while alive(sup) {
+        assert!(Instant::now() < deadline, "supervisor {sup} survived SIGKILL");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let run = crate::util::Run::from(
+        f.cmd(&["kill", "o1", "--force"]).env("FLEETCTL_FAILPOINT", "kill-after-supervisor").output().expect("kill"),
+    );
+    assert_eq!(run.code, -1, "kill must have died at its failpoint: {run:?}");
+    assert!(!alive(pid), "the kill ended the agent before it died");
+    assert_eq!(f.agent("o1")["state"], "failed");
+    f.status();
+    let exits: Vec<Value> = f.events("o1").into_iter().filter(|e| e["event"] == "exit").collect();
+    assert_eq!(exits.len(), 1, "{exits:?}");
+    f.finish();
+}

@@ -9,7 +9,7 @@ use crate::{agent::unreadable, context::Ctx};
 use fleet_core::{
     id::AgentId,
     lock::HeldLocks,
-    state::{AgentRecord, AgentState},
+    state::{AgentRecord, AgentState, KillRequest},
 };
 use std::{
     cell::OnceCell,
@@ -113,8 +113,10 @@ fn reconciled(ctx: &Ctx, locks: &Locks, mut record: AgentRecord) -> AgentView {
         let agent_alive = ctx.fleet.agent(&record.id).populated().unwrap_or(true);
         crate::agent::deaths::note(ctx, &record, supervisor, agent_alive);
         // Its end, once its processes are gone, unless a kill is at work on it (which
-        // records the end it causes).
-        if !agent_alive && record.started_at.is_some() && !ctx.dirs.kill_request_path(&record.id).exists() {
+        // records the end it causes; a killer that died no longer will).
+        let killing = KillRequest::load(&ctx.dirs.kill_request_path(&record.id))
+            .is_some_and(|r| r.killer.is_none_or(|k| k.is_alive(&ctx.proc_root)));
+        if !agent_alive && record.started_at.is_some() && !killing {
             let detail = crate::agent::deaths::unobserved_exit(crate::agent::stop::UNOBSERVED);
             let _ = crate::agent::deaths::journal_end(ctx, &record, supervisor, detail);
         }

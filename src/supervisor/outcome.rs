@@ -202,7 +202,7 @@ mod tests {
         assert!(from_above.cause.contains("below its own 64.0 MiB"), "{}", from_above.cause);
         let timed = RunFacts { hard_timeout: true, ..oom.clone() };
         assert_eq!(classify(&timed).state, AgentState::TimedOut);
-        let req = KillRequest { by: "user".into(), detail: None, at: SystemTime::now() };
+        let req = KillRequest { by: "user".into(), detail: None, at: SystemTime::now(), killer: None };
         let killed = RunFacts { kill_request: Some(req), ..timed };
         assert_eq!(
             classify(&killed),

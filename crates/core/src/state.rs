@@ -259,6 +259,9 @@ pub struct KillRequest {
     /// When it was asked.
     #[serde(with = "serde_rfc3339")]
     pub at: SystemTime,
+    /// The process doing the killing: while it lives, the end it causes is its to record.
+    #[serde(default)]
+    pub killer: Option<ProcessRef>,
 }
 
 impl KillRequest {
