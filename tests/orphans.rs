@@ -7,6 +7,18 @@ use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(30);
 
+/// SIGKILLs supervisor `sup` (by pid: the tests read it from `status`) and waits until it
+/// is gone.
+fn kill_supervisor(sup: i64) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(sup as i32), nix::sys::signal::Signal::SIGKILL)
+        .expect("SIGKILL the supervisor");
+    let deadline = Instant::now() + T;
+    while alive(sup) {
+        assert!(Instant::now() < deadline, "supervisor {sup} survived SIGKILL");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn supervisor_deaths(f: &TestFleet, id: &str) -> Vec<Value> {
     f.events(id).into_iter().filter(|e| e["event"] == "supervisor_died").collect()
 }
@@ -31,14 +43,7 @@ fn an_orphan_that_died_is_shown_ended_and_its_supervisors_death_is_journaled_onc
         pids.insert(id, (a["pid"].as_i64().expect("pid"), a["supervisor_pid"].as_i64().expect("supervisor")));
     }
     for id in ["talker", "quiet"] {
-        let sup = pids[id].1;
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(sup as i32), nix::sys::signal::Signal::SIGKILL)
-            .expect("SIGKILL the supervisor");
-        let deadline = Instant::now() + T;
-        while alive(sup) {
-            assert!(Instant::now() < deadline, "supervisor {sup} survived SIGKILL");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        kill_supervisor(pids[id].1);
     }
     // The talker's next write finds no reader: it dies of SIGPIPE (and its last `sleep`
     // ends soon after).
@@ -151,13 +156,7 @@ fn an_orphans_end_is_journaled_when_its_killer_died_before_recording_it() {
     f.run(&["spawn", "o1", "ws-001", "--", "sleep", "600"]).code(0);
     let a = f.wait_state("o1", &["running"], T);
     let (pid, sup) = (a["pid"].as_i64().expect("pid"), a["supervisor_pid"].as_i64().expect("supervisor"));
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(sup as i32), nix::sys::signal::Signal::SIGKILL)
-        .expect("SIGKILL the supervisor");
-    let deadline = Instant::now() + T;
-    while alive(sup) {
-        assert!(Instant::now() < deadline, "supervisor {sup} survived SIGKILL");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    kill_supervisor(sup);
     let run = crate::util::Run::from(
         f.cmd(&["kill", "o1", "--force"]).env("FLEETCTL_FAILPOINT", "kill-after-supervisor").output().expect("kill"),
     );
