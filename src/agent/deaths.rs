@@ -21,7 +21,10 @@ use fleet_core::{
     state::{AgentRecord, AgentState},
 };
 use serde_json::{Value, json};
-use std::{fs::OpenOptions, path::PathBuf};
+use std::{
+    fs::OpenOptions,
+    path::{Path, PathBuf},
+};
 
 /// The marker that says `what` (`supervisor-died`, `ended`) of the run of agent `record`
 /// under `supervisor` is journaled.
@@ -34,14 +37,19 @@ fn marker(dirs: &Dirs, id: &AgentId, supervisor: ProcessRef, what: &str) -> Path
 /// adds an unobserved one should it die before its record is saved. False when the marker
 /// cannot be made (a full state disk): the end is journaled all the same.
 pub fn claim_end(dirs: &Dirs, id: &AgentId, supervisor: ProcessRef) -> bool {
-    OpenOptions::new().write(true).create_new(true).open(marker(dirs, id, supervisor, "ended")).is_ok()
+    make(&marker(dirs, id, supervisor, "ended"))
+}
+
+/// Makes `marker`; false when it was there already (or cannot be made).
+fn make(marker: &Path) -> bool {
+    OpenOptions::new().write(true).create_new(true).open(marker).is_ok()
 }
 
 /// Appends `event` once per marker: whoever creates the marker writes the line. Returns
 /// whether this call did (false: journaled already, or the state dir cannot take even an
 /// empty file). A failed append removes the marker again, so the next command tries.
 fn once(ctx: &Ctx, marker: PathBuf, event: &str, record: &AgentRecord, detail: Value) -> fleet_core::Result<bool> {
-    if OpenOptions::new().write(true).create_new(true).open(&marker).is_err() {
+    if !make(&marker) {
         return Ok(false);
     }
     journal::append(&ctx.dirs.journal_path(), event, &record.id, detail).inspect_err(|_| {
@@ -50,9 +58,9 @@ fn once(ctx: &Ctx, marker: PathBuf, event: &str, record: &AgentRecord, detail: V
     Ok(true)
 }
 
-/// The fields of the `exit` of a run that ended while nobody watched.
-pub fn unobserved_exit(cause: &str) -> Value {
-    json!({"state": AgentState::Failed, "killed_by": null, "cause": cause, "supervised": false})
+/// The fields of the `exit` of a run whose end no supervisor recorded.
+pub fn unsupervised_exit(state: AgentState, killed_by: Option<&str>, cause: &str) -> Value {
+    json!({"state": state, "killed_by": killed_by, "cause": cause, "supervised": false})
 }
 
 /// Journals the end of agent `record`'s run under its dead `supervisor`, unless some command
@@ -72,7 +80,5 @@ pub fn note(ctx: &Ctx, record: &AgentRecord, supervisor: ProcessRef, agent_alive
         "agent_pid": record.pid,
         "state": record.state,
     });
-    // Nothing is said when it cannot be written: the next command tries again (a full disk
-    // is named by the commands that write for the operator, not by every reader).
     let _ = once(ctx, marker(&ctx.dirs, &record.id, supervisor, "supervisor-died"), "supervisor_died", record, detail);
 }

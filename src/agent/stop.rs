@@ -237,7 +237,7 @@ fn record_end(
     let now = SystemTime::now();
     let killed_by = (state == AgentState::Killed).then(|| req.by.clone());
     let record_error = view.as_ref().and_then(|v| v.record_error.clone());
-    let mut detail = json!({"state": state, "killed_by": killed_by, "cause": cause, "supervised": false});
+    let mut detail = crate::agent::deaths::unsupervised_exit(state, killed_by.as_deref(), cause);
     if let Some(why) = &record_error {
         detail["record_error"] = json!(why);
     }
