@@ -63,8 +63,8 @@ pub fn is_supervised(ctx: &Ctx, locks: &Locks, record: &AgentRecord) -> bool {
 }
 
 /// `/proc/locks`, read at most once, and only when a record's supervisor process cannot
-/// answer alone. Each read costs an RCU grace period on a host that has not just had one
-/// (10-15 ms here): the kernel write-locks its global list of file locks to render it.
+/// answer alone. Each read can wait for an RCU grace period on a host that has not just had
+/// one: the kernel write-locks its global list of file locks to render it.
 pub struct Locks<'a> {
     proc_root: &'a Path,
     held: OnceCell<HeldLocks>,

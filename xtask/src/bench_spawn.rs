@@ -115,7 +115,7 @@ pub fn latency(env: &Env, fleet: &Fleet, rounds: usize) -> Result<Vec<String>> {
     ])
 }
 
-/// The pause before each cold measurement: longer than an RCU grace period here (10-20 ms),
+/// The pause before each cold measurement: many RCU grace periods long,
 /// so the kernel's fast path for cgroup migrations has gone back to idle.
 const COLD_IDLE: Duration = Duration::from_millis(250);
 

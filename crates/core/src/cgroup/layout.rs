@@ -48,7 +48,7 @@ impl Mounts {
     /// mounts them. None when anything differs; [`Mounts::detect`] then reads mountinfo.
     ///
     /// It exists for speed: a few statfs calls take microseconds, where the kernel renders
-    /// mountinfo in 0.1 ms for a fresh process, which was a sixth of `spawn`'s own work.
+    /// mountinfo anew for every process that reads it, a visible part of `spawn`'s own work.
     pub fn probe(root: &Path) -> Option<Mounts> {
         use nix::sys::statfs::{CGROUP_SUPER_MAGIC, CGROUP2_SUPER_MAGIC, TMPFS_MAGIC, statfs};
         let fs_type = |path: &Path| statfs(path).ok().map(|s| s.filesystem_type());
