@@ -8,6 +8,7 @@ mod bad_input;
 mod faults;
 mod fleets;
 mod gc;
+mod harness;
 mod leases;
 mod lifecycle;
 mod limits;

@@ -53,7 +53,12 @@ impl Run {
     #[track_caller]
     pub fn one_error_line(&self, fragment: &str) -> &Run {
         let lines: Vec<&str> = self.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-        assert!(lines.iter().any(|l| l.contains(fragment)), "stderr lacks '{fragment}':\n{}", self.stderr);
+        assert!(
+            lines.len() == 1 && lines[0].contains(fragment),
+            "want exactly one line on stderr, containing '{fragment}'; got {}:\n{}",
+            lines.len(),
+            self.stderr
+        );
         self
     }
 }
