@@ -7,6 +7,7 @@ mod admission;
 mod bad_input;
 mod faults;
 mod fleets;
+mod full_disk;
 mod gc;
 mod harness;
 mod leases;
