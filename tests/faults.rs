@@ -34,7 +34,7 @@ fn escaping_agents_are_fully_gone_after_kill() {
     let Some(f) = TestFleet::new("escape") else { return };
     let cases = [
         // setsid and double-fork: a daemon in a new session, its parent gone.
-        ("daemon", "setsid sh -c 'sh -c \"sleep 600\" & exit 0' & sleep 600"),
+        ("daemon", "setsid sh -c 'sh -c \"sleep 600\" & echo daemonized; exit 0' & sleep 600"),
         // closes every descriptor, then keeps running.
         ("closed", "exec 0<&- 1>&- 2>&-; sleep 600"),
         // forks 500 children that ignore SIGTERM; the shell that made them exits, leaving
@@ -47,9 +47,20 @@ fn escaping_agents_are_fully_gone_after_kill() {
     for (id, script) in cases {
         f.run(&["spawn", id, "ws-001", "--pids-max", "1000", "--", "sh", "-c", script]).code(0);
     }
+    // Each has escaped before the kill: the daemon said so, the closed one's `sleep` runs
+    // (its descriptors were closed before it started), the forker's children are all there.
+    f.wait_log("daemon", "daemonized", T);
+    let runs_sleep = |id: &str| {
+        f.cgroup(id)
+            .procs()
+            .unwrap_or_default()
+            .iter()
+            .any(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sleep"))
+    };
+    crate::util::wait_until(T, || "closed never started its sleep".into(), || runs_sleep("closed"));
     f.wait_log("forker", "forked", Duration::from_secs(120));
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(f.cgroup("forker").procs().expect("procs").len() > 500, "the 500 children run");
+    let forked = || f.cgroup("forker").procs().map(|p| p.len()).unwrap_or(0);
+    crate::util::wait_until(T, || format!("the 500 children run: {}", forked()), || forked() > 500);
     for (id, _) in cases {
         let pids = f.cgroup(id).procs().expect("procs");
         assert!(!pids.is_empty(), "{id} has processes");
@@ -171,7 +182,13 @@ fn kill_during_a_spawn_waits_for_the_start_and_stops_the_run() {
     assert_eq!(f.agent("mid")["state"], "starting");
     let killer =
         f.cmd(&["kill", "mid", "--grace", "2s"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("kill");
-    std::thread::sleep(Duration::from_millis(300));
+    // The race: kill is waiting for the stopping turn the stopped spawn holds.
+    let turn = f.state.join("agents/mid/kill.lock");
+    crate::util::wait_until(
+        T,
+        || format!("kill never waited for {}", turn.display()),
+        || crate::util::waits_for_lock(killer.id(), &turn),
+    );
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(spawn.id() as i32), nix::sys::signal::Signal::SIGCONT)
         .expect("SIGCONT");
     let spawned = crate::util::Run::from(spawn.wait_with_output().expect("spawn ends"));

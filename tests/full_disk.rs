@@ -25,16 +25,16 @@ fn a_full_state_or_log_dir_fails_spawn_cleanly_and_spares_running_agents() {
         let main = f.agent("alive")["pid"].as_i64().expect("pid");
         let ticks = |f: &TestFleet| f.log("alive").matches("tick").count();
         let (before, cpu_before) = (ticks(&f), agent_output(&f));
-        std::thread::sleep(Duration::from_millis(500));
-        assert!(alive(main), "{dir} full: the running agent was harmed");
-        assert_eq!(f.agent("alive")["state"], "running");
         if dir == "state" {
-            assert!(ticks(&f) > before, "its output stopped reaching the log");
+            crate::util::wait_until(T, || "its output stopped reaching the log".into(), || ticks(&f) > before);
         } else {
             // Its log cannot grow; the agent still must not block on a full pipe: it keeps
             // printing (its ticks keep coming, each a new `sleep`).
-            assert!(agent_output(&f) > cpu_before, "the agent stopped making progress");
+            let progress = || agent_output(&f) > cpu_before;
+            crate::util::wait_until(T, || "the agent stopped making progress".into(), progress);
         }
+        assert!(alive(main), "{dir} full: the running agent was harmed");
+        assert_eq!(f.agent("alive")["state"], "running");
         std::fs::remove_file(&filler).expect("free the space");
     }
     f.run(&["spawn", "new", "ws-001", "--", "sleep", "600"]).code(0);

@@ -297,7 +297,10 @@ fn a_guard_that_cannot_relieve_says_so_once_and_waits() {
         .expect("watch");
     let lines = crate::util::lines_of(watcher.stdout.take().expect("stdout"));
     crate::util::wait_line(&lines, "cannot reach 20 %", Duration::from_secs(30));
-    std::thread::sleep(Duration::from_secs(1));
+    // Stuck for five more of its 200 ms ticks (one status line each, off a terminal).
+    let ticks = || lines.lock().expect("lines").iter().filter(|l| l.contains(" fleet ")).count();
+    let stuck_at = ticks();
+    crate::util::wait_until(Duration::from_secs(30), || "watch stopped ticking".into(), || ticks() >= stuck_at + 5);
     interrupt(&watcher);
     assert_eq!(watcher.wait().expect("watch exits").code(), Some(130));
     let lines = lines.lock().expect("lines");

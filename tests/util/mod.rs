@@ -366,3 +366,27 @@ pub fn wait_line(lines: &Mutex<Vec<String>>, text: &str, timeout: Duration) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Waits until `ready` holds, failing with `what` (and whatever it shows) after `timeout`.
+#[track_caller]
+pub fn wait_until(timeout: Duration, what: impl Fn() -> String, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ready() {
+        assert!(Instant::now() < deadline, "{}", what());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether process `pid` is blocked waiting for a lock on `path`: the kernel lists each waiter
+/// in /proc/locks under the lock it waits for, as "N: -> FLOCK ADVISORY WRITE PID MAJ:MIN:INODE
+/// ...". A test that must race a command against a held lock waits for this, not for a while.
+pub fn waits_for_lock(pid: u32, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(path) else { return false };
+    let want = format!("{:02x}:{:02x}:{}", libc::major(meta.dev()), libc::minor(meta.dev()), meta.ino());
+    let pid = pid.to_string();
+    std::fs::read_to_string("/proc/locks").unwrap_or_default().lines().any(|l| {
+        let fields: Vec<&str> = l.split_whitespace().collect();
+        fields.get(1) == Some(&"->") && fields.get(5) == Some(&pid.as_str()) && fields.get(6) == Some(&want.as_str())
+    })
+}
