@@ -29,3 +29,13 @@ fn one_error_line_refuses_silence() {
 fn one_error_line_refuses_a_line_without_the_fragment() {
     with_stderr("fleetctl: something else\n").one_error_line("unknown step");
 }
+
+#[test]
+fn each_skip_is_one_more_line_in_the_skips_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("skips");
+    crate::util::skip::record(&file, "SKIPPED a: needs root to create cgroups\n");
+    crate::util::skip::record(&file, "SKIPPED part of b: no promtool\n");
+    let text = std::fs::read_to_string(&file).expect("skips file");
+    assert_eq!(text, "SKIPPED a: needs root to create cgroups\nSKIPPED part of b: no promtool\n");
+}

@@ -269,7 +269,7 @@ fn supervisors_are_protected_from_the_oom_killer() {
     // Some sandboxes forbid lowering oom_score_adj even to root; then there is nothing to check.
     let own = std::fs::read_to_string("/proc/self/oom_score_adj").expect("read own");
     if std::fs::write("/proc/self/oom_score_adj", "-1000").is_err() {
-        println!("SKIPPED oom protection: this host forbids lowering oom_score_adj, even to root");
+        crate::util::skip("oomprotect", "this host forbids lowering oom_score_adj, even to root");
         f.finish();
         return;
     }

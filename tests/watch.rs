@@ -140,7 +140,7 @@ fn watch_draws_gauges_on_a_terminal() {
     let pty = match nix::pty::openpty(Some(&size), None) {
         Ok(pty) => pty,
         Err(e) => {
-            println!("SKIPPED watch on a terminal: no pseudo-terminals here (openpty: {e})");
+            crate::util::skip("watchtty", &format!("no pseudo-terminals here (openpty: {e})"));
             f.finish();
             return;
         }

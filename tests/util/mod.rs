@@ -18,6 +18,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub mod skip;
+pub use skip::{skip, skip_part};
+
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// The fleetctl under test; `FLEETCTL_BIN` points elsewhere (the VM tier copies it).
@@ -76,17 +79,16 @@ pub struct TestFleet {
 }
 
 impl TestFleet {
-    /// A new fleet, or `None` (with the reason printed) where the test cannot run.
+    /// A new fleet, or `None` where the test cannot run (the skip recorded: [`skip`]).
     pub fn new(test: &str) -> Option<TestFleet> {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            println!("SKIPPED {test}: needs root to create cgroups");
+        if !skip::is_root() {
+            skip::skip_without_root(test);
             return None;
         }
         let mounts = match Mounts::detect(Path::new("/proc")) {
             Ok(m) => m,
             Err(e) => {
-                println!("SKIPPED {test}: {e}");
+                skip::skip(test, &e.to_string());
                 return None;
             }
         };
@@ -258,19 +260,25 @@ impl TestFleet {
         );
         let left = self.fleet.agent_names().expect("list agents");
         assert!(left.is_empty(), "agent cgroups left behind: {left:?}");
-        let held = HeldLocks::read(Path::new("/proc"));
-        for entry in std::fs::read_dir(self.state.join("agents")).into_iter().flatten().flatten() {
-            let lock = entry.path().join("lock");
-            assert!(!held.contains(&lock), "lock still held: {}", lock.display());
-        }
-        if self.roots == self.tmp.path() {
-            for entry in std::fs::read_dir(self.roots.join("lock")).into_iter().flatten().flatten() {
-                assert!(!held.contains(&entry.path()), "a lease is still held on {}", entry.path().display());
-            }
-        }
+        let own_lock_dir = self.roots.join("lock");
+        assert_no_lock_held(&self.state, (self.roots == self.tmp.path()).then_some(own_lock_dir.as_path()));
         let scratch: Vec<_> = std::fs::read_dir(self.own_scratch()).into_iter().flatten().flatten().collect();
         assert!(scratch.is_empty(), "scratch dirs left behind: {scratch:?}");
         remove_fleet(&self.fleet);
+    }
+}
+
+/// Checks that no agent lock in state dir `state` is held, nor any lease in `lock_dir` (given
+/// only by the fleet that owns it: a fleet sharing another's is finished first).
+#[track_caller]
+pub fn assert_no_lock_held(state: &Path, lock_dir: Option<&Path>) {
+    let held = HeldLocks::read(Path::new("/proc"));
+    for entry in std::fs::read_dir(state.join("agents")).into_iter().flatten().flatten() {
+        let lock = entry.path().join("lock");
+        assert!(!held.contains(&lock), "lock still held: {}", lock.display());
+    }
+    for entry in lock_dir.and_then(|d| std::fs::read_dir(d).ok()).into_iter().flatten().flatten() {
+        assert!(!held.contains(&entry.path()), "a lease is still held on {}", entry.path().display());
     }
 }
 
