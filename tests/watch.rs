@@ -157,10 +157,13 @@ fn watch_draws_gauges_on_a_terminal() {
     let mut master = std::fs::File::from(pty.master);
     // SAFETY: fcntl on a descriptor we own.
     unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    // Read until the screen shows what is checked below (or a generous deadline passes).
     let mut screen = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(2);
+    let deadline = Instant::now() + Duration::from_secs(30);
     let mut buf = [0u8; 4096];
-    while Instant::now() < deadline {
+    let drawn = ["fleet [", "tty-agent [", "spawn stops 85 %, kill 95 %"];
+    while Instant::now() < deadline && !drawn.iter().all(|d| strip_ansi(&String::from_utf8_lossy(&screen)).contains(d))
+    {
         match master.read(&mut buf) {
             Ok(n) if n > 0 => screen.extend_from_slice(&buf[..n]),
             _ => std::thread::sleep(Duration::from_millis(20)),
