@@ -215,12 +215,18 @@ fn logs_and_run_in_cgroup() {
     assert!(inside.stdout.lines().any(|l| l.starts_with("0::") && l.ends_with("/agents/talk")), "{}", inside.stdout);
     f.run(&["run-in-cgroup", "nobody", "--", "true"]).code(5).one_error_line("cgroup-create");
 
-    // logs -f follows until the agent ends.
-    let follower = f.cmd(&["logs", "talk", "-f"]).stdout(std::process::Stdio::piped()).spawn().expect("follow");
-    std::thread::sleep(Duration::from_millis(300));
+    // logs -f follows until the agent ends: it has printed the log so far (so it follows)
+    // before the kill.
+    let mut follower = f.cmd(&["logs", "talk", "-f"]).stdout(std::process::Stdio::piped()).spawn().expect("follow");
+    let out = crate::util::lines_of(follower.stdout.take().expect("stdout"));
+    crate::util::wait_line(&out, "err", T);
     f.run(&["kill", "talk"]).code(0);
-    let out = follower.wait_with_output().expect("follower ends with the agent");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("line1"));
+    crate::util::wait_until(
+        T,
+        || "logs -f outlived its agent".into(),
+        || follower.try_wait().expect("try_wait").is_some(),
+    );
+    assert!(out.lock().expect("lines").iter().any(|l| l == "line1"));
     f.finish();
 }
 
@@ -263,7 +269,7 @@ fn supervisors_are_protected_from_the_oom_killer() {
     // Some sandboxes forbid lowering oom_score_adj even to root; then there is nothing to check.
     let own = std::fs::read_to_string("/proc/self/oom_score_adj").expect("read own");
     if std::fs::write("/proc/self/oom_score_adj", "-1000").is_err() {
-        println!("SKIPPED oom protection: this host forbids lowering oom_score_adj, even to root");
+        crate::util::skip("oomprotect", "this host forbids lowering oom_score_adj, even to root");
         f.finish();
         return;
     }

@@ -40,9 +40,14 @@ fn a_killed_agent_is_never_restarted() {
     let Some(f) = TestFleet::new("norestart") else { return };
     f.run(&["spawn", "keep", "ws-001", "--restart", "on-failure", "--restart-backoff", "100ms", "--", "sleep", "60"])
         .code(0);
-    f.wait_state("keep", &["running"], Duration::from_secs(10));
+    let sup = f.wait_state("keep", &["running"], Duration::from_secs(10))["supervisor_pid"].as_i64().expect("sup");
     f.run(&["kill", "keep"]).code(0);
-    std::thread::sleep(Duration::from_millis(500));
+    // Only its supervisor restarts an agent: once it has exited, no restart can come.
+    crate::util::wait_until(
+        Duration::from_secs(20),
+        || "the supervisor outlived the kill".into(),
+        || !crate::util::alive(sup),
+    );
     let a = f.agent("keep");
     assert_eq!(a["state"], "killed");
     assert_eq!(a["restarts"], 0);

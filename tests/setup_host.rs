@@ -142,6 +142,7 @@ fn setup_host_applies_then_changes_nothing_then_reverts_byte_for_byte() {
     assert!(
         !std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo").contains(&scratch.display().to_string())
     );
+    f.finish();
 }
 
 fn doctor(f: &TestFleet, root: &Path) -> crate::util::Run {
@@ -168,6 +169,8 @@ fn setup_host_refuses_bad_input_and_leaves_nothing_half_made() {
         cmd.env("FLEET_CGROUP_PARENT", &f.name);
         let run = crate::util::Run::from(cmd.output().expect("setpriv"));
         run.code(77).one_error_line("run it as root");
+    } else {
+        crate::util::skip_part("setup-bad", &format!("the non-root case: {NO_SETPRIV}"));
     }
 
     // A read-only workspace root: a clear error, and the cgroups made before it are undone.
@@ -183,6 +186,7 @@ fn setup_host_refuses_bad_input_and_leaves_nothing_half_made() {
     assert!(!f.fleet.root.exists(), "a refused run left cgroups");
     std::fs::remove_dir_all(root.join("var")).expect("cleanup");
     assert_eq!(snapshot(&root), before);
+    f.finish();
 }
 
 /// `--swapoff` with a real swap file: refused by the kernel without CAP_SYS_ADMIN (a clear
@@ -191,8 +195,8 @@ fn setup_host_refuses_bad_input_and_leaves_nothing_half_made() {
 fn swapoff_is_opt_in_refusable_and_revertible() {
     let Some(f) = TestFleet::new("setup-swap") else { return };
     if !have_setpriv() {
-        println!("SKIPPED swapoff test: needs setpriv (util-linux) to drop CAP_SYS_ADMIN");
-        return;
+        crate::util::skip("setup-swap", NO_SETPRIV);
+        return f.finish();
     }
     let root = f.tmp.path().join("root");
     seed_etc(&root);
@@ -206,8 +210,8 @@ fn swapoff_is_opt_in_refusable_and_revertible() {
         .status()
         .expect("sh");
     if !made.success() {
-        println!("SKIPPED swapoff test: this filesystem cannot hold an active swap file");
-        return;
+        crate::util::skip("setup-swap", "this filesystem cannot hold an active swap file");
+        return f.finish();
     }
     let _guard = SwapGuard(swapfile.clone());
     let fstab = format!("# /etc/fstab\n{} none swap sw 0 0\n", swapfile.display());
@@ -234,17 +238,18 @@ fn swapoff_is_opt_in_refusable_and_revertible() {
     setup(&f, &root, &["--revert"]).code(0);
     assert!(active(), "--revert did not turn swap back on");
     assert_eq!(std::fs::read_to_string(root.join("etc/fstab")).expect("fstab"), fstab);
+    drop(_guard);
+    f.finish();
 }
 
 /// util-linux's setpriv, to run fleetctl without root or without a capability. The VM
 /// tier's busybox has none.
 fn have_setpriv() -> bool {
-    let found = Command::new("setpriv").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !found {
-        println!("SKIPPED: setpriv not found; the non-root and no-CAP_SYS_ADMIN cases are not run here");
-    }
-    found
+    Command::new("setpriv").arg("--version").output().is_ok_and(|o| o.status.success())
 }
+
+/// Why a case that needs [`have_setpriv`] did not run.
+const NO_SETPRIV: &str = "setpriv (util-linux) is not installed: it runs fleetctl without root or a capability";
 
 /// Turns the test's swap file off whatever happens.
 struct SwapGuard(PathBuf);
@@ -264,7 +269,8 @@ fn a_delegated_user_runs_the_fleet_without_root() {
     use std::os::unix::fs::PermissionsExt;
     let Some(f) = TestFleet::new("delegate") else { return };
     if !have_setpriv() {
-        return;
+        crate::util::skip("delegate", NO_SETPRIV);
+        return f.finish();
     }
     // An absolute fleet root that is still under this test's own cgroup in every hierarchy.
     let own = fleet_core::cgroup::OwnCgroups::read(Path::new("/proc")).expect("own cgroups");
@@ -330,6 +336,14 @@ fn a_delegated_user_runs_the_fleet_without_root() {
     reverted.code(3);
     assert!(reverted.stderr.lines().all(|l| l.contains("it is not empty")), "{}", reverted.stderr);
     assert!(!fleet.root.exists(), "--revert left the delegated fleet root");
+    // What `finish` checks for a test's own fleet, for the delegated one: its root is gone (so
+    // no process or cgroup is left), no lock or lease is held, no scratch dir is left.
+    crate::util::assert_no_lock_held(&root.join("run/fleet"), Some(&root.join("run/lock/fleet")));
+    let scratch: Vec<_> =
+        std::fs::read_dir(root.join("var/lib/fleet/scratch")).into_iter().flatten().flatten().collect();
+    assert!(scratch.is_empty(), "scratch dirs left behind: {scratch:?}");
+    drop(_cleanup);
+    f.finish();
 }
 
 /// Whatever a failed delegation test leaves: its fleet subtree (outside TestFleet's own) and

@@ -140,7 +140,7 @@ fn watch_draws_gauges_on_a_terminal() {
     let pty = match nix::pty::openpty(Some(&size), None) {
         Ok(pty) => pty,
         Err(e) => {
-            println!("SKIPPED watch on a terminal: no pseudo-terminals here (openpty: {e})");
+            crate::util::skip("watchtty", &format!("no pseudo-terminals here (openpty: {e})"));
             f.finish();
             return;
         }
@@ -157,10 +157,13 @@ fn watch_draws_gauges_on_a_terminal() {
     let mut master = std::fs::File::from(pty.master);
     // SAFETY: fcntl on a descriptor we own.
     unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    // Read until the screen shows what is checked below (or a generous deadline passes).
     let mut screen = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(2);
+    let deadline = Instant::now() + Duration::from_secs(30);
     let mut buf = [0u8; 4096];
-    while Instant::now() < deadline {
+    let drawn = ["fleet [", "tty-agent [", "spawn stops 85 %, kill 95 %"];
+    while Instant::now() < deadline && !drawn.iter().all(|d| strip_ansi(&String::from_utf8_lossy(&screen)).contains(d))
+    {
         match master.read(&mut buf) {
             Ok(n) if n > 0 => screen.extend_from_slice(&buf[..n]),
             _ => std::thread::sleep(Duration::from_millis(20)),
@@ -297,7 +300,10 @@ fn a_guard_that_cannot_relieve_says_so_once_and_waits() {
         .expect("watch");
     let lines = crate::util::lines_of(watcher.stdout.take().expect("stdout"));
     crate::util::wait_line(&lines, "cannot reach 20 %", Duration::from_secs(30));
-    std::thread::sleep(Duration::from_secs(1));
+    // Stuck for five more of its 200 ms ticks (one status line each, off a terminal).
+    let ticks = || lines.lock().expect("lines").iter().filter(|l| l.contains(" fleet ")).count();
+    let stuck_at = ticks();
+    crate::util::wait_until(Duration::from_secs(30), || "watch stopped ticking".into(), || ticks() >= stuck_at + 5);
     interrupt(&watcher);
     assert_eq!(watcher.wait().expect("watch exits").code(), Some(130));
     let lines = lines.lock().expect("lines");

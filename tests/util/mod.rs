@@ -18,6 +18,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub mod skip;
+pub use skip::{skip, skip_part};
+
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// The fleetctl under test; `FLEETCTL_BIN` points elsewhere (the VM tier copies it).
@@ -53,7 +56,12 @@ impl Run {
     #[track_caller]
     pub fn one_error_line(&self, fragment: &str) -> &Run {
         let lines: Vec<&str> = self.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-        assert!(lines.iter().any(|l| l.contains(fragment)), "stderr lacks '{fragment}':\n{}", self.stderr);
+        assert!(
+            lines.len() == 1 && lines[0].contains(fragment),
+            "want exactly one line on stderr, containing '{fragment}'; got {}:\n{}",
+            lines.len(),
+            self.stderr
+        );
         self
     }
 }
@@ -71,17 +79,16 @@ pub struct TestFleet {
 }
 
 impl TestFleet {
-    /// A new fleet, or `None` (with the reason printed) where the test cannot run.
+    /// A new fleet, or `None` where the test cannot run (the skip recorded: [`skip`]).
     pub fn new(test: &str) -> Option<TestFleet> {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            println!("SKIPPED {test}: needs root to create cgroups");
+        if !skip::is_root() {
+            skip::skip_without_root(test);
             return None;
         }
         let mounts = match Mounts::detect(Path::new("/proc")) {
             Ok(m) => m,
             Err(e) => {
-                println!("SKIPPED {test}: {e}");
+                skip::skip(test, &e.to_string());
                 return None;
             }
         };
@@ -253,19 +260,25 @@ impl TestFleet {
         );
         let left = self.fleet.agent_names().expect("list agents");
         assert!(left.is_empty(), "agent cgroups left behind: {left:?}");
-        let held = HeldLocks::read(Path::new("/proc"));
-        for entry in std::fs::read_dir(self.state.join("agents")).into_iter().flatten().flatten() {
-            let lock = entry.path().join("lock");
-            assert!(!held.contains(&lock), "lock still held: {}", lock.display());
-        }
-        if self.roots == self.tmp.path() {
-            for entry in std::fs::read_dir(self.roots.join("lock")).into_iter().flatten().flatten() {
-                assert!(!held.contains(&entry.path()), "a lease is still held on {}", entry.path().display());
-            }
-        }
+        let own_lock_dir = self.roots.join("lock");
+        assert_no_lock_held(&self.state, (self.roots == self.tmp.path()).then_some(own_lock_dir.as_path()));
         let scratch: Vec<_> = std::fs::read_dir(self.own_scratch()).into_iter().flatten().flatten().collect();
         assert!(scratch.is_empty(), "scratch dirs left behind: {scratch:?}");
         remove_fleet(&self.fleet);
+    }
+}
+
+/// Checks that no agent lock in state dir `state` is held, nor any lease in `lock_dir` (given
+/// only by the fleet that owns it: a fleet sharing another's is finished first).
+#[track_caller]
+pub fn assert_no_lock_held(state: &Path, lock_dir: Option<&Path>) {
+    let held = HeldLocks::read(Path::new("/proc"));
+    for entry in std::fs::read_dir(state.join("agents")).into_iter().flatten().flatten() {
+        let lock = entry.path().join("lock");
+        assert!(!held.contains(&lock), "lock still held: {}", lock.display());
+    }
+    for entry in lock_dir.and_then(|d| std::fs::read_dir(d).ok()).into_iter().flatten().flatten() {
+        assert!(!held.contains(&entry.path()), "a lease is still held on {}", entry.path().display());
     }
 }
 
@@ -360,4 +373,28 @@ pub fn wait_line(lines: &Mutex<Vec<String>>, text: &str, timeout: Duration) {
         assert!(Instant::now() < deadline, "no line with '{text}' in:\n{}", lines.lock().expect("lines").join("\n"));
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Waits until `ready` holds, failing with `what` (and whatever it shows) after `timeout`.
+#[track_caller]
+pub fn wait_until(timeout: Duration, what: impl Fn() -> String, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ready() {
+        assert!(Instant::now() < deadline, "{}", what());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether process `pid` is blocked waiting for a lock on `path`: the kernel lists each waiter
+/// in /proc/locks under the lock it waits for, as "N: -> FLOCK ADVISORY WRITE PID MAJ:MIN:INODE
+/// ...". A test that must race a command against a held lock waits for this, not for a while.
+pub fn waits_for_lock(pid: u32, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(path) else { return false };
+    let want = format!("{:02x}:{:02x}:{}", libc::major(meta.dev()), libc::minor(meta.dev()), meta.ino());
+    let pid = pid.to_string();
+    std::fs::read_to_string("/proc/locks").unwrap_or_default().lines().any(|l| {
+        let fields: Vec<&str> = l.split_whitespace().collect();
+        fields.get(1) == Some(&"->") && fields.get(5) == Some(&pid.as_str()) && fields.get(6) == Some(&want.as_str())
+    })
 }
