@@ -4,12 +4,11 @@
 
 use crate::{
     agent::{
-        admission,
+        admission, attach,
         leases::{self, Workspace},
         plan::SupervisorPlan,
         stop, view,
     },
-    commands::logs,
     config::Config,
     context::Ctx,
     exit::{Exit, Fail},
@@ -96,7 +95,7 @@ pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
     crate::failpoint::hit(crate::failpoint::SPAWN_AFTER_CGROUP);
     // After the supervisor's fork (the handler's thread is not for it to inherit) and before
     // the go, from which on the agent may be running.
-    let presses = args.wait.then(logs::count_ctrl_c).transpose()?;
+    let presses = args.wait.then(attach::count_ctrl_c).transpose()?;
     let (supervisor_pid, pid) = supervisor.go().map_err(|e| anyhow::anyhow!("{}: {e:#}", plan.id))?;
     crate::failpoint::hit(crate::failpoint::SPAWN_AFTER_GO);
     undo.armed = false;
@@ -105,7 +104,7 @@ pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
     drop(stop_turn);
     println!("{}", started_line(&plan, pid));
     if let Some(presses) = presses {
-        return logs::wait_attached(ctx, &plan.id, supervisor_pid, presses);
+        return attach::wait_attached(ctx, &plan.id, supervisor_pid, presses);
     }
     Ok(Exit::Ok)
 }
