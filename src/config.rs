@@ -142,9 +142,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
-    }
+    d[0] = (0..=b.len()).collect();
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
@@ -180,15 +178,15 @@ mod tests {
 
     #[test]
     fn a_misspelt_key_names_the_nearest() {
-        let err = parse("[agent]\nmemroy_max = \"4G\"\n").err().expect("refused");
+        let err = parse("[agent]\nmemroy_max = \"4G\"\n").expect_err("refused");
         assert_eq!(err, "/etc/fleet/fleet.toml: unknown key `agent.memroy_max`; did you mean `agent.memory_max`?");
-        let err = parse("[agent]\nstate_dir = \"/x\"\n").err().expect("refused");
+        let err = parse("[agent]\nstate_dir = \"/x\"\n").expect_err("refused");
         assert!(err.ends_with("did you mean `paths.state_dir`?"), "{err}");
-        let err = parse("[agnet]\nmemory_max = \"4G\"\n").err().expect("refused");
+        let err = parse("[agnet]\nmemory_max = \"4G\"\n").expect_err("refused");
         assert!(err.ends_with("unknown key `agnet.memory_max`; did you mean `agent.memory_max`?"), "{err}");
-        let err = parse("spawn = 90\n").err().expect("refused");
+        let err = parse("spawn = 90\n").expect_err("refused");
         assert!(err.ends_with("unknown key `spawn`; did you mean `thresholds.spawn`?"), "{err}");
-        let err = parse("[agent]\nzzz = 1\n").err().expect("refused");
+        let err = parse("[agent]\nzzz = 1\n").expect_err("refused");
         assert!(err.contains("unknown key `agent.zzz`; the keys are paths.cgroup_parent,"), "{err}");
     }
 
@@ -196,12 +194,12 @@ mod tests {
     fn every_error_is_one_line() {
         for text in ["[agent\nx = 1\n", "agent = 3\n", "[agent]\nmemory_max = \"4G\"\nmemory_max = \"5G\"\n", "x = \n"]
         {
-            let err = parse(text).err().expect("refused");
+            let err = parse(text).expect_err("refused");
             assert!(!err.contains('\n'), "{text:?}: {err}");
             assert!(err.starts_with("/etc/fleet/fleet.toml: "), "{err}");
         }
-        assert!(parse("[agent\n").err().expect("refused").contains("line 1, column"));
-        assert!(parse("agent = 3\n").err().expect("refused").contains("write [agent]"));
+        assert!(parse("[agent\n").expect_err("refused").contains("line 1, column"));
+        assert!(parse("agent = 3\n").expect_err("refused").contains("write [agent]"));
     }
 
     #[test]

@@ -14,7 +14,7 @@ fn resolve(global: &GlobalArgs, text: &str) -> Result<Settings> {
 
 /// The error's one line and its exit code.
 fn refused(text: &str) -> (String, i32) {
-    let err = resolve(&GlobalArgs::default(), text).err().expect("refused");
+    let err = resolve(&GlobalArgs::default(), text).expect_err("refused");
     (format!("{err:#}"), exit_for(&err).code())
 }
 
@@ -146,7 +146,7 @@ fn a_bad_cgroup_parent_is_a_usage_error_from_any_source() {
     assert!(line.starts_with("/etc/fleet/fleet.toml: paths.cgroup_parent = \"../x\": invalid cgroup parent"), "{line}");
     assert_eq!(code, 2);
     let global = GlobalArgs { cgroup_parent: Some("a/../b".into()), ..GlobalArgs::default() };
-    let err = resolve(&global, "").err().expect("refused");
+    let err = resolve(&global, "").expect_err("refused");
     assert_eq!(exit_for(&err).code(), 2);
     // The file's value is checked even when the flag overrides it.
     let global = GlobalArgs { cgroup_parent: Some("ok".into()), ..GlobalArgs::default() };
