@@ -17,7 +17,7 @@ use fleet_core::{cgroup::Limits, size::Limit};
 use std::{path::PathBuf, time::Duration};
 
 /// The fleet root when nothing says otherwise.
-pub const DEFAULT_CGROUP_PARENT: &str = "/fleet";
+const DEFAULT_CGROUP_PARENT: &str = "/fleet";
 const DEFAULT_STATE_DIR: &str = "/run/fleet";
 const DEFAULT_LOG_DIR: &str = "/var/log/fleet";
 const DEFAULT_WORKSPACE_ROOT: &str = "/var/lib/fleet/workspaces";
@@ -28,12 +28,12 @@ const DEFAULT_LOCK_DIR: &str = "/run/lock/fleet";
 
 /// Where `--ports` blocks come from: below Linux's ephemeral range (32768-60999), so an
 /// outgoing connection never takes a leased port.
-pub const DEFAULT_PORT_RANGE: (u16, u16) = (20000, 29999);
+const DEFAULT_PORT_RANGE: (u16, u16) = (20000, 29999);
 
 /// Default thresholds, percent of the fleet budget (the seed's numbers).
-pub const DEFAULT_SPAWN_THRESHOLD: u8 = 85;
+const DEFAULT_SPAWN_THRESHOLD: u8 = 85;
 /// The kill threshold.
-pub const DEFAULT_KILL_THRESHOLD: u8 = 95;
+const DEFAULT_KILL_THRESHOLD: u8 = 95;
 
 const DEFAULT_SOFT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 const DEFAULT_HARD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
