@@ -1,132 +1,212 @@
-//! The optional config file (`/etc/fleet/fleet.toml`): thresholds and agent defaults.
-//! Flags win over environment variables, which win over this file, which wins over the
-//! built-in defaults.
+//! The config file (`/etc/fleet/fleet.toml`, or `--config`), read as raw values: its shape
+//! and key names checked, each value kept as written. `settings.rs` turns the values into
+//! typed settings, once; a key this file does not list is refused here, with the key named
+//! and the nearest known one suggested.
 
+use crate::exit::{Exit, Fail};
 use anyhow::{Context, Result};
-use fleet_core::size::Limit;
-use serde::Deserialize;
-use std::{path::Path, time::Duration};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
 
 /// Where the config file is looked for when neither `--config` nor `FLEET_CONFIG` says.
 pub const DEFAULT_CONFIG: &str = "/etc/fleet/fleet.toml";
 
-/// The file's contents; every key is optional.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    /// `[paths]`.
-    #[serde(default)]
-    pub paths: PathsConfig,
-    /// `[thresholds]`.
-    #[serde(default)]
-    pub thresholds: ThresholdsConfig,
-    /// `[agent]`.
-    #[serde(default)]
-    pub agent: AgentConfig,
+/// Every key the file may hold, as `section.key`.
+pub const KEYS: &[&str] = &[
+    "paths.cgroup_parent",
+    "paths.state_dir",
+    "paths.log_dir",
+    "paths.workspace_root",
+    "paths.scratch_root",
+    "paths.lock_dir",
+    "thresholds.spawn",
+    "thresholds.kill",
+    "agent.memory_max",
+    "agent.memory_high",
+    "agent.swap_max",
+    "agent.pids_max",
+    "agent.soft_timeout",
+    "agent.hard_timeout",
+    "agent.kill_grace",
+    "agent.log_max_size",
+    "agent.port_range",
+    "agent.start_reserve",
+];
+
+/// The file's values by key, as written; no file means no values.
+#[derive(Debug, Default)]
+pub struct ConfigFile {
+    /// Where it was read from.
+    pub path: Option<PathBuf>,
+    values: BTreeMap<&'static str, toml::Value>,
 }
 
-/// `[paths]`: the same names as the flags.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PathsConfig {
-    pub cgroup_parent: Option<String>,
-    pub state_dir: Option<std::path::PathBuf>,
-    pub log_dir: Option<std::path::PathBuf>,
-    pub workspace_root: Option<std::path::PathBuf>,
-    pub scratch_root: Option<std::path::PathBuf>,
-    pub lock_dir: Option<std::path::PathBuf>,
-}
-
-/// `[thresholds]`: percentages of the fleet's memory budget.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ThresholdsConfig {
-    /// Stop spawning at or above this (85).
-    pub spawn: Option<u8>,
-    /// Start killing at or above this (95).
-    pub kill: Option<u8>,
-}
-
-/// `[agent]`: defaults for `spawn` and `cgroup-create`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AgentConfig {
-    pub memory_max: Option<String>,
-    pub memory_high: Option<String>,
-    pub swap_max: Option<String>,
-    pub pids_max: Option<String>,
-    pub soft_timeout: Option<String>,
-    pub hard_timeout: Option<String>,
-    pub kill_grace: Option<String>,
-    pub log_max_size: Option<String>,
-    /// Where `--ports` blocks come from, "20000-29999".
-    pub port_range: Option<String>,
-    /// What an agent still starting counts for at least at admission, "32M" (`0`: its use).
-    pub start_reserve: Option<String>,
-}
-
-impl Config {
-    /// Loads `explicit` (which must exist), or the default path if it exists, or nothing.
-    pub fn load(explicit: Option<&Path>) -> Result<Config> {
+impl ConfigFile {
+    /// Reads `explicit` (which must exist), or the default path if it exists, or nothing.
+    pub fn load(explicit: Option<&Path>) -> Result<ConfigFile> {
         let path = match explicit {
             Some(p) => p,
             None if Path::new(DEFAULT_CONFIG).exists() => Path::new(DEFAULT_CONFIG),
-            None => return Ok(Config::default()),
+            None => return Ok(ConfigFile::default()),
         };
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
-        let config: Config = toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?;
-        config.check().with_context(|| format!("invalid config {}", path.display()))?;
-        Ok(config)
+        ConfigFile::parse(path, &text).map_err(|problem| Fail::error(Exit::Failure, problem))
     }
 
-    /// Rejects values now rather than at the first spawn that needs them.
-    fn check(&self) -> Result<()> {
-        for (key, value) in [
-            ("memory_max", &self.agent.memory_max),
-            ("memory_high", &self.agent.memory_high),
-            ("swap_max", &self.agent.swap_max),
-        ] {
-            if let Some(v) = value {
-                v.parse::<Limit>().map_err(|e| anyhow::anyhow!("agent.{key}: {e}"))?;
+    /// Parses the text of the file at `path`; an error is one line naming the file.
+    pub fn parse(path: &Path, text: &str) -> std::result::Result<ConfigFile, String> {
+        let at = path.display();
+        let table: toml::Table = toml::from_str(text).map_err(|e| format!("{at}: {}", syntax_error(text, &e)))?;
+        let mut values = BTreeMap::new();
+        for (section, body) in table {
+            let Some(body) = body.as_table() else {
+                let problem = match KEYS.iter().any(|k| k.split('.').next() == Some(section.as_str())) {
+                    true => format!("`{section}` is a section: write [{section}] and its keys on the lines below it"),
+                    false => unknown(&section),
+                };
+                return Err(format!("{at}: {problem}"));
+            };
+            for (key, value) in body {
+                let full = format!("{section}.{key}");
+                let Some(known) = KEYS.iter().find(|k| **k == full) else {
+                    return Err(format!("{at}: {}", unknown(&full)));
+                };
+                values.insert(*known, value.clone());
             }
         }
-        if let Some(v) = &self.agent.start_reserve {
-            match v.parse::<Limit>() {
-                Ok(Limit::Bytes(_)) => {}
-                _ => anyhow::bail!(
-                    "agent.start_reserve = \"{v}\": give a size such as \"32M\", or \"0\" to count starting agents at their use alone"
-                ),
-            }
-        }
-        if let Some(v) = &self.agent.pids_max {
-            fleet_cli::parse_pids(v).map_err(|e| anyhow::anyhow!("agent.pids_max: {e}"))?;
-        }
-        for (key, value) in [("soft_timeout", &self.agent.soft_timeout), ("hard_timeout", &self.agent.hard_timeout)] {
-            if let Some(v) = value {
-                fleet_cli::parse_timeout(v).map_err(|e| anyhow::anyhow!("agent.{key}: {e}"))?;
-            }
-        }
-        if let Some(v) = &self.agent.port_range {
-            fleet_cli::parse_port_range(v).map_err(|e| anyhow::anyhow!("agent.port_range: {e}"))?;
-        }
-        if let Some(v) = &self.agent.kill_grace {
-            fleet_cli::parse_duration(v).map_err(|e| anyhow::anyhow!("agent.kill_grace: {e}"))?;
-        }
-        for (key, value) in [("spawn", self.thresholds.spawn), ("kill", self.thresholds.kill)] {
-            if let Some(v) = value {
-                anyhow::ensure!((1..=100).contains(&v), "thresholds.{key} = {v}: use a percentage from 1 to 100");
-            }
-        }
-        Ok(())
+        Ok(ConfigFile { path: Some(path.to_path_buf()), values })
     }
 
-    /// A limit from `[agent]`, already checked by [`Config::load`].
-    pub fn limit(value: &Option<String>) -> Option<Limit> {
-        value.as_deref().and_then(|v| v.parse().ok())
+    /// The value of `key` (one of [`KEYS`]), if the file gives one.
+    pub fn get(&self, key: &'static str) -> Option<&toml::Value> {
+        debug_assert!(KEYS.contains(&key), "{key} is not a config key");
+        self.values.get(key)
     }
 
-    /// A duration from `[agent]`, already checked.
-    pub fn duration(value: &Option<String>) -> Option<Duration> {
-        value.as_deref().and_then(|v| fleet_cli::parse_duration(v).ok())
+    /// The one-line error for `key`'s value: the file, the key and its value as written, then
+    /// `problem` (what is wrong; what to do).
+    pub fn bad_value(&self, key: &str, problem: &str) -> String {
+        let value = self.values.get(key).map(|v| v.to_string()).unwrap_or_default();
+        self.error(&format!("{key} = {value}: {problem}"))
+    }
+
+    /// A one-line error about this file: its path, then `problem`.
+    pub fn error(&self, problem: &str) -> String {
+        format!("{}: {problem}", self.path.as_deref().unwrap_or(Path::new(DEFAULT_CONFIG)).display())
+    }
+}
+
+/// A TOML syntax error on one line: where it is and what the parser expected, without the
+/// excerpt of the file it draws beneath.
+fn syntax_error(text: &str, err: &toml::de::Error) -> String {
+    let message = err.message().split_whitespace().collect::<Vec<_>>().join(" ");
+    match err.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: {message}: fix the TOML there")
+        }
+        None => format!("{message}: fix the TOML"),
+    }
+}
+
+/// The message for a key (or section) fleetctl does not know: the nearest known key, or the
+/// ones it could have been.
+fn unknown(key: &str) -> String {
+    match nearest(key) {
+        Some(near) => format!("unknown key `{key}`; did you mean `{near}`?"),
+        None => format!("unknown key `{key}`; the keys are {}", KEYS.join(", ")),
+    }
+}
+
+/// The known key closest to `key`: the same name in another section (`agent.state_dir` for
+/// `paths.state_dir`), or one a typo or two away.
+fn nearest(key: &str) -> Option<&'static str> {
+    let name = |k: &str| k.rsplit('.').next().unwrap_or_default().to_string();
+    if let Some(moved) = KEYS.iter().find(|k| name(k) == name(key)) {
+        return Some(moved);
+    }
+    let (distance, best) = KEYS.iter().map(|k| (edit_distance(key, k), *k)).min()?;
+    // A third of the name may be wrong; beyond that a suggestion is a guess.
+    (distance <= (key.len() / 3).max(1)).then_some(best)
+}
+
+/// Edits (insert, delete, replace, swap two neighbours) that turn `a` into `b`: a swap is
+/// the commonest typo (`memroy`) and counts as one.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    d[0] = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> std::result::Result<ConfigFile, String> {
+        ConfigFile::parse(Path::new("/etc/fleet/fleet.toml"), text)
+    }
+
+    #[test]
+    fn known_keys_are_kept_as_written() {
+        let file = parse("[agent]\nlog_max_size = \"abc\"\n[thresholds]\nspawn = 96\n").expect("parses");
+        assert_eq!(file.get("agent.log_max_size").and_then(|v| v.as_str()), Some("abc"));
+        assert_eq!(file.get("thresholds.spawn").and_then(|v| v.as_integer()), Some(96));
+        assert!(file.get("agent.memory_max").is_none());
+        assert_eq!(
+            file.bad_value("agent.log_max_size", "not a size"),
+            "/etc/fleet/fleet.toml: agent.log_max_size = \"abc\": not a size"
+        );
+    }
+
+    #[test]
+    fn a_misspelt_key_names_the_nearest() {
+        let err = parse("[agent]\nmemroy_max = \"4G\"\n").expect_err("refused");
+        assert_eq!(err, "/etc/fleet/fleet.toml: unknown key `agent.memroy_max`; did you mean `agent.memory_max`?");
+        let err = parse("[agent]\nstate_dir = \"/x\"\n").expect_err("refused");
+        assert!(err.ends_with("did you mean `paths.state_dir`?"), "{err}");
+        let err = parse("[agnet]\nmemory_max = \"4G\"\n").expect_err("refused");
+        assert!(err.ends_with("unknown key `agnet.memory_max`; did you mean `agent.memory_max`?"), "{err}");
+        let err = parse("spawn = 90\n").expect_err("refused");
+        assert!(err.ends_with("unknown key `spawn`; did you mean `thresholds.spawn`?"), "{err}");
+        let err = parse("[agent]\nzzz = 1\n").expect_err("refused");
+        assert!(err.contains("unknown key `agent.zzz`; the keys are paths.cgroup_parent,"), "{err}");
+    }
+
+    #[test]
+    fn every_error_is_one_line() {
+        for text in ["[agent\nx = 1\n", "agent = 3\n", "[agent]\nmemory_max = \"4G\"\nmemory_max = \"5G\"\n", "x = \n"]
+        {
+            let err = parse(text).expect_err("refused");
+            assert!(!err.contains('\n'), "{text:?}: {err}");
+            assert!(err.starts_with("/etc/fleet/fleet.toml: "), "{err}");
+        }
+        assert!(parse("[agent\n").expect_err("refused").contains("line 1, column"));
+        assert!(parse("agent = 3\n").expect_err("refused").contains("write [agent]"));
+    }
+
+    #[test]
+    fn edit_distance_counts_a_swap_once() {
+        assert_eq!(edit_distance("memroy", "memory"), 1);
+        assert_eq!(edit_distance("kill", "kill"), 0);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("spawn", "span"), 1);
     }
 }

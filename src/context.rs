@@ -1,7 +1,7 @@
-//! Everything a command needs to find the fleet, resolved once from flags, environment,
-//! config file and defaults.
+//! Everything a command needs to find the fleet: the settings (`settings.rs`, resolved once
+//! from flags, environment, config file and defaults) and the cgroup layout they point into.
 
-use crate::config::Config;
+use crate::settings::{AgentDefaults, Settings, Thresholds};
 use anyhow::Result;
 use fleet_cli::GlobalArgs;
 use fleet_core::{
@@ -12,25 +12,6 @@ use std::path::PathBuf;
 
 /// Where hosts mount their cgroup hierarchies; elsewhere, `/proc/self/mountinfo` says where.
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
-
-/// Built-in defaults of the interface contract (DESIGN.md).
-pub const DEFAULT_CGROUP_PARENT: &str = "/fleet";
-const DEFAULT_STATE_DIR: &str = "/run/fleet";
-const DEFAULT_LOG_DIR: &str = "/var/log/fleet";
-const DEFAULT_WORKSPACE_ROOT: &str = "/var/lib/fleet/workspaces";
-const DEFAULT_SCRATCH_ROOT: &str = "/var/lib/fleet/scratch";
-/// Host-wide, like the ports and pools it guards: `/run/lock` is where the FHS puts locks on
-/// resources several programs share.
-const DEFAULT_LOCK_DIR: &str = "/run/lock/fleet";
-
-/// Where `--ports` blocks come from: below Linux's ephemeral range (32768-60999), so an
-/// outgoing connection never takes a leased port.
-pub const DEFAULT_PORT_RANGE: (u16, u16) = (20000, 29999);
-
-/// Default thresholds, percent of the fleet budget (the seed's numbers).
-pub const DEFAULT_SPAWN_THRESHOLD: u8 = 85;
-/// The kill threshold.
-pub const DEFAULT_KILL_THRESHOLD: u8 = 95;
 
 /// The resolved context.
 #[derive(Clone)]
@@ -54,42 +35,32 @@ pub struct Ctx {
     pub lock_dir: PathBuf,
     /// `/proc`.
     pub proc_root: PathBuf,
-    /// The config file's contents.
-    pub config: Config,
+    /// When spawning stops and killing starts.
+    pub thresholds: Thresholds,
+    /// What an agent gets where its flags give nothing.
+    pub agent: AgentDefaults,
 }
 
 impl Ctx {
     /// Resolves paths and detects the cgroup layout.
     pub fn resolve(global: &GlobalArgs) -> Result<Ctx> {
-        let config = Config::load(global.config.as_deref())?;
+        let Settings { paths, thresholds, agent } = Settings::resolve(global)?;
         let proc_root = PathBuf::from("/proc");
-        let cgroup_parent = global
-            .cgroup_parent
-            .clone()
-            .or_else(|| config.paths.cgroup_parent.clone())
-            .unwrap_or_else(|| DEFAULT_CGROUP_PARENT.into());
-        fleet_core::cgroup::validate_parent(&cgroup_parent)
-            .map_err(|m| crate::exit::Fail::error(crate::exit::Exit::Usage, m))?;
         let mounts = Mounts::locate(std::path::Path::new(CGROUP_ROOT), &proc_root)?;
         let own = OwnCgroups::read(&proc_root)?;
-        let fleet = Fleet::resolve(&mounts, &own, &cgroup_parent)?;
-        let pick = |flag: &Option<PathBuf>, file: &Option<PathBuf>, default: &str| {
-            flag.clone().or_else(|| file.clone()).unwrap_or_else(|| PathBuf::from(default))
-        };
+        let fleet = Fleet::resolve(&mounts, &own, &paths.cgroup_parent)?;
         Ok(Ctx {
-            dirs: Dirs {
-                state: pick(&global.state_dir, &config.paths.state_dir, DEFAULT_STATE_DIR),
-                log: pick(&global.log_dir, &config.paths.log_dir, DEFAULT_LOG_DIR),
-            },
-            workspace_root: pick(&global.workspace_root, &config.paths.workspace_root, DEFAULT_WORKSPACE_ROOT),
-            scratch_root: pick(&global.scratch_root, &config.paths.scratch_root, DEFAULT_SCRATCH_ROOT),
-            lock_dir: pick(&global.lock_dir, &config.paths.lock_dir, DEFAULT_LOCK_DIR),
+            dirs: Dirs { state: paths.state_dir, log: paths.log_dir },
+            workspace_root: paths.workspace_root,
+            scratch_root: paths.scratch_root,
+            lock_dir: paths.lock_dir,
             fleet,
-            cgroup_parent,
+            cgroup_parent: paths.cgroup_parent,
             mounts,
             own,
             proc_root,
-            config,
+            thresholds,
+            agent,
         })
     }
 
@@ -117,22 +88,11 @@ impl Ctx {
 
     /// The spawn threshold in percent.
     pub fn spawn_threshold(&self) -> u8 {
-        self.config.thresholds.spawn.unwrap_or(DEFAULT_SPAWN_THRESHOLD)
-    }
-
-    /// The range `--ports` leases from: config file, then the default. (A bad value in the
-    /// file is caught when the config is loaded.)
-    pub fn port_range(&self) -> (u16, u16) {
-        self.config
-            .agent
-            .port_range
-            .as_deref()
-            .and_then(|r| fleet_cli::parse_port_range(r).ok())
-            .unwrap_or(DEFAULT_PORT_RANGE)
+        self.thresholds.spawn
     }
 
     /// The kill threshold in percent.
     pub fn kill_threshold(&self) -> u8 {
-        self.config.thresholds.kill.unwrap_or(DEFAULT_KILL_THRESHOLD)
+        self.thresholds.kill
     }
 }

@@ -7,6 +7,7 @@ mod context;
 mod exit;
 mod failpoint;
 mod render;
+mod settings;
 mod setup;
 mod supervisor;
 

@@ -79,11 +79,7 @@ pub fn admit<'a>(ctx: &'a Ctx, id: &AgentId, limits: &Limits, threshold: u8) -> 
     let before = ledger.entries.len();
     ledger.entries.retain(|e| admission::young(e.at, now, START_WINDOW));
     let budget = Budget::measure(&ctx.fleet, &ctx.proc_root)?;
-    let base = match crate::config::Config::limit(&ctx.config.agent.start_reserve) {
-        Some(Limit::Bytes(b)) => b,
-        _ => START_RESERVE,
-    };
-    let own = start_reserve(limits, base);
+    let own = start_reserve(limits, ctx.agent.start_reserve);
     let counted = |starting: u64| budget.used.saturating_add(starting).saturating_add(own);
     let fits = |starting: u64| percent(counted(starting), budget.total) < f64::from(threshold);
     let mut starting: u64 = ledger.entries.iter().map(|e| e.reserve).sum();
@@ -168,7 +164,7 @@ pub fn note_pool_refusal(ctx: &Ctx, id: &AgentId, err: &anyhow::Error) {
 /// the OOM kill may take another agent. The built-in default is not warned about: it was
 /// not typed, and it would be repeated on every spawn into a small fleet.
 pub fn limit_above_budget(ctx: &Ctx, flags: &fleet_cli::LimitArgs, limits: &Limits, budget: &Budget) -> Option<String> {
-    let given = flags.memory_max.is_some() || crate::config::Config::limit(&ctx.config.agent.memory_max).is_some();
+    let given = flags.memory_max.is_some() || ctx.agent.memory_max_configured;
     let Limit::Bytes(max) = limits.memory_max else { return None };
     if !given || max <= budget.total {
         return None;

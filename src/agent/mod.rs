@@ -1,8 +1,11 @@
 //! What every command knows about agents: the supervisor's plan, how a process is placed in
-//! an agent's cgroup, how an agent's live state is derived, and how an agent is stopped.
+//! an agent's cgroup, how an agent's live state is derived, how an agent is stopped, and how
+//! its log is followed.
 
 pub mod admission;
+pub mod attach;
 pub mod deaths;
+pub mod follow;
 pub mod growth;
 pub mod leases;
 pub mod place;

@@ -2,7 +2,6 @@
 //! `create-agent-cgroup.sh` was. Idempotent: an existing cgroup gets the limits again.
 
 use crate::{
-    commands::spawn::resolve_limits,
     context::Ctx,
     exit::{Exit, Fail},
 };
@@ -11,7 +10,7 @@ use fleet_cli::CgroupCreateArgs;
 
 /// Entry point.
 pub fn run(ctx: &Ctx, args: CgroupCreateArgs) -> Result<Exit> {
-    let limits = resolve_limits(ctx, &args.limits);
+    let limits = ctx.agent.limits_with(&args.limits);
     limits.validate().map_err(|m| Fail::error(Exit::Usage, m))?;
     ctx.fleet.ensure()?;
     let cgroup = ctx.fleet.agent(&args.name);

@@ -4,13 +4,11 @@
 
 use crate::{
     agent::{
-        admission,
+        admission, attach,
         leases::{self, Workspace},
         plan::SupervisorPlan,
         stop, view,
     },
-    commands::logs,
-    config::Config,
     context::Ctx,
     exit::{Exit, Fail},
     supervisor::handoff::Starting,
@@ -18,7 +16,7 @@ use crate::{
 use anyhow::{Context, Result};
 use fleet_cli::{RestartArg, SpawnArgs, Timeout};
 use fleet_core::{
-    cgroup::{Cgroup, Limits},
+    cgroup::Cgroup,
     id::AgentId,
     lock::{Lock, read_holder},
     size::{Limit, format_iec},
@@ -29,11 +27,6 @@ use std::{
     path::{Path, PathBuf},
     time::Duration,
 };
-
-const DEFAULT_SOFT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
-const DEFAULT_HARD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
-const DEFAULT_LOG_MAX: u64 = 64 << 20;
 
 /// Entry point.
 pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
@@ -79,7 +72,7 @@ pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
     stop::record_unobserved_end(ctx, &plan.id)?;
     let mut undo = Undo { ctx, id: &plan.id, cgroup: &plan.cgroup, scratch: plan.scratch.clone(), armed: true };
     // Leases after the id's lock: a refused duplicate must not take a slot even for a moment.
-    let taken = leases::take(ctx, &workspace, args.ports.map(|n| (n, args.port_range.unwrap_or(ctx.port_range()))))
+    let taken = leases::take(ctx, &workspace, args.ports.map(|n| (n, args.port_range.unwrap_or(ctx.agent.port_range))))
         .inspect_err(|e| admission::note_pool_refusal(ctx, &plan.id, e))?;
     plan.workspace = taken.workspace;
     plan.slot = taken.slot;
@@ -96,7 +89,7 @@ pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
     crate::failpoint::hit(crate::failpoint::SPAWN_AFTER_CGROUP);
     // After the supervisor's fork (the handler's thread is not for it to inherit) and before
     // the go, from which on the agent may be running.
-    let presses = args.wait.then(logs::count_ctrl_c).transpose()?;
+    let presses = args.wait.then(attach::count_ctrl_c).transpose()?;
     let (supervisor_pid, pid) = supervisor.go().map_err(|e| anyhow::anyhow!("{}: {e:#}", plan.id))?;
     crate::failpoint::hit(crate::failpoint::SPAWN_AFTER_GO);
     undo.armed = false;
@@ -105,7 +98,7 @@ pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
     drop(stop_turn);
     println!("{}", started_line(&plan, pid));
     if let Some(presses) = presses {
-        return logs::wait_attached(ctx, &plan.id, supervisor_pid, presses);
+        return attach::wait_attached(ctx, &plan.id, supervisor_pid, presses);
     }
     Ok(Exit::Ok)
 }
@@ -114,18 +107,11 @@ pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
 /// when its lease is taken.
 fn make_plan(ctx: &Ctx, args: &SpawnArgs) -> Result<(SupervisorPlan, Workspace)> {
     let usage = |m: String| Fail::error(Exit::Usage, m);
-    let limits = resolve_limits(ctx, &args.limits);
+    let defaults = &ctx.agent;
+    let limits = defaults.limits_with(&args.limits);
     limits.validate().map_err(usage)?;
-    let a = &ctx.config.agent;
-    let timeout = |flag: Option<Timeout>, file: &Option<String>, default| match flag {
-        Some(t) => t.duration(),
-        None => match file.as_deref().map(fleet_cli::parse_timeout) {
-            Some(Ok(t)) => t.duration(),
-            _ => Some(default),
-        },
-    };
-    let soft = timeout(args.soft_timeout, &a.soft_timeout, DEFAULT_SOFT_TIMEOUT);
-    let hard = timeout(args.hard_timeout, &a.hard_timeout, DEFAULT_HARD_TIMEOUT);
+    let soft = args.soft_timeout.map_or(defaults.soft_timeout, Timeout::duration);
+    let hard = args.hard_timeout.map_or(defaults.hard_timeout, Timeout::duration);
     if let (Some(s), Some(h)) = (soft, hard)
         && s >= h
     {
@@ -148,7 +134,7 @@ fn make_plan(ctx: &Ctx, args: &SpawnArgs) -> Result<(SupervisorPlan, Workspace)>
         limits,
         soft_timeout: soft,
         hard_timeout: hard,
-        kill_grace: args.kill_grace.or_else(|| Config::duration(&a.kill_grace)).unwrap_or(DEFAULT_KILL_GRACE),
+        kill_grace: args.kill_grace.unwrap_or(defaults.kill_grace),
         restart: match args.restart {
             RestartArg::Never => RestartPolicy::Never,
             RestartArg::OnFailure => RestartPolicy::OnFailure,
@@ -158,31 +144,13 @@ fn make_plan(ctx: &Ctx, args: &SpawnArgs) -> Result<(SupervisorPlan, Workspace)>
         protect: args.protect,
         state_dir: std::path::absolute(&ctx.dirs.state)?,
         log_dir: std::path::absolute(&ctx.dirs.log)?,
-        log_max_size: args
-            .log_max_size
-            .or_else(|| a.log_max_size.as_deref().and_then(|v| fleet_core::size::parse_bytes(v).ok()))
-            .unwrap_or(DEFAULT_LOG_MAX),
+        log_max_size: args.log_max_size.unwrap_or(defaults.log_max_size),
         scratch: Some(std::path::absolute(leases::scratch_dir(ctx, &args.id))?),
         slot: None,
         ports: None,
         has_leases: false,
     };
     Ok((plan, workspace))
-}
-
-/// Limits from flags, then the config file, then the seed's defaults.
-pub fn resolve_limits(ctx: &Ctx, flags: &fleet_cli::LimitArgs) -> Limits {
-    let a = &ctx.config.agent;
-    let d = Limits::default();
-    Limits {
-        memory_max: flags.memory_max.or(Config::limit(&a.memory_max)).unwrap_or(d.memory_max),
-        memory_high: flags.memory_high.or(Config::limit(&a.memory_high)).unwrap_or(d.memory_high),
-        swap_max: flags.swap_max.or(Config::limit(&a.swap_max)).unwrap_or(d.swap_max),
-        pids_max: flags
-            .pids_max
-            .or_else(|| a.pids_max.as_deref().and_then(|v| fleet_cli::parse_pids(v).ok()))
-            .unwrap_or(d.pids_max),
-    }
 }
 
 /// Below this much free space in the state or log dir, spawn refuses: the agent's record, its

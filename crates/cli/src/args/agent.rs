@@ -1,0 +1,161 @@
+//! The subcommands that make, run in and end one agent: `spawn` (with its cgroup limits),
+//! `cgroup-create`, `run-in-cgroup`, `kill` and `logs`.
+
+use super::parse::{
+    parse_duration, parse_limit, parse_memory_limit, parse_pids, parse_port_range, parse_size, parse_timeout,
+};
+use clap::{Args, ValueEnum};
+use fleet_core::{id::AgentId, size::Limit};
+use std::time::Duration;
+
+/// Limits an agent's cgroup gets; unset ones come from the config file or the defaults.
+#[derive(Debug, Clone, Default, Args)]
+pub struct LimitArgs {
+    /// Hard memory limit; the OOM killer ends the agent beyond it [default: 4G]
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory_limit)]
+    pub memory_max: Option<Limit>,
+    /// Where the kernel starts reclaiming and throttling [default: 3G]
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory_limit)]
+    pub memory_high: Option<Limit>,
+    /// Swap the agent may use [default: 0]
+    #[arg(long, value_name = "SIZE", value_parser = parse_limit)]
+    pub swap_max: Option<Limit>,
+    /// Maximum number of tasks (processes and threads) [default: 512]
+    #[arg(long, value_name = "N", value_parser = parse_pids)]
+    pub pids_max: Option<Limit>,
+}
+
+/// Start an agent in its own cgroup under a detached supervisor
+#[derive(Debug, Args)]
+#[command(after_help = "Example: fleetctl spawn agent-001 ws-001 -- cargo build")]
+pub struct SpawnArgs {
+    /// The agent's id: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit
+    #[arg(allow_hyphen_values = true, value_parser = AgentId::parse_new)]
+    pub id: AgentId,
+    /// A workspace path, or a name under the workspace root
+    pub workspace: String,
+    /// The command to run, after `--`
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+    /// Limits for the agent's cgroup.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    /// When the agent's main process gets SIGUSR1, a warning to wrap up; "off" for never [default: 15m]
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    pub soft_timeout: Option<Timeout>,
+    /// When every process of the agent gets SIGTERM, then the kill; "off" for never [default: 30m]
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    pub hard_timeout: Option<Timeout>,
+    /// Time between SIGTERM and the kill when the hard timeout fires [default: 10s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub kill_grace: Option<Duration>,
+    /// Restart the agent's command when it fails
+    #[arg(long, value_enum, default_value_t = RestartArg::Never)]
+    pub restart: RestartArg,
+    /// First restart delay; it doubles after each failure, up to 5 minutes
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1s")]
+    pub restart_backoff: Duration,
+    /// Failures within 10 minutes that stop restarts (state crash-loop)
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub crash_loop_after: u32,
+    /// Stay attached: stream the output and exit with the agent's code; Ctrl-C stops the agent
+    #[arg(long)]
+    pub wait: bool,
+    /// Never choose this agent when relieving memory pressure
+    #[arg(long)]
+    pub protect: bool,
+    /// Refuse to spawn when fleet memory use, with agents still starting counted at their start
+    /// reserve (this one too), would reach this percentage [default: 85]
+    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub spawn_threshold: Option<u8>,
+    /// Size at which the agent's log is rotated (one old file is kept) [default: 64M]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub log_max_size: Option<u64>,
+    /// Lease a block of N consecutive free ports ($FLEET_PORT_BASE, $FLEET_PORTS)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub ports: Option<u16>,
+    /// Where port blocks come from [default: 20000-29999]
+    #[arg(long, value_name = "LOW-HIGH", value_parser = parse_port_range)]
+    pub port_range: Option<(u16, u16)>,
+}
+
+/// The restart policy as typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RestartArg {
+    /// Never restart
+    Never,
+    /// Restart after a failure or OOM kill, never after a kill or timeout
+    OnFailure,
+}
+
+/// `fleetctl kill`.
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// Agents to stop
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub ids: Vec<AgentId>,
+    /// Stop every agent of the fleet
+    #[arg(long)]
+    pub all: bool,
+    /// Kill the whole cgroup at once, without SIGTERM or grace
+    #[arg(long)]
+    pub force: bool,
+    /// Time between SIGTERM and the kill
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    pub grace: Duration,
+}
+
+/// `fleetctl logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The agent
+    #[arg(allow_hyphen_values = true)]
+    pub id: AgentId,
+    /// Keep printing new output until the agent ends
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Print only the last N lines
+    #[arg(short = 'n', long, value_name = "N")]
+    pub lines: Option<usize>,
+}
+
+/// `fleetctl cgroup-create`.
+#[derive(Debug, Args)]
+pub struct CgroupCreateArgs {
+    /// The cgroup's name under the fleet root's agents/ (the agent id rule applies)
+    #[arg(allow_hyphen_values = true, value_parser = AgentId::parse_new)]
+    pub name: AgentId,
+    /// Its limits.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// `fleetctl run-in-cgroup`.
+#[derive(Debug, Args)]
+pub struct RunInCgroupArgs {
+    /// The agent (or cgroup-create name) whose cgroup to run in
+    #[arg(allow_hyphen_values = true)]
+    pub id: AgentId,
+    /// The command to run, after `--`
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// A timeout that may be switched off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timeout {
+    /// No timeout.
+    Off,
+    /// Fires after this long.
+    After(Duration),
+}
+
+impl Timeout {
+    /// The duration, if on.
+    pub fn duration(self) -> Option<Duration> {
+        match self {
+            Timeout::Off => None,
+            Timeout::After(d) => Some(d),
+        }
+    }
+}

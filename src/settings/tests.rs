@@ -1,0 +1,154 @@
+//! Unit tests of settings resolution: precedence, defaults, and one line per bad key.
+
+use super::*;
+use crate::exit::exit_for;
+use std::path::Path;
+
+fn file(text: &str) -> ConfigFile {
+    ConfigFile::parse(Path::new("/etc/fleet/fleet.toml"), text).expect("the file parses")
+}
+
+fn resolve(global: &GlobalArgs, text: &str) -> Result<Settings> {
+    Settings::from_sources(global, &file(text))
+}
+
+/// The error's one line and its exit code.
+fn refused(text: &str) -> (String, i32) {
+    let err = resolve(&GlobalArgs::default(), text).expect_err("refused");
+    (format!("{err:#}"), exit_for(&err).code())
+}
+
+#[test]
+fn nothing_given_is_the_documented_defaults() {
+    let s = resolve(&GlobalArgs::default(), "").expect("resolves");
+    assert_eq!(s.paths.cgroup_parent, "/fleet");
+    assert_eq!(s.paths.state_dir, PathBuf::from("/run/fleet"));
+    assert_eq!(s.paths.lock_dir, PathBuf::from("/run/lock/fleet"));
+    assert_eq!(s.thresholds, Thresholds { spawn: 85, kill: 95 });
+    assert_eq!(s.agent.limits, Limits::default());
+    assert!(!s.agent.memory_max_configured);
+    assert_eq!(s.agent.soft_timeout, Some(Duration::from_secs(15 * 60)));
+    assert_eq!(s.agent.hard_timeout, Some(Duration::from_secs(30 * 60)));
+    assert_eq!(s.agent.kill_grace, Duration::from_secs(10));
+    assert_eq!(s.agent.log_max_size, 64 << 20);
+    assert_eq!(s.agent.port_range, (20000, 29999));
+    assert_eq!(s.agent.start_reserve, 32 << 20);
+}
+
+#[test]
+fn the_file_is_parsed_once_into_types() {
+    let s = resolve(
+        &GlobalArgs::default(),
+        r#"
+        [paths]
+        state_dir = "/srv/state"
+        [thresholds]
+        spawn = 70
+        kill = 90
+        [agent]
+        memory_max = "2G"
+        swap_max = "max"
+        pids_max = "64"
+        soft_timeout = "off"
+        hard_timeout = "1h"
+        kill_grace = "3s"
+        log_max_size = "1M"
+        port_range = "30000-30099"
+        start_reserve = "0"
+        "#,
+    )
+    .expect("resolves");
+    assert_eq!(s.paths.state_dir, PathBuf::from("/srv/state"));
+    assert_eq!(s.thresholds, Thresholds { spawn: 70, kill: 90 });
+    assert_eq!(s.agent.limits.memory_max, Limit::Bytes(2 << 30));
+    assert_eq!(s.agent.limits.memory_high, Limits::default().memory_high);
+    assert_eq!(s.agent.limits.swap_max, Limit::Max);
+    assert_eq!(s.agent.limits.pids_max, Limit::Bytes(64));
+    assert!(s.agent.memory_max_configured);
+    assert_eq!(s.agent.soft_timeout, None);
+    assert_eq!(s.agent.hard_timeout, Some(Duration::from_secs(3600)));
+    assert_eq!(s.agent.kill_grace, Duration::from_secs(3));
+    assert_eq!(s.agent.log_max_size, 1 << 20);
+    assert_eq!(s.agent.port_range, (30000, 30099));
+    assert_eq!(s.agent.start_reserve, 0);
+}
+
+#[test]
+fn flags_and_environment_win_over_the_file() {
+    let global = GlobalArgs {
+        cgroup_parent: Some("mine".into()),
+        state_dir: Some("/flag/state".into()),
+        ..GlobalArgs::default()
+    };
+    let s = resolve(
+        &global,
+        "[paths]\ncgroup_parent = \"/theirs\"\nstate_dir = \"/file/state\"\nlog_dir = \"/file/log\"\n",
+    )
+    .expect("resolves");
+    assert_eq!(s.paths.cgroup_parent, "mine");
+    assert_eq!(s.paths.state_dir, PathBuf::from("/flag/state"));
+    assert_eq!(s.paths.log_dir, PathBuf::from("/file/log"));
+    // A spawn's own limits win over the file's, one by one.
+    let s = resolve(&GlobalArgs::default(), "[agent]\nmemory_max = \"2G\"\npids_max = \"64\"\n").expect("resolves");
+    let flags = LimitArgs { memory_max: Some(Limit::Bytes(1 << 30)), ..LimitArgs::default() };
+    let limits = s.agent.limits_with(&flags);
+    assert_eq!(limits.memory_max, Limit::Bytes(1 << 30));
+    assert_eq!(limits.pids_max, Limit::Bytes(64));
+    assert_eq!(limits.memory_high, Limits::default().memory_high);
+}
+
+#[test]
+fn every_bad_value_is_one_line_naming_its_key() {
+    let cases = [
+        (
+            "[agent]\nlog_max_size = \"abc\"\n",
+            r#"/etc/fleet/fleet.toml: agent.log_max_size = "abc": not a size; use a number with K, M or G (e.g. "64M")"#,
+        ),
+        ("[agent]\nlog_max_size = \"max\"\n", "agent.log_max_size = \"max\": not a size"),
+        ("[agent]\nmemory_max = \"4X\"\n", "agent.memory_max = \"4X\": not a size"),
+        ("[agent]\nmemory_high = 3\n", "agent.memory_high = 3: not a size"),
+        ("[agent]\npids_max = \"0\"\n", "agent.pids_max = \"0\": not a task count"),
+        ("[agent]\nsoft_timeout = \"0\"\n", "agent.soft_timeout = \"0\": not a timeout"),
+        ("[agent]\nkill_grace = \"soon\"\n", "agent.kill_grace = \"soon\": not a duration"),
+        ("[agent]\nport_range = \"9-1\"\n", "agent.port_range = \"9-1\": not a port range"),
+        ("[agent]\nstart_reserve = \"max\"\n", "agent.start_reserve = \"max\": not a size"),
+        ("[thresholds]\nspawn = 150\n", "thresholds.spawn = 150: use a percentage from 1 to 100"),
+        ("[thresholds]\nkill = 0\n", "thresholds.kill = 0: use a percentage"),
+        ("[thresholds]\nspawn = \"85\"\n", "thresholds.spawn = \"85\": use a percentage"),
+        ("[paths]\nstate_dir = 1\n", "paths.state_dir = 1: not a path"),
+    ];
+    for (text, says) in cases {
+        let (line, code) = refused(text);
+        assert!(line.contains(says), "{text:?}: {line}");
+        assert!(!line.contains('\n'), "{text:?}: {line}");
+        assert_eq!(code, 1, "{text:?}: a bad config file exits 1");
+    }
+}
+
+#[test]
+fn spawn_must_be_below_kill() {
+    let (line, code) = refused("[thresholds]\nspawn = 96\nkill = 95\n");
+    assert_eq!(
+        line,
+        "/etc/fleet/fleet.toml: thresholds.spawn = 96 is not below thresholds.kill = 95: spawning must stop before killing starts; lower the one or raise the other"
+    );
+    assert_eq!(code, 1);
+    let (line, _) = refused("[thresholds]\nspawn = 95\n");
+    assert!(line.contains("thresholds.spawn = 95 is not below thresholds.kill = 95 (the default)"), "{line}");
+    let (line, _) = refused("[thresholds]\nkill = 80\n");
+    assert!(line.contains("thresholds.spawn = 85 (the default) is not below thresholds.kill = 80"), "{line}");
+    assert!(resolve(&GlobalArgs::default(), "[thresholds]\nspawn = 94\n").is_ok());
+}
+
+#[test]
+fn a_bad_cgroup_parent_is_a_usage_error_from_any_source() {
+    let (line, code) = refused("[paths]\ncgroup_parent = \"../x\"\n");
+    assert!(line.starts_with("/etc/fleet/fleet.toml: paths.cgroup_parent = \"../x\": invalid cgroup parent"), "{line}");
+    assert_eq!(code, 2);
+    let global = GlobalArgs { cgroup_parent: Some("a/../b".into()), ..GlobalArgs::default() };
+    let err = resolve(&global, "").expect_err("refused");
+    assert_eq!(exit_for(&err).code(), 2);
+    // The file's value is checked even when the flag overrides it.
+    let global = GlobalArgs { cgroup_parent: Some("ok".into()), ..GlobalArgs::default() };
+    assert!(resolve(&global, "[paths]\ncgroup_parent = \"../x\"\n").is_err());
+}
