@@ -129,31 +129,10 @@ fn nearest(key: &str) -> Option<&'static str> {
     if let Some(moved) = KEYS.iter().find(|k| name(k) == name(key)) {
         return Some(moved);
     }
-    let (distance, best) = KEYS.iter().map(|k| (edit_distance(key, k), *k)).min()?;
-    // A third of the name may be wrong; beyond that a suggestion is a guess.
+    let (distance, best) = KEYS.iter().map(|k| (strsim::osa_distance(key, k), *k)).min()?;
+    // Optimal string alignment: a swap of two neighbours, the commonest typo (`memroy`),
+    // counts as one edit. A third of the name may be wrong; beyond that it is a guess.
     (distance <= (key.len() / 3).max(1)).then_some(best)
-}
-
-/// Edits (insert, delete, replace, swap two neighbours) that turn `a` into `b`: a swap is
-/// the commonest typo (`memroy`) and counts as one.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    d[0] = (0..=b.len()).collect();
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                best = best.min(d[i - 2][j - 2] + 1);
-            }
-            d[i][j] = best;
-        }
-    }
-    d[a.len()][b.len()]
 }
 
 #[cfg(test)]
@@ -200,13 +179,5 @@ mod tests {
         }
         assert!(parse("[agent\n").expect_err("refused").contains("line 1, column"));
         assert!(parse("agent = 3\n").expect_err("refused").contains("write [agent]"));
-    }
-
-    #[test]
-    fn edit_distance_counts_a_swap_once() {
-        assert_eq!(edit_distance("memroy", "memory"), 1);
-        assert_eq!(edit_distance("kill", "kill"), 0);
-        assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("spawn", "span"), 1);
     }
 }
