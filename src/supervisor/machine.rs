@@ -255,8 +255,9 @@ impl Machine {
 
     fn run_ended(&mut self, end: RunEnd, now: Instant, out: &mut Vec<Action>) {
         let Phase::Ending { exit } = self.phase else { return };
-        // A request on file that no signal announced still stops the agent for good.
-        if self.stop.is_none()
+        // A request on file that no signal announced still stops the agent for good, and
+        // names who stopped it better than a bare signal does.
+        if !matches!(self.stop, Some(Stop::Requested(_)))
             && let Some(request) = end.request
         {
             self.stop = Some(Stop::Requested(request));

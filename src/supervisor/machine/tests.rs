@@ -174,6 +174,16 @@ fn a_request_found_at_the_end_of_a_run_counts_though_no_signal_came() {
 }
 
 #[test]
+fn a_request_found_at_the_end_names_the_killer_of_an_agent_told_to_stop() {
+    let (mut m, t0) = running(policy());
+    m.on(Input::StopSignal { request: None }, t0 + SEC);
+    exit_now(&mut m, signal(15), t0 + SEC);
+    let ended = RunEnd { oom_kills: 0, own_limit_hit: false, request: Some(request("user")) };
+    let v = finished(&m.on(Input::RunEnded(ended), t0 + SEC)).cloned().expect("finished");
+    assert_eq!((v.state, v.killed_by.as_deref()), (AgentState::Killed, Some("user")));
+}
+
+#[test]
 fn a_crash_restarts_after_a_doubling_backoff() {
     let (mut m, t0) = running(Policy { restart: RestartPolicy::OnFailure, crash_loop_after: 10, ..policy() });
     let mut now = t0;
