@@ -2,6 +2,8 @@
 //! ([`super::machine`]). It owns the descriptors, the record and the log, sleeps in one
 //! poll(2) loop, turns what woke it into inputs, and performs the machine's actions.
 
+mod housekeeping;
+
 use super::{
     ending,
     logsink::{Log, LogSink},
@@ -16,7 +18,7 @@ use fleet_core::{
     lease::Leases,
     lock::Lock,
     paths::Dirs,
-    procs::{ProcessRef, protect_from_oom},
+    procs::ProcessRef,
     state::{AgentRecord, AgentState, ExitInfo, KillRequest},
 };
 use nix::{
@@ -214,33 +216,6 @@ impl Supervisor {
         None
     }
 
-    /// What the supervisor does once, after `spawn` has returned: take protection from the
-    /// OOM killer, leave the caller's cgroup for the fleet's `supervisors/`, outside every
-    /// agent, and, since from then on it mostly sleeps, let go of its setup code's pages and
-    /// of what `spawn` left on the heap.
-    ///
-    /// None of it is done before: on a host with two cores, the supervisor, the agent's
-    /// own start-up and `spawn`'s exit compete for them, and every syscall the supervisor
-    /// makes meanwhile is one `spawn`'s caller may wait for.
-    fn housekeeping(&mut self) {
-        // Only root may lower oom_score_adj; an unprivileged supervisor runs unprotected.
-        self.oom_protected = protect_from_oom(proc_root()).is_ok();
-        // The lock file names its holder for a refused spawn's message (when the record
-        // cannot say); until now it named `spawn`, which held the same lock.
-        if let Err(e) = self.lock.set_holder("supervisor") {
-            self.note(&format!("cannot name the supervisor in the lock file: {e:#}"));
-        }
-        // A quiet agent has an (empty) log too, for `fleetctl logs`.
-        let _ = self.log();
-        if let Err(e) = self.plan.supervisors.attach(0) {
-            self.note(&format!("cannot move the supervisor into {}: {e:#}", self.plan.supervisors.unified.display()));
-            self.event("supervisor_error", json!({"error": format!("cannot join supervisors cgroup: {e:#}")}));
-        }
-        // The heap first: the code that trims it would fault back in after the text's release.
-        release_free_heap();
-        let _ = fleet_core::procs::release_text_pages(proc_root());
-    }
-
     /// Starts run number `restarts` (0 for the first) and puts it in the record (saved
     /// once the machine has journaled it); returns its main pid and when it started.
     fn start_run(&mut self, restarts: u32) -> Result<(i32, Instant)> {
@@ -417,19 +392,4 @@ impl Supervisor {
             _ => None,
         }
     }
-}
-
-/// Returns the heap's free memory to the kernel: what `spawn` allocated before the fork is
-/// no use to the supervisor.
-fn release_free_heap() {
-    // SAFETY: malloc_trim only returns free heap memory to the kernel.
-    #[cfg(target_env = "gnu")]
-    unsafe {
-        libc::malloc_trim(0)
-    };
-    // SAFETY: mi_collect only frees and purges mimalloc's own unused memory.
-    #[cfg(target_env = "musl")]
-    unsafe {
-        libmimalloc_sys::mi_collect(true)
-    };
 }

@@ -164,22 +164,22 @@ fn a_stop_signal_without_a_request_terminates_gracefully_then_kills() {
     assert_eq!((v.state, v.killed_by.as_deref()), (AgentState::Killed, Some("supervisor-signal")));
 }
 
-#[test]
-fn a_request_found_at_the_end_of_a_run_counts_though_no_signal_came() {
-    let (mut m, t0) = running(Policy { restart: RestartPolicy::OnFailure, ..policy() });
-    exit_now(&mut m, signal(15), t0 + SEC);
-    let ended = RunEnd { oom_kills: 0, own_limit_hit: false, request: Some(request("relief")) };
-    let v = finished(&m.on(Input::RunEnded(ended), t0 + SEC)).cloned().expect("no restart");
-    assert_eq!((v.state, v.killed_by.as_deref()), (AgentState::Killed, Some("relief")));
+/// Ends the run of `m` with a request by `by` found on file; returns the verdict.
+fn ended_with_a_request_on_file(mut m: Machine, t: Instant, by: &str) -> Verdict {
+    exit_now(&mut m, signal(15), t);
+    let ended = RunEnd { oom_kills: 0, own_limit_hit: false, request: Some(request(by)) };
+    finished(&m.on(Input::RunEnded(ended), t)).cloned().expect("finished, no restart")
 }
 
 #[test]
-fn a_request_found_at_the_end_names_the_killer_of_an_agent_told_to_stop() {
+fn a_request_found_at_the_end_of_a_run_counts_though_no_signal_came() {
+    let (m, t0) = running(Policy { restart: RestartPolicy::OnFailure, ..policy() });
+    let v = ended_with_a_request_on_file(m, t0 + SEC, "relief");
+    assert_eq!((v.state, v.killed_by.as_deref()), (AgentState::Killed, Some("relief")));
+    // It names the killer of an agent whose supervisor was also told to stop.
     let (mut m, t0) = running(policy());
     m.on(Input::StopSignal { request: None }, t0 + SEC);
-    exit_now(&mut m, signal(15), t0 + SEC);
-    let ended = RunEnd { oom_kills: 0, own_limit_hit: false, request: Some(request("user")) };
-    let v = finished(&m.on(Input::RunEnded(ended), t0 + SEC)).cloned().expect("finished");
+    let v = ended_with_a_request_on_file(m, t0 + SEC, "user");
     assert_eq!((v.state, v.killed_by.as_deref()), (AgentState::Killed, Some("user")));
 }
 
