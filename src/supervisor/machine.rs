@@ -34,7 +34,7 @@ pub const OUTPUT_DRAIN: Duration = Duration::from_secs(1);
 
 /// Where the agent is in its life.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Phase {
+enum Phase {
     /// Before the first run has started.
     Idle,
     /// A run's main process lives.
@@ -57,11 +57,15 @@ pub struct Machine {
     policy: Policy,
     timers: Timers,
     phase: Phase,
+    /// Set by a stop signal or a kill request read on the driver's answer: no more restarts.
     stop: Option<Stop>,
     breaker: Breaker,
+    /// cgroup v1: what the run's OOM notifications have come to.
     oom: Verdicts,
+    /// The run's output pipe has not reached EOF.
     output_open: bool,
     hard_timeout_fired: bool,
+    /// When the run started, for how long it ran (the breaker resets after a healthy run).
     run_started: Option<Instant>,
     /// The current run's number (0 for the first).
     restarts: u32,
@@ -127,6 +131,10 @@ impl Machine {
     /// One transition.
     pub fn on(&mut self, input: Input, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
+        // Once the end is recorded, nothing more happens: not even a late housekeeping.
+        if self.done() {
+            return out;
+        }
         match input {
             Input::Started { pid, restarts } => self.started(pid, restarts, now, &mut out),
             Input::StartFailed(error) => self.start_failed(error, &mut out),
@@ -345,8 +353,7 @@ impl Machine {
 
     fn finish(&mut self, verdict: Verdict, out: &mut Vec<Action>) {
         self.phase = Phase::Done;
-        self.timers.restart_backoff = None;
-        self.timers.output_drain = None;
+        self.timers = Timers::default();
         out.push(Action::Finish(verdict));
     }
 

@@ -229,11 +229,19 @@ fn a_crash_loop_gives_up() {
     assert_eq!(m.next_deadline(), None);
 }
 
-#[test]
-fn a_kill_during_the_backoff_ends_it_without_a_restart() {
+/// A machine restarting on failure whose first run exited with code 1 at the returned
+/// instant: it waits out a 1 s backoff.
+fn backing_off() -> (Machine, Instant) {
     let (mut m, t0) = running(Policy { restart: RestartPolicy::OnFailure, ..policy() });
     exit_now(&mut m, code(1), t0);
     m.on(end(0, false), t0);
+    assert_eq!(m.timers().restart_backoff, Some(t0 + SEC));
+    (m, t0)
+}
+
+#[test]
+fn a_kill_during_the_backoff_ends_it_without_a_restart() {
+    let (mut m, t0) = backing_off();
     let out = m.on(Input::StopSignal { request: Some(request("user")) }, t0 + Duration::from_millis(100));
     let v = finished(&out).expect("ended at once");
     assert_eq!((v.state, v.cause.as_str()), (AgentState::Killed, "killed by user"));
@@ -243,9 +251,7 @@ fn a_kill_during_the_backoff_ends_it_without_a_restart() {
 
 #[test]
 fn a_request_on_file_when_the_backoff_ends_stops_the_restart() {
-    let (mut m, t0) = running(Policy { restart: RestartPolicy::OnFailure, ..policy() });
-    exit_now(&mut m, code(1), t0);
-    m.on(end(0, false), t0);
+    let (mut m, t0) = backing_off();
     assert_eq!(m.on(Input::Tick, t0 + SEC), [Action::ReadKillRequest]);
     let out = m.on(Input::KillRequestOnFile(Some(request("watch"))), t0 + SEC);
     assert_eq!(finished(&out).map(|v| v.state), Some(AgentState::Killed));
@@ -254,9 +260,7 @@ fn a_request_on_file_when_the_backoff_ends_stops_the_restart() {
 
 #[test]
 fn a_failed_restart_keeps_the_verdict_of_the_run_before() {
-    let (mut m, t0) = running(Policy { restart: RestartPolicy::OnFailure, ..policy() });
-    exit_now(&mut m, code(1), t0);
-    m.on(end(0, false), t0);
+    let (mut m, t0) = backing_off();
     m.on(Input::Tick, t0 + SEC);
     m.on(Input::KillRequestOnFile(None), t0 + SEC);
     let out = m.on(Input::StartFailed("no such file".into()), t0 + SEC);
@@ -375,4 +379,12 @@ fn inputs_that_come_late_are_ignored() {
     m.on(end(0, false), t0);
     assert!(m.done());
     assert!(m.on(end(0, false), t0).is_empty(), "the end is recorded once");
+    // A run that ended before the housekeeping was due: none after the end.
+    let t0 = Instant::now();
+    let mut m = Machine::new(policy(), t0);
+    m.on(Input::Started { pid: 100, restarts: 0 }, t0);
+    exit_now(&mut m, code(0), t0);
+    m.on(end(0, false), t0);
+    assert_eq!(m.next_deadline(), None);
+    assert!(m.on(Input::Tick, t0 + SEC).is_empty());
 }
