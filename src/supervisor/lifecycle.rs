@@ -1,45 +1,38 @@
-//! One agent's life under its supervisor: runs, the event loop inside each run, restarts,
-//! and the final record.
+//! One agent's life under its supervisor: the thin driver around the state machine
+//! ([`super::machine`]). It owns the descriptors, the record and the log, sleeps in one
+//! poll(2) loop, turns what woke it into inputs, and performs the machine's actions.
+
+mod housekeeping;
 
 use super::{
-    logsink::LogSink,
-    oom_group::Decision,
-    outcome::{Breaker, Next, RunFacts, classify, describe_exit, own_limit_reached, restartable},
+    ending,
+    logsink::{Log, LogSink},
+    machine::{Action, Input, Machine, Policy, RunEnd},
+    outcome::{describe_exit, own_limit_reached},
     runner::{self, NextRun, Running},
 };
-use crate::agent::plan::{CRASH_LOOP_WINDOW, SupervisorPlan};
+use crate::agent::plan::SupervisorPlan;
 use anyhow::{Context, Result};
 use fleet_core::{
     journal,
     lease::Leases,
     lock::Lock,
     paths::Dirs,
-    procs::{ProcessRef, protect_from_oom},
-    state::{AgentRecord, AgentState, ExitInfo, KillRequest, RestartPolicy},
+    procs::ProcessRef,
+    state::{AgentRecord, AgentState, ExitInfo, KillRequest},
 };
 use nix::{
-    poll::{PollFd, PollFlags, PollTimeout, poll},
     sys::{
-        signal::{SigSet, Signal, kill},
+        signal::{SigSet, Signal},
         signalfd::{SfdFlags, SignalFd},
-        wait::{WaitPidFlag, WaitStatus, waitpid},
     },
     unistd::Pid,
 };
 use serde_json::json;
 use std::{
-    io::Read,
-    os::fd::AsFd,
     path::Path,
     time::{Duration, Instant, SystemTime},
 };
-
-/// The first and the longest wait between tries to record an agent's end on a full disk.
-const FINAL_RETRY_FIRST: Duration = Duration::from_millis(100);
-const FINAL_RETRY_MAX: Duration = Duration::from_secs(5);
-
-/// How long the rest of an agent may take to die after `cgroup.kill`.
-const KILL_SETTLE: Duration = Duration::from_secs(5);
 
 /// A supervisor between runs and during them.
 pub struct Supervisor {
@@ -47,17 +40,13 @@ pub struct Supervisor {
     dirs: Dirs,
     record: AgentRecord,
     signals: SignalFd,
-    /// The agent's output log, opened at its first use (see [`Supervisor::log`]).
-    log: Option<LogSink>,
-    /// Whether opening the log was tried.
-    log_opened: bool,
-    breaker: Breaker,
+    log: Log,
+    /// Every decision: timers, restarts, whether the agent is being stopped.
+    machine: Machine,
+    /// The run in progress, from its start until its end is recorded.
+    run: Option<Running>,
     /// The agent's workspace slot and ports: held until the supervisor exits.
     _leases: Option<Leases>,
-    /// Set when someone asked the agent to stop: no more restarts.
-    stop: Option<Stop>,
-    /// When to do what can wait until `spawn` has returned (see [`Supervisor::housekeeping`]).
-    housekeeping_at: Option<Instant>,
     lock: Lock,
     /// The first run, prepared while `spawn` makes the cgroup.
     first_run: Option<NextRun>,
@@ -66,25 +55,9 @@ pub struct Supervisor {
     oom_protected: bool,
 }
 
-/// How long after the first run starts the supervisor does its housekeeping: long after
-/// `spawn` has reported and exited (about a millisecond), so on a host with few cores the
-/// two never compete for a CPU while `spawn`'s caller waits.
-const HOUSEKEEPING_DELAY: Duration = Duration::from_millis(50);
-
-/// Why the supervisor is stopping its agent.
-#[derive(Debug, Clone)]
-enum Stop {
-    /// `kill`, relief or the watcher asked (and do the killing themselves).
-    Requested(KillRequest),
-    /// The supervisor got SIGTERM/SIGINT/SIGHUP with no request on file: it stops the agent.
-    Signal,
-}
-
-/// What the event loop saw during one run.
-#[derive(Default)]
-struct Observed {
-    exit: Option<ExitInfo>,
-    hard_timeout: bool,
+/// Where the supervisor reads /proc.
+fn proc_root() -> &'static Path {
+    Path::new("/proc")
 }
 
 impl Supervisor {
@@ -121,58 +94,27 @@ impl Supervisor {
         mask.thread_block().context("cannot block signals")?;
         let signals =
             SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).context("signalfd")?;
-        let breaker = Breaker::new(plan.restart_backoff, plan.crash_loop_after, CRASH_LOOP_WINDOW);
-        // The log file is created at its first use, after `spawn` has returned (see
-        // `log`); that it can be is checked now, so a log dir that cannot be written still
-        // fails the spawn.
+        // The log file is created at its first use, after `spawn` has returned (see `Log`);
+        // that it can be is checked now, so a log dir that cannot be written still fails the
+        // spawn.
         let path = dirs.log_path(&plan.id);
         LogSink::check_dir(&path).with_context(|| format!("cannot create the log {}", path.display()))?;
         let first_run = Some(runner::prepare(&plan)?);
         let mut sup = Supervisor {
+            machine: Machine::new(Policy::of(&plan), Instant::now()),
+            log: Log::new(path, plan.log_max_size),
             plan,
             dirs,
             record,
             signals,
-            log: None,
-            log_opened: false,
-            breaker,
+            run: None,
             _leases: leases,
-            stop: None,
-            housekeeping_at: Some(Instant::now() + HOUSEKEEPING_DELAY),
             lock,
             first_run,
             oom_protected: false,
         };
-        sup.record.supervisor = ProcessRef::of(Path::new("/proc"), std::process::id() as i32);
+        sup.record.supervisor = ProcessRef::of(proc_root(), std::process::id() as i32);
         Ok(sup)
-    }
-
-    /// What the supervisor does once, after `spawn` has returned: take protection from the
-    /// OOM killer, leave the caller's cgroup for the fleet's `supervisors/`, outside every
-    /// agent, and, since from then on it mostly sleeps, let go of its setup code's pages and
-    /// of what `spawn` left on the heap.
-    ///
-    /// None of it is done before: on a host with two cores, the supervisor, the agent's
-    /// own start-up and `spawn`'s exit compete for them, and every syscall the supervisor
-    /// makes meanwhile is one `spawn`'s caller may wait for.
-    fn housekeeping(&mut self) {
-        self.housekeeping_at = None;
-        // Only root may lower oom_score_adj; an unprivileged supervisor runs unprotected.
-        self.oom_protected = protect_from_oom(Path::new("/proc")).is_ok();
-        // The lock file names its holder for a refused spawn's message (when the record
-        // cannot say); until now it named `spawn`, which held the same lock.
-        if let Err(e) = self.lock.set_holder("supervisor") {
-            self.note(&format!("cannot name the supervisor in the lock file: {e:#}"));
-        }
-        // A quiet agent has an (empty) log too, for `fleetctl logs`.
-        let _ = self.log();
-        if let Err(e) = self.plan.supervisors.attach(0) {
-            self.note(&format!("cannot move the supervisor into {}: {e:#}", self.plan.supervisors.unified.display()));
-            self.event("supervisor_error", json!({"error": format!("cannot join supervisors cgroup: {e:#}")}));
-        }
-        // The heap first: the code that trims it would fault back in after the text's release.
-        release_free_heap();
-        let _ = fleet_core::procs::release_text_pages(Path::new("/proc"));
     }
 
     /// Opens what the first run needs of the agent's cgroup, which `spawn` has made (and
@@ -184,8 +126,99 @@ impl Supervisor {
         }
     }
 
-    /// Starts run number `restarts` (0 for the first) and records it.
-    pub fn start_run(&mut self, restarts: u32) -> Result<Running> {
+    /// Starts the first run and records it; returns its main pid.
+    pub fn start_first_run(&mut self) -> Result<i32> {
+        let (pid, started) = self.start_run(0)?;
+        self.feed_at(Input::Started { pid, restarts: 0 }, started);
+        Ok(pid)
+    }
+
+    /// Supervises runs until the agent has ended for good and its end is recorded.
+    pub fn supervise(&mut self) {
+        let mut buf = vec![0u8; 64 * 1024];
+        while !self.machine.done() {
+            let woke = super::wait::wait(
+                &self.signals,
+                self.run.as_ref().filter(|_| self.machine.wants_output()).map(|r| &r.output),
+                self.run.as_ref().filter(|_| self.machine.wants_oom()).and_then(|r| r.oom.as_ref()),
+                self.machine.next_deadline(),
+            );
+            if woke.signals {
+                self.on_signals();
+            }
+            if woke.output && !self.pump_output(&mut buf) {
+                self.feed(Input::OutputClosed);
+            }
+            if woke.oom && self.run.as_ref().and_then(|r| r.oom.as_ref()).is_some_and(|o| o.drain()) {
+                self.feed(Input::OomNotified);
+            }
+            self.feed(Input::Tick);
+        }
+    }
+
+    /// Gives the machine an input and performs what it decides, including what the answers
+    /// to its questions decide in turn.
+    fn feed(&mut self, input: Input) {
+        self.feed_at(input, Instant::now());
+    }
+
+    fn feed_at(&mut self, input: Input, now: Instant) {
+        for action in self.machine.on(input, now) {
+            if let Some(answer) = self.perform(action) {
+                self.feed(answer);
+            }
+        }
+    }
+
+    /// Performs one action; returns the input it answers with, if it asked something.
+    fn perform(&mut self, action: Action) -> Option<Input> {
+        match action {
+            Action::Journal { kind, detail } => self.event(kind, detail),
+            Action::Note(message) => self.note(&message),
+            Action::SignalMain { pid, signal } => {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), signal);
+            }
+            Action::TermAll(why) => {
+                let count = self.plan.cgroup.signal_all(Signal::SIGTERM).unwrap_or(0);
+                return Some(Input::Signalled { why, count });
+            }
+            Action::KillAll => {
+                let _ = self.plan.cgroup.kill();
+            }
+            Action::ReadOomCounter => {
+                let kills = self.run.as_ref().and_then(|r| r.oom.as_ref()).and_then(|o| o.kills());
+                return Some(Input::OomCounter(kills));
+            }
+            Action::Housekeeping => self.housekeeping(),
+            Action::KillRest => {
+                if !ending::kill_rest(&self.plan.cgroup) {
+                    self.note("processes remain in the cgroup after cgroup.kill");
+                }
+            }
+            Action::EndRun { kills_seen } => return Some(Input::RunEnded(self.end_run(kills_seen))),
+            Action::RecordRun { exit, oom_kills } => {
+                self.record.exit = Some(exit);
+                self.record.oom_kills += oom_kills;
+            }
+            Action::RecordWaiting { delay, cause } => self.record_waiting(delay, cause),
+            Action::ReadKillRequest => return Some(Input::KillRequestOnFile(self.request())),
+            Action::StartRun { restarts } => match self.start_run(restarts) {
+                // Its timers count from the start.
+                Ok((pid, started)) => self.feed_at(Input::Started { pid, restarts }, started),
+                Err(e) => return Some(Input::StartFailed(format!("{e:#}"))),
+            },
+            Action::RemoveCgroup => {
+                let _ = self.plan.cgroup.remove();
+            }
+            Action::SaveRecord => self.save(),
+            Action::Finish(verdict) => self.finish(verdict.state, verdict.cause, verdict.killed_by),
+        }
+        None
+    }
+
+    /// Starts run number `restarts` (0 for the first) and puts it in the record (saved
+    /// once the machine has journaled it); returns its main pid and when it started.
+    fn start_run(&mut self, restarts: u32) -> Result<(i32, Instant)> {
         if restarts > 0 {
             self.plan.cgroup.create()?;
             self.plan.cgroup.apply_limits(&self.plan.limits)?;
@@ -195,205 +228,59 @@ impl Supervisor {
             None => runner::prepare(&self.plan)?,
         };
         let running = runner::start(&self.plan, next, self.oom_protected)?;
-        let at = running.started_at;
+        let (pid, at, started) = (running.pid, running.started_at, running.started);
+        self.run = Some(running);
         let r = &mut self.record;
         r.state = AgentState::Running;
-        r.pid = Some(running.pid);
+        r.pid = Some(pid);
         r.started_at = Some(at);
         r.soft_deadline = self.plan.soft_timeout.map(|d| at + d);
         r.hard_deadline = self.plan.hard_timeout.map(|d| at + d);
         r.restarts = restarts;
         r.next_restart_at = None;
-        let event = if restarts == 0 { "spawn" } else { "restart" };
-        self.event(event, json!({"pid": running.pid, "restarts": restarts, "command": self.plan.command}));
-        self.save();
-        Ok(running)
+        Ok((pid, started))
     }
 
-    /// Supervises runs until the agent has ended for good, then records the end.
-    pub fn supervise(&mut self, mut running: Running) {
-        loop {
-            let observed = self.watch(&mut running);
-            let facts = self.finish_run(running, observed);
-            let mut verdict = classify(&facts);
-            let ran = self.record.started_at.and_then(|t| t.elapsed().ok()).unwrap_or_default();
-            self.record.exit = Some(facts.exit);
-            self.record.oom_kills += facts.oom_kills;
-            if verdict.state == AgentState::OomKilled {
-                self.event(
-                    "oom_kill",
-                    json!({"oom_kills": facts.oom_kills, "memory_max": self.plan.limits.memory_max}),
-                );
-            }
-            if self.plan.restart == RestartPolicy::OnFailure && restartable(verdict.state) && self.stop.is_none() {
-                match self.breaker.on_failure(Instant::now(), ran) {
-                    Next::RestartAfter(delay) => {
-                        if let Some(next) = self.backoff(delay, &verdict.cause) {
-                            running = next;
-                            continue;
-                        }
-                        // Stopped while waiting to restart (a failed restart keeps its verdict).
-                        if self.stop.is_some() || self.request().is_some() {
-                            let stop_signal = matches!(self.stop, Some(Stop::Signal));
-                            verdict = classify(&RunFacts { kill_request: self.request(), stop_signal, ..facts });
-                        }
-                    }
-                    Next::CrashLoop => {
-                        verdict.cause = format!(
-                            "crash loop: {} failures within {}; last {}",
-                            self.breaker.recent_failures(),
-                            humantime::format_duration(CRASH_LOOP_WINDOW),
-                            verdict.cause
-                        );
-                        verdict.state = AgentState::CrashLoop;
-                        self.event(
-                            "crash_loop",
-                            json!({"failures": self.breaker.recent_failures(), "cause": verdict.cause}),
-                        );
-                    }
-                }
-            }
-            self.finish(verdict.state, verdict.cause, verdict.killed_by);
-            return;
-        }
-    }
-
-    /// The event loop of one run: returns once the main process has been reaped.
-    fn watch(&mut self, run: &mut Running) -> Observed {
-        let mut seen = Observed::default();
-        let mut soft_at = self.plan.soft_timeout.map(|d| run.started + d);
-        let mut hard_at = self.plan.hard_timeout.map(|d| run.started + d);
-        let mut grace_at: Option<Instant> = None;
-        let mut output_open = true;
-        let mut buf = vec![0u8; 64 * 1024];
-        while seen.exit.is_none() {
-            let oom_check = run.oom.as_ref().and_then(|o| o.next_check());
-            let next = [soft_at, hard_at, grace_at, self.housekeeping_at, oom_check].into_iter().flatten().min();
-            let timeout = match next {
-                None => PollTimeout::NONE,
-                Some(t) => {
-                    let ms = t.saturating_duration_since(Instant::now()).as_millis().min(60_000) as u16;
-                    PollTimeout::from(ms.max(1))
-                }
-            };
-            let (sig_ready, out_ready, oom_ready) = {
-                let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
-                if output_open {
-                    fds.push(PollFd::new(run.output.as_fd(), PollFlags::POLLIN));
-                }
-                if let Some(w) = &run.oom {
-                    fds.push(PollFd::new(w.fd(), PollFlags::POLLIN));
-                }
-                // EINTR cannot happen (every signal we take is blocked); anything else is a bug
-                // we cannot act on, and the loop re-polls.
-                let _ = poll(&mut fds, timeout);
-                let ready = |i: usize| fds.get(i).and_then(|f| f.revents()).is_some_and(|r| !r.is_empty());
-                (ready(0), output_open && ready(1), run.oom.is_some() && ready(if output_open { 2 } else { 1 }))
-            };
-            if sig_ready {
-                self.on_signals(run, &mut seen, &mut grace_at);
-            }
-            if out_ready {
-                output_open = self.pump_output(run, &mut buf);
-            }
-            let now = Instant::now();
-            if let Some(oom) = &mut run.oom {
-                if oom_ready {
-                    oom.notified(now);
-                }
-                match oom.decide(now) {
-                    Decision::Wait => {}
-                    // cgroup v1 has no memory.oom.group: finish what the OOM killer started.
-                    Decision::KillGroup { kills } => {
-                        self.note(&format!(
-                            "out of memory: the OOM killer took {kills} process(es) of this agent; killing the rest"
-                        ));
-                        let _ = self.plan.cgroup.kill();
-                    }
-                    Decision::Spared => self
-                        .note("memory ran out above this agent, and the OOM killer's victim was elsewhere: it runs on"),
-                }
-            }
-            if self.housekeeping_at.is_some_and(|t| now >= t) {
-                self.housekeeping();
-            }
-            if soft_at.is_some_and(|t| now >= t) {
-                soft_at = None;
-                let _ = kill(Pid::from_raw(run.pid), Signal::SIGUSR1);
-                self.note("soft timeout: sent SIGUSR1 to the main process");
-                self.event("soft_timeout", json!({"pid": run.pid}));
-            }
-            if hard_at.is_some_and(|t| now >= t) {
-                hard_at = None;
-                seen.hard_timeout = true;
-                let n = self.plan.cgroup.signal_all(Signal::SIGTERM).unwrap_or(0);
-                grace_at = Some(now + self.plan.kill_grace);
-                self.note(&format!(
-                    "hard timeout: sent SIGTERM to {n} process(es); killing in {}",
-                    humantime::format_duration(self.plan.kill_grace)
-                ));
-                self.event(
-                    "hard_timeout",
-                    json!({"signalled": n, "grace_ms": self.plan.kill_grace.as_millis() as u64}),
-                );
-            }
-            if grace_at.is_some_and(|t| now >= t) {
-                grace_at = None;
-                self.note("grace period over: killing every process of the agent");
-                let _ = self.plan.cgroup.kill();
-            }
-        }
-        seen
-    }
-
-    /// Handles queued signals: reaps children, notices stop requests.
-    fn on_signals(&mut self, run: &Running, seen: &mut Observed, grace_at: &mut Option<Instant>) {
+    /// Handles queued signals: reaps children; a stop signal comes with the kill request on
+    /// file then, which a killer writes before it signals.
+    fn on_signals(&mut self) {
         while let Ok(Some(info)) = self.signals.read_signal() {
             match Signal::try_from(info.ssi_signo as i32) {
-                Ok(Signal::SIGCHLD) => self.reap(Some(run.pid), seen),
-                _ => self.on_stop_signal(grace_at),
+                Ok(Signal::SIGCHLD) => self.reap(),
+                _ => {
+                    let request = match self.machine.stopping() {
+                        None => self.request(),
+                        Some(_) => None,
+                    };
+                    self.feed(Input::StopSignal { request });
+                }
             }
         }
         // SIGCHLD coalesces; reap whatever is there even without a fresh signal.
-        self.reap(Some(run.pid), seen);
+        self.reap();
     }
 
-    /// A stop was asked of the supervisor. With a kill request on file, the requester is
-    /// doing the killing; otherwise the supervisor stops the agent itself, gracefully.
-    fn on_stop_signal(&mut self, grace_at: &mut Option<Instant>) {
-        if self.stop.is_some() {
-            return;
-        }
-        match self.request() {
-            Some(req) => self.stop = Some(Stop::Requested(req)),
-            None => {
-                self.stop = Some(Stop::Signal);
-                let n = self.plan.cgroup.signal_all(Signal::SIGTERM).unwrap_or(0);
-                self.note(&format!("supervisor told to stop: sent SIGTERM to {n} process(es)"));
-                *grace_at = Some(Instant::now() + self.plan.kill_grace);
-            }
-        }
-    }
-
-    /// Reaps every exited child; records the main process's status.
-    fn reap(&mut self, main: Option<i32>, seen: &mut Observed) {
+    /// Reaps every exited child; tells the machine when the main process is among them.
+    fn reap(&mut self) {
+        use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
         loop {
-            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) if Some(pid.as_raw()) == main => {
-                    seen.exit = Some(ExitInfo { code: Some(code), signal: None });
-                }
-                Ok(WaitStatus::Signaled(pid, sig, _)) if Some(pid.as_raw()) == main => {
-                    seen.exit = Some(ExitInfo { code: None, signal: Some(sig as i32) });
-                }
+            let exit = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => (pid, ExitInfo { code: Some(code), signal: None }),
+                Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, ExitInfo { code: None, signal: Some(sig as i32) }),
                 Ok(WaitStatus::StillAlive) | Err(_) => return,
-                Ok(_) => {}
+                Ok(_) => continue,
+            };
+            if Some(exit.0.as_raw()) == self.machine.main_pid() {
+                self.feed(Input::MainExited(exit.1));
             }
         }
     }
 
     /// Copies available output to the log; returns false at EOF.
-    fn pump_output(&mut self, run: &mut Running, buf: &mut [u8]) -> bool {
+    fn pump_output(&mut self, buf: &mut [u8]) -> bool {
+        use std::io::Read;
         loop {
+            let Some(run) = self.run.as_mut() else { return false };
             match run.output.read(buf) {
                 Ok(0) => return false,
                 Ok(n) => {
@@ -408,101 +295,38 @@ impl Supervisor {
         }
     }
 
-    /// After the main process ended: kill what is left, collect the last output, read the
-    /// OOM counters, remove the cgroup.
-    fn finish_run(&mut self, mut run: Running, seen: Observed) -> RunFacts {
-        let exit = seen.exit.unwrap_or(ExitInfo { code: None, signal: None });
-        let cgroup = self.plan.cgroup.clone();
-        if cgroup.populated().unwrap_or(false) {
-            let _ = cgroup.kill();
-            if !cgroup.wait_empty(KILL_SETTLE).unwrap_or(false) {
-                self.note("processes remain in the cgroup after cgroup.kill");
-            }
-        }
-        let mut buf = vec![0u8; 64 * 1024];
-        let deadline = Instant::now() + Duration::from_secs(1);
-        while self.pump_output(&mut run, &mut buf) && Instant::now() < deadline {
-            let mut fds = [PollFd::new(run.output.as_fd(), PollFlags::POLLIN)];
-            let _ = poll(&mut fds, PollTimeout::from(100u16));
-        }
-        let mut dummy = Observed::default();
-        self.reap(None, &mut dummy);
+    /// After the main process ended and the last output came: reap, read the OOM counters,
+    /// remove the cgroup, and read the kill request on file.
+    fn end_run(&mut self, kills_seen: u64) -> RunEnd {
+        let run = self.run.take();
+        self.reap();
+        let cgroup = &self.plan.cgroup;
         let events = cgroup.memory_events().ok();
         // The counter as read now, or as the OOM watch last read it if the file is gone.
-        let seen_kills = run.oom.as_ref().map_or(0, |o| o.kills_seen());
-        let oom_kills = events.map_or(0, |e| e.oom_kill).max(seen_kills);
+        let oom_kills = events.map_or(0, |e| e.oom_kill).max(kills_seen);
         let peak = cgroup.memory_stats().ok().and_then(|s| s.peak);
         let own_limit_hit = own_limit_reached(events.map(|e| e.max), peak, self.plan.limits.memory_max);
-        drop(run.oom.take());
-        if let Err(e) = cgroup.remove() {
+        drop(run);
+        if let Err(e) = self.plan.cgroup.remove() {
             self.note(&format!("cannot remove the cgroup: {e:#}"));
         }
-        let stop_signal = matches!(self.stop, Some(Stop::Signal));
-        let kill_request = match &self.stop {
-            Some(Stop::Requested(r)) => Some(r.clone()),
-            _ => self.request(),
-        };
-        RunFacts {
-            exit,
-            kill_request,
-            stop_signal,
-            hard_timeout: seen.hard_timeout,
-            oom_kills,
-            memory_max: self.plan.limits.memory_max,
-            own_limit_hit,
-        }
+        RunEnd { oom_kills, own_limit_hit, request: self.request() }
     }
 
-    /// Waits out a restart delay; returns the next run, or None if stopped (or it failed).
-    fn backoff(&mut self, delay: Duration, cause: &str) -> Option<Running> {
-        let at = SystemTime::now() + delay;
+    /// Records the agent as waiting to restart.
+    fn record_waiting(&mut self, delay: Duration, cause: String) {
         self.record.state = AgentState::Starting;
         self.record.pid = None;
-        self.record.next_restart_at = Some(at);
-        self.record.cause = Some(cause.to_string());
+        self.record.next_restart_at = Some(SystemTime::now() + delay);
+        self.record.cause = Some(cause);
         self.save();
-        self.note(&format!("{cause}; restarting in {}", humantime::format_duration(delay)));
-        self.event("restart_scheduled", json!({"delay_ms": delay.as_millis() as u64, "cause": cause}));
-        let deadline = Instant::now() + delay;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            let mut fds = [PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
-            let _ = poll(&mut fds, PollTimeout::from(left.as_millis().clamp(1, 60_000) as u16));
-            while let Ok(Some(info)) = self.signals.read_signal() {
-                if info.ssi_signo as i32 != Signal::SIGCHLD as i32 {
-                    self.stop = Some(self.request().map(Stop::Requested).unwrap_or(Stop::Signal));
-                }
-            }
-            self.reap(None, &mut Observed::default());
-            if self.stop.is_some() || self.request().is_some() {
-                return None;
-            }
-        }
-        let restarts = self.record.restarts + 1;
-        match self.start_run(restarts) {
-            Ok(run) => Some(run),
-            Err(e) => {
-                self.note(&format!("restart failed: {e:#}"));
-                self.event("restart_failed", json!({"error": format!("{e:#}")}));
-                let _ = self.plan.cgroup.remove();
-                None
-            }
-        }
     }
 
     /// Records the end for good.
     fn finish(&mut self, state: AgentState, cause: String, killed_by: Option<String>) {
         self.note(&format!("agent ended: {cause}"));
-        // tmpfs pages outlive the cgroup they were charged to: left behind, they would leak
-        // host memory.
-        if let Some(dir) = &self.plan.scratch
-            && let Err(e) = std::fs::remove_dir_all(dir)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            self.note(&format!("cannot remove the scratch dir {}: {e}", dir.display()));
+        if let Err(why) = ending::remove_scratch(self.plan.scratch.as_deref()) {
+            self.note(&why);
         }
         let r = &mut self.record;
         r.state = state;
@@ -514,7 +338,7 @@ impl Supervisor {
         // The journal first, the record last: whoever sees the final state can also find
         // the event that explains it.
         let exit = self.record.exit;
-        self.record_end(json!({
+        let detail = json!({
                 "state": state,
                 "code": exit.and_then(|e| e.code),
                 "signal": exit.and_then(|e| e.signal),
@@ -523,43 +347,14 @@ impl Supervisor {
                 "oom_kills": self.record.oom_kills,
                 "restarts": self.record.restarts,
                 "summary": exit.map(|e| describe_exit(&e)),
-        }));
-        let _ = std::fs::remove_file(self.dirs.kill_request_path(&self.plan.id));
-    }
-
-    /// Journals the `exit` event, then saves the final record, each until it succeeds. Both
-    /// must reach the disk: without the event the run never ends in the journal, and
-    /// without the record every reader takes the run for one whose supervisor died and
-    /// records its end a second time. So on a full disk the supervisor waits for room,
-    /// holding the id's lock and leases (its agent is already gone), and says so once.
-    fn record_end(&mut self, exit: serde_json::Value) {
-        if let Some(me) = self.record.supervisor {
-            crate::agent::deaths::claim_end(&self.dirs, &self.plan.id, me);
-        }
-        let mut journaled = false;
-        let mut wait = FINAL_RETRY_FIRST;
-        let mut told = false;
-        loop {
-            let journal = match journaled {
-                true => Ok(()),
-                false => journal::append(&self.dirs.journal_path(), "exit", &self.plan.id, exit.clone()),
-            };
-            journaled |= journal.is_ok();
-            let saved = match journal {
-                Ok(()) => self.record.save(&self.dirs.state_path(&self.plan.id)).map_err(anyhow::Error::from),
-                Err(e) => Err(anyhow::Error::from(e)),
-            };
-            match saved {
-                Ok(()) => return,
-                Err(e) if !told => {
-                    told = true;
-                    self.note(&format!("cannot record the agent's end yet ({e:#}); retrying until there is room"));
-                }
-                Err(_) => {}
+        });
+        let (dirs, id, record, log) = (&self.dirs, &self.plan.id, &self.record, &mut self.log);
+        ending::record_end(dirs, id, record, detail, |message| {
+            if let Log::Open(sink) = log {
+                sink.note(message);
             }
-            std::thread::sleep(wait);
-            wait = (wait * 2).min(FINAL_RETRY_MAX);
-        }
+        });
+        let _ = std::fs::remove_file(self.dirs.kill_request_path(&self.plan.id));
     }
 
     fn request(&self) -> Option<KillRequest> {
@@ -572,6 +367,8 @@ impl Supervisor {
         }
     }
 
+    /// The one place the supervisor journals an event (its final `exit` aside, which
+    /// [`ending::record_end`] writes until it reaches the disk).
     fn event(&mut self, kind: &str, detail: serde_json::Value) {
         if let Err(e) = journal::append(&self.dirs.journal_path(), kind, &self.plan.id, detail) {
             self.note(&format!("cannot write the journal: {e:#}"));
@@ -584,39 +381,15 @@ impl Supervisor {
         }
     }
 
-    /// The agent's log, opened (created, for a new id) at the first output, note or
-    /// housekeeping, whichever comes first. Not before: creating a file on a disk takes
-    /// 0.13 ms on this host, and done while `spawn` has yet to return, it kept `spawn`
-    /// from a CPU. Until then the output waits in the pipe (64 KiB). That the log can be
-    /// created was checked before the agent started; if it still fails, the output is
-    /// discarded and the journal says why, and the agent runs on.
+    /// The agent's log, opened at its first use; a log that cannot be opened is journaled
+    /// once and its output discarded.
     fn log(&mut self) -> Option<&mut LogSink> {
-        if !self.log_opened {
-            self.log_opened = true;
-            let path = self.dirs.log_path(&self.plan.id);
-            match LogSink::open(path.clone(), self.plan.log_max_size) {
-                Ok(log) => self.log = Some(log),
-                Err(e) => self.event(
-                    "supervisor_error",
-                    json!({"error": format!("cannot open the log {}: {e}; the agent's output is discarded", path.display())}),
-                ),
-            }
+        if let Err(why) = self.log.sink() {
+            self.event("supervisor_error", json!({"error": why}));
         }
-        self.log.as_mut()
+        match &mut self.log {
+            Log::Open(sink) => Some(sink),
+            _ => None,
+        }
     }
-}
-
-/// Returns the heap's free memory to the kernel: what `spawn` allocated before the fork is
-/// no use to the supervisor.
-fn release_free_heap() {
-    // SAFETY: malloc_trim only returns free heap memory to the kernel.
-    #[cfg(target_env = "gnu")]
-    unsafe {
-        libc::malloc_trim(0)
-    };
-    // SAFETY: mi_collect only frees and purges mimalloc's own unused memory.
-    #[cfg(target_env = "musl")]
-    unsafe {
-        libmimalloc_sys::mi_collect(true)
-    };
 }

@@ -1,5 +1,6 @@
 //! The agent's output log, capped: past the size limit the file is rotated to `.1` (one old
-//! file kept), so a chatty agent can never fill the disk.
+//! file kept), so a chatty agent can never fill the disk. [`Log`] is the log through its
+//! life: created at its first use, then open, or given up on.
 
 use std::{
     fs::{File, OpenOptions},
@@ -56,6 +57,48 @@ impl LogSink {
     }
 }
 
+/// The agent's log, opened (created, for a new id) at the first output, note or
+/// housekeeping, whichever comes first. Not before: created while `spawn` has yet to return,
+/// it kept `spawn` from a CPU. Until then the output waits in the pipe (64 KiB). That the log
+/// can be created is checked before the agent starts ([`LogSink::check_dir`]); if it still
+/// fails, the output is discarded and the journal says why, and the agent runs on.
+pub enum Log {
+    /// Not opened yet.
+    Unopened {
+        path: PathBuf,
+        cap: u64,
+    },
+    Open(LogSink),
+    /// Opening failed: output and notes are discarded.
+    Discarding,
+}
+
+impl Log {
+    pub fn new(path: PathBuf, cap: u64) -> Log {
+        Log::Unopened { path, cap }
+    }
+
+    /// The sink, opened at the first call. The call that fails to open it returns why, once;
+    /// later calls return None.
+    pub fn sink(&mut self) -> Result<Option<&mut LogSink>, String> {
+        if let Log::Unopened { path, cap } = self {
+            let opened = LogSink::open(path.clone(), *cap)
+                .map_err(|e| format!("cannot open the log {}: {e}; the agent's output is discarded", path.display()));
+            match opened {
+                Ok(sink) => *self = Log::Open(sink),
+                Err(why) => {
+                    *self = Log::Discarding;
+                    return Err(why);
+                }
+            }
+        }
+        match self {
+            Log::Open(sink) => Ok(Some(sink)),
+            _ => Ok(None),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +115,21 @@ mod tests {
         assert_eq!(std::fs::metadata(&path).expect("log").len(), 3000);
         assert_eq!(std::fs::metadata(tmp.path().join("a.log.1")).expect("old").len(), 3000);
         assert!(!tmp.path().join("a.log.2").exists());
+    }
+
+    #[test]
+    fn the_log_opens_at_first_use_and_a_failure_is_told_once() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let path = tmp.path().join("a.log");
+        let mut log = Log::new(path.clone(), 4096);
+        assert!(!path.exists(), "not created before its first use");
+        log.sink().expect("opens").expect("open").note("hello");
+        assert_eq!(std::fs::read_to_string(&path).expect("log"), "fleetctl: hello\n");
+        // A log under a regular file cannot be created.
+        std::fs::write(tmp.path().join("file"), "").expect("file");
+        let mut broken = Log::new(tmp.path().join("file/b.log"), 4096);
+        let why = broken.sink().err().expect("fails");
+        assert!(why.contains("file/b.log") && why.contains("discarded"), "{why}");
+        assert!(matches!(broken.sink(), Ok(None)), "said once, then discarding");
     }
 }

@@ -9,13 +9,17 @@
 //! sleeps in `poll(2)` until the kernel has news: a signal, output, an OOM event, or the
 //! next deadline.
 
+mod ending;
 pub mod handoff;
 mod launch;
 mod lifecycle;
 mod logsink;
+mod machine;
 mod oom_group;
 mod outcome;
 mod runner;
+mod timers;
+mod wait;
 
 use crate::agent::plan::SupervisorPlan;
 use fleet_core::{lease::Leases, lock::Lock, state::AgentRecord};
@@ -61,18 +65,18 @@ fn become_supervisor(
         return 1;
     }
     let started = prepared.and_then(|mut sup| {
-        let running = sup.start_run(0)?;
-        Ok((sup, running))
+        let pid = sup.start_first_run()?;
+        Ok((sup, pid))
     });
     let ready = match &started {
-        Ok((_, running)) => Ready { pid: Some(running.pid), error: None },
+        Ok((_, pid)) => Ready { pid: Some(*pid), error: None },
         Err(e) => Ready { pid: None, error: Some(format!("{e:#}")) },
     };
     let _ = writeln!(channel, "{}", serde_json::to_string(&ready).unwrap_or_default());
     drop(channel);
     match started {
-        Ok((mut sup, running)) => {
-            sup.supervise(running);
+        Ok((mut sup, _)) => {
+            sup.supervise();
             0
         }
         // `spawn` saw the error and cleans up what it made.

@@ -26,15 +26,16 @@ const MAX_CHECK: Duration = Duration::from_millis(100);
 /// ran out) before it kills, which a loaded host or a slow console can stretch to seconds.
 const WINDOW: Duration = Duration::from_secs(5);
 
-/// A run's OOM notification and what the supervisor has made of it so far.
+/// A run's OOM notification: the descriptor the driver polls and the counter it reads.
+/// What to make of them is [`Verdicts`], which the state machine keeps.
 pub struct OomGroup {
     watch: OomWatch,
-    verdicts: Verdicts,
 }
 
-/// The decisions on counter readings, apart from the descriptor they come from.
+/// The decisions on counter readings, apart from the descriptor they come from: pure, so
+/// the supervisor's state machine holds it and its tests step it without a kernel.
 #[derive(Debug, Default)]
-struct Verdicts {
+pub struct Verdicts {
     pending: Option<Pending>,
     /// The cgroup's `oom_kill` as last acted on.
     kills_seen: u64,
@@ -52,7 +53,7 @@ struct Pending {
 /// What to do about the notifications heard so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
-    /// Nothing pending, or not known yet: look again at [`OomGroup::next_check`].
+    /// Nothing pending, or not known yet: look again at [`Verdicts::next_check`].
     Wait,
     /// The OOM killer took `kills` process(es) of this agent in all: kill the rest.
     KillGroup { kills: u64 },
@@ -63,7 +64,7 @@ pub enum Decision {
 
 impl OomGroup {
     pub fn new(watch: OomWatch) -> OomGroup {
-        OomGroup { watch, verdicts: Verdicts::default() }
+        OomGroup { watch }
     }
 
     /// The notification descriptor, to poll for readability.
@@ -71,46 +72,40 @@ impl OomGroup {
         self.watch.fd()
     }
 
-    /// When the supervisor should call [`OomGroup::decide`] again, if a notification is
-    /// pending.
-    pub fn next_check(&self) -> Option<Instant> {
-        self.verdicts.pending.map(|p| p.next_check)
+    /// Called when the descriptor is readable: consumes the notifications; true if there
+    /// were any.
+    pub fn drain(&self) -> bool {
+        self.watch.drain()
     }
 
-    /// The agent's OOM kills as last read.
-    pub fn kills_seen(&self) -> u64 {
-        self.verdicts.kills_seen
-    }
-
-    /// Called when the descriptor is readable: consumes the notifications and (re)starts
-    /// the window.
-    pub fn notified(&mut self, now: Instant) {
-        if self.watch.drain() {
-            self.verdicts.heard(now);
-        }
-    }
-
-    /// Reads the counter if a look is due, and decides. An unreadable counter reads as
-    /// unchanged: the run's end reads it again.
-    pub fn decide(&mut self, now: Instant) -> Decision {
-        match self.next_check() {
-            Some(at) if now >= at => {
-                let kills = self.watch.kills().unwrap_or(self.verdicts.kills_seen);
-                self.verdicts.step(kills, now)
-            }
-            _ => Decision::Wait,
-        }
+    /// The cgroup's `oom_kill` counter now; None when it cannot be read (the run's end
+    /// reads it again).
+    pub fn kills(&self) -> Option<u64> {
+        self.watch.kills().ok()
     }
 }
 
 impl Verdicts {
-    fn heard(&mut self, now: Instant) {
+    /// When the counter should be read again, if a notification is pending.
+    pub fn next_check(&self) -> Option<Instant> {
+        self.pending.map(|p| p.next_check)
+    }
+
+    /// The agent's OOM kills as last read.
+    pub fn kills_seen(&self) -> u64 {
+        self.kills_seen
+    }
+
+    /// A notification was heard at `now`: (re)starts the window.
+    pub fn heard(&mut self, now: Instant) {
         self.pending = Some(Pending { heard: now, next_check: now, wait: FIRST_CHECK });
     }
 
-    /// The decision on one reading of the counter.
-    fn step(&mut self, kills: u64, now: Instant) -> Decision {
+    /// The decision on one reading of the counter; an unreadable counter (None) reads as
+    /// unchanged.
+    pub fn step(&mut self, kills: Option<u64>, now: Instant) -> Decision {
         let Some(p) = self.pending else { return Decision::Wait };
+        let kills = kills.unwrap_or(self.kills_seen);
         if kills > self.kills_seen {
             self.kills_seen = kills;
             self.pending = None;
@@ -135,7 +130,7 @@ mod tests {
         loop {
             let now = v.pending.map(|p| p.next_check).expect("pending");
             reads += 1;
-            match v.step(kills(now), now) {
+            match v.step(Some(kills(now)), now) {
                 Decision::Wait => {}
                 d => return (d, now, reads),
             }
@@ -154,7 +149,7 @@ mod tests {
         assert!(reads < 60, "{reads} reads");
         assert!(v.pending.is_none());
         // Nothing heard, nothing decided.
-        assert_eq!(v.step(5, at), Decision::Wait);
+        assert_eq!(v.step(Some(5), at), Decision::Wait);
     }
 
     #[test]
@@ -173,11 +168,11 @@ mod tests {
         let t0 = Instant::now();
         let mut v = Verdicts::default();
         v.heard(t0);
-        assert_eq!(v.step(1, t0), Decision::KillGroup { kills: 1 });
+        assert_eq!(v.step(Some(1), t0), Decision::KillGroup { kills: 1 });
         v.heard(t0);
         assert_eq!(run_window(&mut v, |_| 1).0, Decision::Spared);
         v.heard(t0);
-        assert_eq!(v.step(3, t0), Decision::KillGroup { kills: 3 });
+        assert_eq!(v.step(Some(3), t0), Decision::KillGroup { kills: 3 });
     }
 
     #[test]
@@ -186,7 +181,7 @@ mod tests {
         let mut v = Verdicts::default();
         v.heard(t0);
         let t1 = t0 + Duration::from_secs(4);
-        assert_eq!(v.step(0, t1), Decision::Wait);
+        assert_eq!(v.step(Some(0), t1), Decision::Wait);
         v.heard(t1);
         let (d, at, _) = run_window(&mut v, |_| 0);
         assert_eq!(d, Decision::Spared);

@@ -12,7 +12,7 @@ use std::{
 };
 
 /// What the supervisor saw of one run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunFacts {
     /// How the main process ended.
     pub exit: ExitInfo,

@@ -1,0 +1,50 @@
+//! What the supervisor does once, after `spawn` has returned (the housekeeping timer):
+//! OOM protection, the move to `<root>/supervisors`, and letting go of setup memory.
+
+use super::{Supervisor, proc_root};
+use fleet_core::procs::protect_from_oom;
+use serde_json::json;
+
+impl Supervisor {
+    /// What the supervisor does once, after `spawn` has returned: take protection from the
+    /// OOM killer, leave the caller's cgroup for the fleet's `supervisors/`, outside every
+    /// agent, and, since from then on it mostly sleeps, let go of its setup code's pages and
+    /// of what `spawn` left on the heap.
+    ///
+    /// None of it is done before: on a host with two cores, the supervisor, the agent's
+    /// own start-up and `spawn`'s exit compete for them, and every syscall the supervisor
+    /// makes meanwhile is one `spawn`'s caller may wait for.
+    pub(super) fn housekeeping(&mut self) {
+        // Only root may lower oom_score_adj; an unprivileged supervisor runs unprotected.
+        self.oom_protected = protect_from_oom(proc_root()).is_ok();
+        // The lock file names its holder for a refused spawn's message (when the record
+        // cannot say); until now it named `spawn`, which held the same lock.
+        if let Err(e) = self.lock.set_holder("supervisor") {
+            self.note(&format!("cannot name the supervisor in the lock file: {e:#}"));
+        }
+        // A quiet agent has an (empty) log too, for `fleetctl logs`.
+        let _ = self.log();
+        if let Err(e) = self.plan.supervisors.attach(0) {
+            self.note(&format!("cannot move the supervisor into {}: {e:#}", self.plan.supervisors.unified.display()));
+            self.event("supervisor_error", json!({"error": format!("cannot join supervisors cgroup: {e:#}")}));
+        }
+        // The heap first: the code that trims it would fault back in after the text's release.
+        release_free_heap();
+        let _ = fleet_core::procs::release_text_pages(proc_root());
+    }
+}
+
+/// Returns the heap's free memory to the kernel: what `spawn` allocated before the fork is
+/// no use to the supervisor.
+fn release_free_heap() {
+    // SAFETY: malloc_trim only returns free heap memory to the kernel.
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::malloc_trim(0)
+    };
+    // SAFETY: mi_collect only frees and purges mimalloc's own unused memory.
+    #[cfg(target_env = "musl")]
+    unsafe {
+        libmimalloc_sys::mi_collect(true)
+    };
+}
