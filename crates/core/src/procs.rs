@@ -87,10 +87,6 @@ fn stat(proc_root: &Path, pid: i32) -> Option<Stat> {
     Stat::from_file(proc_root.join(pid.to_string()).join("stat")).ok()
 }
 
-/// The file a process writes to change its own OOM score, as a C string for use between fork
-/// and exec (where only async-signal-safe calls such as open(2) and write(2) are allowed).
-pub const SELF_OOM_SCORE_ADJ: &std::ffi::CStr = c"/proc/self/oom_score_adj";
-
 /// Makes the calling process the OOM killer's last choice (`oom_score_adj` -1000). Only root
 /// may lower it; others get a permission error the caller may ignore.
 pub fn protect_from_oom(proc_root: &Path) -> Result<()> {

@@ -11,6 +11,7 @@ pub(crate) mod files;
 mod fleet;
 mod layout;
 mod limits;
+mod placement;
 mod stats;
 mod teardown;
 
@@ -19,6 +20,7 @@ pub use events::OomWatch;
 pub use fleet::{Fleet, validate_parent};
 pub use layout::{Layout, Mounts, OwnCgroups};
 pub use limits::Limits;
+pub use placement::{Born, Entry, Placement, Refused, Step};
 pub use stats::{
     HeldCounter, MemoryDetail, MemoryEvents, MemoryStats, Pressure, PressureTotals, parse_pressure,
     parse_pressure_totals,
