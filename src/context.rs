@@ -7,13 +7,11 @@ use fleet_cli::GlobalArgs;
 use fleet_core::{
     cgroup::{Fleet, Mounts, OwnCgroups},
     paths::Dirs,
+    roots::Roots,
 };
 use std::path::PathBuf;
 
-/// Where hosts mount their cgroup hierarchies; elsewhere, `/proc/self/mountinfo` says where.
-const CGROUP_ROOT: &str = "/sys/fs/cgroup";
-
-/// Built-in defaults of the interface contract (DESIGN.md).
+/// Built-in defaults, for what no flag, environment variable or config key sets.
 pub const DEFAULT_CGROUP_PARENT: &str = "/fleet";
 const DEFAULT_STATE_DIR: &str = "/run/fleet";
 const DEFAULT_LOG_DIR: &str = "/var/log/fleet";
@@ -52,7 +50,7 @@ pub struct Ctx {
     /// Where the lease files are: every fleet leasing from one pool, or ports on this host,
     /// must use the same one.
     pub lock_dir: PathBuf,
-    /// `/proc`.
+    /// procfs ([`Roots::host`]).
     pub proc_root: PathBuf,
     /// The config file's contents.
     pub config: Config,
@@ -62,7 +60,7 @@ impl Ctx {
     /// Resolves paths and detects the cgroup layout.
     pub fn resolve(global: &GlobalArgs) -> Result<Ctx> {
         let config = Config::load(global.config.as_deref())?;
-        let proc_root = PathBuf::from("/proc");
+        let Roots { proc: proc_root, cgroup: cgroup_root } = Roots::host();
         let cgroup_parent = global
             .cgroup_parent
             .clone()
@@ -70,7 +68,7 @@ impl Ctx {
             .unwrap_or_else(|| DEFAULT_CGROUP_PARENT.into());
         fleet_core::cgroup::validate_parent(&cgroup_parent)
             .map_err(|m| crate::exit::Fail::error(crate::exit::Exit::Usage, m))?;
-        let mounts = Mounts::locate(std::path::Path::new(CGROUP_ROOT), &proc_root)?;
+        let mounts = Mounts::locate(&cgroup_root, &proc_root)?;
         let own = OwnCgroups::read(&proc_root)?;
         let fleet = Fleet::resolve(&mounts, &own, &cgroup_parent)?;
         let pick = |flag: &Option<PathBuf>, file: &Option<PathBuf>, default: &str| {
