@@ -114,7 +114,7 @@ pub fn revert(change: &Change, proc_root: &Path) -> Result<()> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             r => r.with_context(|| format!("kept {}: it is not empty", path.display())),
         },
-        Change::Cgroup { path } => cgroup::remove_dir(path)
+        Change::Cgroup { path } => cgroup::remove_empty_dir(path)
             .map(drop)
             .with_context(|| format!("kept cgroup {}: it still has processes or children", path.display())),
         Change::File { path, previous: Some(bytes) } => {

@@ -42,7 +42,7 @@ pub fn make_dir(dir: &Path) -> crate::Result<bool> {
 /// cgroup that still has processes or children stays and this fails (`EBUSY`). Returns
 /// whether this call removed it (false: it was gone). To end an agent's cgroup, see
 /// [`Cgroup::kill_and_remove`].
-pub fn remove_dir(dir: &Path) -> crate::Result<bool> {
+pub fn remove_empty_dir(dir: &Path) -> crate::Result<bool> {
     match std::fs::remove_dir(dir) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
