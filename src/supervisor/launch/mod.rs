@@ -16,18 +16,20 @@
 //! exists ([`Prepared`]): NUL-terminated argv and envp, the workspace path, the program's
 //! path, and (from the caller) the cgroup opened for placement. The child only makes
 //! async-signal-safe calls on them and ends in `execvpe` or `_exit`; a failure's errno and
-//! step reach the parent through a page both share ([`Report`]).
+//! step reach the parent through a page both share ([`memory::Report`]).
+
+mod memory;
 
 use crate::agent::place;
 use anyhow::{Context, Result};
 use fleet_core::cgroup::{Born, Placement, Refused, Step};
+use memory::{Report, Stack};
 use std::{
     ffi::{CStr, CString, OsStr, OsString},
     os::{
         fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd},
         unix::ffi::OsStrExt,
     },
-    sync::atomic::{AtomicI32, Ordering},
 };
 
 /// What to start, and where.
@@ -57,10 +59,6 @@ fn step_name(step: usize) -> &'static str {
 fn placement_step(refused: Refused) -> usize {
     STEPS.len() + Step::ALL.iter().position(|s| *s == refused.step).unwrap_or(Step::ALL.len())
 }
-
-/// The child's stack. execvpe builds each candidate path on the stack (at most PATH_MAX plus
-/// a name), and glibc's copies a script's argv there for /bin/sh.
-const STACK_SIZE: usize = 256 << 10;
 
 /// A launch made ready before its cgroup exists: everything the child needs but the
 /// cgroup's descriptors, so that starting it costs one clone and one exec.
@@ -125,8 +123,8 @@ impl Prepared {
             Some(pid) => pid,
             None => {
                 let flags = nix::sched::CloneFlags::CLONE_VM | nix::sched::CloneFlags::CLONE_VFORK;
-                // SAFETY: the child runs `child.run` on `stack` (large enough: see STACK_SIZE,
-                // with a guard page below it) and execs or exits; CLONE_VFORK keeps this thread,
+                // SAFETY: the child runs `child.run` on `stack` (large enough, with a guard page
+                // below it: see `memory::Stack`) and execs or exits; CLONE_VFORK keeps this thread,
                 // and so every value the child borrows, suspended until then. The supervisor is
                 // single-threaded and has no signal handlers installed, so nothing else can run
                 // on the shared memory meanwhile.
@@ -255,64 +253,6 @@ unsafe fn clone_into(dir: BorrowedFd, child: impl FnOnce()) -> Option<i32> {
     }
 }
 
-/// A failure's step and errno, written by the child and read by the supervisor after the
-/// exec (or exit): a shared page, so a child born of clone3 (a copy of the supervisor's
-/// memory) reaches the same place as one that borrows it.
-struct Report {
-    page: std::ptr::NonNull<AtomicI32>,
-}
-
-const REPORT_SIZE: usize = 4096;
-
-impl Report {
-    fn new() -> Result<Report> {
-        // SAFETY: a fresh shared anonymous mapping, zeroed by the kernel; nothing else refers to it.
-        let page = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                REPORT_SIZE,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if page == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error()).context("cannot map a page for the agent's start");
-        }
-        Ok(Report { page: std::ptr::NonNull::new(page.cast()).context("mmap returned null")? })
-    }
-
-    fn slots(&self) -> (&AtomicI32, &AtomicI32) {
-        // SAFETY: the page holds at least two aligned i32s, zeroed or written only atomically,
-        // for as long as `self` lives.
-        unsafe { (self.page.as_ref(), &*self.page.as_ptr().add(1)) }
-    }
-
-    fn clear(&self) {
-        self.slots().0.store(-1, Ordering::Relaxed);
-    }
-
-    /// For the child: async-signal-safe, two stores.
-    fn fail(&self, step: usize, errno: i32) {
-        let (step_slot, errno_slot) = self.slots();
-        errno_slot.store(errno, Ordering::Relaxed);
-        step_slot.store(step as i32, Ordering::Relaxed);
-    }
-
-    fn failure(&self) -> Option<(usize, i32)> {
-        let (step, errno) = self.slots();
-        usize::try_from(step.load(Ordering::Relaxed)).ok().map(|s| (s, errno.load(Ordering::Relaxed)))
-    }
-}
-
-impl Drop for Report {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping `new` made; the child has exec'd or exited.
-        unsafe { libc::munmap(self.page.as_ptr().cast(), REPORT_SIZE) };
-    }
-}
-
 /// `/bin/sh PROGRAM ARGS…` as execvp(3) runs a script without `#!` (glibc's argv: the
 /// shell, the path the program was found at, then the arguments after argv\[0\]).
 fn script_argv(argv: &[CString], found: Option<&CString>) -> Option<Vec<CString>> {
@@ -359,48 +299,6 @@ fn key_value(mut key: OsString, value: &OsStr) -> OsString {
 /// The array of pointers execve(2) takes, ending in a null pointer.
 fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
     strings.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect()
-}
-
-/// The child's stack: its own mapping, with an inaccessible page below it, so an overflow
-/// faults instead of writing into the supervisor's memory.
-struct Stack {
-    base: std::ptr::NonNull<libc::c_void>,
-}
-
-const GUARD: usize = 4096;
-
-impl Stack {
-    fn new() -> Result<Stack> {
-        // SAFETY: a fresh private anonymous mapping; nothing else refers to it.
-        let base = unsafe {
-            let p = libc::mmap(
-                std::ptr::null_mut(),
-                STACK_SIZE + GUARD,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
-                -1,
-                0,
-            );
-            if p == libc::MAP_FAILED || libc::mprotect(p, GUARD, libc::PROT_NONE) != 0 {
-                return Err(std::io::Error::last_os_error()).context("cannot map a stack for the agent's start");
-            }
-            p
-        };
-        Ok(Stack { base: std::ptr::NonNull::new(base).context("mmap returned null")? })
-    }
-
-    fn as_mut(&mut self) -> &mut [u8] {
-        // SAFETY: the mapping above the guard page is ours, readable and writable, for as long
-        // as `self` lives.
-        unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr().cast::<u8>().add(GUARD), STACK_SIZE) }
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping `new` made; the child has exec'd or exited.
-        unsafe { libc::munmap(self.base.as_ptr(), STACK_SIZE + GUARD) };
-    }
 }
 
 #[cfg(test)]
