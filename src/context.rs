@@ -7,11 +7,10 @@ use fleet_cli::GlobalArgs;
 use fleet_core::{
     cgroup::{Fleet, Mounts, OwnCgroups},
     paths::Dirs,
+    roots::Roots,
 };
 use std::path::PathBuf;
 
-/// Where hosts mount their cgroup hierarchies; elsewhere, `/proc/self/mountinfo` says where.
-const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// The resolved context.
 #[derive(Clone)]
@@ -33,7 +32,7 @@ pub struct Ctx {
     /// Where the lease files are: every fleet leasing from one pool, or ports on this host,
     /// must use the same one.
     pub lock_dir: PathBuf,
-    /// `/proc`.
+    /// procfs ([`Roots::host`]).
     pub proc_root: PathBuf,
     /// When spawning stops and killing starts.
     pub thresholds: Thresholds,
@@ -45,8 +44,8 @@ impl Ctx {
     /// Resolves paths and detects the cgroup layout.
     pub fn resolve(global: &GlobalArgs) -> Result<Ctx> {
         let Settings { paths, thresholds, agent } = Settings::resolve(global)?;
-        let proc_root = PathBuf::from("/proc");
-        let mounts = Mounts::locate(std::path::Path::new(CGROUP_ROOT), &proc_root)?;
+        let Roots { proc: proc_root, cgroup: cgroup_root } = Roots::host();
+        let mounts = Mounts::locate(&cgroup_root, &proc_root)?;
         let own = OwnCgroups::read(&proc_root)?;
         let fleet = Fleet::resolve(&mounts, &own, &paths.cgroup_parent)?;
         Ok(Ctx {

@@ -53,6 +53,9 @@ pub struct SupervisorPlan {
     pub ports: Option<PortBlock>,
     /// Whether the supervisor holds leases (a slot or ports).
     pub has_leases: bool,
+    /// procfs, for everything the supervisor reads or writes there (its own pid's start
+    /// time, OOM score and maps, its thread count, the agent's OOM score at start).
+    pub proc_root: PathBuf,
 }
 
 /// The longest restart delay.

@@ -26,7 +26,7 @@ pub fn run(ctx: &Ctx, args: RunInCgroupArgs) -> Result<Exit> {
     }
     let mut cmd = Command::new(&args.command[0]);
     cmd.args(&args.command[1..]);
-    place_before_exec(&mut cmd, &cgroup)?;
+    place_before_exec(&mut cmd, &cgroup, &ctx.proc_root)?;
     // The command shares our terminal: Ctrl-C reaches it directly, and we wait for its
     // verdict instead of dying first and leaving it running unattended.
     // SAFETY: setting a signal disposition to SIG_IGN has no handler to be unsafe about.

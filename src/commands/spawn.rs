@@ -149,6 +149,7 @@ fn make_plan(ctx: &Ctx, args: &SpawnArgs) -> Result<(SupervisorPlan, Workspace)>
         slot: None,
         ports: None,
         has_leases: false,
+        proc_root: ctx.proc_root.clone(),
     };
     Ok((plan, workspace))
 }

@@ -2,7 +2,10 @@
 
 use super::{Action, Change, FileEdit, Manifest, missing_dirs, steps::is_swap_line};
 use anyhow::{Context, Result};
-use fleet_core::host::{ancestry, mounts, swap, sysctl};
+use fleet_core::{
+    cgroup,
+    host::{ancestry, mounts, swap, sysctl},
+};
 use std::path::{Path, PathBuf};
 
 /// The prefix that marks a line setup-host commented out.
@@ -13,11 +16,11 @@ const COMMENT: &str = "# fleetctl: ";
 pub fn apply(action: &Action, proc_root: &Path, manifest: &mut Manifest, at: &Path) -> Result<()> {
     match action {
         Action::MakeDirs(dirs) => make_dirs(dirs, manifest, at)?,
-        Action::MakeCgroup(dir) => match std::fs::create_dir(dir) {
-            Ok(()) => manifest.record(Change::Cgroup { path: dir.clone() }, at)?,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e).with_context(|| format!("cannot create cgroup {}", dir.display())),
-        },
+        Action::MakeCgroup(dir) => {
+            if cgroup::make_dir(dir)? {
+                manifest.record(Change::Cgroup { path: dir.clone() }, at)?;
+            }
+        }
         Action::EnableControllers(node) => {
             let wanted = ancestry::not_delegated(node)?;
             ancestry::enable(node, &wanted)?;
@@ -111,10 +114,9 @@ pub fn revert(change: &Change, proc_root: &Path) -> Result<()> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             r => r.with_context(|| format!("kept {}: it is not empty", path.display())),
         },
-        Change::Cgroup { path } => match std::fs::remove_dir(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            r => r.with_context(|| format!("kept cgroup {}: it still has processes or children", path.display())),
-        },
+        Change::Cgroup { path } => cgroup::remove_empty_dir(path)
+            .map(drop)
+            .with_context(|| format!("kept cgroup {}: it still has processes or children", path.display())),
         Change::File { path, previous: Some(bytes) } => {
             fleet_core::paths::write_atomic(path, bytes).with_context(|| format!("cannot restore {}", path.display()))
         }

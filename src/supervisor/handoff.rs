@@ -55,7 +55,10 @@ impl Starting {
         // file descriptions, so the lock and the leases stay held after `spawn` exits.
         let lock_file = lock.file().try_clone().context("cannot duplicate the lock")?;
         let leases = leases.map(Leases::try_clone).transpose().context("cannot duplicate the leases")?;
-        debug_assert!(single_threaded(), "spawn must fork while single-threaded");
+        debug_assert!(
+            fleet_core::procs::thread_count(&plan.proc_root).is_none_or(|n| n == 1),
+            "spawn must fork while single-threaded"
+        );
         // SAFETY: spawn has started no thread, so the child inherits no lock held by another
         // thread and may run any code. It never returns into this function's callers (their
         // undo must not run twice): it leaves through `_exit`.
@@ -111,11 +114,6 @@ impl Drop for Starting {
             let _ = waitpid(self.pid, None);
         }
     }
-}
-
-/// Whether this process has one thread (`/proc/self/task` has one entry).
-fn single_threaded() -> bool {
-    std::fs::read_dir("/proc/self/task").map(|d| d.count() == 1).unwrap_or(true)
 }
 
 /// The supervisor's side: waits for `message` from `spawn`. False when `spawn` gave up or

@@ -29,10 +29,7 @@ use nix::{
     unistd::Pid,
 };
 use serde_json::json;
-use std::{
-    path::Path,
-    time::{Duration, Instant, SystemTime},
-};
+use std::time::{Duration, Instant, SystemTime};
 
 /// A supervisor between runs and during them.
 pub struct Supervisor {
@@ -53,11 +50,6 @@ pub struct Supervisor {
     /// This supervisor has made itself the OOM killer's last choice, which its agent must
     /// not inherit.
     oom_protected: bool,
-}
-
-/// Where the supervisor reads /proc.
-fn proc_root() -> &'static Path {
-    Path::new("/proc")
 }
 
 impl Supervisor {
@@ -113,7 +105,7 @@ impl Supervisor {
             first_run,
             oom_protected: false,
         };
-        sup.record.supervisor = ProcessRef::of(proc_root(), std::process::id() as i32);
+        sup.record.supervisor = ProcessRef::of(&sup.plan.proc_root, std::process::id() as i32);
         Ok(sup)
     }
 

@@ -2,13 +2,13 @@
 //! its workspace, with its output piped to the supervisor and the FLEET_* environment.
 
 use super::{
-    launch::{Launch, Prepared, Target},
+    launch::{Launch, Prepared},
     oom_group::OomGroup,
 };
-use crate::agent::{place, plan::SupervisorPlan};
+use crate::agent::plan::SupervisorPlan;
 use anyhow::{Context, Result};
 use fleet_core::{
-    cgroup::{Cgroup, OomWatch},
+    cgroup::{Cgroup, OomWatch, Placement},
     timefmt::rfc3339,
 };
 use nix::{fcntl::OFlag, unistd::pipe2};
@@ -16,7 +16,7 @@ use std::{
     ffi::{OsStr, OsString},
     fs::File,
     os::fd::OwnedFd,
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::{Instant, SystemTime},
 };
 
@@ -42,6 +42,8 @@ pub struct NextRun {
     output_write: OwnedFd,
     stdin: File,
     placed: Option<Placed>,
+    /// The plan's procfs, for [`NextRun::place`].
+    proc_root: PathBuf,
 }
 
 /// What needs the cgroup to exist, though not its limits yet.
@@ -49,22 +51,13 @@ struct Placed {
     /// On v1 hosts, the OOM notification that lets us kill the whole agent. Registered
     /// before the command starts, so not even its first allocation can OOM unseen.
     oom: Option<OomWatch>,
-    /// The `cgroup.procs` files the child writes itself into.
-    procs: Vec<File>,
-    /// Where the cgroup is one directory (pure cgroup v2), that directory, for the child to
-    /// be born in (see [`super::launch`]).
-    dir: Option<File>,
+    /// The cgroup opened for the command to be born in or to join.
+    placement: Placement,
 }
 
 impl Placed {
-    fn open(cgroup: &Cgroup) -> Result<Placed> {
-        let dir = match cgroup.dirs().len() {
-            1 => {
-                Some(File::open(&cgroup.unified).with_context(|| format!("cannot open {}", cgroup.unified.display()))?)
-            }
-            _ => None,
-        };
-        Ok(Placed { oom: OomWatch::register(cgroup)?, procs: place::open_procs(cgroup)?, dir })
+    fn open(cgroup: &Cgroup, proc_root: &Path) -> Result<Placed> {
+        Ok(Placed { oom: OomWatch::register(cgroup)?, placement: Placement::open(cgroup, proc_root)? })
     }
 }
 
@@ -72,7 +65,7 @@ impl NextRun {
     /// Opens what the start needs of `cgroup`, which must exist (for the first run, while
     /// `spawn` is still writing its limits).
     pub fn place(&mut self, cgroup: &Cgroup) -> Result<()> {
-        self.placed = Some(Placed::open(cgroup)?);
+        self.placed = Some(Placed::open(cgroup, &self.proc_root)?);
         Ok(())
     }
 }
@@ -101,16 +94,17 @@ pub fn prepare(plan: &SupervisorPlan) -> Result<NextRun> {
         Prepared::new(Launch { program: &plan.command[0], args: &plan.command[1..], cwd: &plan.workspace, env })
             .with_context(|| format!("cannot start '{}'", plan.command[0]))?;
     let stdin = File::open("/dev/null").context("cannot open /dev/null")?;
-    Ok(NextRun { launch, output, output_write, stdin, placed: None })
+    Ok(NextRun { launch, output, output_write, stdin, placed: None, proc_root: plan.proc_root.clone() })
 }
 
 /// Starts a prepared run. The cgroup must exist with its limits. With `reset_oom_score`, the
 /// command gives up the supervisor's OOM protection before it starts.
 pub fn start(plan: &SupervisorPlan, mut next: NextRun, reset_oom_score: bool) -> Result<Running> {
-    let placed = match next.placed.take() {
+    let mut placed = match next.placed.take() {
         Some(placed) => placed,
-        None => Placed::open(&plan.cgroup)?,
+        None => Placed::open(&plan.cgroup, &plan.proc_root)?,
     };
+    placed.placement.set_oom_score_reset(reset_oom_score);
     let started_at = SystemTime::now();
     let mut launch = next.launch;
     for (key, timeout) in [("FLEET_SOFT_DEADLINE", plan.soft_timeout), ("FLEET_HARD_DEADLINE", plan.hard_timeout)] {
@@ -119,12 +113,7 @@ pub fn start(plan: &SupervisorPlan, mut next: NextRun, reset_oom_score: bool) ->
         }
     }
     let pid = launch
-        .start(
-            next.stdin.into(),
-            next.output_write,
-            Target { procs: &placed.procs, dir: placed.dir.as_ref() },
-            reset_oom_score,
-        )
+        .start(next.stdin.into(), next.output_write, &placed.placement)
         .with_context(|| format!("cannot start '{}' in {}", plan.command[0], plan.workspace.display()))?;
     // `start` closed our copy of the pipe's write end: EOF now means every process of the
     // agent that held it is gone.

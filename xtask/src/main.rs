@@ -16,6 +16,8 @@ mod bench_spawn;
 mod codegen;
 mod dist;
 mod soak;
+#[cfg(test)]
+mod tidy;
 mod vmtest;
 
 use anyhow::{Result, bail};

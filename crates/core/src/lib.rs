@@ -19,6 +19,7 @@ pub mod lock;
 pub mod meminfo;
 pub mod paths;
 pub mod procs;
+pub mod roots;
 pub mod size;
 pub mod state;
 pub mod timefmt;

@@ -87,9 +87,11 @@ fn stat(proc_root: &Path, pid: i32) -> Option<Stat> {
     Stat::from_file(proc_root.join(pid.to_string()).join("stat")).ok()
 }
 
-/// The file a process writes to change its own OOM score, as a C string for use between fork
-/// and exec (where only async-signal-safe calls such as open(2) and write(2) are allowed).
-pub const SELF_OOM_SCORE_ADJ: &std::ffi::CStr = c"/proc/self/oom_score_adj";
+/// How many threads the calling process has (`<proc_root>/self/task` has an entry for each),
+/// or `None` when procfs cannot say. For code that must fork while single-threaded.
+pub fn thread_count(proc_root: &Path) -> Option<usize> {
+    std::fs::read_dir(proc_root.join("self/task")).ok().map(|d| d.count())
+}
 
 /// Makes the calling process the OOM killer's last choice (`oom_score_adj` -1000). Only root
 /// may lower it; others get a permission error the caller may ignore.
@@ -179,6 +181,16 @@ mod tests {
         assert!(me.wait_exit(proc_root, Duration::from_secs(10)));
         child.wait().unwrap();
         assert!(me.wait_exit(proc_root, Duration::ZERO), "a reaped process has exited");
+    }
+
+    #[test]
+    fn threads_are_counted_from_the_task_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        for tid in ["41", "42"] {
+            std::fs::create_dir_all(tmp.path().join("self/task").join(tid)).unwrap();
+        }
+        assert_eq!(thread_count(tmp.path()), Some(2));
+        assert_eq!(thread_count(&tmp.path().join("missing")), None);
     }
 
     #[test]

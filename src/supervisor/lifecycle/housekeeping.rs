@@ -1,7 +1,7 @@
 //! What the supervisor does once, after `spawn` has returned (the housekeeping timer):
 //! OOM protection, the move to `<root>/supervisors`, and letting go of setup memory.
 
-use super::{Supervisor, proc_root};
+use super::Supervisor;
 use fleet_core::procs::protect_from_oom;
 use serde_json::json;
 
@@ -16,7 +16,7 @@ impl Supervisor {
     /// makes meanwhile is one `spawn`'s caller may wait for.
     pub(super) fn housekeeping(&mut self) {
         // Only root may lower oom_score_adj; an unprivileged supervisor runs unprotected.
-        self.oom_protected = protect_from_oom(proc_root()).is_ok();
+        self.oom_protected = protect_from_oom(&self.plan.proc_root).is_ok();
         // The lock file names its holder for a refused spawn's message (when the record
         // cannot say); until now it named `spawn`, which held the same lock.
         if let Err(e) = self.lock.set_holder("supervisor") {
@@ -30,7 +30,7 @@ impl Supervisor {
         }
         // The heap first: the code that trims it would fault back in after the text's release.
         release_free_heap();
-        let _ = fleet_core::procs::release_text_pages(proc_root());
+        let _ = fleet_core::procs::release_text_pages(&self.plan.proc_root);
     }
 }
 

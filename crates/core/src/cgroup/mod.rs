@@ -11,6 +11,7 @@ pub(crate) mod files;
 mod fleet;
 mod layout;
 mod limits;
+mod placement;
 mod stats;
 mod teardown;
 
@@ -19,12 +20,35 @@ pub use events::OomWatch;
 pub use fleet::{Fleet, validate_parent};
 pub use layout::{Layout, Mounts, OwnCgroups};
 pub use limits::Limits;
+pub use placement::{Born, Entry, Placement, Refused, Step};
 pub use stats::{
     HeldCounter, MemoryDetail, MemoryEvents, MemoryStats, Pressure, PressureTotals, parse_pressure,
     parse_pressure_totals,
 };
 
 use std::path::{Path, PathBuf};
+
+/// Makes one cgroup directory in one hierarchy; its parent must exist. Returns whether this
+/// call made it (false: it was there). For a whole [`Cgroup`], see [`Cgroup::create`].
+pub fn make_dir(dir: &Path) -> crate::Result<bool> {
+    match std::fs::create_dir(dir) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(crate::Error::io("create cgroup", dir, e)),
+    }
+}
+
+/// Removes one empty cgroup directory in one hierarchy, as it is: no kill, no retry, so a
+/// cgroup that still has processes or children stays and this fails (`EBUSY`). Returns
+/// whether this call removed it (false: it was gone). To end an agent's cgroup, see
+/// [`Cgroup::kill_and_remove`].
+pub fn remove_empty_dir(dir: &Path) -> crate::Result<bool> {
+    match std::fs::remove_dir(dir) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(crate::Error::io("remove cgroup", dir, e)),
+    }
+}
 
 /// One logical cgroup: its directory in the unified tree and, on hybrid hosts, in the v1
 /// memory and pids hierarchies.
@@ -93,11 +117,7 @@ impl Cgroup {
     pub fn create(&self) -> crate::Result<usize> {
         let mut made = 0;
         for dir in self.dirs().into_iter().rev() {
-            match std::fs::create_dir(dir) {
-                Ok(()) => made += 1,
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(crate::Error::io("create cgroup", dir, e)),
-            }
+            made += usize::from(make_dir(dir)?);
         }
         Ok(made)
     }

@@ -1,36 +1,35 @@
-//! Starting the agent's command in its cgroup, two ways:
+//! Starting the agent's command in its cgroup, the way its [`Placement`] says:
 //!
-//! - **Born in it** where the cgroup is one directory (pure cgroup v2): clone3(2) with
-//!   `CLONE_INTO_CGROUP | CLONE_VFORK`. No `cgroup.procs` write, so no write lock on the
-//!   kernel's migration lock, which without `favordynmods` waits for an RCU grace period
-//!   (13 ms per cold spawn on the machine in docs/benchmarks.md) while holding
-//!   `cgroup_mutex`. The child gets a copy of the supervisor's small memory, as from fork.
-//! - **Joining it** everywhere else (hybrid hosts, whose v1 hierarchies have no such clone,
-//!   and kernels before 5.7): the way posix_spawn(3) starts a command, clone(2) with
-//!   `CLONE_VM | CLONE_VFORK`, and the child writes itself into each `cgroup.procs` before
-//!   exec. It borrows the supervisor's memory until its exec instead of copying it. std's
-//!   `Command` has to fork (copy the page tables, then fault on every page either process
-//!   writes) as soon as a step must run between fork and exec, and the agent needs several:
-//!   see [`crate::agent::place`].
+//! - **Born in it** ([`Placement::birth_dir`], pure cgroup v2): clone3(2) with
+//!   `CLONE_INTO_CGROUP | CLONE_VFORK`. The child gets a copy of the supervisor's small
+//!   memory, as from fork.
+//! - **Joining it** everywhere else (hybrid hosts, and kernels before 5.7 that refuse the
+//!   clone): the way posix_spawn(3) starts a command, clone(2) with `CLONE_VM | CLONE_VFORK`,
+//!   and the child enters its cgroup before exec ([`Placement::enter`]). It borrows the
+//!   supervisor's memory until its exec instead of copying it. std's `Command` has to fork
+//!   (copy the page tables, then fault on every page either process writes) as soon as a step
+//!   must run between fork and exec, and the agent needs several.
 //!
 //! Either way the supervisor sleeps until the exec.
 //!
 //! Everything the child uses is prepared before the clone, most of it before the cgroup
 //! exists ([`Prepared`]): NUL-terminated argv and envp, the workspace path, the program's
-//! path, and (from the caller) the descriptors of the cgroup. The child only makes
+//! path, and (from the caller) the cgroup opened for placement. The child only makes
 //! async-signal-safe calls on them and ends in `execvpe` or `_exit`; a failure's errno and
-//! step reach the parent through a page both share ([`Report`]).
+//! step reach the parent through a page both share ([`memory::Report`]).
+
+mod memory;
 
 use crate::agent::place;
 use anyhow::{Context, Result};
+use fleet_core::cgroup::{Born, Placement, Refused, Step};
+use memory::{Report, Stack};
 use std::{
     ffi::{CStr, CString, OsStr, OsString},
-    fs::File,
     os::{
-        fd::{AsRawFd, OwnedFd, RawFd},
+        fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd},
         unix::ffi::OsStrExt,
     },
-    sync::atomic::{AtomicI32, Ordering},
 };
 
 /// What to start, and where.
@@ -42,12 +41,24 @@ pub struct Launch<'a> {
     pub env: Vec<(&'a str, Option<OsString>)>,
 }
 
-/// The steps the child takes, in order; a failure names the one that failed.
-const STEPS: [&str; 4] = ["set up its descriptors", "enter the workspace", "join its cgroup", "exec"];
+/// The child's own steps; a failure names the one that failed. Entering the cgroup
+/// ([`Placement::enter`]) comes between the workspace and exec, and its steps
+/// ([`Step::ALL`]) are numbered after these.
+const STEPS: [&str; 3] = ["set up its descriptors", "enter the workspace", "exec"];
+const EXEC: usize = 2;
 
-/// The child's stack. execvpe builds each candidate path on the stack (at most PATH_MAX plus
-/// a name), and glibc's copies a script's argv there for /bin/sh.
-const STACK_SIZE: usize = 256 << 10;
+/// The name of the child's step number `step` (see [`STEPS`]).
+fn step_name(step: usize) -> &'static str {
+    match step.checked_sub(STEPS.len()) {
+        None => STEPS[step],
+        Some(placement) => Step::ALL.get(placement).map_or("enter its cgroup", |s| s.what()),
+    }
+}
+
+/// The number a failed step of [`Placement::enter`] is reported under.
+fn placement_step(refused: Refused) -> usize {
+    STEPS.len() + Step::ALL.iter().position(|s| *s == refused.step).unwrap_or(Step::ALL.len())
+}
 
 /// A launch made ready before its cgroup exists: everything the child needs but the
 /// cgroup's descriptors, so that starting it costs one clone and one exec.
@@ -62,13 +73,6 @@ pub struct Prepared {
     script_argv: Option<Vec<CString>>,
     stack: Stack,
     report: Report,
-}
-
-/// Where the child goes: the cgroup's `cgroup.procs` files (from [`place::open_procs`]),
-/// and, where the cgroup is one directory, that directory, to be born in.
-pub struct Target<'a> {
-    pub procs: &'a [File],
-    pub dir: Option<&'a File>,
 }
 
 impl Prepared {
@@ -90,9 +94,9 @@ impl Prepared {
         Ok(())
     }
 
-    /// Starts the command in `target` and returns its pid once it has exec'd. With
-    /// `reset_oom_score`, the child first gives up the OOM protection it inherits.
-    pub fn start(mut self, stdin: OwnedFd, output: OwnedFd, target: Target, reset_oom_score: bool) -> Result<i32> {
+    /// Starts the command in the cgroup of `placement` and returns its pid once it has
+    /// exec'd.
+    pub fn start(mut self, stdin: OwnedFd, output: OwnedFd, placement: &Placement) -> Result<i32> {
         let argv = null_terminated(&self.argv);
         let envp = null_terminated(&self.envp);
         let script_argv = self.script_argv.as_deref().map(null_terminated);
@@ -105,28 +109,32 @@ impl Prepared {
             program: &self.argv[0],
             stdin: stdin.as_raw_fd(),
             output: output.as_raw_fd(),
-            reset_oom_score,
+            placement,
             report: &self.report,
         };
         self.report.clear();
-        let born = match target.dir {
+        let born = match placement.birth_dir() {
             // SAFETY: the child runs `child.run`: async-signal-safe calls only, and it never
             // returns.
-            Some(dir) => unsafe { clone_into(dir, || child.run(&[])) },
+            Some(dir) => unsafe { clone_into(dir, || child.run(Born::InCgroup)) },
             None => None,
         };
         let pid = match born {
             Some(pid) => pid,
             None => {
-                let procs = target.procs;
                 let flags = nix::sched::CloneFlags::CLONE_VM | nix::sched::CloneFlags::CLONE_VFORK;
-                // SAFETY: the child runs `child.run` on `stack` (large enough: see STACK_SIZE,
-                // with a guard page below it) and execs or exits; CLONE_VFORK keeps this thread,
+                // SAFETY: the child runs `child.run` on `stack` (large enough, with a guard page
+                // below it: see `memory::Stack`) and execs or exits; CLONE_VFORK keeps this thread,
                 // and so every value the child borrows, suspended until then. The supervisor is
                 // single-threaded and has no signal handlers installed, so nothing else can run
                 // on the shared memory meanwhile.
                 unsafe {
-                    nix::sched::clone(Box::new(|| child.run(procs)), self.stack.as_mut(), flags, Some(libc::SIGCHLD))
+                    nix::sched::clone(
+                        Box::new(|| child.run(Born::Outside)),
+                        self.stack.as_mut(),
+                        flags,
+                        Some(libc::SIGCHLD),
+                    )
                 }
                 .context("cannot start the agent's process")?
                 .as_raw()
@@ -135,7 +143,7 @@ impl Prepared {
         if let Some((step, errno)) = self.report.failure() {
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
             let err = std::io::Error::from_raw_os_error(errno);
-            return Err(anyhow::Error::new(err).context(format!("cannot {}", STEPS[step])));
+            return Err(anyhow::Error::new(err).context(format!("cannot {}", step_name(step))));
         }
         Ok(pid)
     }
@@ -151,13 +159,14 @@ struct Child<'a> {
     program: &'a CStr,
     stdin: RawFd,
     output: RawFd,
-    reset_oom_score: bool,
+    placement: &'a Placement,
     report: &'a Report,
 }
 
 impl Child<'_> {
-    /// The child's side, from the clone to the exec, joining each of `procs` on the way.
-    fn run(&self, procs: &[File]) -> ! {
+    /// The child's side, from the clone to the exec, entering its cgroup on the way as a
+    /// process `born` there or not.
+    fn run(&self, born: Born) -> ! {
         // SAFETY: this runs in the clone child, on memory that is either shared with the
         // suspended supervisor or a copy of it: only async-signal-safe calls on data prepared
         // before the clone, and it leaves by exec or _exit, never by returning.
@@ -169,9 +178,6 @@ impl Child<'_> {
             // The supervisor ignores SIGPIPE, and an ignored disposition survives exec.
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
             place::unblock_signals();
-            if self.reset_oom_score {
-                place::reset_oom_score();
-            }
             if libc::dup2(self.stdin, 0) < 0 || libc::dup2(self.output, 1) < 0 || libc::dup2(self.output, 2) < 0 {
                 fail(0);
             }
@@ -180,8 +186,9 @@ impl Child<'_> {
             }
             // Its own process group, so signals meant for the supervisor's never reach it.
             libc::setpgid(0, 0);
-            if place::join(procs).is_err() {
-                fail(2);
+            if let Err(refused) = self.placement.enter(born) {
+                self.report.fail(placement_step(refused), refused.errno);
+                libc::_exit(127)
             }
             if let Some(path) = self.found {
                 libc::execve(path.as_ptr(), self.argv.as_ptr(), self.envp.as_ptr());
@@ -194,7 +201,7 @@ impl Child<'_> {
                 libc::execve(c"/bin/sh".as_ptr(), script_argv.as_ptr(), self.envp.as_ptr());
                 *libc::__errno_location() = errno;
             }
-            fail(3)
+            fail(EXEC)
         }
     }
 }
@@ -226,7 +233,7 @@ const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 /// # Safety
 /// The child is a copy of the calling thread alone, as after fork(2): `child` must make only
 /// async-signal-safe calls and end in exec or `_exit`.
-unsafe fn clone_into(dir: &File, child: impl FnOnce()) -> Option<i32> {
+unsafe fn clone_into(dir: BorrowedFd, child: impl FnOnce()) -> Option<i32> {
     let mut args = CloneArgs {
         flags: libc::CLONE_VFORK as u64 | CLONE_INTO_CGROUP,
         exit_signal: libc::SIGCHLD as u64,
@@ -243,64 +250,6 @@ unsafe fn clone_into(dir: &File, child: impl FnOnce()) -> Option<i32> {
         }
         pid if pid > 0 => Some(pid as i32),
         _ => None,
-    }
-}
-
-/// A failure's step and errno, written by the child and read by the supervisor after the
-/// exec (or exit): a shared page, so a child born of clone3 (a copy of the supervisor's
-/// memory) reaches the same place as one that borrows it.
-struct Report {
-    page: std::ptr::NonNull<AtomicI32>,
-}
-
-const REPORT_SIZE: usize = 4096;
-
-impl Report {
-    fn new() -> Result<Report> {
-        // SAFETY: a fresh shared anonymous mapping, zeroed by the kernel; nothing else refers to it.
-        let page = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                REPORT_SIZE,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if page == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error()).context("cannot map a page for the agent's start");
-        }
-        Ok(Report { page: std::ptr::NonNull::new(page.cast()).context("mmap returned null")? })
-    }
-
-    fn slots(&self) -> (&AtomicI32, &AtomicI32) {
-        // SAFETY: the page holds at least two aligned i32s, zeroed or written only atomically,
-        // for as long as `self` lives.
-        unsafe { (self.page.as_ref(), &*self.page.as_ptr().add(1)) }
-    }
-
-    fn clear(&self) {
-        self.slots().0.store(-1, Ordering::Relaxed);
-    }
-
-    /// For the child: async-signal-safe, two stores.
-    fn fail(&self, step: usize, errno: i32) {
-        let (step_slot, errno_slot) = self.slots();
-        errno_slot.store(errno, Ordering::Relaxed);
-        step_slot.store(step as i32, Ordering::Relaxed);
-    }
-
-    fn failure(&self) -> Option<(usize, i32)> {
-        let (step, errno) = self.slots();
-        usize::try_from(step.load(Ordering::Relaxed)).ok().map(|s| (s, errno.load(Ordering::Relaxed)))
-    }
-}
-
-impl Drop for Report {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping `new` made; the child has exec'd or exited.
-        unsafe { libc::munmap(self.page.as_ptr().cast(), REPORT_SIZE) };
     }
 }
 
@@ -352,90 +301,88 @@ fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
     strings.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect()
 }
 
-/// The child's stack: its own mapping, with an inaccessible page below it, so an overflow
-/// faults instead of writing into the supervisor's memory.
-struct Stack {
-    base: std::ptr::NonNull<libc::c_void>,
-}
-
-const GUARD: usize = 4096;
-
-impl Stack {
-    fn new() -> Result<Stack> {
-        // SAFETY: a fresh private anonymous mapping; nothing else refers to it.
-        let base = unsafe {
-            let p = libc::mmap(
-                std::ptr::null_mut(),
-                STACK_SIZE + GUARD,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
-                -1,
-                0,
-            );
-            if p == libc::MAP_FAILED || libc::mprotect(p, GUARD, libc::PROT_NONE) != 0 {
-                return Err(std::io::Error::last_os_error()).context("cannot map a stack for the agent's start");
-            }
-            p
-        };
-        Ok(Stack { base: std::ptr::NonNull::new(base).context("mmap returned null")? })
-    }
-
-    fn as_mut(&mut self) -> &mut [u8] {
-        // SAFETY: the mapping above the guard page is ours, readable and writable, for as long
-        // as `self` lives.
-        unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr().cast::<u8>().add(GUARD), STACK_SIZE) }
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping `new` made; the child has exec'd or exited.
-        unsafe { libc::munmap(self.base.as_ptr(), STACK_SIZE + GUARD) };
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fleet_core::cgroup::{Fleet, Mounts, OwnCgroups};
-    use std::path::Path;
+    use fleet_core::{
+        cgroup::{Cgroup, Fleet, Layout, Mounts, OwnCgroups},
+        roots::Roots,
+    };
+    use std::{fs::File, path::Path};
+
+    fn start(program: &str, args: &[String], placement: &Placement) -> Result<i32> {
+        let cwd = std::env::temp_dir();
+        let launch = Launch { program, args, cwd: &cwd, env: Vec::new() };
+        let (stdin, output) = (File::open("/dev/null").unwrap(), File::create("/dev/null").unwrap());
+        Prepared::new(launch).unwrap().start(stdin.into(), output.into(), placement)
+    }
 
     /// The clone3 way, for real: the command's first cgroup is the one it was given, though
     /// nothing wrote it into `cgroup.procs`. This host's cgroup2 tree takes CLONE_INTO_CGROUP
-    /// whether or not it has controllers, so the test runs on hybrid hosts too.
+    /// whether or not it has controllers, so the test runs on hybrid hosts too, with a cgroup
+    /// of that tree alone (which is what makes its placement a birth).
     #[test]
     fn a_command_is_born_in_the_cgroup_whose_directory_it_is_given() {
         if !nix::unistd::geteuid().is_root() {
             eprintln!("skipped: making a cgroup needs root");
             return;
         }
-        let proc_root = Path::new("/proc");
-        let (mounts, own) = (Mounts::detect(proc_root).unwrap(), OwnCgroups::read(proc_root).unwrap());
+        let roots = Roots::host();
+        let mounts = Mounts::locate(&roots.cgroup, &roots.proc).unwrap();
+        let own = OwnCgroups::read(&roots.proc).unwrap();
         let name = format!("fleetctl-test-born-{}", std::process::id());
         // Under this process's own cgroup, as every test nests its fleet; the cgroup2 tree alone.
-        let dir = Fleet::resolve(&mounts, &own, &name).unwrap().root.unified;
-        std::fs::create_dir(&dir).unwrap();
-        let cwd = std::env::temp_dir();
-        let launch = Launch { program: "sleep", args: &["1000".to_string()], cwd: &cwd, env: Vec::new() };
-        let (stdin, output) = (File::open("/dev/null").unwrap(), File::create("/dev/null").unwrap());
-        let target = Target { procs: &[], dir: Some(&File::open(&dir).unwrap()) };
-        let pid = Prepared::new(launch).unwrap().start(stdin.into(), output.into(), target, false).unwrap();
+        let unified = Fleet::resolve(&mounts, &own, &name).unwrap().root.unified;
+        let cgroup = Cgroup { layout: Layout::Unified, unified, memory_v1: None, pids_v1: None };
+        cgroup.create().unwrap();
+        let placement = Placement::open(&cgroup, &roots.proc).unwrap();
+        let pid = start("sleep", &["1000".to_string()], &placement).unwrap();
 
-        let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        let text = std::fs::read_to_string(roots.proc.join(pid.to_string()).join("cgroup")).unwrap();
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-        std::fs::remove_dir(&dir).unwrap();
-        let unified = cgroup.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or_default();
-        assert!(unified.ends_with(&format!("/{name}")), "born in {unified:?}, not in {name}");
+        drop(placement);
+        cgroup.remove().unwrap();
+        let born_in = OwnCgroups::parse(&text).unified;
+        assert!(born_in.ends_with(&format!("/{name}")), "born in {born_in:?}, not in {name}");
+    }
+
+    /// A cgroup of a hybrid host's shape whose `cgroup.procs` are plain files (or, for
+    /// `refusing`, one the kernel answers every write with ENOSPC): for the launcher's error
+    /// reports, without root.
+    fn joinable(tmp: &Path, refusing: bool) -> Placement {
+        let dir = |h: &str| {
+            let d = tmp.join(h);
+            std::fs::create_dir(&d).unwrap();
+            match (refusing, h) {
+                (true, "pids") => std::os::unix::fs::symlink("/dev/full", d.join("cgroup.procs")).unwrap(),
+                _ => std::fs::write(d.join("cgroup.procs"), "").unwrap(),
+            }
+            d
+        };
+        let cgroup = Cgroup {
+            layout: Layout::Hybrid,
+            unified: dir("unified"),
+            memory_v1: Some(dir("memory")),
+            pids_v1: Some(dir("pids")),
+        };
+        Placement::open(&cgroup, tmp).unwrap()
     }
 
     #[test]
     fn a_failed_step_is_named_with_its_errno() {
-        let cwd = std::env::temp_dir();
-        let launch = Launch { program: "/nonexistent/fleetctl-test", args: &[], cwd: &cwd, env: Vec::new() };
-        let (stdin, output) = (File::open("/dev/null").unwrap(), File::create("/dev/null").unwrap());
-        let target = Target { procs: &[], dir: None };
-        let err = Prepared::new(launch).unwrap().start(stdin.into(), output.into(), target, false).unwrap_err();
+        let tmp = tempfile::tempdir().unwrap();
+        let err = start("/nonexistent/fleetctl-test", &[], &joinable(tmp.path(), false)).unwrap_err();
         assert_eq!(format!("{err:#}"), "cannot exec: No such file or directory (os error 2)");
+    }
+
+    #[test]
+    fn a_refused_placement_is_named_and_nothing_is_exec_d() {
+        let tmp = tempfile::tempdir().unwrap();
+        let marker = tmp.path().join("ran");
+        let script = format!("touch {}", marker.display());
+        let err = start("sh", &["-c".to_string(), script], &joinable(tmp.path(), true)).unwrap_err();
+        assert_eq!(format!("{err:#}"), "cannot join its cgroup: No space left on device (os error 28)");
+        assert!(!marker.exists(), "the command ran outside its cgroup");
     }
 }
