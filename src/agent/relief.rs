@@ -157,7 +157,7 @@ pub struct Relief {
     /// SIGTERM-to-kill grace; zero kills at once.
     pub grace: std::time::Duration,
     /// Each agent's growth over a recent window, by id, for [`ReliefOrder::Growth`]: the
-    /// watcher's samples (`usage::LightSampler::growth`); empty for one-shot relief.
+    /// watcher's samples (`sample::LightSampler::growth`); empty for one-shot relief.
     pub growth: std::collections::HashMap<String, u64>,
 }
 
@@ -201,8 +201,9 @@ pub fn measure_and_plan(
     relief: &Relief,
     extra_protect: &[fleet_core::id::AgentId],
 ) -> anyhow::Result<(fleet_core::meminfo::Budget, Plan)> {
+    use crate::agent::sample::{self, Detail};
     let budget = fleet_core::meminfo::Budget::measure(&ctx.fleet, &ctx.proc_root)?;
-    let candidates = crate::agent::usage::measure_live(ctx, crate::agent::usage::Detail::Reclaim)?
+    let candidates = sample::live(ctx, Detail::Relief)?
         .into_iter()
         .map(|u| Candidate {
             bytes: u.reclaimable_by_kill(),

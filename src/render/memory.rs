@@ -1,49 +1,7 @@
-//! The `memory` report; `--json` schema 1 (documented in `docs/memory-json.md`).
+//! The `memory` table: one row per agent and the totals against the budget.
 
-use fleet_core::{cgroup::MemoryEvents, size::format_iec, state::AgentState};
-use serde::Serialize;
-
-/// The `--json` schema version.
-pub const MEMORY_SCHEMA: u32 = 1;
-
-/// The whole report.
-#[derive(Debug, Serialize)]
-pub struct MemoryReport {
-    /// [`MEMORY_SCHEMA`].
-    pub schema: u32,
-    /// Sorted rows.
-    pub agents: Vec<AgentMemory>,
-    /// The totals row and the budget.
-    pub totals: Totals,
-}
-
-/// One agent.
-#[derive(Debug, Serialize)]
-pub struct AgentMemory {
-    pub id: String,
-    pub state: AgentState,
-    pub current_bytes: u64,
-    pub high_bytes: Option<u64>,
-    pub max_bytes: Option<u64>,
-    pub percent_of_max: Option<f64>,
-    pub peak_bytes: Option<u64>,
-    pub events: MemoryEvents,
-    pub pressure_some_avg10: f64,
-    pub pressure_full_avg10: f64,
-    pub protect: bool,
-}
-
-/// Totals against the budget.
-#[derive(Debug, Serialize)]
-pub struct Totals {
-    pub agents: usize,
-    pub current_bytes: u64,
-    pub budget_bytes: u64,
-    pub used_bytes: u64,
-    pub used_percent: f64,
-    pub spawn_threshold: u8,
-    pub kill_threshold: u8,
-}
+use crate::agent::sample::memory::MemoryReport;
+use fleet_core::size::format_iec;
 
 /// The human rendering.
 pub fn render_table(r: &MemoryReport) -> String {

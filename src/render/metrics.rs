@@ -2,7 +2,7 @@
 //! monitoring can scrape every node of a fleet (node_exporter's textfile collector reads
 //! the file `watch --metrics-file` rewrites).
 
-use crate::render::status::StatusReport;
+use crate::agent::sample::status::{AgentStatus, StatusReport};
 use fleet_core::{cgroup::PressureTotals, journal_counts::JournalCounts, state::AgentState};
 use std::{collections::BTreeMap, fmt::Write};
 
@@ -65,7 +65,7 @@ pub fn render(report: &StatusReport, counters: &FleetCounters) -> String {
         let _ = writeln!(out, "fleet_agents{{state=\"{s}\"}} {n}");
     }
 
-    type Field = fn(&crate::render::status::AgentStatus) -> Option<f64>;
+    type Field = fn(&AgentStatus) -> Option<f64>;
     let per_agent: [(&str, &str, &str, Field); 7] = [
         ("fleet_agent_memory_bytes", "gauge", "Memory charged to the agent's cgroup.", |a| {
             a.memory_current_bytes.map(|v| v as f64)

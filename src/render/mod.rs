@@ -1,5 +1,6 @@
-//! Rendering is pure: commands build report structs, these functions turn them into a table
-//! or JSON, and commands print the result. `--json` and the table come from the same structs.
+//! Rendering is pure: the sampler builds the reports (`agent::sample`), these functions turn
+//! them into a table or exposition text, and commands print the result. `--json` serializes
+//! the same structs the tables are made from.
 
 pub mod memory;
 pub mod metrics;
