@@ -11,6 +11,8 @@
 mod light;
 pub mod memory;
 pub mod status;
+#[cfg(test)]
+mod tests;
 
 pub use light::{Light, LightSampler};
 
