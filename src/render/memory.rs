@@ -34,3 +34,45 @@ pub fn render_table(r: &MemoryReport) -> String {
     ]);
     format!("{t}\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        agent::sample::memory::{AgentMemory, Totals},
+        render::fixtures::MIB,
+    };
+    use fleet_core::{cgroup::MemoryEvents, state::AgentState};
+
+    #[test]
+    fn the_table_has_a_row_per_agent_and_the_totals() {
+        let row = |id: &str, current, max: Option<u64>, protect| AgentMemory {
+            id: id.into(),
+            state: AgentState::Running,
+            current_bytes: current,
+            high_bytes: None,
+            max_bytes: max,
+            percent_of_max: max.map(|m| fleet_core::meminfo::percent_1dp(current, m)),
+            peak_bytes: Some(current * 2),
+            events: MemoryEvents { high: 1, max: 2, oom: 3, oom_kill: 4 },
+            pressure_some_avg10: 1.5,
+            pressure_full_avg10: 0.0,
+            protect,
+        };
+        let report = MemoryReport {
+            schema: 1,
+            agents: vec![row("big", 192 * MIB, Some(256 * MIB), true), row("small", 1000, None, false)],
+            totals: Totals {
+                agents: 2,
+                current_bytes: 192 * MIB + 1000,
+                budget_bytes: 4096 * MIB,
+                used_bytes: 1024 * MIB,
+                used_percent: 25.0,
+                spawn_threshold: 85,
+                kill_threshold: 95,
+            },
+        };
+        let text = render_table(&report);
+        assert_eq!(text, include_str!("testdata/memory.txt"), "\n{text}");
+    }
+}

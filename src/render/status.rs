@@ -102,3 +102,45 @@ fn deadlines(a: &AgentStatus) -> String {
         .collect();
     if parts.is_empty() { "-".into() } else { parts.join(", ") }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{agent::sample::status::BadRecordStatus, render::fixtures};
+    use fleet_core::state::AgentState;
+
+    #[test]
+    fn the_table_shows_the_host_each_agent_and_unreadable_records() {
+        let mut ended = fixtures::agent("done", AgentState::Exited);
+        ended.cause = Some("exited with status 0".into());
+        let mut no_record = fixtures::agent("stray", AgentState::Orphaned);
+        no_record.workspace = Default::default();
+        no_record.memory_current_bytes = Some(512);
+        no_record.cause = Some("the cause is not shown".into());
+        no_record.record_error = Some("it has no record".into());
+        let report = StatusReport {
+            schema: 1,
+            host: fixtures::host(),
+            agents: vec![fixtures::running("web"), no_record, ended],
+            bad_records: vec![BadRecordStatus { path: "/state/x/state.json".into(), error: "EOF".into() }],
+        };
+        let text = render_table(&report);
+        assert_eq!(text, include_str!("testdata/status.txt"), "\n{text}");
+    }
+
+    #[test]
+    fn an_empty_fleet_without_psi_says_so() {
+        let mut host = fixtures::host();
+        (host.pressure_some_avg10, host.pressure_full_avg10) = (None, None);
+        host.agents_by_state.clear();
+        host.budget_source = fleet_core::meminfo::BudgetSource::FleetRoot;
+        let text = render_table(&StatusReport { schema: 1, host, agents: vec![], bad_records: vec![] });
+        assert_eq!(
+            text,
+            "fleet memory: 1.0 GiB of 4.0 GiB used (25.0 %), 3.0 GiB available; spawn stops at 85 %, kill at 95 %\n\
+             budget: fleet root memory.max; pressure: no PSI; swap: 0 B of 2.0 GiB; layout: cgroup v2 (unified)\n\
+             fleet root: /sys/fs/cgroup/fleet; agents: none\n\
+             no agents\n"
+        );
+    }
+}
