@@ -195,7 +195,9 @@ pub enum Outcome {
     },
 }
 
-/// Measures the budget and every live agent, and plans from them.
+/// Measures the budget and every live agent, and plans from them. Reclaimable page cache
+/// (memory.stat, the costly read) is sampled only when the fleet is at or above the target,
+/// where victims must be chosen; below it the plan is empty.
 pub fn measure_and_plan(
     ctx: &crate::context::Ctx,
     relief: &Relief,
@@ -203,7 +205,12 @@ pub fn measure_and_plan(
 ) -> anyhow::Result<(fleet_core::meminfo::Budget, Plan)> {
     use crate::agent::sample::{self, Detail};
     let budget = fleet_core::meminfo::Budget::measure(&ctx.fleet, &ctx.proc_root)?;
-    let candidates = sample::live(ctx, Detail::Relief)?
+    let target = budget.total * u64::from(relief.target_percent) / 100;
+    // Read (and unreadable records named) either way, so every run of relief says the same.
+    let live = sample::live_views(ctx)?;
+    let live =
+        if budget.used < target { Vec::new() } else { sample::measured(sample::agents(ctx, live, Detail::Relief)) };
+    let candidates = live
         .into_iter()
         .map(|u| Candidate {
             bytes: u.reclaimable_by_kill(),
@@ -218,7 +225,6 @@ pub fn measure_and_plan(
             id: u.view.record.id.to_string(),
         })
         .collect();
-    let target = budget.total * u64::from(relief.target_percent) / 100;
     Ok((budget, plan(candidates, budget.used, target, relief.order)))
 }
 
