@@ -11,9 +11,9 @@ pub mod leases;
 pub mod place;
 pub mod plan;
 pub mod relief;
+pub mod sample;
 pub mod stop;
 pub mod unreadable;
-pub mod usage;
 pub mod view;
 
 /// Maps `f` over `items` on a few scoped threads, keeping the order. Reading hundreds of

@@ -157,7 +157,7 @@ pub struct Relief {
     /// SIGTERM-to-kill grace; zero kills at once.
     pub grace: std::time::Duration,
     /// Each agent's growth over a recent window, by id, for [`ReliefOrder::Growth`]: the
-    /// watcher's samples (`usage::LightSampler::growth`); empty for one-shot relief.
+    /// watcher's samples (`sample::LightSampler::growth`); empty for one-shot relief.
     pub growth: std::collections::HashMap<String, u64>,
 }
 
@@ -195,14 +195,22 @@ pub enum Outcome {
     },
 }
 
-/// Measures the budget and every live agent, and plans from them.
+/// Measures the budget and every live agent, and plans from them. Reclaimable page cache
+/// (memory.stat, the costly read) is sampled only when the fleet is at or above the target,
+/// where victims must be chosen; below it the plan is empty.
 pub fn measure_and_plan(
     ctx: &crate::context::Ctx,
     relief: &Relief,
     extra_protect: &[fleet_core::id::AgentId],
 ) -> anyhow::Result<(fleet_core::meminfo::Budget, Plan)> {
+    use crate::agent::sample::{self, Detail};
     let budget = fleet_core::meminfo::Budget::measure(&ctx.fleet, &ctx.proc_root)?;
-    let candidates = crate::agent::usage::measure_live(ctx, crate::agent::usage::Detail::Reclaim)?
+    let target = budget.total * u64::from(relief.target_percent) / 100;
+    // Read (and unreadable records named) either way, so every run of relief says the same.
+    let live = sample::live_views(ctx)?;
+    let live =
+        if budget.used < target { Vec::new() } else { sample::measured(sample::agents(ctx, live, Detail::Relief)) };
+    let candidates = live
         .into_iter()
         .map(|u| Candidate {
             bytes: u.reclaimable_by_kill(),
@@ -217,7 +225,6 @@ pub fn measure_and_plan(
             id: u.view.record.id.to_string(),
         })
         .collect();
-    let target = budget.total * u64::from(relief.target_percent) / 100;
     Ok((budget, plan(candidates, budget.used, target, relief.order)))
 }
 

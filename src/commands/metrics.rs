@@ -1,8 +1,13 @@
 //! `fleetctl metrics`: the host and every agent in Prometheus text format.
 
-use crate::{commands::status, context::Ctx, exit::Exit, render, render::metrics::FleetCounters};
+use crate::{
+    agent::sample::{Detail, status},
+    context::Ctx,
+    exit::Exit,
+    render,
+    render::metrics::FleetCounters,
+};
 use anyhow::Result;
-use fleet_cli::StatusArgs;
 
 /// Entry point.
 pub fn run(ctx: &Ctx) -> Result<Exit> {
@@ -12,8 +17,7 @@ pub fn run(ctx: &Ctx) -> Result<Exit> {
 
 /// The exposition text, for `metrics` and `watch --metrics-file`.
 pub fn text(ctx: &Ctx) -> Result<String> {
-    let all = StatusArgs { ids: Vec::new(), state: Vec::new(), json: false };
-    let report = status::build(ctx, &all)?;
+    let report = status::report(ctx, status::Shown::default(), Detail::Metrics)?;
     // The journal's counts so far: cached with the offset they cover, so a scrape reads only
     // what was appended since the last one.
     let journal = fleet_core::journal_counts::count(&ctx.dirs.journal_path(), &ctx.dirs.journal_counts_path())?;

@@ -1,49 +1,7 @@
-//! The `memory` report; `--json` schema 1 (documented in `docs/memory-json.md`).
+//! The `memory` table: one row per agent and the totals against the budget.
 
-use fleet_core::{cgroup::MemoryEvents, size::format_iec, state::AgentState};
-use serde::Serialize;
-
-/// The `--json` schema version.
-pub const MEMORY_SCHEMA: u32 = 1;
-
-/// The whole report.
-#[derive(Debug, Serialize)]
-pub struct MemoryReport {
-    /// [`MEMORY_SCHEMA`].
-    pub schema: u32,
-    /// Sorted rows.
-    pub agents: Vec<AgentMemory>,
-    /// The totals row and the budget.
-    pub totals: Totals,
-}
-
-/// One agent.
-#[derive(Debug, Serialize)]
-pub struct AgentMemory {
-    pub id: String,
-    pub state: AgentState,
-    pub current_bytes: u64,
-    pub high_bytes: Option<u64>,
-    pub max_bytes: Option<u64>,
-    pub percent_of_max: Option<f64>,
-    pub peak_bytes: Option<u64>,
-    pub events: MemoryEvents,
-    pub pressure_some_avg10: f64,
-    pub pressure_full_avg10: f64,
-    pub protect: bool,
-}
-
-/// Totals against the budget.
-#[derive(Debug, Serialize)]
-pub struct Totals {
-    pub agents: usize,
-    pub current_bytes: u64,
-    pub budget_bytes: u64,
-    pub used_bytes: u64,
-    pub used_percent: f64,
-    pub spawn_threshold: u8,
-    pub kill_threshold: u8,
-}
+use crate::agent::sample::memory::MemoryReport;
+use fleet_core::size::format_iec;
 
 /// The human rendering.
 pub fn render_table(r: &MemoryReport) -> String {
@@ -75,4 +33,46 @@ pub fn render_table(r: &MemoryReport) -> String {
         format!("kill at {} %", x.kill_threshold),
     ]);
     format!("{t}\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        agent::sample::memory::{AgentMemory, Totals},
+        render::fixtures::MIB,
+    };
+    use fleet_core::{cgroup::MemoryEvents, state::AgentState};
+
+    #[test]
+    fn the_table_has_a_row_per_agent_and_the_totals() {
+        let row = |id: &str, current, max: Option<u64>, protect| AgentMemory {
+            id: id.into(),
+            state: AgentState::Running,
+            current_bytes: current,
+            high_bytes: None,
+            max_bytes: max,
+            percent_of_max: max.map(|m| fleet_core::meminfo::percent_1dp(current, m)),
+            peak_bytes: Some(current * 2),
+            events: MemoryEvents { high: 1, max: 2, oom: 3, oom_kill: 4 },
+            pressure_some_avg10: 1.5,
+            pressure_full_avg10: 0.0,
+            protect,
+        };
+        let report = MemoryReport {
+            schema: 1,
+            agents: vec![row("big", 192 * MIB, Some(256 * MIB), true), row("small", 1000, None, false)],
+            totals: Totals {
+                agents: 2,
+                current_bytes: 192 * MIB + 1000,
+                budget_bytes: 4096 * MIB,
+                used_bytes: 1024 * MIB,
+                used_percent: 25.0,
+                spawn_threshold: 85,
+                kill_threshold: 95,
+            },
+        };
+        let text = render_table(&report);
+        assert_eq!(text, include_str!("testdata/memory.txt"), "\n{text}");
+    }
 }

@@ -2,7 +2,7 @@
 //! monitoring can scrape every node of a fleet (node_exporter's textfile collector reads
 //! the file `watch --metrics-file` rewrites).
 
-use crate::render::status::StatusReport;
+use crate::agent::sample::status::{AgentStatus, StatusReport};
 use fleet_core::{cgroup::PressureTotals, journal_counts::JournalCounts, state::AgentState};
 use std::{collections::BTreeMap, fmt::Write};
 
@@ -65,7 +65,7 @@ pub fn render(report: &StatusReport, counters: &FleetCounters) -> String {
         let _ = writeln!(out, "fleet_agents{{state=\"{s}\"}} {n}");
     }
 
-    type Field = fn(&crate::render::status::AgentStatus) -> Option<f64>;
+    type Field = fn(&AgentStatus) -> Option<f64>;
     let per_agent: [(&str, &str, &str, Field); 7] = [
         ("fleet_agent_memory_bytes", "gauge", "Memory charged to the agent's cgroup.", |a| {
             a.memory_current_bytes.map(|v| v as f64)
@@ -230,5 +230,42 @@ mod tests {
             assert!(out.contains(want), "no {want:?} in:\n{out}");
         }
         assert!(!out.contains("state=\"running\""), "only ends are exits:\n{out}");
+    }
+
+    #[test]
+    fn the_report_becomes_gauges_per_host_state_and_agent() {
+        use crate::render::fixtures::{self, MIB};
+        let mut odd = fixtures::agent("we\"ird", AgentState::Exited);
+        odd.restarts = 1;
+        let report = StatusReport {
+            schema: 1,
+            host: fixtures::host(),
+            agents: vec![fixtures::running("web"), odd],
+            bad_records: vec![],
+        };
+        let out = render(&report, &FleetCounters::default());
+        for want in [
+            "# HELP fleet_memory_budget_bytes The fleet's memory budget: the fleet root's memory limit, or MemTotal.\n\
+             # TYPE fleet_memory_budget_bytes gauge\nfleet_memory_budget_bytes 4294967296\n",
+            "fleet_memory_used_ratio 0.25\n",
+            "fleet_spawn_threshold_ratio 0.85\n",
+            "fleet_memory_pressure_some_ratio 0.015\n",
+            "fleet_agents{state=\"running\"} 1\n",
+            "fleet_agents{state=\"oom-killed\"} 0\n",
+            &format!("fleet_agent_memory_bytes{{id=\"web\"}} {}\n", 64 * MIB),
+            "fleet_agent_tasks{id=\"web\"} 3\n",
+            "fleet_agent_uptime_seconds{id=\"web\"} 125\n",
+            "fleet_agent_oom_kills_total{id=\"web\"} 1\n",
+            "# TYPE fleet_agent_restarts_total counter\n",
+            "fleet_agent_restarts_total{id=\"we\\\"ird\"} 1\n",
+            "fleet_agent_info{id=\"we\\\"ird\",state=\"exited\"} 1\n",
+        ] {
+            assert!(out.contains(want), "no {want:?} in:\n{out}");
+        }
+        // What was not measured is left out, not written as zero; CPU is not exported.
+        assert!(!out.contains("fleet_agent_memory_bytes{id=\"we\\\""), "{out}");
+        assert!(!out.contains("cpu"), "{out}");
+        // Without PSI counters, no stall totals.
+        assert!(!out.contains("seconds_total"), "{out}");
     }
 }

@@ -46,3 +46,53 @@ pub fn render_step(id: &AgentId, bytes: u64, before: &Budget, after: &Budget) ->
         format_iec(before.used.saturating_sub(after.used))
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        agent::relief::{Plan, Step},
+        render::fixtures::MIB,
+    };
+    use fleet_core::meminfo::BudgetSource;
+
+    fn budget(used_mib: u64) -> Budget {
+        Budget { total: 1000 * MIB, used: used_mib * MIB, source: BudgetSource::Host, swap_total: 0, swap_used: 0 }
+    }
+
+    #[test]
+    fn a_plan_lists_its_victims_and_names_the_spared() {
+        let step = |id: &str, mib: u64, freed: u64| Step {
+            id: id.into(),
+            bytes: mib * MIB,
+            freed_so_far: freed * MIB,
+            projected_used: (960 - freed) * MIB,
+        };
+        let plan = Plan {
+            steps: vec![step("a", 200, 200), step("b", 100, 300)],
+            reaches_target: true,
+            protected: vec!["db".into(), "ci".into()],
+        };
+        let text = render_plan(&plan, &budget(960), 70, true);
+        assert_eq!(text, include_str!("testdata/relief-plan.txt"), "\n{text}");
+        let real = render_plan(&plan, &budget(960), 70, false);
+        assert!(real.ends_with("plan: kill 2 agent(s); sparing protected db, ci\n"), "{real}");
+    }
+
+    #[test]
+    fn an_empty_plan_says_why() {
+        let none = |reaches_target| Plan { steps: vec![], reaches_target, protected: vec!["db".into()] };
+        let head = "fleet at 50.0 % (500.0 MiB of 1000.0 MiB); target below 70 %\n";
+        assert_eq!(render_plan(&none(true), &budget(500), 70, false), format!("{head}nothing to kill\n"));
+        assert_eq!(render_plan(&none(false), &budget(500), 70, false), format!("{head}no agent can be killed\n"));
+    }
+
+    #[test]
+    fn a_kill_line_says_what_it_freed() {
+        let id: AgentId = "a".parse().expect("id");
+        assert_eq!(
+            render_step(&id, 200 * MIB, &budget(960), &budget(750)),
+            "killed a (held 200.0 MiB): fleet 96.0 % -> 75.0 %, freed 210.0 MiB"
+        );
+    }
+}

@@ -1,112 +1,7 @@
-//! The `status` report: the host header and one row per agent; `--json` schema 1.
+//! The `status` table: the host header and one row per agent.
 
-use fleet_core::{
-    size::format_iec,
-    state::AgentState,
-    timefmt::{human_duration, rfc3339},
-};
-use serde::Serialize;
-use std::{collections::BTreeMap, path::PathBuf, time::SystemTime};
-
-/// The `--json` schema version; bumped when a field changes meaning or goes away.
-pub const STATUS_SCHEMA: u32 = 1;
-
-/// The whole report.
-#[derive(Debug, Serialize)]
-pub struct StatusReport {
-    /// [`STATUS_SCHEMA`].
-    pub schema: u32,
-    /// The host and fleet.
-    pub host: HostStatus,
-    /// One entry per agent shown.
-    pub agents: Vec<AgentStatus>,
-    /// Records that could not be read.
-    pub bad_records: Vec<BadRecordStatus>,
-}
-
-/// The host header.
-#[derive(Debug, Serialize)]
-pub struct HostStatus {
-    /// `unified` or `hybrid`.
-    pub layout: fleet_core::cgroup::Layout,
-    /// The fleet root (unified-tree path).
-    pub fleet_root: PathBuf,
-    /// Bytes the fleet may use.
-    pub budget_bytes: u64,
-    /// `host` (MemTotal) or `fleet-root` (its memory limit).
-    pub budget_source: fleet_core::meminfo::BudgetSource,
-    /// Bytes in use.
-    pub used_bytes: u64,
-    /// Bytes available.
-    pub available_bytes: u64,
-    /// Used, percent of budget.
-    pub used_percent: f64,
-    /// Spawns are refused at or above this percentage.
-    pub spawn_threshold: u8,
-    /// The watcher kills at or above this percentage.
-    pub kill_threshold: u8,
-    /// Host swap size.
-    pub swap_total_bytes: u64,
-    /// Host swap in use.
-    pub swap_used_bytes: u64,
-    /// Host memory pressure, PSI some avg10 (percent of the last 10 s); null without PSI.
-    pub pressure_some_avg10: Option<f64>,
-    /// Host memory pressure, PSI full avg10.
-    pub pressure_full_avg10: Option<f64>,
-    /// Agent counts by state (all agents, before filters).
-    pub agents_by_state: BTreeMap<AgentState, usize>,
-}
-
-/// One agent row.
-#[derive(Debug, Serialize)]
-pub struct AgentStatus {
-    pub id: String,
-    pub state: AgentState,
-    pub pid: Option<i32>,
-    pub supervisor_pid: Option<i32>,
-    pub workspace: PathBuf,
-    pub command: Vec<String>,
-    pub started_at: Option<String>,
-    pub ended_at: Option<String>,
-    pub uptime_seconds: Option<u64>,
-    pub memory_current_bytes: Option<u64>,
-    pub memory_max_bytes: Option<u64>,
-    pub memory_peak_bytes: Option<u64>,
-    pub memory_percent_of_max: Option<f64>,
-    pub cpu_percent: Option<f64>,
-    pub pids_current: Option<u64>,
-    pub soft_deadline: Option<String>,
-    pub hard_deadline: Option<String>,
-    pub soft_deadline_in_seconds: Option<i64>,
-    pub hard_deadline_in_seconds: Option<i64>,
-    pub restarts: u32,
-    pub exit_code: Option<i32>,
-    pub signal: Option<i32>,
-    pub cause: Option<String>,
-    pub killed_by: Option<String>,
-    pub oom_kills: u64,
-    pub protect: bool,
-    pub cgroup: PathBuf,
-    pub log: PathBuf,
-    pub workspace_slot: Option<String>,
-    pub port_base: Option<u16>,
-    pub port_count: Option<u16>,
-    pub scratch: Option<PathBuf>,
-    /// Why the agent is shown from its cgroup: its record cannot be read, or it has none.
-    pub record_error: Option<String>,
-}
-
-/// A record that could not be read.
-#[derive(Debug, Serialize)]
-pub struct BadRecordStatus {
-    pub path: PathBuf,
-    pub error: String,
-}
-
-/// Formats an optional time for JSON.
-pub fn time(t: Option<SystemTime>) -> Option<String> {
-    t.map(rfc3339)
-}
+use crate::agent::sample::status::{AgentStatus, StatusReport};
+use fleet_core::{size::format_iec, timefmt::human_duration};
 
 /// The human rendering.
 pub fn render_table(report: &StatusReport) -> String {
@@ -206,4 +101,46 @@ fn deadlines(a: &AgentStatus) -> String {
         .flatten()
         .collect();
     if parts.is_empty() { "-".into() } else { parts.join(", ") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{agent::sample::status::BadRecordStatus, render::fixtures};
+    use fleet_core::state::AgentState;
+
+    #[test]
+    fn the_table_shows_the_host_each_agent_and_unreadable_records() {
+        let mut ended = fixtures::agent("done", AgentState::Exited);
+        ended.cause = Some("exited with status 0".into());
+        let mut no_record = fixtures::agent("stray", AgentState::Orphaned);
+        no_record.workspace = Default::default();
+        no_record.memory_current_bytes = Some(512);
+        no_record.cause = Some("the cause is not shown".into());
+        no_record.record_error = Some("it has no record".into());
+        let report = StatusReport {
+            schema: 1,
+            host: fixtures::host(),
+            agents: vec![fixtures::running("web"), no_record, ended],
+            bad_records: vec![BadRecordStatus { path: "/state/x/state.json".into(), error: "EOF".into() }],
+        };
+        let text = render_table(&report);
+        assert_eq!(text, include_str!("testdata/status.txt"), "\n{text}");
+    }
+
+    #[test]
+    fn an_empty_fleet_without_psi_says_so() {
+        let mut host = fixtures::host();
+        (host.pressure_some_avg10, host.pressure_full_avg10) = (None, None);
+        host.agents_by_state.clear();
+        host.budget_source = fleet_core::meminfo::BudgetSource::FleetRoot;
+        let text = render_table(&StatusReport { schema: 1, host, agents: vec![], bad_records: vec![] });
+        assert_eq!(
+            text,
+            "fleet memory: 1.0 GiB of 4.0 GiB used (25.0 %), 3.0 GiB available; spawn stops at 85 %, kill at 95 %\n\
+             budget: fleet root memory.max; pressure: no PSI; swap: 0 B of 2.0 GiB; layout: cgroup v2 (unified)\n\
+             fleet root: /sys/fs/cgroup/fleet; agents: none\n\
+             no agents\n"
+        );
+    }
 }

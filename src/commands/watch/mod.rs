@@ -13,8 +13,8 @@ mod screen;
 use crate::{
     agent::{
         relief::{Outcome, Relief, relieve},
+        sample::LightSampler,
         take_host_lock,
-        usage::LightSampler,
     },
     commands::metrics,
     context::Ctx,
@@ -115,7 +115,7 @@ pub fn run(ctx: &Ctx, args: WatchArgs) -> Result<Exit> {
         // on every tick. Records, events and page-cache detail are read when relief has to
         // choose victims.
         if screen.due() {
-            let agents = sampler.sample(ctx, screen::MAX_BARS)?;
+            let agents = sampler.sample(&ctx.fleet, screen::MAX_BARS)?;
             screen.draw(&budget, &agents, spawn_t, kill_t, args.auto_kill);
         }
         if let Some(path) = &args.metrics_file
@@ -148,7 +148,7 @@ pub fn run(ctx: &Ctx, args: WatchArgs) -> Result<Exit> {
                 // A fresh sample: an agent born since the last refresh is likely the one
                 // that pushed use over, and relief plans from this growth until it is done.
                 // Should it fail, the last sample's growth is still the best there is.
-                let _ = sampler.sample(ctx, 0);
+                let _ = sampler.sample(&ctx.fleet, 0);
                 relief.growth = sampler.growth();
             }
             screen.say(&format!(

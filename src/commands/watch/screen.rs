@@ -2,7 +2,7 @@
 //! redrawn in place; elsewhere, one timestamped line per interval and one per action, so it
 //! can run as a service and its log reads top to bottom.
 
-use crate::agent::usage::Light;
+use crate::agent::sample::Light;
 use fleet_core::{meminfo::Budget, size::format_iec, timefmt::rfc3339};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::{

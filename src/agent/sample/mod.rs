@@ -1,0 +1,153 @@
+//! The agent sampler: the one place that decides which of an agent's cgroup files a command
+//! reads. Each view asks for a [`Detail`] and gets exactly the files that level names, so the
+//! hot paths (`status`, `memory`, `metrics`, the watcher's refresh) never parse
+//! `memory.stat`; only relief, when it must choose victims, reads reclaimable page cache.
+//!
+//! One-shot commands sample through [`agents`] and [`live`]; the watcher keeps a
+//! [`LightSampler`], the lightest level, whose usage files stay open between refreshes.
+//! What a sample of an agent is ([`AgentSample`], and the `status` and `memory` reports built
+//! from samples) lives here too; `render/` only formats it.
+
+mod light;
+pub mod memory;
+pub mod status;
+#[cfg(test)]
+mod tests;
+
+pub use light::{Light, LightSampler};
+
+use crate::{
+    agent::view::{self, AgentView},
+    context::Ctx,
+};
+use anyhow::Result;
+use fleet_core::{
+    cgroup::{Cgroup, MemoryEvents, MemoryStats, Pressure},
+    size::Limit,
+};
+
+/// How much of an agent's cgroup a sample reads: what its view shows, and nothing else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// `status`: memory now, its peak and limit, tasks, and CPU time once the run started.
+    Status,
+    /// `metrics`: what `status` reads but CPU time, which it does not export.
+    Metrics,
+    /// `memory`: memory now, peak, limit, `memory.high`, the event counters and pressure.
+    Memory,
+    /// Relief choosing victims: memory now and the page cache the kernel can drop anyway
+    /// (which parses `memory.stat`, so nothing else asks for it).
+    Relief,
+}
+
+/// One agent's cgroup as sampled: what the level did not read, or could not, is `None`
+/// (zero for counters and pressure).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CgroupSample {
+    /// Memory charged now; `None` also when the cgroup is gone (an agent between restarts).
+    pub current: Option<u64>,
+    /// Most memory ever charged, where the kernel tracks it.
+    pub peak: Option<u64>,
+    /// The hard limit, from the kernel.
+    pub max: Option<Limit>,
+    /// `memory.high` (v1: the soft limit).
+    pub high: Option<Limit>,
+    /// Memory event counters.
+    pub events: MemoryEvents,
+    /// Memory pressure.
+    pub pressure: Pressure,
+    /// Tasks in the cgroup.
+    pub pids: Option<u64>,
+    /// CPU time used, in microseconds.
+    pub cpu_usec: Option<u64>,
+    /// Reclaimable page cache (`inactive_file`).
+    pub inactive_file: u64,
+}
+
+impl CgroupSample {
+    fn with_stats(self, stats: MemoryStats) -> CgroupSample {
+        CgroupSample { current: Some(stats.current), peak: stats.peak, max: Some(stats.max), ..self }
+    }
+}
+
+/// One agent: its reconciled view and its cgroup as sampled (nothing read for an agent whose
+/// run has ended).
+#[derive(Debug, Clone)]
+pub struct AgentSample {
+    /// The agent.
+    pub view: AgentView,
+    /// Its cgroup.
+    pub cgroup: CgroupSample,
+}
+
+impl AgentSample {
+    /// What killing it would free: usage minus page cache the kernel can drop anyway.
+    pub fn reclaimable_by_kill(&self) -> u64 {
+        self.cgroup.current.unwrap_or(0).saturating_sub(self.cgroup.inactive_file)
+    }
+}
+
+/// Reads one agent's cgroup at `detail`; `started` says its run has started (CPU time is
+/// read only then). Each level opens only its own files; the unit tests list them.
+pub fn read(cgroup: &Cgroup, detail: Detail, started: bool) -> CgroupSample {
+    let none = CgroupSample::default();
+    match detail {
+        Detail::Status | Detail::Metrics => {
+            let mut s = cgroup.memory_stats().map_or(none, |m| none.with_stats(m));
+            if detail == Detail::Status && started {
+                s.cpu_usec = cgroup.cpu_usage_usec().ok();
+            }
+            s.pids = cgroup.pids_current().ok();
+            s
+        }
+        Detail::Memory => {
+            // An agent between restarts has no cgroup: nothing more to read.
+            let Ok(d) = cgroup.memory_detail() else { return none };
+            CgroupSample {
+                high: d.high,
+                events: d.events,
+                pressure: cgroup.memory_pressure().unwrap_or_default(),
+                ..none.with_stats(d.stats)
+            }
+        }
+        Detail::Relief => {
+            let Ok(current) = cgroup.memory_current() else { return none };
+            CgroupSample { current: Some(current), inactive_file: cgroup.inactive_file().unwrap_or(0), ..none }
+        }
+    }
+}
+
+/// Samples `views` at `detail`, keeping their order: the cgroups of live agents are read
+/// (spread over a few threads), ended ones are not.
+pub fn agents(ctx: &Ctx, views: Vec<AgentView>, detail: Detail) -> Vec<AgentSample> {
+    let cgroups = crate::agent::par_map(&views, |v| {
+        if v.state.is_terminal() {
+            return CgroupSample::default();
+        }
+        read(&ctx.fleet.agent(&v.record.id), detail, v.record.started_at.is_some())
+    });
+    views.into_iter().zip(cgroups).map(|(view, cgroup)| AgentSample { view, cgroup }).collect()
+}
+
+/// Every agent whose run has not ended, with a readable record or not: the ones `memory`,
+/// relief and the guard act on. An agent whose record cannot be read is named on stderr,
+/// once per command.
+pub fn live_views(ctx: &Ctx) -> Result<Vec<AgentView>> {
+    let (views, bad) = view::load_all(ctx)?;
+    // Agents whose record cannot be read are measured through their cgroups, and named.
+    for b in bad.iter().filter(|b| views.iter().any(|v| v.record.id == b.id)) {
+        crate::agent::unreadable::name_once(&b.id, &b.error);
+    }
+    Ok(views.into_iter().filter(|v| !v.state.is_terminal()).collect())
+}
+
+/// [`live_views`] sampled at `detail`, without the agents that have no cgroup to measure
+/// (between restarts): nothing to show or free there.
+pub fn live(ctx: &Ctx, detail: Detail) -> Result<Vec<AgentSample>> {
+    Ok(measured(agents(ctx, live_views(ctx)?, detail)))
+}
+
+/// The samples whose cgroup could be measured.
+pub fn measured(samples: Vec<AgentSample>) -> Vec<AgentSample> {
+    samples.into_iter().filter(|s| s.cgroup.current.is_some()).collect()
+}
