@@ -7,6 +7,7 @@
 use crate::{agent::view, context::Ctx};
 use anyhow::{Context, Result, bail};
 use fleet_core::{
+    cgroup::KILL_SETTLE,
     id::AgentId,
     journal,
     lock::HeldLocks,
@@ -22,8 +23,6 @@ use std::{
 
 /// How long to wait for a live supervisor to record the end after its agent is gone.
 const SUPERVISOR_FINISH: Duration = Duration::from_secs(10);
-/// How long `cgroup.kill` may take to empty a cgroup before we call it stuck.
-const KILL_SETTLE: Duration = Duration::from_secs(5);
 
 /// Who is stopping the agent, and how.
 #[derive(Debug, Clone)]
@@ -260,7 +259,7 @@ fn record_end(
         // The supervisor that would have removed the scratch dir is gone; its tmpfs pages
         // would otherwise stay charged to the host.
         if let Some(dir) = &record.scratch {
-            let _ = std::fs::remove_dir_all(dir);
+            let _ = fleet_core::paths::remove_dir_tree(dir);
         }
         if record_error.is_some() {
             // Nothing to write a record from: the unreadable file stays, for the operator to

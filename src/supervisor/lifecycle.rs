@@ -10,6 +10,7 @@ use super::{
 use crate::agent::plan::{CRASH_LOOP_WINDOW, SupervisorPlan};
 use anyhow::{Context, Result};
 use fleet_core::{
+    cgroup::KILL_SETTLE,
     journal,
     lease::Leases,
     lock::Lock,
@@ -37,9 +38,6 @@ use std::{
 /// The first and the longest wait between tries to record an agent's end on a full disk.
 const FINAL_RETRY_FIRST: Duration = Duration::from_millis(100);
 const FINAL_RETRY_MAX: Duration = Duration::from_secs(5);
-
-/// How long the rest of an agent may take to die after `cgroup.kill`.
-const KILL_SETTLE: Duration = Duration::from_secs(5);
 
 /// A supervisor between runs and during them.
 pub struct Supervisor {
@@ -499,8 +497,7 @@ impl Supervisor {
         // tmpfs pages outlive the cgroup they were charged to: left behind, they would leak
         // host memory.
         if let Some(dir) = &self.plan.scratch
-            && let Err(e) = std::fs::remove_dir_all(dir)
-            && e.kind() != std::io::ErrorKind::NotFound
+            && let Err(e) = fleet_core::paths::remove_dir_tree(dir)
         {
             self.note(&format!("cannot remove the scratch dir {}: {e}", dir.display()));
         }
