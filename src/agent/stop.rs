@@ -8,6 +8,7 @@ use crate::{agent::view, context::Ctx};
 use anyhow::{Context, Result, bail};
 use fleet_core::{
     cgroup::KILL_SETTLE,
+    event::{Event, Exit},
     id::AgentId,
     journal,
     lock::HeldLocks,
@@ -15,7 +16,6 @@ use fleet_core::{
     state::{AgentState, KillRequest},
 };
 use nix::sys::signal::Signal;
-use serde_json::json;
 use std::{
     fs::OpenOptions,
     time::{Duration, Instant, SystemTime},
@@ -236,10 +236,7 @@ fn record_end(
     let now = SystemTime::now();
     let killed_by = (state == AgentState::Killed).then(|| req.by.clone());
     let record_error = view.as_ref().and_then(|v| v.record_error.clone());
-    let mut detail = crate::agent::deaths::unsupervised_exit(state, killed_by.as_deref(), cause);
-    if let Some(why) = &record_error {
-        detail["record_error"] = json!(why);
-    }
+    let exit = Exit { record_error: record_error.clone(), ..Exit::unsupervised(state, killed_by.as_deref(), cause) };
     // The journal first, the record last (as the supervisor does). A run that never started
     // (its spawn died first) has no `spawn` event, so it gets no `exit` either: the journal
     // pairs them, and the record alone says what happened.
@@ -250,9 +247,9 @@ fn record_end(
     match run {
         _ if !started => {}
         Some((record, supervisor)) => {
-            crate::agent::deaths::journal_end(ctx, record, supervisor, detail)?;
+            crate::agent::deaths::journal_end(ctx, record, supervisor, exit)?;
         }
-        None => journal::append(&ctx.dirs.journal_path(), "exit", id, detail)?,
+        None => journal::append(&ctx.dirs.journal_path(), id, &Event::Exit(exit))?,
     }
     if let Some(v) = view {
         let mut record = v.record;

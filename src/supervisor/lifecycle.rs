@@ -11,6 +11,7 @@ use crate::agent::plan::{CRASH_LOOP_WINDOW, SupervisorPlan};
 use anyhow::{Context, Result};
 use fleet_core::{
     cgroup::KILL_SETTLE,
+    event::{Event, Exit, ObservedExit},
     journal,
     lease::Leases,
     lock::Lock,
@@ -511,16 +512,14 @@ impl Supervisor {
         // The journal first, the record last: whoever sees the final state can also find
         // the event that explains it.
         let exit = self.record.exit;
-        self.record_end(json!({
-                "state": state,
-                "code": exit.and_then(|e| e.code),
-                "signal": exit.and_then(|e| e.signal),
-                "cause": cause,
-                "killed_by": killed_by,
-                "oom_kills": self.record.oom_kills,
-                "restarts": self.record.restarts,
-                "summary": exit.map(|e| describe_exit(&e)),
-        }));
+        let observed = ObservedExit {
+            code: exit.and_then(|e| e.code),
+            signal: exit.and_then(|e| e.signal),
+            oom_kills: self.record.oom_kills,
+            restarts: self.record.restarts,
+            summary: exit.map(|e| describe_exit(&e)),
+        };
+        self.record_end(Exit::observed(state, cause, killed_by, observed));
         let _ = std::fs::remove_file(self.dirs.kill_request_path(&self.plan.id));
     }
 
@@ -529,7 +528,7 @@ impl Supervisor {
     /// without the record every reader takes the run for one whose supervisor died and
     /// records its end a second time. So on a full disk the supervisor waits for room,
     /// holding the id's lock and leases (its agent is already gone), and says so once.
-    fn record_end(&mut self, exit: serde_json::Value) {
+    fn record_end(&mut self, exit: Exit) {
         if let Some(me) = self.record.supervisor {
             crate::agent::deaths::claim_end(&self.dirs, &self.plan.id, me);
         }
@@ -539,7 +538,7 @@ impl Supervisor {
         loop {
             let journal = match journaled {
                 true => Ok(()),
-                false => journal::append(&self.dirs.journal_path(), "exit", &self.plan.id, exit.clone()),
+                false => journal::append(&self.dirs.journal_path(), &self.plan.id, &Event::Exit(exit.clone())),
             };
             journaled |= journal.is_ok();
             let saved = match journal {
@@ -570,7 +569,12 @@ impl Supervisor {
     }
 
     fn event(&mut self, kind: &str, detail: serde_json::Value) {
-        if let Err(e) = journal::append(&self.dirs.journal_path(), kind, &self.plan.id, detail) {
+        // Until its call sites build `Event`s, the supervisor's fields go through the enum here.
+        let written = match Event::from_fields(kind, detail) {
+            Ok(event) => journal::append(&self.dirs.journal_path(), &self.plan.id, &event).map_err(anyhow::Error::from),
+            Err(e) => Err(anyhow::anyhow!("{kind} does not fit the event's fields: {e}")),
+        };
+        if let Err(e) = written {
             self.note(&format!("cannot write the journal: {e:#}"));
         }
     }
