@@ -3,6 +3,7 @@
 
 pub mod admission;
 pub mod deaths;
+pub mod ending;
 pub mod growth;
 pub mod leases;
 pub mod place;

@@ -502,15 +502,7 @@ impl Supervisor {
         {
             self.note(&format!("cannot remove the scratch dir {}: {e}", dir.display()));
         }
-        let r = &mut self.record;
-        r.state = state;
-        r.cause = Some(cause.clone());
-        r.killed_by = killed_by.clone();
-        r.pid = None;
-        r.ended_at = Some(SystemTime::now());
-        r.next_restart_at = None;
-        // The journal first, the record last: whoever sees the final state can also find
-        // the event that explains it.
+        crate::agent::ending::close(&mut self.record, state, cause.clone(), killed_by.clone());
         let exit = self.record.exit;
         let observed = ObservedExit {
             code: exit.and_then(|e| e.code),
@@ -532,20 +524,11 @@ impl Supervisor {
         if let Some(me) = self.record.supervisor {
             crate::agent::deaths::claim_end(&self.dirs, &self.plan.id, me);
         }
-        let mut journaled = false;
+        let mut exit = Some(exit);
         let mut wait = FINAL_RETRY_FIRST;
         let mut told = false;
         loop {
-            let journal = match journaled {
-                true => Ok(()),
-                false => journal::append(&self.dirs.journal_path(), &self.plan.id, &Event::Exit(exit.clone())),
-            };
-            journaled |= journal.is_ok();
-            let saved = match journal {
-                Ok(()) => self.record.save(&self.dirs.state_path(&self.plan.id)).map_err(anyhow::Error::from),
-                Err(e) => Err(anyhow::Error::from(e)),
-            };
-            match saved {
+            match crate::agent::ending::write(&self.dirs, &self.record, &mut exit).map_err(anyhow::Error::from) {
                 Ok(()) => return,
                 Err(e) if !told => {
                     told = true;
