@@ -110,3 +110,55 @@ fn render(e: &Entry, json: bool) -> String {
     };
     format!("{ts}  {:<12} {:<17} {detail}", e.text("id"), e.text("event"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(line: &str) -> String {
+        render(&Entry::parse(line).expect("a journal line"), false)
+    }
+
+    /// The text form reads the typed event and says what earlier versions said.
+    #[test]
+    fn each_event_renders_as_before() {
+        let at = r#""id":"a1","ts":"2026-01-01T10:00:00.250Z""#;
+        let cases = [
+            (r#""command":["sh","-c","make"],"event":"spawn","pid":41,"restarts":0"#, "spawn", "pid 41 sh -c make"),
+            (
+                r#""cause":"c","code":1,"event":"exit","killed_by":null,"oom_kills":0,"restarts":0,"signal":null,"state":"oom-killed","summary":null"#,
+                "exit",
+                "oom-killed: c",
+            ),
+            (
+                r#""event":"oom_kill","memory_max":"max","oom_kills":2"#,
+                "oom_kill",
+                r#"2 OOM kill(s) at memory.max "max""#,
+            ),
+            (r#""event":"oom_kill","memory_max":1024,"oom_kills":1"#, "oom_kill", "1 OOM kill(s) at memory.max 1024"),
+            (r#""event":"hard_timeout","grace_ms":500,"signalled":3"#, "hard_timeout", "SIGTERM sent to 3 process(es)"),
+            (
+                r#""cause":"exit code 1","delay_ms":250,"event":"restart_scheduled""#,
+                "restart_scheduled",
+                "in 250 ms after: exit code 1",
+            ),
+            (
+                r#""agent_bytes":1,"by":"relief","event":"relief_kill","freed_bytes":1048576,"target_percent":80,"used_after_percent":70.0,"used_percent":90.0"#,
+                "relief_kill",
+                "killed by relief at 90.0% use, freeing 1.0 MiB",
+            ),
+            (r#""event":"spawn_refused","reason":"pool""#, "spawn_refused", r#"{"reason":"pool"}"#),
+            (r#""event":"swap_storm","swapped":9"#, "swap_storm", r#"{"swapped":9}"#),
+        ];
+        for (fields, name, detail) in cases {
+            let line = format!("{{{fields},{at}}}");
+            assert_eq!(text(&line), format!("2026-01-01 10:00:00.250  a1           {name:<17} {detail}"), "{line}");
+            let written: serde_json::Value = serde_json::from_str(&line).expect("json");
+            assert_eq!(
+                render(&Entry::parse(&line).expect("line"), true),
+                written.to_string(),
+                "--json: the line's JSON"
+            );
+        }
+    }
+}
