@@ -11,7 +11,6 @@ use fleet_core::{
 };
 use std::path::PathBuf;
 
-
 /// The resolved context.
 #[derive(Clone)]
 pub struct Ctx {

@@ -11,11 +11,11 @@ use anyhow::Result;
 use fleet_core::{
     admission::{self, Entry, Ledger},
     cgroup::Limits,
+    event::{Event, Refusal},
     id::AgentId,
     meminfo::{Budget, percent_1dp},
     size::{Limit, format_iec},
 };
-use serde_json::json;
 use std::time::Duration;
 
 /// What a starting agent is expected to take at least, unless `agent.start_reserve` in the
@@ -127,14 +127,13 @@ fn percent(part: u64, whole: u64) -> f64 {
 /// The exit-75 error for a fleet without room, after journaling the refusal.
 fn refuse(ctx: &Ctx, id: &AgentId, budget: &Budget, starting: u64, own: u64, threshold: u8) -> anyhow::Error {
     let counted = budget.used.saturating_add(starting).saturating_add(own);
-    let detail = json!({
-        "reason": "memory",
-        "used_percent": budget.percent_1dp(),
-        "counted_percent": percent_1dp(counted, budget.total),
-        "threshold_percent": threshold,
+    let refusal = Event::SpawnRefused(Refusal::Memory {
+        used_percent: budget.percent_1dp(),
+        counted_percent: percent_1dp(counted, budget.total),
+        threshold_percent: threshold,
     });
     // A refusal must be told even when the journal cannot take it (a full log dir).
-    let _ = fleet_core::journal::append(&ctx.dirs.journal_path(), "spawn_refused", id, detail);
+    let _ = fleet_core::journal::append(&ctx.dirs.journal_path(), id, &refusal);
     let starting = match starting {
         0 => String::new(),
         n => format!(", {} expected of agents still starting", format_iec(n)),
@@ -155,7 +154,7 @@ fn refuse(ctx: &Ctx, id: &AgentId, budget: &Budget, starting: u64, own: u64, thr
 /// refusals for memory and for pools are counted alike.
 pub fn note_pool_refusal(ctx: &Ctx, id: &AgentId, err: &anyhow::Error) {
     if crate::exit::exit_for(err) == Exit::Refused {
-        let _ = fleet_core::journal::append(&ctx.dirs.journal_path(), "spawn_refused", id, json!({"reason": "pool"}));
+        let _ = fleet_core::journal::append(&ctx.dirs.journal_path(), id, &Event::SpawnRefused(Refusal::Pool));
     }
 }
 

@@ -14,13 +14,13 @@
 
 use crate::context::Ctx;
 use fleet_core::{
+    event::{Event, Exit},
     id::AgentId,
     journal,
     paths::Dirs,
     procs::ProcessRef,
-    state::{AgentRecord, AgentState},
+    state::AgentRecord,
 };
-use serde_json::{Value, json};
 use std::{
     fs::OpenOptions,
     path::{Path, PathBuf},
@@ -48,25 +48,20 @@ fn make(marker: &Path) -> bool {
 /// Appends `event` once per marker: whoever creates the marker writes the line. Returns
 /// whether this call did (false: journaled already, or the state dir cannot take even an
 /// empty file). A failed append removes the marker again, so the next command tries.
-fn once(ctx: &Ctx, marker: PathBuf, event: &str, record: &AgentRecord, detail: Value) -> fleet_core::Result<bool> {
+fn once(ctx: &Ctx, marker: PathBuf, record: &AgentRecord, event: &Event) -> fleet_core::Result<bool> {
     if !make(&marker) {
         return Ok(false);
     }
-    journal::append(&ctx.dirs.journal_path(), event, &record.id, detail).inspect_err(|_| {
+    journal::append(&ctx.dirs.journal_path(), &record.id, event).inspect_err(|_| {
         let _ = std::fs::remove_file(&marker);
     })?;
     Ok(true)
 }
 
-/// The fields of the `exit` of a run whose end no supervisor recorded.
-pub fn unsupervised_exit(state: AgentState, killed_by: Option<&str>, cause: &str) -> Value {
-    json!({"state": state, "killed_by": killed_by, "cause": cause, "supervised": false})
-}
-
 /// Journals the end of agent `record`'s run under its dead `supervisor`, unless some command
 /// already did. Returns whether this call did.
-pub fn journal_end(ctx: &Ctx, record: &AgentRecord, supervisor: ProcessRef, detail: Value) -> fleet_core::Result<bool> {
-    once(ctx, marker(&ctx.dirs, &record.id, supervisor, "ended"), "exit", record, detail)
+pub fn journal_end(ctx: &Ctx, record: &AgentRecord, supervisor: ProcessRef, exit: Exit) -> fleet_core::Result<bool> {
+    once(ctx, marker(&ctx.dirs, &record.id, supervisor, "ended"), record, &Event::Exit(exit))
 }
 
 /// Journals that `supervisor` died while agent `record`'s run had not ended, unless some
@@ -74,11 +69,11 @@ pub fn journal_end(ctx: &Ctx, record: &AgentRecord, supervisor: ProcessRef, deta
 /// Nothing is said when it cannot be written: the next command tries again (a full disk is
 /// named by the commands that write for the operator, not by every reader).
 pub fn note(ctx: &Ctx, record: &AgentRecord, supervisor: ProcessRef, agent_alive: bool) {
-    let detail = json!({
-        "supervisor_pid": supervisor.pid,
-        "agent_alive": agent_alive,
-        "agent_pid": record.pid,
-        "state": record.state,
-    });
-    let _ = once(ctx, marker(&ctx.dirs, &record.id, supervisor, "supervisor-died"), "supervisor_died", record, detail);
+    let died = Event::SupervisorDied {
+        supervisor_pid: supervisor.pid,
+        agent_alive,
+        agent_pid: record.pid,
+        state: record.state,
+    };
+    let _ = once(ctx, marker(&ctx.dirs, &record.id, supervisor, "supervisor-died"), record, &died);
 }

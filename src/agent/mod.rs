@@ -5,6 +5,7 @@
 pub mod admission;
 pub mod attach;
 pub mod deaths;
+pub mod ending;
 pub mod follow;
 pub mod growth;
 pub mod leases;

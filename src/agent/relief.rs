@@ -262,19 +262,15 @@ pub fn relieve(
         }
         kills += 1;
         let after = fleet_core::meminfo::Budget::measure(&ctx.fleet, &ctx.proc_root)?;
-        let journaled = fleet_core::journal::append(
-            &ctx.dirs.journal_path(),
-            "relief_kill",
-            &id,
-            serde_json::json!({
-                "by": relief.by,
-                "used_percent": before.percent_1dp(),
-                "target_percent": relief.target_percent,
-                "agent_bytes": step.bytes,
-                "freed_bytes": before.used.saturating_sub(after.used),
-                "used_after_percent": after.percent_1dp(),
-            }),
-        );
+        let kill = fleet_core::event::Event::ReliefKill {
+            by: relief.by.clone(),
+            used_percent: before.percent_1dp(),
+            target_percent: relief.target_percent,
+            agent_bytes: step.bytes,
+            freed_bytes: before.used.saturating_sub(after.used),
+            used_after_percent: after.percent_1dp(),
+        };
+        let journaled = fleet_core::journal::append(&ctx.dirs.journal_path(), &id, &kill);
         if let Err(e) = journaled {
             // A full log disk must not stop relief half-way: the kill is done, and the next
             // may be needed.

@@ -7,6 +7,8 @@
 use crate::{agent::view, context::Ctx};
 use anyhow::{Context, Result, bail};
 use fleet_core::{
+    cgroup::KILL_SETTLE,
+    event::{Event, Exit},
     id::AgentId,
     journal,
     lock::HeldLocks,
@@ -14,7 +16,6 @@ use fleet_core::{
     state::{AgentState, KillRequest},
 };
 use nix::sys::signal::Signal;
-use serde_json::json;
 use std::{
     fs::OpenOptions,
     time::{Duration, Instant, SystemTime},
@@ -22,8 +23,6 @@ use std::{
 
 /// How long to wait for a live supervisor to record the end after its agent is gone.
 const SUPERVISOR_FINISH: Duration = Duration::from_secs(10);
-/// How long `cgroup.kill` may take to empty a cgroup before we call it stuck.
-const KILL_SETTLE: Duration = Duration::from_secs(5);
 
 /// Who is stopping the agent, and how.
 #[derive(Debug, Clone)]
@@ -234,49 +233,44 @@ fn record_end(
     state: AgentState,
     cause: &str,
 ) -> Result<()> {
-    let now = SystemTime::now();
     let killed_by = (state == AgentState::Killed).then(|| req.by.clone());
     let record_error = view.as_ref().and_then(|v| v.record_error.clone());
-    let mut detail = crate::agent::deaths::unsupervised_exit(state, killed_by.as_deref(), cause);
-    if let Some(why) = &record_error {
-        detail["record_error"] = json!(why);
-    }
-    // The journal first, the record last (as the supervisor does). A run that never started
-    // (its spawn died first) has no `spawn` event, so it gets no `exit` either: the journal
-    // pairs them, and the record alone says what happened.
+    // A run that never started (its spawn died first) has no `spawn` event, so it gets no
+    // `exit` either: the journal pairs them, and the record alone says what happened.
     let started = view.as_ref().is_none_or(|v| v.record_error.is_some() || v.record.started_at.is_some());
+    let mut exit = started.then(|| Exit { record_error, ..Exit::unsupervised(state, killed_by.as_deref(), cause) });
     // A run whose supervisor is known ends once per that supervisor, whoever writes it: a
     // reader may have journaled its unobserved end already (`deaths`).
     let run = view.as_ref().filter(|v| v.record_error.is_none()).and_then(|v| Some((&v.record, v.record.supervisor?)));
-    match run {
-        _ if !started => {}
-        Some((record, supervisor)) => {
-            crate::agent::deaths::journal_end(ctx, record, supervisor, detail)?;
-        }
-        None => journal::append(&ctx.dirs.journal_path(), "exit", id, detail)?,
+    if let Some((record, supervisor)) = run
+        && let Some(end) = exit.take()
+    {
+        crate::agent::deaths::journal_end(ctx, record, supervisor, end)?;
     }
-    if let Some(v) = view {
-        let mut record = v.record;
-        // The supervisor that would have removed the scratch dir is gone; its tmpfs pages
-        // would otherwise stay charged to the host.
-        if let Some(dir) = &record.scratch {
-            let _ = std::fs::remove_dir_all(dir);
+    // The supervisor that would have removed the scratch dir is gone; its tmpfs pages would
+    // otherwise stay charged to the host.
+    if let Some(dir) = view.as_ref().and_then(|v| v.record.scratch.as_deref()) {
+        let _ = fleet_core::paths::remove_dir_tree(dir);
+    }
+    match view {
+        Some(v) if v.record_error.is_none() => {
+            let mut record = v.record;
+            let cause = match (&killed_by, &req.detail) {
+                (Some(by), Some(d)) => format!("killed by {by} ({d}) while its supervisor was gone"),
+                (Some(by), None) => format!("killed by {by} while its supervisor was gone"),
+                _ => cause.to_string(),
+            };
+            crate::agent::ending::close(&mut record, state, cause, killed_by);
+            crate::agent::ending::write(&ctx.dirs, &record, &mut exit)?;
         }
-        if record_error.is_some() {
-            // Nothing to write a record from: the unreadable file stays, for the operator to
-            // read, and `status` keeps naming it. The journal has the end.
-            return Ok(());
+        // No record to write from: none, or one that cannot be read (the unreadable file
+        // stays, for the operator to read, and `status` keeps naming it). The journal has
+        // the end.
+        _ => {
+            if let Some(end) = exit {
+                journal::append(&ctx.dirs.journal_path(), id, &Event::Exit(end))?;
+            }
         }
-        record.state = state;
-        record.killed_by = killed_by.clone();
-        record.cause = Some(match (&killed_by, &req.detail) {
-            (Some(by), Some(d)) => format!("killed by {by} ({d}) while its supervisor was gone"),
-            (Some(by), None) => format!("killed by {by} while its supervisor was gone"),
-            _ => cause.to_string(),
-        });
-        record.ended_at = Some(now);
-        record.pid = None;
-        record.save(&ctx.dirs.state_path(id))?;
     }
     Ok(())
 }

@@ -118,7 +118,7 @@ fn reconciled(ctx: &Ctx, locks: &Locks, mut record: AgentRecord) -> AgentView {
             .is_some_and(|r| r.killer.is_none_or(|k| k.is_alive(&ctx.proc_root)));
         if !agent_alive && record.started_at.is_some() && !killing {
             let detail =
-                crate::agent::deaths::unsupervised_exit(AgentState::Failed, None, crate::agent::stop::UNOBSERVED);
+                fleet_core::event::Exit::unsupervised(AgentState::Failed, None, crate::agent::stop::UNOBSERVED);
             let _ = crate::agent::deaths::journal_end(ctx, &record, supervisor, detail);
         }
         let state = if agent_alive { AgentState::Orphaned } else { AgentState::Failed };

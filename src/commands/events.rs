@@ -3,8 +3,12 @@
 use crate::{context::Ctx, exit::Exit};
 use anyhow::{Context, Result};
 use fleet_cli::EventsArgs;
-use fleet_core::{journal, timefmt::parse_rfc3339};
-use serde_json::Value;
+use fleet_core::{
+    event::Event,
+    journal::{self, Entry},
+    timefmt::parse_rfc3339,
+};
+use serde_json::json;
 use std::{
     io::{Read, Seek, SeekFrom, Write},
     time::{Duration, SystemTime},
@@ -17,9 +21,9 @@ const FOLLOW_INTERVAL: Duration = Duration::from_millis(200);
 pub fn run(ctx: &Ctx, args: EventsArgs) -> Result<Exit> {
     let path = ctx.dirs.journal_path();
     let since = args.since.map(|d| SystemTime::now() - d);
-    let keep = |e: &Value| {
-        let id_ok = args.id.as_ref().is_none_or(|id| e["id"] == id.as_str());
-        let time_ok = since.is_none_or(|s| e["ts"].as_str().and_then(parse_rfc3339).is_some_and(|t| t >= s));
+    let keep = |e: &Entry| {
+        let id_ok = args.id.as_ref().is_none_or(|id| e.text("id") == id.as_str());
+        let time_ok = since.is_none_or(|s| parse_rfc3339(e.text("ts")).is_some_and(|t| t >= s));
         id_ok && time_ok
     };
     let (events, bad) = journal::read(&path)?;
@@ -35,7 +39,7 @@ pub fn run(ctx: &Ctx, args: EventsArgs) -> Result<Exit> {
         // Nothing about an id that has neither events nor a record nor a cgroup is most
         // likely a typo. (Following, it may be an agent about to be spawned.)
         if let Some(id) = &args.id
-            && !events.iter().any(|e| e["id"] == id.as_str())
+            && !events.iter().any(|e| e.text("id") == id.as_str())
             && !crate::agent::exists(ctx, id)
         {
             let message = format!("no such agent: {id} (no events, no record; see `fleetctl status`)");
@@ -60,7 +64,7 @@ pub fn run(ctx: &Ctx, args: EventsArgs) -> Result<Exit> {
         // Only whole lines: a writer may be mid-line.
         while let Some(end) = pending.find('\n') {
             let line: String = pending.drain(..=end).collect();
-            if let Ok(e) = serde_json::from_str::<Value>(&line)
+            if let Some(e) = Entry::parse(&line)
                 && keep(&e)
             {
                 writeln!(out, "{}", render(&e, args.json))?;
@@ -71,27 +75,31 @@ pub fn run(ctx: &Ctx, args: EventsArgs) -> Result<Exit> {
 }
 
 /// One event as a line: the journal's JSON, or `TIME  ID  EVENT  details`.
-fn render(e: &Value, json: bool) -> String {
+fn render(e: &Entry, json: bool) -> String {
     if json {
-        return e.to_string();
+        return e.line.to_string();
     }
-    let s = |k: &str| e[k].as_str().unwrap_or("").to_string();
-    let ts = s("ts").replace('T', " ").trim_end_matches('Z').to_string();
-    let detail = match s("event").as_str() {
-        "spawn" | "restart" => format!("pid {} {}", e["pid"], command(&e["command"])),
-        "exit" => format!("{}: {}", s("state"), s("cause")),
-        "oom_kill" => format!("{} OOM kill(s) at memory.max {}", e["oom_kills"], e["memory_max"]),
-        "soft_timeout" => "SIGUSR1 sent".into(),
-        "hard_timeout" => format!("SIGTERM sent to {} process(es)", e["signalled"]),
-        "restart_scheduled" => format!("in {} ms after: {}", e["delay_ms"], s("cause")),
-        "crash_loop" => s("cause"),
-        "relief_kill" => format!(
+    let ts = e.text("ts").replace('T', " ").trim_end_matches('Z').to_string();
+    let detail = match &e.event {
+        Some(Event::Spawn { pid, command, .. } | Event::Restart { pid, command, .. }) => {
+            format!("pid {pid} {}", command.join(" "))
+        }
+        Some(Event::Exit(exit)) => format!("{}: {}", exit.state, exit.cause),
+        Some(Event::OomKill { oom_kills, memory_max }) => {
+            format!("{oom_kills} OOM kill(s) at memory.max {}", json!(memory_max))
+        }
+        Some(Event::SoftTimeout { .. }) => "SIGUSR1 sent".into(),
+        Some(Event::HardTimeout { signalled, .. }) => format!("SIGTERM sent to {signalled} process(es)"),
+        Some(Event::RestartScheduled { delay_ms, cause }) => format!("in {delay_ms} ms after: {cause}"),
+        Some(Event::CrashLoop { cause, .. }) => cause.clone(),
+        Some(Event::ReliefKill { used_percent, freed_bytes, .. }) => format!(
             "killed by relief at {}% use, freeing {}",
-            e["used_percent"],
-            fleet_core::size::format_iec(e["freed_bytes"].as_u64().unwrap_or(0))
+            json!(used_percent),
+            fleet_core::size::format_iec(*freed_bytes)
         ),
+        // The rest, and events this version does not know: their fields as they are.
         _ => {
-            let mut rest = e.clone();
+            let mut rest = e.line.clone();
             if let Some(map) = rest.as_object_mut() {
                 for k in ["ts", "id", "event"] {
                     map.remove(k);
@@ -100,9 +108,57 @@ fn render(e: &Value, json: bool) -> String {
             rest.to_string()
         }
     };
-    format!("{ts}  {:<12} {:<17} {detail}", s("id"), s("event"))
+    format!("{ts}  {:<12} {:<17} {detail}", e.text("id"), e.text("event"))
 }
 
-fn command(v: &Value) -> String {
-    v.as_array().map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" ")).unwrap_or_default()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(line: &str) -> String {
+        render(&Entry::parse(line).expect("a journal line"), false)
+    }
+
+    /// The text form reads the typed event and says what earlier versions said.
+    #[test]
+    fn each_event_renders_as_before() {
+        let at = r#""id":"a1","ts":"2026-01-01T10:00:00.250Z""#;
+        let cases = [
+            (r#""command":["sh","-c","make"],"event":"spawn","pid":41,"restarts":0"#, "spawn", "pid 41 sh -c make"),
+            (
+                r#""cause":"c","code":1,"event":"exit","killed_by":null,"oom_kills":0,"restarts":0,"signal":null,"state":"oom-killed","summary":null"#,
+                "exit",
+                "oom-killed: c",
+            ),
+            (
+                r#""event":"oom_kill","memory_max":"max","oom_kills":2"#,
+                "oom_kill",
+                r#"2 OOM kill(s) at memory.max "max""#,
+            ),
+            (r#""event":"oom_kill","memory_max":1024,"oom_kills":1"#, "oom_kill", "1 OOM kill(s) at memory.max 1024"),
+            (r#""event":"hard_timeout","grace_ms":500,"signalled":3"#, "hard_timeout", "SIGTERM sent to 3 process(es)"),
+            (
+                r#""cause":"exit code 1","delay_ms":250,"event":"restart_scheduled""#,
+                "restart_scheduled",
+                "in 250 ms after: exit code 1",
+            ),
+            (
+                r#""agent_bytes":1,"by":"relief","event":"relief_kill","freed_bytes":1048576,"target_percent":80,"used_after_percent":70.0,"used_percent":90.0"#,
+                "relief_kill",
+                "killed by relief at 90.0% use, freeing 1.0 MiB",
+            ),
+            (r#""event":"spawn_refused","reason":"pool""#, "spawn_refused", r#"{"reason":"pool"}"#),
+            (r#""event":"swap_storm","swapped":9"#, "swap_storm", r#"{"swapped":9}"#),
+        ];
+        for (fields, name, detail) in cases {
+            let line = format!("{{{fields},{at}}}");
+            assert_eq!(text(&line), format!("2026-01-01 10:00:00.250  a1           {name:<17} {detail}"), "{line}");
+            let written: serde_json::Value = serde_json::from_str(&line).expect("json");
+            assert_eq!(
+                render(&Entry::parse(&line).expect("line"), true),
+                written.to_string(),
+                "--json: the line's JSON"
+            );
+        }
+    }
 }

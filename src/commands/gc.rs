@@ -20,9 +20,9 @@ use crate::{
     context::Ctx,
     exit::Exit,
 };
-use anyhow::Result;
+use anyhow::{Context, Result};
 use fleet_cli::GcArgs;
-use fleet_core::{id::AgentId, lock::Lock};
+use fleet_core::{id::AgentId, lock::Lock, paths::remove_dir_tree};
 use std::time::SystemTime;
 
 /// Entry point.
@@ -93,7 +93,7 @@ fn stale_dirs_and_cgroups(ctx: &Ctx, dry_run: bool, verb: &str) -> Result<usize>
         }
         if let Some(_held) = hold(ctx, &id)? {
             if !dry_run {
-                std::fs::remove_dir_all(entry.path())?;
+                remove_dir_tree(&entry.path())?;
             }
             println!("{id}: {verb}: lock without a record (a spawn that died before starting)");
             n += 1;
@@ -121,7 +121,7 @@ fn stale_dirs_and_cgroups(ctx: &Ctx, dry_run: bool, verb: &str) -> Result<usize>
         }
         if let Some(_held) = hold_if_recorded(ctx, &id)? {
             if !dry_run {
-                std::fs::remove_dir_all(entry.path())?;
+                remove_dir_tree(&entry.path())?;
             }
             println!("{id}: {verb}: scratch dir {}", entry.path().display());
             n += 1;
@@ -149,11 +149,7 @@ fn hold_if_recorded(ctx: &Ctx, id: &AgentId) -> Result<Option<Option<Lock>>> {
 /// Removes an agent's state directory (record, locks) and, if asked, its logs.
 fn remove_agent(ctx: &Ctx, id: &AgentId, logs: bool) -> Result<()> {
     let dir = ctx.dirs.agent_dir(id);
-    match std::fs::remove_dir_all(&dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot remove {}", dir.display()))),
-    }
+    remove_dir_tree(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
     ctx.fleet.agent(id).remove()?;
     if logs {
         let log = ctx.dirs.log_path(id);

@@ -269,12 +269,8 @@ fn first_record(ctx: &Ctx, plan: &SupervisorPlan) -> AgentRecord {
 /// A fresh, empty scratch dir: what a crashed earlier agent of this id left is not this
 /// agent's.
 fn make_scratch(dir: &Path) -> Result<()> {
-    match std::fs::remove_dir_all(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(e).with_context(|| format!("cannot clear the old scratch dir {}", dir.display()));
-        }
-        _ => {}
-    }
+    fleet_core::paths::remove_dir_tree(dir)
+        .with_context(|| format!("cannot clear the old scratch dir {}", dir.display()))?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create the scratch dir {}", dir.display()))
 }
 
@@ -319,9 +315,9 @@ impl Drop for Undo<'_> {
         if !self.armed {
             return;
         }
-        let _ = self.cgroup.kill_and_remove(Duration::from_secs(5));
+        let _ = self.cgroup.kill_and_remove(fleet_core::cgroup::KILL_SETTLE);
         if let Some(dir) = &self.scratch {
-            let _ = std::fs::remove_dir_all(dir);
+            let _ = fleet_core::paths::remove_dir_tree(dir);
         }
         let _ = std::fs::remove_file(self.ctx.dirs.state_path(self.id));
         let _ = std::fs::remove_file(self.ctx.dirs.kill_request_path(self.id));

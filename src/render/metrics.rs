@@ -3,7 +3,7 @@
 //! the file `watch --metrics-file` rewrites).
 
 use crate::agent::sample::status::{AgentStatus, StatusReport};
-use fleet_core::{cgroup::PressureTotals, journal_counts::JournalCounts, state::AgentState};
+use fleet_core::{cgroup::PressureTotals, event::Kind, journal_counts::JournalCounts, state::AgentState};
 use std::{collections::BTreeMap, fmt::Write};
 
 /// What the fleet did over time, beside the report's snapshot: the journal's counts and the
@@ -152,14 +152,14 @@ fn render_counters(out: &mut String, c: &FleetCounters) {
     // Reasons are whatever admission writes; each appears with its first refusal.
     let refused = &j.refusals_by_reason;
     labelled(out, "fleet_spawns_refused_total", "Spawns refused at admission, by reason.", "reason", refused);
-    counter(out, "fleet_oom_kills_total", "Agent runs ended by an OOM kill (oom_kill events).", j.event("oom_kill"));
+    counter(out, "fleet_oom_kills_total", "Agent runs ended by an OOM kill (oom_kill events).", j.event(Kind::OomKill));
     let kills = from_zero(["guard", "operator", "relief", "timeout"], &j.exits_by_killer, killer_label);
     labelled(out, "fleet_kills_total", "Agents killed, by who killed them (guard = watch --auto-kill).", "by", &kills);
     counter(
         out,
         "fleet_supervisor_deaths_total",
         "Supervisors found dead while their agent's run had not ended.",
-        j.event("supervisor_died"),
+        j.event(Kind::SupervisorDied),
     );
     let ends: Vec<&str> = AgentState::ALL.into_iter().filter(|s| s.is_terminal()).map(AgentState::name).collect();
     let exits = from_zero(ends, &j.exits_by_state, std::convert::identity);

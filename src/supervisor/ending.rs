@@ -1,18 +1,21 @@
 //! Ending a run and an agent: killing what is left of a run, removing the scratch dir, and
 //! recording the end so that it reaches the disk even when the disk is full.
 //!
-//! Kept as small functions apart from the state machine: `kill` records an orphan's end the
-//! same way (`src/agent/stop.rs`), so these are the pieces the two share.
+//! Kept apart from the state machine; the record's fields and the journal-then-record order
+//! are `agent::ending`'s, which `kill` uses for an orphan's end too.
 
-use fleet_core::{cgroup::Cgroup, id::AgentId, journal, paths::Dirs, state::AgentRecord};
+use fleet_core::{
+    cgroup::{Cgroup, KILL_SETTLE},
+    event::Exit,
+    id::AgentId,
+    paths::{Dirs, remove_dir_tree},
+    state::AgentRecord,
+};
 use std::{path::Path, time::Duration};
 
 /// The first and the longest wait between tries to record an agent's end on a full disk.
 const FINAL_RETRY_FIRST: Duration = Duration::from_millis(100);
 const FINAL_RETRY_MAX: Duration = Duration::from_secs(5);
-
-/// How long the rest of an agent may take to die after `cgroup.kill`.
-const KILL_SETTLE: Duration = Duration::from_secs(5);
 
 /// After a run's main process ended: kills what is left in its cgroup and waits (up to
 /// [`KILL_SETTLE`]) for it to go. False if processes remain.
@@ -27,11 +30,9 @@ pub fn kill_rest(cgroup: &Cgroup) -> bool {
 /// Removes the agent's scratch dir: tmpfs pages outlive the cgroup they were charged to,
 /// and left behind they would leak host memory. Err says why it could not be removed.
 pub fn remove_scratch(dir: Option<&Path>) -> Result<(), String> {
-    match dir.map(std::fs::remove_dir_all) {
-        Some(Err(e)) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(format!("cannot remove the scratch dir {}: {e}", dir.unwrap_or(Path::new("")).display()))
-        }
-        _ => Ok(()),
+    match dir {
+        Some(dir) => remove_dir_tree(dir).map_err(|e| format!("cannot remove the scratch dir {}: {e}", dir.display())),
+        None => Ok(()),
     }
 }
 
@@ -40,30 +41,15 @@ pub fn remove_scratch(dir: Option<&Path>) -> Result<(), String> {
 /// the record every reader takes the run for one whose supervisor died and records its end
 /// a second time. So on a full disk the supervisor waits for room, holding the id's lock
 /// and leases (its agent is already gone), and says so once through `note`.
-pub fn record_end(
-    dirs: &Dirs,
-    id: &AgentId,
-    record: &AgentRecord,
-    exit: serde_json::Value,
-    mut note: impl FnMut(&str),
-) {
+pub fn record_end(dirs: &Dirs, id: &AgentId, record: &AgentRecord, exit: Exit, mut note: impl FnMut(&str)) {
     if let Some(me) = record.supervisor {
         crate::agent::deaths::claim_end(dirs, id, me);
     }
-    let mut journaled = false;
+    let mut exit = Some(exit);
     let mut wait = FINAL_RETRY_FIRST;
     let mut told = false;
     loop {
-        let journal = match journaled {
-            true => Ok(()),
-            false => journal::append(&dirs.journal_path(), "exit", id, exit.clone()),
-        };
-        journaled |= journal.is_ok();
-        let saved = match journal {
-            Ok(()) => record.save(&dirs.state_path(id)).map_err(anyhow::Error::from),
-            Err(e) => Err(anyhow::Error::from(e)),
-        };
-        match saved {
+        match crate::agent::ending::write(dirs, record, &mut exit) {
             Ok(()) => return,
             Err(e) if !told => {
                 told = true;

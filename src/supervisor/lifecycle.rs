@@ -14,6 +14,7 @@ use super::{
 use crate::agent::plan::SupervisorPlan;
 use anyhow::{Context, Result};
 use fleet_core::{
+    event::{Event, Exit, ObservedExit},
     journal,
     lease::Leases,
     lock::Lock,
@@ -28,7 +29,6 @@ use nix::{
     },
     unistd::Pid,
 };
-use serde_json::json;
 use std::time::{Duration, Instant, SystemTime};
 
 /// A supervisor between runs and during them.
@@ -165,7 +165,7 @@ impl Supervisor {
     /// Performs one action; returns the input it answers with, if it asked something.
     fn perform(&mut self, action: Action) -> Option<Input> {
         match action {
-            Action::Journal { kind, detail } => self.event(kind, detail),
+            Action::Journal(event) => self.event(&event),
             Action::Note(message) => self.note(&message),
             Action::SignalMain { pid, signal } => {
                 let _ = nix::sys::signal::kill(Pid::from_raw(pid), signal);
@@ -320,28 +320,18 @@ impl Supervisor {
         if let Err(why) = ending::remove_scratch(self.plan.scratch.as_deref()) {
             self.note(&why);
         }
-        let r = &mut self.record;
-        r.state = state;
-        r.cause = Some(cause.clone());
-        r.killed_by = killed_by.clone();
-        r.pid = None;
-        r.ended_at = Some(SystemTime::now());
-        r.next_restart_at = None;
-        // The journal first, the record last: whoever sees the final state can also find
-        // the event that explains it.
+        crate::agent::ending::close(&mut self.record, state, cause.clone(), killed_by.clone());
         let exit = self.record.exit;
-        let detail = json!({
-                "state": state,
-                "code": exit.and_then(|e| e.code),
-                "signal": exit.and_then(|e| e.signal),
-                "cause": cause,
-                "killed_by": killed_by,
-                "oom_kills": self.record.oom_kills,
-                "restarts": self.record.restarts,
-                "summary": exit.map(|e| describe_exit(&e)),
-        });
+        let observed = ObservedExit {
+            code: exit.and_then(|e| e.code),
+            signal: exit.and_then(|e| e.signal),
+            oom_kills: self.record.oom_kills,
+            restarts: self.record.restarts,
+            summary: exit.map(|e| describe_exit(&e)),
+        };
+        let exit = Exit::observed(state, cause, killed_by, observed);
         let (dirs, id, record, log) = (&self.dirs, &self.plan.id, &self.record, &mut self.log);
-        ending::record_end(dirs, id, record, detail, |message| {
+        ending::record_end(dirs, id, record, exit, |message| {
             if let Log::Open(sink) = log {
                 sink.note(message);
             }
@@ -361,8 +351,8 @@ impl Supervisor {
 
     /// The one place the supervisor journals an event (its final `exit` aside, which
     /// [`ending::record_end`] writes until it reaches the disk).
-    fn event(&mut self, kind: &str, detail: serde_json::Value) {
-        if let Err(e) = journal::append(&self.dirs.journal_path(), kind, &self.plan.id, detail) {
+    fn event(&mut self, event: &Event) {
+        if let Err(e) = journal::append(&self.dirs.journal_path(), &self.plan.id, event) {
             self.note(&format!("cannot write the journal: {e:#}"));
         }
     }
@@ -377,7 +367,7 @@ impl Supervisor {
     /// once and its output discarded.
     fn log(&mut self) -> Option<&mut LogSink> {
         if let Err(why) = self.log.sink() {
-            self.event("supervisor_error", json!({"error": why}));
+            self.event(&Event::SupervisorError { error: why });
         }
         match &mut self.log {
             Log::Open(sink) => Some(sink),

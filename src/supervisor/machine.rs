@@ -19,9 +19,11 @@ use super::{
     timers::{Timers, fired},
 };
 use crate::agent::plan::CRASH_LOOP_WINDOW;
-use fleet_core::state::{AgentState, ExitInfo, KillRequest, RestartPolicy};
+use fleet_core::{
+    event::Event,
+    state::{AgentState, ExitInfo, KillRequest, RestartPolicy},
+};
 use nix::sys::signal::Signal;
-use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
 /// How long after the first run starts the supervisor does its housekeeping: long after
@@ -172,14 +174,17 @@ impl Machine {
         self.timers.soft_timeout = self.policy.soft_timeout.map(|d| now + d);
         self.timers.hard_timeout = self.policy.hard_timeout.map(|d| now + d);
         self.timers.restart_backoff = None;
-        let kind = if restarts == 0 { "spawn" } else { "restart" };
-        out.push(journal(kind, json!({"pid": pid, "restarts": restarts, "command": self.policy.command})));
+        let command = self.policy.command.clone();
+        out.push(Action::Journal(match restarts {
+            0 => Event::Spawn { pid, restarts, command },
+            _ => Event::Restart { pid, restarts, command },
+        }));
         out.push(Action::SaveRecord);
     }
 
     fn start_failed(&mut self, error: String, out: &mut Vec<Action>) {
         out.push(Action::Note(format!("restart failed: {error}")));
-        out.push(journal("restart_failed", json!({"error": error})));
+        out.push(Action::Journal(Event::RestartFailed { error: error.clone() }));
         out.push(Action::RemoveCgroup);
         // A failed restart keeps the verdict of the run before it.
         if let Phase::Restarting { verdict, .. } = std::mem::replace(&mut self.phase, Phase::Done) {
@@ -250,10 +255,10 @@ impl Machine {
                     "hard timeout: sent SIGTERM to {count} process(es); killing in {}",
                     humantime::format_duration(self.policy.kill_grace)
                 )));
-                out.push(journal(
-                    "hard_timeout",
-                    json!({"signalled": count, "grace_ms": self.policy.kill_grace.as_millis() as u64}),
-                ));
+                out.push(Action::Journal(Event::HardTimeout {
+                    signalled: count,
+                    grace_ms: self.policy.kill_grace.as_millis() as u64,
+                }));
             }
             Term::ToldToStop => {
                 out.push(Action::Note(format!("supervisor told to stop: sent SIGTERM to {count} process(es)")))
@@ -283,7 +288,7 @@ impl Machine {
         let ran = self.run_started.map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
         out.push(Action::RecordRun { exit, oom_kills: end.oom_kills });
         if verdict.state == AgentState::OomKilled {
-            out.push(journal("oom_kill", json!({"oom_kills": end.oom_kills, "memory_max": self.policy.memory_max})));
+            out.push(Action::Journal(Event::OomKill { oom_kills: end.oom_kills, memory_max: self.policy.memory_max }));
         }
         if self.policy.restart == RestartPolicy::OnFailure && restartable(verdict.state) && self.stop.is_none() {
             match self.breaker.on_failure(now, ran) {
@@ -294,10 +299,10 @@ impl Machine {
                         verdict.cause,
                         humantime::format_duration(delay)
                     )));
-                    out.push(journal(
-                        "restart_scheduled",
-                        json!({"delay_ms": delay.as_millis() as u64, "cause": verdict.cause}),
-                    ));
+                    out.push(Action::Journal(Event::RestartScheduled {
+                        delay_ms: delay.as_millis() as u64,
+                        cause: verdict.cause.clone(),
+                    }));
                     self.timers.restart_backoff = Some(now + delay);
                     self.phase = Phase::BackingOff { facts, verdict };
                     return;
@@ -310,10 +315,10 @@ impl Machine {
                         verdict.cause
                     );
                     verdict.state = AgentState::CrashLoop;
-                    out.push(journal(
-                        "crash_loop",
-                        json!({"failures": self.breaker.recent_failures(), "cause": verdict.cause}),
-                    ));
+                    out.push(Action::Journal(Event::CrashLoop {
+                        failures: self.breaker.recent_failures(),
+                        cause: verdict.cause.clone(),
+                    }));
                 }
             }
         }
@@ -369,7 +374,7 @@ impl Machine {
         {
             out.push(Action::SignalMain { pid, signal: Signal::SIGUSR1 });
             out.push(Action::Note("soft timeout: sent SIGUSR1 to the main process".into()));
-            out.push(journal("soft_timeout", json!({"pid": pid})));
+            out.push(Action::Journal(Event::SoftTimeout { pid }));
         }
         if fired(&mut self.timers.hard_timeout, now) {
             self.hard_timeout_fired = true;
@@ -399,8 +404,4 @@ impl Machine {
             _ => None,
         }
     }
-}
-
-fn journal(kind: &'static str, detail: Value) -> Action {
-    Action::Journal { kind, detail }
 }

@@ -1,20 +1,18 @@
 //! The append-only event journal: one JSON object per line, so `grep`, `jq` and
 //! `fleetctl events` all read it, and a torn last line costs one event, not the file.
+//! What a line may say is [`crate::event::Event`].
 
-use crate::{Error, Result, id::AgentId, timefmt::rfc3339};
-use serde_json::{Map, Value, json};
+use crate::{Error, Result, event::Event, id::AgentId, timefmt::rfc3339};
+use serde_json::{Value, json};
 use std::{io::Write, path::Path, time::SystemTime};
 
-/// Appends one event. Each line goes out in a single `write(2)` on an `O_APPEND` file, so
-/// concurrent writers (supervisors, kill, relief) never interleave within a line.
-pub fn append(path: &Path, event: &str, id: &AgentId, detail: Value) -> Result<()> {
-    let mut line = Map::new();
+/// Appends `event` of agent `id`. Each line goes out in a single `write(2)` on an `O_APPEND`
+/// file, so concurrent writers (supervisors, kill, relief) never interleave within a line.
+/// Its keys are in sorted order (`serde_json`'s map), `ts`, `event` and `id` among them.
+pub fn append(path: &Path, id: &AgentId, event: &Event) -> Result<()> {
+    let mut line = event.to_fields();
     line.insert("ts".into(), json!(rfc3339(SystemTime::now())));
-    line.insert("event".into(), json!(event));
     line.insert("id".into(), json!(id.as_str()));
-    if let Value::Object(fields) = detail {
-        line.extend(fields);
-    }
     let mut text = Value::Object(line).to_string();
     text.push('\n');
     let open = || std::fs::OpenOptions::new().create(true).append(true).open(path);
@@ -33,9 +31,32 @@ pub fn append(path: &Path, event: &str, id: &AgentId, detail: Value) -> Result<(
     file.write_all(text.as_bytes()).map_err(|e| Error::io("append to", path, e))
 }
 
+/// One line of the journal, as read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// The line as written (a JSON object), for output that passes it on (`events --json`).
+    pub line: Value,
+    /// What it says; `None` for an event this version does not know (a newer or older
+    /// fleetctl's) or whose fields do not fit: such a line is kept, and shown as it is.
+    pub event: Option<Event>,
+}
+
+impl Entry {
+    /// Reads one line; `None` when it is not a JSON object (torn, damaged).
+    pub fn parse(text: &str) -> Option<Entry> {
+        let line = serde_json::from_str::<Value>(text).ok().filter(Value::is_object)?;
+        Some(Entry { event: Event::from_line(&line), line })
+    }
+
+    /// The line's text field `key` (`ts`, `id`, `event`), or "" when it has none.
+    pub fn text(&self, key: &str) -> &str {
+        self.line.get(key).and_then(Value::as_str).unwrap_or("")
+    }
+}
+
 /// Reads every parseable line; bad lines are returned separately with their line numbers so
 /// callers can name them instead of failing.
-pub fn read(path: &Path) -> Result<(Vec<Value>, Vec<usize>)> {
+pub fn read(path: &Path) -> Result<(Vec<Entry>, Vec<usize>)> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), Vec::new())),
@@ -43,10 +64,10 @@ pub fn read(path: &Path) -> Result<(Vec<Value>, Vec<usize>)> {
     };
     let (mut good, mut bad) = (Vec::new(), Vec::new());
     for (n, line) in text.lines().enumerate() {
-        match serde_json::from_str::<Value>(line) {
-            Ok(v) if v.is_object() => good.push(v),
-            _ if line.trim().is_empty() => {}
-            _ => bad.push(n + 1),
+        match Entry::parse(line) {
+            Some(entry) => good.push(entry),
+            None if line.trim().is_empty() => {}
+            None => bad.push(n + 1),
         }
     }
     Ok((good, bad))
@@ -61,13 +82,37 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let path = tmp.path().join("log/events.jsonl");
         let id: AgentId = "a1".parse().expect("id");
-        append(&path, "spawn", &id, json!({"pid": 7})).expect("append");
+        append(&path, &id, &Event::SoftTimeout { pid: 7 }).expect("append");
         std::fs::OpenOptions::new().append(true).open(&path).expect("open").write_all(b"{\"torn\n").expect("w");
-        append(&path, "exit", &id, json!({"code": 0})).expect("append");
+        append(&path, &id, &Event::RestartFailed { error: "no room".into() }).expect("append");
         let (good, bad) = read(&path).expect("read");
         assert_eq!(good.len(), 2);
-        assert_eq!(good[0]["event"], "spawn");
-        assert_eq!(good[1]["code"], 0);
+        assert_eq!(good[0].event, Some(Event::SoftTimeout { pid: 7 }));
+        assert_eq!(good[1].text("error"), "no room");
+        assert_eq!(good[1].text("id"), "a1");
         assert_eq!(bad, vec![2]);
+    }
+
+    #[test]
+    fn a_line_has_sorted_keys_with_ts_event_and_id() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let path = tmp.path().join("events.jsonl");
+        let id: AgentId = "a1".parse().expect("id");
+        append(&path, &id, &Event::HardTimeout { signalled: 3, grace_ms: 500 }).expect("append");
+        let text = std::fs::read_to_string(&path).expect("read");
+        let ts = read(&path).expect("read").0[0].text("ts").to_string();
+        assert_eq!(
+            text,
+            format!("{{\"event\":\"hard_timeout\",\"grace_ms\":500,\"id\":\"a1\",\"signalled\":3,\"ts\":\"{ts}\"}}\n")
+        );
+    }
+
+    #[test]
+    fn an_unknown_event_is_kept_as_written() {
+        let raw = r#"{"event":"swap_storm","id":"a1","swapped":9,"ts":"2026-01-01T00:00:00Z"}"#;
+        let entry = Entry::parse(raw).expect("an object");
+        assert_eq!(entry.event, None);
+        assert_eq!(entry.text("event"), "swap_storm");
+        assert_eq!(entry.line.to_string(), raw);
     }
 }

@@ -11,7 +11,7 @@
 //! line besides, so even a full count of a large journal stays small in the
 //! memory-locked watcher (`watch --metrics-file`).
 
-use crate::{Error, Result};
+use crate::{Error, Result, event::Kind};
 use serde::{Deserialize, Serialize};
 use std::{
     borrow::Cow,
@@ -78,8 +78,8 @@ impl JournalCounts {
                 self.first_ts = line.ts.map(Cow::into_owned);
             }
             bump(&mut self.events, &line.event);
-            match &*line.event {
-                "exit" => {
+            match Kind::from_name(&line.event) {
+                Some(Kind::Exit) => {
                     if let Some(state) = &line.state {
                         bump(&mut self.exits_by_state, state);
                     }
@@ -87,15 +87,17 @@ impl JournalCounts {
                         bump(&mut self.exits_by_killer, by);
                     }
                 }
-                "spawn_refused" => bump(&mut self.refusals_by_reason, line.reason.as_deref().unwrap_or("unknown")),
+                Some(Kind::SpawnRefused) => {
+                    bump(&mut self.refusals_by_reason, line.reason.as_deref().unwrap_or("unknown"))
+                }
                 _ => {}
             }
         }
     }
 
     /// Lines of one event kind.
-    pub fn event(&self, name: &str) -> u64 {
-        self.events.get(name).copied().unwrap_or(0)
+    pub fn event(&self, kind: Kind) -> u64 {
+        self.events.get(kind.name()).copied().unwrap_or(0)
     }
 }
 
@@ -273,9 +275,9 @@ mod tests {
         let text = [EXIT_RELIEF, EXIT_GUARD, OOM, EXIT_OOM, REFUSED, REFUSED, DIED, "{\"torn", ""].join("\n");
         c.add_lines(text.as_bytes());
         assert_eq!(c.first_ts.as_deref(), Some("2026-01-01T00:00:00Z"));
-        assert_eq!(c.event("exit"), 3);
-        assert_eq!(c.event("oom_kill"), 1);
-        assert_eq!(c.event("supervisor_died"), 1);
+        assert_eq!(c.event(Kind::Exit), 3);
+        assert_eq!(c.event(Kind::OomKill), 1);
+        assert_eq!(c.event(Kind::SupervisorDied), 1);
         assert_eq!(c.exits_by_state["killed"], 2);
         assert_eq!(c.exits_by_state["oom-killed"], 1);
         assert_eq!(c.exits_by_killer["relief"], 1);
@@ -292,11 +294,11 @@ mod tests {
         assert_eq!(count(&journal, &cache).expect("no journal"), JournalCounts::default());
 
         append(&journal, &[EXIT_RELIEF, OOM]);
-        assert_eq!(count(&journal, &cache).expect("count").event("exit"), 1);
+        assert_eq!(count(&journal, &cache).expect("count").event(Kind::Exit), 1);
         // A line being written (no newline yet) waits for the next count.
         std::fs::OpenOptions::new().append(true).open(&journal).expect("open").write_all(b"{\"ts\":").expect("w");
         let c = count(&journal, &cache).expect("count");
-        assert_eq!((c.event("exit"), c.unreadable_lines), (1, 0));
+        assert_eq!((c.event(Kind::Exit), c.unreadable_lines), (1, 0));
         std::fs::OpenOptions::new()
             .append(true)
             .open(&journal)
@@ -305,27 +307,27 @@ mod tests {
             .expect("w");
         append(&journal, &[DIED]);
         let c = count(&journal, &cache).expect("count");
-        assert_eq!((c.event("exit"), c.event("supervisor_died"), c.unreadable_lines), (2, 1, 0));
+        assert_eq!((c.event(Kind::Exit), c.event(Kind::SupervisorDied), c.unreadable_lines), (2, 1, 0));
         assert_eq!(c.exits_by_killer["watch"], 1);
 
         // The cache is what is read: counts it holds that the journal lacks stay.
         let mut cached: Cache = serde_json::from_slice(&std::fs::read(&cache).expect("cache")).expect("parse");
         cached.counts.events.insert("exit".into(), 100);
         std::fs::write(&cache, serde_json::to_vec(&cached).expect("ser")).expect("write");
-        assert_eq!(count(&journal, &cache).expect("count").event("exit"), 100);
+        assert_eq!(count(&journal, &cache).expect("count").event(Kind::Exit), 100);
 
         // Rotated: a new file (another inode) is counted from its start.
         std::fs::remove_file(&journal).expect("rm");
         append(&journal, &[REFUSED]);
         let c = count(&journal, &cache).expect("count");
-        assert_eq!((c.event("exit"), c.event("spawn_refused")), (0, 1));
+        assert_eq!((c.event(Kind::Exit), c.event(Kind::SpawnRefused)), (0, 1));
         // Truncated in place and written again past the old offset: the first line differs.
         std::fs::write(&journal, format!("{OOM}\n{OOM}\n{OOM}\n")).expect("rewrite");
         let c = count(&journal, &cache).expect("count");
-        assert_eq!((c.event("spawn_refused"), c.event("oom_kill")), (0, 3));
+        assert_eq!((c.event(Kind::SpawnRefused), c.event(Kind::OomKill)), (0, 3));
         // An unwritable cache costs a full count, not an error.
         let c = count(&journal, &tmp.path().join("no/such/dir/counts.json")).expect("count");
-        assert_eq!(c.event("oom_kill"), 3);
+        assert_eq!(c.event(Kind::OomKill), 3);
     }
 
     /// A journal of `lines` lines of every kind counted, with unreadable and blank lines
@@ -371,7 +373,7 @@ mod tests {
         counter.feed(format!("{OOM}\n{}", &EXIT_GUARD[..40]).as_bytes());
         counter.feed(&EXIT_GUARD.as_bytes()[40..60]);
         let (c, complete) = counter.finish();
-        assert_eq!((c.event("oom_kill"), c.event("exit"), c.unreadable_lines), (1, 0, 0));
+        assert_eq!((c.event(Kind::OomKill), c.event(Kind::Exit), c.unreadable_lines), (1, 0, 0));
         assert_eq!(complete, OOM.len() as u64 + 1, "the next count starts at the partial line");
 
         // In a file: the partial line straddles a chunk boundary and is left for next time.
@@ -389,7 +391,7 @@ mod tests {
         append(&journal, &[tail]);
         let want = whole_buffer_count(&format!("{}{long}\n", &full[..cut]));
         assert_eq!(count(&journal, &cache).expect("count"), want);
-        assert_eq!(want.event("exit"), whole_buffer_count(&full[..cut]).event("exit") + 1);
+        assert_eq!(want.event(Kind::Exit), whole_buffer_count(&full[..cut]).event(Kind::Exit) + 1);
     }
 
     #[test]
@@ -397,7 +399,7 @@ mod tests {
         let text = generated_journal(20_000);
         assert!(text.len() > 10 * CHUNK, "spans many chunks: {} bytes", text.len());
         let want = whole_buffer_count(&text);
-        assert!(want.unreadable_lines > 0 && want.event("exit") > 0, "{want:?}");
+        assert!(want.unreadable_lines > 0 && want.event(Kind::Exit) > 0, "{want:?}");
         let tmp = tempfile::tempdir().expect("tempdir");
         let (journal, cache) = (tmp.path().join("events.jsonl"), tmp.path().join("events.counts.json"));
         std::fs::write(&journal, &text).expect("write");
@@ -434,7 +436,7 @@ mod tests {
         }
         counter.feed(format!("\n{OOM}\n").as_bytes());
         let (c, complete) = counter.finish();
-        assert_eq!((c.event("oom_kill"), c.unreadable_lines), (2, 1));
+        assert_eq!((c.event(Kind::OomKill), c.unreadable_lines), (2, 1));
         assert_eq!(complete, (2 * OOM.len() + 3 + 3 * MAX_LINE) as u64);
     }
 }

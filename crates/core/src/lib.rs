@@ -10,6 +10,7 @@ pub mod admission;
 pub mod alloc_count;
 pub mod cgroup;
 pub mod error;
+pub mod event;
 pub mod host;
 pub mod id;
 pub mod journal;

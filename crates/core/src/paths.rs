@@ -183,9 +183,32 @@ pub fn canonical_or_absolute(path: &Path) -> PathBuf {
     resolved
 }
 
+/// Removes directory `dir` and everything in it; one that is gone already is fine. The one
+/// way fleetctl removes what an agent leaves on disk: its scratch dir (at its end, at a new
+/// spawn of its id, by `gc`), and its state dir (`gc`).
+pub fn remove_dir_tree(dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remove_dir_tree_removes_a_tree_and_takes_one_gone_as_done() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("scratch/a1");
+        std::fs::create_dir_all(dir.join("deep")).expect("mkdir");
+        std::fs::write(dir.join("deep/file"), "x").expect("write");
+        remove_dir_tree(&dir).expect("remove");
+        assert!(!dir.exists());
+        remove_dir_tree(&dir).expect("gone already is fine");
+        std::fs::write(tmp.path().join("file"), "x").expect("write");
+        assert!(remove_dir_tree(&tmp.path().join("file")).is_err(), "not a directory");
+    }
 
     #[test]
     fn path_keys_are_readable_distinct_and_read_back() {

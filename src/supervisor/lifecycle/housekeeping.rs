@@ -2,8 +2,8 @@
 //! OOM protection, the move to `<root>/supervisors`, and letting go of setup memory.
 
 use super::Supervisor;
+use fleet_core::event::Event;
 use fleet_core::procs::protect_from_oom;
-use serde_json::json;
 
 impl Supervisor {
     /// What the supervisor does once, after `spawn` has returned: take protection from the
@@ -26,7 +26,7 @@ impl Supervisor {
         let _ = self.log();
         if let Err(e) = self.plan.supervisors.attach(0) {
             self.note(&format!("cannot move the supervisor into {}: {e:#}", self.plan.supervisors.unified.display()));
-            self.event("supervisor_error", json!({"error": format!("cannot join supervisors cgroup: {e:#}")}));
+            self.event(&Event::SupervisorError { error: format!("cannot join supervisors cgroup: {e:#}") });
         }
         // The heap first: the code that trims it would fault back in after the text's release.
         release_free_heap();

@@ -4,11 +4,11 @@
 use crate::agent::plan::SupervisorPlan;
 use crate::supervisor::outcome::Verdict;
 use fleet_core::{
+    event::Event,
     size::Limit,
     state::{ExitInfo, KillRequest, RestartPolicy},
 };
 use nix::sys::signal::Signal;
-use serde_json::Value;
 use std::time::Duration;
 
 /// What the machine needs of the plan.
@@ -91,7 +91,7 @@ pub enum Term {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Append an event to the journal.
-    Journal { kind: &'static str, detail: Value },
+    Journal(Event),
     /// Add a line of fleetctl's own to the agent's log.
     Note(String),
     /// Signal the main process.

@@ -25,6 +25,7 @@ pub use stats::{
     HeldCounter, MemoryDetail, MemoryEvents, MemoryStats, Pressure, PressureTotals, parse_pressure,
     parse_pressure_totals,
 };
+pub use teardown::KILL_SETTLE;
 
 use std::path::{Path, PathBuf};
 

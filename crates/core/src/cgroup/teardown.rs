@@ -159,6 +159,11 @@ impl Cgroup {
     }
 }
 
+/// How long `cgroup.kill` may take to empty a cgroup before it is called stuck (processes in
+/// uninterruptible sleep, D state): every killer waits this long, the supervisor, `kill`,
+/// relief and an undone `spawn`.
+pub const KILL_SETTLE: Duration = Duration::from_secs(5);
+
 /// The longest a change of `cgroup.events` can follow a delivered notification and still be
 /// dropped or delayed by the kernel's rate limit: 10 ms rounded up to whole jiffies, plus the
 /// jiffy the last one was sent in (16 ms at HZ=250, 20 ms at HZ=100), with a margin.
