@@ -26,6 +26,12 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[global_allocator]
 static ALLOCATOR: fleet_core::alloc_count::Counting = fleet_core::alloc_count::Counting;
 
+/// Ends the process now with `exit`'s code, for the one place that cannot return to
+/// `main`: a second Ctrl-C, from inside the signal handler's thread.
+pub fn exit_now(exit: Exit) -> ! {
+    std::process::exit(exit.code())
+}
+
 fn main() {
     // Like every Unix filter: a reader that goes away (`fleetctl status | head`) ends us
     // quietly, instead of a panic in the middle of a table. (Supervisors ignore it again.)

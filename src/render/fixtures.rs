@@ -10,7 +10,7 @@ pub const MIB: u64 = 1 << 20;
 pub fn host() -> HostStatus {
     HostStatus {
         layout: Layout::Unified,
-        fleet_root: "/sys/fs/cgroup/fleet".into(),
+        fleet_root: "/cgroup/fleet".into(),
         budget_bytes: 4096 * MIB,
         budget_source: BudgetSource::Host,
         used_bytes: 1024 * MIB,
@@ -55,7 +55,7 @@ pub fn agent(id: &str, state: AgentState) -> AgentStatus {
         killed_by: None,
         oom_kills: 0,
         protect: false,
-        cgroup: format!("/sys/fs/cgroup/fleet/agents/{id}").into(),
+        cgroup: format!("/cgroup/fleet/agents/{id}").into(),
         log: format!("/var/log/fleet/{id}.log").into(),
         workspace_slot: None,
         port_base: None,

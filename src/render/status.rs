@@ -139,7 +139,7 @@ mod tests {
             text,
             "fleet memory: 1.0 GiB of 4.0 GiB used (25.0 %), 3.0 GiB available; spawn stops at 85 %, kill at 95 %\n\
              budget: fleet root memory.max; pressure: no PSI; swap: 0 B of 2.0 GiB; layout: cgroup v2 (unified)\n\
-             fleet root: /sys/fs/cgroup/fleet; agents: none\n\
+             fleet root: /cgroup/fleet; agents: none\n\
              no agents\n"
         );
     }

@@ -78,7 +78,7 @@ pub fn run(ctx: &Ctx, args: WatchArgs) -> Result<Exit> {
     let wake_tx = std::fs::File::from(wake_tx);
     ctrlc::set_handler(move || {
         if counter.fetch_add(1, Ordering::SeqCst) >= 1 {
-            std::process::exit(Exit::Interrupted.code()); // the second press: now
+            crate::exit_now(Exit::Interrupted); // the second press: now
         }
         let _ = nix::unistd::write(&wake_tx, b"x");
     })
