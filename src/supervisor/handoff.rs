@@ -2,8 +2,8 @@
 //!
 //! `spawn` forks the supervisor as soon as it holds the id's lock and leases, then makes the
 //! cgroup and writes the record while the supervisor detaches from the caller and prepares
-//! the agent's start. The two halves take about as long (0.3 ms each here), so on a host
-//! with two cores or more, spawn's latency loses one of them.
+//! the agent's start. The two halves take about as long (docs/benchmarks.md, "Where spawn time
+//! goes"), so on a host with two cores or more, spawn's latency loses one of them.
 //!
 //! Three messages on one socket pair:
 //! 1. [`CGROUP_MADE`], one byte from `spawn` once the cgroup's directories exist: the

@@ -14,8 +14,8 @@ pub fn command() -> clap::Command {
 }
 
 /// Parses fleetctl's command line. `fleetctl spawn …` is parsed by [`SpawnCli`], which builds
-/// only spawn's arguments: building all fourteen subcommands' definitions was 0.2 ms, half of
-/// parsing and about 5 % of spawn's latency, a benchmark goal. Every other command line, and
+/// only spawn's arguments: building all fourteen subcommands' definitions was about half of
+/// parsing, a visible part of spawn's latency, a benchmark goal. Every other command line, and
 /// a spawn with a global flag before `spawn`, goes through [`Cli`]; both give the same result.
 pub fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
 where
