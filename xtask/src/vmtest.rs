@@ -14,8 +14,8 @@ use crate::vm::{
 use anyhow::{Context, Result, bail, ensure};
 use std::{path::Path, process::Command, time::Duration};
 
-/// The whole suite took about 5½ minutes inside the guest under TCG; this leaves room for a
-/// busy host.
+/// The suite runs for minutes under TCG; this leaves room for a busy host, and a hung guest
+/// still ends.
 const TIMEOUT: Duration = Duration::from_secs(900);
 
 /// Swap on a RAM disk first: without swap in the guest, `memory.swap.max=0` proves nothing

@@ -91,8 +91,8 @@ pub fn run(workspace: &Workspace, guest: &Guest, timeout: Duration) -> Result<Ou
         cpus: 2,
         extra: Vec::new(),
     };
-    // The first line of /init comes about 3 s after qemu starts under TCG; two minutes
-    // leaves room for a busy host.
+    // The first line of /init comes seconds after qemu starts; two minutes leaves room for a
+    // busy host.
     let deadlines = Deadlines { ready_marker: MARKER, ready_within: Duration::from_secs(120), total: timeout };
     let log = dir.join("vm.log");
     // The first line starts after the firmware's terminal escapes.

@@ -162,7 +162,7 @@ fn boot_once(
     let errors = errors.join().unwrap_or_default();
     if ready_after.is_none() && !timed_out && !status.success() {
         let first = errors.lines().find(|l| !l.trim().is_empty()).unwrap_or("no message");
-        bail!("{QEMU} failed before the guest started ({first}); the full command is in xtask/src/vm/qemu.rs");
+        bail!("{QEMU} failed before the guest started ({first}): check qemu with `{QEMU} --version`");
     }
     Ok(Boot { accel, ready_after, total: started.elapsed(), timed_out })
 }
