@@ -6,7 +6,8 @@
 //!   and down, supervisor resident memory (needs root).
 //! - `soak`: a seeded, randomized run under a small budget with the guard on, checking that
 //!   nothing is lost (every run ended once, no unchosen kill, nothing left behind).
-//! - `vm-test`: the integration tests inside a VM whose only hierarchy is cgroup v2.
+//! - `vm-test`: the integration tests inside a VM whose only hierarchy is cgroup v2 (qemu,
+//!   Debian's cloud kernel and a busybox guest, all prepared by `vm/` and cached in `target/vm`).
 //! - `dist`: the statically linked release binary to install on hosts.
 
 mod bench;
@@ -18,6 +19,7 @@ mod dist;
 mod soak;
 #[cfg(test)]
 mod tidy;
+mod vm;
 mod vmtest;
 
 use anyhow::{Result, bail};
