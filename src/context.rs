@@ -1,7 +1,7 @@
 //! Everything a command needs to find the fleet: the settings (`settings.rs`, resolved once
 //! from flags, environment, config file and defaults) and the cgroup layout they point into.
 
-use crate::settings::{AgentDefaults, Settings, Thresholds};
+use crate::settings::{AgentDefaults, Resolve, Settings, Thresholds};
 use anyhow::Result;
 use fleet_cli::GlobalArgs;
 use fleet_core::{
@@ -40,9 +40,13 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// Resolves paths and detects the cgroup layout.
-    pub fn resolve(global: &GlobalArgs) -> Result<Ctx> {
-        let Settings { paths, thresholds, agent } = Settings::resolve(global)?;
+    /// Resolves paths and detects the cgroup layout. A config warning (see [`Resolve`]) is
+    /// printed here, once, before the command runs.
+    pub fn resolve(global: &GlobalArgs, mode: Resolve) -> Result<Ctx> {
+        let (Settings { paths, thresholds, agent }, warning) = Settings::resolve(global, mode)?;
+        if let Some(warning) = warning {
+            eprintln!("fleetctl: warning: {warning}; going ahead with the built-in defaults for that section");
+        }
         let Roots { proc: proc_root, cgroup: cgroup_root } = Roots::host();
         let mounts = Mounts::locate(&cgroup_root, &proc_root)?;
         let own = OwnCgroups::read(&proc_root)?;

@@ -13,6 +13,7 @@ mod supervisor;
 
 use exit::{Exit, exit_for};
 use fleet_cli::{Cli, Command};
+use settings::Resolve;
 
 /// The installed build is static musl (`cargo xtask dist`), which starts without glibc's
 /// CPUID-heavy set-up; musl's own allocator is slow under the threads `status` and `memory`
@@ -65,7 +66,12 @@ fn main() {
 
 /// Dispatches to the one entry function of each subcommand.
 fn run(cli: Cli) -> anyhow::Result<Exit> {
-    let ctx = context::Ctx::resolve(&cli.global)?;
+    // Stopping an agent must not wait for a config fix (settings.rs, `Resolve`).
+    let mode = match cli.command {
+        Command::Kill(_) | Command::Relief(_) | Command::Gc(_) => Resolve::Stopping,
+        _ => Resolve::Strict,
+    };
+    let ctx = context::Ctx::resolve(&cli.global, mode)?;
     match cli.command {
         Command::Spawn(args) => commands::spawn::run(&ctx, args),
         Command::Kill(args) => commands::kill::run(&ctx, args),

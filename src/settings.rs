@@ -113,98 +113,139 @@ impl AgentDefaults {
 
 impl Settings {
     /// Reads the config file (`--config`, `FLEET_CONFIG` or the default path) and resolves
-    /// every setting.
-    pub fn resolve(global: &GlobalArgs) -> Result<Settings> {
+    /// every setting. With `Resolve::Stopping` (kill, relief, gc) a bad value outside
+    /// `[paths]` is a warning, returned beside the settings, and its section keeps the
+    /// built-in defaults: a config an upgrade now refuses must not stand between an operator
+    /// and stopping an agent. Where the fleet lives cannot be guessed, so `[paths]` is
+    /// checked in every command.
+    pub fn resolve(global: &GlobalArgs, mode: Resolve) -> Result<(Settings, Option<String>)> {
         let file = ConfigFile::load(global.config.as_deref())?;
-        Settings::from_sources(global, &file)
+        match (Settings::from_sources(global, &file), mode) {
+            (Ok(settings), _) => Ok((settings, None)),
+            (Err(e), Resolve::Stopping) => {
+                let paths = paths(global, &file)?;
+                let builtin = ConfigFile::default();
+                let thresholds = thresholds(&file).or_else(|_| thresholds(&builtin))?;
+                let agent = agent_defaults(&file).or_else(|_| agent_defaults(&builtin))?;
+                Ok((Settings { paths, thresholds, agent }, Some(format!("{e:#}"))))
+            }
+            (Err(e), _) => Err(e),
+        }
     }
 
     /// Resolves every setting from the flags and environment (`global`) and the file's raw
     /// values. Every key in the file is checked, whether or not a flag overrides it: a bad
     /// value is refused now, not at the first command that would have used it.
     pub fn from_sources(global: &GlobalArgs, file: &ConfigFile) -> Result<Settings> {
-        let thresholds = Thresholds {
-            spawn: percent(file, "thresholds.spawn")?.unwrap_or(DEFAULT_SPAWN_THRESHOLD),
-            kill: percent(file, "thresholds.kill")?.unwrap_or(DEFAULT_KILL_THRESHOLD),
-        };
-        if thresholds.spawn >= thresholds.kill {
-            let given = |key: &'static str, value: u8| match file.get(key) {
-                Some(_) => format!("{key} = {value}"),
-                None => format!("{key} = {value} (the default)"),
-            };
-            return Err(config_error(file.error(&format!(
-                "{} is not below {}: spawning must stop before killing starts; lower the one or raise the other",
-                given("thresholds.spawn", thresholds.spawn),
-                given("thresholds.kill", thresholds.kill)
-            ))));
-        }
-        let defaults = Limits::default();
-        let size = r#"not a size; use a number with K, M or G, or "max" (e.g. "4G")"#;
-        let memory_max = parsed(file, "agent.memory_max", size, |v| v.parse::<Limit>())?;
-        let timeout = r#"not a timeout; use a duration above 0 such as "15m" or "1h30m", or "off""#;
-        let agent = AgentDefaults {
-            limits: Limits {
-                memory_max: memory_max.unwrap_or(defaults.memory_max),
-                memory_high: parsed(file, "agent.memory_high", size, |v| v.parse())?.unwrap_or(defaults.memory_high),
-                swap_max: parsed(file, "agent.swap_max", size, |v| v.parse())?.unwrap_or(defaults.swap_max),
-                pids_max: parsed(
-                    file,
-                    "agent.pids_max",
-                    r#"not a task count; use a whole number of at least 1, or "max" (e.g. "512")"#,
-                    fleet_cli::parse_pids,
-                )?
-                .unwrap_or(defaults.pids_max),
-            },
-            memory_max_configured: memory_max.is_some(),
-            soft_timeout: parsed(file, "agent.soft_timeout", timeout, fleet_cli::parse_timeout)?
-                .map_or(Some(DEFAULT_SOFT_TIMEOUT), Timeout::duration),
-            hard_timeout: parsed(file, "agent.hard_timeout", timeout, fleet_cli::parse_timeout)?
-                .map_or(Some(DEFAULT_HARD_TIMEOUT), Timeout::duration),
-            kill_grace: parsed(
-                file,
-                "agent.kill_grace",
-                r#"not a duration; use e.g. "10s" or "1m""#,
-                fleet_cli::parse_duration,
-            )?
-            .unwrap_or(DEFAULT_KILL_GRACE),
-            log_max_size: parsed(
-                file,
-                "agent.log_max_size",
-                r#"not a size; use a number with K, M or G (e.g. "64M")"#,
-                fleet_core::size::parse_bytes,
-            )?
-            .unwrap_or(DEFAULT_LOG_MAX_SIZE),
-            port_range: parsed(
-                file,
-                "agent.port_range",
-                r#"not a port range; give "LOW-HIGH" with 1 <= LOW <= HIGH <= 65535 (e.g. "20000-29999")"#,
-                fleet_cli::parse_port_range,
-            )?
-            .unwrap_or(DEFAULT_PORT_RANGE),
-            start_reserve: parsed(
-                file,
-                "agent.start_reserve",
-                r#"not a size; give one such as "32M", or "0" to count starting agents at their use alone"#,
-                fleet_core::size::parse_bytes,
-            )?
-            .unwrap_or(START_RESERVE),
-        };
-        let path = |flag: &Option<PathBuf>, key: &'static str, default: &str| -> Result<PathBuf> {
-            let configured = parsed(file, key, r#"not a path; give it in quotes (e.g. "/run/fleet")"#, |v| {
-                Ok::<_, String>(PathBuf::from(v))
-            })?;
-            Ok(flag.clone().or(configured).unwrap_or_else(|| PathBuf::from(default)))
-        };
-        let paths = Paths {
-            cgroup_parent: cgroup_parent(global, file)?,
-            state_dir: path(&global.state_dir, "paths.state_dir", DEFAULT_STATE_DIR)?,
-            log_dir: path(&global.log_dir, "paths.log_dir", DEFAULT_LOG_DIR)?,
-            workspace_root: path(&global.workspace_root, "paths.workspace_root", DEFAULT_WORKSPACE_ROOT)?,
-            scratch_root: path(&global.scratch_root, "paths.scratch_root", DEFAULT_SCRATCH_ROOT)?,
-            lock_dir: path(&global.lock_dir, "paths.lock_dir", DEFAULT_LOCK_DIR)?,
-        };
+        let thresholds = thresholds(file)?;
+        let agent = agent_defaults(file)?;
+        let paths = paths(global, file)?;
         Ok(Settings { paths, thresholds, agent })
     }
+}
+
+/// How strictly [`Settings::resolve`] treats a bad config value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolve {
+    /// Every key must be good: the command refuses to run otherwise.
+    Strict,
+    /// kill, relief and gc: only `[paths]` must be good.
+    Stopping,
+}
+
+/// `[thresholds]`, with `spawn` below `kill`.
+fn thresholds(file: &ConfigFile) -> Result<Thresholds> {
+    let thresholds = Thresholds {
+        spawn: percent(file, "thresholds.spawn")?.unwrap_or(DEFAULT_SPAWN_THRESHOLD),
+        kill: percent(file, "thresholds.kill")?.unwrap_or(DEFAULT_KILL_THRESHOLD),
+    };
+    if thresholds.spawn >= thresholds.kill {
+        let given = |key: &'static str, value: u8| match file.get(key) {
+            Some(_) => format!("{key} = {value}"),
+            None => format!("{key} = {value} (the default)"),
+        };
+        return Err(config_error(file.error(&format!(
+            "{} is not below {}: spawning must stop before killing starts; lower the one or raise the other",
+            given("thresholds.spawn", thresholds.spawn),
+            given("thresholds.kill", thresholds.kill)
+        ))));
+    }
+    Ok(thresholds)
+}
+
+/// `[agent]`: what an agent gets where its flags give nothing.
+fn agent_defaults(file: &ConfigFile) -> Result<AgentDefaults> {
+    let defaults = Limits::default();
+    let size = r#"not a size; use a number with K, M or G, or "max" (e.g. "4G")"#;
+    let memory_max = parsed(file, "agent.memory_max", size, |v| v.parse::<Limit>())?;
+    let timeout = r#"not a timeout; use a duration above 0 such as "15m" or "1h30m", or "off""#;
+    let agent = AgentDefaults {
+        limits: Limits {
+            memory_max: memory_max.unwrap_or(defaults.memory_max),
+            memory_high: parsed(file, "agent.memory_high", size, |v| v.parse())?.unwrap_or(defaults.memory_high),
+            swap_max: parsed(file, "agent.swap_max", size, |v| v.parse())?.unwrap_or(defaults.swap_max),
+            pids_max: parsed(
+                file,
+                "agent.pids_max",
+                r#"not a task count; use a whole number of at least 1, or "max" (e.g. "512")"#,
+                fleet_cli::parse_pids,
+            )?
+            .unwrap_or(defaults.pids_max),
+        },
+        memory_max_configured: memory_max.is_some(),
+        soft_timeout: parsed(file, "agent.soft_timeout", timeout, fleet_cli::parse_timeout)?
+            .map_or(Some(DEFAULT_SOFT_TIMEOUT), Timeout::duration),
+        hard_timeout: parsed(file, "agent.hard_timeout", timeout, fleet_cli::parse_timeout)?
+            .map_or(Some(DEFAULT_HARD_TIMEOUT), Timeout::duration),
+        kill_grace: parsed(
+            file,
+            "agent.kill_grace",
+            r#"not a duration; use e.g. "10s" or "1m""#,
+            fleet_cli::parse_duration,
+        )?
+        .unwrap_or(DEFAULT_KILL_GRACE),
+        log_max_size: parsed(
+            file,
+            "agent.log_max_size",
+            r#"not a size; use a number with K, M or G (e.g. "64M")"#,
+            fleet_core::size::parse_bytes,
+        )?
+        .unwrap_or(DEFAULT_LOG_MAX_SIZE),
+        port_range: parsed(
+            file,
+            "agent.port_range",
+            r#"not a port range; give "LOW-HIGH" with 1 <= LOW <= HIGH <= 65535 (e.g. "20000-29999")"#,
+            fleet_cli::parse_port_range,
+        )?
+        .unwrap_or(DEFAULT_PORT_RANGE),
+        start_reserve: parsed(
+            file,
+            "agent.start_reserve",
+            r#"not a size; give one such as "32M", or "0" to count starting agents at their use alone"#,
+            fleet_core::size::parse_bytes,
+        )?
+        .unwrap_or(START_RESERVE),
+    };
+    Ok(agent)
+}
+
+/// `[paths]` and their flags.
+fn paths(global: &GlobalArgs, file: &ConfigFile) -> Result<Paths> {
+    let path = |flag: &Option<PathBuf>, key: &'static str, default: &str| -> Result<PathBuf> {
+        let configured = parsed(file, key, r#"not a path; give it in quotes (e.g. "/run/fleet")"#, |v| {
+            Ok::<_, String>(PathBuf::from(v))
+        })?;
+        Ok(flag.clone().or(configured).unwrap_or_else(|| PathBuf::from(default)))
+    };
+    let paths = Paths {
+        cgroup_parent: cgroup_parent(global, file)?,
+        state_dir: path(&global.state_dir, "paths.state_dir", DEFAULT_STATE_DIR)?,
+        log_dir: path(&global.log_dir, "paths.log_dir", DEFAULT_LOG_DIR)?,
+        workspace_root: path(&global.workspace_root, "paths.workspace_root", DEFAULT_WORKSPACE_ROOT)?,
+        scratch_root: path(&global.scratch_root, "paths.scratch_root", DEFAULT_SCRATCH_ROOT)?,
+        lock_dir: path(&global.lock_dir, "paths.lock_dir", DEFAULT_LOCK_DIR)?,
+    };
+    Ok(paths)
 }
 
 /// A bad config file: exit 1, as every config error has been (`docs/exit-codes.md`).

@@ -67,3 +67,28 @@ fn a_misspelt_key_is_one_line_naming_the_nearest() {
     f.set_config("");
     f.finish();
 }
+
+#[test]
+fn a_bad_config_does_not_stand_between_an_operator_and_stopping_an_agent() {
+    let Some(f) = TestFleet::new("cfgstopping") else { return };
+    f.run(&["spawn", "victim", "ws-001", "--", "sleep", "600"]).code(0);
+    // An upgrade now refuses what an older fleetctl took: spawn and status refuse it, but
+    // kill, relief and gc go ahead on the built-in defaults for that section, and say so.
+    f.set_config("[thresholds]\nspawn = 96\nkill = 95\n");
+    refused(&f.run(&["spawn", "other", "ws-001", "--", "sleep", "30"]), "thresholds.spawn = 96");
+    for args in [&["relief", "99", "--dry-run"][..], &["kill", "victim"], &["gc", "--dry-run"]] {
+        let run = f.run(args);
+        run.code(0);
+        assert!(
+            run.stderr.contains("warning:") && run.stderr.contains("thresholds.spawn = 96 is not below"),
+            "{args:?} warns about the config:\n{}",
+            run.stderr
+        );
+    }
+    // Where the fleet lives cannot be guessed: a bad path stops even kill.
+    f.set_config("[paths]\nstate_dir = 3\n");
+    refused(&f.run(&["kill", "victim"]), "paths.state_dir = 3");
+    f.set_config("");
+    f.wait_state("victim", &["killed"], std::time::Duration::from_secs(10));
+    f.finish();
+}
