@@ -29,7 +29,7 @@ static ALLOCATOR: fleet_core::alloc_count::Counting = fleet_core::alloc_count::C
 
 /// Ends the process now with `exit`'s code, for the one place that cannot return to
 /// `main`: a second Ctrl-C, from inside the signal handler's thread.
-pub fn exit_now(exit: Exit) -> ! {
+pub fn end_process_now(exit: Exit) -> ! {
     std::process::exit(exit.code())
 }
 

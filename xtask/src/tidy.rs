@@ -10,13 +10,17 @@
 //!   `remove_dir_all`, `mkdir` or `rmdir` on a product line that also says `cgroup`,
 //!   `unified`, `memory_v1` or `pids_v1` (a cgroup's name or one of its directories):
 //!   cgroups are made and removed by `fleet_core::cgroup`.
-//! - **exit**: no `process::exit` outside `src/main.rs`: commands return an `Exit`.
+//! - **exit**: no `process::exit` outside `src/main.rs`: commands return an `Exit`. `main`'s
+//!   `end_process_now` is for a signal handler that cannot return (watch's second Ctrl-C), and is
+//!   called from the files in [`EXIT_NOW_CALLERS`] alone.
 //! - **opener**: every `.rs` file's first line is a `//!` comment saying what it is.
 //! - **length**: no `.rs` file over [`MAX_LINES`] lines.
 //!
 //! `xtask/` and `tests/` are outside the first two rules: they watch the real host to check
 //! the product, and must not see it through the product's own seam (docs/decisions.md).
-//! Comments are not code: a doc comment may name `/proc/locks`.
+//! Comments are not code: a doc comment may name `/proc/locks`. The rules read text, not
+//! meaning: a path assembled from pieces (`Path::new("/").join("proc")`) passes them, and
+//! review is still what catches it.
 
 use std::path::Path;
 
@@ -26,6 +30,9 @@ const MAX_LINES: usize = 500;
 /// What a cgroup directory is called in code: the word, and [`fleet_core::cgroup::Cgroup`]'s
 /// directory fields.
 const CGROUP_WORDS: [&str; 4] = ["cgroup", "unified", "memory_v1", "pids_v1"];
+
+/// The files that may call `main`'s `end_process_now`: signal handlers that cannot return.
+const EXIT_NOW_CALLERS: [&str; 1] = ["src/commands/watch/mod.rs"];
 
 /// Calls that make or remove a directory.
 const DIR_CALLS: [&str; 6] = ["create_dir", "create_dir_all", "remove_dir", "remove_dir_all", "mkdir", "rmdir"];
@@ -48,6 +55,16 @@ pub fn check(path: &str, text: &str) -> Vec<String> {
         let line = i + 1;
         if path != "src/main.rs" && code.contains("process::exit") {
             fail(line, "`process::exit` outside src/main.rs: return an `Exit` and let `main` end the process");
+        }
+        if path.starts_with("src/")
+            && path != "src/main.rs"
+            && !EXIT_NOW_CALLERS.contains(&path)
+            && code.contains("end_process_now(")
+        {
+            fail(
+                line,
+                "`end_process_now` outside a signal handler that cannot return: return an `Exit` and let `main` end the process",
+            );
         }
         let strings = || lexed.strings.get(i).into_iter().flatten().map(String::as_str);
         if product && identifiers(code).any(|id| DIR_CALLS.contains(&id)) {
@@ -287,6 +304,9 @@ mod tests {
         assert_eq!(failures.len(), 1);
         assert!(failures[0].starts_with("src/commands/watch/mod.rs:3: `process::exit` outside src/main.rs"));
         assert_eq!(checked("xtask/src/x.rs", "let rule = \"process::exit\"; // process::exit\n").len(), 0);
+        let now = "fn stop() {\n    crate::end_process_now(Exit::Interrupted);\n}\n";
+        assert_eq!(checked("src/commands/watch/mod.rs", now), Vec::<String>::new());
+        assert_eq!(checked("src/commands/kill.rs", now).len(), 1);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 
 mod light;
 pub mod memory;
+pub mod metrics;
 pub mod status;
 #[cfg(test)]
 mod tests;

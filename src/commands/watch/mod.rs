@@ -13,10 +13,9 @@ mod screen;
 use crate::{
     agent::{
         relief::{Outcome, Relief, relieve},
-        sample::LightSampler,
+        sample::{LightSampler, metrics},
         take_host_lock,
     },
-    commands::metrics,
     context::Ctx,
     exit::Exit,
 };
@@ -78,7 +77,7 @@ pub fn run(ctx: &Ctx, args: WatchArgs) -> Result<Exit> {
     let wake_tx = std::fs::File::from(wake_tx);
     ctrlc::set_handler(move || {
         if counter.fetch_add(1, Ordering::SeqCst) >= 1 {
-            crate::exit_now(Exit::Interrupted); // the second press: now
+            crate::end_process_now(Exit::Interrupted); // the second press: now
         }
         let _ = nix::unistd::write(&wake_tx, b"x");
     })
