@@ -197,7 +197,7 @@ impl Supervisor {
             Action::StartRun { restarts } => match self.start_run(restarts) {
                 // Its timers count from the start.
                 Ok((pid, started)) => self.feed_at(Input::Started { pid, restarts }, started),
-                Err(e) => return Some(Input::StartFailed(format!("{e:#}"))),
+                Err(e) => return Some(Input::StartFailed { error: format!("{e:#}"), request: self.request() }),
             },
             Action::RemoveCgroup => {
                 let _ = self.plan.cgroup.remove();

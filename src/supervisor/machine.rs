@@ -139,7 +139,7 @@ impl Machine {
         }
         match input {
             Input::Started { pid, restarts } => self.started(pid, restarts, now, &mut out),
-            Input::StartFailed(error) => self.start_failed(error, &mut out),
+            Input::StartFailed { error, request } => self.start_failed(error, request, &mut out),
             Input::StopSignal { request } => self.stop_signal(request, &mut out),
             Input::MainExited(exit) => self.main_exited(exit, now, &mut out),
             Input::OutputClosed => {
@@ -182,13 +182,25 @@ impl Machine {
         out.push(Action::SaveRecord);
     }
 
-    fn start_failed(&mut self, error: String, out: &mut Vec<Action>) {
+    fn start_failed(&mut self, error: String, request: Option<KillRequest>, out: &mut Vec<Action>) {
+        if !matches!(self.phase, Phase::Restarting { .. }) {
+            return;
+        }
         out.push(Action::Note(format!("restart failed: {error}")));
-        out.push(Action::Journal(Event::RestartFailed { error: error.clone() }));
+        out.push(Action::Journal(Event::RestartFailed { error }));
         out.push(Action::RemoveCgroup);
+        if self.stop.is_none()
+            && let Some(request) = request
+        {
+            self.stop = Some(Stop::Requested(request));
+        }
+        if self.stop.is_some() {
+            // Stopped while it tried: the run before it, told who stopped it.
+            return self.stopped_between_runs(out);
+        }
         // A failed restart keeps the verdict of the run before it.
         if let Phase::Restarting { verdict, .. } = std::mem::replace(&mut self.phase, Phase::Done) {
-            out.push(Action::Finish(verdict));
+            self.finish(verdict, out);
         }
     }
 

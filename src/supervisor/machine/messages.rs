@@ -45,8 +45,9 @@ impl Policy {
 pub enum Input {
     /// A run started (number `restarts`, 0 for the first) with main process `pid`.
     Started { pid: i32, restarts: u32 },
-    /// A restart could not start.
-    StartFailed(String),
+    /// A restart could not start; `request` is the kill request on file by then (a kill that
+    /// came while it tried names who stopped the agent).
+    StartFailed { error: String, request: Option<KillRequest> },
     /// The supervisor got SIGTERM, SIGINT or SIGHUP; `request` is the kill request on file
     /// when it arrived (a killer writes it before it signals).
     StopSignal { request: Option<KillRequest> },

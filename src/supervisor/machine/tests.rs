@@ -259,10 +259,28 @@ fn a_failed_restart_keeps_the_verdict_of_the_run_before() {
     let (mut m, t0) = backing_off();
     m.on(Input::Tick, t0 + SEC);
     m.on(Input::KillRequestOnFile(None), t0 + SEC);
-    let out = m.on(Input::StartFailed("no such file".into()), t0 + SEC);
+    let out = m.on(Input::StartFailed { error: "no such file".into(), request: None }, t0 + SEC);
     assert_eq!(kinds(&out), ["restart_failed"]);
     assert!(out.contains(&Action::RemoveCgroup));
     assert_eq!(finished(&out).map(|v| v.state), Some(AgentState::Failed));
+}
+
+#[test]
+fn a_kill_while_a_restart_fails_names_the_killer() {
+    let (mut m, t0) = backing_off();
+    m.on(Input::Tick, t0 + SEC);
+    m.on(Input::KillRequestOnFile(None), t0 + SEC);
+    let out = m.on(Input::StartFailed { error: "no such file".into(), request: Some(request("user")) }, t0 + SEC);
+    assert_eq!(kinds(&out), ["restart_failed"]);
+    let verdict = finished(&out).expect("finished");
+    assert_eq!((verdict.state, verdict.killed_by.as_deref()), (AgentState::Killed, Some("user")));
+}
+
+#[test]
+fn a_start_failure_outside_a_restart_is_ignored() {
+    let (mut m, t0) = backing_off();
+    assert!(m.on(Input::StartFailed { error: "late".into(), request: None }, t0).is_empty());
+    assert_eq!(m.on(Input::Tick, t0 + SEC), [Action::ReadKillRequest], "still backing off");
 }
 
 /// Plays an OOM notification and counter readings until the machine decides.
