@@ -175,10 +175,7 @@ fn swap_check(ctx: &Ctx, r: &mut Report) -> Result<()> {
     }
     let names: Vec<String> = active.iter().map(|p| p.display().to_string()).collect();
     // On hybrid hosts agents' swap 0 is the memsw limit, which exists only with swap accounting.
-    let accounted = match &ctx.fleet.root.memory_v1 {
-        None => true,
-        Some(_) => ctx.mounts.memory_v1.as_deref().is_some_and(|m| m.join("memory.memsw.limit_in_bytes").exists()),
-    };
+    let accounted = ctx.fleet.root.memory_v1.is_none() || ctx.mounts.swap_accounted();
     match accounted {
         true => r.say(
             Verdict::Ok,

@@ -138,12 +138,9 @@ fn cgroups(host: &Host) -> Result<Vec<Item>> {
     Ok(items)
 }
 
-/// The file that holds the fleet's budget in this layout.
+/// The file that holds the fleet's budget in this layout, and its controller.
 pub fn budget_file(host: &Host) -> (PathBuf, &'static str) {
-    match &host.fleet.root.memory_v1 {
-        Some(dir) => (dir.join("memory.limit_in_bytes"), "memory"),
-        None => (host.fleet.root.unified.join("memory.max"), "memory"),
-    }
+    (host.fleet.root.memory_limit_file(), "memory")
 }
 
 fn cgroup_dir(dir: &Path) -> Option<Item> {
@@ -270,19 +267,9 @@ fn delegate(host: &Host) -> Vec<Item> {
     };
     let mut paths: Vec<PathBuf> = Vec::new();
     let fleet = [host.fleet.root.clone(), host.fleet.agents(), host.fleet.supervisors()];
+    // Named, not listed: on a first run the cgroups step makes them just before this one.
     for cg in &fleet {
-        for dir in cg.dirs() {
-            paths.push(dir.to_path_buf());
-            // The kernel's delegation rules: the directory and the files that move processes
-            // and hand down controllers; never the fleet root's own limits. (Named, not listed:
-            // on a first run the cgroups step makes them just before this one.)
-            let files: &[&str] = if dir == cg.unified.as_path() {
-                &["cgroup.procs", "cgroup.threads", "cgroup.subtree_control"]
-            } else {
-                &["cgroup.procs", "tasks"]
-            };
-            paths.extend(files.iter().map(|f| dir.join(f)));
-        }
+        paths.extend(cg.delegation_paths());
     }
     let p = &host.paths;
     paths.extend([p.state.clone(), p.log.clone(), p.lock.clone(), p.workspaces.clone(), p.scratch.clone()]);

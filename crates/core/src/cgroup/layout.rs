@@ -42,6 +42,15 @@ pub struct Mounts {
 }
 
 impl Mounts {
+    /// Whether swap is accounted per cgroup: always on cgroup v2; on a v1 memory hierarchy
+    /// only where `memory.memsw.*` exists, without which an agent's swap 0 cannot be set.
+    pub fn swap_accounted(&self) -> bool {
+        match &self.memory_v1 {
+            None => true,
+            Some(mount) => mount.join("memory.memsw.limit_in_bytes").exists(),
+        }
+    }
+
     /// The layout at the usual mount points, told by statfs(2) alone: `root` (normally
     /// `/sys/fs/cgroup`) is cgroup2 carrying the memory and pids controllers, or a tmpfs
     /// holding cgroup2 at `unified` and the v1 `memory` and `pids` hierarchies, as systemd

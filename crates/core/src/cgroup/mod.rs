@@ -94,6 +94,30 @@ impl Cgroup {
         self.pids_v1.as_deref().unwrap_or(&self.unified)
     }
 
+    /// What a delegated user must own to manage this cgroup, by the kernel's delegation rules:
+    /// each directory and the files that move processes and hand down controllers (never the
+    /// cgroup's own limits, which stay its parent's to set).
+    pub fn delegation_paths(&self) -> Vec<PathBuf> {
+        let mut paths = Vec::new();
+        for dir in self.dirs() {
+            paths.push(dir.to_path_buf());
+            let files: &[&str] = match dir == self.unified.as_path() {
+                true => &["cgroup.procs", "cgroup.threads", "cgroup.subtree_control"],
+                false => &["cgroup.procs", "tasks"],
+            };
+            paths.extend(files.iter().map(|f| dir.join(f)));
+        }
+        paths
+    }
+
+    /// The file holding this cgroup's hard memory limit in this layout, and its controller.
+    pub fn memory_limit_file(&self) -> PathBuf {
+        match &self.memory_v1 {
+            Some(dir) => dir.join("memory.limit_in_bytes"),
+            None => self.unified.join("memory.max"),
+        }
+    }
+
     /// The `cgroup.procs` file of every hierarchy: writing a pid (or `0`, "myself") into all
     /// of them places a process in this cgroup.
     pub fn procs_files(&self) -> Vec<PathBuf> {
