@@ -5,7 +5,7 @@
 mod housekeeping;
 
 use super::{
-    ending,
+    run_end,
     logsink::{Log, LogSink},
     machine::{Action, Input, Machine, Policy, RunEnd},
     outcome::{describe_exit, own_limit_reached},
@@ -183,7 +183,7 @@ impl Supervisor {
             }
             Action::Housekeeping => self.housekeeping(),
             Action::KillRest => {
-                if !ending::kill_rest(&self.plan.cgroup) {
+                if !run_end::kill_rest(&self.plan.cgroup) {
                     self.note("processes remain in the cgroup after cgroup.kill");
                 }
             }
@@ -317,7 +317,7 @@ impl Supervisor {
     /// Records the end for good.
     fn finish(&mut self, state: AgentState, cause: String, killed_by: Option<String>) {
         self.note(&format!("agent ended: {cause}"));
-        if let Err(why) = ending::remove_scratch(self.plan.scratch.as_deref()) {
+        if let Err(why) = run_end::remove_scratch(self.plan.scratch.as_deref()) {
             self.note(&why);
         }
         crate::agent::ending::close(&mut self.record, state, cause.clone(), killed_by.clone());
@@ -331,7 +331,7 @@ impl Supervisor {
         };
         let exit = Exit::observed(state, cause, killed_by, observed);
         let (dirs, id, record, log) = (&self.dirs, &self.plan.id, &self.record, &mut self.log);
-        ending::record_end(dirs, id, record, exit, |message| {
+        run_end::record_end(dirs, id, record, exit, |message| {
             if let Log::Open(sink) = log {
                 sink.note(message);
             }
@@ -350,7 +350,7 @@ impl Supervisor {
     }
 
     /// The one place the supervisor journals an event (its final `exit` aside, which
-    /// [`ending::record_end`] writes until it reaches the disk).
+    /// [`run_end::record_end`] writes until it reaches the disk).
     fn event(&mut self, event: &Event) {
         if let Err(e) = journal::append(&self.dirs.journal_path(), &self.plan.id, event) {
             self.note(&format!("cannot write the journal: {e:#}"));

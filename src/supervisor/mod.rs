@@ -9,7 +9,7 @@
 //! sleeps in `poll(2)` until the kernel has news: a signal, output, an OOM event, or the
 //! next deadline.
 
-mod ending;
+mod run_end;
 pub mod handoff;
 mod launch;
 mod lifecycle;
