@@ -61,8 +61,8 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     // The binary hosts install (`cargo xtask dist`), installed as a host would have it: copied.
     // What operators run is what is measured. The linker's fresh output is not what a host
     // runs: its page cache is in large folios and a fault maps a whole folio, so an idle
-    // supervisor had 1.2 MiB of code mapped from it, against 0.4 MiB from a copy or from the
-    // same file read back from disk (measured here).
+    // supervisor maps about three times the code from it that it maps from a copy or from
+    // the same file read back from disk.
     let bin = tmp.join("fleetctl");
     std::fs::copy(crate::dist::build(root)?, &bin)?;
     // As on a host prepared by setup-host: the state dir on tmpfs (where /run is), scratch on

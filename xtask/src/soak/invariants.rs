@@ -17,8 +17,8 @@ use std::{
 
 /// The guard's default kill threshold (`thresholds.kill`, 95 %).
 pub const KILL_THRESHOLD: f64 = 95.0;
-/// How long fleet use may stay at or above the kill threshold. The guard samples every
-/// 10-20 ms there and kills at once (no grace); the rest is room for a loaded machine.
+/// How long fleet use may stay at or above the kill threshold. The guard samples at its
+/// fastest there and kills at once (no grace); the rest is room for a loaded machine.
 pub const GUARD_REACTION: Duration = Duration::from_secs(2);
 
 const ENDED_ONCE: &str = "every run ended exactly once in the journal";
