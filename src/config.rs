@@ -63,6 +63,10 @@ pub struct AgentConfig {
     pub port_range: Option<String>,
     /// What an agent still starting counts for at least at admission, "32M" (`0`: its use).
     pub start_reserve: Option<String>,
+    /// Who agents run as when `spawn --user` is not given: a user, `USER:GROUP`, or `auto`.
+    pub user: Option<String>,
+    /// Where `auto` leases each agent's uid from, "200000-200999".
+    pub uid_range: Option<String>,
 }
 
 impl Config {
@@ -108,6 +112,9 @@ impl Config {
         }
         if let Some(v) = &self.agent.port_range {
             fleet_cli::parse_port_range(v).map_err(|e| anyhow::anyhow!("agent.port_range: {e}"))?;
+        }
+        if let Some(v) = &self.agent.uid_range {
+            crate::agent::identity::parse_uid_range(v).map_err(|e| anyhow::anyhow!("{e}"))?;
         }
         if let Some(v) = &self.agent.kill_grace {
             fleet_cli::parse_duration(v).map_err(|e| anyhow::anyhow!("agent.kill_grace: {e}"))?;

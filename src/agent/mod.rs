@@ -2,9 +2,13 @@
 //! an agent's cgroup, how an agent's live state is derived, and how an agent is stopped.
 
 pub mod admission;
+pub mod contain;
 pub mod deaths;
+pub mod environment;
 pub mod growth;
+pub mod identity;
 pub mod leases;
+pub mod ownership;
 pub mod place;
 pub mod plan;
 pub mod relief;

@@ -8,7 +8,7 @@ use fleet_core::{
     paths::Dirs,
     state::RestartPolicy,
 };
-use std::{path::PathBuf, time::Duration};
+use std::{ffi::OsString, path::PathBuf, time::Duration};
 
 /// Everything a supervisor needs.
 #[derive(Debug, Clone)]
@@ -53,6 +53,14 @@ pub struct SupervisorPlan {
     pub ports: Option<PortBlock>,
     /// Whether the supervisor holds leases (a slot or ports).
     pub has_leases: bool,
+    /// Who the agent runs as; `None` keeps the supervisor's user (a delegated fleet).
+    pub credentials: Option<crate::agent::identity::Credentials>,
+    /// Its environment but the FLEET_* variables (see [`crate::agent::environment`]).
+    pub env: Vec<(OsString, OsString)>,
+    /// Where it starts, inside the workspace; `None` for the workspace itself.
+    pub cwd: Option<PathBuf>,
+    /// Sets no_new_privs, so no setuid binary gives it more than it has.
+    pub no_new_privs: bool,
 }
 
 /// The longest restart delay.

@@ -21,7 +21,7 @@
 //! async-signal-safe calls on them and ends in `execvpe` or `_exit`; a failure's errno and
 //! step reach the parent through a page both share ([`Report`]).
 
-use crate::agent::place;
+use crate::agent::{identity::Credentials, place};
 use anyhow::{Context, Result};
 use std::{
     ffi::{CStr, CString, OsStr, OsString},
@@ -38,12 +38,26 @@ pub struct Launch<'a> {
     pub program: &'a str,
     pub args: &'a [String],
     pub cwd: &'a std::path::Path,
-    /// Added to (`Some`) or removed from (`None`) the supervisor's environment.
+    /// The agent's environment, made at spawn: never the supervisor's own.
+    pub base_env: &'a [(OsString, OsString)],
+    /// Added to (`Some`) or removed from (`None`) `base_env`.
     pub env: Vec<(&'a str, Option<OsString>)>,
+    /// Who it runs as; `None` keeps the supervisor's user.
+    pub credentials: Option<&'a Credentials>,
+    /// Whether it gets no_new_privs.
+    pub no_new_privs: bool,
 }
 
-/// The steps the child takes, in order; a failure names the one that failed.
-const STEPS: [&str; 4] = ["set up its descriptors", "enter the workspace", "join its cgroup", "exec"];
+/// The steps the child takes, in order; a failure names the one that failed. Placement
+/// comes before the user switch, which gives up the right to write `cgroup.procs`.
+const STEPS: [&str; 6] = [
+    "set up its descriptors",
+    "join its cgroup",
+    "switch to its user",
+    "set no_new_privs",
+    "enter its working directory",
+    "exec",
+];
 
 /// The child's stack. execvpe builds each candidate path on the stack (at most PATH_MAX plus
 /// a name), and glibc's copies a script's argv there for /bin/sh.
@@ -60,6 +74,10 @@ pub struct Prepared {
     /// `/bin/sh SCRIPT ARGS…`, for a found program that the kernel cannot exec (a script
     /// without `#!`), which execvp(3) runs with the shell. glibc's does; musl's does not.
     script_argv: Option<Vec<CString>>,
+    /// uid and gid to switch to, and the supplementary groups, as setgroups(2) takes them.
+    ids: Option<(libc::uid_t, libc::gid_t)>,
+    groups: Vec<libc::gid_t>,
+    no_new_privs: bool,
     stack: Stack,
     report: Report,
 }
@@ -77,11 +95,23 @@ impl Prepared {
             .chain(spec.args.iter().map(String::as_str))
             .map(|a| cstr(OsStr::new(a)))
             .collect::<Result<_>>()?;
-        let envp = environment(&spec.env).into_iter().map(|kv| cstr(&kv)).collect::<Result<_>>()?;
-        let found = search_path(spec.program, spec.cwd).map(|p| cstr(p.as_os_str())).transpose()?;
+        let envp = environment(spec.base_env, &spec.env).into_iter().map(|kv| cstr(&kv)).collect::<Result<_>>()?;
+        let path = spec.base_env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_os_str());
+        let found = search_path(spec.program, path, spec.cwd).map(|p| cstr(p.as_os_str())).transpose()?;
         let script_argv = script_argv(&argv, found.as_ref());
         let (stack, report) = (Stack::new()?, Report::new()?);
-        Ok(Prepared { argv, envp, cwd: cstr(spec.cwd.as_os_str())?, found, script_argv, stack, report })
+        Ok(Prepared {
+            argv,
+            envp,
+            cwd: cstr(spec.cwd.as_os_str())?,
+            found,
+            script_argv,
+            ids: spec.credentials.map(|c| (c.uid, c.gid)),
+            groups: spec.credentials.map(|c| c.groups.clone()).unwrap_or_default(),
+            no_new_privs: spec.no_new_privs,
+            stack,
+            report,
+        })
     }
 
     /// Adds `KEY=VALUE` to the environment (for values known only at the start).
@@ -106,6 +136,9 @@ impl Prepared {
             stdin: stdin.as_raw_fd(),
             output: output.as_raw_fd(),
             reset_oom_score,
+            ids: self.ids,
+            groups: &self.groups,
+            no_new_privs: self.no_new_privs,
             report: &self.report,
         };
         self.report.clear();
@@ -152,6 +185,9 @@ struct Child<'a> {
     stdin: RawFd,
     output: RawFd,
     reset_oom_score: bool,
+    ids: Option<(libc::uid_t, libc::gid_t)>,
+    groups: &'a [libc::gid_t],
+    no_new_privs: bool,
     report: &'a Report,
 }
 
@@ -175,13 +211,24 @@ impl Child<'_> {
             if libc::dup2(self.stdin, 0) < 0 || libc::dup2(self.output, 1) < 0 || libc::dup2(self.output, 2) < 0 {
                 fail(0);
             }
-            if libc::chdir(self.cwd.as_ptr()) < 0 {
-                fail(1);
-            }
             // Its own process group, so signals meant for the supervisor's never reach it.
             libc::setpgid(0, 0);
             if place::join(procs).is_err() {
+                fail(1);
+            }
+            if let Some((uid, gid)) = self.ids
+                && !switch_user(uid, gid, self.groups)
+            {
                 fail(2);
+            }
+            // prctl(2) reads its arguments as unsigned longs.
+            let (on, unused): (libc::c_ulong, libc::c_ulong) = (1, 0);
+            if self.no_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, on, unused, unused, unused) != 0 {
+                fail(3);
+            }
+            // As the agent's user: a directory it cannot enter fails here, not in the agent.
+            if libc::chdir(self.cwd.as_ptr()) < 0 {
+                fail(4);
             }
             if let Some(path) = self.found {
                 libc::execve(path.as_ptr(), self.argv.as_ptr(), self.envp.as_ptr());
@@ -194,8 +241,24 @@ impl Child<'_> {
                 libc::execve(c"/bin/sh".as_ptr(), script_argv.as_ptr(), self.envp.as_ptr());
                 *libc::__errno_location() = errno;
             }
-            fail(3)
+            fail(5)
         }
+    }
+}
+
+/// Becomes `uid`:`gid` with `groups`, for good (real, effective and saved ids), by raw
+/// system calls: the child may share the supervisor's memory (CLONE_VM), and libc's
+/// setuid family signals every thread of the process and takes its locks to keep them
+/// alike, which a clone child must not do. False on a failure, errno set.
+///
+/// # Safety
+/// Async-signal-safe: three system calls on memory prepared before the clone.
+unsafe fn switch_user(uid: libc::uid_t, gid: libc::gid_t, groups: &[libc::gid_t]) -> bool {
+    // SAFETY: as documented above; setgroups reads `groups.len()` ids from its pointer.
+    unsafe {
+        libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) == 0
+            && libc::syscall(libc::SYS_setresgid, gid, gid, gid) == 0
+            && libc::syscall(libc::SYS_setresuid, uid, uid, uid) == 0
     }
 }
 
@@ -320,22 +383,21 @@ fn cstr(s: &OsStr) -> Result<CString> {
 }
 
 /// Where execvp(3) would find `program`: the first executable file of that name in the
-/// supervisor's `PATH` (relative entries taken from `cwd`, where the child will be). Found
+/// agent's `PATH` (relative entries taken from `cwd`, where the child will be). Found
 /// while the supervisor waits for its cgroup, it spares the child one failed exec per
 /// directory before it (nine on a host whose PATH starts with ~/.cargo/bin and pyenv's
 /// shims). A name with a slash is not searched.
-fn search_path(program: &str, cwd: &std::path::Path) -> Option<std::path::PathBuf> {
+fn search_path(program: &str, path: Option<&OsStr>, cwd: &std::path::Path) -> Option<std::path::PathBuf> {
     if program.contains('/') {
         return None;
     }
-    let path = std::env::var_os("PATH")?;
-    which::which_in(program, Some(path), cwd).ok()
+    which::which_in(program, Some(path?), cwd).ok()
 }
 
-/// The supervisor's environment with `changes` applied, as `KEY=VALUE` strings.
-fn environment(changes: &[(&str, Option<OsString>)]) -> Vec<OsString> {
+/// `base` with `changes` applied, as `KEY=VALUE` strings.
+fn environment(base: &[(OsString, OsString)], changes: &[(&str, Option<OsString>)]) -> Vec<OsString> {
     let mut env: Vec<(OsString, OsString)> =
-        std::env::vars_os().filter(|(k, _)| !changes.iter().any(|(c, _)| k == c)).collect();
+        base.iter().filter(|(k, _)| !changes.iter().any(|(c, _)| k == c)).cloned().collect();
     env.extend(changes.iter().filter_map(|(k, v)| Some((OsString::from(k), v.clone()?))));
     env.into_iter().map(|(k, v)| key_value(k, &v)).collect()
 }
@@ -400,6 +462,19 @@ mod tests {
     use fleet_core::cgroup::{Fleet, Mounts, OwnCgroups};
     use std::path::Path;
 
+    /// A launch of nothing yet, with `env`, as the supervisor's own user.
+    fn bare(env: &[(OsString, OsString)]) -> Launch<'_> {
+        Launch {
+            program: "",
+            args: &[],
+            cwd: Path::new("/"),
+            base_env: env,
+            env: Vec::new(),
+            credentials: None,
+            no_new_privs: false,
+        }
+    }
+
     /// The clone3 way, for real: the command's first cgroup is the one it was given, though
     /// nothing wrote it into `cgroup.procs`. This host's cgroup2 tree takes CLONE_INTO_CGROUP
     /// whether or not it has controllers, so the test runs on hybrid hosts too.
@@ -416,7 +491,8 @@ mod tests {
         let dir = Fleet::resolve(&mounts, &own, &name).unwrap().root.unified;
         std::fs::create_dir(&dir).unwrap();
         let cwd = std::env::temp_dir();
-        let launch = Launch { program: "sleep", args: &["1000".to_string()], cwd: &cwd, env: Vec::new() };
+        let env = [("PATH".into(), std::env::var_os("PATH").unwrap_or_default())];
+        let launch = Launch { program: "sleep", args: &["1000".to_string()], cwd: &cwd, ..bare(&env) };
         let (stdin, output) = (File::open("/dev/null").unwrap(), File::create("/dev/null").unwrap());
         let target = Target { procs: &[], dir: Some(&File::open(&dir).unwrap()) };
         let pid = Prepared::new(launch).unwrap().start(stdin.into(), output.into(), target, false).unwrap();
@@ -432,7 +508,7 @@ mod tests {
     #[test]
     fn a_failed_step_is_named_with_its_errno() {
         let cwd = std::env::temp_dir();
-        let launch = Launch { program: "/nonexistent/fleetctl-test", args: &[], cwd: &cwd, env: Vec::new() };
+        let launch = Launch { program: "/nonexistent/fleetctl-test", args: &[], cwd: &cwd, ..bare(&[]) };
         let (stdin, output) = (File::open("/dev/null").unwrap(), File::create("/dev/null").unwrap());
         let target = Target { procs: &[], dir: None };
         let err = Prepared::new(launch).unwrap().start(stdin.into(), output.into(), target, false).unwrap_err();

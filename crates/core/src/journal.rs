@@ -3,7 +3,7 @@
 
 use crate::{Error, Result, id::AgentId, timefmt::rfc3339};
 use serde_json::{Map, Value, json};
-use std::{io::Write, path::Path, time::SystemTime};
+use std::{io::Write, os::unix::fs::OpenOptionsExt, path::Path, time::SystemTime};
 
 /// Appends one event. Each line goes out in a single `write(2)` on an `O_APPEND` file, so
 /// concurrent writers (supervisors, kill, relief) never interleave within a line.
@@ -17,7 +17,8 @@ pub fn append(path: &Path, event: &str, id: &AgentId, detail: Value) -> Result<(
     }
     let mut text = Value::Object(line).to_string();
     text.push('\n');
-    let open = || std::fs::OpenOptions::new().create(true).append(true).open(path);
+    // Not world-readable: agents run as other users and must not read each other's ends.
+    let open = || std::fs::OpenOptions::new().create(true).append(true).mode(0o640).open(path);
     // The directory exists for every append but a fresh host's first: open first, and make
     // the directory only when it is missing.
     let opened = match open() {
