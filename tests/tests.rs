@@ -5,6 +5,7 @@ mod util;
 
 mod admission;
 mod bad_input;
+mod containment;
 mod faults;
 mod fleets;
 mod gc;

@@ -6,7 +6,7 @@
 //! 2. `HOME`, `USER`, `LOGNAME` and `SHELL` of the user the agent runs as (with no passwd
 //!    entry: its scratch dir, its uid, `/bin/sh`);
 //! 3. `--env-file FILE` lines, `--pass-env NAME` (the caller's value), `--env KEY=VALUE`;
-//! 4. the `FLEET_*` variables the supervisor sets (see [`crate::supervisor::runner`]), which
+//! 4. the `FLEET_*` variables the supervisor sets (`supervisor/runner.rs`), which
 //!    no source above may set.
 
 use super::identity::Identity;

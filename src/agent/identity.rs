@@ -10,14 +10,41 @@ use fleet_core::lease::{self, LeaseFile};
 use nix::unistd::{Gid, Group, Uid, User};
 use std::{ops::RangeInclusive, path::PathBuf};
 
-/// What the agent's process switches to between fork and exec (see
-/// [`crate::supervisor::launch`]): prepared at spawn, carried by the plan.
+/// What the agent's process switches to between fork and exec: prepared at spawn, carried
+/// by the plan, assumed by the child ([`Credentials::assume`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credentials {
     pub uid: u32,
     pub gid: u32,
     /// Supplementary groups; empty for none.
     pub groups: Vec<u32>,
+}
+
+impl Credentials {
+    /// Becomes this user for good (real, effective and saved ids), by raw system calls: the
+    /// child between clone and exec may share the supervisor's memory (CLONE_VM), and libc's
+    /// setuid family signals every thread of the process and takes its locks to keep them
+    /// alike, which such a child must not do. Allocates nothing. False on a failure, errno set.
+    pub fn assume(&self) -> bool {
+        let groups: &[libc::gid_t] = &self.groups;
+        // SAFETY: three system calls on memory prepared before the clone; setgroups(2) reads
+        // `groups.len()` ids from its pointer.
+        unsafe {
+            libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) == 0
+                && libc::syscall(libc::SYS_setresgid, self.gid, self.gid, self.gid) == 0
+                && libc::syscall(libc::SYS_setresuid, self.uid, self.uid, self.uid) == 0
+        }
+    }
+}
+
+/// Sets no_new_privs on the calling process: from its exec on, no setuid bit or file
+/// capability gives it (or anything it runs) more than it has. One system call, for the
+/// child between clone and exec. False on a failure, errno set.
+pub fn forbid_new_privs() -> bool {
+    // prctl(2) reads its arguments as unsigned longs.
+    let (on, unused): (libc::c_ulong, libc::c_ulong) = (1, 0);
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, on, unused, unused, unused) == 0 }
 }
 
 /// A user the agent may run as, with what its environment says about it.

@@ -21,7 +21,10 @@
 //! async-signal-safe calls on them and ends in `execvpe` or `_exit`; a failure's errno and
 //! step reach the parent through a page both share ([`Report`]).
 
-use crate::agent::{identity::Credentials, place};
+use crate::agent::{
+    identity::{self, Credentials},
+    place,
+};
 use anyhow::{Context, Result};
 use std::{
     ffi::{CStr, CString, OsStr, OsString},
@@ -74,9 +77,7 @@ pub struct Prepared {
     /// `/bin/sh SCRIPT ARGS…`, for a found program that the kernel cannot exec (a script
     /// without `#!`), which execvp(3) runs with the shell. glibc's does; musl's does not.
     script_argv: Option<Vec<CString>>,
-    /// uid and gid to switch to, and the supplementary groups, as setgroups(2) takes them.
-    ids: Option<(libc::uid_t, libc::gid_t)>,
-    groups: Vec<libc::gid_t>,
+    credentials: Option<Credentials>,
     no_new_privs: bool,
     stack: Stack,
     report: Report,
@@ -106,8 +107,7 @@ impl Prepared {
             cwd: cstr(spec.cwd.as_os_str())?,
             found,
             script_argv,
-            ids: spec.credentials.map(|c| (c.uid, c.gid)),
-            groups: spec.credentials.map(|c| c.groups.clone()).unwrap_or_default(),
+            credentials: spec.credentials.cloned(),
             no_new_privs: spec.no_new_privs,
             stack,
             report,
@@ -136,8 +136,7 @@ impl Prepared {
             stdin: stdin.as_raw_fd(),
             output: output.as_raw_fd(),
             reset_oom_score,
-            ids: self.ids,
-            groups: &self.groups,
+            credentials: self.credentials.as_ref(),
             no_new_privs: self.no_new_privs,
             report: &self.report,
         };
@@ -185,8 +184,7 @@ struct Child<'a> {
     stdin: RawFd,
     output: RawFd,
     reset_oom_score: bool,
-    ids: Option<(libc::uid_t, libc::gid_t)>,
-    groups: &'a [libc::gid_t],
+    credentials: Option<&'a Credentials>,
     no_new_privs: bool,
     report: &'a Report,
 }
@@ -216,14 +214,10 @@ impl Child<'_> {
             if place::join(procs).is_err() {
                 fail(1);
             }
-            if let Some((uid, gid)) = self.ids
-                && !switch_user(uid, gid, self.groups)
-            {
+            if self.credentials.is_some_and(|c| !c.assume()) {
                 fail(2);
             }
-            // prctl(2) reads its arguments as unsigned longs.
-            let (on, unused): (libc::c_ulong, libc::c_ulong) = (1, 0);
-            if self.no_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, on, unused, unused, unused) != 0 {
+            if self.no_new_privs && !identity::forbid_new_privs() {
                 fail(3);
             }
             // As the agent's user: a directory it cannot enter fails here, not in the agent.
@@ -243,22 +237,6 @@ impl Child<'_> {
             }
             fail(5)
         }
-    }
-}
-
-/// Becomes `uid`:`gid` with `groups`, for good (real, effective and saved ids), by raw
-/// system calls: the child may share the supervisor's memory (CLONE_VM), and libc's
-/// setuid family signals every thread of the process and takes its locks to keep them
-/// alike, which a clone child must not do. False on a failure, errno set.
-///
-/// # Safety
-/// Async-signal-safe: three system calls on memory prepared before the clone.
-unsafe fn switch_user(uid: libc::uid_t, gid: libc::gid_t, groups: &[libc::gid_t]) -> bool {
-    // SAFETY: as documented above; setgroups reads `groups.len()` ids from its pointer.
-    unsafe {
-        libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) == 0
-            && libc::syscall(libc::SYS_setresgid, gid, gid, gid) == 0
-            && libc::syscall(libc::SYS_setresuid, uid, uid, uid) == 0
     }
 }
 
