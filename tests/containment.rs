@@ -125,6 +125,12 @@ fn raise(f: &TestFleet, id: &str) -> String {
     }
 }
 
+/// Agent `id`'s record, as spawn and its supervisor wrote it.
+fn record(f: &TestFleet, id: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(f.state.join(format!("agents/{id}/state.json"))).expect("record");
+    serde_json::from_str(&text).expect("json")
+}
+
 /// `id` copied setuid root into the fleet's temp dir, or None (printed) where that cannot
 /// show anything: a nosuid filesystem, or only busybox's id, which drops setuid itself.
 fn setuid_id(f: &TestFleet) -> Option<PathBuf> {
@@ -195,9 +201,7 @@ fn the_agent_sees_only_what_it_is_given() {
     }
     assert!(log.lines().any(|l| l.starts_with("PATH=")), "{log}");
     assert!(!lines.contains(&"USER=root") && !lines.contains(&"HOME=/root"), "the user's own variables:\n{log}");
-    let record: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(f.state.join("agents/e1/state.json")).expect("record"))
-            .expect("json");
+    let record = record(&f, "e1");
     assert_eq!(record["user"], "65534:65534");
     assert_eq!(record["env_added"], serde_json::json!(["FROM_FILE", "OVERRIDDEN", "PASSED"]));
     assert!(!record.to_string().contains("by name"), "records keep names, never values: {record}");
@@ -259,12 +263,7 @@ fn per_agent_uids_keep_agents_out_of_each_others_work() {
     assert_eq!(log.matches("denied").count(), 6, "{log}");
     assert!(alive(a1_pid), "a1 survived a2's signal");
 
-    let user = |id: &str| -> String {
-        let path = f.state.join(format!("agents/{id}/state.json"));
-        let record: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(path).expect("record")).expect("json");
-        record["user"].as_str().unwrap_or_default().to_string()
-    };
+    let user = |id: &str| record(&f, id)["user"].as_str().unwrap_or_default().to_string();
     let (u1, u2) = (user("a1"), user("a2"));
     assert!(u1.starts_with("2000") && u2.starts_with("2000") && u1 != u2, "{u1} {u2}");
     use std::os::unix::fs::MetadataExt;
