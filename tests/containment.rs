@@ -306,3 +306,19 @@ fn bad_users_variables_and_paths_are_one_line_and_leave_nothing() {
     }
     f.finish();
 }
+
+#[test]
+fn a_restarted_agent_keeps_its_user_and_environment() {
+    let Some(f) = TestFleet::new("contain-restart") else { return };
+    f.set_budget(256 << 20);
+    open_to_agents(&f);
+    let script = "echo run uid=$(id -u) added=$ADDED secret=${CALLER_SECRET:-none}; exit 1";
+    let mut cmd = f.cmd(&["spawn", "r1", "ws-001", "--user", NOBODY, "--env", "ADDED=yes", "--restart", "on-failure"]);
+    cmd.args(["--restart-backoff", "100ms", "--crash-loop-after", "2", "--", "sh", "-c", script]);
+    Run::from(cmd.env("CALLER_SECRET", "hunter2").output().expect("spawn")).code(0);
+    f.wait_state("r1", &["crash-loop"], T);
+    let runs: Vec<String> = f.log("r1").lines().filter(|l| l.starts_with("run ")).map(str::to_string).collect();
+    assert!(runs.len() >= 2, "restarted: {runs:?}");
+    assert!(runs.iter().all(|l| l == &format!("run uid={NOBODY} added=yes secret=none")), "{runs:?}");
+    f.finish();
+}
