@@ -63,6 +63,11 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l spawn-thresh
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l log-max-size -d 'Size at which the agent\'s log is rotated (one old file is kept) [default: 64M]' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l ports -d 'Lease a block of N consecutive free ports ($FLEET_PORT_BASE, $FLEET_PORTS)' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l port-range -d 'Where port blocks come from [default: 20000-29999]' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l user -d 'Who the agent runs as: a user (name or uid), optionally :GROUP; "auto" for a uid of its own from agent.uid_range [default: agent.user, or the user who ran sudo]' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l env -d 'Set a variable in the agent\'s environment (repeatable)' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l env-file -d 'Set the variables of FILE\'s KEY=VALUE lines (repeatable; # starts a comment)' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l pass-env -d 'Pass your own value of variable NAME to the agent (repeatable)' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l cwd -d 'Where the agent starts: a directory inside its workspace [default: the workspace]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l cgroup-parent -d 'The fleet root cgroup; a relative path nests under your own cgroup [default: /fleet]' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l state-dir -d 'Per-agent state and locks [default: /run/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
@@ -72,6 +77,7 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l lock-dir -d 
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l wait -d 'Stay attached: stream the output and exit with the agent\'s code; Ctrl-C stops the agent'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l protect -d 'Never choose this agent when relieving memory pressure'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l allow-new-privs -d 'Let setuid binaries raise the agent\'s privileges (no no_new_privs)'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -s V -l version -d 'Print version'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand kill" -l grace -d 'Time between SIGTERM and the kill' -r

@@ -97,6 +97,11 @@ pub struct AgentDefaults {
     pub port_range: (u16, u16),
     /// What a starting agent counts for at least at admission.
     pub start_reserve: u64,
+    /// `agent.user`: who agents run as when `spawn --user` is not given, as written (a user,
+    /// `USER:GROUP` or `auto`; resolved against the host's users at spawn).
+    pub user: Option<String>,
+    /// `agent.uid_range`: where `--user auto` leases each agent's uid from.
+    pub uid_range: Option<std::ops::RangeInclusive<u32>>,
 }
 
 impl AgentDefaults {
@@ -225,6 +230,18 @@ fn agent_defaults(file: &ConfigFile) -> Result<AgentDefaults> {
             fleet_core::size::parse_bytes,
         )?
         .unwrap_or(START_RESERVE),
+        user: parsed(
+            file,
+            "agent.user",
+            r#"not a user; give a name or uid, "USER:GROUP", or "auto" (e.g. "agent")"#,
+            |v| Ok::<_, String>(v.to_string()),
+        )?,
+        uid_range: parsed(
+            file,
+            "agent.uid_range",
+            r#"not a uid range; give "FIRST-LAST", uids above 0 that no user of this host has (e.g. "200000-200999")"#,
+            crate::agent::identity::parse_uid_range,
+        )?,
     };
     Ok(agent)
 }

@@ -116,7 +116,8 @@ fn a_limit_above_the_budget_is_warned_about() {
     assert_eq!(f.agent("huge")["state"], "running");
 
     let config = f.tmp.path().join("big-limits.toml");
-    std::fs::write(&config, "[agent]\nmemory_max = \"1G\"\nmemory_high = \"128M\"\n").expect("config");
+    std::fs::write(&config, crate::util::as_root("[agent]\nmemory_max = \"1G\"\nmemory_high = \"128M\"\n"))
+        .expect("config");
     let run = Run::from(
         f.cmd(&["spawn", "fromfile", "ws-001", "--", "sleep", "60"])
             .env("FLEET_CONFIG", &config)

@@ -70,7 +70,7 @@ fn a_bad_config_file_is_named() {
     std::fs::write(&path, "[thresholds]\nspawn = 150\n").expect("write");
     let run = f.run(&["--config", path.to_str().expect("utf8"), "status"]);
     run.code(1).one_error_line("thresholds.spawn = 150");
-    std::fs::write(&path, "[agent]\nmemory_max = \"2G\"\nmemory_high = \"1G\"\n").expect("write");
+    std::fs::write(&path, crate::util::as_root("[agent]\nmemory_max = \"2G\"\nmemory_high = \"1G\"\n")).expect("write");
     let run = f.run(&["--config", path.to_str().expect("utf8"), "spawn", "cfg", "ws-001", "--", "sleep", "30"]);
     run.code(0);
     assert!(run.stdout.contains("memory max 2.0 GiB, high 1.0 GiB"), "config defaults apply: {}", run.stdout);

@@ -6,6 +6,7 @@ mod util;
 mod admission;
 mod bad_input;
 mod config_file;
+mod containment;
 mod faults;
 mod fleets;
 mod full_disk;

@@ -36,8 +36,9 @@ pub struct Taken {
 }
 
 /// Takes the workspace slot and `ports` (how many, from which range), or fails naming the
-/// pool and its holders.
-pub fn take(ctx: &Ctx, workspace: &Workspace, ports: Option<(u16, (u16, u16))>) -> Result<Taken> {
+/// pool and its holders. A named slot is shared unless `exclusive` (`--user auto`, which
+/// makes the slot its own for the run).
+pub fn take(ctx: &Ctx, workspace: &Workspace, ports: Option<(u16, (u16, u16))>, exclusive: bool) -> Result<Taken> {
     let needs_leases = ports.is_some() || matches!(workspace, Workspace::Auto | Workspace::Dir { slot: Some(_), .. });
     if !needs_leases {
         let Workspace::Dir { path, .. } = workspace else { unreachable!("auto always leases") };
@@ -78,7 +79,16 @@ pub fn take(ctx: &Ctx, workspace: &Workspace, ports: Option<(u16, (u16, u16))>) 
         }
         Workspace::Dir { path, slot: Some((n, name)) } => {
             let file = pool_file(ctx, path.parent().unwrap_or(&ctx.workspace_root))?;
-            if !file.try_slot_shared(*n)? {
+            if exclusive && !file.try_slot_exclusive(*n)? {
+                return Err(Fail::error(
+                    Exit::Refused,
+                    format!(
+                        "workspace {name} is in use by {}, and --user auto needs it alone; wait for it to end, or use auto",
+                        holders(ctx, 1, |r| r.slot.as_deref() == Some(name.as_str()))
+                    ),
+                ));
+            }
+            if !exclusive && !file.try_slot_shared(*n)? {
                 return Err(Fail::error(
                     Exit::Busy,
                     format!(

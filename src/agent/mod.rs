@@ -4,11 +4,15 @@
 
 pub mod admission;
 pub mod attach;
+pub mod contain;
 pub mod deaths;
 pub mod ending;
+pub mod environment;
 pub mod follow;
 pub mod growth;
+pub mod identity;
 pub mod leases;
+pub mod ownership;
 pub mod place;
 pub mod plan;
 pub mod relief;

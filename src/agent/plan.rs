@@ -8,7 +8,7 @@ use fleet_core::{
     paths::Dirs,
     state::RestartPolicy,
 };
-use std::{path::PathBuf, time::Duration};
+use std::{ffi::OsString, path::PathBuf, time::Duration};
 
 /// Everything a supervisor needs.
 #[derive(Debug, Clone)]
@@ -56,6 +56,14 @@ pub struct SupervisorPlan {
     /// procfs, for everything the supervisor reads or writes there (its own pid's start
     /// time, OOM score and maps, its thread count, the agent's OOM score at start).
     pub proc_root: PathBuf,
+    /// Who the agent runs as; `None` keeps the supervisor's user (a delegated fleet).
+    pub credentials: Option<crate::agent::identity::Credentials>,
+    /// Its environment but the FLEET_* variables (see [`crate::agent::environment`]).
+    pub env: Vec<(OsString, OsString)>,
+    /// Where it starts, inside the workspace; `None` for the workspace itself.
+    pub cwd: Option<PathBuf>,
+    /// Sets no_new_privs, so no setuid binary gives it more than it has.
+    pub no_new_privs: bool,
 }
 
 /// The longest restart delay.

@@ -5,6 +5,7 @@
 use crate::{
     agent::{
         admission, attach,
+        contain::Containment,
         leases::{self, Workspace},
         plan::SupervisorPlan,
         stop, view,
@@ -31,6 +32,8 @@ use std::{
 /// Entry point.
 pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
     let (mut plan, workspace) = make_plan(ctx, &args)?;
+    let mut contained =
+        Containment::resolve(ctx, &args, &workspace, plan.scratch.as_deref().unwrap_or(Path::new("/")))?;
     // Before admission, which records its decision in the state dir.
     room_to_record(ctx)?;
     let admitted =
@@ -72,13 +75,16 @@ pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
     stop::record_unobserved_end(ctx, &plan.id)?;
     let mut undo = Undo { ctx, id: &plan.id, cgroup: &plan.cgroup, scratch: plan.scratch.clone(), armed: true };
     // Leases after the id's lock: a refused duplicate must not take a slot even for a moment.
-    let taken = leases::take(ctx, &workspace, args.ports.map(|n| (n, args.port_range.unwrap_or(ctx.agent.port_range))))
+    let ports = args.ports.map(|n| (n, args.port_range.unwrap_or(ctx.agent.port_range)));
+    let mut taken = leases::take(ctx, &workspace, ports, contained.exclusive_slot())
         .inspect_err(|e| admission::note_pool_refusal(ctx, &plan.id, e))?;
     plan.workspace = taken.workspace;
     plan.slot = taken.slot;
     plan.ports = taken.ports;
+    (plan.credentials, plan.env, plan.cwd) =
+        contained.settle(ctx, &args, (&plan.workspace, plan.scratch.as_deref()), &mut taken.leases)?;
     plan.has_leases = taken.leases.is_some();
-    let record = first_record(ctx, &plan);
+    let record = contained.annotate(first_record(ctx, &plan));
     // The supervisor sets itself up while this process makes the cgroup (see `handoff`).
     // Declared after `undo`, so on an error it is dropped first: stopped and reaped before
     // the undo removes what it would have used.
@@ -86,6 +92,7 @@ pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
     make_cgroup(ctx, &plan)?;
     supervisor.cgroup_made();
     prepare(ctx, &plan, &record)?;
+    contained.hand_over(&plan)?;
     crate::failpoint::hit(crate::failpoint::SPAWN_AFTER_CGROUP);
     // After the supervisor's fork (the handler's thread is not for it to inherit) and before
     // the go, from which on the agent may be running.
@@ -150,6 +157,11 @@ fn make_plan(ctx: &Ctx, args: &SpawnArgs) -> Result<(SupervisorPlan, Workspace)>
         ports: None,
         has_leases: false,
         proc_root: ctx.proc_root.clone(),
+        // Set once the workspace is settled (see `Containment::settle`).
+        credentials: None,
+        env: Vec::new(),
+        cwd: None,
+        no_new_privs: !args.allow_new_privs,
     };
     Ok((plan, workspace))
 }

@@ -5,10 +5,10 @@
 mod housekeeping;
 
 use super::{
-    run_end,
     logsink::{Log, LogSink},
     machine::{Action, Input, Machine, Policy, RunEnd},
     outcome::{describe_exit, own_limit_reached},
+    run_end,
     runner::{self, NextRun, Running},
 };
 use crate::agent::plan::SupervisorPlan;

@@ -5,8 +5,13 @@
 use std::{
     fs::{File, OpenOptions},
     io::{self, Write},
+    os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
 };
+
+/// An agent's log is its owner's and the operator group's: never world-readable, since
+/// agents running as other users must not read each other's output.
+const LOG_MODE: u32 = 0o640;
 
 /// Where an agent's output goes.
 pub struct LogSink {
@@ -26,12 +31,12 @@ impl LogSink {
         nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).map_err(io::Error::from)
     }
 
-    /// Opens (appending to) the log at `path`.
+    /// Opens (appending to) the log at `path`, created [`LOG_MODE`].
     pub fn open(path: PathBuf, cap: u64) -> io::Result<LogSink> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let file = OpenOptions::new().create(true).append(true).mode(LOG_MODE).open(&path)?;
         let size = file.metadata()?.len();
         Ok(LogSink { path, file, size, cap: cap.max(4096) })
     }
@@ -42,7 +47,7 @@ impl LogSink {
             let mut old = self.path.clone().into_os_string();
             old.push(".1");
             std::fs::rename(&self.path, &old)?;
-            self.file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+            self.file = OpenOptions::new().create(true).append(true).mode(LOG_MODE).open(&self.path)?;
             self.size = 0;
         }
         self.file.write_all(data)?;

@@ -9,7 +9,6 @@
 //! sleeps in `poll(2)` until the kernel has news: a signal, output, an OOM event, or the
 //! next deadline.
 
-mod run_end;
 pub mod handoff;
 mod launch;
 mod lifecycle;
@@ -17,6 +16,7 @@ mod logsink;
 mod machine;
 mod oom_group;
 mod outcome;
+mod run_end;
 mod runner;
 mod timers;
 mod wait;

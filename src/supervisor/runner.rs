@@ -90,9 +90,16 @@ pub fn prepare(plan: &SupervisorPlan) -> Result<NextRun> {
         ("FLEET_PORT_BASE", ports.and_then(|p| text(p.base.to_string()))),
         ("FLEET_PORTS", ports.and_then(|p| text(p.count.to_string()))),
     ];
-    let launch =
-        Prepared::new(Launch { program: &plan.command[0], args: &plan.command[1..], cwd: &plan.workspace, env })
-            .with_context(|| format!("cannot start '{}'", plan.command[0]))?;
+    let launch = Prepared::new(Launch {
+        program: &plan.command[0],
+        args: &plan.command[1..],
+        cwd: plan.cwd.as_ref().unwrap_or(&plan.workspace),
+        base_env: &plan.env,
+        env,
+        credentials: plan.credentials.as_ref(),
+        no_new_privs: plan.no_new_privs,
+    })
+    .with_context(|| format!("cannot start '{}'", plan.command[0]))?;
     let stdin = File::open("/dev/null").context("cannot open /dev/null")?;
     Ok(NextRun { launch, output, output_write, stdin, placed: None, proc_root: plan.proc_root.clone() })
 }

@@ -131,10 +131,10 @@ impl TestFleet {
             .env("FLEET_LOCK_DIR", self.roots.join("lock"))
             .env("FLEET_CONFIG", self.config_path())
             .stdin(Stdio::null());
-        // An absent config file given explicitly would be an error; point at an empty one
-        // unless the test wrote one ([`Self::set_config`]).
+        // An absent config file given explicitly would be an error; point at one that only
+        // runs agents as root unless the test wrote one ([`Self::set_config`]).
         if !self.config_path().exists() {
-            let _ = std::fs::write(self.config_path(), "");
+            let _ = std::fs::write(self.config_path(), as_root(""));
         }
         cmd
     }
@@ -144,9 +144,9 @@ impl TestFleet {
         self.tmp.path().join("fleet.toml")
     }
 
-    /// Writes this fleet's config file.
+    /// Writes this fleet's config file; its agents run as root unless it names a user.
     pub fn set_config(&self, toml: &str) {
-        std::fs::write(self.config_path(), toml).expect("write the config file");
+        std::fs::write(self.config_path(), as_root(toml)).expect("write the config file");
     }
 
     /// For tests that start dozens of tiny agents at once, on whatever memory the host has
@@ -279,6 +279,18 @@ pub fn assert_no_lock_held(state: &Path, lock_dir: Option<&Path>) {
     }
     for entry in lock_dir.and_then(|d| std::fs::read_dir(d).ok()).into_iter().flatten().flatten() {
         assert!(!held.contains(&entry.path()), "a lease is still held on {}", entry.path().display());
+    }
+}
+
+/// `toml` with `agent.user = "root"` unless it names a user: spawn refuses root with no user
+/// to run the agent as, and the tests' agents run as root unless a test says otherwise.
+pub fn as_root(toml: &str) -> String {
+    if toml.lines().any(|l| l.trim_start().starts_with("user")) {
+        return toml.to_string();
+    }
+    match toml.split_once("[agent]\n") {
+        Some((before, after)) => format!("{before}[agent]\nuser = \"root\"\n{after}"),
+        None => format!("{toml}\n[agent]\nuser = \"root\"\n"),
     }
 }
 

@@ -58,6 +58,8 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     let Options { agents, rounds, trials } = *options;
     let tmp = std::env::temp_dir().join(format!("fleetctl-bench-{}", std::process::id()));
     std::fs::create_dir_all(tmp.join("ws/ws"))?;
+    // Its agents run as root (spawn refuses root with no user), and no host config applies.
+    std::fs::write(tmp.join("fleet.toml"), "[agent]\nuser = \"root\"\n")?;
     // The binary hosts install (`cargo xtask dist`), installed as a host would have it: copied.
     // What operators run is what is measured. The linker's fresh output is not what a host
     // runs: its page cache is in large folios and a fault maps a whole folio, so an idle
@@ -104,6 +106,7 @@ impl Env {
             .env("FLEET_WORKSPACE_ROOT", self.tmp.join("ws"))
             .env("FLEET_SCRATCH_ROOT", self.tmp.join("scratch"))
             .env("FLEET_LOCK_DIR", self.tmp.join("lock"))
+            .env("FLEET_CONFIG", self.tmp.join("fleet.toml"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

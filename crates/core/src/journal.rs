@@ -4,7 +4,7 @@
 
 use crate::{Error, Result, event::Event, id::AgentId, timefmt::rfc3339};
 use serde_json::{Value, json};
-use std::{io::Write, path::Path, time::SystemTime};
+use std::{io::Write, os::unix::fs::OpenOptionsExt, path::Path, time::SystemTime};
 
 /// Appends `event` of agent `id`. Each line goes out in a single `write(2)` on an `O_APPEND`
 /// file, so concurrent writers (supervisors, kill, relief) never interleave within a line.
@@ -15,7 +15,8 @@ pub fn append(path: &Path, id: &AgentId, event: &Event) -> Result<()> {
     line.insert("id".into(), json!(id.as_str()));
     let mut text = Value::Object(line).to_string();
     text.push('\n');
-    let open = || std::fs::OpenOptions::new().create(true).append(true).open(path);
+    // Not world-readable: agents run as other users and must not read each other's ends.
+    let open = || std::fs::OpenOptions::new().create(true).append(true).mode(0o640).open(path);
     // The directory exists for every append but a fresh host's first: open first, and make
     // the directory only when it is missing.
     let opened = match open() {

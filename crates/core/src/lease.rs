@@ -39,6 +39,11 @@ pub fn ports_lease_path(lock_dir: &Path) -> PathBuf {
     lock_dir.join("ports.lock")
 }
 
+/// The host's uid lease file in its lock dir: uid `n` is byte `n` (`spawn --user auto`).
+pub fn uids_lease_path(lock_dir: &Path) -> PathBuf {
+    lock_dir.join("uids.lock")
+}
+
 /// One lease file, opened on a description of its own.
 #[derive(Debug)]
 pub struct LeaseFile {
@@ -191,6 +196,23 @@ impl LeaseFile {
         Ok(None)
     }
 
+    /// Leases the first free number of `range` exclusively (a uid for `--user auto`);
+    /// `None` when every one is held. A conflict says where its holder's lock ends, so a
+    /// scan skips a run of held numbers at once, as [`LeaseFile::lease_ports`] does.
+    pub fn lease_number(&self, range: RangeInclusive<u32>) -> Result<Option<u32>> {
+        let (mut n, hi) = (*range.start() as u64, *range.end() as u64);
+        let mut retries = 0;
+        while n <= hi {
+            match self.attempt(n, 1, libc::F_WRLCK)? {
+                Attempt::Taken => return Ok(Some(n as u32)),
+                Attempt::Conflict(Some(next)) if next > n => n = next,
+                Attempt::Conflict(None) if retries < 16 => retries += 1,
+                Attempt::Conflict(_) => n += 1,
+            }
+        }
+        Ok(None)
+    }
+
     /// Whether anyone but us holds slot `n`, read without taking anything.
     pub fn slot_held(&self, n: u32) -> Result<bool> {
         Ok(self.probe(n as u64, 1, libc::F_WRLCK)?.is_some())
@@ -332,6 +354,18 @@ mod tests {
         assert_eq!(z.lease_any_slot(&[1, 2, 3]).expect("io"), Some(2), "auto skips a slot in use");
         assert!(!x.try_slot_shared(2).expect("io"), "cannot join an auto-leased slot");
         assert!(x.slot_held(2).expect("probe") && !z.slot_held(2).expect("own lock"));
+    }
+
+    #[test]
+    fn numbers_are_leased_once_and_freed_by_close() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let open = || LeaseFile::open(&file(tmp.path())).expect("open");
+        let (a, b) = (open(), open());
+        assert_eq!(a.lease_number(200_000..=200_002).expect("io"), Some(200_000));
+        assert_eq!(b.lease_number(200_000..=200_002).expect("io"), Some(200_001), "skips a's");
+        assert_eq!(open().lease_number(200_000..=200_001).expect("io"), None, "both held");
+        drop(a);
+        assert_eq!(open().lease_number(200_000..=200_002).expect("io"), Some(200_000), "freed by close");
     }
 
     #[test]

@@ -189,6 +189,13 @@ pub struct AgentRecord {
     /// Its scratch directory, removed when it ends.
     #[serde(default)]
     pub scratch: Option<PathBuf>,
+    /// The user and group it runs as (`uid:gid`); with `--user auto`, the uid it leases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The names (never the values) of the variables `--env`, `--env-file` and
+    /// `--pass-env` added to its environment.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_added: Vec<String>,
 }
 
 impl AgentRecord {
@@ -223,6 +230,8 @@ impl AgentRecord {
             slot: None,
             ports: None,
             scratch: None,
+            user: None,
+            env_added: Vec::new(),
         }
     }
 

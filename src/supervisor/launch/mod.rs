@@ -20,7 +20,10 @@
 
 mod memory;
 
-use crate::agent::place;
+use crate::agent::{
+    identity::{self, Credentials},
+    place,
+};
 use anyhow::{Context, Result};
 use fleet_core::cgroup::{Born, Placement, Refused, Step};
 use memory::{Report, Stack};
@@ -37,15 +40,22 @@ pub struct Launch<'a> {
     pub program: &'a str,
     pub args: &'a [String],
     pub cwd: &'a std::path::Path,
-    /// Added to (`Some`) or removed from (`None`) the supervisor's environment.
+    /// The agent's environment, made at spawn: never the supervisor's own.
+    pub base_env: &'a [(OsString, OsString)],
+    /// Added to (`Some`) or removed from (`None`) `base_env`.
     pub env: Vec<(&'a str, Option<OsString>)>,
+    /// Who it runs as; `None` keeps the supervisor's user.
+    pub credentials: Option<&'a Credentials>,
+    /// Whether it gets no_new_privs.
+    pub no_new_privs: bool,
 }
 
 /// The child's own steps; a failure names the one that failed. Entering the cgroup
-/// ([`Placement::enter`]) comes between the workspace and exec, and its steps
-/// ([`Step::ALL`]) are numbered after these.
-const STEPS: [&str; 3] = ["set up its descriptors", "enter the workspace", "exec"];
-const EXEC: usize = 2;
+/// ([`Placement::enter`]) comes right after the descriptors, before the user switch gives up
+/// the right to write `cgroup.procs`; its steps ([`Step::ALL`]) are numbered after these.
+const STEPS: [&str; 5] =
+    ["set up its descriptors", "switch to its user", "set no_new_privs", "enter its working directory", "exec"];
+const EXEC: usize = 4;
 
 /// The name of the child's step number `step` (see [`STEPS`]).
 fn step_name(step: usize) -> &'static str {
@@ -71,6 +81,8 @@ pub struct Prepared {
     /// `/bin/sh SCRIPT ARGS…`, for a found program that the kernel cannot exec (a script
     /// without `#!`), which execvp(3) runs with the shell. glibc's does; musl's does not.
     script_argv: Option<Vec<CString>>,
+    credentials: Option<Credentials>,
+    no_new_privs: bool,
     stack: Stack,
     report: Report,
 }
@@ -81,11 +93,22 @@ impl Prepared {
             .chain(spec.args.iter().map(String::as_str))
             .map(|a| cstr(OsStr::new(a)))
             .collect::<Result<_>>()?;
-        let envp = environment(&spec.env).into_iter().map(|kv| cstr(&kv)).collect::<Result<_>>()?;
-        let found = search_path(spec.program, spec.cwd).map(|p| cstr(p.as_os_str())).transpose()?;
+        let envp = environment(spec.base_env, &spec.env).into_iter().map(|kv| cstr(&kv)).collect::<Result<_>>()?;
+        let path = spec.base_env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_os_str());
+        let found = search_path(spec.program, path, spec.cwd).map(|p| cstr(p.as_os_str())).transpose()?;
         let script_argv = script_argv(&argv, found.as_ref());
         let (stack, report) = (Stack::new()?, Report::new()?);
-        Ok(Prepared { argv, envp, cwd: cstr(spec.cwd.as_os_str())?, found, script_argv, stack, report })
+        Ok(Prepared {
+            argv,
+            envp,
+            cwd: cstr(spec.cwd.as_os_str())?,
+            found,
+            script_argv,
+            credentials: spec.credentials.cloned(),
+            no_new_privs: spec.no_new_privs,
+            stack,
+            report,
+        })
     }
 
     /// Adds `KEY=VALUE` to the environment (for values known only at the start).
@@ -110,6 +133,8 @@ impl Prepared {
             stdin: stdin.as_raw_fd(),
             output: output.as_raw_fd(),
             placement,
+            credentials: self.credentials.as_ref(),
+            no_new_privs: self.no_new_privs,
             report: &self.report,
         };
         self.report.clear();
@@ -160,6 +185,8 @@ struct Child<'a> {
     stdin: RawFd,
     output: RawFd,
     placement: &'a Placement,
+    credentials: Option<&'a Credentials>,
+    no_new_privs: bool,
     report: &'a Report,
 }
 
@@ -181,14 +208,21 @@ impl Child<'_> {
             if libc::dup2(self.stdin, 0) < 0 || libc::dup2(self.output, 1) < 0 || libc::dup2(self.output, 2) < 0 {
                 fail(0);
             }
-            if libc::chdir(self.cwd.as_ptr()) < 0 {
-                fail(1);
-            }
             // Its own process group, so signals meant for the supervisor's never reach it.
             libc::setpgid(0, 0);
             if let Err(refused) = self.placement.enter(born) {
                 self.report.fail(placement_step(refused), refused.errno);
                 libc::_exit(127)
+            }
+            if self.credentials.is_some_and(|c| !c.assume()) {
+                fail(1);
+            }
+            if self.no_new_privs && !identity::forbid_new_privs() {
+                fail(2);
+            }
+            // As the agent's user: a directory it cannot enter fails here, not in the agent.
+            if libc::chdir(self.cwd.as_ptr()) < 0 {
+                fail(3);
             }
             if let Some(path) = self.found {
                 libc::execve(path.as_ptr(), self.argv.as_ptr(), self.envp.as_ptr());
@@ -269,22 +303,21 @@ fn cstr(s: &OsStr) -> Result<CString> {
 }
 
 /// Where execvp(3) would find `program`: the first executable file of that name in the
-/// supervisor's `PATH` (relative entries taken from `cwd`, where the child will be). Found
+/// agent's `PATH` (relative entries taken from `cwd`, where the child will be). Found
 /// while the supervisor waits for its cgroup, it spares the child one failed exec per
 /// directory before it (nine on a host whose PATH starts with ~/.cargo/bin and pyenv's
 /// shims). A name with a slash is not searched.
-fn search_path(program: &str, cwd: &std::path::Path) -> Option<std::path::PathBuf> {
+fn search_path(program: &str, path: Option<&OsStr>, cwd: &std::path::Path) -> Option<std::path::PathBuf> {
     if program.contains('/') {
         return None;
     }
-    let path = std::env::var_os("PATH")?;
-    which::which_in(program, Some(path), cwd).ok()
+    which::which_in(program, Some(path?), cwd).ok()
 }
 
-/// The supervisor's environment with `changes` applied, as `KEY=VALUE` strings.
-fn environment(changes: &[(&str, Option<OsString>)]) -> Vec<OsString> {
+/// `base` with `changes` applied, as `KEY=VALUE` strings.
+fn environment(base: &[(OsString, OsString)], changes: &[(&str, Option<OsString>)]) -> Vec<OsString> {
     let mut env: Vec<(OsString, OsString)> =
-        std::env::vars_os().filter(|(k, _)| !changes.iter().any(|(c, _)| k == c)).collect();
+        base.iter().filter(|(k, _)| !changes.iter().any(|(c, _)| k == c)).cloned().collect();
     env.extend(changes.iter().filter_map(|(k, v)| Some((OsString::from(k), v.clone()?))));
     env.into_iter().map(|(k, v)| key_value(k, &v)).collect()
 }
@@ -312,9 +345,23 @@ mod tests {
 
     fn start(program: &str, args: &[String], placement: &Placement) -> Result<i32> {
         let cwd = std::env::temp_dir();
-        let launch = Launch { program, args, cwd: &cwd, env: Vec::new() };
+        let env = [("PATH".into(), std::env::var_os("PATH").unwrap_or_default())];
+        let launch = Launch { program, args, cwd: &cwd, ..bare(&env) };
         let (stdin, output) = (File::open("/dev/null").unwrap(), File::create("/dev/null").unwrap());
         Prepared::new(launch).unwrap().start(stdin.into(), output.into(), placement)
+    }
+
+    /// A launch of nothing yet, with `env`, as the supervisor's own user.
+    fn bare(env: &[(OsString, OsString)]) -> Launch<'_> {
+        Launch {
+            program: "",
+            args: &[],
+            cwd: Path::new("/"),
+            base_env: env,
+            env: Vec::new(),
+            credentials: None,
+            no_new_privs: false,
+        }
     }
 
     /// The clone3 way, for real: the command's first cgroup is the one it was given, though

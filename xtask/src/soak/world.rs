@@ -57,7 +57,8 @@ impl World {
         for slot in 1..=SLOTS {
             std::fs::create_dir_all(tmp.join(format!("ws/ws-{slot:03}")))?;
         }
-        std::fs::write(tmp.join("fleet.toml"), "")?;
+        // Its agents run as root: spawn refuses root with no user to run them as.
+        std::fs::write(tmp.join("fleet.toml"), "[agent]\nuser = \"root\"\n")?;
         let name = format!("fleetctl-soak-{}", std::process::id());
         let mounts = Mounts::detect(Path::new("/proc"))?;
         let fleet = Fleet::resolve(&mounts, &OwnCgroups::read(Path::new("/proc"))?, &name)?;

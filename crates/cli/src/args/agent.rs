@@ -6,7 +6,7 @@ use super::parse::{
 };
 use clap::{Args, ValueEnum};
 use fleet_core::{id::AgentId, size::Limit};
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 /// Limits an agent's cgroup gets; unset ones come from the config file or the defaults.
 #[derive(Debug, Clone, Default, Args)]
@@ -77,6 +77,25 @@ pub struct SpawnArgs {
     /// Where port blocks come from [default: 20000-29999]
     #[arg(long, value_name = "LOW-HIGH", value_parser = parse_port_range)]
     pub port_range: Option<(u16, u16)>,
+    /// Who the agent runs as: a user (name or uid), optionally :GROUP; "auto" for a uid of its
+    /// own from agent.uid_range [default: agent.user, or the user who ran sudo]
+    #[arg(long, value_name = "USER[:GROUP]")]
+    pub user: Option<String>,
+    /// Set a variable in the agent's environment (repeatable)
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Set the variables of FILE's KEY=VALUE lines (repeatable; # starts a comment)
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+    /// Pass your own value of variable NAME to the agent (repeatable)
+    #[arg(long, value_name = "NAME")]
+    pub pass_env: Vec<String>,
+    /// Where the agent starts: a directory inside its workspace [default: the workspace]
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+    /// Let setuid binaries raise the agent's privileges (no no_new_privs)
+    #[arg(long)]
+    pub allow_new_privs: bool,
 }
 
 /// The restart policy as typed.

@@ -89,6 +89,7 @@ pub struct GlobalArgs {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant, reason = "made once per run: spawn's flags need no box")]
 pub enum Command {
     // Its help text is on `SpawnArgs`, so that `SpawnCli` shows the same.
     Spawn(SpawnArgs),

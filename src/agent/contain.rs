@@ -1,0 +1,121 @@
+//! `spawn`'s side of containment: who the agent runs as ([`super::identity`]), its
+//! environment ([`super::environment`]), where it starts, and the directories it is given.
+//! Decided before anything is touched; the uid of `--user auto` is leased with the other
+//! leases, and the directories become the agent's just before it starts.
+
+use super::{
+    environment::{self, Additions, AgentEnv},
+    identity::{self, Caller, Credentials, Identity, RunAs},
+    leases::Workspace,
+    ownership,
+    plan::SupervisorPlan,
+};
+use crate::{
+    context::Ctx,
+    exit::{Exit, Fail},
+};
+use anyhow::Result;
+use fleet_cli::SpawnArgs;
+use fleet_core::{lease::Leases, state::AgentRecord};
+use std::{ffi::OsString, path::Path};
+
+/// What [`Containment::settle`] gives the plan: who the agent runs as, its environment and
+/// its working directory.
+pub type Settled = (Option<Credentials>, Vec<(OsString, OsString)>, Option<std::path::PathBuf>);
+
+/// What spawn decided about the agent's containment.
+pub struct Containment {
+    run_as: RunAs,
+    env: AgentEnv,
+    /// The identity it runs as, once known (for `auto`, once its uid is leased).
+    identity: Option<Identity>,
+}
+
+impl Containment {
+    /// Decides everything that needs no lease; a bad user, group, variable or file is exit 2.
+    pub fn resolve(ctx: &Ctx, args: &SpawnArgs, workspace: &Workspace, scratch: &Path) -> Result<Containment> {
+        let usage = |m: String| Fail::error(Exit::Usage, m);
+        let a = &ctx.agent;
+        let run_as =
+            identity::resolve(args.user.as_deref(), (a.user.as_deref(), a.uid_range.clone()), &Caller::current())
+                .map_err(usage)?;
+        if matches!(run_as, RunAs::Auto(_)) && matches!(workspace, Workspace::Dir { slot: None, .. }) {
+            return Err(usage(
+                "--user auto gives the agent its workspace for the run (chown), so it needs a pool slot: use auto or a ws-N name, not a directory of someone else's"
+                    .into(),
+            ));
+        }
+        let identity = match &run_as {
+            RunAs::User(who) | RunAs::Caller(who) => Some(who.clone()),
+            RunAs::Auto(_) => None,
+        };
+        let caller: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+        let additions = Additions { env_files: &args.env_file, pass_env: &args.pass_env, env: &args.env };
+        // With `auto`, the uid is not known yet: its variables are set again once it is.
+        let who = identity.clone().unwrap_or_else(|| identity::auto_identity(0));
+        let env = environment::build(&caller, &who, scratch, &additions).map_err(usage)?;
+        Ok(Containment { run_as, env, identity })
+    }
+
+    /// Whether a named pool slot must be taken exclusively (`--user auto` makes it its own).
+    pub fn exclusive_slot(&self) -> bool {
+        matches!(self.run_as, RunAs::Auto(_))
+    }
+
+    /// Once the `workspace` is settled: leases the uid of `--user auto` (kept with `leases`,
+    /// for the supervisor), and returns the plan's credentials, environment and working
+    /// directory (`--cwd`, exit 2 if not inside the workspace).
+    pub fn settle(
+        &mut self,
+        ctx: &Ctx,
+        args: &SpawnArgs,
+        (workspace, scratch): (&Path, Option<&Path>),
+        leases: &mut Option<Leases>,
+    ) -> Result<Settled> {
+        if let RunAs::Auto(range) = &self.run_as {
+            let Some((uid, file)) = identity::lease_uid(&ctx.lock_dir, range)? else {
+                return Err(Fail::error(
+                    Exit::Refused,
+                    format!(
+                        "uid pool exhausted: every uid of agent.uid_range {}-{} is leased; wait for an agent to end, or widen the range",
+                        range.start(),
+                        range.end()
+                    ),
+                ));
+            };
+            leases.get_or_insert_with(Leases::default).add(file);
+            let who = identity::auto_identity(uid);
+            if let Some(scratch) = scratch {
+                environment::set_identity(&mut self.env, &who, scratch);
+            }
+            self.identity = Some(who);
+        }
+        let credentials = match &self.run_as {
+            RunAs::Caller(_) => None,
+            _ => self.identity.as_ref().map(|who| who.credentials.clone()),
+        };
+        let cwd = args.cwd.as_deref().map(|dir| ownership::resolve_cwd(workspace, dir)).transpose()?;
+        Ok((credentials, self.env.vars.clone(), cwd))
+    }
+
+    /// Notes in the agent's record who it runs as and the names of the variables added.
+    pub fn annotate(&self, mut record: AgentRecord) -> AgentRecord {
+        record.user = self.identity.as_ref().map(|who| format!("{}:{}", who.credentials.uid, who.credentials.gid));
+        record.env_added = self.env.added.clone();
+        record
+    }
+
+    /// Gives the agent its directories: its scratch dir always (it must be able to write
+    /// it), with `--user auto` its workspace slot too. Spawn's undo removes the scratch dir;
+    /// the slot stays the uid's until the next `auto` agent takes it.
+    pub fn hand_over(&self, plan: &SupervisorPlan) -> Result<()> {
+        let Some(Credentials { uid, gid, .. }) = plan.credentials else { return Ok(()) };
+        if let Some(scratch) = &plan.scratch {
+            ownership::make_own(scratch, uid, gid)?;
+        }
+        if matches!(self.run_as, RunAs::Auto(_)) {
+            ownership::make_own(&plan.workspace, uid, gid)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,305 @@
+//! Who an agent runs as. In order: `spawn --user`, then `agent.user` in the config, then,
+//! under sudo, the user who ran sudo (their groups and home). Root with none of these is
+//! refused: agents never run as root unless asked (`--user root`). A non-root caller (a
+//! delegated fleet) cannot switch users, so its agents run as itself.
+//!
+//! `auto` gives each agent a uid of its own, leased from `agent.uid_range` (see
+//! [`lease_uid`]), with a private group of the same number and no supplementary groups.
+
+use fleet_core::lease::{self, LeaseFile};
+use nix::unistd::{Gid, Group, Uid, User};
+use std::{ops::RangeInclusive, path::PathBuf};
+
+/// What the agent's process switches to between fork and exec: prepared at spawn, carried
+/// by the plan, assumed by the child ([`Credentials::assume`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups; empty for none.
+    pub groups: Vec<u32>,
+}
+
+impl Credentials {
+    /// Becomes this user for good (real, effective and saved ids), by raw system calls: the
+    /// child between clone and exec may share the supervisor's memory (CLONE_VM), and libc's
+    /// setuid family signals every thread of the process and takes its locks to keep them
+    /// alike, which such a child must not do. Allocates nothing. False on a failure, errno set.
+    pub fn assume(&self) -> bool {
+        let groups: &[libc::gid_t] = &self.groups;
+        // SAFETY: three system calls on memory prepared before the clone; setgroups(2) reads
+        // `groups.len()` ids from its pointer.
+        unsafe {
+            libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) == 0
+                && libc::syscall(libc::SYS_setresgid, self.gid, self.gid, self.gid) == 0
+                && libc::syscall(libc::SYS_setresuid, self.uid, self.uid, self.uid) == 0
+        }
+    }
+}
+
+/// Sets no_new_privs on the calling process: from its exec on, no setuid bit or file
+/// capability gives it (or anything it runs) more than it has. One system call, for the
+/// child between clone and exec. False on a failure, errno set.
+pub fn forbid_new_privs() -> bool {
+    // prctl(2) reads its arguments as unsigned longs.
+    let (on, unused): (libc::c_ulong, libc::c_ulong) = (1, 0);
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, on, unused, unused, unused) == 0 }
+}
+
+/// A user the agent may run as, with what its environment says about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub credentials: Credentials,
+    /// The passwd entry's name, home and shell, when the uid has one.
+    pub name: Option<String>,
+    pub home: Option<PathBuf>,
+    pub shell: Option<PathBuf>,
+}
+
+/// The answer to "who does this agent run as".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunAs {
+    /// Switch to this user (the caller is root).
+    User(Identity),
+    /// A uid of its own, leased from this range at spawn.
+    Auto(RangeInclusive<u32>),
+    /// Stay the caller, who is not root and cannot switch (a delegated fleet).
+    Caller(Identity),
+}
+
+/// Who is running `spawn`.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub real_uid: u32,
+    pub effective_uid: u32,
+    pub effective_gid: u32,
+    /// `SUDO_UID` and `SUDO_GID`, when both are set and numbers.
+    pub sudo: Option<(u32, u32)>,
+}
+
+impl Caller {
+    /// This process.
+    pub fn current() -> Caller {
+        let number = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u32>().ok());
+        Caller {
+            real_uid: Uid::current().as_raw(),
+            effective_uid: Uid::effective().as_raw(),
+            effective_gid: Gid::effective().as_raw(),
+            sudo: number("SUDO_UID").zip(number("SUDO_GID")),
+        }
+    }
+}
+
+/// Decides who the agent runs as from `--user` (`flag`), `agent.user` and `agent.uid_range`
+/// (`config`), and the caller. The error is the one line for exit 2.
+pub fn resolve(
+    flag: Option<&str>,
+    config: (Option<&str>, Option<RangeInclusive<u32>>),
+    caller: &Caller,
+) -> Result<RunAs, String> {
+    let (config_user, uid_range) = config;
+    let given = flag.map(|v| ("--user", v)).or(config_user.map(|v| ("agent.user", v)));
+    if caller.effective_uid != 0 {
+        let me = identity(&caller.effective_uid.to_string(), None, Some(caller.effective_gid))?;
+        return match given {
+            None => Ok(RunAs::Caller(me)),
+            Some((_, spec)) if spec != "auto" && parse(spec)?.credentials.uid == me.credentials.uid => {
+                Ok(RunAs::Caller(me))
+            }
+            Some((source, spec)) => Err(format!(
+                "{source} {spec}: this fleet is run without root (as uid {}), so its agents run as you and cannot switch users; drop {source}, or run spawn as root",
+                caller.effective_uid
+            )),
+        };
+    }
+    match given {
+        Some((_, "auto")) => match uid_range {
+            Some(range) => Ok(RunAs::Auto(range)),
+            None => Err(
+                "--user auto needs a uid range to lease from: set agent.uid_range = \"FIRST-LAST\" (e.g. \"200000-200999\") in the config"
+                    .into(),
+            ),
+        },
+        Some((source, spec)) => parse(spec).map(RunAs::User).map_err(|e| format!("{source} {spec}: {e}")),
+        None => match caller.sudo {
+            Some((uid, gid)) if caller.real_uid == 0 => Ok(RunAs::User(identity(&uid.to_string(), None, Some(gid))?)),
+            _ => Err(
+                "spawn as root with no user to run the agent as: agents never run as root unless asked; pass --user USER, --user root, or set agent.user in the config"
+                    .into(),
+            ),
+        },
+    }
+}
+
+/// `USER[:GROUP]`, each a name or a number (a number needs no passwd entry).
+pub fn parse(spec: &str) -> Result<Identity, String> {
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    if user.is_empty() || group.is_some_and(str::is_empty) {
+        return Err(format!(
+            "'{spec}' is not USER[:GROUP]: give a user (name or number), e.g. --user 1000 or --user alice:dev"
+        ));
+    }
+    let gid = group.map(gid_of).transpose()?;
+    identity(user, group, gid)
+}
+
+/// The identity of `user` (a name or a number), with `gid` as its group when given.
+fn identity(user: &str, group: Option<&str>, gid: Option<u32>) -> Result<Identity, String> {
+    let entry = match user.parse::<u32>() {
+        Ok(n) if n == u32::MAX => return Err(format!("{n} is not a usable uid (it means \"no user\")")),
+        Ok(n) => User::from_uid(Uid::from_raw(n)).ok().flatten().map(Ok).unwrap_or(Err(n)),
+        Err(_) => match User::from_name(user) {
+            Ok(Some(entry)) => Ok(entry),
+            _ => return Err(format!("no user named '{user}' on this host: give an existing user, or a uid number")),
+        },
+    };
+    Ok(match entry {
+        Ok(entry) => {
+            let gid = gid.unwrap_or(entry.gid.as_raw());
+            // An explicit group replaces the user's groups: the agent gets that one alone.
+            let groups = match (group, std::ffi::CString::new(entry.name.clone())) {
+                (None, Ok(name)) => nix::unistd::getgrouplist(&name, Gid::from_raw(gid))
+                    .map(|g| g.into_iter().map(Gid::as_raw).collect())
+                    .unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            Identity {
+                credentials: Credentials { uid: entry.uid.as_raw(), gid, groups },
+                name: Some(entry.name),
+                home: Some(entry.dir),
+                shell: Some(entry.shell),
+            }
+        }
+        Err(uid) => Identity {
+            credentials: Credentials { uid, gid: gid.unwrap_or(uid), groups: Vec::new() },
+            name: None,
+            home: None,
+            shell: None,
+        },
+    })
+}
+
+fn gid_of(group: &str) -> Result<u32, String> {
+    match group.parse::<u32>() {
+        Ok(n) if n == u32::MAX => Err(format!("{n} is not a usable gid (it means \"no group\")")),
+        Ok(n) => Ok(n),
+        Err(_) => match Group::from_name(group) {
+            Ok(Some(g)) => Ok(g.gid.as_raw()),
+            _ => Err(format!("no group named '{group}' on this host: give an existing group, or a gid number")),
+        },
+    }
+}
+
+/// `FIRST-LAST` (`agent.uid_range`): uids above 0, first not above last.
+pub fn parse_uid_range(text: &str) -> Result<RangeInclusive<u32>, String> {
+    let bad = || {
+        format!(
+            "agent.uid_range = \"{text}\": give FIRST-LAST, uids above 0 that no user of this host has, e.g. \"200000-200999\""
+        )
+    };
+    let (first, last) = text.split_once('-').ok_or_else(bad)?;
+    let (first, last) =
+        (first.trim().parse::<u32>().map_err(|_| bad())?, last.trim().parse::<u32>().map_err(|_| bad())?);
+    if first == 0 || first > last || last == u32::MAX {
+        return Err(bad());
+    }
+    Ok(first..=last)
+}
+
+/// The identity `auto` gives uid `uid`: a private group of the same number, no
+/// supplementary groups, and no passwd entry (its HOME is its scratch dir).
+pub fn auto_identity(uid: u32) -> Identity {
+    Identity { credentials: Credentials { uid, gid: uid, groups: Vec::new() }, name: None, home: None, shell: None }
+}
+
+/// Leases a uid of `range` on the host's uid lease file in `lock_dir`: the lease is the
+/// returned file's lock, held by the supervisor (as the other leases are), freed when it dies.
+pub fn lease_uid(
+    lock_dir: &std::path::Path,
+    range: &RangeInclusive<u32>,
+) -> fleet_core::Result<Option<(u32, LeaseFile)>> {
+    let file = LeaseFile::open(&lease::uids_lease_path(lock_dir))?;
+    Ok(file.lease_number(range.clone())?.map(|uid| (uid, file)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Uids no host has in its passwd file (unit tests must not depend on the host's users).
+    const FREE: u32 = 3_999_901;
+
+    fn root() -> Caller {
+        Caller { real_uid: 0, effective_uid: 0, effective_gid: 0, sudo: None }
+    }
+
+    #[test]
+    fn numbers_need_no_passwd_entry() {
+        let who = parse(&format!("{FREE}:{}", FREE + 1)).expect("numbers");
+        assert_eq!(who.credentials, Credentials { uid: FREE, gid: FREE + 1, groups: Vec::new() });
+        assert_eq!(parse(&FREE.to_string()).expect("number").credentials.gid, FREE, "its own number as group");
+    }
+
+    #[test]
+    fn bad_specs_say_what_to_give() {
+        for bad in ["", ":1", "1:", "4294967295", "1:4294967295", "fleetctl-no-such-user", "1:fleetctl-no-such-group"] {
+            let err = parse(bad).expect_err(bad);
+            assert!(err.contains("give") || err.contains("usable"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_flag_wins_over_the_config_and_sudo() {
+        let caller = Caller { sudo: Some((FREE + 5, FREE + 6)), ..root() };
+        let flag = FREE.to_string();
+        let pick = |flag: Option<&str>, config: Option<&str>| match resolve(flag, (config, None), &caller) {
+            Ok(RunAs::User(who)) => who.credentials.uid,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(pick(Some(&flag), Some("1")), FREE);
+        assert_eq!(pick(None, Some(&flag)), FREE);
+        assert_eq!(pick(None, None), FREE + 5, "the sudo caller");
+        let sudo_gid = match resolve(None, (None, None), &caller) {
+            Ok(RunAs::User(who)) => who.credentials.gid,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(sudo_gid, FREE + 6);
+    }
+
+    #[test]
+    fn root_without_a_user_is_refused_naming_the_ways_out() {
+        let err = resolve(None, (None, None), &root()).expect_err("refused");
+        for way in ["--user USER", "--user root", "agent.user"] {
+            assert!(err.contains(way), "{err}");
+        }
+        // SUDO_* set while the real uid is not root (a setuid wrapper) is not sudo.
+        let fake = Caller { real_uid: 1000, sudo: Some((FREE, FREE)), ..root() };
+        assert!(resolve(None, (None, None), &fake).is_err());
+    }
+
+    #[test]
+    fn auto_needs_a_range() {
+        let err = resolve(Some("auto"), (None, None), &root()).expect_err("no range");
+        assert!(err.contains("agent.uid_range"), "{err}");
+        let ok = resolve(Some("auto"), (None, Some(200000..=200099)), &root()).expect("range");
+        assert_eq!(ok, RunAs::Auto(200_000..=200_099));
+        for bad in ["0-10", "10-5", "x-1", "1", "5-4294967295"] {
+            assert!(parse_uid_range(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_non_root_caller_runs_agents_as_itself_only() {
+        let me = Caller { real_uid: FREE, effective_uid: FREE, effective_gid: FREE, sudo: None };
+        assert!(matches!(resolve(None, (None, None), &me), Ok(RunAs::Caller(w)) if w.credentials.uid == FREE));
+        assert!(matches!(resolve(Some(&FREE.to_string()), (None, None), &me), Ok(RunAs::Caller(_))));
+        for other in ["root", "auto", "1"] {
+            let err = resolve(Some(other), (None, None), &me).expect_err(other);
+            assert!(err.contains("cannot switch users"), "{err}");
+        }
+    }
+}
