@@ -131,25 +131,30 @@ fn record(f: &TestFleet, id: &str) -> serde_json::Value {
     serde_json::from_str(&text).expect("json")
 }
 
-/// `id` copied setuid root into the fleet's temp dir, or None (printed) where that cannot
-/// show anything: a nosuid filesystem, or only busybox's id, which drops setuid itself.
-fn setuid_id(f: &TestFleet) -> Option<PathBuf> {
-    let id = ["/usr/bin/id", "/bin/id"].into_iter().map(Path::new).find(|p| p.exists())?;
-    let real = std::fs::canonicalize(id).ok()?;
-    if real.file_name().is_some_and(|n| n == "busybox") {
-        println!("SKIPPED setuid half: id is busybox's, which drops setuid privileges itself");
-        return None;
+/// Not a test of its own: this test binary, copied setuid root and run by an agent (see
+/// [`setuid_probe`]), prints the effective uid it got. A program of our own rather than
+/// `id`, which is busybox's in the VM tier, and busybox drops setuid privileges itself.
+#[test]
+fn euid_probe() {
+    if std::env::var_os("FLEETCTL_TEST_EUID_PROBE").is_some() {
+        // SAFETY: geteuid has no preconditions.
+        println!("probe euid={}", unsafe { libc::geteuid() });
     }
+}
+
+/// This test binary copied setuid root into the fleet's temp dir, and the shell words that
+/// run it as [`euid_probe`]; None (a skipped part) on a nosuid filesystem.
+fn setuid_probe(f: &TestFleet, test: &str) -> Option<String> {
     let stat = nix::sys::statvfs::statvfs(f.tmp.path()).expect("statvfs");
     if stat.flags().contains(nix::sys::statvfs::FsFlags::ST_NOSUID) {
-        println!("SKIPPED setuid half: the temp dir is mounted nosuid");
+        crate::util::skip::skip_part(test, "the temp dir is mounted nosuid, so no setuid binary can run from it");
         return None;
     }
-    let copy = f.tmp.path().join("suid-id");
-    std::fs::copy(&real, &copy).expect("copy id");
+    let copy = f.tmp.path().join("suid-probe");
+    std::fs::copy(std::env::current_exe().expect("the test binary"), &copy).expect("copy the test binary");
     std::os::unix::fs::chown(&copy, Some(0), Some(0)).expect("chown");
     std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o4755)).expect("setuid");
-    Some(copy)
+    Some(format!("{} --exact containment::euid_probe --nocapture --test-threads=1", copy.display()))
 }
 
 #[test]
@@ -157,14 +162,23 @@ fn no_new_privs_keeps_setuid_binaries_from_giving_root_back() {
     let Some(f) = TestFleet::new("contain-nnp") else { return };
     f.set_budget(256 << 20);
     open_to_agents(&f);
-    let Some(suid) = setuid_id(&f) else { return f.finish() };
-    let script = format!("echo euid=$({} -u) nnp=$(grep NoNewPrivs /proc/self/status | tr -dc 0-9)", suid.display());
-    f.run(&["spawn", "n1", "ws-001", "--user", NOBODY, "--", "sh", "-c", &script]).code(0);
-    f.run(&["spawn", "n2", "ws-001", "--user", NOBODY, "--allow-new-privs", "--", "sh", "-c", &script]).code(0);
-    f.wait_log("n1", "euid=", T);
-    f.wait_log("n2", "euid=", T);
-    assert!(f.log("n1").contains(&format!("euid={NOBODY} nnp=1")), "by default: {}", f.log("n1"));
-    assert!(f.log("n2").contains("euid=0 nnp=0"), "with --allow-new-privs: {}", f.log("n2"));
+    let Some(probe) = setuid_probe(&f, "no_new_privs_keeps_setuid_binaries_from_giving_root_back") else {
+        return f.finish();
+    };
+    let script =
+        format!("{probe} | grep 'probe euid='; echo nnp=$(grep NoNewPrivs /proc/self/status | tr -dc 0-9); echo done");
+    let env = ["--env", "FLEETCTL_TEST_EUID_PROBE=1"];
+    f.run(&[&["spawn", "n1", "ws-001", "--user", NOBODY][..], &env, &["--", "sh", "-c", &script]].concat()).code(0);
+    f.run(
+        &[&["spawn", "n2", "ws-001", "--user", NOBODY, "--allow-new-privs"][..], &env, &["--", "sh", "-c", &script]]
+            .concat(),
+    )
+    .code(0);
+    f.wait_log("n1", "done", T);
+    f.wait_log("n2", "done", T);
+    let (n1, n2) = (f.log("n1"), f.log("n2"));
+    assert!(n1.contains(&format!("probe euid={NOBODY}")) && n1.contains("nnp=1"), "by default:\n{n1}");
+    assert!(n2.contains("probe euid=0") && n2.contains("nnp=0"), "with --allow-new-privs:\n{n2}");
     f.finish();
 }
 
