@@ -11,6 +11,7 @@ mod fleets;
 mod full_disk;
 mod gc;
 mod harness;
+mod inputs;
 mod leases;
 mod lifecycle;
 mod limits;
