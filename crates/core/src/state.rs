@@ -189,6 +189,10 @@ pub struct AgentRecord {
     /// Its scratch directory, removed when it ends.
     #[serde(default)]
     pub scratch: Option<PathBuf>,
+    /// The most memory its last run used, read by the supervisor before removing the
+    /// cgroup, so the number to resize it by outlives the run (after an OOM kill too).
+    #[serde(default)]
+    pub final_peak_bytes: Option<u64>,
 }
 
 impl AgentRecord {
@@ -223,6 +227,7 @@ impl AgentRecord {
             slot: None,
             ports: None,
             scratch: None,
+            final_peak_bytes: None,
         }
     }
 
