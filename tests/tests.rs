@@ -23,5 +23,6 @@ mod relief;
 mod restart;
 mod schema;
 mod setup_host;
+mod tables;
 mod timeouts;
 mod watch;
