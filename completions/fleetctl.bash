@@ -671,7 +671,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__memory)
-            opts="-h -V --sort --json --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
+            opts="-o -h -V --sort --json --output --no-headers --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -679,6 +679,14 @@ _fleetctl() {
             case "${prev}" in
                 --sort)
                     COMPREPLY=($(compgen -W "current percent peak oom-kills pressure id" -- "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "wide" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "wide" -- "${cur}"))
                     return 0
                     ;;
                 --cgroup-parent)
@@ -1043,7 +1051,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__status)
-            opts="-h -V --state --json --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
+            opts="-o -h -V --state --json --output --no-headers --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1051,6 +1059,14 @@ _fleetctl() {
             case "${prev}" in
                 --state)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "wide" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "wide" -- "${cur}"))
                     return 0
                     ;;
                 --cgroup-parent)

@@ -48,8 +48,8 @@ complete -c fleetctl -n "__fish_fleetctl_needs_command" -f -a "doctor" -d 'Check
 complete -c fleetctl -n "__fish_fleetctl_needs_command" -f -a "cgroup-create" -d 'Create (or update) a leaf cgroup under the fleet root with limits'
 complete -c fleetctl -n "__fish_fleetctl_needs_command" -f -a "run-in-cgroup" -d 'Run a command inside an existing agent\'s cgroup, in the foreground'
 complete -c fleetctl -n "__fish_fleetctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l memory-max -d 'Hard memory limit; the OOM killer ends the agent beyond it [default: 4G]' -r
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l memory-high -d 'Where the kernel starts reclaiming and throttling [default: 3G]' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l memory-max -d 'Hard memory limit; the OOM killer ends the agent beyond it. Given alone, the memory high follows at 3/4 of it [default: 4G]' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l memory-high -d 'Where the kernel starts reclaiming and throttling [default: 3/4 of the memory max]' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l swap-max -d 'Swap the agent may use [default: 0]' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l pids-max -d 'Maximum number of tasks (processes and threads) [default: 512]' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l soft-timeout -d 'When the agent\'s main process gets SIGUSR1, a warning to wrap up; "off" for never [default: 15m]' -r
@@ -104,6 +104,7 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand logs" -s f -l follow -
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand logs" -s h -l help -d 'Print help'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand logs" -s V -l version -d 'Print version'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -l state -d 'Show only agents in these states (comma-separated)' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -s o -l output -d 'wide: every column, none dropped or cut to fit the terminal\'s width (or COLUMNS)' -r -f -a "wide\t'Every column'"
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -l cgroup-parent -d 'The fleet root cgroup; a relative path nests under your own cgroup [default: /fleet]' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -l state-dir -d 'Per-agent state and locks [default: /run/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
@@ -112,7 +113,8 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -l scratch-roo
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -l lock-dir -d 'Lease files every fleet on the host shares: one per workspace pool, one for ports [default: /run/lock/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -l json -d 'One JSON object: {"schema", "host", "agents"}'
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -s h -l help -d 'Print help'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -l no-headers -d 'Print the rows only: no header or summary lines (for scripts)'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -s V -l version -d 'Print version'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -l sort -d 'Sort by this column, largest first' -r -f -a "current\t'Memory in use now'
 percent\t'Percent of the agent\'s own limit'
@@ -120,6 +122,7 @@ peak\t'Most ever used'
 oom-kills\t'OOM kills'
 pressure\t'Memory pressure (PSI some avg10)'
 id\t'Agent id (ascending)'"
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -s o -l output -d 'wide: every column, none dropped or cut to fit the terminal\'s width (or COLUMNS)' -r -f -a "wide\t'Every column'"
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -l cgroup-parent -d 'The fleet root cgroup; a relative path nests under your own cgroup [default: /fleet]' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -l state-dir -d 'Per-agent state and locks [default: /run/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
@@ -128,6 +131,7 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -l scratch-roo
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -l lock-dir -d 'Lease files every fleet on the host shares: one per workspace pool, one for ports [default: /run/lock/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -l json -d 'One JSON object: {"schema", "budget", "agents", "totals"}'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -l no-headers -d 'Print the rows only: no header or summary lines (for scripts)'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -s V -l version -d 'Print version'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand events" -l since -d 'Only events newer than this long ago (e.g. 1h, 30m)' -r
@@ -227,8 +231,8 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand doctor" -l lock-dir -d
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand doctor" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand doctor" -s h -l help -d 'Print help'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand doctor" -s V -l version -d 'Print version'
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand cgroup-create" -l memory-max -d 'Hard memory limit; the OOM killer ends the agent beyond it [default: 4G]' -r
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand cgroup-create" -l memory-high -d 'Where the kernel starts reclaiming and throttling [default: 3G]' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand cgroup-create" -l memory-max -d 'Hard memory limit; the OOM killer ends the agent beyond it. Given alone, the memory high follows at 3/4 of it [default: 4G]' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand cgroup-create" -l memory-high -d 'Where the kernel starts reclaiming and throttling [default: 3/4 of the memory max]' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand cgroup-create" -l swap-max -d 'Swap the agent may use [default: 0]' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand cgroup-create" -l pids-max -d 'Maximum number of tasks (processes and threads) [default: 512]' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand cgroup-create" -l cgroup-parent -d 'The fleet root cgroup; a relative path nests under your own cgroup [default: /fleet]' -r

@@ -10,6 +10,7 @@ mod render;
 mod settings;
 mod setup;
 mod supervisor;
+mod terminal;
 
 use exit::{Exit, exit_for};
 use fleet_cli::{Cli, Command};

@@ -105,14 +105,16 @@ pub struct AgentDefaults {
 }
 
 impl AgentDefaults {
-    /// An agent's limits: `flags`, then these.
+    /// An agent's limits: `flags`, then these. A `--memory-max` alone brings its own
+    /// memory high ([`Limits::with_memory`]); only a typed high above a typed (or configured)
+    /// max is refused, by [`Limits::validate`].
     pub fn limits_with(&self, flags: &LimitArgs) -> Limits {
-        Limits {
-            memory_max: flags.memory_max.unwrap_or(self.limits.memory_max),
-            memory_high: flags.memory_high.unwrap_or(self.limits.memory_high),
+        let limits = Limits {
             swap_max: flags.swap_max.unwrap_or(self.limits.swap_max),
             pids_max: flags.pids_max.unwrap_or(self.limits.pids_max),
-        }
+            ..self.limits
+        };
+        limits.with_memory(flags.memory_max, flags.memory_high, self.memory_max_configured)
     }
 }
 
@@ -183,11 +185,10 @@ fn agent_defaults(file: &ConfigFile) -> Result<AgentDefaults> {
     let defaults = Limits::default();
     let size = r#"not a size; use a number with K, M or G, or "max" (e.g. "4G")"#;
     let memory_max = parsed(file, "agent.memory_max", size, |v| v.parse::<Limit>())?;
+    let memory_high = parsed(file, "agent.memory_high", size, |v| v.parse::<Limit>())?;
     let timeout = r#"not a timeout; use a duration above 0 such as "15m" or "1h30m", or "off""#;
     let agent = AgentDefaults {
         limits: Limits {
-            memory_max: memory_max.unwrap_or(defaults.memory_max),
-            memory_high: parsed(file, "agent.memory_high", size, |v| v.parse())?.unwrap_or(defaults.memory_high),
             swap_max: parsed(file, "agent.swap_max", size, |v| v.parse())?.unwrap_or(defaults.swap_max),
             pids_max: parsed(
                 file,
@@ -196,7 +197,9 @@ fn agent_defaults(file: &ConfigFile) -> Result<AgentDefaults> {
                 fleet_cli::parse_pids,
             )?
             .unwrap_or(defaults.pids_max),
-        },
+            ..defaults
+        }
+        .with_memory(memory_max, memory_high, false),
         memory_max_configured: memory_max.is_some(),
         soft_timeout: parsed(file, "agent.soft_timeout", timeout, fleet_cli::parse_timeout)?
             .map_or(Some(DEFAULT_SOFT_TIMEOUT), Timeout::duration),

@@ -1,10 +1,8 @@
 //! watch: the guard kills a hog that grows through the kill threshold; one killer at a time;
 //! the terminal view through a real pseudo-terminal; line output otherwise.
 
-use crate::util::TestFleet;
+use crate::util::{TestFleet, pty::Pty};
 use std::{
-    io::Read,
-    os::fd::AsRawFd,
     process::{Child, Stdio},
     time::{Duration, Instant},
 };
@@ -136,83 +134,17 @@ fn the_guard_with_order_growth_kills_the_newcomer_that_grows_not_the_steady_gian
 fn watch_draws_gauges_on_a_terminal() {
     let Some(f) = TestFleet::new("watchtty") else { return };
     f.run(&["spawn", "tty-agent", "ws-001", "--", "sleep", "600"]).code(0);
-    let size = nix::pty::Winsize { ws_row: 30, ws_col: 120, ws_xpixel: 0, ws_ypixel: 0 };
-    let pty = match nix::pty::openpty(Some(&size), None) {
-        Ok(pty) => pty,
-        Err(e) => {
-            crate::util::skip("watchtty", &format!("no pseudo-terminals here (openpty: {e})"));
-            f.finish();
-            return;
-        }
-    };
-    let slave = std::fs::File::from(pty.slave);
-    let child = f
-        .cmd(&["watch", "--interval", "200ms"])
-        .stdin(slave.try_clone().expect("dup"))
-        .stdout(slave.try_clone().expect("dup"))
-        .stderr(slave)
-        .env("TERM", "xterm")
-        .spawn()
-        .expect("watch on a pty");
-    let mut master = std::fs::File::from(pty.master);
-    // SAFETY: fcntl on a descriptor we own.
-    unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    let Some(mut pty) = Pty::open("watchtty", 30, 120) else { return f.finish() };
+    let child = pty.spawn(&mut f.cmd(&["watch", "--interval", "200ms"]));
     // Read until the screen shows what is checked below (or a generous deadline passes).
-    let mut screen = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut buf = [0u8; 4096];
     let drawn = ["fleet [", "tty-agent [", "spawn stops 85 %, kill 95 %"];
-    while Instant::now() < deadline && !drawn.iter().all(|d| strip_ansi(&String::from_utf8_lossy(&screen)).contains(d))
-    {
-        match master.read(&mut buf) {
-            Ok(n) if n > 0 => screen.extend_from_slice(&buf[..n]),
-            _ => std::thread::sleep(Duration::from_millis(20)),
-        }
-    }
+    let text = pty.read_until(Duration::from_secs(30), |s| drawn.iter().all(|d| s.contains(d)));
     interrupt(&child);
-    let status = wait_draining(child, &mut master);
-    assert_eq!(status, Some(130));
-    let text = strip_ansi(&String::from_utf8_lossy(&screen));
+    assert_eq!(pty.wait_draining(child), Some(130));
     assert!(text.contains("fleet ["), "the fleet gauge:\n{text}");
     assert!(text.contains("tty-agent ["), "a bar for the agent:\n{text}");
     assert!(text.contains("spawn stops 85 %, kill 95 %"), "{text}");
     f.finish();
-}
-
-/// Waits for the child while reading the pty, so it never blocks writing to it.
-fn wait_draining(mut child: Child, master: &mut std::fs::File) -> Option<i32> {
-    let mut buf = [0u8; 4096];
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            return status.code();
-        }
-        let _ = master.read(&mut buf);
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    None
-}
-
-/// Removes terminal escape sequences (CSI `ESC [ … final`), leaving the text a person sees.
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::new();
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            if chars.peek() == Some(&'[') {
-                chars.next();
-                for d in chars.by_ref() {
-                    if ('\u{40}'..='\u{7e}').contains(&d) {
-                        break;
-                    }
-                }
-            }
-            continue;
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// The watcher keeps each agent's usage file open between refreshes. A read in place must

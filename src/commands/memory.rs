@@ -10,7 +10,7 @@ pub fn run(ctx: &Ctx, args: MemoryArgs) -> Result<Exit> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", render_table(&report));
+        print!("{}", render_table(&report, crate::terminal::layout(args.table.wide(), args.table.no_headers)));
     }
     Ok(Exit::Ok)
 }

@@ -18,7 +18,7 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<Exit> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", render_table(&report));
+        print!("{}", render_table(&report, crate::terminal::layout(args.table.wide(), args.table.no_headers)));
     }
     // A named agent that is not there is most likely a typo: say so, as `kill` does, after
     // showing the ones that are. (An id that --state filtered out is not unknown.)

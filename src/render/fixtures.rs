@@ -38,6 +38,7 @@ pub fn agent(id: &str, state: AgentState) -> AgentStatus {
         started_at: None,
         ended_at: None,
         uptime_seconds: None,
+        ran_seconds: None,
         memory_current_bytes: None,
         memory_max_bytes: None,
         memory_peak_bytes: None,
@@ -62,6 +63,7 @@ pub fn agent(id: &str, state: AgentState) -> AgentStatus {
         port_count: None,
         scratch: None,
         record_error: None,
+        slot_name: None,
     }
 }
 
@@ -80,6 +82,7 @@ pub fn running(id: &str) -> AgentStatus {
         soft_deadline_in_seconds: Some(-5),
         hard_deadline_in_seconds: Some(3600),
         workspace_slot: Some("slot-2".into()),
+        slot_name: Some("slot-2".into()),
         port_base: Some(20000),
         port_count: Some(10),
         restarts: 2,

@@ -1,38 +1,63 @@
 //! The `memory` table: one row per agent and the totals against the budget.
 
+use super::columns::{Column, Layout, cut, render};
 use crate::agent::sample::memory::MemoryReport;
 use fleet_core::size::format_iec;
 
-/// The human rendering.
-pub fn render_table(r: &MemoryReport) -> String {
+/// The table's columns; as the width runs out, pressure goes first, then memory.high, the
+/// event counters and the peak; the id, the use, the limit and its share stay.
+const COLUMNS: [Column; 8] = [
+    Column::new("ID", 0),
+    Column::new("CURRENT", 0).right(),
+    Column::new("HIGH", 6).right(),
+    Column::new("MAX", 2).right(),
+    Column::new("% MAX", 1).right(),
+    Column::new("PEAK", 4).right(),
+    Column::new("EVENTS high/max/oom/kill", 5),
+    Column::new("PSI some/full", 7),
+];
+
+/// The human rendering: one row per agent, then the totals against the budget.
+pub fn render_table(r: &MemoryReport, layout: Layout) -> String {
     let opt = |v: Option<u64>| v.map(format_iec).unwrap_or_else(|| "max".into());
-    let mut t =
-        super::table(&["ID", "CURRENT", "HIGH", "MAX", "% MAX", "PEAK", "EVENTS high/max/oom/kill", "PSI some/full"]);
-    for a in &r.agents {
-        let protect = if a.protect { " (protected)" } else { "" };
-        t.add_row(vec![
-            format!("{}{protect}", a.id),
-            format_iec(a.current_bytes),
-            opt(a.high_bytes),
-            opt(a.max_bytes),
-            a.percent_of_max.map(|p| format!("{p:.1} %")).unwrap_or_else(|| "-".into()),
-            a.peak_bytes.map(format_iec).unwrap_or_else(|| "-".into()),
-            format!("{}/{}/{}/{}", a.events.high, a.events.max, a.events.oom, a.events.oom_kill),
-            format!("{:.2}/{:.2}", a.pressure_some_avg10, a.pressure_full_avg10),
-        ]);
+    let rows: Vec<Vec<String>> = r
+        .agents
+        .iter()
+        .map(|a| {
+            let protect = if a.protect { " (protected)" } else { "" };
+            vec![
+                format!("{}{protect}", a.id),
+                format_iec(a.current_bytes),
+                opt(a.high_bytes),
+                opt(a.max_bytes),
+                a.percent_of_max.map(|p| format!("{p:.1} %")).unwrap_or_else(|| "-".into()),
+                a.peak_bytes.map(format_iec).unwrap_or_else(|| "-".into()),
+                format!("{}/{}/{}/{}", a.events.high, a.events.max, a.events.oom, a.events.oom_kill),
+                format!("{:.2}/{:.2}", a.pressure_some_avg10, a.pressure_full_avg10),
+            ]
+        })
+        .collect();
+    let mut out =
+        if rows.is_empty() && !layout.no_headers { "no agents\n".to_string() } else { render(&COLUMNS, &rows, layout) };
+    if !layout.no_headers {
+        let x = &r.totals;
+        let totals = format!(
+            "TOTAL ({} agents): {}; fleet {} of {} ({:.1} %); spawn stops at {} %, kill at {} %",
+            x.agents,
+            format_iec(x.current_bytes),
+            format_iec(x.used_bytes),
+            format_iec(x.budget_bytes),
+            x.used_percent,
+            x.spawn_threshold,
+            x.kill_threshold
+        );
+        out.push_str(&match layout.width {
+            Some(w) if !layout.wide => cut(&totals, w),
+            _ => totals,
+        });
+        out.push('\n');
     }
-    let x = &r.totals;
-    t.add_row(vec![
-        format!("TOTAL ({} agents)", x.agents),
-        format_iec(x.current_bytes),
-        String::new(),
-        format!("budget {}", format_iec(x.budget_bytes)),
-        format!("{:.1} % used", x.used_percent),
-        String::new(),
-        format!("spawn stops at {} %", x.spawn_threshold),
-        format!("kill at {} %", x.kill_threshold),
-    ]);
-    format!("{t}\n")
+    out
 }
 
 #[cfg(test)]
@@ -72,7 +97,13 @@ mod tests {
                 kill_threshold: 95,
             },
         };
-        let text = render_table(&report);
+        let text = render_table(&report, Layout::default());
         assert_eq!(text, include_str!("testdata/memory.txt"), "\n{text}");
+        let narrow = render_table(&report, Layout { width: Some(60), ..Layout::default() });
+        assert_eq!(narrow, include_str!("testdata/memory-60.txt"), "\n{narrow}");
+        assert!(narrow.lines().all(|l| l.chars().count() <= 60), "\n{narrow}");
+        let rows = render_table(&report, Layout { no_headers: true, width: Some(60), wide: true });
+        assert_eq!(rows.lines().count(), 2, "rows only, every column:\n{rows}");
+        assert!(rows.contains("1.50/0.00"), "{rows}");
     }
 }

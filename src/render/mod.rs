@@ -2,6 +2,7 @@
 //! them into a table or exposition text, and commands print the result. `--json` serializes
 //! the same structs the tables are made from.
 
+pub mod columns;
 #[cfg(test)]
 mod fixtures;
 pub mod memory;

@@ -61,7 +61,7 @@ fn the_file_is_parsed_once_into_types() {
     assert_eq!(s.paths.state_dir, PathBuf::from("/srv/state"));
     assert_eq!(s.thresholds, Thresholds { spawn: 70, kill: 90 });
     assert_eq!(s.agent.limits.memory_max, Limit::Bytes(2 << 30));
-    assert_eq!(s.agent.limits.memory_high, Limits::default().memory_high);
+    assert_eq!(s.agent.limits.memory_high, Limit::Bytes(1536 << 20), "the high follows a max given alone");
     assert_eq!(s.agent.limits.swap_max, Limit::Max);
     assert_eq!(s.agent.limits.pids_max, Limit::Bytes(64));
     assert!(s.agent.memory_max_configured);
@@ -94,7 +94,26 @@ fn flags_and_environment_win_over_the_file() {
     let limits = s.agent.limits_with(&flags);
     assert_eq!(limits.memory_max, Limit::Bytes(1 << 30));
     assert_eq!(limits.pids_max, Limit::Bytes(64));
-    assert_eq!(limits.memory_high, Limits::default().memory_high);
+    assert_eq!(limits.memory_high, Limit::Bytes(768 << 20), "the high follows the flag's max, not the file's");
+}
+
+#[test]
+fn a_max_given_alone_brings_its_high_and_only_a_given_high_above_a_given_max_is_refused() {
+    let high = |config: &str, flags: LimitArgs| {
+        let s = resolve(&GlobalArgs::default(), config).expect("resolves");
+        let limits = s.agent.limits_with(&flags);
+        limits.validate().map(|()| (limits.memory_max, limits.memory_high))
+    };
+    let mib = |n: u64| Limit::Bytes(n << 20);
+    let max = |m: u64| LimitArgs { memory_max: Some(mib(m)), ..LimitArgs::default() };
+    let only_high = |h: u64| LimitArgs { memory_high: Some(mib(h)), ..LimitArgs::default() };
+    assert_eq!(high("", max(300)), Ok((mib(300), mib(225))), "--memory-max 300M alone");
+    assert_eq!(high("[agent]\nmemory_max = \"1G\"\n", LimitArgs::default()), Ok((mib(1024), mib(768))));
+    assert_eq!(high("[agent]\nmemory_max = \"1G\"\nmemory_high = \"900M\"\n", max(512)), Ok((mib(512), mib(384))));
+    assert_eq!(high("[agent]\nmemory_max = \"2G\"\n", only_high(512)), Ok((mib(2048), mib(512))));
+    assert!(high("[agent]\nmemory_max = \"1G\"\n", only_high(2048)).unwrap_err().contains("must not exceed"));
+    assert!(high("[agent]\nmemory_max = \"1G\"\nmemory_high = \"2G\"\n", LimitArgs::default()).is_err());
+    assert_eq!(high("", only_high(6144)), Ok((mib(8192), mib(6144))), "above the default max, the max follows");
 }
 
 #[test]

@@ -298,6 +298,8 @@ impl Supervisor {
         let oom_kills = events.map_or(0, |e| e.oom_kill).max(kills_seen);
         let peak = cgroup.memory_stats().ok().and_then(|s| s.peak);
         let own_limit_hit = own_limit_reached(events.map(|e| e.max), peak, self.plan.limits.memory_max);
+        // Kept in the record: once the cgroup is gone, the peak is the number to resize by.
+        self.record.final_peak_bytes = peak;
         drop(run);
         if let Err(e) = self.plan.cgroup.remove() {
             self.note(&format!("cannot remove the cgroup: {e:#}"));

@@ -18,6 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub mod pty;
 pub mod skip;
 pub use skip::{skip, skip_part};
 

@@ -1,6 +1,7 @@
 //! Agent ids: the names operators give agents, which also name cgroups, locks and logs, so
 //! they must never be able to escape the directory they are joined onto.
 
+use std::cmp::Ordering;
 use std::{fmt, str::FromStr};
 
 /// The rule, as printed in error messages.
@@ -107,9 +108,44 @@ impl fmt::Display for AgentId {
     }
 }
 
+/// Ids in the order a person counts them: runs of digits compare as numbers, so `a2` comes
+/// before `a10` (and `ws-9` before `ws-10`); equal numbers with more leading zeros come first.
+pub fn natural_cmp(a: &str, b: &str) -> Ordering {
+    let (mut a, mut b) = (a.as_bytes(), b.as_bytes());
+    loop {
+        match (a.first(), b.first()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(x), Some(y)) if x.is_ascii_digit() && y.is_ascii_digit() => {
+                let digits = |s: &[u8]| s.iter().take_while(|c| c.is_ascii_digit()).count();
+                let (na, nb) = (digits(a), digits(b));
+                let trim = |s: &[u8]| -> usize { s.iter().take_while(|&&c| c == b'0').count() };
+                let (za, zb) = (trim(&a[..na]).min(na - 1), trim(&b[..nb]).min(nb - 1));
+                let (va, vb) = (&a[za..na], &b[zb..nb]);
+                let by_value = va.len().cmp(&vb.len()).then_with(|| va.cmp(vb)).then_with(|| nb.cmp(&na));
+                if by_value != Ordering::Equal {
+                    return by_value;
+                }
+                (a, b) = (&a[na..], &b[nb..]);
+            }
+            (Some(x), Some(y)) if x != y => return x.cmp(y),
+            _ => (a, b) = (&a[1..], &b[1..]),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn natural_order_counts_numbers() {
+        let mut ids = vec!["a10", "a2", "b1", "a1", "a02", "agent-100", "agent-99", "a"];
+        ids.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(ids, ["a", "a1", "a02", "a2", "a10", "agent-99", "agent-100", "b1"]);
+        assert_eq!(natural_cmp("x", "x"), Ordering::Equal);
+    }
 
     #[test]
     fn accepts_the_rule() {

@@ -196,6 +196,10 @@ pub struct AgentRecord {
     /// `--pass-env` added to its environment.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env_added: Vec<String>,
+    /// The most memory its last run used, read by the supervisor before removing the
+    /// cgroup, so the number to resize it by outlives the run (after an OOM kill too).
+    #[serde(default)]
+    pub final_peak_bytes: Option<u64>,
 }
 
 impl AgentRecord {
@@ -232,6 +236,7 @@ impl AgentRecord {
             scratch: None,
             user: None,
             env_added: Vec::new(),
+            final_peak_bytes: None,
         }
     }
 

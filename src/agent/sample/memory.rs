@@ -94,7 +94,9 @@ fn row(s: &AgentSample) -> AgentMemory {
     }
 }
 
+/// Largest first by `by`; ties, and `--sort id`, by id as a person counts (a2 before a10).
 fn sort(rows: &mut [AgentMemory], by: MemorySort) {
+    rows.sort_by(|a, b| fleet_core::id::natural_cmp(&a.id, &b.id));
     let desc = |f: fn(&AgentMemory) -> f64| move |a: &AgentMemory, b: &AgentMemory| f(b).total_cmp(&f(a));
     match by {
         MemorySort::Current => rows.sort_by(desc(|a| a.current_bytes as f64)),
@@ -102,6 +104,6 @@ fn sort(rows: &mut [AgentMemory], by: MemorySort) {
         MemorySort::Peak => rows.sort_by(desc(|a| a.peak_bytes.unwrap_or(0) as f64)),
         MemorySort::OomKills => rows.sort_by(desc(|a| a.events.oom_kill as f64)),
         MemorySort::Pressure => rows.sort_by(desc(|a| a.pressure_some_avg10)),
-        MemorySort::Id => rows.sort_by(|a, b| a.id.cmp(&b.id)),
+        MemorySort::Id => {}
     }
 }

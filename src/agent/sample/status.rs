@@ -65,7 +65,7 @@ pub struct HostStatus {
 }
 
 /// One agent row.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct AgentStatus {
     pub id: String,
     pub state: AgentState,
@@ -76,6 +76,8 @@ pub struct AgentStatus {
     pub started_at: Option<String>,
     pub ended_at: Option<String>,
     pub uptime_seconds: Option<u64>,
+    /// How long its last run lasted, once it ended for good (from `started_at` to `ended_at`).
+    pub ran_seconds: Option<u64>,
     pub memory_current_bytes: Option<u64>,
     pub memory_max_bytes: Option<u64>,
     pub memory_peak_bytes: Option<u64>,
@@ -101,6 +103,10 @@ pub struct AgentStatus {
     pub scratch: Option<PathBuf>,
     /// Why the agent is shown from its cgroup: its record cannot be read, or it has none.
     pub record_error: Option<String>,
+    /// The slot its record names, held or not: the table shows the workspace by it, the
+    /// same while it runs and once it ended.
+    #[serde(skip)]
+    pub slot_name: Option<String>,
 }
 
 /// A record that could not be read.
@@ -129,8 +135,12 @@ pub fn report(ctx: &Ctx, shown: Shown, detail: Detail) -> Result<StatusReport> {
     for v in &views {
         *by_state.entry(v.state).or_insert(0) += 1;
     }
-    // Live agents first (what an operator is looking for), then the ended ones, each by id.
-    views.sort_by_key(|v| v.state.is_terminal());
+    // Live agents first (what an operator is looking for), then the ended ones, each by id
+    // as a person counts (a2 before a10).
+    views.sort_by(|a, b| {
+        let terminal = a.state.is_terminal().cmp(&b.state.is_terminal());
+        terminal.then_with(|| fleet_core::id::natural_cmp(a.record.id.as_str(), b.record.id.as_str()))
+    });
     let views: Vec<AgentView> = views
         .into_iter()
         .filter(|v| shown.ids.is_empty() || shown.ids.contains(&v.record.id))
@@ -193,10 +203,17 @@ fn agent_status(ctx: &Ctx, sample: AgentSample, now: SystemTime) -> AgentStatus 
         started_at: time(r.started_at),
         ended_at: time(r.ended_at),
         uptime_seconds: running_for.map(|d| d.as_secs()),
+        ran_seconds: r
+            .ended_at
+            .filter(|_| !live)
+            .zip(r.started_at)
+            .and_then(|(end, start)| end.duration_since(start).ok())
+            .map(|d| d.as_secs()),
         memory_current_bytes: c.current,
         // The kernel's limit while the cgroup is there; the record's otherwise.
         memory_max_bytes: max.or(r.limits.memory_max.bytes()),
-        memory_peak_bytes: c.peak,
+        // The cgroup's while it is there; after the run, the peak its supervisor recorded.
+        memory_peak_bytes: c.peak.or(r.final_peak_bytes),
         memory_percent_of_max: c.current.zip(max).map(|(current, max)| percent_1dp(current, max)),
         cpu_percent: cpu,
         pids_current: c.pids,
@@ -214,11 +231,12 @@ fn agent_status(ctx: &Ctx, sample: AgentSample, now: SystemTime) -> AgentStatus 
         cgroup: r.cgroup,
         log: r.log,
         // Leases are held by the supervisor: shown only while one holds them.
-        workspace_slot: r.slot.filter(|_| v.supervised),
+        workspace_slot: r.slot.clone().filter(|_| v.supervised),
         port_base: r.ports.filter(|_| v.supervised).map(|p| p.base),
         port_count: r.ports.filter(|_| v.supervised).map(|p| p.count),
         scratch: r.scratch.filter(|_| !v.state.is_terminal()),
         record_error: v.record_error,
+        slot_name: r.slot,
     }
 }
 

@@ -1,14 +1,13 @@
-//! What `watch` shows: on a terminal, a gauge for the fleet and a bar per agent (indicatif),
-//! redrawn in place; elsewhere, one timestamped line per interval and one per action, so it
-//! can run as a service and its log reads top to bottom.
+//! What `watch` shows: on a terminal, a one-line header with the time, a gauge for the fleet,
+//! whether a guard runs (a warning when the fleet is at the kill threshold and none does), a
+//! bar per agent that fits and "+N more" for the rest (indicatif), redrawn in place;
+//! elsewhere, one timestamped line per interval and one per action, so it can run as a
+//! service and its log reads top to bottom.
 
-use crate::agent::sample::Light;
+use crate::{agent::sample::Light, render::columns::cut};
 use fleet_core::{meminfo::Budget, size::format_iec, timefmt::rfc3339};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::{
-    io::IsTerminal,
-    time::{Duration, Instant, SystemTime},
-};
+use std::time::{Duration, Instant, SystemTime};
 
 /// How often bars are redrawn.
 const BAR_REFRESH: Duration = Duration::from_millis(200);
@@ -18,22 +17,54 @@ pub const MAX_BARS: usize = 20;
 
 /// The view.
 pub enum Screen {
-    /// A terminal.
-    Bars { multi: MultiProgress, fleet: ProgressBar, agents: Vec<ProgressBar>, last: Option<Instant> },
+    /// A terminal: `rows` by `cols` when it says.
+    Bars {
+        multi: MultiProgress,
+        lines: HeaderLines,
+        agents: Vec<ProgressBar>,
+        last: Option<Instant>,
+        rows: usize,
+        cols: usize,
+    },
     /// A pipe or file.
     Lines { every: Duration, last: Option<Instant> },
 }
 
+/// The lines above and below the agents' bars on a terminal.
+pub struct HeaderLines {
+    /// The time, the fleet's use and thresholds, the agent count: one line that fits.
+    header: ProgressBar,
+    /// The fleet's gauge.
+    fleet: ProgressBar,
+    /// Whether a guard runs; a warning when the fleet is at the kill threshold and none does.
+    guard: ProgressBar,
+    /// "+N more" when agents do not fit.
+    more: ProgressBar,
+}
+
+/// Lines that are not agents' bars: header, gauge, guard, "+N more", and one spare so
+/// the terminal never scrolls.
+const OTHER_LINES: usize = 5;
+
+/// Width of the name before each bar.
+const NAME: usize = 14;
+
+/// The widest a bar gets.
+const BAR_MAX: usize = 40;
+
 impl Screen {
     /// Bars on a terminal, lines elsewhere.
     pub fn new(every: Duration) -> Screen {
-        if !std::io::stdout().is_terminal() {
+        let Some((rows, cols)) = crate::terminal::size() else {
             return Screen::Lines { every, last: None };
-        }
+        };
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout_with_hz(10));
-        let fleet = multi.add(ProgressBar::new(1).with_style(style("{prefix:>14} [{bar:40.cyan/blue}] {msg}")));
+        let text = || multi.add(ProgressBar::new(1).with_style(style("{msg}")));
+        let header = text();
+        let fleet = multi.add(ProgressBar::new(1).with_style(style(&bar_template(cols, "cyan/blue"))));
         fleet.set_prefix("fleet");
-        Screen::Bars { multi, fleet, agents: Vec::new(), last: None }
+        let lines = HeaderLines { header, fleet, guard: text(), more: text() };
+        Screen::Bars { multi, lines, agents: Vec::new(), last: None, rows, cols }
     }
 
     /// Whether the view wants a new sample: bars five times a second, lines once per interval.
@@ -48,25 +79,40 @@ impl Screen {
     pub fn draw(&mut self, budget: &Budget, agents: &[Light], spawn: u8, kill: u8, auto_kill: bool) {
         // The sampler returns them largest first.
         let sorted: Vec<&Light> = agents.iter().collect();
-        let guard = if auto_kill { "auto-kill on" } else { "watching" };
-        let summary = format!(
-            "{:.1} % ({} of {}) | spawn stops {spawn} %, kill {kill} % | {} agents | {guard}",
-            budget.percent(),
-            format_iec(budget.used),
-            format_iec(budget.total),
-            agents.len()
-        );
+        let unguarded = !auto_kill && budget.percent() >= f64::from(kill);
+        let guard = match (auto_kill, unguarded) {
+            (true, _) => format!("guard: auto-kill on at {kill} %"),
+            (false, true) => format!(
+                "WARNING: fleet at {:.1} % >= kill threshold {kill} % and no guard runs: `fleetctl relief` or `watch --auto-kill`",
+                budget.percent()
+            ),
+            (false, false) => format!("no guard: nothing is killed at {kill} % (watch --auto-kill guards)"),
+        };
         match self {
-            Screen::Bars { multi, fleet, agents: bars, last } => {
+            Screen::Bars { multi, lines, agents: bars, last, rows, cols } => {
                 *last = Some(Instant::now());
-                fleet.set_length(budget.total.max(1));
-                fleet.set_position(budget.used);
-                fleet.set_message(summary);
-                let shown = sorted.len().min(MAX_BARS);
+                let now = rfc3339(SystemTime::now());
+                let header = format!(
+                    "{} UTC  fleet {:.1} % of {}  spawn stops {spawn} %, kill {kill} %  {} agents",
+                    now.get(11..19).unwrap_or(&now),
+                    budget.percent(),
+                    format_iec(budget.total),
+                    agents.len()
+                );
+                // A line as long as the terminal would wrap on some terminals: one short.
+                let fit = |line: &str| cut(line, cols.saturating_sub(1));
+                lines.header.set_message(fit(&header));
+                lines.fleet.set_length(budget.total.max(1));
+                lines.fleet.set_position(budget.used);
+                lines.fleet.set_message(format!("{} of {}", format_iec(budget.used), format_iec(budget.total)));
+                lines.guard.set_message(fit(&guard));
+                let room = rows.saturating_sub(OTHER_LINES).max(1);
+                let shown = sorted.len().min(MAX_BARS).min(room);
+                let hidden = sorted.len() - shown;
+                lines.more.set_message(if hidden > 0 { format!("+{hidden} more") } else { String::new() });
                 while bars.len() < shown {
-                    bars.push(
-                        multi.add(ProgressBar::new(1).with_style(style("{prefix:>14} [{bar:40.green/white}] {msg}"))),
-                    );
+                    let bar = ProgressBar::new(1).with_style(style(&bar_template(*cols, "green/white")));
+                    bars.push(multi.insert_before(&lines.more, bar));
                 }
                 while bars.len() > shown {
                     if let Some(bar) = bars.pop() {
@@ -76,7 +122,7 @@ impl Screen {
                 }
                 for (bar, a) in bars.iter().zip(&sorted) {
                     let max = a.max.unwrap_or(budget.total);
-                    bar.set_prefix(a.id.clone());
+                    bar.set_prefix(cut(&a.id, NAME));
                     bar.set_length(max.max(1));
                     bar.set_position(a.current.min(max));
                     bar.set_message(format!("{} of {}", format_iec(a.current), format_iec(max)));
@@ -86,6 +132,13 @@ impl Screen {
                 *last = Some(Instant::now());
                 let top: Vec<String> =
                     sorted.iter().take(5).map(|a| format!("{} {}", a.id, format_iec(a.current))).collect();
+                let summary = format!(
+                    "{:.1} % ({} of {}) | spawn stops {spawn} %, kill {kill} % | {} agents | {guard}",
+                    budget.percent(),
+                    format_iec(budget.used),
+                    format_iec(budget.total),
+                    agents.len()
+                );
                 println!("{} fleet {summary}; top: {}", rfc3339(SystemTime::now()), top.join(", "));
             }
         }
@@ -108,6 +161,13 @@ impl Screen {
             let _ = multi.clear();
         }
     }
+}
+
+/// A bar line that fits `cols`: the name, the bar, and "953.0 MiB of 1000.0 MiB".
+fn bar_template(cols: usize, colors: &str) -> String {
+    let message = 24;
+    let bar = cols.saturating_sub(NAME + 4 + message + 1).clamp(10, BAR_MAX);
+    format!("{{prefix:>{NAME}}} [{{bar:{bar}.{colors}}}] {{msg}}")
 }
 
 fn style(template: &str) -> ProgressStyle {

@@ -2,7 +2,7 @@
 //! `cgroup-create`, `run-in-cgroup`, `kill` and `logs`.
 
 use super::parse::{
-    parse_duration, parse_limit, parse_memory_limit, parse_pids, parse_port_range, parse_size, parse_timeout,
+    parse_duration, parse_memory_limit, parse_pids, parse_port_range, parse_size, parse_swap_limit, parse_timeout,
 };
 use clap::{Args, ValueEnum};
 use fleet_core::{id::AgentId, size::Limit};
@@ -11,14 +11,15 @@ use std::{path::PathBuf, time::Duration};
 /// Limits an agent's cgroup gets; unset ones come from the config file or the defaults.
 #[derive(Debug, Clone, Default, Args)]
 pub struct LimitArgs {
-    /// Hard memory limit; the OOM killer ends the agent beyond it [default: 4G]
-    #[arg(long, value_name = "SIZE", value_parser = parse_memory_limit)]
+    /// Hard memory limit; the OOM killer ends the agent beyond it. Given alone, the memory
+    /// high follows at 3/4 of it [default: 4G]
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory_limit, allow_hyphen_values = true)]
     pub memory_max: Option<Limit>,
-    /// Where the kernel starts reclaiming and throttling [default: 3G]
-    #[arg(long, value_name = "SIZE", value_parser = parse_memory_limit)]
+    /// Where the kernel starts reclaiming and throttling [default: 3/4 of the memory max]
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory_limit, allow_hyphen_values = true)]
     pub memory_high: Option<Limit>,
     /// Swap the agent may use [default: 0]
-    #[arg(long, value_name = "SIZE", value_parser = parse_limit)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_swap_limit, allow_hyphen_values = true)]
     pub swap_max: Option<Limit>,
     /// Maximum number of tasks (processes and threads) [default: 512]
     #[arg(long, value_name = "N", value_parser = parse_pids)]

@@ -16,17 +16,32 @@ pub const MIN_MEMORY_LIMIT: u64 = 1 << 20;
 
 /// Parses `--memory-max` and `--memory-high`: a limit of at least [`MIN_MEMORY_LIMIT`].
 pub fn parse_memory_limit(text: &str) -> Result<Limit, String> {
+    let t = text.trim();
+    // The flag takes values that start with '-' so that this, not clap's "use '-- -1'"
+    // (which would make it the agent's command), answers.
+    if t.starts_with('-') {
+        return Err(format!("a memory limit of {t} is negative: give a size such as 512M or 4G, or max for none"));
+    }
     match parse_limit(text)? {
+        Limit::Bytes(0) => {
+            Err("a memory limit of 0 cannot run anything: give a size such as 512M, or max for none".into())
+        }
         Limit::Bytes(n) if n < MIN_MEMORY_LIMIT => {
-            let unitless = text.trim().bytes().all(|b| b.is_ascii_digit());
-            let hint = if unitless {
-                format!(" (a number alone is bytes: did you mean {}G?)", text.trim())
-            } else {
-                String::new()
-            };
+            let unitless = t.bytes().all(|b| b.is_ascii_digit());
+            let hint = if unitless { format!(" (a number alone is bytes: did you mean {t}G?)") } else { String::new() };
             Err(format!("a memory limit of {} cannot run anything: give at least 1M{hint}", Limit::Bytes(n)))
         }
         limit => Ok(limit),
+    }
+}
+
+/// Parses `--swap-max`: a size or "max", never negative.
+pub fn parse_swap_limit(text: &str) -> Result<Limit, String> {
+    match text.trim() {
+        t if t.starts_with('-') => {
+            Err(format!("a swap limit of {t} is negative: give a size such as 1G, 0 for none, or max"))
+        }
+        _ => parse_limit(text),
     }
 }
 
@@ -73,15 +88,27 @@ pub fn parse_pids(text: &str) -> Result<Limit, String> {
     }
 }
 
-/// Parses "10s", "15m", "1h 30m" (humantime); a bare number is seconds.
+/// Parses "10s", "15m", "1h 30m" (humantime). A number alone is refused with the unit it
+/// most likely lacks, as a size without one is: `--soft-timeout 15` meant 15 what? Only 0,
+/// which is the same in every unit, needs none.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    if let Ok(secs) = text.parse::<f64>()
-        && secs.is_finite()
-        && secs >= 0.0
+    let t = text.trim();
+    if let Ok(number) = t.parse::<f64>()
+        && number.is_finite()
     {
-        return Ok(Duration::from_secs_f64(secs));
+        if number == 0.0 {
+            return Ok(Duration::ZERO);
+        }
+        let hint = if number < 0.0 {
+            return Err(format!("invalid duration '{t}': a duration cannot be negative; use e.g. 10s, 15m, 1h30m"));
+        } else if number.fract() == 0.0 {
+            format!("{t}s or {t}m")
+        } else {
+            format!("{}ms", (number * 1000.0).round())
+        };
+        return Err(format!("invalid duration '{t}': a number needs a unit (s, m, h): did you mean {hint}?"));
     }
-    humantime::parse_duration(text).map_err(|e| format!("invalid duration '{text}' ({e}): use e.g. 10s, 15m, 1h30m"))
+    humantime::parse_duration(t).map_err(|e| format!("invalid duration '{text}' ({e}): use e.g. 10s, 15m, 1h30m"))
 }
 
 /// The shortest refresh `watch --interval` takes: below it the view would redraw faster
@@ -131,7 +158,8 @@ mod tests {
     #[test]
     fn timeouts_parse() {
         assert_eq!(parse_timeout("15m"), Ok(Timeout::After(Duration::from_secs(900))));
-        assert_eq!(parse_timeout("2"), Ok(Timeout::After(Duration::from_secs(2))));
+        assert_eq!(parse_timeout("2s"), Ok(Timeout::After(Duration::from_secs(2))));
+        assert!(parse_timeout("0").unwrap_err().contains("fire at once"));
         assert_eq!(parse_timeout("off"), Ok(Timeout::Off));
         assert!(parse_timeout("0").is_err());
         assert!(parse_timeout("soon").unwrap_err().contains("e.g. 10s"));
@@ -142,14 +170,32 @@ mod tests {
         assert_eq!(parse_memory_limit("512M"), Ok(Limit::Bytes(512 << 20)));
         assert_eq!(parse_memory_limit("max"), Ok(Limit::Max));
         assert!(parse_memory_limit("10").unwrap_err().contains("did you mean 10G?"));
+        let zero = parse_memory_limit("0").unwrap_err();
+        assert!(zero.contains("max for none") && !zero.contains("0G"), "{zero}");
+        assert!(parse_memory_limit("-1G").unwrap_err().contains("-1G is negative"));
+        assert!(parse_swap_limit("-1").unwrap_err().contains("negative"));
         let err = parse_memory_limit("64K").unwrap_err();
         assert!(err.contains("at least 1M") && !err.contains("did you mean"), "{err}");
     }
 
     #[test]
+    fn a_number_alone_is_not_a_duration() {
+        assert_eq!(
+            parse_duration("15"),
+            Err("invalid duration '15': a number needs a unit (s, m, h): did you mean 15s or 15m?".into())
+        );
+        assert!(parse_duration("0.5").unwrap_err().contains("did you mean 500ms?"));
+        assert!(parse_duration("-5").unwrap_err().contains("cannot be negative"));
+        assert!(parse_timeout("90").unwrap_err().contains("did you mean 90s"));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+    }
+
+    #[test]
     fn watch_intervals_have_a_floor() {
         assert_eq!(parse_interval("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_interval("0.1"), Ok(MIN_INTERVAL));
+        assert_eq!(parse_interval("100ms"), Ok(MIN_INTERVAL));
         assert!(parse_interval("0").unwrap_err().contains("at least 100ms"));
         assert!(parse_interval("10ms").is_err());
     }

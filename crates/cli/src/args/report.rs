@@ -16,6 +16,9 @@ pub struct StatusArgs {
     /// One JSON object: {"schema", "host", "agents"}
     #[arg(long)]
     pub json: bool,
+    /// How the table is laid out.
+    #[command(flatten)]
+    pub table: TableArgs,
 }
 
 /// `fleetctl memory`.
@@ -27,6 +30,34 @@ pub struct MemoryArgs {
     /// One JSON object: {"schema", "budget", "agents", "totals"}
     #[arg(long)]
     pub json: bool,
+    /// How the table is laid out.
+    #[command(flatten)]
+    pub table: TableArgs,
+}
+
+/// The table options `status` and `memory` share.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TableArgs {
+    /// wide: every column, none dropped or cut to fit the terminal's width (or COLUMNS)
+    #[arg(short = 'o', long = "output", value_enum, value_name = "FORMAT")]
+    pub output: Option<TableOutput>,
+    /// Print the rows only: no header or summary lines (for scripts)
+    #[arg(long)]
+    pub no_headers: bool,
+}
+
+impl TableArgs {
+    /// Whether `-o wide` was given.
+    pub fn wide(&self) -> bool {
+        self.output == Some(TableOutput::Wide)
+    }
+}
+
+/// `-o` formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TableOutput {
+    /// Every column
+    Wide,
 }
 
 /// Columns `memory --sort` takes.

@@ -38,7 +38,54 @@ impl Default for Limits {
     }
 }
 
+/// `memory.high` as a share of `memory.max` where only one of them is given: the seed's
+/// 3G of 4G. Throttling starts with a quarter of the limit left, so an agent slows (and its
+/// PSI shows it) before the OOM killer ends it.
+pub const HIGH_PER_MAX: (u64, u64) = (3, 4);
+
+/// The `memory.high` that goes with a `memory.max` given alone ([`HIGH_PER_MAX`]).
+pub fn high_for(max: Limit) -> Limit {
+    let (num, den) = HIGH_PER_MAX;
+    match max {
+        Limit::Max => Limit::Max,
+        Limit::Bytes(b) => Limit::Bytes((u128::from(b) * u128::from(num) / u128::from(den)) as u64),
+    }
+}
+
+/// The `memory.max` that goes with a `memory.high` given alone, above the max it would
+/// otherwise get ([`HIGH_PER_MAX`] the other way).
+pub fn max_for(high: Limit) -> Limit {
+    let (num, den) = HIGH_PER_MAX;
+    match high {
+        Limit::Max => Limit::Max,
+        Limit::Bytes(b) => {
+            Limit::Bytes(u64::try_from(u128::from(b) * u128::from(den) / u128::from(num)).unwrap_or(u64::MAX))
+        }
+    }
+}
+
 impl Limits {
+    /// These limits with the memory pair of a more specific source (flags over the config
+    /// file, the file over the defaults): what it gives wins, and the one of the pair it
+    /// leaves out follows the one it gives (`high_for`, at `HIGH_PER_MAX`). A high given
+    /// alone keeps this max when it fits below it, or when the max is `max_explicit` (then
+    /// [`validate`](Self::validate) refuses the pair); above a default max, the max follows.
+    pub fn with_memory(self, max: Option<Limit>, high: Option<Limit>, max_explicit: bool) -> Limits {
+        let above = |high: Limit, max: Limit| match (high, max) {
+            (Limit::Bytes(h), Limit::Bytes(m)) => h > m,
+            (Limit::Max, Limit::Bytes(_)) => true,
+            (_, Limit::Max) => false,
+        };
+        let (memory_max, memory_high) = match (max, high) {
+            (Some(max), Some(high)) => (max, high),
+            (Some(max), None) => (max, high_for(max)),
+            (None, Some(high)) if above(high, self.memory_max) && !max_explicit => (max_for(high), high),
+            (None, Some(high)) => (self.memory_max, high),
+            (None, None) => (self.memory_max, self.memory_high),
+        };
+        Limits { memory_max, memory_high, ..self }
+    }
+
     /// Checks combinations the kernel would accept but an operator would not mean.
     pub fn validate(&self) -> std::result::Result<(), String> {
         if let (Limit::Bytes(high), Limit::Bytes(max)) = (self.memory_high, self.memory_max)
@@ -146,6 +193,27 @@ impl Cgroup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_memory_pair_follows_the_one_given() {
+        let (g, m) = (|n: u64| Limit::Bytes(n << 30), |n: u64| Limit::Bytes(n << 20));
+        let defaults = Limits::default();
+        assert_eq!(high_for(g(4)), defaults.memory_high, "the seed's ratio");
+        let only_max = defaults.with_memory(Some(m(300)), None, false);
+        assert_eq!((only_max.memory_max, only_max.memory_high), (m(300), m(225)));
+        assert!(only_max.validate().is_ok());
+        let unlimited = defaults.with_memory(Some(Limit::Max), None, false);
+        assert_eq!(unlimited.memory_high, Limit::Max);
+        let low_high = defaults.with_memory(None, Some(m(512)), false);
+        assert_eq!((low_high.memory_max, low_high.memory_high), (g(4), m(512)));
+        let high_above_default = defaults.with_memory(None, Some(g(6)), false);
+        assert_eq!((high_above_default.memory_max, high_above_default.memory_high), (g(8), g(6)));
+        let high_above_explicit = defaults.with_memory(None, Some(g(6)), true);
+        assert!(high_above_explicit.validate().unwrap_err().contains("must not exceed"));
+        let both = defaults.with_memory(Some(g(1)), Some(g(2)), false);
+        assert!(both.validate().is_err(), "an explicit high above an explicit max is refused");
+        assert_eq!(defaults.with_memory(None, None, false), defaults);
+    }
     use std::{fs, path::Path};
 
     fn seed(dir: &Path, files: &[&str]) {
