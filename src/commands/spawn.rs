@@ -20,7 +20,7 @@ use fleet_core::{
     id::AgentId,
     lock::{Lock, read_holder},
     size::{Limit, format_iec},
-    state::{AgentRecord, AgentState, RestartPolicy},
+    state::{AgentRecord, AgentState, RestartPolicy, SpawnSettings},
     timefmt::human_duration,
 };
 use std::{
@@ -105,7 +105,7 @@ pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
 
 /// Turns the arguments into a validated plan; touches nothing. The workspace is settled
 /// when its lease is taken.
-fn make_plan(ctx: &Ctx, args: &SpawnArgs) -> Result<(SupervisorPlan, Workspace)> {
+pub(crate) fn make_plan(ctx: &Ctx, args: &SpawnArgs) -> Result<(SupervisorPlan, Workspace)> {
     let usage = |m: String| Fail::error(Exit::Usage, m);
     let defaults = &ctx.agent;
     let limits = defaults.limits_with(&args.limits);
@@ -125,6 +125,7 @@ fn make_plan(ctx: &Ctx, args: &SpawnArgs) -> Result<(SupervisorPlan, Workspace)>
     if args.command[0].is_empty() {
         return Err(usage("the command is empty: give it after `--`, e.g. -- cargo build".into()));
     }
+    let labels = fleet_core::labels::collect(&args.labels).map_err(usage)?;
     let plan = SupervisorPlan {
         id: args.id.clone(),
         workspace: PathBuf::new(),
@@ -142,6 +143,7 @@ fn make_plan(ctx: &Ctx, args: &SpawnArgs) -> Result<(SupervisorPlan, Workspace)>
         restart_backoff: args.restart_backoff,
         crash_loop_after: args.crash_loop_after,
         protect: args.protect,
+        labels,
         state_dir: std::path::absolute(&ctx.dirs.state)?,
         log_dir: std::path::absolute(&ctx.dirs.log)?,
         log_max_size: args.log_max_size.unwrap_or(defaults.log_max_size),
@@ -259,11 +261,24 @@ fn first_record(ctx: &Ctx, plan: &SupervisorPlan) -> AgentRecord {
         command: plan.command.clone(),
         restart: plan.restart,
         protect: plan.protect,
+        labels: plan.labels.clone(),
+        spawned_with: Some(SpawnSettings {
+            soft_timeout_ms: plan.soft_timeout.map(millis),
+            hard_timeout_ms: plan.hard_timeout.map(millis),
+            kill_grace_ms: millis(plan.kill_grace),
+            restart_backoff_ms: millis(plan.restart_backoff),
+            crash_loop_after: plan.crash_loop_after,
+            log_max_size: plan.log_max_size,
+        }),
         slot: plan.slot.clone(),
         ports: plan.ports,
         scratch: plan.scratch.clone(),
         ..AgentRecord::new(plan.id.clone(), plan.limits, plan.cgroup.unified.clone(), ctx.dirs.log_path(&plan.id))
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// A fresh, empty scratch dir: what a crashed earlier agent of this id left is not this

@@ -5,6 +5,7 @@ use crate::{
     Error, Result,
     cgroup::Limits,
     id::AgentId,
+    labels::Labels,
     paths::write_atomic,
     procs::ProcessRef,
     timefmt::{serde_rfc3339, serde_rfc3339_opt},
@@ -189,6 +190,30 @@ pub struct AgentRecord {
     /// Its scratch directory, removed when it ends.
     #[serde(default)]
     pub scratch: Option<PathBuf>,
+    /// Its labels (`spawn --label`), which selectors match.
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    pub labels: Labels,
+    /// What spawn was told beyond the fields above, so `restart` can start the same agent
+    /// again; records written before it existed have none (restart then uses the defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spawned_with: Option<SpawnSettings>,
+}
+
+/// The settings of a spawn that the rest of the record does not keep.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpawnSettings {
+    /// The soft timeout in milliseconds; none for off.
+    pub soft_timeout_ms: Option<u64>,
+    /// The hard timeout in milliseconds; none for off.
+    pub hard_timeout_ms: Option<u64>,
+    /// SIGTERM-to-kill grace of the hard timeout, in milliseconds.
+    pub kill_grace_ms: u64,
+    /// The first restart delay, in milliseconds.
+    pub restart_backoff_ms: u64,
+    /// Failures that stop restarts.
+    pub crash_loop_after: u32,
+    /// The log's rotation size.
+    pub log_max_size: u64,
 }
 
 impl AgentRecord {
@@ -223,6 +248,8 @@ impl AgentRecord {
             slot: None,
             ports: None,
             scratch: None,
+            labels: Labels::new(),
+            spawned_with: None,
         }
     }
 

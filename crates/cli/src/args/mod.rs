@@ -63,6 +63,7 @@ impl From<SpawnCli> for Cli {
 /// Where fleetctl finds the fleet. Flags win over environment variables, which win over the
 /// config file.
 #[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// The fleet root cgroup; a relative path nests under your own cgroup [default: /fleet]
     #[arg(long, env = "FLEET_CGROUP_PARENT", global = true, value_name = "PATH")]
@@ -94,6 +95,9 @@ pub enum Command {
     Spawn(SpawnArgs),
     /// Stop agents: SIGTERM to every process, a grace period, then kill the whole cgroup
     Kill(KillArgs),
+    /// Stop agents (as kill does) and start them again with the command, limits, workspace,
+    /// labels and settings of their records
+    Restart(RestartArgs),
     /// Show an agent's output
     Logs(LogsArgs),
     /// The host and every agent on one screen
