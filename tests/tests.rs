@@ -5,6 +5,7 @@ mod util;
 
 mod admission;
 mod bad_input;
+mod bulk;
 mod config_file;
 mod faults;
 mod fleets;

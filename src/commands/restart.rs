@@ -13,7 +13,7 @@ use crate::{
     context::Ctx,
     exit::{Exit, Fail, exit_for},
 };
-use anyhow::Result;
+use anyhow::{Context, Result};
 use fleet_cli::{Command, LimitArgs, RestartArg, RestartArgs, SpawnArgs, Timeout};
 use fleet_core::{
     id::AgentId,
@@ -61,7 +61,7 @@ fn restart_one(ctx: &Ctx, id: &AgentId, grace: Duration) -> Result<Exit> {
     let again = spawn_args(&view.record)?;
     // Everything spawn can check without touching the system (limits, timeouts, labels, the
     // workspace still there) is checked before the old run is stopped.
-    spawn::make_plan(ctx, &again).map_err(|e| anyhow::anyhow!("{id}: cannot restart: {e:#}"))?;
+    spawn::make_plan(ctx, &again).with_context(|| format!("{id}: cannot restart"))?;
     if !view.state.is_terminal() {
         let req = StopRequest { by: "user".into(), detail: Some("restart".into()), grace, force: false };
         stop_agent(ctx, id, &req)?;

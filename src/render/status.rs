@@ -91,6 +91,14 @@ fn workspace(a: &AgentStatus) -> String {
     text
 }
 
+/// The LABELS cell of the wide view: `batch=42,team=a`, sorted by key, as a selector would
+/// match them; "-" for none.
+#[allow(dead_code, reason = "the wide table (`status -o wide`) shows it; it is built beside this change")]
+pub fn labels(a: &AgentStatus) -> String {
+    let pairs: Vec<String> = a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    if pairs.is_empty() { "-".into() } else { pairs.join(",") }
+}
+
 /// "soft 14m 3s, hard 29m 3s" while they are ahead; what already fired is left out.
 fn deadlines(a: &AgentStatus) -> String {
     let left = |s: Option<i64>, name: &str| {
@@ -126,6 +134,14 @@ mod tests {
         };
         let text = render_table(&report);
         assert_eq!(text, include_str!("testdata/status.txt"), "\n{text}");
+    }
+
+    #[test]
+    fn labels_read_as_a_selector_would_match_them() {
+        let mut a = fixtures::running("b1");
+        assert_eq!(labels(&a), "-");
+        a.labels = [("team", "a"), ("batch", "42"), ("tier", "")].map(|(k, v)| (k.into(), v.into())).into();
+        assert_eq!(labels(&a), "batch=42,team=a,tier=");
     }
 
     #[test]

@@ -136,7 +136,7 @@ pub struct LogsArgs {
 #[derive(Debug, Args)]
 pub struct RestartArgs {
     /// Agents to stop (if running) and start again as their records say
-    #[arg(required = true, allow_hyphen_values = true)]
+    #[arg(required = true)]
     pub ids: Vec<AgentId>,
     /// Time between SIGTERM and the kill when stopping
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]

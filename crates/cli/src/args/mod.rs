@@ -174,6 +174,59 @@ mod tests {
         }
     }
 
+    /// The section of `help` under `heading`, up to the next heading.
+    fn section<'a>(help: &'a str, heading: &str) -> &'a str {
+        let Some((_, rest)) = help.split_once(&format!("\n{heading}:\n")) else { return "" };
+        let end = rest.find("\n\n").map_or(rest.len(), |i| {
+            // Long help separates entries with blank lines: the section ends at the next
+            // line that starts in column one.
+            rest[i..].lines().skip(1).find(|l| !l.is_empty() && !l.starts_with(' ')).map_or(rest.len(), |next| {
+                rest.find(&format!("\n{next}")).unwrap_or(rest.len())
+            })
+        });
+        &rest[..end]
+    }
+
+    #[test]
+    fn global_options_have_their_own_heading_in_every_subcommand() {
+        let globals =
+            ["--cgroup-parent", "--state-dir", "--log-dir", "--workspace-root", "--scratch-root", "--lock-dir", "--config"];
+        let mut cli = crate::command();
+        cli.build();
+        // clap's own `help` subcommand takes no options.
+        for sub in cli.get_subcommands_mut().filter(|s| s.get_name() != "help") {
+            for long in [false, true] {
+                let help = if long { sub.render_long_help() } else { sub.render_help() }.to_string();
+                let name = sub.get_name();
+                let global = section(&help, "Global options");
+                let own = section(&help, "Options");
+                for flag in globals {
+                    assert!(global.contains(flag), "{name}: {flag} not under Global options:\n{help}");
+                    assert!(!own.contains(flag), "{name}: {flag} among the command's own options:\n{help}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn spawn_groups_its_options_and_names_auto() {
+        let help = crate::command().find_subcommand_mut("spawn").expect("spawn").render_help().to_string();
+        for (heading, flags) in [
+            ("Options", &["--wait", "--protect", "--label", "--spawn-threshold", "--log-max-size"][..]),
+            ("Limits", &["--memory-max", "--memory-high", "--swap-max", "--pids-max"]),
+            ("Timeouts", &["--soft-timeout", "--hard-timeout", "--kill-grace"]),
+            ("Restarts", &["--restart ", "--restart-backoff", "--crash-loop-after"]),
+            ("Leases", &["--ports", "--port-range"]),
+        ] {
+            let part = section(&help, heading);
+            for flag in flags {
+                assert!(part.contains(flag), "{flag} not under {heading}:\n{help}");
+            }
+        }
+        let workspace = help.lines().find(|l| l.contains("<WORKSPACE>") && !l.contains("Usage")).expect("WORKSPACE");
+        assert!(workspace.contains("`auto`"), "{workspace}");
+    }
+
     #[test]
     fn spawn_needs_a_command() {
         assert!(Cli::try_parse_from(["fleetctl", "spawn", "a1", "ws"]).is_err());
