@@ -16,6 +16,7 @@ mod leases;
 mod lifecycle;
 mod limits;
 mod observe;
+mod quickstart;
 mod orphans;
 mod pressure;
 mod records;
