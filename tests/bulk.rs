@@ -17,7 +17,8 @@ fn ids(run: &crate::util::Run) -> Vec<String> {
 #[test]
 fn selectors_pick_agents_by_label_on_every_command() {
     let Some(f) = TestFleet::new("selectors") else { return };
-    for (id, labels) in [("b1", ["batch=42", "team=a"]), ("b2", ["batch=42", "team=b"]), ("c1", ["batch=7", "team=a"])] {
+    for (id, labels) in [("b1", ["batch=42", "team=a"]), ("b2", ["batch=42", "team=b"]), ("c1", ["batch=7", "team=a"])]
+    {
         let script = format!("echo hello from {id}; sleep 600");
         f.run(&["spawn", id, "ws-001", "--label", labels[0], "--label", labels[1], "--", "sh", "-c", &script]).code(0);
         f.wait_log(id, "hello", T);
@@ -105,8 +106,27 @@ fn restart_starts_the_same_agent_again_from_its_record() {
     let Some(f) = TestFleet::new("restartcmd") else { return };
     let script = "echo run $FLEET_PORT_BASE $(pwd); sleep 600";
     let spawn = [
-        "spawn", "r1", "auto", "--label", "batch=3", "--memory-max", "96M", "--memory-high", "80M", "--soft-timeout",
-        "5m", "--hard-timeout", "10m", "--restart", "on-failure", "--ports", "2", "--", "sh", "-c", script,
+        "spawn",
+        "r1",
+        "auto",
+        "--label",
+        "batch=3",
+        "--memory-max",
+        "96M",
+        "--memory-high",
+        "80M",
+        "--soft-timeout",
+        "5m",
+        "--hard-timeout",
+        "10m",
+        "--restart",
+        "on-failure",
+        "--ports",
+        "2",
+        "--",
+        "sh",
+        "-c",
+        script,
     ];
     f.run(&spawn).code(0);
     f.wait_log("r1", "run", T);
@@ -115,7 +135,11 @@ fn restart_starts_the_same_agent_again_from_its_record() {
     let restarted = f.run(&["restart", "r1", "--grace", "1s"]);
     restarted.code(0);
     assert!(restarted.stdout.contains("r1 started"), "{}", restarted.stdout);
-    crate::util::wait_until(T, || format!("no second run in:\n{}", f.log("r1")), || f.log("r1").matches("run ").count() == 2);
+    crate::util::wait_until(
+        T,
+        || format!("no second run in:\n{}", f.log("r1")),
+        || f.log("r1").matches("run ").count() == 2,
+    );
     let second = f.wait_state("r1", &["running"], T);
     assert_ne!(first["pid"], second["pid"]);
     for same in ["labels", "memory_max_bytes", "workspace", "workspace_slot", "port_base", "port_count", "command"] {

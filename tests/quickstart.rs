@@ -96,7 +96,11 @@ fn the_docs_list_every_file_with_command_blocks() {
     for (name, text) in DOCS {
         for block in sh_blocks(text).iter().filter(|b| b.info != "sh") {
             assert_eq!(block.info, "sh no-run", "{name}: a block fenced ```{}", block.info);
-            assert!(block.lines.iter().all(|l| l.starts_with("cargo ")), "{name}: only cargo in no-run: {:?}", block.lines);
+            assert!(
+                block.lines.iter().all(|l| l.starts_with("cargo ")),
+                "{name}: only cargo in no-run: {:?}",
+                block.lines
+            );
         }
     }
 }

@@ -17,7 +17,8 @@ pub const MAX_LABELS: usize = 16;
 /// The rule every key and non-empty value follows, as messages state it.
 const RULE: &str = "1-63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit";
 
-/// Checks a label key: [`RULE`].
+/// Checks a label key: 1-63 letters, digits, `-`, `_` or `.`, starting and ending with a
+/// letter or digit.
 pub fn check_key(key: &str) -> Result<(), String> {
     if key.is_empty() {
         return Err("a label key is empty: give key=value, e.g. batch=42".into());
@@ -25,7 +26,7 @@ pub fn check_key(key: &str) -> Result<(), String> {
     check_word(key).map_err(|()| format!("invalid label key '{key}': use {RULE}"))
 }
 
-/// Checks a label value: empty, or [`RULE`].
+/// Checks a label value: empty, or as a key.
 pub fn check_value(key: &str, value: &str) -> Result<(), String> {
     if value.is_empty() {
         return Ok(());
@@ -207,7 +208,8 @@ mod tests {
         assert_eq!(parse_label("batch=42"), Ok(("batch".into(), "42".into())));
         assert_eq!(parse_label("tier="), Ok(("tier".into(), String::new())));
         assert_eq!(parse_label("a.b_c-d=x.y"), Ok(("a.b_c-d".into(), "x.y".into())));
-        for bad in ["batch", "=42", "-x=1", "x-=1", "b a=1", "x=a b", "x=-1", "x=a,b", &format!("{}=1", "k".repeat(64))] {
+        for bad in ["batch", "=42", "-x=1", "x-=1", "b a=1", "x=a b", "x=-1", "x=a,b", &format!("{}=1", "k".repeat(64))]
+        {
             let err = parse_label(bad).unwrap_err();
             assert!(!err.contains('\n') && err.contains("label"), "{bad}: {err}");
         }

@@ -180,17 +180,26 @@ mod tests {
         let end = rest.find("\n\n").map_or(rest.len(), |i| {
             // Long help separates entries with blank lines: the section ends at the next
             // line that starts in column one.
-            rest[i..].lines().skip(1).find(|l| !l.is_empty() && !l.starts_with(' ')).map_or(rest.len(), |next| {
-                rest.find(&format!("\n{next}")).unwrap_or(rest.len())
-            })
+            rest[i..]
+                .lines()
+                .skip(1)
+                .find(|l| !l.is_empty() && !l.starts_with(' '))
+                .map_or(rest.len(), |next| rest.find(&format!("\n{next}")).unwrap_or(rest.len()))
         });
         &rest[..end]
     }
 
     #[test]
     fn global_options_have_their_own_heading_in_every_subcommand() {
-        let globals =
-            ["--cgroup-parent", "--state-dir", "--log-dir", "--workspace-root", "--scratch-root", "--lock-dir", "--config"];
+        let globals = [
+            "--cgroup-parent",
+            "--state-dir",
+            "--log-dir",
+            "--workspace-root",
+            "--scratch-root",
+            "--lock-dir",
+            "--config",
+        ];
         let mut cli = crate::command();
         cli.build();
         // clap's own `help` subcommand takes no options.
