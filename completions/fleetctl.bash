@@ -46,6 +46,9 @@ _fleetctl() {
             fleetctl,relief)
                 cmd="fleetctl__subcmd__relief"
                 ;;
+            fleetctl,restart)
+                cmd="fleetctl__subcmd__restart"
+                ;;
             fleetctl,run-in-cgroup)
                 cmd="fleetctl__subcmd__run__subcmd__in__subcmd__cgroup"
                 ;;
@@ -91,6 +94,9 @@ _fleetctl() {
             fleetctl__subcmd__help,relief)
                 cmd="fleetctl__subcmd__help__subcmd__relief"
                 ;;
+            fleetctl__subcmd__help,restart)
+                cmd="fleetctl__subcmd__help__subcmd__restart"
+                ;;
             fleetctl__subcmd__help,run-in-cgroup)
                 cmd="fleetctl__subcmd__help__subcmd__run__subcmd__in__subcmd__cgroup"
                 ;;
@@ -113,7 +119,7 @@ _fleetctl() {
 
     case "${cmd}" in
         fleetctl)
-            opts="-h -V --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version spawn kill logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup help"
+            opts="-h -V --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version spawn kill restart logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -259,12 +265,20 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__events)
-            opts="-f -h -V --since --follow --json --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
+            opts="-l -f -h -V --selector --since --follow --json --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --selector)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -l)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --since)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -351,7 +365,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__help)
-            opts="spawn kill logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup help"
+            opts="spawn kill restart logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -504,6 +518,20 @@ _fleetctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        fleetctl__subcmd__help__subcmd__restart)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         fleetctl__subcmd__help__subcmd__run__subcmd__in__subcmd__cgroup)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -575,12 +603,20 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__kill)
-            opts="-h -V --all --force --grace --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
+            opts="-l -h -V --all --selector --force --grace --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --selector)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -l)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --grace)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -621,12 +657,20 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__logs)
-            opts="-f -n -h -V --follow --lines --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
+            opts="-l -f -n -h -V --selector --follow --lines --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --selector)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -l)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --lines)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -671,7 +715,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__memory)
-            opts="-o -h -V --sort --json --output --no-headers --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
+            opts="-l -o -h -V --sort --selector --json --output --no-headers --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -679,6 +723,14 @@ _fleetctl() {
             case "${prev}" in
                 --sort)
                     COMPREPLY=($(compgen -W "current percent peak oom-kills pressure id" -- "${cur}"))
+                    return 0
+                    ;;
+                --selector)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -l)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --output)
@@ -781,6 +833,52 @@ _fleetctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --grace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cgroup-parent)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --workspace-root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scratch-root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lock-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fleetctl__subcmd__restart)
+            opts="-h -V --grace --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --grace)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -933,12 +1031,24 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__spawn)
-            opts="-h -V --memory-max --memory-high --swap-max --pids-max --soft-timeout --hard-timeout --kill-grace --restart --restart-backoff --crash-loop-after --wait --protect --spawn-threshold --log-max-size --ports --port-range --user --env --env-file --pass-env --cwd --allow-new-privs --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
+            opts="-h -V --wait --protect --label --spawn-threshold --log-max-size --memory-max --memory-high --swap-max --pids-max --soft-timeout --hard-timeout --kill-grace --restart --restart-backoff --crash-loop-after --ports --port-range --user --env --env-file --pass-env --cwd --allow-new-privs --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --label)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --spawn-threshold)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-max-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --memory-max)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -976,14 +1086,6 @@ _fleetctl() {
                     return 0
                     ;;
                 --crash-loop-after)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --spawn-threshold)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --log-max-size)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1051,13 +1153,21 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__status)
-            opts="-o -h -V --state --json --output --no-headers --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
+            opts="-l -o -h -V --state --selector --json --output --no-headers --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --state)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --selector)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -l)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -35,6 +35,7 @@ complete -c fleetctl -n "__fish_fleetctl_needs_command" -s h -l help -d 'Print h
 complete -c fleetctl -n "__fish_fleetctl_needs_command" -s V -l version -d 'Print version'
 complete -c fleetctl -n "__fish_fleetctl_needs_command" -f -a "spawn" -d 'Start an agent in its own cgroup under a detached supervisor'
 complete -c fleetctl -n "__fish_fleetctl_needs_command" -f -a "kill" -d 'Stop agents: SIGTERM to every process, a grace period, then kill the whole cgroup'
+complete -c fleetctl -n "__fish_fleetctl_needs_command" -f -a "restart" -d 'Stop agents (as kill does) and start them again with the command, limits, workspace, labels and settings of their records'
 complete -c fleetctl -n "__fish_fleetctl_needs_command" -f -a "logs" -d 'Show an agent\'s output'
 complete -c fleetctl -n "__fish_fleetctl_needs_command" -f -a "status" -d 'The host and every agent on one screen'
 complete -c fleetctl -n "__fish_fleetctl_needs_command" -f -a "memory" -d 'Per-agent memory: usage, limits, events and pressure, largest first'
@@ -48,6 +49,9 @@ complete -c fleetctl -n "__fish_fleetctl_needs_command" -f -a "doctor" -d 'Check
 complete -c fleetctl -n "__fish_fleetctl_needs_command" -f -a "cgroup-create" -d 'Create (or update) a leaf cgroup under the fleet root with limits'
 complete -c fleetctl -n "__fish_fleetctl_needs_command" -f -a "run-in-cgroup" -d 'Run a command inside an existing agent\'s cgroup, in the foreground'
 complete -c fleetctl -n "__fish_fleetctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l label -d 'A label KEY=VALUE for selectors (`-l KEY=VALUE` on status, kill ...); repeatable' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l spawn-threshold -d 'Refuse to spawn when fleet memory use, with agents still starting counted at their start reserve (this one too), would reach this percentage [default: 85]' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l log-max-size -d 'Size at which the agent\'s log is rotated (one old file is kept) [default: 64M]' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l memory-max -d 'Hard memory limit; the OOM killer ends the agent beyond it. Given alone, the memory high follows at 3/4 of it [default: 4G]' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l memory-high -d 'Where the kernel starts reclaiming and throttling [default: 3/4 of the memory max]' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l swap-max -d 'Swap the agent may use [default: 0]' -r
@@ -59,8 +63,6 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l restart -d '
 on-failure\t'Restart after a failure or OOM kill, never after a kill or timeout'"
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l restart-backoff -d 'First restart delay; it doubles after each failure, up to 5 minutes' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l crash-loop-after -d 'Failures within 10 minutes that stop restarts (state crash-loop)' -r
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l spawn-threshold -d 'Refuse to spawn when fleet memory use, with agents still starting counted at their start reserve (this one too), would reach this percentage [default: 85]' -r
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l log-max-size -d 'Size at which the agent\'s log is rotated (one old file is kept) [default: 64M]' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l ports -d 'Lease a block of N consecutive free ports ($FLEET_PORT_BASE, $FLEET_PORTS)' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l port-range -d 'Where port blocks come from [default: 20000-29999]' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l user -d 'Who the agent runs as: a user (name or uid), optionally :GROUP; "auto" for a uid of its own from agent.uid_range [default: agent.user, or the user who ran sudo]' -r
@@ -80,6 +82,7 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l protect -d '
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l allow-new-privs -d 'Let setuid binaries raise the agent\'s privileges (no no_new_privs)'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -s V -l version -d 'Print version'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand kill" -s l -l selector -d 'Stop every running agent whose labels match (e.g. batch=42, \'team in (a,b)\')' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand kill" -l grace -d 'Time between SIGTERM and the kill' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand kill" -l cgroup-parent -d 'The fleet root cgroup; a relative path nests under your own cgroup [default: /fleet]' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand kill" -l state-dir -d 'Per-agent state and locks [default: /run/fleet]' -r -F
@@ -92,6 +95,17 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand kill" -l all -d 'Stop 
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand kill" -l force -d 'Kill the whole cgroup at once, without SIGTERM or grace'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand kill" -s h -l help -d 'Print help'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand kill" -s V -l version -d 'Print version'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand restart" -l grace -d 'Time between SIGTERM and the kill when stopping' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand restart" -l cgroup-parent -d 'The fleet root cgroup; a relative path nests under your own cgroup [default: /fleet]' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand restart" -l state-dir -d 'Per-agent state and locks [default: /run/fleet]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand restart" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand restart" -l workspace-root -d 'Where workspace names such as ws-001 resolve [default: /var/lib/fleet/workspaces]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand restart" -l scratch-root -d 'Where each agent gets its scratch dir ($FLEET_SCRATCH), a tmpfs after setup-host [default: /var/lib/fleet/scratch]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand restart" -l lock-dir -d 'Lease files every fleet on the host shares: one per workspace pool, one for ports [default: /run/lock/fleet]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand restart" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand restart" -s h -l help -d 'Print help'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand restart" -s V -l version -d 'Print version'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand logs" -s l -l selector -d 'Every agent whose labels match, each log under a `==> ID <==` line' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand logs" -s n -l lines -d 'Print only the last N lines' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand logs" -l cgroup-parent -d 'The fleet root cgroup; a relative path nests under your own cgroup [default: /fleet]' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand logs" -l state-dir -d 'Per-agent state and locks [default: /run/fleet]' -r -F
@@ -104,6 +118,7 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand logs" -s f -l follow -
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand logs" -s h -l help -d 'Print help'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand logs" -s V -l version -d 'Print version'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -l state -d 'Show only agents in these states (comma-separated)' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -s l -l selector -d 'Show only agents whose labels match (e.g. batch=42, \'team in (a,b)\', \'batch=42,tier!=gpu\')' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -s o -l output -d 'wide: every column, none dropped or cut to fit the terminal\'s width (or COLUMNS)' -r -f -a "wide\t'Every column'"
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -l cgroup-parent -d 'The fleet root cgroup; a relative path nests under your own cgroup [default: /fleet]' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand status" -l state-dir -d 'Per-agent state and locks [default: /run/fleet]' -r -F
@@ -122,6 +137,7 @@ peak\t'Most ever used'
 oom-kills\t'OOM kills'
 pressure\t'Memory pressure (PSI some avg10)'
 id\t'Agent id (ascending)'"
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -s l -l selector -d 'Show only agents whose labels match (e.g. batch=42)' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -s o -l output -d 'wide: every column, none dropped or cut to fit the terminal\'s width (or COLUMNS)' -r -f -a "wide\t'Every column'"
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -l cgroup-parent -d 'The fleet root cgroup; a relative path nests under your own cgroup [default: /fleet]' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -l state-dir -d 'Per-agent state and locks [default: /run/fleet]' -r -F
@@ -134,6 +150,7 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -l json -d 'On
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -l no-headers -d 'Print the rows only: no header or summary lines (for scripts)'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand memory" -s V -l version -d 'Print version'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand events" -s l -l selector -d 'Only events of agents whose labels match (e.g. batch=42)' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand events" -l since -d 'Only events newer than this long ago (e.g. 1h, 30m)' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand events" -l cgroup-parent -d 'The fleet root cgroup; a relative path nests under your own cgroup [default: /fleet]' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand events" -l state-dir -d 'Per-agent state and locks [default: /run/fleet]' -r -F
@@ -150,7 +167,7 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l order -d 'W
 newest\t'Most recently started first: the least work lost'
 oldest\t'Longest running first'
 growth\t'The agent that grew the most over the last 10 s first (then largest): the runaway. Only the watcher, which samples, knows growth'"
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l protect -d 'Never kill this agent (repeatable); agents spawned with --protect are always spared' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l protect -d 'Never kill this agent, or the agents whose labels match a selector such as batch=42 (repeatable); agents spawned with --protect are always spared' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l grace -d 'Time between SIGTERM and the kill, per victim' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l cgroup-parent -d 'The fleet root cgroup; a relative path nests under your own cgroup [default: /fleet]' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l state-dir -d 'Per-agent state and locks [default: /run/fleet]' -r -F
@@ -178,7 +195,7 @@ newest\t'Most recently started first: the least work lost'
 oldest\t'Longest running first'
 growth\t'The agent that grew the most over the last 10 s first (then largest): the runaway. Only the watcher, which samples, knows growth'"
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l grace -d 'Time between SIGTERM and the kill, per victim' -r
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l protect -d 'Never kill this agent (repeatable); agents spawned with --protect are always spared' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l protect -d 'Never kill this agent, or the agents whose labels match a selector such as batch=42 (repeatable); agents spawned with --protect are always spared' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l cgroup-parent -d 'The fleet root cgroup; a relative path nests under your own cgroup [default: /fleet]' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l state-dir -d 'Per-agent state and locks [default: /run/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
@@ -253,18 +270,19 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand run-in-cgroup" -l lock
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand run-in-cgroup" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand run-in-cgroup" -s h -l help -d 'Print help'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand run-in-cgroup" -s V -l version -d 'Print version'
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup help" -f -a "spawn" -d 'Start an agent in its own cgroup under a detached supervisor'
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup help" -f -a "kill" -d 'Stop agents: SIGTERM to every process, a grace period, then kill the whole cgroup'
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup help" -f -a "logs" -d 'Show an agent\'s output'
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup help" -f -a "status" -d 'The host and every agent on one screen'
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup help" -f -a "memory" -d 'Per-agent memory: usage, limits, events and pressure, largest first'
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup help" -f -a "events" -d 'The event journal: spawns, exits and their causes, timeouts, OOM kills, relief'
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup help" -f -a "relief" -d 'Kill agents, largest first, until fleet memory use is below TARGET percent'
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup help" -f -a "metrics" -d 'The host and every agent in Prometheus text format'
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup help" -f -a "watch" -d 'Live view of fleet memory; with --auto-kill, the protected memory guard'
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup help" -f -a "gc" -d 'Collect what no live process owns: old records of ended agents, empty cgroups, scratch dirs'
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup help" -f -a "setup-host" -d 'Prepare this host for a fleet: cgroups, kernel parameters, workspace pool, scratch tmpfs'
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup help" -f -a "doctor" -d 'Check that this host is ready for a fleet, with a fix for each failing line'
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup help" -f -a "cgroup-create" -d 'Create (or update) a leaf cgroup under the fleet root with limits'
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup help" -f -a "run-in-cgroup" -d 'Run a command inside an existing agent\'s cgroup, in the foreground'
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill restart logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup help" -f -a "spawn" -d 'Start an agent in its own cgroup under a detached supervisor'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill restart logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup help" -f -a "kill" -d 'Stop agents: SIGTERM to every process, a grace period, then kill the whole cgroup'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill restart logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup help" -f -a "restart" -d 'Stop agents (as kill does) and start them again with the command, limits, workspace, labels and settings of their records'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill restart logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup help" -f -a "logs" -d 'Show an agent\'s output'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill restart logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup help" -f -a "status" -d 'The host and every agent on one screen'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill restart logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup help" -f -a "memory" -d 'Per-agent memory: usage, limits, events and pressure, largest first'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill restart logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup help" -f -a "events" -d 'The event journal: spawns, exits and their causes, timeouts, OOM kills, relief'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill restart logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup help" -f -a "relief" -d 'Kill agents, largest first, until fleet memory use is below TARGET percent'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill restart logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup help" -f -a "metrics" -d 'The host and every agent in Prometheus text format'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill restart logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup help" -f -a "watch" -d 'Live view of fleet memory; with --auto-kill, the protected memory guard'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill restart logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup help" -f -a "gc" -d 'Collect what no live process owns: old records of ended agents, empty cgroups, scratch dirs'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill restart logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup help" -f -a "setup-host" -d 'Prepare this host for a fleet: cgroups, kernel parameters, workspace pool, scratch tmpfs'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill restart logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup help" -f -a "doctor" -d 'Check that this host is ready for a fleet, with a fix for each failing line'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill restart logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup help" -f -a "cgroup-create" -d 'Create (or update) a leaf cgroup under the fleet root with limits'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill restart logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup help" -f -a "run-in-cgroup" -d 'Run a command inside an existing agent\'s cgroup, in the foreground'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand help; and not __fish_seen_subcommand_from spawn kill restart logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

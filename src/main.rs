@@ -76,6 +76,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Spawn(args) => commands::spawn::run(&ctx, args),
         Command::Kill(args) => commands::kill::run(&ctx, args),
+        Command::Restart(args) => commands::restart::run(&ctx, args),
         Command::Logs(args) => commands::logs::run(&ctx, args),
         Command::Status(args) => commands::status::run(&ctx, args),
         Command::Memory(args) => commands::memory::run(&ctx, args),

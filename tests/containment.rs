@@ -336,3 +336,41 @@ fn a_restarted_agent_keeps_its_user_and_environment() {
     assert!(runs.iter().all(|l| l == &format!("run uid={NOBODY} added=yes secret=none")), "{runs:?}");
     f.finish();
 }
+
+#[test]
+fn fleetctl_restart_keeps_who_and_where_and_refuses_to_drop_given_values() {
+    let Some(f) = TestFleet::new("contain-cmd-restart") else { return };
+    f.set_budget(256 << 20);
+    open_to_agents(&f);
+    std::fs::create_dir_all(f.tmp.path().join("ws/ws-001/sub")).expect("subdir");
+    let script = "echo who=$(id -u) where=$(pwd); sleep 600";
+    f.run(&["spawn", "w1", "ws-001", "--user", NOBODY, "--cwd", "sub", "--", "sh", "-c", script]).code(0);
+    f.wait_log("w1", "who=", T);
+    let first = record(&f, "w1")["pid"].clone();
+    f.run(&["restart", "w1"]).code(0);
+    f.wait_state("w1", &["running"], T);
+    wait_for(|| record(&f, "w1")["pid"] != first && f.log("w1").matches("who=").count() == 2, "the second run's line");
+    let sub = std::fs::canonicalize(f.tmp.path().join("ws/ws-001/sub")).expect("canonical");
+    let line = format!("who={NOBODY} where={}", sub.display());
+    assert_eq!(
+        f.log("w1").matches(&line).count(),
+        2,
+        "both runs as the same user, in the same place:\n{}",
+        f.log("w1")
+    );
+
+    // An agent given values fleetctl never writes down cannot be restarted as it was.
+    f.run(&["spawn", "e1", "ws-001", "--user", NOBODY, "--env", "TOKEN=secret", "--", "sleep", "600"]).code(0);
+    f.run(&["restart", "e1"]).code(2).one_error_line("keeps only the names of the variables it was given (TOKEN)");
+    assert_eq!(f.agent("e1")["state"], "running", "a refused restart leaves the agent as it was");
+    f.finish();
+}
+
+/// Waits (up to [`T`]) until `done` holds.
+fn wait_for(done: impl Fn() -> bool, what: &str) {
+    let deadline = std::time::Instant::now() + T;
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

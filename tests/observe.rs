@@ -12,7 +12,7 @@ const T: Duration = Duration::from_secs(180);
 #[test]
 fn metrics_pass_promtool_and_status_shows_live_agents_first() {
     let Some(f) = TestFleet::new("metrics") else { return };
-    f.run(&["spawn", "z-live", "ws-001", "--", "sleep", "60"]).code(0);
+    f.run(&["spawn", "z-live", "ws-001", "--label", "batch=42", "--label", "team=a.b", "--", "sleep", "60"]).code(0);
     f.run(&["spawn", "a-done", "ws-001", "--wait", "--", "true"]).code(0);
     f.wait_state("z-live", &["running"], Duration::from_secs(10));
     let status = f.status();
@@ -29,7 +29,10 @@ fn metrics_pass_promtool_and_status_shows_live_agents_first() {
 
     let metrics = f.run(&["metrics"]);
     metrics.code(0);
-    assert!(metrics.stdout.contains("fleet_agent_memory_bytes{id=\"z-live\"}"), "{}", metrics.stdout);
+    // Its labels ride on its series as one escaped label, which promtool checks below.
+    let series = "fleet_agent_memory_bytes{id=\"z-live\",labels=\"batch=42,team=a.b\"}";
+    assert!(metrics.stdout.contains(series), "{}", metrics.stdout);
+    assert!(metrics.stdout.contains("fleet_agent_info{id=\"a-done\",state=\"exited\"} 1"), "{}", metrics.stdout);
     assert!(metrics.stdout.contains("fleet_agents{state=\"running\"} 1"), "{}", metrics.stdout);
     for family in ["fleet_kills_total", "fleet_exits_total", "fleet_oom_kills_total", "fleet_supervisor_deaths_total"] {
         assert!(metrics.stdout.contains(&format!("# TYPE {family} counter")), "{family}:\n{}", metrics.stdout);

@@ -35,10 +35,11 @@ fn read_doc(name: &str) -> String {
 #[test]
 fn json_outputs_match_their_documented_schemas() {
     let Some(f) = TestFleet::new("schema") else { return };
-    f.run(&["spawn", "s1", "ws-001", "--", "sleep", "60"]).code(0);
+    f.run(&["spawn", "s1", "ws-001", "--label", "batch=42", "--label", "tier=", "--", "sleep", "60"]).code(0);
     f.wait_state("s1", &["running"], Duration::from_secs(10));
 
     let status = f.status();
+    assert_eq!(status["agents"][0]["labels"], serde_json::json!({"batch": "42", "tier": ""}), "labels: an object");
     let doc = read_doc("status-json.md");
     assert_eq!(keys(&status), ["agents", "bad_records", "host", "schema"].map(String::from).into());
     assert_eq!(keys(&status["host"]), documented(&doc, "## `host`"), "status host fields vs docs/status-json.md");

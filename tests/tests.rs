@@ -5,6 +5,7 @@ mod util;
 
 mod admission;
 mod bad_input;
+mod bulk;
 mod config_file;
 mod containment;
 mod faults;
@@ -19,6 +20,7 @@ mod limits;
 mod observe;
 mod orphans;
 mod pressure;
+mod quickstart;
 mod records;
 mod relief;
 mod restart;

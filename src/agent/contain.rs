@@ -99,9 +99,15 @@ impl Containment {
     }
 
     /// Notes in the agent's record who it runs as and the names of the variables added.
-    pub fn annotate(&self, mut record: AgentRecord) -> AgentRecord {
+    pub fn annotate(&self, mut record: AgentRecord, args: &SpawnArgs) -> AgentRecord {
         record.user = self.identity.as_ref().map(|who| format!("{}:{}", who.credentials.uid, who.credentials.gid));
         record.env_added = self.env.added.clone();
+        // What `restart` needs to run it as the same user, from the same place.
+        if let Some(with) = &mut record.spawned_with {
+            with.user = args.user.clone();
+            with.cwd = args.cwd.clone();
+            with.allow_new_privs = args.allow_new_privs;
+        }
         record
     }
 

@@ -17,6 +17,8 @@ pub mod place;
 pub mod plan;
 pub mod relief;
 pub mod sample;
+pub mod select;
+pub mod spawn;
 pub mod stop;
 pub mod unreadable;
 pub mod view;

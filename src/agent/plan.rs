@@ -39,6 +39,8 @@ pub struct SupervisorPlan {
     pub crash_loop_after: u32,
     /// Never a relief victim.
     pub protect: bool,
+    /// Its labels, for selectors.
+    pub labels: fleet_core::labels::Labels,
     /// State and log directories.
     pub state_dir: PathBuf,
     /// Where logs and the journal go.

@@ -1,7 +1,7 @@
 //! Choosing relief's victims: a pure function over measured agents, so "the fewest kills
 //! that reach the target" and "protected agents are never chosen" are unit-tested rules.
 
-use fleet_cli::ReliefOrder;
+use fleet_cli::{Protected, ReliefOrder};
 use serde::Serialize;
 use std::time::SystemTime;
 
@@ -195,13 +195,21 @@ pub enum Outcome {
     },
 }
 
+/// Whether `--protect` (an id or a label selector) spares the agent of `record`.
+fn protects(protected: &Protected, record: &fleet_core::state::AgentRecord) -> bool {
+    match protected {
+        Protected::Id(id) => *id == record.id,
+        Protected::Selector(selector) => selector.matches(&record.labels),
+    }
+}
+
 /// Measures the budget and every live agent, and plans from them. Reclaimable page cache
 /// (memory.stat, the costly read) is sampled only when the fleet is at or above the target,
 /// where victims must be chosen; below it the plan is empty.
 pub fn measure_and_plan(
     ctx: &crate::context::Ctx,
     relief: &Relief,
-    extra_protect: &[fleet_core::id::AgentId],
+    extra_protect: &[Protected],
 ) -> anyhow::Result<(fleet_core::meminfo::Budget, Plan)> {
     use crate::agent::sample::{self, Detail};
     let budget = fleet_core::meminfo::Budget::measure(&ctx.fleet, &ctx.proc_root)?;
@@ -215,7 +223,7 @@ pub fn measure_and_plan(
         .map(|u| Candidate {
             bytes: u.reclaimable_by_kill(),
             started_at: u.view.record.started_at.unwrap_or(u.view.record.created_at),
-            protected: u.view.record.protect || extra_protect.contains(&u.view.record.id),
+            protected: u.view.record.protect || extra_protect.iter().any(|p| protects(p, &u.view.record)),
             growth: relief
                 .growth
                 .get(u.view.record.id.as_str())
@@ -234,7 +242,7 @@ pub fn measure_and_plan(
 pub fn relieve(
     ctx: &crate::context::Ctx,
     relief: &Relief,
-    extra_protect: &[fleet_core::id::AgentId],
+    extra_protect: &[Protected],
     mut on_kill: impl FnMut(&Kill),
 ) -> anyhow::Result<Outcome> {
     use crate::agent::stop::{StopRequest, Stopped, stop_agent};

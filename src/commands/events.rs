@@ -1,4 +1,4 @@
-//! `fleetctl events [ID] [--since 1h] [-f] [--json]`: the journal, filtered.
+//! `fleetctl events [ID | -l SELECTOR] [--since 1h] [-f] [--json]`: the journal, filtered.
 
 use crate::{context::Ctx, exit::Exit};
 use anyhow::{Context, Result};
@@ -14,6 +14,14 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+/// Whether agent `id`'s record carries labels `selector` matches (an event without an
+/// agent, or of an agent whose record is gone, matches no selector).
+fn labels_match(ctx: &Ctx, id: &str, selector: &fleet_core::labels::Selector) -> bool {
+    let Ok(id) = id.parse::<fleet_core::id::AgentId>() else { return false };
+    let record = fleet_core::state::AgentRecord::load(&ctx.dirs.state_path(&id));
+    record.ok().flatten().is_some_and(|r| selector.matches(&r.labels))
+}
+
 /// How often `-f` looks for new lines.
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -21,8 +29,20 @@ const FOLLOW_INTERVAL: Duration = Duration::from_millis(200);
 pub fn run(ctx: &Ctx, args: EventsArgs) -> Result<Exit> {
     let path = ctx.dirs.journal_path();
     let since = args.since.map(|d| SystemTime::now() - d);
+    // Which agents a selector picks, looked up once per id, when its first event is read:
+    // with -f, agents spawned later are picked too.
+    let selected = std::cell::RefCell::new(std::collections::HashMap::<String, bool>::new());
+    let picked = |id: &str| {
+        let Some(selector) = &args.selector else { return true };
+        *selected.borrow_mut().entry(id.to_string()).or_insert_with(|| labels_match(ctx, id, selector))
+    };
+    if let Some(selector) = &args.selector
+        && !args.follow
+    {
+        crate::agent::select::matching_ids(ctx, selector)?;
+    }
     let keep = |e: &Entry| {
-        let id_ok = args.id.as_ref().is_none_or(|id| e.text("id") == id.as_str());
+        let id_ok = args.id.as_ref().is_none_or(|id| e.text("id") == id.as_str()) && picked(e.text("id"));
         let time_ok = since.is_none_or(|s| parse_rfc3339(e.text("ts")).is_some_and(|t| t >= s));
         id_ok && time_ok
     };

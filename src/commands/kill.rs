@@ -1,4 +1,4 @@
-//! `fleetctl kill ID… | --all [--force] [--grace 10s]`.
+//! `fleetctl kill ID… | --all | -l SELECTOR [--force] [--grace 10s]`.
 
 use crate::{
     agent::{
@@ -15,8 +15,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Entry point.
 pub fn run(ctx: &Ctx, args: KillArgs) -> Result<Exit> {
-    let ids: Vec<AgentId> = if args.all { all_ids(ctx)? } else { args.ids.clone() };
-    if args.all && ids.is_empty() {
+    let ids: Vec<AgentId> = match (&args.selector, args.all) {
+        (Some(selector), _) => selected_ids(ctx, selector)?,
+        (None, true) => all_ids(ctx)?,
+        (None, false) => args.ids.clone(),
+    };
+    if ids.is_empty() {
         println!("no agents to kill");
         return Ok(Exit::Ok);
     }
@@ -79,6 +83,15 @@ pub fn run(ctx: &Ctx, args: KillArgs) -> Result<Exit> {
         n if n == ids.len() => Exit::Failure,
         _ => Exit::Partial,
     })
+}
+
+/// The agents `selector` matches whose runs have not ended; none matching at all is exit 5.
+fn selected_ids(ctx: &Ctx, selector: &fleet_core::labels::Selector) -> Result<Vec<AgentId>> {
+    let matching = crate::agent::select::matching(ctx, selector)?;
+    if matching.is_empty() {
+        return Err(crate::agent::select::none_match(selector));
+    }
+    Ok(matching.into_iter().filter(|v| !v.state.is_terminal()).map(|v| v.record.id).collect())
 }
 
 /// Every agent with a record or a cgroup.

@@ -1,6 +1,6 @@
 //! `fleetctl logs ID [-f] [-n N]`: an agent's output, from the start or its last lines, and
 //! with `-f` what it prints until it ends (the following is `agent::follow`'s, which
-//! `spawn --wait` shares).
+//! `spawn --wait` shares). `-l SELECTOR` prints every matching agent's log in turn.
 
 use crate::{
     agent::{
@@ -17,18 +17,29 @@ use std::path::Path;
 
 /// Entry point.
 pub fn run(ctx: &Ctx, args: LogsArgs) -> Result<Exit> {
-    let path = ctx.dirs.log_path(&args.id);
-    let known = ctx.dirs.agent_dir(&args.id).is_dir();
+    let Some(selector) = &args.selector else {
+        let id = args.id.as_ref().context("an agent id or -l SELECTOR is required")?;
+        return show(ctx, id, &args);
+    };
+    // Several logs, one after the other, each under a header as `tail` prints them.
+    for id in crate::agent::select::matching_ids(ctx, selector)? {
+        println!("==> {id} <==");
+        show(ctx, &id, &args)?;
+    }
+    Ok(Exit::Ok)
+}
+
+/// Prints agent `id`'s log (its last lines, and following it) as `args` say.
+fn show(ctx: &Ctx, id: &AgentId, args: &LogsArgs) -> Result<Exit> {
+    let path = ctx.dirs.log_path(id);
+    let known = ctx.dirs.agent_dir(id).is_dir();
     if !path.exists() {
         if !known {
-            return Err(Fail::error(
-                Exit::NoSuchAgent,
-                format!("no such agent: {} (no log at {})", args.id, path.display()),
-            ));
+            return Err(Fail::error(Exit::NoSuchAgent, format!("no such agent: {id} (no log at {})", path.display())));
         }
         // An agent that has printed nothing yet: its supervisor creates the log at the first
         // output, or 50 ms after the start.
-        if !(args.follow && wait_for_log(ctx, &args.id, &path)) {
+        if !(args.follow && wait_for_log(ctx, id, &path)) {
             return Ok(Exit::Ok);
         }
     }
@@ -40,7 +51,7 @@ pub fn run(ctx: &Ctx, args: LogsArgs) -> Result<Exit> {
     let mut follower = Follower::open(&path, offset)?;
     follower.copy_new(&mut out)?;
     if args.follow {
-        while agent_alive(ctx, &args.id) {
+        while agent_alive(ctx, id) {
             std::thread::sleep(FOLLOW_INTERVAL);
             follower.copy_new(&mut out)?;
         }

@@ -1,4 +1,5 @@
-//! `fleetctl memory [--sort COLUMN] [--json]`: per-agent memory against the fleet budget.
+//! `fleetctl memory [--sort COLUMN] [-l SELECTOR] [--json]`: per-agent memory against the
+//! fleet budget.
 
 use crate::{agent::sample::memory::report, context::Ctx, exit::Exit, render::memory::render_table};
 use anyhow::Result;
@@ -6,11 +7,17 @@ use fleet_cli::MemoryArgs;
 
 /// Entry point.
 pub fn run(ctx: &Ctx, args: MemoryArgs) -> Result<Exit> {
-    let report = report(ctx, args.sort)?;
+    let report = report(ctx, args.sort, args.selector.as_ref())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", render_table(&report, crate::terminal::layout(args.table.wide(), args.table.no_headers)));
+    }
+    // A selector that matches no agent at all (not merely none alive) is most likely a typo.
+    if let Some(selector) = &args.selector
+        && report.agents.is_empty()
+    {
+        crate::agent::select::matching_ids(ctx, selector)?;
     }
     Ok(Exit::Ok)
 }

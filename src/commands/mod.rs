@@ -9,6 +9,7 @@ pub mod logs;
 pub mod memory;
 pub mod metrics;
 pub mod relief;
+pub mod restart;
 pub mod run_in_cgroup;
 pub mod setup_host;
 pub mod spawn;

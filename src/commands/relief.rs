@@ -1,4 +1,4 @@
-//! `fleetctl relief TARGET [--order largest|newest|oldest] [--protect ID] [--grace 5s] [--dry-run]`:
+//! `fleetctl relief TARGET [--order largest|newest|oldest] [--protect ID|SELECTOR] [--grace 5s] [--dry-run]`:
 //! kill agents until fleet memory use is below TARGET percent of the budget.
 //!
 //! The plan is computed from one measurement and printed. A real run then kills the plan's
@@ -16,7 +16,7 @@ use crate::{
     render::relief::{render_plan, render_step},
 };
 use anyhow::Result;
-use fleet_cli::{ReliefArgs, ReliefOrder};
+use fleet_cli::{Protected, ReliefArgs, ReliefOrder};
 use fleet_core::size::format_iec;
 
 /// Entry point.
@@ -28,6 +28,13 @@ pub fn run(ctx: &Ctx, args: ReliefArgs) -> Result<Exit> {
             Exit::Usage,
             "relief measures once and cannot see growth: use --order newest, or `watch --auto-kill --order growth`, which samples",
         ));
+    }
+    // A protecting selector that matches nobody is most likely a typo, and relief would then
+    // kill the agents it was meant to spare: refuse before anything is measured or killed.
+    for protected in &v.protect {
+        if let Protected::Selector(selector) = protected {
+            crate::agent::select::matching_ids(ctx, selector)?;
+        }
     }
     // Two reliefs at once would each kill for the same shortfall.
     let _lock = take_host_lock(ctx, "relief", "another relief is running; let it finish")?;

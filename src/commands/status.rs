@@ -1,4 +1,4 @@
-//! `fleetctl status [ID…] [--state S,…] [--json]`: the host and every agent.
+//! `fleetctl status [ID…] [--state S,…] [-l SELECTOR] [--json]`: the host and every agent.
 
 use crate::{
     agent::sample::{
@@ -14,7 +14,8 @@ use fleet_cli::StatusArgs;
 
 /// Entry point.
 pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<Exit> {
-    let report = report(ctx, Shown { ids: &args.ids, states: &args.state }, Detail::Status)?;
+    let shown = Shown { ids: &args.ids, states: &args.state, selector: args.selector.as_ref() };
+    let report = report(ctx, shown, Detail::Status)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -24,6 +25,13 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<Exit> {
     // showing the ones that are. (An id that --state filtered out is not unknown.)
     let unknown: Vec<&str> =
         args.ids.iter().filter(|id| !crate::agent::exists(ctx, id)).map(|id| id.as_str()).collect();
+    // A selector that matches no agent at all (not one --state filtered out) is a typo too.
+    if let Some(selector) = &args.selector
+        && report.agents.is_empty()
+        && crate::agent::select::matching(ctx, selector)?.is_empty()
+    {
+        return Err(crate::agent::select::none_match(selector));
+    }
     if !unknown.is_empty() {
         let exit = if unknown.len() == args.ids.len() { Exit::NoSuchAgent } else { Exit::Partial };
         let message = format!("no such agent: {} (see `fleetctl status`)", unknown.join(", "));

@@ -56,6 +56,7 @@ pub fn agent(id: &str, state: AgentState) -> AgentStatus {
         killed_by: None,
         oom_kills: 0,
         protect: false,
+        labels: BTreeMap::new(),
         cgroup: format!("/cgroup/fleet/agents/{id}").into(),
         log: format!("/var/log/fleet/{id}.log").into(),
         workspace_slot: None,

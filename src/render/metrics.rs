@@ -93,15 +93,28 @@ pub fn render(report: &StatusReport, counters: &FleetCounters) -> String {
         family(&mut out, name, kind, help);
         for a in &report.agents {
             if let Some(v) = value(a) {
-                let _ = writeln!(out, "{name}{{id=\"{}\"}} {v}", escape(&a.id));
+                let _ = writeln!(out, "{name}{{{}}} {v}", agent_labels(a));
             }
         }
     }
     family(&mut out, "fleet_agent_info", "gauge", "Always 1; labels carry the agent's state.");
     for a in &report.agents {
-        let _ = writeln!(out, "fleet_agent_info{{id=\"{}\",state=\"{}\"}} 1", escape(&a.id), a.state);
+        let _ = writeln!(out, "fleet_agent_info{{{},state=\"{}\"}} 1", agent_labels(a), a.state);
     }
     out
+}
+
+/// The labels of an agent's series: `id`, and `labels` with its `spawn --label`s as
+/// `key=value,…` (sorted by key) when it has any. One label rather than one per key: label
+/// keys may hold '.' and '-', which Prometheus label names may not, and a selector's
+/// `key=value` reads the same in a query (`labels=~".*batch=42.*"`).
+fn agent_labels(a: &AgentStatus) -> String {
+    let mut text = format!("id=\"{}\"", escape(&a.id));
+    if !a.labels.is_empty() {
+        let pairs: Vec<String> = a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = write!(text, ",labels=\"{}\"", escape(&pairs.join(",")));
+    }
+    text
 }
 
 /// The journal's kill causes as the `by` label: the watcher is the guard, `user` an operator.
@@ -262,6 +275,17 @@ mod tests {
         ] {
             assert!(out.contains(want), "no {want:?} in:\n{out}");
         }
+        // Labels ride on every per-agent series of an agent that has them, and only there.
+        let mut batch = fixtures::running("b1");
+        batch.labels = BTreeMap::from([("batch".into(), "42".into()), ("team".into(), "a.b".into())]);
+        let labelled = render(&StatusReport { agents: vec![batch], ..report }, &FleetCounters::default());
+        for want in [
+            "fleet_agent_tasks{id=\"b1\",labels=\"batch=42,team=a.b\"} 3\n",
+            "fleet_agent_info{id=\"b1\",labels=\"batch=42,team=a.b\",state=\"running\"} 1\n",
+        ] {
+            assert!(labelled.contains(want), "no {want:?} in:\n{labelled}");
+        }
+        assert!(!out.contains("labels="), "{out}");
         // What was not measured is left out, not written as zero; CPU is not exported.
         assert!(!out.contains("fleet_agent_memory_bytes{id=\"we\\\""), "{out}");
         assert!(!out.contains("cpu"), "{out}");

@@ -7,7 +7,7 @@ use fleet_core::{size::format_iec, timefmt::human_duration};
 /// The table's columns; the `drop` ranks say which go first when the width runs out: the
 /// counters (tasks, CPU, pid), then the deadlines, the share of the limit, run time and peak;
 /// the id, state, memory, workspace and cause stay longest, the cause cut first.
-const COLUMNS: [Column; 15] = [
+const COLUMNS: [Column; 16] = [
     Column::new("ID", 0),
     Column::new("STATE", 0),
     Column::new("PID", 8).right(),
@@ -22,6 +22,7 @@ const COLUMNS: [Column; 15] = [
     Column::new("WORKSPACE", 2),
     Column::new("PORTS", 0).wide(),
     Column::new("RESTARTS", 0).right().wide(),
+    Column::new("LABELS", 0).wide(),
     Column::new("EXIT / CAUSE", 1).flex(),
 ];
 
@@ -110,6 +111,7 @@ fn row(a: &AgentStatus) -> Vec<String> {
             _ => dash(),
         },
         a.restarts.to_string(),
+        labels(a),
         a.record_error.clone().or_else(|| a.cause.clone()).unwrap_or_default(),
     ]
 }
@@ -123,6 +125,13 @@ fn workspace(a: &AgentStatus) -> String {
         None if a.workspace.as_os_str().is_empty() => "-".to_string(),
         None => a.workspace.display().to_string(),
     }
+}
+
+/// The LABELS cell of the wide view: `batch=42,team=a`, sorted by key, as a selector would
+/// match them; "-" for none.
+fn labels(a: &AgentStatus) -> String {
+    let pairs: Vec<String> = a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    if pairs.is_empty() { "-".into() } else { pairs.join(",") }
 }
 
 /// "soft 14m 3s, hard 29m 3s" while they are ahead; what already fired is left out.
@@ -221,6 +230,14 @@ mod tests {
         );
         assert_eq!(rows.lines().count(), 2, "{rows}");
         assert!(rows.starts_with("web ") && rows.lines().nth(1).is_some_and(|l| l.starts_with("big ")), "{rows}");
+    }
+
+    #[test]
+    fn labels_read_as_a_selector_would_match_them() {
+        let mut a = fixtures::running("b1");
+        assert_eq!(labels(&a), "-");
+        a.labels = [("team", "a"), ("batch", "42"), ("tier", "")].map(|(k, v)| (k.into(), v.into())).into();
+        assert_eq!(labels(&a), "batch=42,team=a,tier=");
     }
 
     #[test]

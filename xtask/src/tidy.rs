@@ -13,6 +13,8 @@
 //! - **exit**: no `process::exit` outside `src/main.rs`: commands return an `Exit`. `main`'s
 //!   `end_process_now` is for a signal handler that cannot return (watch's second Ctrl-C), and is
 //!   called from the files in [`EXIT_NOW_CALLERS`] alone.
+//! - **commands stand alone**: no `src/commands/` module uses another command (`commands::`):
+//!   what two commands share lives in `src/agent/`.
 //! - **opener**: every `.rs` file's first line is a `//!` comment saying what it is.
 //! - **length**: no `.rs` file over [`MAX_LINES`] lines.
 //!
@@ -55,6 +57,9 @@ pub fn check(path: &str, text: &str) -> Vec<String> {
         let line = i + 1;
         if path != "src/main.rs" && code.contains("process::exit") {
             fail(line, "`process::exit` outside src/main.rs: return an `Exit` and let `main` end the process");
+        }
+        if path.starts_with("src/commands/") && path != "src/commands/mod.rs" && code.contains("commands::") {
+            fail(line, "a command uses another command: move what they share to src/agent/");
         }
         if path.starts_with("src/")
             && path != "src/main.rs"
@@ -294,6 +299,16 @@ mod tests {
                     // create_dir(cgroup) in a comment\n";
         assert_eq!(checked("src/x.rs", fine), Vec::<String>::new());
         assert_eq!(checked("crates/core/src/cgroup/mod.rs", "std::fs::create_dir(cgroup)?;\n"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_command_never_uses_another() {
+        let uses = "use crate::{commands::spawn, context::Ctx};\n";
+        assert_eq!(checked("src/commands/restart.rs", uses).len(), 1);
+        assert_eq!(checked("src/commands/watch/screen.rs", uses).len(), 1);
+        assert_eq!(checked("src/commands/watch/mod.rs", uses).len(), 1);
+        assert_eq!(checked("src/commands/mod.rs", "pub mod spawn; // commands::spawn\n").len(), 0);
+        assert_eq!(checked("src/agent/spawn.rs", uses).len(), 0);
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod host;
 pub mod id;
 pub mod journal;
 pub mod journal_counts;
+pub mod labels;
 pub mod lease;
 pub mod lock;
 pub mod meminfo;

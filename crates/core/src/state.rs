@@ -5,6 +5,7 @@ use crate::{
     Error, Result,
     cgroup::Limits,
     id::AgentId,
+    labels::Labels,
     paths::write_atomic,
     procs::ProcessRef,
     timefmt::{serde_rfc3339, serde_rfc3339_opt},
@@ -200,6 +201,39 @@ pub struct AgentRecord {
     /// cgroup, so the number to resize it by outlives the run (after an OOM kill too).
     #[serde(default)]
     pub final_peak_bytes: Option<u64>,
+    /// Its labels (`spawn --label`), which selectors match.
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    pub labels: Labels,
+    /// What spawn was told beyond the fields above, so `restart` can start the same agent
+    /// again; records written before it existed have none (restart then uses the defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spawned_with: Option<SpawnSettings>,
+}
+
+/// The settings of a spawn that the rest of the record does not keep.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpawnSettings {
+    /// The soft timeout in milliseconds; none for off.
+    pub soft_timeout_ms: Option<u64>,
+    /// The hard timeout in milliseconds; none for off.
+    pub hard_timeout_ms: Option<u64>,
+    /// SIGTERM-to-kill grace of the hard timeout, in milliseconds.
+    pub kill_grace_ms: u64,
+    /// The first restart delay, in milliseconds.
+    pub restart_backoff_ms: u64,
+    /// Failures that stop restarts.
+    pub crash_loop_after: u32,
+    /// The log's rotation size.
+    pub log_max_size: u64,
+    /// `--user` as given (`auto`, a name, `UID:GID`); none for the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// `--cwd` as given; none for the workspace itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<PathBuf>,
+    /// `--allow-new-privs`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_new_privs: bool,
 }
 
 impl AgentRecord {
@@ -237,6 +271,8 @@ impl AgentRecord {
             user: None,
             env_added: Vec::new(),
             final_peak_bytes: None,
+            labels: Labels::new(),
+            spawned_with: None,
         }
     }
 

@@ -7,6 +7,7 @@ use anyhow::Result;
 use fleet_cli::MemorySort;
 use fleet_core::{
     cgroup::MemoryEvents,
+    labels::Selector,
     meminfo::{Budget, percent_1dp},
     size::Limit,
     state::AgentState,
@@ -55,10 +56,17 @@ pub struct Totals {
     pub kill_threshold: u8,
 }
 
-/// Measures the budget, then every live agent at [`Detail::Memory`], rows sorted `by`.
-pub fn report(ctx: &Ctx, by: MemorySort) -> Result<MemoryReport> {
+/// Measures the budget, then every live agent (those `selector` matches, if given) at
+/// [`Detail::Memory`], rows sorted `by`. The totals are those of the rows shown; the budget's
+/// use is the whole fleet's.
+pub fn report(ctx: &Ctx, by: MemorySort, selector: Option<&Selector>) -> Result<MemoryReport> {
     let budget = Budget::measure(&ctx.fleet, &ctx.proc_root)?;
-    let mut agents: Vec<AgentMemory> = super::live(ctx, Detail::Memory)?.iter().map(row).collect();
+    let views = super::live_views(ctx)?
+        .into_iter()
+        .filter(|v| selector.is_none_or(|s| crate::agent::select::matches(s, v)))
+        .collect();
+    let mut agents: Vec<AgentMemory> =
+        super::measured(super::agents(ctx, views, Detail::Memory)).iter().map(row).collect();
     sort(&mut agents, by);
     Ok(MemoryReport {
         schema: MEMORY_SCHEMA,

@@ -3,7 +3,7 @@
 //! hot paths (`status`, `memory`, `metrics`, the watcher's refresh) never parse
 //! `memory.stat`; only relief, when it must choose victims, reads reclaimable page cache.
 //!
-//! One-shot commands sample through [`agents`] and [`live`]; the watcher keeps a
+//! One-shot commands sample through [`agents`] over [`live_views`]; the watcher keeps a
 //! [`LightSampler`], the lightest level, whose usage files stay open between refreshes.
 //! What a sample of an agent is ([`AgentSample`], and the `status` and `memory` reports built
 //! from samples) lives here too; `render/` only formats it.
@@ -142,13 +142,8 @@ pub fn live_views(ctx: &Ctx) -> Result<Vec<AgentView>> {
     Ok(views.into_iter().filter(|v| !v.state.is_terminal()).collect())
 }
 
-/// [`live_views`] sampled at `detail`, without the agents that have no cgroup to measure
-/// (between restarts): nothing to show or free there.
-pub fn live(ctx: &Ctx, detail: Detail) -> Result<Vec<AgentSample>> {
-    Ok(measured(agents(ctx, live_views(ctx)?, detail)))
-}
-
-/// The samples whose cgroup could be measured.
+/// The samples whose cgroup could be measured: without the agents between restarts, which
+/// have none, so nothing to show or free there.
 pub fn measured(samples: Vec<AgentSample>) -> Vec<AgentSample> {
     samples.into_iter().filter(|s| s.cgroup.current.is_some()).collect()
 }

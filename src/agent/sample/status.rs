@@ -7,6 +7,7 @@ use crate::{agent::view::AgentView, context::Ctx};
 use anyhow::Result;
 use fleet_core::{
     id::AgentId,
+    labels::{Labels, Selector},
     meminfo::{Budget, percent_1dp},
     procs::ProcessRef,
     state::AgentState,
@@ -95,6 +96,8 @@ pub struct AgentStatus {
     pub killed_by: Option<String>,
     pub oom_kills: u64,
     pub protect: bool,
+    /// `spawn --label`s, by key; `{}` when none.
+    pub labels: Labels,
     pub cgroup: PathBuf,
     pub log: PathBuf,
     pub workspace_slot: Option<String>,
@@ -123,6 +126,8 @@ pub struct Shown<'a> {
     pub ids: &'a [AgentId],
     /// Only agents in these states.
     pub states: &'a [AgentState],
+    /// Only agents whose labels match.
+    pub selector: Option<&'a Selector>,
 }
 
 /// Builds the report for the agents `shown` selects, their cgroups read at `detail`
@@ -145,6 +150,7 @@ pub fn report(ctx: &Ctx, shown: Shown, detail: Detail) -> Result<StatusReport> {
         .into_iter()
         .filter(|v| shown.ids.is_empty() || shown.ids.contains(&v.record.id))
         .filter(|v| shown.states.is_empty() || shown.states.contains(&v.state))
+        .filter(|v| shown.selector.is_none_or(|s| crate::agent::select::matches(s, v)))
         .collect();
     let samples = super::agents(ctx, views, detail);
     let now = SystemTime::now();
@@ -228,6 +234,7 @@ fn agent_status(ctx: &Ctx, sample: AgentSample, now: SystemTime) -> AgentStatus 
         killed_by: r.killed_by,
         oom_kills: r.oom_kills,
         protect: r.protect,
+        labels: r.labels,
         cgroup: r.cgroup,
         log: r.log,
         // Leases are held by the supervisor: shown only while one holds them.

@@ -2,14 +2,16 @@
 //! `cgroup-create`, `run-in-cgroup`, `kill` and `logs`.
 
 use super::parse::{
-    parse_duration, parse_memory_limit, parse_pids, parse_port_range, parse_size, parse_swap_limit, parse_timeout,
+    parse_duration, parse_label, parse_memory_limit, parse_pids, parse_port_range, parse_selector, parse_size,
+    parse_swap_limit, parse_timeout,
 };
 use clap::{Args, ValueEnum};
-use fleet_core::{id::AgentId, size::Limit};
+use fleet_core::{id::AgentId, labels::Selector, size::Limit};
 use std::{path::PathBuf, time::Duration};
 
 /// Limits an agent's cgroup gets; unset ones come from the config file or the defaults.
 #[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Limits")]
 pub struct LimitArgs {
     /// Hard memory limit; the OOM killer ends the agent beyond it. Given alone, the memory
     /// high follows at 3/4 of it [default: 4G]
@@ -33,38 +35,21 @@ pub struct SpawnArgs {
     /// The agent's id: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit
     #[arg(allow_hyphen_values = true, value_parser = AgentId::parse_new)]
     pub id: AgentId,
-    /// A workspace path, or a name under the workspace root
+    /// A workspace path, a name under the workspace root (ws-001), or `auto` for a free slot of
+    /// the workspace pool
     pub workspace: String,
     /// The command to run, after `--`
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
-    /// Limits for the agent's cgroup.
-    #[command(flatten)]
-    pub limits: LimitArgs,
-    /// When the agent's main process gets SIGUSR1, a warning to wrap up; "off" for never [default: 15m]
-    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
-    pub soft_timeout: Option<Timeout>,
-    /// When every process of the agent gets SIGTERM, then the kill; "off" for never [default: 30m]
-    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
-    pub hard_timeout: Option<Timeout>,
-    /// Time between SIGTERM and the kill when the hard timeout fires [default: 10s]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub kill_grace: Option<Duration>,
-    /// Restart the agent's command when it fails
-    #[arg(long, value_enum, default_value_t = RestartArg::Never)]
-    pub restart: RestartArg,
-    /// First restart delay; it doubles after each failure, up to 5 minutes
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1s")]
-    pub restart_backoff: Duration,
-    /// Failures within 10 minutes that stop restarts (state crash-loop)
-    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
-    pub crash_loop_after: u32,
     /// Stay attached: stream the output and exit with the agent's code; Ctrl-C stops the agent
     #[arg(long)]
     pub wait: bool,
     /// Never choose this agent when relieving memory pressure
     #[arg(long)]
     pub protect: bool,
+    /// A label KEY=VALUE for selectors (`-l KEY=VALUE` on status, kill ...); repeatable
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
     /// Refuse to spawn when fleet memory use, with agents still starting counted at their start
     /// reserve (this one too), would reach this percentage [default: 85]
     #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=100))]
@@ -72,30 +57,52 @@ pub struct SpawnArgs {
     /// Size at which the agent's log is rotated (one old file is kept) [default: 64M]
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub log_max_size: Option<u64>,
+    /// Limits for the agent's cgroup. Its help heading carries on to the fields after it, so
+    /// each of those names its own.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    /// When the agent's main process gets SIGUSR1, a warning to wrap up; "off" for never [default: 15m]
+    #[arg(help_heading = "Timeouts", long, value_name = "DURATION", value_parser = parse_timeout)]
+    pub soft_timeout: Option<Timeout>,
+    /// When every process of the agent gets SIGTERM, then the kill; "off" for never [default: 30m]
+    #[arg(help_heading = "Timeouts", long, value_name = "DURATION", value_parser = parse_timeout)]
+    pub hard_timeout: Option<Timeout>,
+    /// Time between SIGTERM and the kill when the hard timeout fires [default: 10s]
+    #[arg(help_heading = "Timeouts", long, value_name = "DURATION", value_parser = parse_duration)]
+    pub kill_grace: Option<Duration>,
+    /// Restart the agent's command when it fails
+    #[arg(help_heading = "Restarts", long, value_enum, default_value_t = RestartArg::Never)]
+    pub restart: RestartArg,
+    /// First restart delay; it doubles after each failure, up to 5 minutes
+    #[arg(help_heading = "Restarts", long, value_name = "DURATION", value_parser = parse_duration, default_value = "1s")]
+    pub restart_backoff: Duration,
+    /// Failures within 10 minutes that stop restarts (state crash-loop)
+    #[arg(help_heading = "Restarts", long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub crash_loop_after: u32,
     /// Lease a block of N consecutive free ports ($FLEET_PORT_BASE, $FLEET_PORTS)
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    #[arg(help_heading = "Leases", long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub ports: Option<u16>,
     /// Where port blocks come from [default: 20000-29999]
-    #[arg(long, value_name = "LOW-HIGH", value_parser = parse_port_range)]
+    #[arg(help_heading = "Leases", long, value_name = "LOW-HIGH", value_parser = parse_port_range)]
     pub port_range: Option<(u16, u16)>,
     /// Who the agent runs as: a user (name or uid), optionally :GROUP; "auto" for a uid of its
     /// own from agent.uid_range [default: agent.user, or the user who ran sudo]
-    #[arg(long, value_name = "USER[:GROUP]")]
+    #[arg(help_heading = "Who and where it runs", long, value_name = "USER[:GROUP]")]
     pub user: Option<String>,
     /// Set a variable in the agent's environment (repeatable)
-    #[arg(long, value_name = "KEY=VALUE")]
+    #[arg(help_heading = "Who and where it runs", long, value_name = "KEY=VALUE")]
     pub env: Vec<String>,
     /// Set the variables of FILE's KEY=VALUE lines (repeatable; # starts a comment)
-    #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Who and where it runs", long, value_name = "FILE")]
     pub env_file: Vec<PathBuf>,
     /// Pass your own value of variable NAME to the agent (repeatable)
-    #[arg(long, value_name = "NAME")]
+    #[arg(help_heading = "Who and where it runs", long, value_name = "NAME")]
     pub pass_env: Vec<String>,
     /// Where the agent starts: a directory inside its workspace [default: the workspace]
-    #[arg(long, value_name = "DIR")]
+    #[arg(help_heading = "Who and where it runs", long, value_name = "DIR")]
     pub cwd: Option<PathBuf>,
     /// Let setuid binaries raise the agent's privileges (no no_new_privs)
-    #[arg(long)]
+    #[arg(help_heading = "Who and where it runs", long)]
     pub allow_new_privs: bool,
 }
 
@@ -112,11 +119,14 @@ pub enum RestartArg {
 #[derive(Debug, Args)]
 pub struct KillArgs {
     /// Agents to stop
-    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    #[arg(required_unless_present_any = ["all", "selector"], conflicts_with_all = ["all", "selector"])]
     pub ids: Vec<AgentId>,
     /// Stop every agent of the fleet
-    #[arg(long)]
+    #[arg(long, conflicts_with = "selector")]
     pub all: bool,
+    /// Stop every running agent whose labels match (e.g. batch=42, 'team in (a,b)')
+    #[arg(short = 'l', long, value_name = "SELECTOR", value_parser = parse_selector)]
+    pub selector: Option<Selector>,
     /// Kill the whole cgroup at once, without SIGTERM or grace
     #[arg(long)]
     pub force: bool,
@@ -129,14 +139,28 @@ pub struct KillArgs {
 #[derive(Debug, Args)]
 pub struct LogsArgs {
     /// The agent
-    #[arg(allow_hyphen_values = true)]
-    pub id: AgentId,
+    #[arg(allow_hyphen_values = true, required_unless_present = "selector", conflicts_with = "selector")]
+    pub id: Option<AgentId>,
+    /// Every agent whose labels match, each log under a `==> ID <==` line
+    #[arg(short = 'l', long, value_name = "SELECTOR", value_parser = parse_selector)]
+    pub selector: Option<Selector>,
     /// Keep printing new output until the agent ends
-    #[arg(short, long)]
+    #[arg(short, long, conflicts_with = "selector")]
     pub follow: bool,
     /// Print only the last N lines
     #[arg(short = 'n', long, value_name = "N")]
     pub lines: Option<usize>,
+}
+
+/// `fleetctl restart`.
+#[derive(Debug, Args)]
+pub struct RestartArgs {
+    /// Agents to stop (if running) and start again as their records say
+    #[arg(required = true)]
+    pub ids: Vec<AgentId>,
+    /// Time between SIGTERM and the kill when stopping
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    pub grace: Duration,
 }
 
 /// `fleetctl cgroup-create`.

@@ -63,6 +63,7 @@ impl From<SpawnCli> for Cli {
 /// Where fleetctl finds the fleet. Flags win over environment variables, which win over the
 /// config file.
 #[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// The fleet root cgroup; a relative path nests under your own cgroup [default: /fleet]
     #[arg(long, env = "FLEET_CGROUP_PARENT", global = true, value_name = "PATH")]
@@ -95,6 +96,9 @@ pub enum Command {
     Spawn(SpawnArgs),
     /// Stop agents: SIGTERM to every process, a grace period, then kill the whole cgroup
     Kill(KillArgs),
+    /// Stop agents (as kill does) and start them again with the command, limits, workspace,
+    /// labels and settings of their records
+    Restart(RestartArgs),
     /// Show an agent's output
     Logs(LogsArgs),
     /// The host and every agent on one screen
@@ -169,6 +173,68 @@ mod tests {
                 (a, b) => panic!("{argv:?}: the full definition gave {a:?}, spawn's alone {b:?}"),
             }
         }
+    }
+
+    /// The section of `help` under `heading`, up to the next heading.
+    fn section<'a>(help: &'a str, heading: &str) -> &'a str {
+        let Some((_, rest)) = help.split_once(&format!("\n{heading}:\n")) else { return "" };
+        let end = rest.find("\n\n").map_or(rest.len(), |i| {
+            // Long help separates entries with blank lines: the section ends at the next
+            // line that starts in column one.
+            rest[i..]
+                .lines()
+                .skip(1)
+                .find(|l| !l.is_empty() && !l.starts_with(' '))
+                .map_or(rest.len(), |next| rest.find(&format!("\n{next}")).unwrap_or(rest.len()))
+        });
+        &rest[..end]
+    }
+
+    #[test]
+    fn global_options_have_their_own_heading_in_every_subcommand() {
+        let globals = [
+            "--cgroup-parent",
+            "--state-dir",
+            "--log-dir",
+            "--workspace-root",
+            "--scratch-root",
+            "--lock-dir",
+            "--config",
+        ];
+        let mut cli = crate::command();
+        cli.build();
+        // clap's own `help` subcommand takes no options.
+        for sub in cli.get_subcommands_mut().filter(|s| s.get_name() != "help") {
+            for long in [false, true] {
+                let help = if long { sub.render_long_help() } else { sub.render_help() }.to_string();
+                let name = sub.get_name();
+                let global = section(&help, "Global options");
+                let own = section(&help, "Options");
+                for flag in globals {
+                    assert!(global.contains(flag), "{name}: {flag} not under Global options:\n{help}");
+                    assert!(!own.contains(flag), "{name}: {flag} among the command's own options:\n{help}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn spawn_groups_its_options_and_names_auto() {
+        let help = crate::command().find_subcommand_mut("spawn").expect("spawn").render_help().to_string();
+        for (heading, flags) in [
+            ("Options", &["--wait", "--protect", "--label", "--spawn-threshold", "--log-max-size"][..]),
+            ("Limits", &["--memory-max", "--memory-high", "--swap-max", "--pids-max"]),
+            ("Timeouts", &["--soft-timeout", "--hard-timeout", "--kill-grace"]),
+            ("Restarts", &["--restart ", "--restart-backoff", "--crash-loop-after"]),
+            ("Leases", &["--ports", "--port-range"]),
+        ] {
+            let part = section(&help, heading);
+            for flag in flags {
+                assert!(part.contains(flag), "{flag} not under {heading}:\n{help}");
+            }
+        }
+        let workspace = help.lines().find(|l| l.contains("<WORKSPACE>") && !l.contains("Usage")).expect("WORKSPACE");
+        assert!(workspace.contains("`auto`"), "{workspace}");
     }
 
     #[test]

@@ -45,6 +45,25 @@ pub fn parse_swap_limit(text: &str) -> Result<Limit, String> {
     }
 }
 
+/// Parses `spawn --label KEY=VALUE`.
+pub fn parse_label(text: &str) -> Result<(String, String), String> {
+    fleet_core::labels::parse_label(text)
+}
+
+/// Parses `-l/--selector`.
+pub fn parse_selector(text: &str) -> Result<fleet_core::labels::Selector, String> {
+    text.parse()
+}
+
+/// Parses `--protect ID|SELECTOR`: a selector when it has a character no id may have.
+pub fn parse_protected(text: &str) -> Result<super::pressure::Protected, String> {
+    use super::pressure::Protected;
+    if text.contains(['=', '!', '(', ',', ' ']) {
+        return parse_selector(text).map(Protected::Selector);
+    }
+    text.parse().map(Protected::Id)
+}
+
 /// Parses a byte size (no "max").
 pub fn parse_size(text: &str) -> Result<u64, String> {
     fleet_core::size::parse_bytes(text)

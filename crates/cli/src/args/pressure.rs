@@ -1,9 +1,9 @@
 //! The subcommands that act on memory pressure: `relief` and `watch`, and the victim options
 //! they share.
 
-use super::parse::{parse_duration, parse_interval, parse_target};
+use super::parse::{parse_duration, parse_interval, parse_protected, parse_target};
 use clap::{Args, ValueEnum};
-use fleet_core::id::AgentId;
+use fleet_core::{id::AgentId, labels::Selector};
 use std::{path::PathBuf, time::Duration};
 
 /// `fleetctl relief`.
@@ -27,12 +27,22 @@ pub struct VictimArgs {
     /// Which agents go first
     #[arg(long, value_enum, default_value_t = ReliefOrder::Largest)]
     pub order: ReliefOrder,
-    /// Never kill this agent (repeatable); agents spawned with --protect are always spared
-    #[arg(long, value_name = "ID")]
-    pub protect: Vec<AgentId>,
+    /// Never kill this agent, or the agents whose labels match a selector such as batch=42
+    /// (repeatable); agents spawned with --protect are always spared
+    #[arg(long, value_name = "ID|SELECTOR", value_parser = parse_protected)]
+    pub protect: Vec<Protected>,
     /// Time between SIGTERM and the kill, per victim
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
     pub grace: Duration,
+}
+
+/// What `--protect` names: one agent, or every agent a selector matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Protected {
+    /// An id.
+    Id(AgentId),
+    /// A label selector (any value with '=', '!', '(' or a comma).
+    Selector(Selector),
 }
 
 /// The order relief and the guard pick victims in.

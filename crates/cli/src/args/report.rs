@@ -1,8 +1,8 @@
 //! The subcommands that only read: `status`, `memory` and `events`.
 
-use super::parse::{parse_duration, parse_state};
+use super::parse::{parse_duration, parse_selector, parse_state};
 use clap::{Args, ValueEnum};
-use fleet_core::{id::AgentId, state::AgentState};
+use fleet_core::{id::AgentId, labels::Selector, state::AgentState};
 use std::time::Duration;
 
 /// `fleetctl status`.
@@ -13,6 +13,9 @@ pub struct StatusArgs {
     /// Show only agents in these states (comma-separated)
     #[arg(long, value_delimiter = ',', value_parser = parse_state)]
     pub state: Vec<AgentState>,
+    /// Show only agents whose labels match (e.g. batch=42, 'team in (a,b)', 'batch=42,tier!=gpu')
+    #[arg(short = 'l', long, value_name = "SELECTOR", value_parser = parse_selector)]
+    pub selector: Option<Selector>,
     /// One JSON object: {"schema", "host", "agents"}
     #[arg(long)]
     pub json: bool,
@@ -27,6 +30,9 @@ pub struct MemoryArgs {
     /// Sort by this column, largest first
     #[arg(long, value_enum, default_value_t = MemorySort::Current)]
     pub sort: MemorySort,
+    /// Show only agents whose labels match (e.g. batch=42)
+    #[arg(short = 'l', long, value_name = "SELECTOR", value_parser = parse_selector)]
+    pub selector: Option<Selector>,
     /// One JSON object: {"schema", "budget", "agents", "totals"}
     #[arg(long)]
     pub json: bool,
@@ -81,8 +87,11 @@ pub enum MemorySort {
 #[derive(Debug, Args)]
 pub struct EventsArgs {
     /// Only this agent's events
-    #[arg(allow_hyphen_values = true)]
+    #[arg(allow_hyphen_values = true, conflicts_with = "selector")]
     pub id: Option<AgentId>,
+    /// Only events of agents whose labels match (e.g. batch=42)
+    #[arg(short = 'l', long, value_name = "SELECTOR", value_parser = parse_selector)]
+    pub selector: Option<Selector>,
     /// Only events newer than this long ago (e.g. 1h, 30m)
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub since: Option<Duration>,
