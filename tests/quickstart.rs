@@ -2,7 +2,8 @@
 //! sandboxed host: what a new operator copies must work.
 //!
 //! The sandbox (docs/decisions.md): every `sh` block's lines run one by one through `sh`, with
-//! a `fleetctl` and a `sudo` first on `PATH`. `sudo` runs its command (the tests run as root);
+//! a `fleetctl` and a `sudo` first on `PATH`. `sudo` runs its command (the tests run as root)
+//! with `SUDO_UID`/`SUDO_GID` naming an operator (`nobody`'s number), as a real sudo does;
 //! `fleetctl` is the binary under test with the environment a test fleet sets, its paths the
 //! defaults under a temp root, and `setup-host` and `doctor` get `--root` of that temp root.
 //! `setup-host` skips the steps that change the whole machine (kernel parameters, swap, the
@@ -144,7 +145,12 @@ impl Sandbox {
             host = host.display(),
         );
         write_script(&shims.join("fleetctl"), &fleetctl);
-        write_script(&shims.join("sudo"), "#!/bin/sh\nexec \"$@\"\n");
+        // As sudo does for an operator who is not root: the command runs as root, told who
+        // asked (spawn then runs the agent as them), here `nobody`'s number.
+        write_script(&shims.join("sudo"), "#!/bin/sh\nSUDO_UID=65534 SUDO_GID=65534 exec \"$@\"\n");
+        // That operator's agents must reach their slots under the temp root.
+        std::fs::set_permissions(fleet.tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod the temp root");
         let path = format!("{}:{}", shims.display(), std::env::var("PATH").unwrap_or_default());
         Some(Sandbox { fleet, path })
     }
