@@ -6,6 +6,7 @@ mod config;
 mod context;
 mod exit;
 mod failpoint;
+mod out;
 mod render;
 mod settings;
 mod setup;

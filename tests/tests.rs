@@ -16,6 +16,7 @@ mod lifecycle;
 mod limits;
 mod observe;
 mod orphans;
+mod outputs;
 mod pressure;
 mod records;
 mod relief;

@@ -14,6 +14,9 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+/// What a failed write to stdout says, as every command's (`crate::out`).
+const UNWRITTEN: &str = "cannot write the output";
+
 /// How often `-f` looks for new lines.
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -27,10 +30,11 @@ pub fn run(ctx: &Ctx, args: EventsArgs) -> Result<Exit> {
         id_ok && time_ok
     };
     let (events, bad) = journal::read(&path)?;
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for e in events.iter().filter(|e| keep(e)) {
-        writeln!(out, "{}", render(e, args.json))?;
+        writeln!(out, "{}", render(e, args.json)).context(UNWRITTEN)?;
     }
+    out.flush().context(UNWRITTEN)?;
     if !bad.is_empty() {
         let lines: Vec<String> = bad.iter().map(usize::to_string).collect();
         eprintln!("fleetctl: skipped unreadable journal line(s) {} of {}", lines.join(", "), path.display());
@@ -47,7 +51,6 @@ pub fn run(ctx: &Ctx, args: EventsArgs) -> Result<Exit> {
         }
         return Ok(Exit::Ok);
     }
-    out.flush()?;
     let mut offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     let mut pending = String::new();
     loop {
@@ -67,10 +70,10 @@ pub fn run(ctx: &Ctx, args: EventsArgs) -> Result<Exit> {
             if let Some(e) = Entry::parse(&line)
                 && keep(&e)
             {
-                writeln!(out, "{}", render(&e, args.json))?;
+                writeln!(out, "{}", render(&e, args.json)).context(UNWRITTEN)?;
             }
         }
-        out.flush()?;
+        out.flush().context(UNWRITTEN)?;
     }
 }
 

@@ -1,5 +1,6 @@
 //! `fleetctl kill ID… | --all [--force] [--grace 10s]`.
 
+use crate::out::outln;
 use crate::{
     agent::{
         stop::{StopRequest, Stopped, stop_agent},
@@ -17,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 pub fn run(ctx: &Ctx, args: KillArgs) -> Result<Exit> {
     let ids: Vec<AgentId> = if args.all { all_ids(ctx)? } else { args.ids.clone() };
     if args.all && ids.is_empty() {
-        println!("no agents to kill");
+        outln!("no agents to kill")?;
         return Ok(Exit::Ok);
     }
     let req = StopRequest { by: "user".into(), detail: None, grace: args.grace, force: args.force };
@@ -54,12 +55,12 @@ pub fn run(ctx: &Ctx, args: KillArgs) -> Result<Exit> {
                 } else {
                     "stopped on SIGTERM"
                 };
-                println!("{id}: {how} (state {state})");
+                outln!("{id}: {how} (state {state})")?;
             }
             Ok(Some(Stopped::AlreadyEnded { state, cause })) => {
                 let state = state.map(|s| s.to_string()).unwrap_or_else(|| "state unknown".into());
                 let cause = cause.map(|c| format!(": {c}")).unwrap_or_default();
-                println!("{id}: already ended ({state}{cause}); nothing to kill");
+                outln!("{id}: already ended ({state}{cause}); nothing to kill")?;
             }
             Ok(None) => unknown.push(id.clone()),
             Err(e) => {

@@ -1,5 +1,6 @@
 //! `fleetctl memory [--sort COLUMN] [--json]`: per-agent memory against the fleet budget.
 
+use crate::out::{outln, out};
 use crate::{agent::sample::memory::report, context::Ctx, exit::Exit, render::memory::render_table};
 use anyhow::Result;
 use fleet_cli::MemoryArgs;
@@ -8,9 +9,9 @@ use fleet_cli::MemoryArgs;
 pub fn run(ctx: &Ctx, args: MemoryArgs) -> Result<Exit> {
     let report = report(ctx, args.sort)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print!("{}", render_table(&report));
+        out!("{}", render_table(&report))?;
     }
     Ok(Exit::Ok)
 }

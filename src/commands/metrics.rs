@@ -1,5 +1,6 @@
 //! `fleetctl metrics`: the host and every agent in Prometheus text format.
 
+use crate::out::out;
 use crate::{
     agent::sample::{Detail, status},
     context::Ctx,
@@ -11,7 +12,7 @@ use anyhow::Result;
 
 /// Entry point.
 pub fn run(ctx: &Ctx) -> Result<Exit> {
-    print!("{}", text(ctx)?);
+    out!("{}", text(ctx)?)?;
     Ok(Exit::Ok)
 }
 

@@ -1,5 +1,6 @@
 //! `fleetctl status [ID…] [--state S,…] [--json]`: the host and every agent.
 
+use crate::out::{outln, out};
 use crate::{
     agent::sample::{
         Detail,
@@ -16,9 +17,9 @@ use fleet_cli::StatusArgs;
 pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<Exit> {
     let report = report(ctx, Shown { ids: &args.ids, states: &args.state }, Detail::Status)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print!("{}", render_table(&report));
+        out!("{}", render_table(&report))?;
     }
     // A named agent that is not there is most likely a typo: say so, as `kill` does, after
     // showing the ones that are. (An id that --state filtered out is not unknown.)

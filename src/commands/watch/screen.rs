@@ -86,7 +86,8 @@ impl Screen {
                 *last = Some(Instant::now());
                 let top: Vec<String> =
                     sorted.iter().take(5).map(|a| format!("{} {}", a.id, format_iec(a.current))).collect();
-                println!("{} fleet {summary}; top: {}", rfc3339(SystemTime::now()), top.join(", "));
+                // Like the bars' lines: a stdout that cannot be written must not stop the guard.
+                let _ = crate::out::outln!("{} fleet {summary}; top: {}", rfc3339(SystemTime::now()), top.join(", "));
             }
         }
     }
@@ -98,7 +99,9 @@ impl Screen {
             Screen::Bars { multi, .. } => {
                 let _ = multi.println(stamped);
             }
-            Screen::Lines { .. } => println!("{stamped}"),
+            Screen::Lines { .. } => {
+                let _ = crate::out::outln!("{stamped}");
+            }
         }
     }
 

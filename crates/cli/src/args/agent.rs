@@ -77,6 +77,9 @@ pub struct SpawnArgs {
     /// Where port blocks come from [default: 20000-29999]
     #[arg(long, value_name = "LOW-HIGH", value_parser = parse_port_range)]
     pub port_range: Option<(u16, u16)>,
+    /// Print the started agent as JSON (docs/spawn-json.md)
+    #[arg(long, conflicts_with = "wait")]
+    pub json: bool,
 }
 
 /// The restart policy as typed.
