@@ -73,7 +73,21 @@ fn script_json_outputs_match_their_documented_schemas() {
     std::fs::create_dir_all(f.tmp.path().join("ws/ws-002")).expect("slot");
 
     let doc = read_doc("spawn-json.md");
-    let spawn = parse(f.run(&["spawn", "hog", "auto", "--ports", "2", "--json", "--", "sh", "-c", &crate::util::hog_script(48, "sleep 600")]).code(0));
+    let spawn = parse(
+        f.run(&[
+            "spawn",
+            "hog",
+            "auto",
+            "--ports",
+            "2",
+            "--json",
+            "--",
+            "sh",
+            "-c",
+            &crate::util::hog_script(48, "sleep 600"),
+        ])
+        .code(0),
+    );
     assert_eq!(keys(&spawn), documented(&doc, "## Fields"), "spawn --json vs docs/spawn-json.md");
     let a = f.wait_state("hog", &["running"], Duration::from_secs(10));
     assert_eq!(spawn["pid"], a["pid"]);
@@ -112,6 +126,9 @@ fn script_json_outputs_match_their_documented_schemas() {
     for check in doctor["checks"].as_array().expect("checks") {
         assert_eq!(keys(check), documented(&doc, "## `checks[]`"), "doctor check vs docs");
     }
-    assert_eq!(doctor["failed"], doctor["checks"].as_array().expect("checks").iter().filter(|c| c["status"] == "fail").count());
+    assert_eq!(
+        doctor["failed"],
+        doctor["checks"].as_array().expect("checks").iter().filter(|c| c["status"] == "fail").count()
+    );
     f.finish();
 }

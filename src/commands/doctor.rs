@@ -87,7 +87,9 @@ impl Report {
         let checks: Vec<serde_json::Value> = self
             .checks
             .iter()
-            .map(|c| serde_json::json!({"name": c.name, "status": c.verdict.word(), "message": c.message, "fix": c.fix}))
+            .map(
+                |c| serde_json::json!({"name": c.name, "status": c.verdict.word(), "message": c.message, "fix": c.fix}),
+            )
             .collect();
         serde_json::json!({"schema": 1, "ready": self.failed() == 0, "failed": self.failed(), "checks": checks})
     }

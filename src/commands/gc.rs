@@ -183,7 +183,7 @@ fn stale_dirs_and_cgroups(ctx: &Ctx, gc: &mut Sweep) -> Result<()> {
         // that `cgroup-create` made (no record, ever) leaves only its stopping turn.
         let why = match fleet_core::lock::read_holder(&ctx.dirs.lock_path(&id)).is_some() {
             true => "lock without a record (a spawn that died before starting)",
-            false => "state dir without a record (left by a kill of a cgroup no spawn made)",
+            false => "state dir without a record (left by a kill of a cgroup-create cgroup)",
         };
         if let Some(_held) = hold(ctx, &id)? {
             if !gc.dry_run {

@@ -1,6 +1,6 @@
 //! `fleetctl memory [--sort COLUMN] [--json]`: per-agent memory against the fleet budget.
 
-use crate::out::{outln, out};
+use crate::out::{out, outln};
 use crate::{agent::sample::memory::report, context::Ctx, exit::Exit, render::memory::render_table};
 use anyhow::Result;
 use fleet_cli::MemoryArgs;

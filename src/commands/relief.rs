@@ -6,7 +6,7 @@
 //! (`agent::relief::relieve`), so it stops as soon as the target is reached and never kills
 //! on a stale estimate.
 
-use crate::out::{outln, out};
+use crate::out::{out, outln};
 use crate::{
     agent::{
         relief::{Kill, Outcome, Plan, Relief, measure_and_plan, relieve, stuck_message},

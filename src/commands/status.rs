@@ -1,6 +1,6 @@
 //! `fleetctl status [ID…] [--state S,…] [--json]`: the host and every agent.
 
-use crate::out::{outln, out};
+use crate::out::{out, outln};
 use crate::{
     agent::sample::{
         Detail,
