@@ -6,6 +6,7 @@ mod util;
 mod admission;
 mod bad_input;
 mod config_file;
+mod events_text;
 mod faults;
 mod fleets;
 mod full_disk;

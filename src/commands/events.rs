@@ -1,12 +1,13 @@
 //! `fleetctl events [ID] [--since 1h] [-f] [--json]`: the journal, filtered.
 
-use crate::{context::Ctx, exit::Exit};
+use crate::{context::Ctx, exit::Exit, render::shell::quote_command};
 use anyhow::{Context, Result};
 use fleet_cli::EventsArgs;
 use fleet_core::{
     event::Event,
     journal::{self, Entry},
-    timefmt::parse_rfc3339,
+    size::{Limit, format_iec},
+    timefmt::{local_display, parse_rfc3339},
 };
 use serde_json::json;
 use std::{
@@ -77,28 +78,33 @@ pub fn run(ctx: &Ctx, args: EventsArgs) -> Result<Exit> {
     }
 }
 
-/// One event as a line: the journal's JSON, or `TIME  ID  EVENT  details`.
+/// One event as a line: the journal's JSON, or `TIME  ID  EVENT  details`, the time in
+/// local time with its offset (docs/events.md).
 fn render(e: &Entry, json: bool) -> String {
     if json {
         return e.line.to_string();
     }
-    let ts = e.text("ts").replace('T', " ").trim_end_matches('Z').to_string();
+    let ts = parse_rfc3339(e.text("ts")).map(local_display).unwrap_or_else(|| e.text("ts").to_string());
     let detail = match &e.event {
         Some(Event::Spawn { pid, command, .. } | Event::Restart { pid, command, .. }) => {
-            format!("pid {pid} {}", command.join(" "))
+            format!("pid {pid} {}", quote_command(command))
         }
-        Some(Event::Exit(exit)) => format!("{}: {}", exit.state, exit.cause),
-        Some(Event::OomKill { oom_kills, memory_max }) => {
-            format!("{oom_kills} OOM kill(s) at memory.max {}", json!(memory_max))
+        Some(Event::Exit(exit)) => format!("{}: {}", exit.state, without_prefix(&exit.cause, exit.state.name())),
+        Some(Event::OomKill { oom_kills, memory_max: Limit::Bytes(max) }) => {
+            format!("{oom_kills} OOM kill(s) at its {} memory limit", format_iec(*max))
+        }
+        Some(Event::OomKill { oom_kills, memory_max: Limit::Max }) => {
+            format!("{oom_kills} OOM kill(s), with no memory limit of its own")
         }
         Some(Event::SoftTimeout { .. }) => "SIGUSR1 sent".into(),
         Some(Event::HardTimeout { signalled, .. }) => format!("SIGTERM sent to {signalled} process(es)"),
         Some(Event::RestartScheduled { delay_ms, cause }) => format!("in {delay_ms} ms after: {cause}"),
-        Some(Event::CrashLoop { cause, .. }) => cause.clone(),
-        Some(Event::ReliefKill { used_percent, freed_bytes, .. }) => format!(
-            "killed by relief at {}% use, freeing {}",
+        Some(Event::CrashLoop { cause, .. }) => without_prefix(cause, "crash-loop").to_string(),
+        Some(Event::ReliefKill { by, used_percent, freed_bytes, .. }) => format!(
+            "killed by {} at {}% use, freeing {}",
+            killer(by),
             json!(used_percent),
-            fleet_core::size::format_iec(*freed_bytes)
+            format_iec(*freed_bytes)
         ),
         // The rest, and events this version does not know: their fields as they are.
         _ => {
@@ -114,6 +120,21 @@ fn render(e: &Entry, json: bool) -> String {
     format!("{ts}  {:<12} {:<17} {detail}", e.text("id"), e.text("event"))
 }
 
+/// Who made a pressure kill, in words that match its `by`: relief, or the watcher's guard.
+fn killer(by: &str) -> String {
+    match by {
+        "watch" => "the guard (watch)".into(),
+        other => other.into(),
+    }
+}
+
+/// `cause` without a leading `state: ` (`crash loop: …` after `crash-loop`), which the line
+/// already says.
+fn without_prefix<'a>(cause: &'a str, state: &str) -> &'a str {
+    let spoken = state.replace('-', " ");
+    cause.strip_prefix(&spoken).and_then(|rest| rest.strip_prefix(": ")).unwrap_or(cause)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,9 +143,9 @@ mod tests {
         render(&Entry::parse(line).expect("a journal line"), false)
     }
 
-    /// The text form reads the typed event and says what earlier versions said.
+    /// The text form reads the typed event: one line each, sizes in IEC units.
     #[test]
-    fn each_event_renders_as_before() {
+    fn each_event_renders_on_one_line() {
         let at = r#""id":"a1","ts":"2026-01-01T10:00:00.250Z""#;
         let cases = [
             (r#""command":["sh","-c","make"],"event":"spawn","pid":41,"restarts":0"#, "spawn", "pid 41 sh -c make"),
@@ -136,9 +157,9 @@ mod tests {
             (
                 r#""event":"oom_kill","memory_max":"max","oom_kills":2"#,
                 "oom_kill",
-                r#"2 OOM kill(s) at memory.max "max""#,
+                "2 OOM kill(s), with no memory limit of its own",
             ),
-            (r#""event":"oom_kill","memory_max":1024,"oom_kills":1"#, "oom_kill", "1 OOM kill(s) at memory.max 1024"),
+            (r#""event":"oom_kill","memory_max":67108864,"oom_kills":1"#, "oom_kill", "1 OOM kill(s) at its 64.0 MiB memory limit"),
             (r#""event":"hard_timeout","grace_ms":500,"signalled":3"#, "hard_timeout", "SIGTERM sent to 3 process(es)"),
             (
                 r#""cause":"exit code 1","delay_ms":250,"event":"restart_scheduled""#,
@@ -151,11 +172,28 @@ mod tests {
                 "killed by relief at 90.0% use, freeing 1.0 MiB",
             ),
             (r#""event":"spawn_refused","reason":"pool""#, "spawn_refused", r#"{"reason":"pool"}"#),
+            (
+                r#""command":["sh","-c","echo a\necho 'b c'"],"event":"spawn","pid":7,"restarts":0"#,
+                "spawn",
+                r"pid 7 sh -c $'echo a\necho \'b c\''",
+            ),
+            (
+                r#""cause":"crash loop: 5 failures within 10m","code":1,"event":"exit","killed_by":null,"oom_kills":0,"restarts":4,"signal":null,"state":"crash-loop","summary":null"#,
+                "exit",
+                "crash-loop: 5 failures within 10m",
+            ),
+            (r#""cause":"crash loop: 5 failures","event":"crash_loop","failures":5"#, "crash_loop", "5 failures"),
+            (
+                r#""agent_bytes":1,"by":"watch","event":"relief_kill","freed_bytes":2097152,"target_percent":80,"used_after_percent":70.0,"used_percent":96.0"#,
+                "relief_kill",
+                "killed by the guard (watch) at 96.0% use, freeing 2.0 MiB",
+            ),
             (r#""event":"swap_storm","swapped":9"#, "swap_storm", r#"{"swapped":9}"#),
         ];
         for (fields, name, detail) in cases {
             let line = format!("{{{fields},{at}}}");
-            assert_eq!(text(&line), format!("2026-01-01 10:00:00.250  a1           {name:<17} {detail}"), "{line}");
+            let local = local_display(parse_rfc3339("2026-01-01T10:00:00.250Z").expect("time"));
+            assert_eq!(text(&line), format!("{local}  a1           {name:<17} {detail}"), "{line}");
             let written: serde_json::Value = serde_json::from_str(&line).expect("json");
             assert_eq!(
                 render(&Entry::parse(&line).expect("line"), true),
