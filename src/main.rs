@@ -56,7 +56,7 @@ fn main() {
             if is_broken_pipe(&err) {
                 0
             } else {
-                eprintln!("fleetctl: {err:#}");
+                eprintln!("fleetctl: {}", exit::describe(&err));
                 exit_for(&err).code()
             }
         }

@@ -100,12 +100,9 @@ fn render(e: &Entry, json: bool) -> String {
         Some(Event::HardTimeout { signalled, .. }) => format!("SIGTERM sent to {signalled} process(es)"),
         Some(Event::RestartScheduled { delay_ms, cause }) => format!("in {delay_ms} ms after: {cause}"),
         Some(Event::CrashLoop { cause, .. }) => without_prefix(cause, "crash-loop").to_string(),
-        Some(Event::ReliefKill { by, used_percent, freed_bytes, .. }) => format!(
-            "killed by {} at {}% use, freeing {}",
-            killer(by),
-            json!(used_percent),
-            format_iec(*freed_bytes)
-        ),
+        Some(Event::ReliefKill { by, used_percent, freed_bytes, .. }) => {
+            format!("killed by {} at {}% use, freeing {}", killer(by), json!(used_percent), format_iec(*freed_bytes))
+        }
         // The rest, and events this version does not know: their fields as they are.
         _ => {
             let mut rest = e.line.clone();
@@ -159,7 +156,11 @@ mod tests {
                 "oom_kill",
                 "2 OOM kill(s), with no memory limit of its own",
             ),
-            (r#""event":"oom_kill","memory_max":67108864,"oom_kills":1"#, "oom_kill", "1 OOM kill(s) at its 64.0 MiB memory limit"),
+            (
+                r#""event":"oom_kill","memory_max":67108864,"oom_kills":1"#,
+                "oom_kill",
+                "1 OOM kill(s) at its 64.0 MiB memory limit",
+            ),
             (r#""event":"hard_timeout","grace_ms":500,"signalled":3"#, "hard_timeout", "SIGTERM sent to 3 process(es)"),
             (
                 r#""cause":"exit code 1","delay_ms":250,"event":"restart_scheduled""#,

@@ -43,7 +43,7 @@ pub fn run(ctx: &Ctx, args: KillArgs) -> Result<Exit> {
         handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
     });
     results.sort_by_key(|(i, _)| *i);
-    let (mut unknown, mut failed) = (Vec::new(), 0);
+    let (mut unknown, mut failed, mut denied) = (Vec::new(), 0, 0);
     for (i, result) in results {
         let id = &ids[i];
         match result {
@@ -64,7 +64,8 @@ pub fn run(ctx: &Ctx, args: KillArgs) -> Result<Exit> {
             }
             Ok(None) => unknown.push(id.clone()),
             Err(e) => {
-                eprintln!("fleetctl: {id}: {e:#}");
+                eprintln!("fleetctl: {id}: {}", crate::exit::describe(&e));
+                denied += usize::from(crate::exit::exit_for(&e) == Exit::Permission);
                 failed += 1;
             }
         }
@@ -77,6 +78,7 @@ pub fn run(ctx: &Ctx, args: KillArgs) -> Result<Exit> {
     }
     Ok(match failed {
         0 => Exit::Ok,
+        n if n == ids.len() && denied == n => Exit::Permission,
         n if n == ids.len() => Exit::Failure,
         _ => Exit::Partial,
     })

@@ -222,6 +222,15 @@ impl Supervisor {
         let running = runner::start(&self.plan, next, self.oom_protected)?;
         let (pid, at, started) = (running.pid, running.started_at, running.started);
         self.run = Some(running);
+        // Every run begins its part of the log, so a restart or a reused id is not read as
+        // one run's output.
+        self.log.mark_run(format!(
+            "run {} of {} started at {}, pid {pid}: {}",
+            restarts + 1,
+            self.plan.id,
+            fleet_core::timefmt::rfc3339(at),
+            crate::render::shell::quote_command(&self.plan.command)
+        ));
         let r = &mut self.record;
         r.state = AgentState::Running;
         r.pid = Some(pid);

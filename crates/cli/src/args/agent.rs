@@ -2,7 +2,7 @@
 //! `cgroup-create`, `run-in-cgroup`, `kill` and `logs`.
 
 use super::parse::{
-    parse_duration, parse_limit, parse_memory_limit, parse_pids, parse_port_range, parse_size, parse_timeout,
+    parse_duration, parse_limit, parse_log_size, parse_memory_limit, parse_pids, parse_port_range, parse_timeout,
 };
 use clap::{Args, ValueEnum};
 use fleet_core::{id::AgentId, size::Limit};
@@ -69,7 +69,7 @@ pub struct SpawnArgs {
     #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=100))]
     pub spawn_threshold: Option<u8>,
     /// Size at which the agent's log is rotated (one old file is kept) [default: 64M]
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_log_size)]
     pub log_max_size: Option<u64>,
     /// Lease a block of N consecutive free ports ($FLEET_PORT_BASE, $FLEET_PORTS)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
