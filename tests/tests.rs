@@ -12,6 +12,7 @@ mod fleets;
 mod full_disk;
 mod gc;
 mod harness;
+mod journal_rotation;
 mod leases;
 mod lifecycle;
 mod limits;

@@ -1,6 +1,6 @@
 //! `fleetctl events [ID] [--since 1h] [-f] [--json]`: the journal, filtered.
 
-use crate::{context::Ctx, exit::Exit, render::shell::quote_command};
+use crate::{agent::follow::Follower, context::Ctx, exit::Exit, render::shell::quote_command};
 use anyhow::{Context, Result};
 use fleet_cli::EventsArgs;
 use fleet_core::{
@@ -11,7 +11,7 @@ use fleet_core::{
 };
 use serde_json::json;
 use std::{
-    io::{Read, Seek, SeekFrom, Write},
+    io::Write,
     time::{Duration, SystemTime},
 };
 
@@ -30,21 +30,27 @@ pub fn run(ctx: &Ctx, args: EventsArgs) -> Result<Exit> {
         let time_ok = since.is_none_or(|s| parse_rfc3339(e.text("ts")).is_some_and(|t| t >= s));
         id_ok && time_ok
     };
-    let (events, bad) = journal::read(&path)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    for e in events.iter().filter(|e| keep(e)) {
-        writeln!(out, "{}", render(e, args.json)).context(UNWRITTEN)?;
+    let mut about_id = false;
+    // The rotated generations, oldest first, then the journal: one journal.
+    for file in journal::generations(&path) {
+        let (events, bad) = journal::read(&file)?;
+        for e in events.iter().filter(|e| keep(e)) {
+            writeln!(out, "{}", render(e, args.json)).context(UNWRITTEN)?;
+        }
+        about_id |= args.id.as_ref().is_some_and(|id| events.iter().any(|e| e.text("id") == id.as_str()));
+        if !bad.is_empty() {
+            out.flush().context(UNWRITTEN)?;
+            let lines: Vec<String> = bad.iter().map(usize::to_string).collect();
+            eprintln!("fleetctl: skipped unreadable journal line(s) {} of {}", lines.join(", "), file.display());
+        }
     }
     out.flush().context(UNWRITTEN)?;
-    if !bad.is_empty() {
-        let lines: Vec<String> = bad.iter().map(usize::to_string).collect();
-        eprintln!("fleetctl: skipped unreadable journal line(s) {} of {}", lines.join(", "), path.display());
-    }
     if !args.follow {
         // Nothing about an id that has neither events nor a record nor a cgroup is most
         // likely a typo. (Following, it may be an agent about to be spawned.)
         if let Some(id) = &args.id
-            && !events.iter().any(|e| e.text("id") == id.as_str())
+            && !about_id
             && !crate::agent::exists(ctx, id)
         {
             let message = format!("no such agent: {id} (no events, no record; see `fleetctl status`)");
@@ -52,23 +58,23 @@ pub fn run(ctx: &Ctx, args: EventsArgs) -> Result<Exit> {
         }
         return Ok(Exit::Ok);
     }
-    let mut offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-    let mut pending = String::new();
+    // From the end of what was read, across rotations (the rest of the rotated file first).
+    let mut follower = match std::fs::metadata(&path) {
+        Ok(m) => Some(Follower::open(&path, m.len())?),
+        Err(_) => None,
+    };
+    let mut pending = Vec::new();
     loop {
         std::thread::sleep(FOLLOW_INTERVAL);
-        let Ok(mut file) = std::fs::File::open(&path) else { continue };
-        let len = file.metadata()?.len();
-        if len < offset {
-            offset = 0; // the journal was rotated or truncated: start over
+        if follower.is_none() && path.exists() {
+            follower = Some(Follower::open(&path, 0)?);
         }
-        file.seek(SeekFrom::Start(offset))?;
-        let mut chunk = String::new();
-        offset += file.read_to_string(&mut chunk).context("cannot read the journal")? as u64;
-        pending.push_str(&chunk);
+        let Some(f) = &mut follower else { continue };
+        f.copy_new(&mut pending).context("cannot read the journal")?;
         // Only whole lines: a writer may be mid-line.
-        while let Some(end) = pending.find('\n') {
-            let line: String = pending.drain(..=end).collect();
-            if let Some(e) = Entry::parse(&line)
+        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            if let Some(e) = Entry::parse(&String::from_utf8_lossy(&line))
                 && keep(&e)
             {
                 writeln!(out, "{}", render(&e, args.json)).context(UNWRITTEN)?;
