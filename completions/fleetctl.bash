@@ -213,7 +213,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__doctor)
-            opts="-h -V --root --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
+            opts="-h -V --root --json --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -305,7 +305,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__gc)
-            opts="-h -V --older-than --logs --dry-run --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
+            opts="-h -V --older-than --logs --dry-run --json --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -759,7 +759,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__relief)
-            opts="-h -V --order --protect --grace --dry-run --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
+            opts="-h -V --order --protect --grace --dry-run --json --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -925,7 +925,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__spawn)
-            opts="-h -V --memory-max --memory-high --swap-max --pids-max --soft-timeout --hard-timeout --kill-grace --restart --restart-backoff --crash-loop-after --wait --protect --spawn-threshold --log-max-size --ports --port-range --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
+            opts="-h -V --memory-max --memory-high --swap-max --pids-max --soft-timeout --hard-timeout --kill-grace --restart --restart-backoff --crash-loop-after --wait --protect --spawn-threshold --log-max-size --ports --port-range --json --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
