@@ -190,8 +190,6 @@ fn gc_dry_run_counts_what_gc_then_collects() {
     f.run(&["cgroup-create", "made"]).code(0);
     f.run(&["kill", "made"]);
 
-    let dry = f.run(&["gc", "--older-than", "0s", "--dry-run", "--json"]);
-    let dry: serde_json::Value = serde_json::from_str(&dry.code(0).stdout).expect("json");
     let text = f.run(&["gc", "--older-than", "0s", "--dry-run"]);
     let real = f.run(&["gc", "--older-than", "0s"]);
     real.code(0);
@@ -203,7 +201,6 @@ fn gc_dry_run_counts_what_gc_then_collects() {
     assert_eq!(count(&text.stdout), Some(n), "the dry run's total is its lines:\n{}", text.stdout);
     assert_eq!(items(&real.stdout), n, "dry run:\n{}\nreal run:\n{}", text.stdout, real.stdout);
     assert_eq!(count(&real.stdout), Some(n), "real run:\n{}", real.stdout);
-    assert_eq!(dry["collected"].as_array().map(Vec::len), Some(n), "{dry:#}");
     let lines = |out: &str| -> Vec<String> {
         out.lines().filter(|l| l.contains("collect")).map(|l| l.replace("would collect", "collected")).collect()
     };

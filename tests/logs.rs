@@ -7,10 +7,12 @@ use std::time::Duration;
 const T: Duration = Duration::from_secs(30);
 
 #[test]
-fn logs_reads_across_rotation_and_one_large_write_keeps_the_cap() {
+fn logs_reads_across_rotation() {
     let Some(f) = TestFleet::new("logrot") else { return };
-    // 300 numbered lines of 21 bytes (6300 bytes) through an 4K cap: both files in use.
-    let script = "i=100; while [ $i -lt 400 ]; do echo \"line $i ..........\"; i=$((i+1)); done; echo done; sleep 600";
+    // 300 numbered lines of 21 bytes (6300 bytes) in writes of 25 lines, through a 4K cap:
+    // both files in use.
+    let script = "i=100; while [ $i -lt 400 ]; do echo \"line $i ..........\"; i=$((i+1)); \
+                  [ $((i % 25)) = 0 ] && sleep 0.02; done; echo done; sleep 600";
     f.run(&["spawn", "r1", "ws-001", "--log-max-size", "4K", "--", "sh", "-c", script]).code(0);
     f.wait_log("r1", "done", T);
     let dir = f.tmp.path().join("log/agents");
@@ -28,16 +30,23 @@ fn logs_reads_across_rotation_and_one_large_write_keeps_the_cap() {
     let tail = f.run(&["logs", "r1", "-n", &(n + 1).to_string()]).code(0).stdout.clone();
     assert_eq!(tail.lines().count(), n + 1, "{tail}");
     assert!(tail.starts_with(&format!("line {} ", 399 - n + 1)), "{tail}");
+    f.run(&["kill", "r1"]).code(0);
+    f.finish();
+}
 
+#[test]
+fn one_large_write_keeps_the_log_cap() {
+    let Some(f) = TestFleet::new("logbig") else { return };
     // One write of 28 KB through an 8K cap: neither file passes the cap.
     let big = "x=$(head -c 28000 /dev/zero | tr '\\0' y); printf '%s\\n' \"$x\"; echo big-done; sleep 600";
     f.run(&["spawn", "r2", "ws-001", "--log-max-size", "8K", "--", "sh", "-c", big]).code(0);
     f.wait_log("r2", "big-done", T);
+    let dir = f.tmp.path().join("log/agents");
     for file in ["r2.log", "r2.log.1"] {
         let len = std::fs::metadata(dir.join(file)).map(|m| m.len()).unwrap_or(0);
         assert!(len <= 8192, "{file} is {len} bytes, past the 8K cap");
     }
-    f.run(&["kill", "r1", "r2"]).code(0);
+    f.run(&["kill", "r2"]).code(0);
     f.finish();
 }
 
