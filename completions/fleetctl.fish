@@ -80,6 +80,7 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l config -d 'T
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l wait -d 'Stay attached: stream the output and exit with the agent\'s code; Ctrl-C stops the agent'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l protect -d 'Never choose this agent when relieving memory pressure'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l allow-new-privs -d 'Let setuid binaries raise the agent\'s privileges (no no_new_privs)'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l json -d 'Print the started agent as JSON (docs/spawn-json.md)'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -s V -l version -d 'Print version'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand kill" -s l -l selector -d 'Stop every running agent whose labels match (e.g. batch=42, \'team in (a,b)\')' -r
@@ -177,6 +178,7 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l scratch-roo
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l lock-dir -d 'Lease files every fleet on the host shares: one per workspace pool, one for ports [default: /run/lock/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l dry-run -d 'Print the plan (victims, memory freed, projected use) and kill nothing'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l json -d 'Print the plan and the kills as one JSON document (docs/relief-json.md)'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -s V -l version -d 'Print version'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand metrics" -l cgroup-parent -d 'The fleet root cgroup; a relative path nests under your own cgroup [default: /fleet]' -r
@@ -216,6 +218,7 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand gc" -l lock-dir -d 'Le
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand gc" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand gc" -l logs -d 'Also delete logs of collected agents'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand gc" -l dry-run -d 'Print what would be collected and change nothing'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand gc" -l json -d 'Print what was (or would be) collected as JSON (docs/gc-json.md)'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand gc" -s h -l help -d 'Print help'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand gc" -s V -l version -d 'Print version'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand setup-host" -l root -d 'Prefix for every file path setup-host touches (tests apply it to a temp tree)' -r -F
@@ -246,6 +249,7 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand doctor" -l workspace-r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand doctor" -l scratch-root -d 'Where each agent gets its scratch dir ($FLEET_SCRATCH), a tmpfs after setup-host [default: /var/lib/fleet/scratch]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand doctor" -l lock-dir -d 'Lease files every fleet on the host shares: one per workspace pool, one for ports [default: /run/lock/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand doctor" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand doctor" -l json -d 'Print every check as JSON (docs/doctor-json.md)'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand doctor" -s h -l help -d 'Print help'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand doctor" -s V -l version -d 'Print version'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand cgroup-create" -l memory-max -d 'Hard memory limit; the OOM killer ends the agent beyond it. Given alone, the memory high follows at 3/4 of it [default: 4G]' -r

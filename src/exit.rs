@@ -70,6 +70,25 @@ impl fmt::Display for Fail {
 
 impl std::error::Error for Fail {}
 
+/// What to do about a permission error, after the error itself.
+pub const NOT_PERMITTED: &str =
+    "run fleetctl as root, or as the user root delegated the fleet to (sudo fleetctl setup-host --delegate $USER)";
+
+/// The one line for an error: the error, and for a permission error that does not say
+/// what to do (an OS error from deep down), [`NOT_PERMITTED`].
+pub fn describe(err: &anyhow::Error) -> String {
+    if exit_for(err) == Exit::Permission && err.downcast_ref::<Fail>().is_none() {
+        format!("{err:#}; {NOT_PERMITTED}")
+    } else {
+        format!("{err:#}")
+    }
+}
+
+/// A path the caller may not look into: exit 77 with what to do (never "not found").
+pub fn denied(path: &std::path::Path) -> anyhow::Error {
+    Fail::error(Exit::Permission, format!("cannot read {}: permission denied; {NOT_PERMITTED}", path.display()))
+}
+
 /// Decides the exit code for an error: a [`Fail`] says it; a permission error anywhere in
 /// the chain is 77; anything else is 1.
 pub fn exit_for(err: &anyhow::Error) -> Exit {

@@ -6,6 +6,7 @@ mod config;
 mod context;
 mod exit;
 mod failpoint;
+mod out;
 mod render;
 mod settings;
 mod setup;
@@ -57,7 +58,7 @@ fn main() {
             if is_broken_pipe(&err) {
                 0
             } else {
-                eprintln!("fleetctl: {err:#}");
+                eprintln!("fleetctl: {}", exit::describe(&err));
                 exit_for(&err).code()
             }
         }

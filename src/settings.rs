@@ -215,8 +215,8 @@ fn agent_defaults(file: &ConfigFile) -> Result<AgentDefaults> {
         log_max_size: parsed(
             file,
             "agent.log_max_size",
-            r#"not a size; use a number with K, M or G (e.g. "64M")"#,
-            fleet_core::size::parse_bytes,
+            r#"not a log size; use a number of at least 4K with K, M or G (e.g. "64M")"#,
+            fleet_cli::parse_log_size,
         )?
         .unwrap_or(DEFAULT_LOG_MAX_SIZE),
         port_range: parsed(

@@ -31,7 +31,7 @@ fn a_log_size_that_is_not_a_size_is_refused() {
     refused_everywhere(
         &f,
         &format!(
-            r#"{}: agent.log_max_size = "abc": not a size; use a number with K, M or G (e.g. "64M")"#,
+            r#"{}: agent.log_max_size = "abc": not a log size; use a number of at least 4K with K, M or G (e.g. "64M")"#,
             path.display()
         ),
     );

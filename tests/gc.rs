@@ -172,3 +172,42 @@ fn gc_after_a_storm_of_sigkills_leaves_nothing_without_a_live_owner() {
     }
     f.finish();
 }
+
+/// `gc --dry-run` lists and counts exactly what `gc` then collects: an orphan that ended
+/// unobserved (its cgroup, its record, its scratch dir), an ended agent, and a cgroup that
+/// `cgroup-create` made and `kill` emptied, which is not called a spawn that died.
+#[test]
+fn gc_dry_run_counts_what_gc_then_collects() {
+    let Some(f) = TestFleet::new("gccount") else { return };
+    f.run(&["spawn", "ended", "ws-001", "--wait", "--", "true"]).code(0);
+    f.run(&["spawn", "orphan", "ws-001", "--", "sleep", "600"]).code(0);
+    let a = f.wait_state("orphan", &["running"], T);
+    let (sup, pid) = (a["supervisor_pid"].as_i64().expect("supervisor"), a["pid"].as_i64().expect("pid"));
+    for p in [sup, pid] {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(p as i32), nix::sys::signal::Signal::SIGKILL).expect("kill");
+        crate::util::wait_until(T, || format!("{p} still alive"), || !alive(p));
+    }
+    f.run(&["cgroup-create", "made"]).code(0);
+    f.run(&["kill", "made"]);
+
+    let text = f.run(&["gc", "--older-than", "0s", "--dry-run"]);
+    let real = f.run(&["gc", "--older-than", "0s"]);
+    real.code(0);
+    let items =
+        |out: &str| out.lines().filter(|l| l.contains(": would collect: ") || l.contains(": collected: ")).count();
+    let count = |out: &str| out.lines().last().unwrap_or("").split_whitespace().find_map(|w| w.parse::<usize>().ok());
+    let n = items(&text.stdout);
+    assert!(n >= 4, "orphan's cgroup and record, ended's record, made's cgroup:\n{}", text.stdout);
+    assert_eq!(count(&text.stdout), Some(n), "the dry run's total is its lines:\n{}", text.stdout);
+    assert_eq!(items(&real.stdout), n, "dry run:\n{}\nreal run:\n{}", text.stdout, real.stdout);
+    assert_eq!(count(&real.stdout), Some(n), "real run:\n{}", real.stdout);
+    let lines = |out: &str| -> Vec<String> {
+        out.lines().filter(|l| l.contains("collect")).map(|l| l.replace("would collect", "collected")).collect()
+    };
+    assert_eq!(lines(&text.stdout), lines(&real.stdout), "the same items in the same order");
+    // `kill` emptied and removed its cgroup; its stopping turn is what is left.
+    let made = real.stdout.lines().find(|l| l.starts_with("made: collected: ")).unwrap_or_default();
+    assert!(made.contains("cgroup-create") && !made.contains("died before starting"), "{}", real.stdout);
+    assert!(!f.cgroup("made").exists() && !f.cgroup("orphan").exists());
+    f.finish();
+}

@@ -68,7 +68,8 @@ fn agents_start_with_no_blocked_signals_and_an_ordinary_oom_score() {
     assert_eq!(mask & 0x7fff_ffff, 0, "agent starts with ignored signals: {ignored}");
     // The supervisor protects itself from the OOM killer; the agent must not inherit that.
     f.run(&["spawn", "m2", "ws-001", "--wait", "--", "cat", "/proc/self/oom_score_adj"]).code(0);
-    assert_eq!(f.log("m2").lines().next(), Some("0"));
+    // (The run's first line in the log is fleetctl's own, saying which run began.)
+    assert_eq!(f.log("m2").lines().find(|l| !l.starts_with("fleetctl: ")), Some("0"));
     f.finish();
 }
 
@@ -82,7 +83,7 @@ fn commands_are_found_and_run_as_a_shell_would() {
     f.run(&["spawn", "s1", "ws-001", "--wait", "--", "./job"]).code(0);
     // Its own process group, led by the agent's main process.
     let log = f.log("s1");
-    let line = log.lines().next().unwrap_or_default();
+    let line = log.lines().find(|l| !l.starts_with("fleetctl: ")).unwrap_or_default();
     let words: Vec<&str> = line.split_whitespace().collect();
     assert!(words.len() == 4 && words[1] == words[3], "not its own group leader: {line}");
     // Not found on PATH, or found but not executable: exit 1, one line naming the command

@@ -24,6 +24,10 @@ fn an_agent_past_its_memory_max_is_oom_killed_and_recorded() {
     assert!(!f.log("hog").contains("survived"));
     let events: Vec<String> = f.events("hog").iter().map(|e| e["event"].as_str().unwrap_or("").to_string()).collect();
     assert!(events.contains(&"oom_kill".to_string()), "{events:?}");
+    // The text form says the limit as an operator reads it, not in bytes.
+    let text = f.run(&["events", "hog"]).code(0).stdout.clone();
+    let oom = text.lines().find(|l| l.contains(" oom_kill ")).unwrap_or_default();
+    assert!(oom.contains("at its 64.0 MiB memory limit") && !oom.contains("67108864"), "{text}");
     assert!(!f.cgroup("hog").exists(), "cgroup removed after the OOM kill");
     f.finish();
 }

@@ -112,6 +112,10 @@ fn fleet_counters_count_each_oom_relief_and_guard_kill_once() {
     let grower = crate::watch::stepped_grower(400, "sleep 0.1", "echo done; sleep 600");
     f.run(&["spawn", "grower", "ws-001", "--", "sh", "-c", &grower]).code(0);
     assert_eq!(f.wait_state("grower", &["killed", "oom-killed", "exited", "failed"], T)["killed_by"], "watch");
+    // Its text says who, as its JSON's `by` does.
+    let text = f.run(&["events", "grower"]).code(0).stdout.clone();
+    let kill = text.lines().find(|l| l.contains(" relief_kill ")).unwrap_or_default();
+    assert!(kill.contains("killed by the guard (watch)"), "{text}");
     f.wait_event("grower", "exit", T);
     let seen = Instant::now() + T;
     while !std::fs::read_to_string(&metrics).unwrap_or_default().contains("fleet_kills_total{by=\"guard\"} 1\n") {

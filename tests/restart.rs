@@ -32,6 +32,12 @@ fn failures_back_off_and_trip_the_breaker() {
     assert_eq!(delays, [100, 200, 400], "exponential backoff");
     assert_eq!(events.iter().filter(|e| e["event"] == "crash_loop").count(), 1);
     assert_eq!(f.log("crashy").matches("try\n").count(), 4);
+    // As text, the state is said once: not "crash-loop: crash loop: …".
+    let text = f.run(&["events", "crashy"]).code(0).stdout.clone();
+    let ends: Vec<&str> = text.lines().filter(|l| l.contains(" crash_loop ") || l.contains(" exit ")).collect();
+    assert!(!ends.is_empty() && ends.iter().all(|l| !l.contains("crash loop")), "{text}");
+    // Each run's part of the log is marked.
+    assert_eq!(f.log("crashy").matches("fleetctl: run ").count(), 4);
     f.finish();
 }
 

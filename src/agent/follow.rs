@@ -28,6 +28,11 @@ impl Follower {
         Ok(Follower { path: path.to_path_buf(), file, inode })
     }
 
+    /// The inode of the file it reads now.
+    pub fn inode(&self) -> u64 {
+        self.inode
+    }
+
     /// Copies what was written since the last call to `out`, across a rotation.
     pub fn copy_new(&mut self, out: &mut impl Write) -> Result<()> {
         let mut buf = Vec::new();

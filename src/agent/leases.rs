@@ -157,6 +157,7 @@ pub fn resolve(root: &Path, given: &str) -> Result<Workspace> {
     let path = match std::fs::metadata(&path) {
         Ok(m) if m.is_dir() => std::fs::canonicalize(&path).unwrap_or(path),
         Ok(_) => return Err(Fail::error(Exit::Usage, format!("workspace {} is not a directory", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Err(crate::exit::denied(&path)),
         Err(_) if is_path => {
             return Err(Fail::error(
                 Exit::Usage,

@@ -44,6 +44,18 @@ pub fn exists(ctx: &crate::context::Ctx, id: &fleet_core::id::AgentId) -> bool {
     ctx.dirs.agent_dir(id).is_dir() || ctx.fleet.agent(id).exists()
 }
 
+/// Whether `path` exists, telling "not there" from "not allowed to look": a directory the
+/// caller may not search is exit 77 with what to do, never "no such agent" or "not found".
+pub fn readable_exists(path: &std::path::Path) -> anyhow::Result<bool> {
+    use std::io::ErrorKind;
+    match std::fs::metadata(path) {
+        Ok(_) => Ok(true),
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => Ok(false),
+        Err(e) if e.kind() == ErrorKind::PermissionDenied => Err(crate::exit::denied(path)),
+        Err(e) => Err(anyhow::Error::new(e).context(format!("cannot read {}", path.display()))),
+    }
+}
+
 /// Takes a host-wide lock in the state dir (`relief.lock`, `watch.lock`) for the life of the
 /// returned value, or fails with exit 4 naming who holds it.
 pub fn take_host_lock(ctx: &crate::context::Ctx, role: &str, busy: &str) -> anyhow::Result<fleet_core::lock::Lock> {

@@ -2,6 +2,7 @@
 //! id's lock, make the cgroup, and hand all of it to a detached supervisor; return once the
 //! command has been exec'd inside its cgroup. A failure at any step undoes the earlier ones.
 
+use crate::out::outln;
 use crate::{
     agent::{
         admission, attach,
@@ -103,7 +104,11 @@ pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
     admitted.started();
     drop(lock); // the supervisor holds it now, and the leases
     drop(stop_turn);
-    println!("{}", started_line(&plan, pid));
+    if args.json {
+        outln!("{}", started_json(ctx, &plan, supervisor_pid.as_raw(), pid))?;
+    } else {
+        outln!("{}", started_line(&plan, pid))?;
+    }
     if let Some(presses) = presses {
         return attach::wait_attached(ctx, &plan.id, supervisor_pid, presses);
     }
@@ -303,6 +308,23 @@ fn make_scratch(dir: &Path) -> Result<()> {
     fleet_core::paths::remove_dir_tree(dir)
         .with_context(|| format!("cannot clear the old scratch dir {}", dir.display()))?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create the scratch dir {}", dir.display()))
+}
+
+/// `spawn --json`: what a script needs to reach the agent (docs/spawn-json.md).
+fn started_json(ctx: &Ctx, plan: &SupervisorPlan, supervisor_pid: i32, pid: i32) -> serde_json::Value {
+    serde_json::json!({
+        "schema": 1,
+        "id": plan.id.as_str(),
+        "pid": pid,
+        "supervisor_pid": supervisor_pid,
+        "cgroup": plan.cgroup.unified,
+        "workspace": plan.workspace,
+        "workspace_slot": plan.slot,
+        "port_base": plan.ports.map(|p| p.base),
+        "port_count": plan.ports.map(|p| p.count),
+        "log": ctx.dirs.log_path(&plan.id),
+        "scratch": plan.scratch,
+    })
 }
 
 fn started_line(plan: &SupervisorPlan, pid: i32) -> String {

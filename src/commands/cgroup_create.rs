@@ -1,6 +1,7 @@
 //! `fleetctl cgroup-create NAME [limits]`: the low-level piece the seed's
 //! `create-agent-cgroup.sh` was. Idempotent: an existing cgroup gets the limits again.
 
+use crate::out::outln;
 use crate::{
     context::Ctx,
     exit::{Exit, Fail},
@@ -22,9 +23,9 @@ pub fn run(ctx: &Ctx, args: CgroupCreateArgs) -> Result<Exit> {
         return Err(e.into());
     }
     let verb = if created { "created" } else { "exists; limits applied" };
-    println!("{}: {verb}", args.name);
+    outln!("{}: {verb}", args.name)?;
     for dir in cgroup.dirs() {
-        println!("  {}", dir.display());
+        outln!("  {}", dir.display())?;
     }
     Ok(Exit::Ok)
 }

@@ -2,6 +2,7 @@
 //! with its fix; exit 1 when any check fails. Read-only: it takes no lock and changes nothing (except that, like every command that
 //! reads records, it journals a supervisor death it is the first to see).
 
+use crate::out::outln;
 use crate::{
     agent::view,
     context::Ctx,
@@ -28,24 +29,69 @@ enum Verdict {
     Note,
 }
 
+impl Verdict {
+    fn word(self) -> &'static str {
+        match self {
+            Verdict::Ok => "ok",
+            Verdict::Fail => "fail",
+            Verdict::Note => "note",
+        }
+    }
+}
+
+/// One check's outcome.
+struct Check {
+    name: String,
+    verdict: Verdict,
+    message: String,
+    fix: Option<String>,
+}
+
+/// The checks in order, printed once all have run: as lines, or as JSON.
+#[derive(Default)]
 struct Report {
-    failed: usize,
+    checks: Vec<Check>,
 }
 
 impl Report {
     fn say(&mut self, verdict: Verdict, topic: &str, text: &str, fix: Option<&str>) {
-        let (word, how) = match verdict {
-            Verdict::Ok => ("ok", "fix"),
-            Verdict::Fail => {
-                self.failed += 1;
-                ("FAIL", "fix")
+        let check = Check { name: topic.into(), verdict, message: text.into(), fix: fix.map(str::to_string) };
+        self.checks.push(check);
+    }
+
+    fn failed(&self) -> usize {
+        self.checks.iter().filter(|c| c.verdict == Verdict::Fail).count()
+    }
+
+    /// One line a check: `FAIL  topic  what; fix: how` (a note says "to change").
+    fn print_lines(&self) -> Result<()> {
+        for c in &self.checks {
+            let word = if c.verdict == Verdict::Fail { "FAIL" } else { c.verdict.word() };
+            let (name, text) = (&c.name, &c.message);
+            match &c.fix {
+                Some(fix) if c.verdict != Verdict::Ok => {
+                    let how = if c.verdict == Verdict::Note { "to change" } else { "fix" };
+                    outln!("{word:<5} {name:<11} {text}; {how}: {fix}")?
+                }
+                _ => outln!("{word:<5} {name:<11} {text}")?,
             }
-            Verdict::Note => ("note", "to change"),
-        };
-        match fix {
-            Some(fix) if verdict != Verdict::Ok => println!("{word:<5} {topic:<11} {text}; {how}: {fix}"),
-            _ => println!("{word:<5} {topic:<11} {text}"),
         }
+        match self.failed() {
+            0 => outln!("doctor: this host is ready"),
+            n => outln!("doctor: {n} check(s) failed"),
+        }
+    }
+
+    /// `doctor --json` (docs/doctor-json.md).
+    fn json(&self) -> serde_json::Value {
+        let checks: Vec<serde_json::Value> = self
+            .checks
+            .iter()
+            .map(
+                |c| serde_json::json!({"name": c.name, "status": c.verdict.word(), "message": c.message, "fix": c.fix}),
+            )
+            .collect();
+        serde_json::json!({"schema": 1, "ready": self.failed() == 0, "failed": self.failed(), "checks": checks})
     }
 }
 
@@ -57,7 +103,7 @@ pub fn run(ctx: &Ctx, args: DoctorArgs) -> Result<Exit> {
             format!("--root {} is not a directory: give the prefix setup-host was given", args.root.display()),
         ));
     }
-    let mut r = Report { failed: 0 };
+    let mut r = Report::default();
     let paths = Paths::new(ctx, &std::fs::canonicalize(&args.root).unwrap_or(args.root.clone()));
     let m = &ctx.mounts;
     let where_ = match m.layout {
@@ -109,13 +155,12 @@ pub fn run(ctx: &Ctx, args: DoctorArgs) -> Result<Exit> {
     watcher(ctx, &paths.state, &mut r);
     budget(ctx, &mut r);
     migrations(ctx, &mut r);
-    if r.failed == 0 {
-        println!("doctor: this host is ready");
-        Ok(Exit::Ok)
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&r.json())?)?;
     } else {
-        println!("doctor: {} check(s) failed", r.failed);
-        Ok(Exit::Failure)
+        r.print_lines()?;
     }
+    Ok(if r.failed() == 0 { Exit::Ok } else { Exit::Failure })
 }
 
 fn cgroups(ctx: &Ctx, paths: &Paths, r: &mut Report) {

@@ -1,16 +1,17 @@
 //! `fleetctl events [ID | -l SELECTOR] [--since 1h] [-f] [--json]`: the journal, filtered.
 
-use crate::{context::Ctx, exit::Exit};
+use crate::{agent::follow::Follower, context::Ctx, exit::Exit, render::shell::quote_command};
 use anyhow::{Context, Result};
 use fleet_cli::EventsArgs;
 use fleet_core::{
     event::Event,
     journal::{self, Entry},
-    timefmt::parse_rfc3339,
+    size::{Limit, format_iec},
+    timefmt::{local_display, parse_rfc3339},
 };
 use serde_json::json;
 use std::{
-    io::{Read, Seek, SeekFrom, Write},
+    io::Write,
     time::{Duration, SystemTime},
 };
 
@@ -21,6 +22,9 @@ fn labels_match(ctx: &Ctx, id: &str, selector: &fleet_core::labels::Selector) ->
     let record = fleet_core::state::AgentRecord::load(&ctx.dirs.state_path(&id));
     record.ok().flatten().is_some_and(|r| selector.matches(&r.labels))
 }
+
+/// What a failed write to stdout says, as every command's (`crate::out`).
+const UNWRITTEN: &str = "cannot write the output";
 
 /// How often `-f` looks for new lines.
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(200);
@@ -46,20 +50,27 @@ pub fn run(ctx: &Ctx, args: EventsArgs) -> Result<Exit> {
         let time_ok = since.is_none_or(|s| parse_rfc3339(e.text("ts")).is_some_and(|t| t >= s));
         id_ok && time_ok
     };
-    let (events, bad) = journal::read(&path)?;
-    let mut out = std::io::stdout().lock();
-    for e in events.iter().filter(|e| keep(e)) {
-        writeln!(out, "{}", render(e, args.json))?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut about_id = false;
+    // The rotated generations, oldest first, then the journal: one journal.
+    for file in journal::generations(&path) {
+        let (events, bad) = journal::read(&file)?;
+        for e in events.iter().filter(|e| keep(e)) {
+            writeln!(out, "{}", render(e, args.json)).context(UNWRITTEN)?;
+        }
+        about_id |= args.id.as_ref().is_some_and(|id| events.iter().any(|e| e.text("id") == id.as_str()));
+        if !bad.is_empty() {
+            out.flush().context(UNWRITTEN)?;
+            let lines: Vec<String> = bad.iter().map(usize::to_string).collect();
+            eprintln!("fleetctl: skipped unreadable journal line(s) {} of {}", lines.join(", "), file.display());
+        }
     }
-    if !bad.is_empty() {
-        let lines: Vec<String> = bad.iter().map(usize::to_string).collect();
-        eprintln!("fleetctl: skipped unreadable journal line(s) {} of {}", lines.join(", "), path.display());
-    }
+    out.flush().context(UNWRITTEN)?;
     if !args.follow {
         // Nothing about an id that has neither events nor a record nor a cgroup is most
         // likely a typo. (Following, it may be an agent about to be spawned.)
         if let Some(id) = &args.id
-            && !events.iter().any(|e| e.text("id") == id.as_str())
+            && !about_id
             && !crate::agent::exists(ctx, id)
         {
             let message = format!("no such agent: {id} (no events, no record; see `fleetctl status`)");
@@ -67,56 +78,57 @@ pub fn run(ctx: &Ctx, args: EventsArgs) -> Result<Exit> {
         }
         return Ok(Exit::Ok);
     }
-    out.flush()?;
-    let mut offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-    let mut pending = String::new();
+    // From the end of what was read, across rotations (the rest of the rotated file first).
+    let mut follower = match std::fs::metadata(&path) {
+        Ok(m) => Some(Follower::open(&path, m.len())?),
+        Err(_) => None,
+    };
+    let mut pending = Vec::new();
     loop {
         std::thread::sleep(FOLLOW_INTERVAL);
-        let Ok(mut file) = std::fs::File::open(&path) else { continue };
-        let len = file.metadata()?.len();
-        if len < offset {
-            offset = 0; // the journal was rotated or truncated: start over
+        if follower.is_none() && path.exists() {
+            follower = Some(Follower::open(&path, 0)?);
         }
-        file.seek(SeekFrom::Start(offset))?;
-        let mut chunk = String::new();
-        offset += file.read_to_string(&mut chunk).context("cannot read the journal")? as u64;
-        pending.push_str(&chunk);
+        let Some(f) = &mut follower else { continue };
+        f.copy_new(&mut pending).context("cannot read the journal")?;
         // Only whole lines: a writer may be mid-line.
-        while let Some(end) = pending.find('\n') {
-            let line: String = pending.drain(..=end).collect();
-            if let Some(e) = Entry::parse(&line)
+        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            if let Some(e) = Entry::parse(&String::from_utf8_lossy(&line))
                 && keep(&e)
             {
-                writeln!(out, "{}", render(&e, args.json))?;
+                writeln!(out, "{}", render(&e, args.json)).context(UNWRITTEN)?;
             }
         }
-        out.flush()?;
+        out.flush().context(UNWRITTEN)?;
     }
 }
 
-/// One event as a line: the journal's JSON, or `TIME  ID  EVENT  details`.
+/// One event as a line: the journal's JSON, or `TIME  ID  EVENT  details`, the time in
+/// local time with its offset (docs/events.md).
 fn render(e: &Entry, json: bool) -> String {
     if json {
         return e.line.to_string();
     }
-    let ts = e.text("ts").replace('T', " ").trim_end_matches('Z').to_string();
+    let ts = parse_rfc3339(e.text("ts")).map(local_display).unwrap_or_else(|| e.text("ts").to_string());
     let detail = match &e.event {
         Some(Event::Spawn { pid, command, .. } | Event::Restart { pid, command, .. }) => {
-            format!("pid {pid} {}", command.join(" "))
+            format!("pid {pid} {}", quote_command(command))
         }
-        Some(Event::Exit(exit)) => format!("{}: {}", exit.state, exit.cause),
-        Some(Event::OomKill { oom_kills, memory_max }) => {
-            format!("{oom_kills} OOM kill(s) at memory.max {}", json!(memory_max))
+        Some(Event::Exit(exit)) => format!("{}: {}", exit.state, without_prefix(&exit.cause, exit.state.name())),
+        Some(Event::OomKill { oom_kills, memory_max: Limit::Bytes(max) }) => {
+            format!("{oom_kills} OOM kill(s) at its {} memory limit", format_iec(*max))
+        }
+        Some(Event::OomKill { oom_kills, memory_max: Limit::Max }) => {
+            format!("{oom_kills} OOM kill(s), with no memory limit of its own")
         }
         Some(Event::SoftTimeout { .. }) => "SIGUSR1 sent".into(),
         Some(Event::HardTimeout { signalled, .. }) => format!("SIGTERM sent to {signalled} process(es)"),
         Some(Event::RestartScheduled { delay_ms, cause }) => format!("in {delay_ms} ms after: {cause}"),
-        Some(Event::CrashLoop { cause, .. }) => cause.clone(),
-        Some(Event::ReliefKill { used_percent, freed_bytes, .. }) => format!(
-            "killed by relief at {}% use, freeing {}",
-            json!(used_percent),
-            fleet_core::size::format_iec(*freed_bytes)
-        ),
+        Some(Event::CrashLoop { cause, .. }) => without_prefix(cause, "crash-loop").to_string(),
+        Some(Event::ReliefKill { by, used_percent, freed_bytes, .. }) => {
+            format!("killed by {} at {}% use, freeing {}", killer(by), json!(used_percent), format_iec(*freed_bytes))
+        }
         // The rest, and events this version does not know: their fields as they are.
         _ => {
             let mut rest = e.line.clone();
@@ -131,6 +143,21 @@ fn render(e: &Entry, json: bool) -> String {
     format!("{ts}  {:<12} {:<17} {detail}", e.text("id"), e.text("event"))
 }
 
+/// Who made a pressure kill, in words that match its `by`: relief, or the watcher's guard.
+fn killer(by: &str) -> String {
+    match by {
+        "watch" => "the guard (watch)".into(),
+        other => other.into(),
+    }
+}
+
+/// `cause` without a leading `state: ` (`crash loop: …` after `crash-loop`), which the line
+/// already says.
+fn without_prefix<'a>(cause: &'a str, state: &str) -> &'a str {
+    let spoken = state.replace('-', " ");
+    cause.strip_prefix(&spoken).and_then(|rest| rest.strip_prefix(": ")).unwrap_or(cause)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,9 +166,9 @@ mod tests {
         render(&Entry::parse(line).expect("a journal line"), false)
     }
 
-    /// The text form reads the typed event and says what earlier versions said.
+    /// The text form reads the typed event: one line each, sizes in IEC units.
     #[test]
-    fn each_event_renders_as_before() {
+    fn each_event_renders_on_one_line() {
         let at = r#""id":"a1","ts":"2026-01-01T10:00:00.250Z""#;
         let cases = [
             (r#""command":["sh","-c","make"],"event":"spawn","pid":41,"restarts":0"#, "spawn", "pid 41 sh -c make"),
@@ -153,9 +180,13 @@ mod tests {
             (
                 r#""event":"oom_kill","memory_max":"max","oom_kills":2"#,
                 "oom_kill",
-                r#"2 OOM kill(s) at memory.max "max""#,
+                "2 OOM kill(s), with no memory limit of its own",
             ),
-            (r#""event":"oom_kill","memory_max":1024,"oom_kills":1"#, "oom_kill", "1 OOM kill(s) at memory.max 1024"),
+            (
+                r#""event":"oom_kill","memory_max":67108864,"oom_kills":1"#,
+                "oom_kill",
+                "1 OOM kill(s) at its 64.0 MiB memory limit",
+            ),
             (r#""event":"hard_timeout","grace_ms":500,"signalled":3"#, "hard_timeout", "SIGTERM sent to 3 process(es)"),
             (
                 r#""cause":"exit code 1","delay_ms":250,"event":"restart_scheduled""#,
@@ -168,11 +199,28 @@ mod tests {
                 "killed by relief at 90.0% use, freeing 1.0 MiB",
             ),
             (r#""event":"spawn_refused","reason":"pool""#, "spawn_refused", r#"{"reason":"pool"}"#),
+            (
+                r#""command":["sh","-c","echo a\necho 'b c'"],"event":"spawn","pid":7,"restarts":0"#,
+                "spawn",
+                r"pid 7 sh -c $'echo a\necho \'b c\''",
+            ),
+            (
+                r#""cause":"crash loop: 5 failures within 10m","code":1,"event":"exit","killed_by":null,"oom_kills":0,"restarts":4,"signal":null,"state":"crash-loop","summary":null"#,
+                "exit",
+                "crash-loop: 5 failures within 10m",
+            ),
+            (r#""cause":"crash loop: 5 failures","event":"crash_loop","failures":5"#, "crash_loop", "5 failures"),
+            (
+                r#""agent_bytes":1,"by":"watch","event":"relief_kill","freed_bytes":2097152,"target_percent":80,"used_after_percent":70.0,"used_percent":96.0"#,
+                "relief_kill",
+                "killed by the guard (watch) at 96.0% use, freeing 2.0 MiB",
+            ),
             (r#""event":"swap_storm","swapped":9"#, "swap_storm", r#"{"swapped":9}"#),
         ];
         for (fields, name, detail) in cases {
             let line = format!("{{{fields},{at}}}");
-            assert_eq!(text(&line), format!("2026-01-01 10:00:00.250  a1           {name:<17} {detail}"), "{line}");
+            let local = local_display(parse_rfc3339("2026-01-01T10:00:00.250Z").expect("time"));
+            assert_eq!(text(&line), format!("{local}  a1           {name:<17} {detail}"), "{line}");
             let written: serde_json::Value = serde_json::from_str(&line).expect("json");
             assert_eq!(
                 render(&Entry::parse(&line).expect("line"), true),

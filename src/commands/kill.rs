@@ -1,5 +1,6 @@
 //! `fleetctl kill ID… | --all | -l SELECTOR [--force] [--grace 10s]`.
 
+use crate::out::outln;
 use crate::{
     agent::{
         stop::{StopRequest, Stopped, stop_agent},
@@ -21,7 +22,7 @@ pub fn run(ctx: &Ctx, args: KillArgs) -> Result<Exit> {
         (None, false) => args.ids.clone(),
     };
     if ids.is_empty() {
-        println!("no agents to kill");
+        outln!("no agents to kill")?;
         return Ok(Exit::Ok);
     }
     let req = StopRequest { by: "user".into(), detail: None, grace: args.grace, force: args.force };
@@ -46,7 +47,7 @@ pub fn run(ctx: &Ctx, args: KillArgs) -> Result<Exit> {
         handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
     });
     results.sort_by_key(|(i, _)| *i);
-    let (mut unknown, mut failed) = (Vec::new(), 0);
+    let (mut unknown, mut failed, mut denied) = (Vec::new(), 0, 0);
     for (i, result) in results {
         let id = &ids[i];
         match result {
@@ -58,16 +59,17 @@ pub fn run(ctx: &Ctx, args: KillArgs) -> Result<Exit> {
                 } else {
                     "stopped on SIGTERM"
                 };
-                println!("{id}: {how} (state {state})");
+                outln!("{id}: {how} (state {state})")?;
             }
             Ok(Some(Stopped::AlreadyEnded { state, cause })) => {
                 let state = state.map(|s| s.to_string()).unwrap_or_else(|| "state unknown".into());
                 let cause = cause.map(|c| format!(": {c}")).unwrap_or_default();
-                println!("{id}: already ended ({state}{cause}); nothing to kill");
+                outln!("{id}: already ended ({state}{cause}); nothing to kill")?;
             }
             Ok(None) => unknown.push(id.clone()),
             Err(e) => {
-                eprintln!("fleetctl: {id}: {e:#}");
+                eprintln!("fleetctl: {id}: {}", crate::exit::describe(&e));
+                denied += usize::from(crate::exit::exit_for(&e) == Exit::Permission);
                 failed += 1;
             }
         }
@@ -80,6 +82,7 @@ pub fn run(ctx: &Ctx, args: KillArgs) -> Result<Exit> {
     }
     Ok(match failed {
         0 => Exit::Ok,
+        n if n == ids.len() && denied == n => Exit::Permission,
         n if n == ids.len() => Exit::Failure,
         _ => Exit::Partial,
     })

@@ -1,6 +1,7 @@
 //! `fleetctl memory [--sort COLUMN] [-l SELECTOR] [--json]`: per-agent memory against the
 //! fleet budget.
 
+use crate::out::{out, outln};
 use crate::{agent::sample::memory::report, context::Ctx, exit::Exit, render::memory::render_table};
 use anyhow::Result;
 use fleet_cli::MemoryArgs;
@@ -9,9 +10,9 @@ use fleet_cli::MemoryArgs;
 pub fn run(ctx: &Ctx, args: MemoryArgs) -> Result<Exit> {
     let report = report(ctx, args.sort, args.selector.as_ref())?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print!("{}", render_table(&report, crate::terminal::layout(args.table.wide(), args.table.no_headers)));
+        out!("{}", render_table(&report, crate::terminal::layout(args.table.wide(), args.table.no_headers)))?;
     }
     // A selector that matches no agent at all (not merely none alive) is most likely a typo.
     if let Some(selector) = &args.selector

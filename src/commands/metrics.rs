@@ -1,10 +1,11 @@
 //! `fleetctl metrics`: the host and every agent in Prometheus text format.
 
+use crate::out::out;
 use crate::{agent::sample::metrics, context::Ctx, exit::Exit};
 use anyhow::Result;
 
 /// Entry point.
 pub fn run(ctx: &Ctx) -> Result<Exit> {
-    print!("{}", metrics::text(ctx)?);
+    out!("{}", metrics::text(ctx)?)?;
     Ok(Exit::Ok)
 }

@@ -6,9 +6,10 @@
 //! (`agent::relief::relieve`), so it stops as soon as the target is reached and never kills
 //! on a stale estimate.
 
+use crate::out::{out, outln};
 use crate::{
     agent::{
-        relief::{Outcome, Relief, measure_and_plan, relieve, stuck_message},
+        relief::{Kill, Outcome, Plan, Relief, measure_and_plan, relieve, stuck_message},
         take_host_lock,
     },
     context::Ctx,
@@ -17,7 +18,8 @@ use crate::{
 };
 use anyhow::Result;
 use fleet_cli::{Protected, ReliefArgs, ReliefOrder};
-use fleet_core::size::format_iec;
+use fleet_core::{meminfo::Budget, size::format_iec};
+use serde_json::{Value, json};
 
 /// Entry point.
 pub fn run(ctx: &Ctx, args: ReliefArgs) -> Result<Exit> {
@@ -36,8 +38,12 @@ pub fn run(ctx: &Ctx, args: ReliefArgs) -> Result<Exit> {
             crate::agent::select::matching_ids(ctx, selector)?;
         }
     }
-    // Two reliefs at once would each kill for the same shortfall.
-    let _lock = take_host_lock(ctx, "relief", "another relief is running; let it finish")?;
+    // Two reliefs at once would each kill for the same shortfall. A dry run kills nothing,
+    // so it takes no lock and works read-only (beside a running relief, too).
+    let _lock = match args.dry_run {
+        true => None,
+        false => Some(take_host_lock(ctx, "relief", "another relief is running; let it finish")?),
+    };
 
     let relief = Relief {
         target_percent: args.target,
@@ -47,25 +53,97 @@ pub fn run(ctx: &Ctx, args: ReliefArgs) -> Result<Exit> {
         growth: Default::default(),
     };
     let (budget, first) = measure_and_plan(ctx, &relief, &v.protect)?;
-    print!("{}", render_plan(&first, &budget, args.target, args.dry_run));
-    if args.dry_run {
-        if first.reaches_target {
-            return Ok(Exit::Ok);
-        }
-        return Err(Fail::error(Exit::Partial, stuck_message(&first, &budget, args.target, 0)));
+    let mut doc = args.json.then(|| plan_json(&first, &budget, args.target, args.dry_run));
+    if doc.is_none() {
+        out!("{}", render_plan(&first, &budget, args.target, args.dry_run))?;
     }
-    let outcome =
-        relieve(ctx, &relief, &v.protect, |k| println!("{}", render_step(&k.id, k.bytes, &k.before, &k.after)))?;
+    if args.dry_run {
+        let stuck = (!first.reaches_target).then(|| stuck_message(&first, &budget, args.target, 0));
+        return finish(doc, budget, stuck);
+    }
+    // A line that cannot be written must not stop relief between kills: the first such
+    // error is returned once relief is done.
+    let mut unwritten = None;
+    let outcome = relieve(ctx, &relief, &v.protect, |k| match &mut doc {
+        Some(doc) => doc["kills"].as_array_mut().into_iter().for_each(|kills| kills.push(kill_json(k))),
+        None => {
+            if let Err(e) = outln!("{}", render_step(&k.id, k.bytes, &k.before, &k.after)) {
+                unwritten.get_or_insert(e);
+            }
+        }
+    })?;
+    if let Some(e) = unwritten {
+        return Err(e);
+    }
     match outcome {
         Outcome::Reached { kills, budget } => {
-            println!(
-                "fleet at {:.1} % ({}), below the {} % target after {kills} kill(s)",
-                budget.percent(),
-                format_iec(budget.used),
-                args.target
-            );
-            Ok(Exit::Ok)
+            if doc.is_none() {
+                outln!(
+                    "fleet at {:.1} % ({}), below the {} % target after {kills} kill(s)",
+                    budget.percent(),
+                    format_iec(budget.used),
+                    args.target
+                )?;
+            }
+            finish(doc, budget, None)
         }
-        Outcome::Stuck { message, .. } => Err(Fail::error(Exit::Partial, message)),
+        Outcome::Stuck { message } => {
+            let end = fleet_core::meminfo::Budget::measure(&ctx.fleet, &ctx.proc_root)?;
+            finish(doc, end, Some(message))
+        }
     }
+}
+
+/// Prints the JSON document, if asked for, with how relief ended; a target not reached is
+/// exit 3 with its one line on stderr either way.
+fn finish(doc: Option<Value>, end: Budget, stuck: Option<String>) -> Result<Exit> {
+    if let Some(mut doc) = doc {
+        doc["reached"] = json!(stuck.is_none());
+        doc["used_bytes_after"] = json!(end.used);
+        doc["used_percent_after"] = json!(end.percent_1dp());
+        outln!("{}", serde_json::to_string_pretty(&doc)?)?;
+    }
+    match stuck {
+        None => Ok(Exit::Ok),
+        Some(message) => Err(Fail::error(Exit::Partial, message)),
+    }
+}
+
+/// `relief --json` before any kill: the measurement and the plan (docs/relief-json.md).
+fn plan_json(p: &Plan, budget: &Budget, target: u8, dry_run: bool) -> Value {
+    let steps: Vec<Value> = p
+        .steps
+        .iter()
+        .map(|s| {
+            json!({
+                "id": s.id,
+                "bytes": s.bytes,
+                "freed_so_far_bytes": s.freed_so_far,
+                "projected_used_bytes": s.projected_used,
+            })
+        })
+        .collect();
+    json!({
+        "schema": 1,
+        "dry_run": dry_run,
+        "target_percent": target,
+        "budget_bytes": budget.total,
+        "used_bytes": budget.used,
+        "used_percent": budget.percent_1dp(),
+        "plan": steps,
+        "plan_reaches_target": p.reaches_target,
+        "protected": p.protected,
+        "kills": [],
+    })
+}
+
+/// One kill of a real run, re-measured once its cgroup was empty.
+fn kill_json(k: &Kill) -> Value {
+    json!({
+        "id": k.id.as_str(),
+        "bytes": k.bytes,
+        "used_bytes_before": k.before.used,
+        "used_bytes_after": k.after.used,
+        "freed_bytes": k.before.used.saturating_sub(k.after.used),
+    })
 }

@@ -2,6 +2,7 @@
 //! item as done / already in place / skipped / failed, and record every change so `--revert`
 //! can undo it. A run that fails part-way undoes its own changes before it reports.
 
+use crate::out::outln;
 use crate::{
     context::Ctx,
     exit::{Exit, Fail},
@@ -28,7 +29,7 @@ pub fn run(ctx: &Ctx, args: SetupHostArgs) -> Result<Exit> {
     if args.revert {
         return revert(&host);
     }
-    println!("setup-host: {}; fleet root {}", ctx.fleet.root.layout, ctx.fleet.root.unified.display());
+    outln!("setup-host: {}; fleet root {}", ctx.fleet.root.layout, ctx.fleet.root.unified.display())?;
     let mut items = Vec::new();
     for step in selected {
         if !am_root && step.needs_root() {
@@ -40,7 +41,7 @@ pub fn run(ctx: &Ctx, args: SetupHostArgs) -> Result<Exit> {
         );
     }
     if args.dry_run || args.check {
-        return Ok(report_only(&items, args.check));
+        return report_only(&items, args.check);
     }
     apply_all(&host, &items)
 }
@@ -95,7 +96,7 @@ fn delegated_to_me(ctx: &Ctx) -> bool {
 }
 
 /// `--dry-run` and `--check`: print, change nothing.
-fn report_only(items: &[Item], check: bool) -> Exit {
+fn report_only(items: &[Item], check: bool) -> Result<Exit> {
     let mut missing = 0;
     for item in items {
         let label = match &item.status {
@@ -110,22 +111,22 @@ fn report_only(items: &[Item], check: bool) -> Exit {
             }
             Status::Skipped(_) => "skipped".to_string(),
         };
-        line(item.step, &label, &describe(item));
+        line(item.step, &label, &describe(item))?;
     }
-    match (check, missing) {
+    Ok(match (check, missing) {
         (true, 0) => {
-            println!("setup-host: the host is ready; nothing missing");
+            outln!("setup-host: the host is ready; nothing missing")?;
             Exit::Ok
         }
         (true, n) => {
-            println!("setup-host: {n} item(s) missing; `sudo fleetctl setup-host` puts them in place");
+            outln!("setup-host: {n} item(s) missing; `sudo fleetctl setup-host` puts them in place")?;
             Exit::Failure
         }
         (false, n) => {
-            println!("setup-host: dry run; {n} change(s) would be made, nothing was changed");
+            outln!("setup-host: dry run; {n} change(s) would be made, nothing was changed")?;
             Exit::Ok
         }
-    }
+    })
 }
 
 /// Applies every missing item in order. On the first failure, the changes this run made are
@@ -134,24 +135,26 @@ fn apply_all(host: &Host, items: &[Item]) -> Result<Exit> {
     let mut manifest = Manifest::load(&host.paths.manifest)?;
     let before = manifest.changes.len();
     let (mut done, mut in_place, mut skipped) = (0, 0, 0);
+    // A line that cannot be written must not stop a change half-way (or its undo): the
+    // summary line below still fails on a broken stdout.
     for item in items {
         match &item.status {
             Status::InPlace => {
                 in_place += 1;
-                line(item.step, "already in place", &item.what);
+                line(item.step, "already in place", &item.what).ok();
             }
             Status::Skipped(_) => {
                 skipped += 1;
-                line(item.step, "skipped", &describe(item));
+                line(item.step, "skipped", &describe(item)).ok();
             }
             Status::Missing(action) => {
                 match actions::apply(action, &host.proc_root, &mut manifest, &host.paths.manifest) {
                     Ok(()) => {
                         done += 1;
-                        line(item.step, "done", &item.what);
+                        line(item.step, "done", &item.what).ok();
                     }
                     Err(e) => {
-                        line(item.step, "failed", &format!("{}: {e:#}", item.what));
+                        line(item.step, "failed", &format!("{}: {e:#}", item.what)).ok();
                         let made = manifest.changes.split_off(before);
                         let undone = undo(&made, &host.proc_root);
                         manifest.changes.extend(undone.iter().rev().map(|(c, _)| c.clone()));
@@ -175,14 +178,14 @@ fn apply_all(host: &Host, items: &[Item]) -> Result<Exit> {
             }
         }
     }
-    println!(
+    outln!(
         "setup-host: {done} done, {in_place} already in place, {skipped} skipped{}",
         if manifest.changes.is_empty() {
             String::new()
         } else {
             format!("; undo with --revert (manifest {})", host.paths.manifest.display())
         }
-    );
+    )?;
     Ok(Exit::Ok)
 }
 
@@ -199,7 +202,7 @@ fn undo(changes: &[crate::setup::Change], proc_root: &Path) -> Vec<(crate::setup
 fn revert(host: &Host) -> Result<Exit> {
     let mut manifest = Manifest::load(&host.paths.manifest)?;
     if manifest.changes.is_empty() {
-        println!("setup-host: nothing to revert (no manifest at {})", host.paths.manifest.display());
+        outln!("setup-host: nothing to revert (no manifest at {})", host.paths.manifest.display())?;
         return Ok(Exit::Ok);
     }
     let total = manifest.changes.len();
@@ -210,14 +213,14 @@ fn revert(host: &Host) -> Result<Exit> {
     manifest.changes = failed.iter().rev().map(|(c, _)| c.clone()).collect();
     manifest.save(&host.paths.manifest)?;
     if failed.is_empty() {
-        println!("setup-host: reverted {total} change(s)");
+        outln!("setup-host: reverted {total} change(s)")?;
         Ok(Exit::Ok)
     } else {
-        println!(
+        outln!(
             "setup-host: reverted {} of {total} change(s); the rest stay in {}",
             total - failed.len(),
             host.paths.manifest.display()
-        );
+        )?;
         Ok(Exit::Partial)
     }
 }
@@ -230,6 +233,6 @@ fn describe(item: &Item) -> String {
     }
 }
 
-fn line(step: Step, label: &str, what: &str) {
-    println!("  {:<11} {:<17} {what}", step.name(), label);
+fn line(step: Step, label: &str, what: &str) -> Result<()> {
+    outln!("  {:<11} {:<17} {what}", step.name(), label)
 }

@@ -1,5 +1,6 @@
 //! `fleetctl status [ID…] [--state S,…] [-l SELECTOR] [--json]`: the host and every agent.
 
+use crate::out::{out, outln};
 use crate::{
     agent::sample::{
         Detail,
@@ -17,9 +18,9 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<Exit> {
     let shown = Shown { ids: &args.ids, states: &args.state, selector: args.selector.as_ref() };
     let report = report(ctx, shown, Detail::Status)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print!("{}", render_table(&report, crate::terminal::layout(args.table.wide(), args.table.no_headers)));
+        out!("{}", render_table(&report, crate::terminal::layout(args.table.wide(), args.table.no_headers)))?;
     }
     // A named agent that is not there is most likely a typo: say so, as `kill` does, after
     // showing the ones that are. (An id that --state filtered out is not unknown.)

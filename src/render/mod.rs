@@ -8,6 +8,7 @@ mod fixtures;
 pub mod memory;
 pub mod metrics;
 pub mod relief;
+pub mod shell;
 pub mod status;
 
 use comfy_table::{ContentArrangement, Table, presets::UTF8_BORDERS_ONLY};

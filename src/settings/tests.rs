@@ -121,9 +121,10 @@ fn every_bad_value_is_one_line_naming_its_key() {
     let cases = [
         (
             "[agent]\nlog_max_size = \"abc\"\n",
-            r#"/etc/fleet/fleet.toml: agent.log_max_size = "abc": not a size; use a number with K, M or G (e.g. "64M")"#,
+            r#"/etc/fleet/fleet.toml: agent.log_max_size = "abc": not a log size; use a number of at least 4K with K, M or G (e.g. "64M")"#,
         ),
-        ("[agent]\nlog_max_size = \"max\"\n", "agent.log_max_size = \"max\": not a size"),
+        ("[agent]\nlog_max_size = \"max\"\n", "agent.log_max_size = \"max\": not a log size"),
+        ("[agent]\nlog_max_size = \"0\"\n", "agent.log_max_size = \"0\": not a log size"),
         ("[agent]\nmemory_max = \"4X\"\n", "agent.memory_max = \"4X\": not a size"),
         ("[agent]\nmemory_high = 3\n", "agent.memory_high = 3: not a size"),
         ("[agent]\npids_max = \"0\"\n", "agent.pids_max = \"0\": not a task count"),

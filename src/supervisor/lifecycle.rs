@@ -222,6 +222,15 @@ impl Supervisor {
         let running = runner::start(&self.plan, next, self.oom_protected)?;
         let (pid, at, started) = (running.pid, running.started_at, running.started);
         self.run = Some(running);
+        // Every run begins its part of the log, so a restart or a reused id is not read as
+        // one run's output. Not the command: a reader (or a test) looking for what the agent
+        // printed must not find it in the line that says it started (`events` has it).
+        self.log.mark_run(format!(
+            "run {} of {} started at {}, pid {pid}",
+            restarts + 1,
+            self.plan.id,
+            fleet_core::timefmt::rfc3339(at)
+        ));
         let r = &mut self.record;
         r.state = AgentState::Running;
         r.pid = Some(pid);

@@ -1,10 +1,44 @@
 //! The append-only event journal: one JSON object per line, so `grep`, `jq` and
 //! `fleetctl events` all read it, and a torn last line costs one event, not the file.
 //! What a line may say is [`crate::event::Event`].
+//!
+//! Past [`MAX_SIZE`] the journal is rotated like a log: `events.jsonl` becomes
+//! `events.jsonl.1`, the older ones move up to [`GENERATIONS`], the oldest is dropped.
+//! Readers read the generations oldest first ([`generations`]), so they are one journal.
 
 use crate::{Error, Result, event::Event, id::AgentId, timefmt::rfc3339};
 use serde_json::{Value, json};
-use std::{io::Write, os::unix::fs::OpenOptionsExt, path::Path, time::SystemTime};
+use std::{
+    fs::File,
+    io::Write,
+    os::unix::fs::{MetadataExt, OpenOptionsExt},
+    path::{Path, PathBuf},
+    time::SystemTime,
+};
+
+/// The size past which the journal is rotated. A constant, not a setting: every writer
+/// (supervisors started under an older config among them) must rotate at the same size.
+/// An event is a few hundred bytes: 16 MiB is tens of thousands of events.
+pub const MAX_SIZE: u64 = 16 << 20;
+
+/// Rotated generations kept besides the journal (`.1`, newest, to `.3`): with it, at most
+/// 64 MiB of history.
+pub const GENERATIONS: usize = 3;
+
+/// Generation `n` of the journal at `path` (`events.jsonl.n`; 0 is the journal itself).
+pub fn generation(path: &Path, n: usize) -> PathBuf {
+    if n == 0 {
+        return path.to_path_buf();
+    }
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
+}
+
+/// The journal's files that exist, oldest first, the journal itself last.
+pub fn generations(path: &Path) -> Vec<PathBuf> {
+    (0..=GENERATIONS).rev().map(|n| generation(path, n)).filter(|p| p.exists()).collect()
+}
 
 /// Appends `event` of agent `id`. Each line goes out in a single `write(2)` on an `O_APPEND`
 /// file, so concurrent writers (supervisors, kill, relief) never interleave within a line.
@@ -29,7 +63,38 @@ pub fn append(path: &Path, id: &AgentId, event: &Event) -> Result<()> {
         other => other,
     };
     let mut file = opened.map_err(|e| Error::io("open journal", path, e))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    // A journal that cannot be rotated (a read-only dir) still takes the event.
+    if size + text.len() as u64 > MAX_SIZE
+        && size > 0
+        && rotate(path, &file).is_ok()
+        && let Ok(fresh) = open()
+    {
+        file = fresh;
+    }
     file.write_all(text.as_bytes()).map_err(|e| Error::io("append to", path, e))
+}
+
+/// Moves the journal `file`, opened at `path`, to generation 1, unless another writer has
+/// already: the first to take the file's lock rotates, the others then find `path` naming
+/// a new file. (A writer that opened the old file just before still appends its line
+/// there, in generation 1, where readers find it.)
+fn rotate(path: &Path, file: &File) -> std::io::Result<()> {
+    file.lock()?;
+    let still_ours = std::fs::metadata(path)
+        .ok()
+        .zip(file.metadata().ok())
+        .is_some_and(|(at_path, opened)| at_path.dev() == opened.dev() && at_path.ino() == opened.ino());
+    if still_ours {
+        for n in (1..GENERATIONS).rev() {
+            match std::fs::rename(generation(path, n), generation(path, n + 1)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        std::fs::rename(path, generation(path, 1))?;
+    }
+    file.unlock()
 }
 
 /// One line of the journal, as read.
@@ -92,6 +157,33 @@ mod tests {
         assert_eq!(good[1].text("error"), "no room");
         assert_eq!(good[1].text("id"), "a1");
         assert_eq!(bad, vec![2]);
+    }
+
+    #[test]
+    fn past_its_size_the_journal_rotates_keeping_its_generations() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let path = tmp.path().join("events.jsonl");
+        let id: AgentId = "a1".parse().expect("id");
+        let full = |n: u8| {
+            let line = format!("{{\"event\":\"filler\",\"n\":{n}}}\n");
+            std::fs::write(&path, line.repeat(MAX_SIZE as usize / line.len())).expect("fill");
+        };
+        for n in 1..=(GENERATIONS as u8 + 1) {
+            full(n);
+            append(&path, &id, &Event::SoftTimeout { pid: i32::from(n) }).expect("append rotates");
+            let (good, _) = read(&path).expect("read");
+            assert_eq!(good.len(), 1, "a new journal holds the new line");
+        }
+        // Each generation is a filler file of its round, the newest at .1; the oldest fell off.
+        let files = generations(&path);
+        assert_eq!(files.len(), GENERATIONS + 1);
+        assert_eq!(files.last(), Some(&path));
+        for (n, file) in files[..GENERATIONS].iter().enumerate() {
+            let first = std::fs::read_to_string(file).expect("read").lines().next().unwrap_or_default().to_string();
+            // Oldest first: rounds 2, 3, 4 filled, then each was rotated away by the append.
+            assert!(first.contains(&format!("\"n\":{}", n + 2)), "{}: {first}", file.display());
+        }
+        assert!(!generation(&path, GENERATIONS + 1).exists());
     }
 
     #[test]

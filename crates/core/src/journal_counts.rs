@@ -4,12 +4,15 @@
 //!
 //! A scrape must not read a journal of many megabytes every 15 s, so the counts are cached
 //! with the byte offset they cover (`<log-dir>/events.counts.json`, beside the journal, so
-//! both survive a reboot) and each scrape reads only what was appended since. The cache is
-//! for this journal file only: its device and inode, a size not below the offset and the
-//! same first line; anything else (rotation, truncation, a new file) counts from the start
-//! again, as a Prometheus counter reset. A count reads 64 KiB at a time and holds at most one
-//! line besides, so even a full count of a large journal stays small in the
-//! memory-locked watcher (`watch --metrics-file`).
+//! both survive a reboot) and each scrape reads only what was appended since. The cache
+//! names the file it covers by device and inode, with its first line; after a rotation
+//! ([`crate::journal`]) that file is a generation, and the count goes on from the cached
+//! offset through it and every newer generation to the journal, so counters keep counting
+//! across rotations. A cached file no generation is any more (rotated out between two
+//! counts, truncated, replaced) counts every generation from the start again, as a
+//! Prometheus counter reset. A count reads 64 KiB at a time and holds at most one line
+//! besides, so even a full count of a large journal stays small in the memory-locked
+//! watcher (`watch --metrics-file`).
 
 use crate::{Error, Result, event::Kind};
 use serde::{Deserialize, Serialize};
@@ -181,6 +184,15 @@ impl ChunkCounter {
         }
     }
 
+    /// Begins a new file: a line the last one ended inside is dropped, and the byte counts
+    /// start again.
+    fn restart_file(&mut self) {
+        self.carry.clear();
+        self.overlong = false;
+        self.fed = 0;
+        self.complete = 0;
+    }
+
     /// The counts of the complete lines fed, and how many bytes those lines were: a line
     /// still being appended is counted next time.
     fn finish(self) -> (JournalCounts, u64) {
@@ -188,55 +200,81 @@ impl ChunkCounter {
     }
 }
 
-/// Counts the journal at `journal`, reading only what was appended since the counts cached
-/// at `cache` (updated when writable; a cache that cannot be written costs a full count per
-/// call, not an error). A missing journal is zero counts.
+/// Counts the journal at `journal` (all its generations), reading only what was appended
+/// since the counts cached at `cache` (updated when writable; a cache that cannot be
+/// written costs a full count per call, not an error). A missing journal is zero counts.
 pub fn count(journal: &Path, cache: &Path) -> Result<JournalCounts> {
-    let mut file = match File::open(journal) {
-        Ok(f) => f,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(JournalCounts::default()),
-        Err(e) => return Err(Error::io("open", journal, e)),
-    };
-    let meta = file.metadata().map_err(|e| Error::io("stat", journal, e))?;
-    let cached = std::fs::read(cache).ok().and_then(|b| serde_json::from_slice::<Cache>(&b).ok());
-    let valid = cached.filter(|c| {
-        c.dev == meta.dev()
-            && c.ino == meta.ino()
-            && c.offset <= meta.len()
-            && first_line(&file).ok().is_some_and(|l| l == c.first_line)
-    });
-    if let Some(c) = &valid
-        && c.offset == meta.len()
-    {
-        return Ok(valid.map(|c| c.counts).unwrap_or_default());
+    let files = crate::journal::generations(journal);
+    let mut opened = Vec::with_capacity(files.len());
+    for path in &files {
+        match File::open(path) {
+            Ok(f) => {
+                let meta = f.metadata().map_err(|e| Error::io("stat", path, e))?;
+                opened.push((path.as_path(), f, meta));
+            }
+            // Rotated away since it was listed: the next count sees the new layout.
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("open", path, e)),
+        }
     }
-    let (counts, offset) = valid.map_or((JournalCounts::default(), 0), |c| (c.counts, c.offset));
-    file.seek(SeekFrom::Start(offset)).map_err(|e| Error::io("seek in", journal, e))?;
-    // Up to the size seen above: lines appended while this count runs are the next one's.
-    let mut unread = (&file).take(meta.len() - offset);
+    let Some(last) = opened.len().checked_sub(1) else { return Ok(JournalCounts::default()) };
+    let cached = std::fs::read(cache).ok().and_then(|b| serde_json::from_slice::<Cache>(&b).ok());
+    // Where the cache left off: the file it names, if one of the generations still is it.
+    let resume = cached.and_then(|c| {
+        let at = opened.iter().position(|(_, file, meta)| {
+            c.dev == meta.dev()
+                && c.ino == meta.ino()
+                && c.offset <= meta.len()
+                && first_line(file).ok().is_some_and(|l| l == c.first_line)
+        })?;
+        Some((at, c))
+    });
+    if let Some((at, c)) = &resume
+        && *at == last
+        && c.offset == opened[last].2.len()
+    {
+        return Ok(resume.map(|(_, c)| c.counts).unwrap_or_default());
+    }
+    let (first, mut offset, counts) =
+        resume.map_or((0, 0, JournalCounts::default()), |(at, c)| (at, c.offset, c.counts));
     let mut counter = ChunkCounter::new(counts);
+    for (path, file, meta) in &opened[first..] {
+        let complete = count_file(&mut counter, path, file, offset, meta.len())?;
+        offset += complete;
+        if path != &opened[last].0 {
+            offset = 0;
+        }
+    }
+    let (counts, _) = counter.finish();
+    let (_, file, meta) = &opened[last];
+    let new =
+        Cache { dev: meta.dev(), ino: meta.ino(), offset, first_line: first_line(file).unwrap_or_default(), counts };
+    if let Ok(text) = serde_json::to_vec(&new) {
+        // Another scrape may write it at the same time; either result is right.
+        let _ = crate::paths::write_atomic(cache, &text);
+    }
+    Ok(new.counts)
+}
+
+/// Counts one file from `offset` up to `len` (the size seen when it was opened: lines
+/// appended meanwhile are the next count's) into `counter`; returns the bytes of the
+/// complete lines counted. A line the file ends inside is dropped, not carried into the
+/// next file: in the journal only its last file can end inside a line.
+fn count_file(counter: &mut ChunkCounter, path: &Path, file: &File, offset: u64, len: u64) -> Result<u64> {
+    let mut file = file;
+    file.seek(SeekFrom::Start(offset)).map_err(|e| Error::io("seek in", path, e))?;
+    let mut unread = file.take(len.saturating_sub(offset));
+    counter.restart_file();
     let mut chunk = vec![0u8; CHUNK];
     loop {
         match unread.read(&mut chunk) {
             Ok(0) => break,
             Ok(n) => counter.feed(&chunk[..n]),
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::io("read", journal, e)),
+            Err(e) => return Err(Error::io("read", path, e)),
         }
     }
-    let (counts, complete) = counter.finish();
-    let new = Cache {
-        dev: meta.dev(),
-        ino: meta.ino(),
-        offset: offset + complete,
-        first_line: first_line(&file).unwrap_or_default(),
-        counts,
-    };
-    if let Ok(text) = serde_json::to_vec(&new) {
-        // Another scrape may write it at the same time; either result is right.
-        let _ = crate::paths::write_atomic(cache, &text);
-    }
-    Ok(new.counts)
+    Ok(counter.complete)
 }
 
 /// The start of the first line, at most [`FINGERPRINT_MAX`] bytes.
@@ -248,195 +286,5 @@ fn first_line(file: &File) -> std::io::Result<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write;
-
-    fn append(path: &Path, lines: &[&str]) {
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("open");
-        for l in lines {
-            writeln!(f, "{l}").expect("write");
-        }
-    }
-
-    const EXIT_RELIEF: &str =
-        r#"{"ts":"2026-01-01T00:00:00Z","event":"exit","id":"a","state":"killed","killed_by":"relief"}"#;
-    const EXIT_GUARD: &str = r#"{"ts":"2026-01-01T00:00:01Z","event":"exit","id":"b","state":"killed","killed_by":"watch","cause":"killed by \"watch\""}"#;
-    const OOM: &str = r#"{"ts":"2026-01-01T00:00:02Z","event":"oom_kill","id":"c","oom_kills":1}"#;
-    const EXIT_OOM: &str =
-        r#"{"ts":"2026-01-01T00:00:02Z","event":"exit","id":"c","state":"oom-killed","killed_by":null}"#;
-    const REFUSED: &str =
-        r#"{"ts":"2026-01-01T00:00:03Z","event":"spawn_refused","id":"d","reason":"memory","used_percent":86.0}"#;
-    const DIED: &str = r#"{"ts":"2026-01-01T00:00:04Z","event":"supervisor_died","id":"e","seen_by":"status"}"#;
-
-    #[test]
-    fn counts_events_exits_killers_and_refusals() {
-        let mut c = JournalCounts::default();
-        let text = [EXIT_RELIEF, EXIT_GUARD, OOM, EXIT_OOM, REFUSED, REFUSED, DIED, "{\"torn", ""].join("\n");
-        c.add_lines(text.as_bytes());
-        assert_eq!(c.first_ts.as_deref(), Some("2026-01-01T00:00:00Z"));
-        assert_eq!(c.event(Kind::Exit), 3);
-        assert_eq!(c.event(Kind::OomKill), 1);
-        assert_eq!(c.event(Kind::SupervisorDied), 1);
-        assert_eq!(c.exits_by_state["killed"], 2);
-        assert_eq!(c.exits_by_state["oom-killed"], 1);
-        assert_eq!(c.exits_by_killer["relief"], 1);
-        assert_eq!(c.exits_by_killer["watch"], 1);
-        assert_eq!(c.exits_by_killer.len(), 2, "a null killed_by is no killer");
-        assert_eq!(c.refusals_by_reason["memory"], 2);
-        assert_eq!(c.unreadable_lines, 1);
-    }
-
-    #[test]
-    fn the_cache_counts_only_what_was_appended_and_starts_over_for_a_new_journal() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let (journal, cache) = (tmp.path().join("events.jsonl"), tmp.path().join("counts.json"));
-        assert_eq!(count(&journal, &cache).expect("no journal"), JournalCounts::default());
-
-        append(&journal, &[EXIT_RELIEF, OOM]);
-        assert_eq!(count(&journal, &cache).expect("count").event(Kind::Exit), 1);
-        // A line being written (no newline yet) waits for the next count.
-        std::fs::OpenOptions::new().append(true).open(&journal).expect("open").write_all(b"{\"ts\":").expect("w");
-        let c = count(&journal, &cache).expect("count");
-        assert_eq!((c.event(Kind::Exit), c.unreadable_lines), (1, 0));
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(&journal)
-            .expect("open")
-            .write_all(format!("{}\n", &EXIT_GUARD[6..]).as_bytes())
-            .expect("w");
-        append(&journal, &[DIED]);
-        let c = count(&journal, &cache).expect("count");
-        assert_eq!((c.event(Kind::Exit), c.event(Kind::SupervisorDied), c.unreadable_lines), (2, 1, 0));
-        assert_eq!(c.exits_by_killer["watch"], 1);
-
-        // The cache is what is read: counts it holds that the journal lacks stay.
-        let mut cached: Cache = serde_json::from_slice(&std::fs::read(&cache).expect("cache")).expect("parse");
-        cached.counts.events.insert("exit".into(), 100);
-        std::fs::write(&cache, serde_json::to_vec(&cached).expect("ser")).expect("write");
-        assert_eq!(count(&journal, &cache).expect("count").event(Kind::Exit), 100);
-
-        // Rotated: a new file (another inode) is counted from its start.
-        std::fs::remove_file(&journal).expect("rm");
-        append(&journal, &[REFUSED]);
-        let c = count(&journal, &cache).expect("count");
-        assert_eq!((c.event(Kind::Exit), c.event(Kind::SpawnRefused)), (0, 1));
-        // Truncated in place and written again past the old offset: the first line differs.
-        std::fs::write(&journal, format!("{OOM}\n{OOM}\n{OOM}\n")).expect("rewrite");
-        let c = count(&journal, &cache).expect("count");
-        assert_eq!((c.event(Kind::SpawnRefused), c.event(Kind::OomKill)), (0, 3));
-        // An unwritable cache costs a full count, not an error.
-        let c = count(&journal, &tmp.path().join("no/such/dir/counts.json")).expect("count");
-        assert_eq!(c.event(Kind::OomKill), 3);
-    }
-
-    /// A journal of `lines` lines of every kind counted, with unreadable and blank lines
-    /// among them, as the journal's writers and a crash would leave it.
-    fn generated_journal(lines: usize) -> String {
-        let kinds = [EXIT_RELIEF, EXIT_GUARD, OOM, EXIT_OOM, REFUSED, DIED, "{\"torn", "", "not json"];
-        let mut text = String::new();
-        for i in 0..lines {
-            text.push_str(kinds[i * 7 % kinds.len()]);
-            text.push('\n');
-        }
-        text
-    }
-
-    fn whole_buffer_count(text: &str) -> JournalCounts {
-        let mut c = JournalCounts::default();
-        c.add_lines(text.as_bytes());
-        c
-    }
-
-    #[test]
-    fn a_line_split_across_pieces_is_counted_once_whole() {
-        let text = format!("{EXIT_RELIEF}\n{EXIT_GUARD}\n{REFUSED}\n");
-        let want = whole_buffer_count(&text);
-        let bytes = text.as_bytes();
-        for i in 0..=bytes.len() {
-            // Two pieces, and three with the middle one inside a line (no newline in it).
-            for j in [i, (i + 5).min(bytes.len())] {
-                let mut counter = ChunkCounter::default();
-                counter.feed(&bytes[..i]);
-                counter.feed(&bytes[i..j]);
-                counter.feed(&bytes[j..]);
-                let (got, complete) = counter.finish();
-                assert_eq!(got, want, "split at {i} and {j}");
-                assert_eq!(complete, bytes.len() as u64);
-            }
-        }
-    }
-
-    #[test]
-    fn a_partial_last_line_is_not_counted_until_complete() {
-        let mut counter = ChunkCounter::default();
-        counter.feed(format!("{OOM}\n{}", &EXIT_GUARD[..40]).as_bytes());
-        counter.feed(&EXIT_GUARD.as_bytes()[40..60]);
-        let (c, complete) = counter.finish();
-        assert_eq!((c.event(Kind::OomKill), c.event(Kind::Exit), c.unreadable_lines), (1, 0, 0));
-        assert_eq!(complete, OOM.len() as u64 + 1, "the next count starts at the partial line");
-
-        // In a file: the partial line straddles a chunk boundary and is left for next time.
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let (journal, cache) = (tmp.path().join("events.jsonl"), tmp.path().join("events.counts.json"));
-        let full = generated_journal(CHUNK / 30);
-        let cut = full[..CHUNK - 10].rfind('\n').expect("a newline") + 1;
-        let long = format!(r#"{{"ts":"2026-01-01T00:00:05Z","event":"exit","id":"p","pad":"{}"}}"#, "x".repeat(400));
-        let (head, tail) = long.split_at(300);
-        std::fs::write(&journal, format!("{}{head}", &full[..cut])).expect("write");
-        assert_eq!(count(&journal, &cache).expect("count"), whole_buffer_count(&full[..cut]));
-        let cached: Cache = serde_json::from_slice(&std::fs::read(&cache).expect("cache")).expect("parse");
-        assert_eq!(cached.offset, cut as u64, "the next count starts at the partial line");
-        // Completed: counted once.
-        append(&journal, &[tail]);
-        let want = whole_buffer_count(&format!("{}{long}\n", &full[..cut]));
-        assert_eq!(count(&journal, &cache).expect("count"), want);
-        assert_eq!(want.event(Kind::Exit), whole_buffer_count(&full[..cut]).event(Kind::Exit) + 1);
-    }
-
-    #[test]
-    fn counting_in_chunks_equals_counting_the_whole_journal_at_once() {
-        let text = generated_journal(20_000);
-        assert!(text.len() > 10 * CHUNK, "spans many chunks: {} bytes", text.len());
-        let want = whole_buffer_count(&text);
-        assert!(want.unreadable_lines > 0 && want.event(Kind::Exit) > 0, "{want:?}");
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let (journal, cache) = (tmp.path().join("events.jsonl"), tmp.path().join("events.counts.json"));
-        std::fs::write(&journal, &text).expect("write");
-        assert_eq!(count(&journal, &cache).expect("count"), want);
-        // Any piece size, including ones that split lines everywhere.
-        for size in [1, 7, 4093, CHUNK + 1] {
-            let mut counter = ChunkCounter::default();
-            text.as_bytes().chunks(size).for_each(|piece| counter.feed(piece));
-            assert_eq!(counter.finish(), (want.clone(), text.len() as u64), "pieces of {size}");
-        }
-    }
-
-    #[test]
-    fn a_full_count_holds_a_chunk_and_a_line_not_the_journal() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let (journal, cache) = (tmp.path().join("events.jsonl"), tmp.path().join("events.counts.json"));
-        let text = generated_journal(40_000);
-        std::fs::write(&journal, &text).expect("write");
-        crate::alloc_count::reset_peak();
-        let counted = count(&journal, &cache).expect("count");
-        let peak = crate::alloc_count::peak();
-        assert_eq!(counted, whole_buffer_count(&text));
-        assert!(peak < 4 * CHUNK as u64, "a count of a {} byte journal held {peak} bytes at once", text.len());
-    }
-
-    #[test]
-    fn an_overlong_line_is_one_unreadable_line_and_is_not_held() {
-        let mut counter = ChunkCounter::default();
-        counter.feed(format!("{OOM}\n").as_bytes());
-        let nuls = vec![0u8; CHUNK];
-        for _ in 0..(3 * MAX_LINE / CHUNK) {
-            counter.feed(&nuls);
-            assert!(counter.carry.capacity() <= 2 * MAX_LINE, "held {}", counter.carry.capacity());
-        }
-        counter.feed(format!("\n{OOM}\n").as_bytes());
-        let (c, complete) = counter.finish();
-        assert_eq!((c.event(Kind::OomKill), c.unreadable_lines), (2, 1));
-        assert_eq!(complete, (2 * OOM.len() + 3 + 3 * MAX_LINE) as u64);
-    }
-}
+#[path = "journal_counts_tests.rs"]
+mod tests;

@@ -7,6 +7,35 @@ pub fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
+/// A time as an operator reads it, in local time with its offset (the `TZ` variable, else
+/// /etc/localtime, as `date` does): `2026-11-22 12:30:01.123 +01:00`. Without a zone it is
+/// UTC, `+00:00`.
+pub fn local_display(t: SystemTime) -> String {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    let secs = since.as_secs() as libc::time_t;
+    // SAFETY: an all-zero `tm` is a valid value of the plain C struct.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are valid for the call; localtime_r writes only into `tm`.
+    if unsafe { libc::localtime_r(&secs, &mut tm) }.is_null() {
+        return rfc3339(t);
+    }
+    let offset = tm.tm_gmtoff;
+    let sign = if offset < 0 { '-' } else { '+' };
+    let offset = offset.unsigned_abs();
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03} {sign}{:02}:{:02}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+        since.subsec_millis(),
+        offset / 3600,
+        offset % 3600 / 60
+    )
+}
+
 /// Parses what [`rfc3339`] wrote.
 pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
     humantime::parse_rfc3339_weak(text).ok()

@@ -139,7 +139,8 @@ impl Screen {
                     format_iec(budget.total),
                     agents.len()
                 );
-                println!("{} fleet {summary}; top: {}", rfc3339(SystemTime::now()), top.join(", "));
+                // Like the bars' lines: a stdout that cannot be written must not stop the guard.
+                let _ = crate::out::outln!("{} fleet {summary}; top: {}", rfc3339(SystemTime::now()), top.join(", "));
             }
         }
     }
@@ -151,7 +152,9 @@ impl Screen {
             Screen::Bars { multi, .. } => {
                 let _ = multi.println(stamped);
             }
-            Screen::Lines { .. } => println!("{stamped}"),
+            Screen::Lines { .. } => {
+                let _ = crate::out::outln!("{stamped}");
+            }
         }
     }
 

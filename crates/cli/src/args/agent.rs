@@ -2,7 +2,7 @@
 //! `cgroup-create`, `run-in-cgroup`, `kill` and `logs`.
 
 use super::parse::{
-    parse_duration, parse_label, parse_memory_limit, parse_pids, parse_port_range, parse_selector, parse_size,
+    parse_duration, parse_label, parse_log_size, parse_memory_limit, parse_pids, parse_port_range, parse_selector,
     parse_swap_limit, parse_timeout,
 };
 use clap::{Args, ValueEnum};
@@ -55,7 +55,7 @@ pub struct SpawnArgs {
     #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=100))]
     pub spawn_threshold: Option<u8>,
     /// Size at which the agent's log is rotated (one old file is kept) [default: 64M]
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_log_size)]
     pub log_max_size: Option<u64>,
     /// Limits for the agent's cgroup. Its help heading carries on to the fields after it, so
     /// each of those names its own.
@@ -104,6 +104,9 @@ pub struct SpawnArgs {
     /// Let setuid binaries raise the agent's privileges (no no_new_privs)
     #[arg(help_heading = "Who and where it runs", long)]
     pub allow_new_privs: bool,
+    /// Print the started agent as JSON (docs/spawn-json.md)
+    #[arg(long, conflicts_with = "wait")]
+    pub json: bool,
 }
 
 /// The restart policy as typed.

@@ -49,6 +49,9 @@ pub struct DoctorArgs {
     /// The same prefix setup-host was given
     #[arg(long, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
+    /// Print every check as JSON (docs/doctor-json.md)
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `fleetctl gc`.
@@ -63,4 +66,7 @@ pub struct GcArgs {
     /// Print what would be collected and change nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Print what was (or would be) collected as JSON (docs/gc-json.md)
+    #[arg(long)]
+    pub json: bool,
 }

@@ -69,6 +69,20 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     fleet_core::size::parse_bytes(text)
 }
 
+/// The smallest log cap: a page. Below it the log would rotate at nearly every write.
+pub const MIN_LOG_SIZE: u64 = 4096;
+
+/// A log cap (`--log-max-size`, `agent.log_max_size`): a size of at least [`MIN_LOG_SIZE`].
+pub fn parse_log_size(text: &str) -> Result<u64, String> {
+    let bytes = parse_size(text)?;
+    if bytes < MIN_LOG_SIZE {
+        return Err(format!(
+            "invalid log size '{text}': the log is rotated past this size (one old file kept), so give at least 4K, e.g. 64M"
+        ));
+    }
+    Ok(bytes)
+}
+
 /// `20000-29999`: an inclusive port range.
 pub fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
     let bad = || format!("invalid port range '{text}': give LOW-HIGH with 1 <= LOW <= HIGH <= 65535, e.g. 20000-29999");

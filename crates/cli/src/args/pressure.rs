@@ -18,6 +18,9 @@ pub struct ReliefArgs {
     /// Print the plan (victims, memory freed, projected use) and kill nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Print the plan and the kills as one JSON document (docs/relief-json.md)
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// How relief and the watcher's guard choose and stop victims: one definition, so the two

@@ -1,0 +1,29 @@
+//! Standard output for commands: every write returns its error instead of panicking.
+//!
+//! `println!` panics when stdout cannot be written (`fleetctl status > /dev/full`, a full
+//! disk under `metrics > file.prom`), which aborts with a backtrace hint and exit 101 or 134.
+//! Commands write through [`outln!`] and [`out!`] instead, which flush at once, so a failed
+//! write becomes one error line and exit 1 from `main`. A reader that went away still ends
+//! the process quietly through SIGPIPE (see `main`).
+
+use anyhow::{Context, Result};
+use std::{fmt, io::Write};
+
+/// Writes `args` to stdout and flushes, so the error (if any) belongs to this write.
+pub fn write(args: fmt::Arguments<'_>) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_fmt(args).and_then(|()| stdout.flush()).context("cannot write the output")
+}
+
+/// `println!` that returns `anyhow::Result<()>` instead of panicking.
+macro_rules! outln {
+    () => { $crate::out::write(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::out::write(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// `print!` that returns `anyhow::Result<()>` instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::out::write(format_args!($($arg)*)) };
+}
+
+pub(crate) use {out, outln};
