@@ -45,7 +45,19 @@ fn selectors_pick_agents_by_label_on_every_command() {
     assert_eq!(ids(f.run(&["memory", "-l", "batch=7", "--json"]).code(0)), ["c1"]);
     let logs = f.run(&["logs", "-l", "team=a"]);
     logs.code(0);
-    assert_eq!(logs.stdout, "==> b1 <==\nhello from b1\n==> c1 <==\nhello from c1\n");
+    // Each log under its header, each run under its marker.
+    let shown: Vec<&str> = logs.stdout.lines().map(|l| l.split(" started at").next().unwrap_or(l)).collect();
+    assert_eq!(
+        shown,
+        [
+            "==> b1 <==",
+            "fleetctl: run 1 of b1",
+            "hello from b1",
+            "==> c1 <==",
+            "fleetctl: run 1 of c1",
+            "hello from c1"
+        ]
+    );
     let events = f.run(&["events", "-l", "team=b", "--json"]);
     let about: Vec<Value> = events.code(0).stdout.lines().map(|l| serde_json::from_str(l).expect("event")).collect();
     assert!(!about.is_empty() && about.iter().all(|e| e["id"] == "b2"), "{}", events.stdout);

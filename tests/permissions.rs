@@ -84,12 +84,13 @@ fn spawn_with_unreadable_dirs_is_exit_77_not_not_found() {
     for dir in ["state", "log"] {
         chmod(&f.tmp.path().join(dir), 0o700);
     }
-    let spawn = as_nobody(&f, &["spawn", "j2", "ws-001", "--", "true"]);
+    // As itself: a caller who is not root runs its agents as itself.
+    let spawn = as_nobody(&f, &["spawn", "j2", "ws-001", "--user", "65534", "--", "true"]);
     spawn.code(77).one_error_line("ermission denied");
     assert!(!spawn.stderr.contains("not found"), "{spawn:?}");
     // And an unreadable workspace root.
     chmod(&f.tmp.path().join("ws"), 0o700);
-    let spawn = as_nobody(&f, &["spawn", "j2", "ws-001", "--", "true"]);
+    let spawn = as_nobody(&f, &["spawn", "j2", "ws-001", "--user", "65534", "--", "true"]);
     spawn.code(77).one_error_line("permission denied");
     assert!(!spawn.stderr.contains("not found"), "{spawn:?}");
     end(f);
