@@ -3,6 +3,8 @@
 //! own, see the caller's variables) and writes what happened to its log, which the test
 //! reads. Numeric uids, so the tests need no passwd entry (the VM tier has none).
 
+mod hardening;
+
 use crate::util::{Run, TestFleet, alive};
 use std::{
     os::unix::fs::PermissionsExt,
