@@ -3,8 +3,11 @@
 //! refused: agents never run as root unless asked (`--user root`). A non-root caller (a
 //! delegated fleet) cannot switch users, so its agents run as itself.
 //!
-//! `auto` gives each agent a uid of its own, leased from `agent.uid_range` (see
-//! [`lease_uid`]), with a private group of the same number and no supplementary groups.
+//! `auto` gives each agent the uid of its workspace slot, `agent.uid_range`'s first plus the
+//! slot's number ([`slot_uid`]), with a private group of the same number and no
+//! supplementary groups. Tied to the slot, a uid never reaches a slot it is not in: the
+//! files an agent leaves in its slot are only ever handed to the next agent of that slot,
+//! and before that agent starts, whatever still runs as the uid is killed ([`end_leftovers`]).
 
 use fleet_core::lease::{self, LeaseFile};
 use nix::unistd::{Gid, Group, Uid, User};
@@ -216,14 +219,53 @@ pub fn auto_identity(uid: u32) -> Identity {
     Identity { credentials: Credentials { uid, gid: uid, groups: Vec::new() }, name: None, home: None, shell: None }
 }
 
-/// Leases a uid of `range` on the host's uid lease file in `lock_dir`: the lease is the
-/// returned file's lock, held by the supervisor (as the other leases are), freed when it dies.
-pub fn lease_uid(
-    lock_dir: &std::path::Path,
-    range: &RangeInclusive<u32>,
-) -> fleet_core::Result<Option<(u32, LeaseFile)>> {
+/// The uid of pool slot `slot` (`ws-<slot>`): `range`'s first plus the slot's number, or
+/// the one line for exit 2 when the range has none for it (nor for the pool's `highest`).
+pub fn slot_uid(range: &RangeInclusive<u32>, slot: u32, highest: u32) -> Result<u32, String> {
+    let (first, last) = (*range.start(), *range.end());
+    match first.checked_add(slot.max(highest)) {
+        Some(top) if top <= last => Ok(first + slot),
+        _ => Err(format!(
+            "agent.uid_range = \"{first}-{last}\" is too small for the workspace pool: --user auto runs slot ws-N as uid {first}+N, and the pool has slots up to ws-{:03}; widen the range to at least \"{first}-{}\"",
+            slot.max(highest),
+            u64::from(first) + u64::from(slot.max(highest))
+        )),
+    }
+}
+
+/// Leases `uid` itself on the host's uid lease file in `lock_dir`: the slot's exclusive
+/// lease already keeps it from two agents of one pool, this one from agents of two pools
+/// that share a range. The lease is the returned file's lock, held by the supervisor (as
+/// the other leases are), freed when it dies. `None` when someone holds it.
+pub fn lease_uid(lock_dir: &std::path::Path, uid: u32) -> fleet_core::Result<Option<LeaseFile>> {
     let file = LeaseFile::open(&lease::uids_lease_path(lock_dir))?;
-    Ok(file.lease_number(range.clone())?.map(|uid| (uid, file)))
+    Ok(file.lease_number(uid..=uid)?.map(|_| file))
+}
+
+/// SIGKILLs every process that still runs as `uid` (an agent whose supervisor was killed,
+/// or what one left behind), so the next agent given the uid can neither signal them nor be
+/// watched by them: a child becomes `uid` and sends SIGKILL to every process it may signal
+/// (`kill(-1)`: those whose real or saved uid is `uid`), and `spawn` waits for it. A killed
+/// process runs no more code; it may linger as a zombie until its parent reaps it.
+pub fn end_leftovers(uid: u32) -> std::io::Result<()> {
+    // SAFETY: spawn is single-threaded; the child makes raw system calls only (no
+    // allocation, no lock) and leaves through `_exit`.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Child => unsafe {
+            let became = libc::syscall(libc::SYS_setresuid, uid, uid, uid) == 0;
+            libc::_exit(if became && (libc::kill(-1, libc::SIGKILL) == 0 || *libc::__errno_location() == libc::ESRCH) {
+                0
+            } else {
+                1
+            })
+        },
+        nix::unistd::ForkResult::Parent { child } => match nix::sys::wait::waitpid(child, None)? {
+            nix::sys::wait::WaitStatus::Exited(_, 0) => Ok(()),
+            other => {
+                Err(std::io::Error::other(format!("the child that ends uid {uid}'s processes ended with {other:?}")))
+            }
+        },
+    }
 }
 
 #[cfg(test)]
@@ -290,6 +332,15 @@ mod tests {
         for bad in ["0-10", "10-5", "x-1", "1", "5-4294967295"] {
             assert!(parse_uid_range(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_slots_uid_is_the_ranges_first_plus_its_number() {
+        assert_eq!(slot_uid(&(200_000..=200_099), 1, 99), Ok(200_001));
+        assert_eq!(slot_uid(&(200_000..=200_099), 99, 12), Ok(200_099));
+        let err = slot_uid(&(200_000..=200_009), 3, 12).expect_err("the pool reaches ws-012");
+        assert!(err.contains("agent.uid_range") && err.contains("200000-200012"), "{err}");
+        assert!(slot_uid(&(u32::MAX - 2..=u32::MAX - 1), 5, 5).is_err(), "no overflow");
     }
 
     #[test]

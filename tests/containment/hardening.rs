@@ -42,11 +42,7 @@ fn an_agent_cannot_open_a_lock_file_to_freeze_kill_and_spawn() {
     assert!(leases.iter().any(|l| l.ends_with("ports.lock")), "{leases:?}");
     for file in &files {
         let line = log.lines().find(|l| l.contains(&*file.to_string_lossy())).unwrap_or_default();
-        assert!(
-            line.starts_with("refused") && line.contains("Permission denied"),
-            "{}: {line}\n{log}",
-            file.display()
-        );
+        assert!(line.starts_with("refused") && line.contains("Permission denied"), "{}: {line}\n{log}", file.display());
     }
     f.run(&["kill", "k1"]).code(0);
     f.run(&["kill", "p1"]).code(0);
@@ -58,7 +54,8 @@ fn secrets_given_with_env_are_not_in_the_supervisors_command_line_or_environment
     let Some(f) = crate::util::TestFleet::new("contain-proc") else { return };
     f.set_budget(256 << 20);
     open_to_agents(&f);
-    let read = "tr '\\0' '\\n' < /proc/$PPID/cmdline; echo; tr '\\0' '\\n' < /proc/$PPID/environ; echo read-done; sleep 600";
+    let read =
+        "tr '\\0' '\\n' < /proc/$PPID/cmdline; echo; tr '\\0' '\\n' < /proc/$PPID/environ; echo read-done; sleep 600";
     // As root, the supervisor's uid (as an agent of a delegated fleet runs), and as another.
     for (id, user) in [("s1", "root"), ("s2", NOBODY)] {
         let mut cmd = f.cmd(&["spawn", id, "ws-001", "--user", user, "--env", "API_KEY=s3cret-from-flag"]);
@@ -80,5 +77,74 @@ fn secrets_given_with_env_are_not_in_the_supervisors_command_line_or_environment
         assert!(!record.to_string().contains("s3cret"), "records keep names: {record}");
     }
     f.run(&["kill", "s1", "s2"]).code(0);
+    f.finish();
+}
+
+/// A fleet whose config runs agents as root unless told and gives `--user auto` a range,
+/// with slots ws-001 and ws-002.
+fn auto_fleet(test: &str) -> Option<crate::util::TestFleet> {
+    let f = crate::util::TestFleet::new(test)?;
+    f.set_budget(256 << 20);
+    open_to_agents(&f);
+    f.set_config("[agent]\nuser = \"root\"\nuid_range = \"200000-200099\"\nstart_reserve = \"1M\"\n");
+    std::fs::create_dir_all(f.tmp.path().join("ws/ws-002")).expect("second slot");
+    Some(f)
+}
+
+#[test]
+fn a_hard_link_in_a_slot_does_not_hand_a_file_of_roots_to_the_next_agent() {
+    let Some(f) = auto_fleet("contain-hardlink") else { return };
+    // Outside the pool, root's alone; linked into the slot as an agent can where
+    // protected_hardlinks is off (root plants it here, whatever the host's setting).
+    let outside = f.tmp.path().join("root-only");
+    std::fs::write(&outside, "root-secret").expect("write");
+    std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    std::fs::hard_link(&outside, f.tmp.path().join("ws/ws-001/planted")).expect("hard link");
+    let script = "cat $FLEET_WORKSPACE/planted; echo tried";
+    f.run(&["spawn", "h1", "ws-001", "--user", "auto", "--", "sh", "-c", script]).code(0);
+    f.wait_log("h1", "tried", T);
+    let log = f.log("h1");
+    assert!(!log.contains("root-secret") && log.contains("Permission denied"), "{log}");
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(&outside).expect("meta");
+    assert_eq!((meta.uid(), meta.mode() & 0o777), (0, 0o600), "the file outside is still root's alone");
+    f.finish();
+}
+
+#[test]
+fn a_uid_stays_with_its_slot_and_nothing_of_it_outlives_its_agent() {
+    let Some(f) = auto_fleet("contain-slotuid") else { return };
+    let ws1 = f.tmp.path().join("ws/ws-001");
+    let holder =
+        "echo mine > $FLEET_WORKSPACE/secret; chmod 600 $FLEET_WORKSPACE/secret; sleep 600 & echo orphan=$!; wait";
+    f.run(&["spawn", "a1", "ws-001", "--user", "auto", "--", "sh", "-c", holder]).code(0);
+    f.wait_log("a1", "orphan=", T);
+    let orphan: i64 = f.log("a1").split("orphan=").nth(1).and_then(|r| r.trim().parse().ok()).expect("pid");
+    let sup = f.agent("a1")["supervisor_pid"].as_i64().expect("supervisor");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(sup as i32), nix::sys::signal::Signal::SIGKILL).expect("kill");
+    crate::util::wait_until(T, || format!("supervisor {sup} survived SIGKILL"), || !crate::util::alive(sup));
+    assert!(crate::util::alive(orphan), "a1's processes run on without their supervisor");
+
+    // Another slot, another uid: neither a1's files nor its orphan are within reach.
+    let reach = |id: &str| {
+        let mut script = String::new();
+        script += &format!("cat {}/secret; ", ws1.display());
+        script += &super::attempt("signal orphan", &format!("kill -0 {orphan}"));
+        script += "echo attempts-done";
+        f.run(&["spawn", id, "ws-002", "--user", "auto", "--", "sh", "-c", &script]).code(0);
+        f.wait_log(id, "attempts-done", T);
+        f.log(id)
+    };
+    let log = reach("b1");
+    assert!(!log.contains("mine") && log.contains("Permission denied"), "ws-002 read ws-001:\n{log}");
+    assert!(log.contains("denied signal orphan"), "{log}");
+    assert_eq!(record(&f, "b1")["user"], "200002:200002", "ws-002's uid");
+
+    // The next agent of ws-001 has a1's uid: whatever a1 left running is ended first (it
+    // may linger as a zombie, which runs nothing and which a signal no longer reaches).
+    f.run(&["spawn", "a2", "ws-001", "--user", "auto", "--", "sleep", "600"]).code(0);
+    crate::util::wait_until(T, || format!("a1's orphan {orphan} outlived a2's start"), || !crate::util::alive(orphan));
+    assert_eq!(record(&f, "a2")["user"], "200001:200001", "ws-001's uid");
+    f.run(&["kill", "a1", "a2"]).code(0);
     f.finish();
 }
