@@ -39,6 +39,9 @@ impl Containment {
         let run_as =
             identity::resolve(args.user.as_deref(), (a.user.as_deref(), a.uid_range.clone()), &Caller::current())
                 .map_err(usage)?;
+        if let RunAs::Auto(range) = &run_as {
+            identity::check_range_is_unused(range).map_err(usage)?;
+        }
         if matches!(run_as, RunAs::Auto(_)) && matches!(workspace, Workspace::Dir { slot: None, .. }) {
             return Err(usage(
                 "--user auto gives the agent its workspace for the run (chown), so it needs a pool slot: use auto or a ws-N name, not a directory of someone else's"

@@ -126,7 +126,10 @@ pub fn resolve(
         },
         Some((source, spec)) => parse(spec).map(RunAs::User).map_err(|e| format!("{source} {spec}: {e}")),
         None => match caller.sudo {
-            Some((uid, gid)) if caller.real_uid == 0 => Ok(RunAs::User(identity(&uid.to_string(), None, Some(gid))?)),
+            // SUDO_UID=0 is root running sudo: no one to fall back to but root, which must be asked for.
+            Some((uid, gid)) if caller.real_uid == 0 && uid != 0 => {
+                Ok(RunAs::User(identity(&uid.to_string(), None, Some(gid))?))
+            }
             _ => Err(
                 "spawn as root with no user to run the agent as: agents never run as root unless asked; pass --user USER, --user root, or set agent.user in the config"
                     .into(),
@@ -211,6 +214,44 @@ pub fn parse_uid_range(text: &str) -> Result<RangeInclusive<u32>, String> {
         return Err(bad());
     }
     Ok(first..=last)
+}
+
+/// `agent.uid_range`'s uids and gids must be nobody's: an agent given uid 6 would be `man`,
+/// with gid 6 `disk`. One pass over the user and group databases (getpwent/getgrent), at
+/// each `--user auto` spawn; the error is the one line for exit 2.
+pub fn check_range_is_unused(range: &RangeInclusive<u32>) -> Result<(), String> {
+    let taken = |kind: &str, name: &str, id: u32| {
+        format!(
+            "agent.uid_range = \"{}-{}\" contains {kind} {id} ({name}) of this host: --user auto must give uids and gids no one has; pick a range outside every user and group (e.g. \"200000-200999\")",
+            range.start(),
+            range.end()
+        )
+    };
+    // SAFETY: spawn is single-threaded, so nothing else walks the databases meanwhile; each
+    // entry is read before the next call replaces it.
+    unsafe {
+        libc::setpwent();
+        let mut found = None;
+        while let Some(entry) = libc::getpwent().as_ref() {
+            if range.contains(&entry.pw_uid) {
+                found = Some(taken("uid", &std::ffi::CStr::from_ptr(entry.pw_name).to_string_lossy(), entry.pw_uid));
+                break;
+            }
+        }
+        libc::endpwent();
+        if let Some(err) = found {
+            return Err(err);
+        }
+        libc::setgrent();
+        while let Some(entry) = libc::getgrent().as_ref() {
+            if range.contains(&entry.gr_gid) {
+                found = Some(taken("gid", &std::ffi::CStr::from_ptr(entry.gr_name).to_string_lossy(), entry.gr_gid));
+                break;
+            }
+        }
+        libc::endgrent();
+        found.map_or(Ok(()), Err)
+    }
 }
 
 /// The identity `auto` gives uid `uid`: a private group of the same number, no
@@ -321,6 +362,9 @@ mod tests {
         // SUDO_* set while the real uid is not root (a setuid wrapper) is not sudo.
         let fake = Caller { real_uid: 1000, sudo: Some((FREE, FREE)), ..root() };
         assert!(resolve(None, (None, None), &fake).is_err());
+        // Root running `sudo fleetctl` is still root.
+        let root_sudo = Caller { sudo: Some((0, 0)), ..root() };
+        assert!(resolve(None, (None, None), &root_sudo).expect_err("root via sudo").contains("--user root"));
     }
 
     #[test]
@@ -332,6 +376,18 @@ mod tests {
         for bad in ["0-10", "10-5", "x-1", "1", "5-4294967295"] {
             assert!(parse_uid_range(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_range_with_a_hosts_user_or_group_is_refused() {
+        // Root's entries are on every host: a range reaching 0 from above cannot be given,
+        // so use the first user and group numbers the host has, if any besides root.
+        let uid = User::from_name("nobody").ok().flatten().map(|u| u.uid.as_raw()).filter(|&u| u > 0 && u < u32::MAX);
+        if let Some(uid) = uid {
+            let err = check_range_is_unused(&(uid..=uid)).expect_err("nobody's uid");
+            assert!(err.contains("agent.uid_range") && err.contains(&uid.to_string()), "{err}");
+        }
+        assert_eq!(check_range_is_unused(&(3_999_000..=3_999_999)), Ok(()));
     }
 
     #[test]

@@ -80,20 +80,24 @@ fn secrets_given_with_env_are_not_in_the_supervisors_command_line_or_environment
     f.finish();
 }
 
-/// A fleet whose config runs agents as root unless told and gives `--user auto` a range,
-/// with slots ws-001 and ws-002.
-fn auto_fleet(test: &str) -> Option<crate::util::TestFleet> {
+/// A fleet whose config runs agents as root unless told and gives `--user auto` the range
+/// `first`-`first+99`, with slots ws-001 and ws-002. Each test has a range of its own: the
+/// fleets of tests running at once have lock dirs of their own, so nothing would keep one
+/// from ending the other's agents of the same uid (on a host, every pool sharing a range
+/// must share the lock dir, as fleets left at the default do).
+fn auto_fleet(test: &str, first: u32) -> Option<crate::util::TestFleet> {
     let f = crate::util::TestFleet::new(test)?;
     f.set_budget(256 << 20);
     open_to_agents(&f);
-    f.set_config("[agent]\nuser = \"root\"\nuid_range = \"200000-200099\"\nstart_reserve = \"1M\"\n");
+    let range = format!("{first}-{}", first + 99);
+    f.set_config(&format!("[agent]\nuser = \"root\"\nuid_range = \"{range}\"\nstart_reserve = \"1M\"\n"));
     std::fs::create_dir_all(f.tmp.path().join("ws/ws-002")).expect("second slot");
     Some(f)
 }
 
 #[test]
 fn a_hard_link_in_a_slot_does_not_hand_a_file_of_roots_to_the_next_agent() {
-    let Some(f) = auto_fleet("contain-hardlink") else { return };
+    let Some(f) = auto_fleet("contain-hardlink", 201_000) else { return };
     // Outside the pool, root's alone; linked into the slot as an agent can where
     // protected_hardlinks is off (root plants it here, whatever the host's setting).
     let outside = f.tmp.path().join("root-only");
@@ -113,7 +117,7 @@ fn a_hard_link_in_a_slot_does_not_hand_a_file_of_roots_to_the_next_agent() {
 
 #[test]
 fn a_uid_stays_with_its_slot_and_nothing_of_it_outlives_its_agent() {
-    let Some(f) = auto_fleet("contain-slotuid") else { return };
+    let Some(f) = auto_fleet("contain-slotuid", 202_000) else { return };
     let ws1 = f.tmp.path().join("ws/ws-001");
     let holder =
         "echo mine > $FLEET_WORKSPACE/secret; chmod 600 $FLEET_WORKSPACE/secret; sleep 600 & echo orphan=$!; wait";
@@ -138,13 +142,45 @@ fn a_uid_stays_with_its_slot_and_nothing_of_it_outlives_its_agent() {
     let log = reach("b1");
     assert!(!log.contains("mine") && log.contains("Permission denied"), "ws-002 read ws-001:\n{log}");
     assert!(log.contains("denied signal orphan"), "{log}");
-    assert_eq!(record(&f, "b1")["user"], "200002:200002", "ws-002's uid");
+    assert_eq!(record(&f, "b1")["user"], "202002:202002", "ws-002's uid");
 
     // The next agent of ws-001 has a1's uid: whatever a1 left running is ended first (it
     // may linger as a zombie, which runs nothing and which a signal no longer reaches).
     f.run(&["spawn", "a2", "ws-001", "--user", "auto", "--", "sleep", "600"]).code(0);
     crate::util::wait_until(T, || format!("a1's orphan {orphan} outlived a2's start"), || !crate::util::alive(orphan));
-    assert_eq!(record(&f, "a2")["user"], "200001:200001", "ws-001's uid");
+    assert_eq!(record(&f, "a2")["user"], "202001:202001", "ws-001's uid");
     f.run(&["kill", "a1", "a2"]).code(0);
+    f.finish();
+}
+
+/// The first user of the host's passwd file other than root: `(name, uid)`.
+fn a_hosts_user() -> Option<(String, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        let uid = fields.get(2)?.parse::<u32>().ok().filter(|&u| u > 0 && u < 1 << 31)?;
+        Some((fields[0].to_string(), uid))
+    })
+}
+
+#[test]
+fn root_via_sudo_and_a_range_of_the_hosts_users_are_refused() {
+    let Some(f) = crate::util::TestFleet::new("contain-refuse") else { return };
+    open_to_agents(&f);
+    let config = f.tmp.path().join("no-user.toml");
+    std::fs::write(&config, "").expect("config");
+    let mut cmd = f.cmd(&["spawn", "r1", "ws-001", "--", "true"]);
+    cmd.env("FLEET_CONFIG", &config).env("SUDO_UID", "0").env("SUDO_GID", "0").env("SUDO_USER", "root");
+    Run::from(cmd.output().expect("spawn")).code(2).one_error_line("--user root");
+    match a_hosts_user() {
+        Some((name, uid)) => {
+            f.set_config(&format!("[agent]\nuser = \"auto\"\nuid_range = \"{uid}-{uid}\"\n"));
+            f.run(&["spawn", "r2", "ws-001", "--", "true"]).code(2).one_error_line(&format!("uid {uid} ({name})"));
+        }
+        None => {
+            crate::util::skip::skip_part("root_via_sudo_and_a_range_of_the_hosts_users_are_refused", "no user but root")
+        }
+    }
+    assert!(std::fs::read_dir(f.state.join("agents")).into_iter().flatten().next().is_none(), "nothing left");
     f.finish();
 }
