@@ -184,3 +184,30 @@ fn root_via_sudo_and_a_range_of_the_hosts_users_are_refused() {
     assert!(std::fs::read_dir(f.state.join("agents")).into_iter().flatten().next().is_none(), "nothing left");
     f.finish();
 }
+
+#[test]
+fn logs_and_the_journal_an_older_fleetctl_left_readable_are_narrowed() {
+    let Some(f) = crate::util::TestFleet::new("contain-logmode") else { return };
+    f.set_budget(256 << 20);
+    open_to_agents(&f);
+    let (journal, log) = (f.tmp.path().join("log/events.jsonl"), f.tmp.path().join("log/agents/l2.log"));
+    std::fs::create_dir_all(log.parent().expect("dir")).expect("log dir");
+    for file in [&journal, &log] {
+        std::fs::write(file, "old-secret\n").expect("write");
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).expect("an older fleetctl's mode");
+    }
+    f.run(&["spawn", "l2", "ws-001", "--user", "root", "--", "sh", "-c", "echo l2-wrote; sleep 600"]).code(0);
+    f.wait_log("l2", "l2-wrote", T);
+    let mut script = String::new();
+    for file in [&journal, &log] {
+        script += &super::attempt(&format!("read {}", file.display()), &format!("cat {}", file.display()));
+    }
+    script += "echo attempts-done";
+    f.run(&["spawn", "l1", "ws-001", "--user", NOBODY, "--", "sh", "-c", &script]).code(0);
+    f.wait_log("l1", "attempts-done", T);
+    let seen = f.log("l1");
+    assert!(!seen.contains("old-secret") && !seen.contains("ALLOWED"), "{seen}");
+    assert_eq!(super::denials(&seen), 2, "{seen}");
+    f.run(&["kill", "l2"]).code(0);
+    f.finish();
+}

@@ -29,6 +29,7 @@ pub fn append(path: &Path, id: &AgentId, event: &Event) -> Result<()> {
         other => other,
     };
     let mut file = opened.map_err(|e| Error::io("open journal", path, e))?;
+    crate::paths::narrow_mode(&file, 0o640).map_err(|e| Error::io("chmod", path, e))?;
     file.write_all(text.as_bytes()).map_err(|e| Error::io("append to", path, e))
 }
 

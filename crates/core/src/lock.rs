@@ -91,12 +91,9 @@ pub(crate) fn open_lock_file(path: &Path) -> Result<File> {
 /// OFD lock needs only a descriptor, even a read-only one, so anyone who could open a lock
 /// or lease file could hold it and freeze every kill, spawn or relief that waits on it.
 pub fn open_private(options: &mut OpenOptions, path: &Path) -> std::io::Result<File> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    use std::os::unix::fs::OpenOptionsExt;
     let file = options.write(true).create(true).truncate(false).mode(0o600).open(path)?;
-    let mode = file.metadata()?.permissions().mode();
-    if mode & 0o077 != 0 {
-        file.set_permissions(std::fs::Permissions::from_mode(mode & 0o7700))?;
-    }
+    crate::paths::narrow_mode(&file, 0o600)?;
     Ok(file)
 }
 
