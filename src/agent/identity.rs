@@ -1,5 +1,6 @@
 //! Who an agent runs as. In order: `spawn --user`, then `agent.user` in the config, then,
-//! under sudo, the user who ran sudo (their groups and home). Root with none of these is
+//! under sudo, the user who ran sudo (their primary group alone, and their home). A user
+//! named with `--user` or `agent.user` gets its groups, as systemd's `User=` does. Root with none of these is
 //! refused: agents never run as root unless asked (`--user root`). A non-root caller (a
 //! delegated fleet) cannot switch users, so its agents run as itself.
 //!
@@ -127,8 +128,12 @@ pub fn resolve(
         Some((source, spec)) => parse(spec).map(RunAs::User).map_err(|e| format!("{source} {spec}: {e}")),
         None => match caller.sudo {
             // SUDO_UID=0 is root running sudo: no one to fall back to but root, which must be asked for.
+            // The caller's primary group only: supplementary groups such as docker, lxd, disk
+            // or adm give root back to whatever runs with them.
             Some((uid, gid)) if caller.real_uid == 0 && uid != 0 => {
-                Ok(RunAs::User(identity(&uid.to_string(), None, Some(gid))?))
+                let mut who = identity(&uid.to_string(), None, Some(gid))?;
+                who.credentials.groups.clear();
+                Ok(RunAs::User(who))
             }
             _ => Err(
                 "spawn as root with no user to run the agent as: agents never run as root unless asked; pass --user USER, --user root, or set agent.user in the config"

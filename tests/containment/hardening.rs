@@ -211,3 +211,41 @@ fn logs_and_the_journal_an_older_fleetctl_left_readable_are_narrowed() {
     f.run(&["kill", "l2"]).code(0);
     f.finish();
 }
+
+/// A user of the host with a supplementary group: `(name, uid, primary gid, that group's gid)`.
+fn a_user_with_a_supplementary_group() -> Option<(String, u32, u32, u32)> {
+    let groups = std::fs::read_to_string("/etc/group").ok()?;
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    groups.lines().find_map(|line| {
+        let g: Vec<&str> = line.split(':').collect();
+        let member = g.get(3)?.split(',').find(|m| !m.is_empty())?;
+        let entry = passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|p| p[0] == member)?;
+        let (uid, gid) = (entry.get(2)?.parse().ok()?, entry.get(3)?.parse().ok()?);
+        Some((member.to_string(), uid, gid, g.get(2)?.parse().ok()?)).filter(|s| s.1 > 0 && s.3 != s.2)
+    })
+}
+
+#[test]
+fn a_sudo_caller_s_agent_gets_its_primary_group_alone() {
+    let test = "a_sudo_caller_s_agent_gets_its_primary_group_alone";
+    let Some(f) = crate::util::TestFleet::new("contain-groups") else { return };
+    f.set_budget(256 << 20);
+    open_to_agents(&f);
+    let Some((name, uid, gid, extra)) = a_user_with_a_supplementary_group() else {
+        crate::util::skip::skip_part(test, "no user of this host has a supplementary group");
+        return f.finish();
+    };
+    let config = f.tmp.path().join("no-user.toml");
+    std::fs::write(&config, "").expect("config");
+    let groups = "echo groups=$(id -G)";
+    let mut cmd = f.cmd(&["spawn", "g1", "ws-001", "--", "sh", "-c", groups]);
+    cmd.env("FLEET_CONFIG", &config).env("SUDO_UID", uid.to_string()).env("SUDO_GID", gid.to_string());
+    Run::from(cmd.output().expect("spawn")).code(0);
+    f.run(&["spawn", "g2", "ws-001", "--user", &name, "--", "sh", "-c", groups]).code(0);
+    f.wait_log("g1", "groups=", T);
+    f.wait_log("g2", "groups=", T);
+    assert!(f.log("g1").contains(&format!("groups={gid}\n")), "sudo's caller: {}", f.log("g1"));
+    let named = f.log("g2");
+    assert!(named.split_whitespace().any(|g| g.trim_start_matches("groups=") == extra.to_string()), "{named}");
+    f.finish();
+}
