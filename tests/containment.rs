@@ -18,9 +18,12 @@ const T: Duration = Duration::from_secs(30);
 const NOBODY: &str = "65534";
 
 /// Lets agents running as other users reach the fleet's temp dir (a tempdir is 0700): the
-/// workspace pool and scratch root are inside it.
+/// workspace pool and scratch root are inside it; and write slot ws-001, which spawn
+/// checks the agent's user can.
 fn open_to_agents(f: &TestFleet) {
     std::fs::set_permissions(f.tmp.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod tmp");
+    let slot = f.tmp.path().join("ws/ws-001");
+    std::fs::set_permissions(slot, std::fs::Permissions::from_mode(0o1777)).expect("chmod ws-001");
 }
 
 /// A shell line that tries `cmd` and prints `ALLOWED LABEL`, or `denied LABEL: ` and the
@@ -204,6 +207,8 @@ fn the_agent_sees_only_what_it_is_given() {
     f.set_budget(256 << 20);
     open_to_agents(&f);
     std::fs::create_dir_all(f.tmp.path().join("ws/ws-001/src/lib")).expect("subdir");
+    std::fs::set_permissions(f.tmp.path().join("ws/ws-001/src/lib"), std::fs::Permissions::from_mode(0o777))
+        .expect("the agent's to write");
     let file = f.tmp.path().join("agent.env");
     std::fs::write(&file, "# settings\nFROM_FILE=file value\n\nOVERRIDDEN=file\n").expect("env file");
     let script = "id -u; id -g; pwd; env | sort; echo env-done";

@@ -100,6 +100,22 @@ impl Containment {
             _ => self.identity.as_ref().map(|who| who.credentials.clone()),
         };
         let cwd = args.cwd.as_deref().map(|dir| ownership::resolve_cwd(workspace, dir)).transpose()?;
+        // `auto` is given its slot; anyone else must be able to write where it starts, or it
+        // fails later with an error that names neither the user nor the directory.
+        let start = cwd.as_deref().unwrap_or(workspace);
+        if !matches!(self.run_as, RunAs::Auto(_))
+            && !ownership::writable_by(credentials.as_ref(), start).context("cannot check the workspace")?
+        {
+            let uid = self.identity.as_ref().map_or(0, |who| who.credentials.uid);
+            return Err(Fail::error(
+                Exit::Usage,
+                format!(
+                    "{} is not writable by uid {uid}, whom the agent runs as: use --user auto (a uid per slot, given its slot), give the pool to that user (chown -R {uid} {}), or --cwd a directory it can write",
+                    start.display(),
+                    workspace.parent().unwrap_or(workspace).display()
+                ),
+            ));
+        }
         Ok((credentials, self.env.vars.clone(), cwd))
     }
 

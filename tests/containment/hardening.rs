@@ -249,3 +249,24 @@ fn a_sudo_caller_s_agent_gets_its_primary_group_alone() {
     assert!(named.split_whitespace().any(|g| g.trim_start_matches("groups=") == extra.to_string()), "{named}");
     f.finish();
 }
+
+#[test]
+fn a_workspace_the_agents_user_cannot_write_is_refused_at_spawn() {
+    let Some(f) = crate::util::TestFleet::new("contain-unwritable") else { return };
+    open_to_agents(&f);
+    // As setup-host makes slots: root's, 0755.
+    let (slot, sub) = (f.tmp.path().join("ws/ws-002"), f.tmp.path().join("ws/ws-001/roots"));
+    for dir in [&slot, &sub] {
+        std::fs::create_dir_all(dir).expect("dir");
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let config = f.tmp.path().join("no-user.toml");
+    std::fs::write(&config, "").expect("config");
+    for (id, args) in [("w1", &["ws-002"][..]), ("w2", &["ws-001", "--cwd", "roots"])] {
+        let mut cmd = f.cmd(&[&["spawn", id][..], args, &["--", "true"]].concat());
+        cmd.env("FLEET_CONFIG", &config).env("SUDO_UID", NOBODY).env("SUDO_GID", NOBODY);
+        Run::from(cmd.output().expect("spawn")).code(2).one_error_line("is not writable by uid 65534");
+        assert!(!f.state.join("agents").join(id).exists() && !f.cgroup(id).exists(), "{id} left something");
+    }
+    f.finish();
+}
