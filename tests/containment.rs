@@ -3,6 +3,8 @@
 //! own, see the caller's variables) and writes what happened to its log, which the test
 //! reads. Numeric uids, so the tests need no passwd entry (the VM tier has none).
 
+mod hardening;
+
 use crate::util::{Run, TestFleet, alive};
 use std::{
     os::unix::fs::PermissionsExt,
@@ -16,14 +18,31 @@ const T: Duration = Duration::from_secs(30);
 const NOBODY: &str = "65534";
 
 /// Lets agents running as other users reach the fleet's temp dir (a tempdir is 0700): the
-/// workspace pool and scratch root are inside it.
+/// workspace pool and scratch root are inside it; and write slot ws-001, which spawn
+/// checks the agent's user can.
 fn open_to_agents(f: &TestFleet) {
     std::fs::set_permissions(f.tmp.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod tmp");
+    let slot = f.tmp.path().join("ws/ws-001");
+    std::fs::set_permissions(slot, std::fs::Permissions::from_mode(0o1777)).expect("chmod ws-001");
 }
 
-/// A shell line that tries `cmd` and prints `denied LABEL` or `ALLOWED LABEL`.
+/// A shell line that tries `cmd` and prints `ALLOWED LABEL`, or `denied LABEL: ` and the
+/// error it got, which [`denials`] checks is a refusal and not a missing target.
 fn attempt(label: &str, cmd: &str) -> String {
-    format!("if ( {cmd} ) 2>/dev/null; then echo 'ALLOWED {label}'; else echo 'denied {label}'; fi; ")
+    format!("if out=$( ( {cmd} ) 2>&1 ); then echo 'ALLOWED {label}'; else echo \"denied {label}: $out\"; fi; ")
+}
+
+/// How many attempts in `log` were refused, failing on any that failed otherwise (a target
+/// that does not exist is no proof of containment).
+fn denials(log: &str) -> usize {
+    let denied: Vec<&str> = log.lines().filter(|l| l.starts_with("denied ")).collect();
+    for line in &denied {
+        assert!(
+            line.contains("Permission denied") || line.contains("Operation not permitted"),
+            "not a refusal: {line}\n{log}"
+        );
+    }
+    denied.len()
 }
 
 /// The agent's memory and pids limit files, as the layout has them.
@@ -78,7 +97,7 @@ fn an_agent_cannot_lift_its_limits_leave_its_cgroup_or_signal_its_keepers() {
     f.wait_log("c1", "attempts-done", T);
     let log = f.log("c1");
     assert!(!log.contains("ALLOWED"), "the agent undid its containment:\n{log}");
-    assert_eq!(log.matches("denied").count(), 4 + escape_hatches(&f).len(), "every attempt ran:\n{log}");
+    assert_eq!(denials(&log), 4 + escape_hatches(&f).len(), "every attempt ran:\n{log}");
     let agent = f.agent("c1");
     assert_eq!(agent["state"], "running", "{agent:#}");
     assert!(alive(agent["supervisor_pid"].as_i64().expect("supervisor")), "the supervisor survived");
@@ -188,6 +207,8 @@ fn the_agent_sees_only_what_it_is_given() {
     f.set_budget(256 << 20);
     open_to_agents(&f);
     std::fs::create_dir_all(f.tmp.path().join("ws/ws-001/src/lib")).expect("subdir");
+    std::fs::set_permissions(f.tmp.path().join("ws/ws-001/src/lib"), std::fs::Permissions::from_mode(0o777))
+        .expect("the agent's to write");
     let file = f.tmp.path().join("agent.env");
     std::fs::write(&file, "# settings\nFROM_FILE=file value\n\nOVERRIDDEN=file\n").expect("env file");
     let script = "id -u; id -g; pwd; env | sort; echo env-done";
@@ -275,7 +296,7 @@ fn per_agent_uids_keep_agents_out_of_each_others_work() {
     f.wait_log("a2", "attempts-done", T);
     let log = f.log("a2");
     assert!(!log.contains("ALLOWED"), "one agent reached another's:\n{log}");
-    assert_eq!(log.matches("denied").count(), 6, "{log}");
+    assert_eq!(denials(&log), 6, "{log}");
     assert!(alive(a1_pid), "a1 survived a2's signal");
 
     let user = |id: &str| record(&f, id)["user"].as_str().unwrap_or_default().to_string();

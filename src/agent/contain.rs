@@ -14,7 +14,7 @@ use crate::{
     context::Ctx,
     exit::{Exit, Fail},
 };
-use anyhow::Result;
+use anyhow::{Context, Result};
 use fleet_cli::SpawnArgs;
 use fleet_core::{lease::Leases, state::AgentRecord};
 use std::{ffi::OsString, path::Path};
@@ -39,6 +39,9 @@ impl Containment {
         let run_as =
             identity::resolve(args.user.as_deref(), (a.user.as_deref(), a.uid_range.clone()), &Caller::current())
                 .map_err(usage)?;
+        if let RunAs::Auto(range) = &run_as {
+            identity::check_range_is_unused(range).map_err(usage)?;
+        }
         if matches!(run_as, RunAs::Auto(_)) && matches!(workspace, Workspace::Dir { slot: None, .. }) {
             return Err(usage(
                 "--user auto gives the agent its workspace for the run (chown), so it needs a pool slot: use auto or a ws-N name, not a directory of someone else's"
@@ -62,24 +65,26 @@ impl Containment {
         matches!(self.run_as, RunAs::Auto(_))
     }
 
-    /// Once the `workspace` is settled: leases the uid of `--user auto` (kept with `leases`,
-    /// for the supervisor), and returns the plan's credentials, environment and working
-    /// directory (`--cwd`, exit 2 if not inside the workspace).
+    /// Once the `workspace` is settled: gives `--user auto` its slot's uid (leased and kept
+    /// with `leases`, for the supervisor), and returns the plan's credentials, environment
+    /// and working directory (`--cwd`, exit 2 if not inside the workspace).
     pub fn settle(
         &mut self,
         ctx: &Ctx,
         args: &SpawnArgs,
-        (workspace, scratch): (&Path, Option<&Path>),
+        (workspace, scratch, slot): (&Path, Option<&Path>, Option<u32>),
         leases: &mut Option<Leases>,
     ) -> Result<Settled> {
         if let RunAs::Auto(range) = &self.run_as {
-            let Some((uid, file)) = identity::lease_uid(&ctx.lock_dir, range)? else {
+            let slot = slot.context("--user auto runs in a pool slot")?;
+            let pool = workspace.parent().map(fleet_core::lease::pool_slots).transpose()?.unwrap_or_default();
+            let highest = pool.iter().map(|(n, _)| *n).max().unwrap_or(slot);
+            let uid = identity::slot_uid(range, slot, highest).map_err(|m| Fail::error(Exit::Usage, m))?;
+            let Some(file) = identity::lease_uid(&ctx.lock_dir, uid)? else {
                 return Err(Fail::error(
                     Exit::Refused,
                     format!(
-                        "uid pool exhausted: every uid of agent.uid_range {}-{} is leased; wait for an agent to end, or widen the range",
-                        range.start(),
-                        range.end()
+                        "uid {uid} (slot ws-{slot:03}'s) is held by an agent of another pool that shares agent.uid_range; wait for it to end, or give each pool its own range"
                     ),
                 ));
             };
@@ -95,6 +100,22 @@ impl Containment {
             _ => self.identity.as_ref().map(|who| who.credentials.clone()),
         };
         let cwd = args.cwd.as_deref().map(|dir| ownership::resolve_cwd(workspace, dir)).transpose()?;
+        // `auto` is given its slot; anyone else must be able to write where it starts, or it
+        // fails later with an error that names neither the user nor the directory.
+        let start = cwd.as_deref().unwrap_or(workspace);
+        if !matches!(self.run_as, RunAs::Auto(_))
+            && !ownership::writable_by(credentials.as_ref(), start).context("cannot check the workspace")?
+        {
+            let uid = self.identity.as_ref().map_or(0, |who| who.credentials.uid);
+            return Err(Fail::error(
+                Exit::Usage,
+                format!(
+                    "{} is not writable by uid {uid}, whom the agent runs as: use --user auto (a uid per slot, given its slot), give the pool to that user (chown -R {uid} {}), or --cwd a directory it can write",
+                    start.display(),
+                    workspace.parent().unwrap_or(workspace).display()
+                ),
+            ));
+        }
         Ok((credentials, self.env.vars.clone(), cwd))
     }
 
@@ -112,10 +133,13 @@ impl Containment {
     }
 
     /// Gives the agent its directories: its scratch dir always (it must be able to write
-    /// it), with `--user auto` its workspace slot too. Spawn's undo removes the scratch dir;
-    /// the slot stays the uid's until the next `auto` agent takes it.
+    /// it), with `--user auto` its workspace slot too, once nothing runs as its uid any more.
+    /// Spawn's undo removes the scratch dir; the slot stays the uid's, which is the slot's.
     pub fn hand_over(&self, plan: &SupervisorPlan) -> Result<()> {
         let Some(Credentials { uid, gid, .. }) = plan.credentials else { return Ok(()) };
+        if matches!(self.run_as, RunAs::Auto(_)) {
+            identity::end_leftovers(uid).with_context(|| format!("cannot end the processes left as uid {uid}"))?;
+        }
         if let Some(scratch) = &plan.scratch {
             ownership::make_own(scratch, uid, gid)?;
         }

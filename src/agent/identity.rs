@@ -1,10 +1,14 @@
 //! Who an agent runs as. In order: `spawn --user`, then `agent.user` in the config, then,
-//! under sudo, the user who ran sudo (their groups and home). Root with none of these is
+//! under sudo, the user who ran sudo (their primary group alone, and their home). A user
+//! named with `--user` or `agent.user` gets its groups, as systemd's `User=` does. Root with none of these is
 //! refused: agents never run as root unless asked (`--user root`). A non-root caller (a
 //! delegated fleet) cannot switch users, so its agents run as itself.
 //!
-//! `auto` gives each agent a uid of its own, leased from `agent.uid_range` (see
-//! [`lease_uid`]), with a private group of the same number and no supplementary groups.
+//! `auto` gives each agent the uid of its workspace slot, `agent.uid_range`'s first plus the
+//! slot's number ([`slot_uid`]), with a private group of the same number and no
+//! supplementary groups. Tied to the slot, a uid never reaches a slot it is not in: the
+//! files an agent leaves in its slot are only ever handed to the next agent of that slot,
+//! and before that agent starts, whatever still runs as the uid is killed ([`end_leftovers`]).
 
 use fleet_core::lease::{self, LeaseFile};
 use nix::unistd::{Gid, Group, Uid, User};
@@ -123,7 +127,14 @@ pub fn resolve(
         },
         Some((source, spec)) => parse(spec).map(RunAs::User).map_err(|e| format!("{source} {spec}: {e}")),
         None => match caller.sudo {
-            Some((uid, gid)) if caller.real_uid == 0 => Ok(RunAs::User(identity(&uid.to_string(), None, Some(gid))?)),
+            // SUDO_UID=0 is root running sudo: no one to fall back to but root, which must be asked for.
+            // The caller's primary group only: supplementary groups such as docker, lxd, disk
+            // or adm give root back to whatever runs with them.
+            Some((uid, gid)) if caller.real_uid == 0 && uid != 0 => {
+                let mut who = identity(&uid.to_string(), None, Some(gid))?;
+                who.credentials.groups.clear();
+                Ok(RunAs::User(who))
+            }
             _ => Err(
                 "spawn as root with no user to run the agent as: agents never run as root unless asked; pass --user USER, --user root, or set agent.user in the config"
                     .into(),
@@ -210,20 +221,97 @@ pub fn parse_uid_range(text: &str) -> Result<RangeInclusive<u32>, String> {
     Ok(first..=last)
 }
 
+/// `agent.uid_range`'s uids and gids must be nobody's: an agent given uid 6 would be `man`,
+/// with gid 6 `disk`. One pass over the user and group databases (getpwent/getgrent), at
+/// each `--user auto` spawn; the error is the one line for exit 2.
+pub fn check_range_is_unused(range: &RangeInclusive<u32>) -> Result<(), String> {
+    let taken = |kind: &str, name: &str, id: u32| {
+        format!(
+            "agent.uid_range = \"{}-{}\" contains {kind} {id} ({name}) of this host: --user auto must give uids and gids no one has; pick a range outside every user and group (e.g. \"200000-200999\")",
+            range.start(),
+            range.end()
+        )
+    };
+    // SAFETY: spawn is single-threaded, so nothing else walks the databases meanwhile; each
+    // entry is read before the next call replaces it.
+    unsafe {
+        libc::setpwent();
+        let mut found = None;
+        while let Some(entry) = libc::getpwent().as_ref() {
+            if range.contains(&entry.pw_uid) {
+                found = Some(taken("uid", &std::ffi::CStr::from_ptr(entry.pw_name).to_string_lossy(), entry.pw_uid));
+                break;
+            }
+        }
+        libc::endpwent();
+        if let Some(err) = found {
+            return Err(err);
+        }
+        libc::setgrent();
+        while let Some(entry) = libc::getgrent().as_ref() {
+            if range.contains(&entry.gr_gid) {
+                found = Some(taken("gid", &std::ffi::CStr::from_ptr(entry.gr_name).to_string_lossy(), entry.gr_gid));
+                break;
+            }
+        }
+        libc::endgrent();
+        found.map_or(Ok(()), Err)
+    }
+}
+
 /// The identity `auto` gives uid `uid`: a private group of the same number, no
 /// supplementary groups, and no passwd entry (its HOME is its scratch dir).
 pub fn auto_identity(uid: u32) -> Identity {
     Identity { credentials: Credentials { uid, gid: uid, groups: Vec::new() }, name: None, home: None, shell: None }
 }
 
-/// Leases a uid of `range` on the host's uid lease file in `lock_dir`: the lease is the
-/// returned file's lock, held by the supervisor (as the other leases are), freed when it dies.
-pub fn lease_uid(
-    lock_dir: &std::path::Path,
-    range: &RangeInclusive<u32>,
-) -> fleet_core::Result<Option<(u32, LeaseFile)>> {
+/// The uid of pool slot `slot` (`ws-<slot>`): `range`'s first plus the slot's number, or
+/// the one line for exit 2 when the range has none for it (nor for the pool's `highest`).
+pub fn slot_uid(range: &RangeInclusive<u32>, slot: u32, highest: u32) -> Result<u32, String> {
+    let (first, last) = (*range.start(), *range.end());
+    match first.checked_add(slot.max(highest)) {
+        Some(top) if top <= last => Ok(first + slot),
+        _ => Err(format!(
+            "agent.uid_range = \"{first}-{last}\" is too small for the workspace pool: --user auto runs slot ws-N as uid {first}+N, and the pool has slots up to ws-{:03}; widen the range to at least \"{first}-{}\"",
+            slot.max(highest),
+            u64::from(first) + u64::from(slot.max(highest))
+        )),
+    }
+}
+
+/// Leases `uid` itself on the host's uid lease file in `lock_dir`: the slot's exclusive
+/// lease already keeps it from two agents of one pool, this one from agents of two pools
+/// that share a range. The lease is the returned file's lock, held by the supervisor (as
+/// the other leases are), freed when it dies. `None` when someone holds it.
+pub fn lease_uid(lock_dir: &std::path::Path, uid: u32) -> fleet_core::Result<Option<LeaseFile>> {
     let file = LeaseFile::open(&lease::uids_lease_path(lock_dir))?;
-    Ok(file.lease_number(range.clone())?.map(|uid| (uid, file)))
+    Ok(file.lease_number(uid..=uid)?.map(|_| file))
+}
+
+/// SIGKILLs every process that still runs as `uid` (an agent whose supervisor was killed,
+/// or what one left behind), so the next agent given the uid can neither signal them nor be
+/// watched by them: a child becomes `uid` and sends SIGKILL to every process it may signal
+/// (`kill(-1)`: those whose real or saved uid is `uid`), and `spawn` waits for it. A killed
+/// process runs no more code; it may linger as a zombie until its parent reaps it.
+pub fn end_leftovers(uid: u32) -> std::io::Result<()> {
+    // SAFETY: spawn is single-threaded; the child makes raw system calls only (no
+    // allocation, no lock) and leaves through `_exit`.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Child => unsafe {
+            let became = libc::syscall(libc::SYS_setresuid, uid, uid, uid) == 0;
+            libc::_exit(if became && (libc::kill(-1, libc::SIGKILL) == 0 || *libc::__errno_location() == libc::ESRCH) {
+                0
+            } else {
+                1
+            })
+        },
+        nix::unistd::ForkResult::Parent { child } => match nix::sys::wait::waitpid(child, None)? {
+            nix::sys::wait::WaitStatus::Exited(_, 0) => Ok(()),
+            other => {
+                Err(std::io::Error::other(format!("the child that ends uid {uid}'s processes ended with {other:?}")))
+            }
+        },
+    }
 }
 
 #[cfg(test)]
@@ -279,6 +367,9 @@ mod tests {
         // SUDO_* set while the real uid is not root (a setuid wrapper) is not sudo.
         let fake = Caller { real_uid: 1000, sudo: Some((FREE, FREE)), ..root() };
         assert!(resolve(None, (None, None), &fake).is_err());
+        // Root running `sudo fleetctl` is still root.
+        let root_sudo = Caller { sudo: Some((0, 0)), ..root() };
+        assert!(resolve(None, (None, None), &root_sudo).expect_err("root via sudo").contains("--user root"));
     }
 
     #[test]
@@ -290,6 +381,27 @@ mod tests {
         for bad in ["0-10", "10-5", "x-1", "1", "5-4294967295"] {
             assert!(parse_uid_range(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_range_with_a_hosts_user_or_group_is_refused() {
+        // Root's entries are on every host: a range reaching 0 from above cannot be given,
+        // so use the first user and group numbers the host has, if any besides root.
+        let uid = User::from_name("nobody").ok().flatten().map(|u| u.uid.as_raw()).filter(|&u| u > 0 && u < u32::MAX);
+        if let Some(uid) = uid {
+            let err = check_range_is_unused(&(uid..=uid)).expect_err("nobody's uid");
+            assert!(err.contains("agent.uid_range") && err.contains(&uid.to_string()), "{err}");
+        }
+        assert_eq!(check_range_is_unused(&(3_999_000..=3_999_999)), Ok(()));
+    }
+
+    #[test]
+    fn a_slots_uid_is_the_ranges_first_plus_its_number() {
+        assert_eq!(slot_uid(&(200_000..=200_099), 1, 99), Ok(200_001));
+        assert_eq!(slot_uid(&(200_000..=200_099), 99, 12), Ok(200_099));
+        let err = slot_uid(&(200_000..=200_009), 3, 12).expect_err("the pool reaches ws-012");
+        assert!(err.contains("agent.uid_range") && err.contains("200000-200012"), "{err}");
+        assert!(slot_uid(&(u32::MAX - 2..=u32::MAX - 1), 5, 5).is_err(), "no overflow");
     }
 
     #[test]

@@ -29,8 +29,8 @@ pub struct Taken {
     pub leases: Option<Leases>,
     /// The workspace directory.
     pub workspace: PathBuf,
-    /// Its slot name, when it is a pool slot.
-    pub slot: Option<String>,
+    /// Its slot's number and name, when it is a pool slot.
+    pub slot: Option<(u32, String)>,
     /// The ports.
     pub ports: Option<PortBlock>,
 }
@@ -75,7 +75,7 @@ pub fn take(ctx: &Ctx, workspace: &Workspace, ports: Option<(u16, (u16, u16))>, 
             // Absolute, like a named workspace: the agent's FLEET_WORKSPACE must not depend on
             // where spawn was run from.
             let dir = ctx.workspace_root.join(&name);
-            (std::fs::canonicalize(&dir).unwrap_or(dir), Some(name))
+            (std::fs::canonicalize(&dir).unwrap_or(dir), Some((n, name)))
         }
         Workspace::Dir { path, slot: Some((n, name)) } => {
             let file = pool_file(ctx, path.parent().unwrap_or(&ctx.workspace_root))?;
@@ -98,7 +98,7 @@ pub fn take(ctx: &Ctx, workspace: &Workspace, ports: Option<(u16, (u16, u16))>, 
                 ));
             }
             leases.add(file);
-            (path.clone(), Some(name.clone()))
+            (path.clone(), Some((*n, name.clone())))
         }
         Workspace::Dir { path, slot: None } => (path.clone(), None),
     };

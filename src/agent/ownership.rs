@@ -2,34 +2,114 @@
 
 use crate::exit::{Exit, Fail};
 use anyhow::{Context, Result};
+use nix::{
+    dir::Dir,
+    fcntl::{AT_FDCWD, OFlag, openat},
+    sys::stat::{FileStat, Mode, SFlag, fchmod, fstat},
+    unistd::{Gid, Uid, fchownat},
+};
 use std::{
-    os::unix::fs::{PermissionsExt, lchown},
+    ffi::CString,
+    os::fd::OwnedFd,
     path::{Path, PathBuf},
 };
 
 /// Makes `dir` and everything under it `uid`:`gid`'s, and `dir` theirs alone (0700).
-/// Symlinks are changed themselves, never followed: a link an earlier agent left pointing
-/// elsewhere must not hand that place over.
+///
+/// The tree may be an earlier agent's, which may still be changing it (an agent of the slot's
+/// uid whose supervisor died), so the walk goes by descriptors, never by path: each entry is
+/// opened (`O_PATH|O_NOFOLLOW`) from its directory's descriptor and changed through that
+/// descriptor, so a directory swapped for a symlink mid-walk is the symlink, changed itself
+/// and never followed. It stays on `dir`'s filesystem (a mount inside is left alone), and a
+/// non-directory with more than one link is left as it is: another name of the same file
+/// may be outside the tree (a hard link to a file of root's, planted where
+/// `protected_hardlinks` is off), and the uid the slot's files already have is the slot's.
 pub fn make_own(dir: &Path, uid: u32, gid: u32) -> Result<()> {
-    chown_tree(dir, uid, gid).with_context(|| format!("cannot give {} to uid {uid}", dir.display()))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("cannot make {} private (mode 0700)", dir.display()))
+    let context = || format!("cannot give {} to uid {uid}", dir.display());
+    let top = openat(AT_FDCWD, dir, DIRECTORY, Mode::empty()).with_context(context)?;
+    chown_tree(top, Uid::from_raw(uid), Gid::from_raw(gid)).with_context(context)
 }
 
-fn chown_tree(dir: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
-    lchown(dir, Some(uid), Some(gid))?;
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(next) = pending.pop() {
-        for entry in std::fs::read_dir(&next)? {
-            let entry = entry?;
-            let path = entry.path();
-            lchown(&path, Some(uid), Some(gid))?;
-            if entry.file_type()?.is_dir() {
-                pending.push(path);
-            }
+/// How a directory is opened to be read: never through a symlink.
+const DIRECTORY: OFlag = OFlag::O_RDONLY.union(OFlag::O_DIRECTORY).union(OFlag::O_NOFOLLOW).union(OFlag::O_CLOEXEC);
+
+fn chown_tree(top: OwnedFd, uid: Uid, gid: Gid) -> nix::Result<()> {
+    let device = fstat(&top)?.st_dev;
+    give(&top, uid, gid)?;
+    fchmod(&top, Mode::from_bits_truncate(0o700))?;
+    // Depth first, one open directory per level, so a wide tree holds few descriptors.
+    let mut stack = vec![(entries(&top)?.into_iter(), top)];
+    while let Some((names, parent)) = stack.last_mut() {
+        let Some(name) = names.next() else {
+            stack.pop();
+            continue;
+        };
+        let entry = match openat(
+            &*parent,
+            name.as_c_str(),
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            // Gone since the listing: an agent still at work.
+            Err(nix::errno::Errno::ENOENT) => continue,
+            Err(e) => return Err(e),
+        };
+        let stat = fstat(&entry)?;
+        if stat.st_dev != device {
+            continue;
+        }
+        if is_dir(&stat) {
+            // Reopened through its own descriptor: the very directory just checked.
+            let sub = openat(&entry, ".", DIRECTORY, Mode::empty())?;
+            give(&sub, uid, gid)?;
+            let names = entries(&sub)?;
+            stack.push((names.into_iter(), sub));
+        } else if stat.st_nlink <= 1 {
+            give(&entry, uid, gid)?;
         }
     }
     Ok(())
+}
+
+fn is_dir(stat: &FileStat) -> bool {
+    SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR
+}
+
+/// Changes the owner of the file `fd` refers to (a symlink itself, when it is one).
+fn give(fd: &OwnedFd, uid: Uid, gid: Gid) -> nix::Result<()> {
+    fchownat(fd, "", Some(uid), Some(gid), nix::fcntl::AtFlags::AT_EMPTY_PATH)
+}
+
+/// The names in directory `dir`, read through a description of its own.
+fn entries(dir: &OwnedFd) -> nix::Result<Vec<CString>> {
+    let mut listing = Dir::openat(dir, ".", DIRECTORY, Mode::empty())?;
+    Ok(listing
+        .iter()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_owned())
+        .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
+        .collect())
+}
+
+/// Whether `who` (the caller itself when `None`) may create files in `dir`, as the kernel
+/// decides for that user (mode bits, groups, ACLs): asked by a child that becomes the user
+/// and calls access(2), which `spawn` waits for.
+pub fn writable_by(who: Option<&super::identity::Credentials>, dir: &Path) -> std::io::Result<bool> {
+    use nix::unistd::{AccessFlags, ForkResult, access, fork};
+    let Some(who) = who else { return Ok(access(dir, AccessFlags::W_OK | AccessFlags::X_OK).is_ok()) };
+    let path = CString::new(dir.as_os_str().as_encoded_bytes()).map_err(std::io::Error::other)?;
+    // SAFETY: spawn is single-threaded; the child makes raw system calls on memory prepared
+    // before the fork and leaves through `_exit`.
+    match unsafe { fork() }? {
+        ForkResult::Child => unsafe {
+            let can = who.assume() && libc::access(path.as_ptr(), libc::W_OK | libc::X_OK) == 0;
+            libc::_exit(if can { 0 } else { 1 })
+        },
+        ForkResult::Parent { child } => {
+            Ok(matches!(nix::sys::wait::waitpid(child, None)?, nix::sys::wait::WaitStatus::Exited(_, 0)))
+        }
+    }
 }
 
 /// `--cwd DIR`: relative to `workspace` or absolute inside it, an existing directory once
@@ -105,5 +185,26 @@ mod tests {
         }
         assert_eq!(std::fs::metadata(&dir).expect("meta").mode() & 0o777, 0o700);
         assert_eq!(std::fs::metadata(&outside).expect("meta").uid(), 0, "the link's target is not changed");
+    }
+
+    #[test]
+    fn a_hard_link_and_a_symlinked_top_are_left_alone() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: chown needs root");
+            return;
+        }
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().expect("tmp");
+        let (dir, outside) = (tmp.path().join("slot"), tmp.path().join("outside"));
+        std::fs::create_dir_all(dir.join("sub")).expect("dirs");
+        std::fs::write(&outside, "root's").expect("outside");
+        std::fs::hard_link(&outside, dir.join("sub/planted")).expect("hard link");
+        make_own(&dir, 3_999_902, 3_999_903).expect("own");
+        assert_eq!(std::fs::metadata(&outside).expect("meta").uid(), 0, "another name of the file is outside");
+        assert_eq!(std::fs::metadata(dir.join("sub")).expect("meta").uid(), 3_999_902);
+        let link = tmp.path().join("link-to-outside-dir");
+        std::os::unix::fs::symlink(tmp.path(), &link).expect("link");
+        assert!(make_own(&link, 3_999_902, 3_999_903).is_err(), "a symlink is not a slot");
+        assert_eq!(std::fs::metadata(tmp.path()).expect("meta").uid(), 0);
     }
 }

@@ -80,10 +80,11 @@ pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
     let mut taken = leases::take(ctx, &workspace, ports, contained.exclusive_slot())
         .inspect_err(|e| admission::note_pool_refusal(ctx, &plan.id, e))?;
     plan.workspace = taken.workspace;
-    plan.slot = taken.slot;
+    plan.slot = taken.slot.as_ref().map(|(_, name)| name.clone());
     plan.ports = taken.ports;
+    let slot_number = taken.slot.as_ref().map(|(n, _)| *n);
     (plan.credentials, plan.env, plan.cwd) =
-        contained.settle(ctx, &args, (&plan.workspace, plan.scratch.as_deref()), &mut taken.leases)?;
+        contained.settle(ctx, &args, (&plan.workspace, plan.scratch.as_deref(), slot_number), &mut taken.leases)?;
     plan.has_leases = taken.leases.is_some();
     let record = contained.annotate(first_record(ctx, &plan), &args);
     // The supervisor sets itself up while this process makes the cgroup (see `handoff`).

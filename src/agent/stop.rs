@@ -160,11 +160,7 @@ pub fn stop_agent(ctx: &Ctx, id: &AgentId, req: &StopRequest) -> Result<Option<S
 /// caller to lock: killers wait for it, `spawn` only tries.
 pub fn open_stop_turn(ctx: &Ctx, id: &AgentId) -> Result<std::fs::File> {
     let path = ctx.dirs.kill_lock_path(id);
-    OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
+    fleet_core::lock::open_private(&mut OpenOptions::new(), &path)
         .with_context(|| format!("cannot open {}", path.display()))
 }
 

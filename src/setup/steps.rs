@@ -273,6 +273,10 @@ fn delegate(host: &Host) -> Vec<Item> {
     }
     let p = &host.paths;
     paths.extend([p.state.clone(), p.log.clone(), p.lock.clone(), p.workspaces.clone(), p.scratch.clone()]);
+    // The slots too (named, as the workspaces step makes them): the delegated user's agents
+    // run as that user and must write their workspace, which spawn checks.
+    let total = host.opts.slots;
+    paths.extend((1..=total).map(|n| p.workspaces.join(lease::slot_name(n, total))));
     let not_owned: Vec<PathBuf> = paths.into_iter().filter(|path| owner(path) != Some((*uid, *gid))).collect();
     let what = format!("fleet cgroups and directories owned by {name}");
     vec![match not_owned.is_empty() {

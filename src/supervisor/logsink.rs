@@ -33,12 +33,14 @@ impl LogSink {
         nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).map_err(io::Error::from)
     }
 
-    /// Opens (appending to) the log at `path`, created [`LOG_MODE`].
+    /// Opens (appending to) the log at `path`, [`LOG_MODE`] or narrower.
     pub fn open(path: PathBuf, cap: u64) -> io::Result<LogSink> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
         let file = OpenOptions::new().create(true).append(true).mode(LOG_MODE).open(&path)?;
+        // A log an older fleetctl made (0644) is narrowed too.
+        fleet_core::paths::narrow_mode(&file, LOG_MODE)?;
         let size = file.metadata()?.len();
         // The flag and the config refuse less (`fleet_cli::MIN_LOG_SIZE`); a plan made
         // otherwise (a test) gets at least that.

@@ -18,6 +18,7 @@ mod oom_group;
 mod outcome;
 mod run_end;
 mod runner;
+mod scrub;
 mod timers;
 mod wait;
 
@@ -43,6 +44,7 @@ fn become_supervisor(
     leases: Option<Leases>,
     mut channel: UnixStream,
 ) -> i32 {
+    scrub::forget_the_callers_arguments(&plan.proc_root, &format!("fleetctl supervisor {}", plan.id));
     let _ = nix::unistd::setsid();
     redirect_to_null(&[libc::STDIN_FILENO, libc::STDOUT_FILENO, libc::STDERR_FILENO]);
     {

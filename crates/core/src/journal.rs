@@ -63,6 +63,7 @@ pub fn append(path: &Path, id: &AgentId, event: &Event) -> Result<()> {
         other => other,
     };
     let mut file = opened.map_err(|e| Error::io("open journal", path, e))?;
+    crate::paths::narrow_mode(&file, 0o640).map_err(|e| Error::io("chmod", path, e))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     // A journal that cannot be rotated (a read-only dir) still takes the event.
     if size + text.len() as u64 > MAX_SIZE

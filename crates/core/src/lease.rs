@@ -112,7 +112,7 @@ impl LeaseFile {
     /// never conflict with each other). The file is the owner's alone (0600): a lock needs
     /// only an open descriptor, so anyone who could open it could block every slot.
     pub fn open(path: &Path) -> Result<LeaseFile> {
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        use std::os::unix::fs::DirBuilderExt;
         if let Some(dir) = path.parent() {
             std::fs::DirBuilder::new()
                 .recursive(true)
@@ -120,13 +120,7 @@ impl LeaseFile {
                 .create(dir)
                 .map_err(|e| Error::io("create", dir, e))?;
         }
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
+        let file = crate::lock::open_private(std::fs::OpenOptions::new().read(true), path)
             .map_err(|e| Error::io("open lease file", path, e))?;
         Ok(LeaseFile { file, path: path.to_path_buf() })
     }

@@ -83,13 +83,18 @@ pub(crate) fn open_lock_file(path: &Path) -> Result<File> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
     }
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(|e| Error::io("open lock", path, e))
+    open_private(OpenOptions::new().read(true), path).map_err(|e| Error::io("open lock", path, e))
+}
+
+/// Opens `path` for writing with `options` (read or not), creating it 0600 and making an
+/// existing one 0600 too (a host upgraded from when lock files were 0644): a `flock(2)` or
+/// OFD lock needs only a descriptor, even a read-only one, so anyone who could open a lock
+/// or lease file could hold it and freeze every kill, spawn or relief that waits on it.
+pub fn open_private(options: &mut OpenOptions, path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = options.write(true).create(true).truncate(false).mode(0o600).open(path)?;
+    crate::paths::narrow_mode(&file, 0o600)?;
+    Ok(file)
 }
 
 /// Whether `file` is still the file at `path`.

@@ -193,9 +193,40 @@ pub fn remove_dir_tree(dir: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Takes from the open file `file` every permission bit `mode` does not grant: creating a
+/// file with a mode does nothing to one an older fleetctl made (a lock file 0644, a log
+/// another uid could read), so the files agents must not reach are narrowed each time they
+/// are opened. One `fstat`, and a `fchmod` only when there is something to take. A file of
+/// another user's that this (non-root) process may write is left as it is: only its owner
+/// can narrow it.
+pub fn narrow_mode(file: &std::fs::File, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = file.metadata()?;
+    let now = meta.mode() & 0o7777;
+    let euid = nix::unistd::geteuid();
+    if now & !mode != 0 && (euid.is_root() || euid.as_raw() == meta.uid()) {
+        file.set_permissions(std::fs::Permissions::from_mode(now & mode))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wider_file_is_narrowed_and_a_narrower_one_left() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().expect("tmp");
+        let path = tmp.path().join("f");
+        let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+        for (before, after) in [(0o644, 0o640), (0o600, 0o600), (0o666, 0o640)] {
+            std::fs::write(&path, "").expect("write");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(before)).expect("chmod");
+            narrow_mode(&std::fs::File::open(&path).expect("open"), 0o640).expect("narrow");
+            assert_eq!(mode(&path), after, "{before:o}");
+        }
+    }
 
     #[test]
     fn remove_dir_tree_removes_a_tree_and_takes_one_gone_as_done() {

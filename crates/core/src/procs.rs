@@ -93,6 +93,23 @@ pub fn thread_count(proc_root: &Path) -> Option<usize> {
     std::fs::read_dir(proc_root.join("self/task")).ok().map(|d| d.count())
 }
 
+/// Where the calling process's command line and environment strings lie in its memory
+/// (`arg_start..arg_end` and `env_start..env_end`, fields 48-51 of `<proc_root>/self/stat`),
+/// which `/proc/PID/cmdline` and `/proc/PID/environ` show: a forked process that must not
+/// keep its parent's arguments or variables overwrites them there. `None` when procfs
+/// cannot say (a kernel before 3.5).
+pub fn own_arg_env_areas(proc_root: &Path) -> Option<[std::ops::Range<usize>; 2]> {
+    arg_env_areas(&std::fs::read_to_string(proc_root.join("self/stat")).ok()?)
+}
+
+fn arg_env_areas(stat: &str) -> Option<[std::ops::Range<usize>; 2]> {
+    // The command name (field 2) may hold spaces and parentheses: count from its end.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let field = |n: usize| after_name.split_whitespace().nth(n - 3)?.parse::<usize>().ok();
+    let (arg_start, arg_end, env_start, env_end) = (field(48)?, field(49)?, field(50)?, field(51)?);
+    (arg_start < arg_end && env_start <= env_end).then_some([arg_start..arg_end, env_start..env_end])
+}
+
 /// Makes the calling process the OOM killer's last choice (`oom_score_adj` -1000). Only root
 /// may lower it; others get a permission error the caller may ignore.
 pub fn protect_from_oom(proc_root: &Path) -> Result<()> {
@@ -191,6 +208,14 @@ mod tests {
         }
         assert_eq!(thread_count(tmp.path()), Some(2));
         assert_eq!(thread_count(&tmp.path().join("missing")), None);
+    }
+
+    #[test]
+    fn the_argument_and_environment_areas_come_from_the_end_of_stat() {
+        let tail: String = (3..=52).map(|n| format!(" {n}")).collect();
+        let stat = format!("42 (a) b (c){tail}");
+        assert_eq!(arg_env_areas(&stat), Some([48..49, 50..51]));
+        assert_eq!(arg_env_areas("42 (short) S 1 2"), None, "an old kernel's shorter line");
     }
 
     #[test]
