@@ -364,7 +364,10 @@ fn fleetctl_restart_keeps_who_and_where_and_refuses_to_drop_given_values() {
     let Some(f) = TestFleet::new("contain-cmd-restart") else { return };
     f.set_budget(256 << 20);
     open_to_agents(&f);
-    std::fs::create_dir_all(f.tmp.path().join("ws/ws-001/sub")).expect("subdir");
+    let sub = f.tmp.path().join("ws/ws-001/sub");
+    std::fs::create_dir_all(&sub).expect("subdir");
+    // Where it starts must be its to write (spawn checks).
+    std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o777)).expect("chmod");
     let script = "echo who=$(id -u) where=$(pwd); sleep 600";
     f.run(&["spawn", "w1", "ws-001", "--user", NOBODY, "--cwd", "sub", "--", "sh", "-c", script]).code(0);
     f.wait_log("w1", "who=", T);

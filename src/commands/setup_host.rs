@@ -71,6 +71,16 @@ fn host(ctx: &Ctx, args: &SetupHostArgs) -> Result<Host> {
             _ => return Err(Fail::error(Exit::Usage, format!("--delegate {name}: no such user on this host"))),
         },
     };
+    // Under sudo the operator's agents run as the operator (`agent::identity`), so the slots
+    // go to them; a delegated fleet's slots go to the delegated user instead.
+    let caller = crate::agent::identity::Caller::current();
+    let slot_owner = match (&delegate, caller.sudo) {
+        (None, Some((uid, gid))) if caller.real_uid == 0 && uid != 0 => {
+            let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten();
+            Some((name.map_or_else(|| uid.to_string(), |u| u.name), uid, gid))
+        }
+        _ => None,
+    };
     Ok(Host {
         paths,
         fleet: ctx.fleet.clone(),
@@ -82,6 +92,7 @@ fn host(ctx: &Ctx, args: &SetupHostArgs) -> Result<Host> {
             scratch_size: args.scratch_size.clone(),
             swapoff: args.swapoff,
             delegate,
+            slot_owner,
             exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/usr/local/bin/fleetctl")),
             systemd: Path::new("/run/systemd/system").is_dir(),
         },

@@ -37,6 +37,9 @@ pub struct Options {
     pub swapoff: bool,
     /// `--delegate USER`: name, uid, gid.
     pub delegate: Option<(String, u32, u32)>,
+    /// Who gets the workspace slots: the user who ran `sudo fleetctl setup-host`, whose
+    /// agents run as them by default (name, uid, gid).
+    pub slot_owner: Option<(String, u32, u32)>,
     /// The fleetctl executable the watcher unit runs.
     pub exe: PathBuf,
     /// Whether systemd is the init system.
@@ -217,14 +220,26 @@ fn workspaces(host: &Host) -> Result<Vec<Item>> {
     let missing: Vec<PathBuf> =
         (1..=total).map(|n| root.join(lease::slot_name(n, total))).filter(|d| !d.is_dir()).collect();
     let what = format!("{total} workspace slots under {}", root.display());
-    Ok(vec![match missing.is_empty() {
+    let mut items = vec![match missing.is_empty() {
         true => Item::in_place(Step::Workspaces, what),
         false => {
             let mut dirs = missing_dirs(root);
             dirs.extend(missing);
             Item::missing(Step::Workspaces, what, Action::MakeDirs(dirs))
         }
-    }])
+    }];
+    // The slots themselves (named, as the item above makes them), not the pool: agents run
+    // as the operator and must write their workspace, which spawn checks.
+    if let Some((name, uid, gid)) = &host.opts.slot_owner {
+        let slots = (1..=total).map(|n| root.join(lease::slot_name(n, total)));
+        let not_owned: Vec<PathBuf> = slots.filter(|path| owner(path) != Some((*uid, *gid))).collect();
+        let what = format!("workspace slots owned by {name}, whose agents run as them");
+        items.push(match not_owned.is_empty() {
+            true => Item::in_place(Step::Workspaces, what),
+            false => Item::missing(Step::Workspaces, what, Action::Chown { paths: not_owned, uid: *uid, gid: *gid }),
+        });
+    }
+    Ok(items)
 }
 
 fn scratch(host: &Host) -> Result<Vec<Item>> {
