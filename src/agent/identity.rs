@@ -112,7 +112,7 @@ pub fn resolve(
                 Ok(RunAs::Caller(me))
             }
             Some((source, spec)) => Err(format!(
-                "{source} {spec}: this fleet is run without root (as uid {}), so its agents run as you and cannot switch users; drop {source}, or run spawn as root",
+                "{source} {spec}: you are not root (uid {}), so your agents run as you: fleetctl cannot switch users; drop {source}, or run spawn with sudo",
                 caller.effective_uid
             )),
         };
