@@ -16,17 +16,18 @@ use std::{path::Path, process::Command, time::Duration};
 
 /// The suite runs for minutes under TCG; this leaves room for a busy host, and a hung guest
 /// still ends.
-const TIMEOUT: Duration = Duration::from_secs(900);
+const TIMEOUT: Duration = Duration::from_secs(1200);
 
 /// Swap on a RAM disk first: without swap in the guest, `memory.swap.max=0` proves nothing
 /// (a build that forgot it would still pass). With it, a hog past its memory.max would swap
-/// and survive instead of being OOM-killed. Then the suite, its output prefixed so the host
-/// can tell it from kernel messages on the same console. As in `.ci/run`, a test that finds
+/// and survive instead of being OOM-killed. Then the suite, its output prefixed as it comes
+/// so the host can tell it from kernel messages on the same console (and a run that times
+/// out still shows how far it got). As in `.ci/run`, a test that finds
 /// itself without root fails instead of skipping.
 const GUEST_COMMAND: &str = "insmod /brd.ko rd_nr=1 rd_size=262144 && mkswap /dev/ram0 >/dev/null && swapon /dev/ram0 \
        && echo \"FLEETTEST: guest swap: $(awk '/SwapTotal/ {print $2, $3}' /proc/meminfo)\" || exit 1; \
-     FLEETCTL_THROWAWAY_KERNEL=1 FLEETCTL_TEST_AS_ROOT=1 FLEETCTL_BIN=/bin/fleetctl /bin/fleetctl-tests --test-threads=1 > /tmp/t.out 2>&1; rc=$?; \
-     sed 's/^/FLEETTEST: /' /tmp/t.out; exit $rc";
+     ( FLEETCTL_THROWAWAY_KERNEL=1 FLEETCTL_TEST_AS_ROOT=1 FLEETCTL_BIN=/bin/fleetctl /bin/fleetctl-tests --test-threads=1 2>&1; \
+       echo $? > /tmp/rc ) | sed 's/^/FLEETTEST: /'; exit $(cat /tmp/rc)";
 
 pub fn run(root: &Path) -> Result<()> {
     // Locked before building, so a second run waits for nothing and says so at once.
