@@ -113,12 +113,22 @@ pub fn run(workspace: &Workspace, guest: &Guest, timeout: Duration) -> Result<Ou
     Ok(Outcome { status: status_in(&text), timed_out: boot.timed_out, log })
 }
 
-/// busybox, /init, the device node and the modules: the same for every run with this kernel,
+/// The users and groups every host has: fleetctl resolves `--user root` and names like any
+/// program does, through /etc/passwd and /etc/group.
+const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n";
+const GROUP: &str = "root:x:0:\nnogroup:x:65534:\n";
+
+/// busybox, /init, /etc's users and groups, the device node and the modules: the same for every run with this kernel,
 /// so it is built once and kept as `base.cpio` beside the key it was built from.
 fn base(dir: &Path, kernel: &Kernel, modules: &[&str]) -> Result<Vec<u8>> {
     let busybox =
         fs::metadata(BUSYBOX).with_context(|| format!("{BUSYBOX} is missing: apt-get install busybox-static"))?;
-    let key = format!("{INIT}\n{}\n{:?}\n{:?}\n{modules:?}\n", kernel.release, busybox.len(), busybox.modified()?);
+    let key = format!(
+        "{INIT}\n{PASSWD}{GROUP}{}\n{:?}\n{:?}\n{modules:?}\n",
+        kernel.release,
+        busybox.len(),
+        busybox.modified()?
+    );
     let (cached, key_file) = (dir.join("base.cpio"), dir.join("base.key"));
     if fs::read_to_string(&key_file).is_ok_and(|k| k == key)
         && let Ok(bytes) = fs::read(&cached)
@@ -132,6 +142,8 @@ fn base(dir: &Path, kernel: &Kernel, modules: &[&str]) -> Result<Vec<u8>> {
     archive.char_device("dev/console", 0o600, 5, 1);
     archive.file("bin/busybox", 0o755, &fs::read(BUSYBOX)?);
     archive.file("init", 0o755, INIT.as_bytes());
+    archive.file("etc/passwd", 0o644, PASSWD.as_bytes());
+    archive.file("etc/group", 0o644, GROUP.as_bytes());
     for module in modules {
         let path = kernel.module(module)?;
         let name = path.file_name().context("a module file name")?.to_string_lossy().into_owned();
