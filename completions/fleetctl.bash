@@ -1031,7 +1031,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__spawn)
-            opts="-h -V --wait --protect --label --spawn-threshold --log-max-size --memory-max --memory-high --swap-max --pids-max --soft-timeout --hard-timeout --kill-grace --restart --restart-backoff --crash-loop-after --ports --port-range --user --env --env-file --pass-env --cwd --allow-new-privs --json --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
+            opts="-h -V --wait --protect --label --spawn-threshold --log-max-size --json --memory-max --memory-high --swap-max --pids-max --soft-timeout --hard-timeout --kill-grace --restart --restart-backoff --crash-loop-after --ports --port-range --user --env --env-file --pass-env --cwd --allow-new-privs --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

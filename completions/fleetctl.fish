@@ -79,8 +79,8 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l lock-dir -d 
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l config -d 'Thresholds and defaults (TOML) [default: /etc/fleet/fleet.toml if present]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l wait -d 'Stay attached: stream the output and exit with the agent\'s code; Ctrl-C stops the agent'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l protect -d 'Never choose this agent when relieving memory pressure'
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l allow-new-privs -d 'Let setuid binaries raise the agent\'s privileges (no no_new_privs)'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l json -d 'Print the started agent as JSON (docs/spawn-json.md)'
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l allow-new-privs -d 'Let setuid binaries raise the agent\'s privileges (no no_new_privs)'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -s V -l version -d 'Print version'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand kill" -s l -l selector -d 'Stop every running agent whose labels match (e.g. batch=42, \'team in (a,b)\')' -r

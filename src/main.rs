@@ -96,6 +96,11 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
 /// Folds clap's multi-line usage error into the one line fleetctl prints for every error:
 /// the message, then where to look for the rule.
 fn one_line(rendered: &str) -> String {
+    // clap's "tip: to pass '-1' as a value, use '-- -1'" would make the value (or a mistyped
+    // flag) the agent's command: leave it out.
+    let rendered: String =
+        rendered.lines().filter(|l| !l.trim_start().starts_with("tip:")).collect::<Vec<_>>().join("\n");
+    let rendered = rendered.as_str();
     let message = rendered.split("\n\nUsage:").next().unwrap_or(rendered);
     let message = message.split("\n\nFor more information").next().unwrap_or(message);
     let message = message.trim().trim_start_matches("error: ");

@@ -57,6 +57,12 @@ fn negative_and_zero_sizes_get_one_line_that_says_what_to_give() {
     let zero = spawn(&f, &["--memory-max", "0"]);
     zero.code(2).one_error_line("max for none");
     assert!(!zero.stderr.contains("0G"), "{}", zero.stderr);
+    // No flag's error suggests `-- VALUE`, which would make the value (or a typo) the command.
+    for args in [&["--pids-max", "-1"][..], &["--ports", "-1"], &["--soft-timeout", "-5m"], &["--memroy-max", "1G"]] {
+        let run = spawn(&f, args);
+        run.code(2).one_error_line("");
+        assert!(!run.stderr.contains("use '--"), "{args:?}: {}", run.stderr);
+    }
     assert_eq!(f.status()["agents"].as_array().map(Vec::len), Some(0), "nothing was made");
     f.finish();
 }

@@ -54,6 +54,12 @@ pub fn run(ctx: &Ctx, args: EventsArgs) -> Result<Exit> {
     let mut about_id = false;
     // The rotated generations, oldest first, then the journal: one journal.
     for file in journal::generations(&path) {
+        // Following, the journal itself is read through the follower below, from its start:
+        // one descriptor for the history and what comes after, so nothing written between
+        // the two is lost, across a rotation too.
+        if args.follow && file == path {
+            continue;
+        }
         let (events, bad) = journal::read(&file)?;
         for e in events.iter().filter(|e| keep(e)) {
             writeln!(out, "{}", render(e, args.json)).context(UNWRITTEN)?;
@@ -78,14 +84,18 @@ pub fn run(ctx: &Ctx, args: EventsArgs) -> Result<Exit> {
         }
         return Ok(Exit::Ok);
     }
-    // From the end of what was read, across rotations (the rest of the rotated file first).
-    let mut follower = match std::fs::metadata(&path) {
-        Ok(m) => Some(Follower::open(&path, m.len())?),
-        Err(_) => None,
+    // The journal from its start, then what is appended, across rotations (the rest of the
+    // rotated file first).
+    let mut follower = match path.exists() {
+        true => Some(Follower::open(&path, 0)?),
+        false => None,
     };
     let mut pending = Vec::new();
+    let mut first = true;
     loop {
-        std::thread::sleep(FOLLOW_INTERVAL);
+        if !std::mem::take(&mut first) {
+            std::thread::sleep(FOLLOW_INTERVAL);
+        }
         if follower.is_none() && path.exists() {
             follower = Some(Follower::open(&path, 0)?);
         }

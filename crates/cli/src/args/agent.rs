@@ -57,6 +57,9 @@ pub struct SpawnArgs {
     /// Size at which the agent's log is rotated (one old file is kept) [default: 64M]
     #[arg(long, value_name = "SIZE", value_parser = parse_log_size)]
     pub log_max_size: Option<u64>,
+    /// Print the started agent as JSON (docs/spawn-json.md)
+    #[arg(long, conflicts_with = "wait")]
+    pub json: bool,
     /// Limits for the agent's cgroup. Its help heading carries on to the fields after it, so
     /// each of those names its own.
     #[command(flatten)]
@@ -104,9 +107,6 @@ pub struct SpawnArgs {
     /// Let setuid binaries raise the agent's privileges (no no_new_privs)
     #[arg(help_heading = "Who and where it runs", long)]
     pub allow_new_privs: bool,
-    /// Print the started agent as JSON (docs/spawn-json.md)
-    #[arg(long, conflicts_with = "wait")]
-    pub json: bool,
 }
 
 /// The restart policy as typed.

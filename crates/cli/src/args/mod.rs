@@ -222,11 +222,12 @@ mod tests {
     fn spawn_groups_its_options_and_names_auto() {
         let help = crate::command().find_subcommand_mut("spawn").expect("spawn").render_help().to_string();
         for (heading, flags) in [
-            ("Options", &["--wait", "--protect", "--label", "--spawn-threshold", "--log-max-size"][..]),
+            ("Options", &["--wait", "--protect", "--label", "--spawn-threshold", "--log-max-size", "--json"][..]),
             ("Limits", &["--memory-max", "--memory-high", "--swap-max", "--pids-max"]),
             ("Timeouts", &["--soft-timeout", "--hard-timeout", "--kill-grace"]),
             ("Restarts", &["--restart ", "--restart-backoff", "--crash-loop-after"]),
             ("Leases", &["--ports", "--port-range"]),
+            ("Who and where it runs", &["--user", "--env", "--env-file", "--pass-env", "--cwd", "--allow-new-privs"]),
         ] {
             let part = section(&help, heading);
             for flag in flags {
