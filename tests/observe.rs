@@ -109,7 +109,9 @@ fn fleet_counters_count_each_oom_relief_and_guard_kill_once() {
     // A guard kill, seen in the file the guard itself writes.
     let metrics = f.tmp.path().join("fleet.prom");
     let watcher = crate::watch::start_guard(&f, &[], &metrics);
-    let grower = crate::watch::stepped_grower(400, "sleep 0.1", "echo done; sleep 600");
+    // Slow enough for a guard on a loaded, emulated host (the VM tier) to act before the
+    // kernel does: this test counts kills, it does not time them.
+    let grower = crate::watch::stepped_grower(400, "sleep 0.3", "echo done; sleep 600");
     f.run(&["spawn", "grower", "ws-001", "--", "sh", "-c", &grower]).code(0);
     assert_eq!(f.wait_state("grower", &["killed", "oom-killed", "exited", "failed"], T)["killed_by"], "watch");
     // Its text says who, as its JSON's `by` does.
