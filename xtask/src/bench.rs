@@ -58,6 +58,10 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     let Options { agents, rounds, trials } = *options;
     let tmp = std::env::temp_dir().join(format!("fleetctl-bench-{}", std::process::id()));
     std::fs::create_dir_all(tmp.join("ws/ws"))?;
+    // Agents that run as an unprivileged user (the containment row) reach and write it.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::set_permissions(tmp.join("ws/ws"), std::fs::Permissions::from_mode(0o1777))?;
     // Its agents run as root (spawn refuses root with no user), and no host config applies.
     std::fs::write(tmp.join("fleet.toml"), "[agent]\nuser = \"root\"\n")?;
     // The binary hosts install (`cargo xtask dist`), installed as a host would have it: copied.

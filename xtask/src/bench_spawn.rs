@@ -66,6 +66,30 @@ pub fn latency(env: &Env, fleet: &Fleet, rounds: usize) -> Result<Vec<String>> {
     let cold_rounds = rounds.min(20);
     let [cold_bare, cold_bash, cold_spawn] = rounds_of(cold_rounds, COLD_IDLE, "c")?;
 
+    // What containment costs: the same spawn as root and as an unprivileged user (the user
+    // switch, its groups, no_new_privs, the workspace checked writable by that user), with
+    // bare fork+exec, in shuffled rounds of their own.
+    let as_user = |id: &str| {
+        time(|| {
+            check(
+                env.fleetctl(&["spawn", id, "ws", "--user", "65534", "--", "sleep", "1000"]).status()?,
+                "spawn --user",
+            )
+        })
+    };
+    let mut contained: [Vec<Duration>; 3] = Default::default();
+    for i in 0..rounds {
+        for which in order.next() {
+            contained[usize::from(which)].push(match which {
+                0 => bare()?,
+                1 => spawn(&format!("r{i}"))?,
+                _ => as_user(&format!("u{i}"))?,
+            });
+        }
+    }
+    check(env.fleetctl(&["kill", "--all", "--force"]).status()?, "kill --all")?;
+    let [user_bare, user_root, user_m] = contained.map(median);
+
     // The earlier method, with each kill timed as well.
     let old_bare = median((0..rounds).map(|_| bare()).collect::<Result<_>>()?);
     let (mut after_kill, mut kills) = (Vec::new(), Vec::new());
@@ -101,6 +125,18 @@ pub fn latency(env: &Env, fleet: &Fleet, rounds: usize) -> Result<Vec<String>> {
             ms(cold_spawn),
             ms(cold_bash),
             ratio(cold_spawn, cold_bash)
+        ),
+        format!(
+            "| spawn as an unprivileged user (`--user 65534`), median of {rounds} interleaved rounds | {} | bare fork+exec {} | {:.1}x |",
+            ms(user_m),
+            ms(user_bare),
+            ratio(user_m, user_bare)
+        ),
+        format!(
+            "| spawn as an unprivileged user, the same rounds | {} | spawn as root (`--user root`) {} | {:.2}x |",
+            ms(user_m),
+            ms(user_root),
+            ratio(user_m, user_root)
         ),
         format!(
             "| spawn latency, each right after `kill --force` of the previous agent (earlier method), median of {rounds} | {} | bare fork+exec in a loop of its own {} | {:.1}x |",

@@ -12,7 +12,8 @@ pub fn rfc3339(t: SystemTime) -> String {
 /// UTC, `+00:00`.
 pub fn local_display(t: SystemTime) -> String {
     let since = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
-    let secs = since.as_secs() as libc::time_t;
+    // `time_t` by inference: naming libc's alias warns on musl, whose time_t changed width.
+    let secs = since.as_secs() as _;
     // SAFETY: an all-zero `tm` is a valid value of the plain C struct.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     // SAFETY: both pointers are valid for the call; localtime_r writes only into `tm`.
