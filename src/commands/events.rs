@@ -161,11 +161,20 @@ fn killer(by: &str) -> String {
     }
 }
 
-/// `cause` without a leading `state: ` (`crash loop: …` after `crash-loop`), which the line
-/// already says.
+/// `cause` without the state it starts with, which the line already says: `crash loop: …`
+/// after `crash-loop`, `killed by relief …` after `killed` (leaving `by relief …`),
+/// `OOM-killed at its …` after `oom-killed`.
 fn without_prefix<'a>(cause: &'a str, state: &str) -> &'a str {
-    let spoken = state.replace('-', " ");
-    cause.strip_prefix(&spoken).and_then(|rest| rest.strip_prefix(": ")).unwrap_or(cause)
+    let lower = cause.to_ascii_lowercase();
+    let said = [state.to_string(), state.replace('-', " ")].into_iter().find(|s| lower.starts_with(s.as_str()));
+    match said {
+        Some(said) => {
+            let rest = &cause[said.len()..];
+            let rest = rest.strip_prefix(": ").or_else(|| rest.strip_prefix(' ')).unwrap_or(rest);
+            if rest.is_empty() { cause } else { rest }
+        }
+        None => cause,
+    }
 }
 
 #[cfg(test)]
@@ -220,6 +229,16 @@ mod tests {
                 "crash-loop: 5 failures within 10m",
             ),
             (r#""cause":"crash loop: 5 failures","event":"crash_loop","failures":5"#, "crash_loop", "5 failures"),
+            (
+                r#""cause":"killed by relief (fleet at 91 %)","code":null,"event":"exit","killed_by":"relief","oom_kills":0,"restarts":0,"signal":9,"state":"killed","summary":null"#,
+                "exit",
+                "killed: by relief (fleet at 91 %)",
+            ),
+            (
+                r#""cause":"OOM-killed at its 50.0 MiB memory limit","code":null,"event":"exit","killed_by":null,"oom_kills":1,"restarts":0,"signal":9,"state":"oom-killed","summary":null"#,
+                "exit",
+                "oom-killed: at its 50.0 MiB memory limit",
+            ),
             (
                 r#""agent_bytes":1,"by":"watch","event":"relief_kill","freed_bytes":2097152,"target_percent":80,"used_after_percent":70.0,"used_percent":96.0"#,
                 "relief_kill",
