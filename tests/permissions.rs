@@ -74,6 +74,9 @@ fn logs_in_unreadable_dirs_is_exit_77_not_no_such_agent() {
     }
     let logs = as_nobody(&f, &["logs", "j1"]);
     logs.code(77).one_error_line("permission denied");
+    // restart reads the record first: a record it may not read is 77 too, not a broken one.
+    let restart = as_nobody(&f, &["restart", "j1"]);
+    restart.code(77).one_error_line("permission denied");
     assert!(!logs.stderr.contains("no such agent"), "{logs:?}");
     end(f);
 }

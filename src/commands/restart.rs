@@ -51,6 +51,10 @@ fn restart_one(ctx: &Ctx, id: &AgentId, grace: Duration) -> Result<Exit> {
         return Err(Fail::error(Exit::NoSuchAgent, format!("no such agent: {id} (see `fleetctl status`)")));
     };
     if let Some(why) = view.record_error {
+        // A record this caller may not read is a permission problem, not a broken record.
+        if why.contains("Permission denied") {
+            return Err(crate::exit::denied(&ctx.dirs.state_path(id)));
+        }
         return Err(Fail::error(
             Exit::Failure,
             format!(
