@@ -101,7 +101,9 @@ fn watch_at_120_by_40_has_a_one_line_header_the_time_a_count_of_the_rest_and_a_w
     f.set_config("[agent]\nstart_reserve = \"1M\"\n[thresholds]\nspawn = 1\nkill = 2\n");
     let Some(mut pty) = Pty::open("tables50", 40, 120) else { return f.finish() };
     let child = pty.spawn(&mut f.cmd(&["watch", "--interval", "200ms"]));
-    let hidden = format!("+{} more", AGENTS - 1 - 20);
+    // Every row the terminal has goes to a bar, but for the header, gauge, guard line, the
+    // count and one spare: 35 of 40.
+    let hidden = format!("+{} more", AGENTS - 1 - 35);
     let screen = pty.read_until(Duration::from_secs(60), |s| s.contains(&hidden) && s.contains("WARNING"));
     crate::watch::interrupt(&child);
     assert_eq!(pty.wait_draining(child), Some(130));

@@ -114,7 +114,7 @@ pub fn run(ctx: &Ctx, args: WatchArgs) -> Result<Exit> {
         // on every tick. Records, events and page-cache detail are read when relief has to
         // choose victims.
         if screen.due() {
-            let agents = sampler.sample(&ctx.fleet, screen::MAX_BARS)?;
+            let agents = sampler.sample(&ctx.fleet, screen.room())?;
             screen.draw(&budget, &agents, spawn_t, kill_t, args.auto_kill);
         }
         if let Some(path) = &args.metrics_file

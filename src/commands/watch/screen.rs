@@ -12,8 +12,8 @@ use std::time::{Duration, Instant, SystemTime};
 /// How often bars are redrawn.
 const BAR_REFRESH: Duration = Duration::from_millis(200);
 
-/// Bars for at most this many agents (the largest).
-pub const MAX_BARS: usize = 20;
+/// Agents sampled in detail for the log lines of a pipe or file (which name the top five).
+const LINE_AGENTS: usize = 20;
 
 /// The view.
 pub enum Screen {
@@ -67,6 +67,15 @@ impl Screen {
         Screen::Bars { multi, lines, agents: Vec::new(), last: None, rows, cols }
     }
 
+    /// How many agents, the largest first, the view shows: a bar for each that fits the
+    /// terminal's rows, or those the log lines name.
+    pub fn room(&self) -> usize {
+        match self {
+            Screen::Bars { rows, .. } => rows.saturating_sub(OTHER_LINES).max(1),
+            Screen::Lines { .. } => LINE_AGENTS,
+        }
+    }
+
     /// Whether the view wants a new sample: bars five times a second, lines once per interval.
     pub fn due(&self) -> bool {
         match self {
@@ -107,7 +116,7 @@ impl Screen {
                 lines.fleet.set_message(format!("{} of {}", format_iec(budget.used), format_iec(budget.total)));
                 lines.guard.set_message(fit(&guard));
                 let room = rows.saturating_sub(OTHER_LINES).max(1);
-                let shown = sorted.len().min(MAX_BARS).min(room);
+                let shown = sorted.len().min(room);
                 let hidden = sorted.len() - shown;
                 lines.more.set_message(if hidden > 0 { format!("+{hidden} more") } else { String::new() });
                 while bars.len() < shown {
