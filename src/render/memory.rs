@@ -7,7 +7,7 @@ use fleet_core::size::format_iec;
 /// The table's columns; as the width runs out, pressure goes first, then memory.high, the
 /// event counters and the peak; the id, the use, the limit and its share stay.
 const COLUMNS: [Column; 8] = [
-    Column::new("ID", 0),
+    Column::new("ID", 0).flex(),
     Column::new("CURRENT", 0).right(),
     Column::new("HIGH", 6).right(),
     Column::new("MAX", 2).right(),

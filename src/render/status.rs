@@ -8,7 +8,7 @@ use fleet_core::{size::format_iec, timefmt::human_duration};
 /// counters (tasks, CPU, pid), then the deadlines, the share of the limit, run time and peak;
 /// the id, state, memory, workspace and cause stay longest, the cause cut first.
 const COLUMNS: [Column; 16] = [
-    Column::new("ID", 0),
+    Column::new("ID", 0).flex(),
     Column::new("STATE", 0),
     Column::new("PID", 8).right(),
     Column::new("RUNTIME", 5).right(),
@@ -203,6 +203,17 @@ mod tests {
         }
         let narrow = render_table(&report(agents.clone()), Layout { width: Some(80), ..Layout::default() });
         assert_eq!(narrow, include_str!("testdata/status-80.txt"), "\n{narrow}");
+    }
+
+    #[test]
+    fn one_long_id_is_cut_not_the_other_columns() {
+        let long = "a".repeat(64);
+        let agents = vec![fixtures::running(&long), fixtures::running("web")];
+        let text = render_table(&report(agents), Layout { width: Some(80), ..Layout::default() });
+        let header = text.lines().find(|l| l.starts_with("ID")).expect("a header");
+        assert!(header.contains("STATE") && header.contains("MEMORY"), "the columns stay:\n{text}");
+        let row = text.lines().find(|l| l.starts_with("aaaa")).expect("the long id's row");
+        assert!(row.contains('…') && row.chars().count() <= 80, "cut to fit:\n{text}");
     }
 
     #[test]
