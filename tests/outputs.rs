@@ -30,7 +30,13 @@ fn reports_to_a_full_device_fail_with_one_line() {
         run.code(1).one_error_line("cannot write the output");
         assert!(!run.stderr.contains("panicked"), "{args:?}: {run:?}");
     }
-    f.run(&["kill", "d1"]).code(0);
+    // A spawn whose line cannot be printed still started its agent, and says so.
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
+    let run = run_into(&f, &["spawn", "d2", "ws-001", "--", "sleep", "600"], full);
+    run.code(1).one_error_line("d2 started (pid ");
+    assert!(run.stderr.contains("cannot write the output"), "{run:?}");
+    f.wait_state("d2", &["running"], Duration::from_secs(10));
+    f.run(&["kill", "d1", "d2"]).code(0);
     f.finish();
 }
 

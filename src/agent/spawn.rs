@@ -105,11 +105,12 @@ pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
     admitted.started();
     drop(lock); // the supervisor holds it now, and the leases
     drop(stop_turn);
-    if args.json {
-        outln!("{}", started_json(ctx, &plan, supervisor_pid.as_raw(), pid))?;
-    } else {
-        outln!("{}", started_line(&plan, pid))?;
-    }
+    let printed = match args.json {
+        true => outln!("{}", started_json(ctx, &plan, supervisor_pid.as_raw(), pid)),
+        false => outln!("{}", started_line(&plan, pid)),
+    };
+    // The agent runs whether or not its line could be printed: say so in the error.
+    printed.with_context(|| format!("{} started (pid {pid}), but", plan.id))?;
     if let Some(presses) = presses {
         return attach::wait_attached(ctx, &plan.id, supervisor_pid, presses);
     }
