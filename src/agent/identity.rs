@@ -37,7 +37,39 @@ impl Credentials {
             libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) == 0
                 && libc::syscall(libc::SYS_setresgid, self.gid, self.gid, self.gid) == 0
                 && libc::syscall(libc::SYS_setresuid, self.uid, self.uid, self.uid) == 0
+                && (self.uid == 0 || drop_capabilities())
         }
+    }
+}
+
+/// Empties the calling thread's capability sets (effective, permitted, inheritable, ambient).
+/// Leaving uid 0 normally clears them, but not under an inherited `SECBIT_NO_SETUID_FIXUP`
+/// (a unit's `SecureBits=no-setuid-fixup`): an agent, or the child that SIGKILLs a uid's
+/// leftovers, would keep root's powers under a user's uid. Raw system calls on the stack
+/// only, for a child between clone and exec. False on a failure, errno set.
+pub fn drop_capabilities() -> bool {
+    /// `struct __user_cap_header_struct` and one of the two `__user_cap_data_struct`s of
+    /// capability version 3 (64 capabilities).
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let header = Header { version: VERSION_3, pid: 0 };
+    let none = [Data { effective: 0, permitted: 0, inheritable: 0 }; 2];
+    let (clear_all, unused): (libc::c_ulong, libc::c_ulong) = (libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0);
+    // SAFETY: prctl with integers, and capset(2) reading one header and two data structs.
+    unsafe {
+        libc::prctl(libc::PR_CAP_AMBIENT, clear_all, unused, unused, unused) == 0
+            && libc::syscall(libc::SYS_capset, &header as *const Header, none.as_ptr()) == 0
     }
 }
 
@@ -298,7 +330,9 @@ pub fn end_leftovers(uid: u32) -> std::io::Result<()> {
     // allocation, no lock) and leaves through `_exit`.
     match unsafe { nix::unistd::fork() }? {
         nix::unistd::ForkResult::Child => unsafe {
-            let became = libc::syscall(libc::SYS_setresuid, uid, uid, uid) == 0;
+            // Not a capability left after the switch (see `drop_capabilities`): kill(-1) with
+            // CAP_KILL would end every process of the host.
+            let became = libc::syscall(libc::SYS_setresuid, uid, uid, uid) == 0 && drop_capabilities();
             libc::_exit(if became && (libc::kill(-1, libc::SIGKILL) == 0 || *libc::__errno_location() == libc::ESRCH) {
                 0
             } else {
@@ -323,6 +357,51 @@ mod tests {
 
     fn root() -> Caller {
         Caller { real_uid: 0, effective_uid: 0, effective_gid: 0, sudo: None }
+    }
+
+    /// Under an inherited SECBIT_NO_SETUID_FIXUP a uid change keeps root's capabilities;
+    /// `drop_capabilities` leaves none. Shown in a forked child (the test process keeps its
+    /// own bits), which reports through its exit code: 0 when CapEff and CapPrm are empty.
+    #[test]
+    fn no_capability_survives_the_switch_even_without_setuid_fixup() {
+        if !nix::unistd::geteuid().is_root() {
+            assert!(std::env::var_os("FLEETCTL_TEST_AS_ROOT").is_none(), "FLEETCTL_TEST_AS_ROOT is set: run as root");
+            return;
+        }
+        let empty = |status: &str| {
+            ["CapEff:", "CapPrm:"].iter().all(|k| {
+                status.lines().find(|l| l.starts_with(k)).is_some_and(|l| l.trim_end().ends_with("0000000000000000"))
+            })
+        };
+        for drop in [false, true] {
+            // SAFETY: the child makes system calls, reads one file and leaves by _exit.
+            match unsafe { nix::unistd::fork() }.expect("fork") {
+                nix::unistd::ForkResult::Child => unsafe {
+                    const SECBIT_NO_SETUID_FIXUP: libc::c_ulong = 1 << 2;
+                    let set = libc::prctl(libc::PR_SET_SECUREBITS, SECBIT_NO_SETUID_FIXUP, 0, 0, 0) == 0;
+                    let became = libc::syscall(libc::SYS_setresuid, FREE, FREE, FREE) == 0;
+                    let dropped = !drop || drop_capabilities();
+                    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+                    libc::_exit(match (set, became, dropped) {
+                        (true, true, true) if empty(&status) => 0,
+                        (true, true, true) => 1,
+                        _ => 2,
+                    })
+                },
+                nix::unistd::ForkResult::Parent { child } => {
+                    let code = match nix::sys::wait::waitpid(child, None).expect("wait") {
+                        nix::sys::wait::WaitStatus::Exited(_, code) => code,
+                        other => panic!("{other:?}"),
+                    };
+                    match drop {
+                        false => {
+                            assert_eq!(code, 1, "the kernel keeps capabilities under the bit (the reason for the drop)")
+                        }
+                        true => assert_eq!(code, 0, "none left after drop_capabilities"),
+                    }
+                }
+            }
+        }
     }
 
     #[test]
