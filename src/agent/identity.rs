@@ -381,7 +381,8 @@ mod tests {
                     let set = libc::prctl(libc::PR_SET_SECUREBITS, SECBIT_NO_SETUID_FIXUP, 0, 0, 0) == 0;
                     let became = libc::syscall(libc::SYS_setresuid, FREE, FREE, FREE) == 0;
                     let dropped = !drop || drop_capabilities();
-                    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+                    let status = std::fs::read_to_string(fleet_core::roots::Roots::host().proc.join("self/status"))
+                        .unwrap_or_default();
                     libc::_exit(match (set, became, dropped) {
                         (true, true, true) if empty(&status) => 0,
                         (true, true, true) => 1,
