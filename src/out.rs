@@ -9,10 +9,13 @@
 use anyhow::{Context, Result};
 use std::{fmt, io::Write};
 
+/// What a failed write to stdout says, for every command.
+pub const UNWRITTEN: &str = "cannot write the output";
+
 /// Writes `args` to stdout and flushes, so the error (if any) belongs to this write.
 pub fn write(args: fmt::Arguments<'_>) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
-    stdout.write_fmt(args).and_then(|()| stdout.flush()).context("cannot write the output")
+    stdout.write_fmt(args).and_then(|()| stdout.flush()).context(UNWRITTEN)
 }
 
 /// `println!` that returns `anyhow::Result<()>` instead of panicking.

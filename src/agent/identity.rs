@@ -326,25 +326,28 @@ pub fn lease_uid(lock_dir: &std::path::Path, uid: u32) -> fleet_core::Result<Opt
 /// (`kill(-1)`: those whose real or saved uid is `uid`), and `spawn` waits for it. A killed
 /// process runs no more code; it may linger as a zombie until its parent reaps it.
 pub fn end_leftovers(uid: u32) -> std::io::Result<()> {
-    // SAFETY: spawn is single-threaded; the child makes raw system calls only (no
-    // allocation, no lock) and leaves through `_exit`.
+    let who = Credentials { uid, gid: uid, groups: Vec::new() };
+    // Not a capability left after the switch (`assume` drops them): kill(-1) with CAP_KILL
+    // would end every process of the host. ESRCH: nothing ran as the uid.
+    // SAFETY: kill(2) with integers; errno is this thread's.
+    let kill_all = || unsafe { libc::kill(-1, libc::SIGKILL) == 0 || *libc::__errno_location() == libc::ESRCH };
+    match in_child_as(&who, kill_all)? {
+        true => Ok(()),
+        false => Err(std::io::Error::other(format!("the child that ends uid {uid}'s processes could not"))),
+    }
+}
+
+/// Runs `then` in a forked child that has become `who` for good ([`Credentials::assume`]):
+/// what that user may do, found out without switching this process. True when the switch
+/// and `then` both succeeded.
+pub fn in_child_as(who: &Credentials, then: impl FnOnce() -> bool) -> std::io::Result<bool> {
+    // SAFETY: spawn is single-threaded; the child makes system calls on memory prepared
+    // before the fork (no allocation, no lock) and leaves through `_exit`.
     match unsafe { nix::unistd::fork() }? {
-        nix::unistd::ForkResult::Child => unsafe {
-            // Not a capability left after the switch (see `drop_capabilities`): kill(-1) with
-            // CAP_KILL would end every process of the host.
-            let became = libc::syscall(libc::SYS_setresuid, uid, uid, uid) == 0 && drop_capabilities();
-            libc::_exit(if became && (libc::kill(-1, libc::SIGKILL) == 0 || *libc::__errno_location() == libc::ESRCH) {
-                0
-            } else {
-                1
-            })
-        },
-        nix::unistd::ForkResult::Parent { child } => match nix::sys::wait::waitpid(child, None)? {
-            nix::sys::wait::WaitStatus::Exited(_, 0) => Ok(()),
-            other => {
-                Err(std::io::Error::other(format!("the child that ends uid {uid}'s processes ended with {other:?}")))
-            }
-        },
+        nix::unistd::ForkResult::Child => unsafe { libc::_exit(if who.assume() && then() { 0 } else { 1 }) },
+        nix::unistd::ForkResult::Parent { child } => {
+            Ok(matches!(nix::sys::wait::waitpid(child, None)?, nix::sys::wait::WaitStatus::Exited(_, 0)))
+        }
     }
 }
 

@@ -96,20 +96,11 @@ fn entries(dir: &OwnedFd) -> nix::Result<Vec<CString>> {
 /// decides for that user (mode bits, groups, ACLs): asked by a child that becomes the user
 /// and calls access(2), which `spawn` waits for.
 pub fn writable_by(who: Option<&super::identity::Credentials>, dir: &Path) -> std::io::Result<bool> {
-    use nix::unistd::{AccessFlags, ForkResult, access, fork};
+    use nix::unistd::{AccessFlags, access};
     let Some(who) = who else { return Ok(access(dir, AccessFlags::W_OK | AccessFlags::X_OK).is_ok()) };
     let path = CString::new(dir.as_os_str().as_encoded_bytes()).map_err(std::io::Error::other)?;
-    // SAFETY: spawn is single-threaded; the child makes raw system calls on memory prepared
-    // before the fork and leaves through `_exit`.
-    match unsafe { fork() }? {
-        ForkResult::Child => unsafe {
-            let can = who.assume() && libc::access(path.as_ptr(), libc::W_OK | libc::X_OK) == 0;
-            libc::_exit(if can { 0 } else { 1 })
-        },
-        ForkResult::Parent { child } => {
-            Ok(matches!(nix::sys::wait::waitpid(child, None)?, nix::sys::wait::WaitStatus::Exited(_, 0)))
-        }
-    }
+    // SAFETY: access(2) on a string made before the fork.
+    super::identity::in_child_as(who, || unsafe { libc::access(path.as_ptr(), libc::W_OK | libc::X_OK) == 0 })
 }
 
 /// `--cwd DIR`: relative to `workspace` or absolute inside it, an existing directory once

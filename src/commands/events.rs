@@ -1,5 +1,6 @@
 //! `fleetctl events [ID | -l SELECTOR] [--since 1h] [-f] [--json]`: the journal, filtered.
 
+use crate::out::UNWRITTEN;
 use crate::{agent::follow::Follower, context::Ctx, exit::Exit, render::shell::quote_command};
 use anyhow::{Context, Result};
 use fleet_cli::EventsArgs;
@@ -22,9 +23,6 @@ fn labels_match(ctx: &Ctx, id: &str, selector: &fleet_core::labels::Selector) ->
     let record = fleet_core::state::AgentRecord::load(&ctx.dirs.state_path(&id));
     record.ok().flatten().is_some_and(|r| selector.matches(&r.labels))
 }
-
-/// What a failed write to stdout says, as every command's (`crate::out`).
-const UNWRITTEN: &str = "cannot write the output";
 
 /// How often `-f` looks for new lines.
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(200);
