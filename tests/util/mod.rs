@@ -273,14 +273,48 @@ impl TestFleet {
 /// only by the fleet that owns it: a fleet sharing another's is finished first).
 #[track_caller]
 pub fn assert_no_lock_held(state: &Path, lock_dir: Option<&Path>) {
-    let held = HeldLocks::read(Path::new("/proc"));
-    for entry in std::fs::read_dir(state.join("agents")).into_iter().flatten().flatten() {
-        let lock = entry.path().join("lock");
-        assert!(!held.contains(&lock), "lock still held: {}", lock.display());
+    let agent_locks =
+        std::fs::read_dir(state.join("agents")).into_iter().flatten().flatten().map(|e| e.path().join("lock"));
+    let leases = lock_dir.and_then(|d| std::fs::read_dir(d).ok()).into_iter().flatten().flatten().map(|e| e.path());
+    let files: Vec<PathBuf> = agent_locks.chain(leases).collect();
+    // A process on its way out (its cgroup already empty) may still be closing its files:
+    // wait for the release, which is the state this checks, and name the holder if it stays.
+    let held = || {
+        let held = HeldLocks::read(Path::new("/proc"));
+        files.iter().find(|f| held.contains(f)).cloned()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while held().is_some() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
     }
-    for entry in lock_dir.and_then(|d| std::fs::read_dir(d).ok()).into_iter().flatten().flatten() {
-        assert!(!held.contains(&entry.path()), "a lease is still held on {}", entry.path().display());
+    if let Some(file) = held() {
+        panic!("lock still held: {}; {}", file.display(), holders(&file));
     }
+}
+
+/// Who holds a lock on `path`, from /proc/locks: each pid with its command line and cgroups,
+/// so a failure says which process outlived its part.
+fn holders(path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(ino) = std::fs::metadata(path).map(|m| m.ino()) else { return "the file is gone".into() };
+    let locks = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+    let pids: Vec<&str> = locks
+        .lines()
+        .filter(|l| l.split_whitespace().nth(5).and_then(|id| id.rsplit(':').next()) == Some(&ino.to_string()))
+        .filter_map(|l| l.split_whitespace().nth(4))
+        .collect();
+    let describe = |pid: &str| {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let state = status.lines().find(|l| l.starts_with("State:")).unwrap_or("State: gone");
+        format!(
+            "pid {pid} ({state}) {:?} in {}",
+            String::from_utf8_lossy(&cmdline).replace('\0', " "),
+            cgroups.lines().filter(|l| l.contains("memory") || l.starts_with("0::")).collect::<Vec<_>>().join(", ")
+        )
+    };
+    format!("held by: {}", pids.iter().map(|p| describe(p)).collect::<Vec<_>>().join("; "))
 }
 
 /// `toml` with `agent.user = "root"` unless it names a user: spawn refuses root with no user
