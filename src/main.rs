@@ -11,6 +11,7 @@ mod render;
 mod settings;
 mod setup;
 mod supervisor;
+mod systemd;
 mod terminal;
 
 use exit::{Exit, exit_for};
@@ -71,6 +72,8 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
     // Stopping an agent must not wait for a config fix (settings.rs, `Resolve`).
     let mode = match cli.command {
         Command::Kill(_) | Command::Relief(_) | Command::Gc(_) => Resolve::Stopping,
+        // The scope's anchor needs no settings, and must not fail on a config being edited.
+        Command::ScopeAnchor => return systemd::scope::anchor(),
         _ => Resolve::Strict,
     };
     let ctx = context::Ctx::resolve(&cli.global, mode)?;
@@ -90,6 +93,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Doctor(args) => commands::doctor::run(&ctx, args),
         Command::CgroupCreate(args) => commands::cgroup_create::run(&ctx, args),
         Command::RunInCgroup(args) => commands::run_in_cgroup::run(&ctx, args),
+        Command::ScopeAnchor => systemd::scope::anchor(),
     }
 }
 
