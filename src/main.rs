@@ -41,6 +41,19 @@ fn main() {
     // quietly, instead of a panic in the middle of a table. (Supervisors ignore it again.)
     // SAFETY: installing SIG_DFL runs no handler code; no other thread exists yet.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    // The fleet scope's anchor (started by the watcher through systemd-run) is not a command
+    // for people: it is not in clap's definition, so no help, completion or man page shows it,
+    // and it needs no settings, so a config being edited cannot stop it.
+    if systemd::scope::is_anchor_call(std::env::args_os()) {
+        let code = systemd::scope::anchor().map_or_else(
+            |e| {
+                eprintln!("fleetctl: {}", exit::describe(&e));
+                exit_for(&e).code()
+            },
+            Exit::code,
+        );
+        std::process::exit(code);
+    }
     let cli = match fleet_cli::parse_from(std::env::args_os()) {
         Ok(cli) => cli,
         Err(err) if !err.use_stderr() => {
@@ -72,8 +85,6 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
     // Stopping an agent must not wait for a config fix (settings.rs, `Resolve`).
     let mode = match cli.command {
         Command::Kill(_) | Command::Relief(_) | Command::Gc(_) => Resolve::Stopping,
-        // The scope's anchor needs no settings, and must not fail on a config being edited.
-        Command::ScopeAnchor => return systemd::scope::anchor(),
         _ => Resolve::Strict,
     };
     let ctx = context::Ctx::resolve(&cli.global, mode)?;
@@ -93,7 +104,6 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Doctor(args) => commands::doctor::run(&ctx, args),
         Command::CgroupCreate(args) => commands::cgroup_create::run(&ctx, args),
         Command::RunInCgroup(args) => commands::run_in_cgroup::run(&ctx, args),
-        Command::ScopeAnchor => systemd::scope::anchor(),
     }
 }
 

@@ -31,6 +31,16 @@ const SETTLE_WITHIN: Duration = Duration::from_secs(30);
 pub const SCOPE_PROPERTIES: [&str; 5] =
     ["Delegate=yes", "TasksMax=infinity", "MemoryAccounting=yes", "TasksAccounting=yes", "ManagedOOMPreference=omit"];
 
+/// The argument that makes fleetctl the scope's anchor (`fleetctl scope-anchor`, nothing else
+/// on the line): dispatched by `main` before the command line is parsed.
+const ANCHOR_ARG: &str = "scope-anchor";
+
+/// Whether `args` (the whole command line) calls the anchor.
+pub fn is_anchor_call(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
+    let rest: Vec<std::ffi::OsString> = args.skip(1).collect();
+    rest.len() == 1 && rest[0] == ANCHOR_ARG
+}
+
 /// The command that makes the scope around `exe`'s anchor.
 pub fn scope_command(exe: &Path) -> Vec<String> {
     let mut argv: Vec<String> = [
@@ -47,7 +57,7 @@ pub fn scope_command(exe: &Path) -> Vec<String> {
     for property in SCOPE_PROPERTIES {
         argv.extend(["-p".to_string(), property.to_string()]);
     }
-    argv.extend(["--".to_string(), exe.display().to_string(), "scope-anchor".to_string()]);
+    argv.extend(["--".to_string(), exe.display().to_string(), ANCHOR_ARG.to_string()]);
     argv
 }
 
@@ -146,7 +156,7 @@ pub fn ensure(ctx: &Ctx) -> Result<()> {
     }
 }
 
-/// `fleetctl scope-anchor` (hidden): settles in the scope's `anchor/` leaf, has the scope
+/// `fleetctl scope-anchor` (not in the command-line definition): settles in the scope's `anchor/` leaf, has the scope
 /// hand memory and pids down, and then only waits for a signal, allocating nothing, for as
 /// long as the scope should live.
 pub fn anchor() -> Result<Exit> {
@@ -179,6 +189,9 @@ mod tests {
              -p Delegate=yes -p TasksMax=infinity -p MemoryAccounting=yes -p TasksAccounting=yes \
              -p ManagedOOMPreference=omit -- /usr/bin/fleetctl scope-anchor"
         );
+        assert!(is_anchor_call(["fleetctl", "scope-anchor"].map(std::ffi::OsString::from).into_iter()));
+        assert!(!is_anchor_call(["fleetctl", "scope-anchor", "x"].map(std::ffi::OsString::from).into_iter()));
+        assert!(!is_anchor_call(["fleetctl", "status"].map(std::ffi::OsString::from).into_iter()));
         // One argument each: the description has spaces but is not split.
         assert!(argv.contains(&"--description=fleetctl's fleet: every agent and its supervisor".to_string()));
     }

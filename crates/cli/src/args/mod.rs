@@ -125,9 +125,6 @@ pub enum Command {
     CgroupCreate(CgroupCreateArgs),
     /// Run a command inside an existing agent's cgroup, in the foreground
     RunInCgroup(RunInCgroupArgs),
-    /// Keep the fleet's systemd scope alive (started by the watcher through systemd-run)
-    #[command(hide = true)]
-    ScopeAnchor,
 }
 
 #[cfg(test)]
