@@ -16,12 +16,10 @@ const IN_SCOPE: &str = "/system.slice/fleetctl-fleet.scope/fleet";
 #[test]
 fn a_fleet_in_a_missing_scope_is_refused_and_nothing_is_made() {
     let Some(f) = TestFleet::new("no-scope") else { return };
-    let unified = fleet_core::cgroup::Mounts::locate(
-        std::path::Path::new("/sys/fs/cgroup"),
-        std::path::Path::new("/proc"),
-    )
-    .expect("mounts")
-    .unified;
+    let unified =
+        fleet_core::cgroup::Mounts::locate(std::path::Path::new("/sys/fs/cgroup"), std::path::Path::new("/proc"))
+            .expect("mounts")
+            .unified;
     let slice = unified.join("system.slice");
     if slice.join("fleetctl-fleet.scope").exists() {
         // A systemd host where fleetctl runs: the scope is there and spawn would use it.
@@ -34,9 +32,8 @@ fn a_fleet_in_a_missing_scope_is_refused_and_nothing_is_made() {
         &["cgroup-create", "in-scope"][..],
         &["watch", "--interval", "200ms"][..],
     ] {
-        let run = crate::util::Run::from(
-            f.cmd(args).env("FLEET_CGROUP_PARENT", IN_SCOPE).output().expect("run fleetctl"),
-        );
+        let run =
+            crate::util::Run::from(f.cmd(args).env("FLEET_CGROUP_PARENT", IN_SCOPE).output().expect("run fleetctl"));
         run.code(69).one_error_line("fleetctl-fleet.scope, which does not exist");
         assert!(run.stderr.contains("systemctl start fleetctl"), "{}", run.stderr);
         assert_eq!(slice.exists(), slice_was_there, "{args:?} made cgroups above the fleet root");
