@@ -85,12 +85,15 @@ fn cgroups(host: &Host) -> Result<Vec<Item>> {
     let mut items = Vec::new();
     if fleet_core::host::systemd::in_scope(&host.opts.cgroup_parent) {
         // systemd owns the tree above the scope: the watcher makes the scope (through
-        // systemd) and the fleet root below it, with the budget from the config file.
-        return Ok(vec![Item::skipped(
+        // systemd) and the fleet root below it, with the budget from the config file. A
+        // fleet root already there gets a new budget now, as on any host.
+        let made = Item::skipped(
             s,
             format!("fleet root {}", root.unified.display()),
             "made in fleetctl-fleet.scope by fleetctl.service, with the budget from the config (step watcher)",
-        )]);
+        );
+        let budget = budget(host).filter(|_| root.exists());
+        return Ok([made].into_iter().chain(budget).collect());
     }
     if root.layout == Layout::Unified {
         // Controllers have to flow down every level above the fleet root.
@@ -142,16 +145,24 @@ fn cgroups(host: &Host) -> Result<Vec<Item>> {
             });
         }
     }
-    if let Some(bytes) = host.opts.fleet_memory_max {
-        let (path, _) = budget_file(host);
-        let what = format!("fleet budget {} = {}", path.display(), fleet_core::size::format_iec(bytes));
-        let current = ancestry::read_value(&path).ok();
-        items.push(match current.as_deref() == Some(bytes.to_string().as_str()) {
-            true => Item::in_place(s, what),
-            false => Item::missing(s, what, Action::SetValue { path, value: bytes.to_string(), controller: "memory" }),
-        });
-    }
+    items.extend(budget(host));
     Ok(items)
+}
+
+/// The fleet's budget on the fleet root, when `--fleet-memory-max` (or the config) gives one.
+fn budget(host: &Host) -> Option<Item> {
+    let bytes = host.opts.fleet_memory_max?;
+    let (path, _) = budget_file(host);
+    let what = format!("fleet budget {} = {}", path.display(), fleet_core::size::format_iec(bytes));
+    let current = ancestry::read_value(&path).ok();
+    Some(match current.as_deref() == Some(bytes.to_string().as_str()) {
+        true => Item::in_place(Step::Cgroups, what),
+        false => Item::missing(
+            Step::Cgroups,
+            what,
+            Action::SetValue { path, value: bytes.to_string(), controller: "memory" },
+        ),
+    })
 }
 
 /// The file that holds the fleet's budget in this layout, and its controller.
