@@ -222,7 +222,7 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand gc" -l json -d 'Print 
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand gc" -s h -l help -d 'Print help'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand gc" -s V -l version -d 'Print version'
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand setup-host" -l root -d 'Prefix for every file path setup-host touches (tests apply it to a temp tree)' -r -F
-complete -c fleetctl -n "__fish_fleetctl_using_subcommand setup-host" -l only -d 'Run only these steps (dirs, cgroups, swap, sysctl, workspaces, scratch, delegate, watcher)' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand setup-host" -l only -d 'Run only these steps (config, dirs, cgroups, swap, sysctl, workspaces, scratch, delegate, watcher)' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand setup-host" -l skip -d 'Skip these steps' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand setup-host" -l fleet-memory-max -d 'The fleet\'s memory budget: memory.max on the fleet root' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand setup-host" -l slots -d 'Workspace slots to create (ws-001 ...)' -r

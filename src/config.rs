@@ -21,6 +21,7 @@ pub const KEYS: &[&str] = &[
     "paths.workspace_root",
     "paths.scratch_root",
     "paths.lock_dir",
+    "fleet.memory_max",
     "thresholds.spawn",
     "thresholds.kill",
     "agent.memory_max",
@@ -128,7 +129,10 @@ fn unknown(key: &str) -> String {
 /// `paths.state_dir`), or one a typo or two away.
 fn nearest(key: &str) -> Option<&'static str> {
     let name = |k: &str| k.rsplit('.').next().unwrap_or_default().to_string();
-    if let Some(moved) = KEYS.iter().find(|k| name(k) == name(key)) {
+    // Several sections may have the name (`agent.memory_max`, `fleet.memory_max`): the
+    // section closest to the one written wins.
+    let moved = KEYS.iter().filter(|k| name(k) == name(key)).min_by_key(|k| strsim::osa_distance(key, k));
+    if let Some(moved) = moved {
         return Some(moved);
     }
     let (distance, best) = KEYS.iter().map(|k| (strsim::osa_distance(key, k), *k)).min()?;

@@ -1,7 +1,7 @@
 //! Everything a command needs to find the fleet: the settings (`settings.rs`, resolved once
 //! from flags, environment, config file and defaults) and the cgroup layout they point into.
 
-use crate::settings::{AgentDefaults, Resolve, Settings, Thresholds};
+use crate::settings::{AgentDefaults, FleetSettings, Resolve, Settings, Thresholds};
 use anyhow::Result;
 use fleet_cli::GlobalArgs;
 use fleet_core::{
@@ -37,13 +37,15 @@ pub struct Ctx {
     pub thresholds: Thresholds,
     /// What an agent gets where its flags give nothing.
     pub agent: AgentDefaults,
+    /// The fleet as a whole (its budget).
+    pub fleet_settings: FleetSettings,
 }
 
 impl Ctx {
     /// Resolves paths and detects the cgroup layout. A config warning (see [`Resolve`]) is
     /// printed here, once, before the command runs.
     pub fn resolve(global: &GlobalArgs, mode: Resolve) -> Result<Ctx> {
-        let (Settings { paths, thresholds, agent }, warning) = Settings::resolve(global, mode)?;
+        let (Settings { paths, thresholds, agent, fleet: fleet_settings }, warning) = Settings::resolve(global, mode)?;
         if let Some(warning) = warning {
             eprintln!("fleetctl: warning: {warning}; going ahead with the built-in defaults for that section");
         }
@@ -63,6 +65,7 @@ impl Ctx {
             proc_root,
             thresholds,
             agent,
+            fleet_settings,
         })
     }
 

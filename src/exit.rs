@@ -17,6 +17,9 @@ pub enum Exit {
     Busy,
     /// 5: no such agent.
     NoSuchAgent,
+    /// 69: the fleet's service is not running: on a systemd host the fleet's scope is
+    /// missing until `fleetctl.service` has run since boot (EX_UNAVAILABLE).
+    Unavailable,
     /// 75: refused for now: memory is over the spawn threshold, or a lease pool (workspace
     /// slots, ports) is exhausted (EX_TEMPFAIL).
     Refused,
@@ -38,6 +41,7 @@ impl Exit {
             Exit::Partial => 3,
             Exit::Busy => 4,
             Exit::NoSuchAgent => 5,
+            Exit::Unavailable => 69,
             Exit::Refused => 75,
             Exit::Permission => 77,
             Exit::Interrupted => 130,

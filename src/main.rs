@@ -11,6 +11,7 @@ mod render;
 mod settings;
 mod setup;
 mod supervisor;
+mod systemd;
 mod terminal;
 
 use exit::{Exit, exit_for};
@@ -40,6 +41,19 @@ fn main() {
     // quietly, instead of a panic in the middle of a table. (Supervisors ignore it again.)
     // SAFETY: installing SIG_DFL runs no handler code; no other thread exists yet.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    // The fleet scope's anchor (started by the watcher through systemd-run) is not a command
+    // for people: it is not in clap's definition, so no help, completion or man page shows it,
+    // and it needs no settings, so a config being edited cannot stop it.
+    if systemd::scope::is_anchor_call(std::env::args_os()) {
+        let code = systemd::scope::anchor().map_or_else(
+            |e| {
+                eprintln!("fleetctl: {}", exit::describe(&e));
+                exit_for(&e).code()
+            },
+            Exit::code,
+        );
+        std::process::exit(code);
+    }
     let cli = match fleet_cli::parse_from(std::env::args_os()) {
         Ok(cli) => cli,
         Err(err) if !err.use_stderr() => {

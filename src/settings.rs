@@ -16,7 +16,9 @@ use fleet_cli::{GlobalArgs, LimitArgs, Timeout};
 use fleet_core::{cgroup::Limits, size::Limit};
 use std::{path::PathBuf, time::Duration};
 
-/// The fleet root when nothing says otherwise.
+/// The fleet root when nothing says otherwise, on a host without systemd; on a systemd host it
+/// is inside fleetctl's delegated scope ([`fleet_core::host::systemd::FLEET_ROOT`]), the one
+/// subtree systemd lets fleetctl manage.
 const DEFAULT_CGROUP_PARENT: &str = "/fleet";
 const DEFAULT_STATE_DIR: &str = "/run/fleet";
 const DEFAULT_LOG_DIR: &str = "/var/log/fleet";
@@ -49,6 +51,16 @@ pub struct Settings {
     pub thresholds: Thresholds,
     /// What `spawn` and `cgroup-create` use for what their flags leave out.
     pub agent: AgentDefaults,
+    /// `[fleet]`: the fleet as a whole.
+    pub fleet: FleetSettings,
+}
+
+/// `[fleet]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FleetSettings {
+    /// `fleet.memory_max`: the fleet's budget, the fleet root's memory limit, written
+    /// whenever the fleet root is made (None: no limit of its own, the host's memory).
+    pub memory_max: Option<u64>,
 }
 
 /// `--cgroup-parent`, `--state-dir` … or `[paths]`.
@@ -134,7 +146,8 @@ impl Settings {
                 let builtin = ConfigFile::default();
                 let thresholds = thresholds(&file).or_else(|_| thresholds(&builtin))?;
                 let agent = agent_defaults(&file).or_else(|_| agent_defaults(&builtin))?;
-                Ok((Settings { paths, thresholds, agent }, Some(format!("{e:#}"))))
+                let fleet = fleet_settings(&file).unwrap_or_default();
+                Ok((Settings { paths, thresholds, agent, fleet }, Some(format!("{e:#}"))))
             }
             (Err(e), _) => Err(e),
         }
@@ -146,8 +159,9 @@ impl Settings {
     pub fn from_sources(global: &GlobalArgs, file: &ConfigFile) -> Result<Settings> {
         let thresholds = thresholds(file)?;
         let agent = agent_defaults(file)?;
+        let fleet = fleet_settings(file)?;
         let paths = paths(global, file)?;
-        Ok(Settings { paths, thresholds, agent })
+        Ok(Settings { paths, thresholds, agent, fleet })
     }
 }
 
@@ -178,6 +192,22 @@ fn thresholds(file: &ConfigFile) -> Result<Thresholds> {
         ))));
     }
     Ok(thresholds)
+}
+
+/// `[fleet]`: the budget is a size, or "max" for none of its own.
+fn fleet_settings(file: &ConfigFile) -> Result<FleetSettings> {
+    let budget = parsed(
+        file,
+        "fleet.memory_max",
+        r#"not a size; use a number with K, M or G (e.g. "48G"), or "max" for the host's memory"#,
+        |v| v.parse::<Limit>(),
+    )?;
+    Ok(FleetSettings {
+        memory_max: match budget {
+            Some(Limit::Bytes(bytes)) => Some(bytes),
+            Some(Limit::Max) | None => None,
+        },
+    })
 }
 
 /// `[agent]`: what an agent gets where its flags give nothing.
@@ -313,9 +343,22 @@ fn cgroup_parent(global: &GlobalArgs, file: &ConfigFile) -> Result<String> {
     if let Some(value) = &configured {
         fleet_core::cgroup::validate_parent(value).map_err(|m| usage(file.bad_value(key, &m)))?;
     }
-    let chosen = global.cgroup_parent.clone().or(configured).unwrap_or_else(|| DEFAULT_CGROUP_PARENT.into());
+    let chosen = global.cgroup_parent.clone().or(configured).unwrap_or_else(default_cgroup_parent);
     fleet_core::cgroup::validate_parent(&chosen).map_err(usage)?;
     Ok(chosen)
+}
+
+/// The built-in fleet root: inside fleetctl's scope where systemd runs, `/fleet` elsewhere.
+fn default_cgroup_parent() -> String {
+    default_cgroup_parent_for(std::path::Path::new("/run"))
+}
+
+/// [`default_cgroup_parent`] for a host whose `/run` is `run`.
+fn default_cgroup_parent_for(run: &std::path::Path) -> String {
+    match fleet_core::host::systemd::booted(run) {
+        true => fleet_core::host::systemd::FLEET_ROOT.into(),
+        false => DEFAULT_CGROUP_PARENT.into(),
+    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,10 @@
 //! kernel; `doctor` may then fail only those checks. A line whose comment ends in
 //! "(Ctrl-C ends it)" runs until it has printed, then
 //! gets the operator's Ctrl-C. A block fenced `sh no-run` is the developer's own `cargo`
-//! commands (building and testing fleetctl inside its own test), and holds nothing else.
+//! commands (building and testing fleetctl inside its own test), and holds nothing else. A
+//! block fenced `sh systemd` is the packaged install on a systemd host (`dpkg -i`, setup-host
+//! enabling the service): it changes the machine, not a sandbox, so it runs in the systemd VM
+//! tier only and this test says SKIPPED for it; here its lines are checked to be only that.
 
 use crate::util::{TestFleet, bin};
 use std::{
@@ -95,7 +98,16 @@ fn the_docs_list_every_file_with_command_blocks() {
     let readme = sh_blocks(DOCS[0].1);
     assert!(readme.iter().any(|b| b.info == "sh" && b.lines.iter().any(|l| l.contains("fleetctl spawn"))));
     for (name, text) in DOCS {
-        for block in sh_blocks(text).iter().filter(|b| b.info != "sh") {
+        for block in sh_blocks(text).iter().filter(|b| b.info == "sh systemd") {
+            let packaged =
+                ["sudo dpkg -i ", "sudo fleetctl ", "fleetctl ", "systemctl ", "sudo systemctl ", "journalctl "];
+            assert!(
+                block.lines.iter().all(|l| packaged.iter().any(|p| l.starts_with(p))),
+                "{name}: only the packaged install in sh systemd: {:?}",
+                block.lines
+            );
+        }
+        for block in sh_blocks(text).iter().filter(|b| b.info != "sh" && b.info != "sh systemd") {
             assert_eq!(block.info, "sh no-run", "{name}: a block fenced ```{}", block.info);
             assert!(
                 block.lines.iter().all(|l| l.starts_with("cargo ")),
@@ -236,6 +248,9 @@ fn run_doc(test: &str, doc: &str, text: &str) {
     assert!(!blocks.is_empty(), "{doc} has no sh block");
     for line in blocks.iter().filter(|b| b.info == "sh").flat_map(|b| &b.lines) {
         sandbox.run(doc, line);
+    }
+    if blocks.iter().any(|b| b.info == "sh systemd") {
+        crate::util::skip::skip_part(test, &format!("{doc}'s packaged install on systemd runs in the systemd VM tier"));
     }
     // What the blocks left running is the fleet's to end; nothing else may remain.
     sandbox.fleet.finish();

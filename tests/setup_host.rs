@@ -72,6 +72,11 @@ fn setup_host_applies_then_changes_nothing_then_reverts_byte_for_byte() {
     let Some(f) = TestFleet::new("setup-host") else { return };
     let root = f.tmp.path().join("root");
     seed_etc(&root);
+    // The operator's own config: its keys and comments outlive setup-host, and come back
+    // byte for byte on --revert.
+    let mine = "# mine\n[agent]\nkill_grace = \"3s\"\n\n[paths]\ncgroup_parent = \"/elsewhere\" # old\n";
+    std::fs::create_dir_all(root.join("etc/fleet")).expect("etc/fleet");
+    std::fs::write(root.join("etc/fleet/fleet.toml"), mine).expect("config");
     let before = snapshot(&root);
     let opts = ["--slots", "12", "--scratch-size", "16M", "--fleet-memory-max", "256M"];
     let max_map_count = || std::fs::read_to_string("/proc/sys/vm/max_map_count").expect("sysctl").trim().to_string();
@@ -82,6 +87,9 @@ fn setup_host_applies_then_changes_nothing_then_reverts_byte_for_byte() {
     assert!(check.stdout.contains("missing"), "{}", check.stdout);
     let dry = setup(&f, &root, &[&["--dry-run"][..], &opts].concat());
     dry.code(0);
+    // The config step shows its diff.
+    let shown = format!("-cgroup_parent = \"/elsewhere\" # old; +cgroup_parent = \"{}\"", f.name);
+    assert!(dry.stdout.contains(&shown), "{}", dry.stdout);
     assert_eq!(snapshot(&root), before, "--dry-run changed files");
     assert!(!f.fleet.root.exists(), "--dry-run made the fleet root");
 
@@ -101,6 +109,13 @@ fn setup_host_applies_then_changes_nothing_then_reverts_byte_for_byte() {
     let scratch = root.join("var/lib/fleet/scratch");
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     assert!(mounts.lines().any(|l| l.contains(&format!(" {} ", scratch.display())) && l.contains(" - tmpfs ")));
+    // Where the fleet lives and its budget, for every later command, with or without sudo.
+    let config = std::fs::read_to_string(root.join("etc/fleet/fleet.toml")).expect("config");
+    let table: toml::Table = toml::from_str(&config).expect("the config is TOML");
+    assert_eq!(table["paths"]["cgroup_parent"].as_str(), Some(f.name.as_str()), "{config}");
+    assert_eq!(table["fleet"]["memory_max"].as_str(), Some("256M"), "{config}");
+    assert_eq!(table["agent"]["kill_grace"].as_str(), Some("3s"), "{config}");
+    assert!(config.starts_with("# mine\n"), "{config}");
     let fstab = std::fs::read_to_string(root.join("etc/fstab")).expect("fstab");
     assert!(fstab.starts_with("# /etc/fstab\nUUID=1234\t/\text4\terrors=remount-ro 0 1\nfleet-scratch "), "{fstab}");
 

@@ -31,6 +31,7 @@ mod relief;
 mod restart;
 mod schema;
 mod setup_host;
+mod systemd_host;
 mod tables;
 mod timeouts;
 mod watch;

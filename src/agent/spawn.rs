@@ -33,6 +33,7 @@ use std::{
 /// Entry point.
 pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
     let (mut plan, workspace) = make_plan(ctx, &args)?;
+    crate::systemd::scope::require(ctx)?;
     let mut contained =
         Containment::resolve(ctx, &args, &workspace, plan.scratch.as_deref().unwrap_or(Path::new("/")))?;
     // Before admission, which records its decision in the state dir.
@@ -91,6 +92,7 @@ pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
     // Declared after `undo`, so on an error it is dropped first: stopped and reaped before
     // the undo removes what it would have used.
     let supervisor = Starting::fork(&plan, record.clone(), &lock, taken.leases.as_ref())?;
+    crate::systemd::scope::track(ctx, supervisor.pid())?;
     make_cgroup(ctx, &plan)?;
     supervisor.cgroup_made();
     prepare(ctx, &plan, &record)?;
@@ -250,7 +252,7 @@ fn make_cgroup(ctx: &Ctx, plan: &SupervisorPlan) -> Result<()> {
     // After the first spawn the subtree is complete; checking that is cheaper than
     // re-making nine directories and their controller files.
     if !ctx.fleet.is_complete() {
-        ctx.fleet.ensure()?;
+        crate::systemd::scope::make_fleet_root(ctx, false)?;
     }
     // An empty leftover (a crashed spawn, or cgroup-create) is replaced, so counters such
     // as oom_kill start from zero for this agent. Creating first costs nothing extra in the

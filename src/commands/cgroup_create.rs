@@ -13,7 +13,8 @@ use fleet_cli::CgroupCreateArgs;
 pub fn run(ctx: &Ctx, args: CgroupCreateArgs) -> Result<Exit> {
     let limits = ctx.agent.limits_with(&args.limits);
     limits.validate().map_err(|m| Fail::error(Exit::Usage, m))?;
-    ctx.fleet.ensure()?;
+    crate::systemd::scope::require(ctx)?;
+    crate::systemd::scope::make_fleet_root(ctx, false)?;
     let cgroup = ctx.fleet.agent(&args.name);
     let created = cgroup.create()? > 0;
     if let Err(e) = cgroup.apply_limits(&limits) {

@@ -8,6 +8,7 @@ use crate::{
     context::Ctx,
     exit::Exit,
     setup::{Paths, Status, Step, steps},
+    systemd::checks::Level,
 };
 use anyhow::Result;
 use fleet_cli::DoctorArgs;
@@ -153,6 +154,16 @@ pub fn run(ctx: &Ctx, args: DoctorArgs) -> Result<Exit> {
     pool(ctx, &paths.workspaces, &mut r)?;
     scratch(ctx, &paths.scratch, &mut r)?;
     watcher(ctx, &paths.state, &mut r);
+    if fleet_core::host::systemd::booted(Path::new("/run")) {
+        for f in crate::systemd::checks::run(ctx) {
+            let verdict = match f.level {
+                Level::Ok => Verdict::Ok,
+                Level::Fail => Verdict::Fail,
+                Level::Note => Verdict::Note,
+            };
+            r.say(verdict, f.name, &f.message, f.fix.as_deref());
+        }
+    }
     budget(ctx, &mut r);
     migrations(ctx, &mut r);
     if args.json {
@@ -164,6 +175,23 @@ pub fn run(ctx: &Ctx, args: DoctorArgs) -> Result<Exit> {
 }
 
 fn cgroups(ctx: &Ctx, paths: &Paths, r: &mut Report) {
+    if fleet_core::host::systemd::in_scope(&ctx.cgroup_parent) {
+        // The watcher makes it in the scope: there or not is all there is to say.
+        return match ctx.fleet.is_complete() {
+            true => r.say(
+                Verdict::Ok,
+                "cgroups",
+                &format!("fleet root {} with agents/ and supervisors/", ctx.fleet.root.unified.display()),
+                None,
+            ),
+            false => r.say(
+                Verdict::Fail,
+                "cgroups",
+                &format!("the fleet root {} is not made yet", ctx.fleet.root.unified.display()),
+                Some("sudo systemctl restart fleetctl (the watcher makes it, with the budget from the config)"),
+            ),
+        };
+    }
     let host = steps::Host {
         paths: paths.clone(),
         fleet: ctx.fleet.clone(),

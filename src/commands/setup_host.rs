@@ -87,14 +87,16 @@ fn host(ctx: &Ctx, args: &SetupHostArgs) -> Result<Host> {
         top: ctx.cgroup_top(),
         proc_root: ctx.proc_root.clone(),
         opts: Options {
-            fleet_memory_max: args.fleet_memory_max,
+            // The config's budget holds until the operator gives another.
+            fleet_memory_max: args.fleet_memory_max.or(ctx.fleet_settings.memory_max),
             slots: args.slots,
             scratch_size: args.scratch_size.clone(),
             swapoff: args.swapoff,
             delegate,
             slot_owner,
             exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/usr/local/bin/fleetctl")),
-            systemd: Path::new("/run/systemd/system").is_dir(),
+            systemd: fleet_core::host::systemd::booted(Path::new("/run")),
+            cgroup_parent: ctx.cgroup_parent.clone(),
         },
     })
 }

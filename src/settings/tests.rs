@@ -21,7 +21,8 @@ fn refused(text: &str) -> (String, i32) {
 #[test]
 fn nothing_given_is_the_documented_defaults() {
     let s = resolve(&GlobalArgs::default(), "").expect("resolves");
-    assert_eq!(s.paths.cgroup_parent, "/fleet");
+    assert_eq!(s.paths.cgroup_parent, default_cgroup_parent());
+    assert_eq!(s.fleet, FleetSettings { memory_max: None });
     assert_eq!(s.paths.state_dir, PathBuf::from("/run/fleet"));
     assert_eq!(s.paths.lock_dir, PathBuf::from("/run/lock/fleet"));
     assert_eq!(s.thresholds, Thresholds { spawn: 85, kill: 95 });
@@ -171,4 +172,24 @@ fn a_bad_cgroup_parent_is_a_usage_error_from_any_source() {
     // The file's value is checked even when the flag overrides it.
     let global = GlobalArgs { cgroup_parent: Some("ok".into()), ..GlobalArgs::default() };
     assert!(resolve(&global, "[paths]\ncgroup_parent = \"../x\"\n").is_err());
+}
+
+#[test]
+fn the_default_fleet_root_is_in_the_scope_where_systemd_runs() {
+    let run = tempfile::tempdir().expect("tempdir");
+    assert_eq!(default_cgroup_parent_for(run.path()), "/fleet");
+    std::fs::create_dir_all(run.path().join("systemd/system")).expect("mkdir");
+    assert_eq!(default_cgroup_parent_for(run.path()), "/system.slice/fleetctl-fleet.scope/fleet");
+}
+
+#[test]
+fn the_fleet_budget_is_a_size_or_max() {
+    let s = resolve(&GlobalArgs::default(), "[fleet]\nmemory_max = \"48G\"\n").expect("resolves");
+    assert_eq!(s.fleet.memory_max, Some(48 << 30));
+    let s = resolve(&GlobalArgs::default(), "[fleet]\nmemory_max = \"max\"\n").expect("resolves");
+    assert_eq!(s.fleet.memory_max, None);
+    let (line, code) = refused("[fleet]\nmemory_max = \"lots\"\n");
+    assert_eq!(code, 1);
+    assert!(line.starts_with("/etc/fleet/fleet.toml: fleet.memory_max = \"lots\": not a size;"), "{line}");
+    assert!(!line.contains('\n'));
 }

@@ -73,8 +73,36 @@ pub fn apply(action: &Action, proc_root: &Path, manifest: &mut Manifest, at: &Pa
                 manifest.record(Change::Chown { path: path.clone(), uid: meta.uid(), gid: meta.gid() }, at)?;
             }
         }
+        Action::EnableService(unit) => {
+            systemctl(&["daemon-reload"])?;
+            let (was_enabled, was_active) = (service_state(unit, "is-enabled"), service_state(unit, "is-active"));
+            manifest.record(Change::Service { unit: unit.to_string(), was_enabled, was_active }, at)?;
+            systemctl(&["enable", "--now", unit])?;
+        }
     }
     Ok(())
+}
+
+/// Runs `systemctl ARGS`; an error carries what it said.
+fn systemctl(args: &[&str]) -> Result<()> {
+    let out = std::process::Command::new("systemctl").args(args).output().context("cannot run systemctl")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "systemctl {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr).split_whitespace().collect::<Vec<_>>().join(" ")
+    );
+    Ok(())
+}
+
+/// `systemctl is-enabled UNIT` or `is-active UNIT`: whether it says yes.
+pub fn service_state(unit: &str, question: &str) -> bool {
+    std::process::Command::new("systemctl")
+        .args([question, "--quiet", unit])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Writes a file, first recording what it held (only the first time: a second run must not
@@ -131,5 +159,15 @@ pub fn revert(change: &Change, proc_root: &Path) -> Result<()> {
         Change::Mount { target } => Ok(mounts::unmount(target)?),
         Change::Chown { path, uid, gid } => std::os::unix::fs::chown(path, Some(*uid), Some(*gid))
             .with_context(|| format!("cannot give {} back to uid {uid}", path.display())),
+        // Stopping the watcher's service stops the guard only: agents live in the fleet's scope.
+        Change::Service { unit, was_enabled, was_active } => {
+            if !was_enabled {
+                systemctl(&["disable", unit])?;
+            }
+            if !was_active {
+                systemctl(&["stop", unit])?;
+            }
+            Ok(())
+        }
     }
 }

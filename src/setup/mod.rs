@@ -7,6 +7,7 @@
 
 pub mod actions;
 pub mod manifest;
+pub mod service;
 pub mod steps;
 
 pub use manifest::{Change, Manifest};
@@ -15,6 +16,8 @@ use std::path::{Path, PathBuf};
 /// The steps, in the order they run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
+    /// `/etc/fleet/fleet.toml`: where the fleet lives and its budget.
+    Config,
     /// State and log directories.
     Dirs,
     /// Controllers down to the fleet root, the fleet subtree, the budget.
@@ -29,13 +32,14 @@ pub enum Step {
     Scratch,
     /// Handing the fleet to a non-root user.
     Delegate,
-    /// The protected watcher's service unit.
+    /// The watcher's service (`fleetctl.service`), enabled and running where systemd runs.
     Watcher,
 }
 
 impl Step {
     /// Every step, in order.
-    pub const ALL: [Step; 8] = [
+    pub const ALL: [Step; 9] = [
+        Step::Config,
         Step::Dirs,
         Step::Cgroups,
         Step::Swap,
@@ -49,6 +53,7 @@ impl Step {
     /// The name on the command line and in reports.
     pub fn name(self) -> &'static str {
         match self {
+            Step::Config => "config",
             Step::Dirs => "dirs",
             Step::Cgroups => "cgroups",
             Step::Swap => "swap",
@@ -131,6 +136,9 @@ pub enum Action {
     MountTmpfs { target: PathBuf, size: String },
     /// Give paths to a user.
     Chown { paths: Vec<PathBuf>, uid: u32, gid: u32 },
+    /// `systemctl daemon-reload`, then `systemctl enable --now UNIT`, which returns once the
+    /// service says it is ready.
+    EnableService(&'static str),
 }
 
 /// An edit to a line-oriented file.

@@ -44,6 +44,9 @@ pub struct Options {
     pub exe: PathBuf,
     /// Whether systemd is the init system.
     pub systemd: bool,
+    /// The fleet root as given (`--cgroup-parent`, the config file, or the default): what
+    /// the config step writes.
+    pub cgroup_parent: String,
 }
 
 /// Inspects one step.
@@ -56,7 +59,8 @@ pub fn inspect(host: &Host, step: Step) -> Result<Vec<Item>> {
         Step::Workspaces => workspaces(host),
         Step::Scratch => scratch(host),
         Step::Delegate => Ok(delegate(host)),
-        Step::Watcher => Ok(watcher(host)),
+        Step::Config => Ok(super::service::config(host)),
+        Step::Watcher => Ok(super::service::watcher(host)),
     }
 }
 
@@ -79,6 +83,18 @@ fn cgroups(host: &Host) -> Result<Vec<Item>> {
     let s = Step::Cgroups;
     let root = &host.fleet.root;
     let mut items = Vec::new();
+    if fleet_core::host::systemd::in_scope(&host.opts.cgroup_parent) {
+        // systemd owns the tree above the scope: the watcher makes the scope (through
+        // systemd) and the fleet root below it, with the budget from the config file. A
+        // fleet root already there gets a new budget now, as on any host.
+        let made = Item::skipped(
+            s,
+            format!("fleet root {}", root.unified.display()),
+            "made in fleetctl-fleet.scope by fleetctl.service, with the budget from the config (step watcher)",
+        );
+        let budget = budget(host).filter(|_| root.exists());
+        return Ok([made].into_iter().chain(budget).collect());
+    }
     if root.layout == Layout::Unified {
         // Controllers have to flow down every level above the fleet root.
         let chain = ancestry::chain(&host.top, &root.unified);
@@ -129,16 +145,24 @@ fn cgroups(host: &Host) -> Result<Vec<Item>> {
             });
         }
     }
-    if let Some(bytes) = host.opts.fleet_memory_max {
-        let (path, _) = budget_file(host);
-        let what = format!("fleet budget {} = {}", path.display(), fleet_core::size::format_iec(bytes));
-        let current = ancestry::read_value(&path).ok();
-        items.push(match current.as_deref() == Some(bytes.to_string().as_str()) {
-            true => Item::in_place(s, what),
-            false => Item::missing(s, what, Action::SetValue { path, value: bytes.to_string(), controller: "memory" }),
-        });
-    }
+    items.extend(budget(host));
     Ok(items)
+}
+
+/// The fleet's budget on the fleet root, when `--fleet-memory-max` (or the config) gives one.
+fn budget(host: &Host) -> Option<Item> {
+    let bytes = host.opts.fleet_memory_max?;
+    let (path, _) = budget_file(host);
+    let what = format!("fleet budget {} = {}", path.display(), fleet_core::size::format_iec(bytes));
+    let current = ancestry::read_value(&path).ok();
+    Some(match current.as_deref() == Some(bytes.to_string().as_str()) {
+        true => Item::in_place(Step::Cgroups, what),
+        false => Item::missing(
+            Step::Cgroups,
+            what,
+            Action::SetValue { path, value: bytes.to_string(), controller: "memory" },
+        ),
+    })
 }
 
 /// The file that holds the fleet's budget in this layout, and its controller.
@@ -298,36 +322,6 @@ fn delegate(host: &Host) -> Vec<Item> {
         true => Item::in_place(s, what),
         false => Item::missing(s, what, Action::Chown { paths: not_owned, uid: *uid, gid: *gid }),
     }]
-}
-
-fn watcher(host: &Host) -> Vec<Item> {
-    let s = Step::Watcher;
-    if !host.opts.systemd {
-        return vec![Item::skipped(
-            s,
-            "watcher service",
-            "no systemd here: run `fleetctl watch --auto-kill` under this host's init system (docs/setup-host.md)",
-        )];
-    }
-    let path = host.paths.etc.join("systemd/system/fleetctl-watch.service");
-    let content = watcher_unit(&host.opts.exe);
-    let what = format!("unit {}", path.display());
-    vec![match std::fs::read_to_string(&path).is_ok_and(|t| t == content) {
-        true => Item::in_place(s, what),
-        false => Item::missing(s, what, Action::WriteFile { path, content }),
-    }]
-}
-
-/// The protected watcher's systemd unit.
-pub fn watcher_unit(exe: &Path) -> String {
-    format!(
-        "# Written by `fleetctl setup-host`: the fleet's memory guard.\n\
-         [Unit]\nDescription=fleetctl memory guard (kills agents at the kill threshold)\nAfter=local-fs.target\n\n\
-         [Service]\nExecStart={} watch --auto-kill\nRestart=always\nRestartSec=1\n\
-         # The guard must outlive every agent when memory runs out.\nOOMScoreAdjust=-1000\nMemoryMin=64M\n\n\
-         [Install]\nWantedBy=multi-user.target\n",
-        exe.display()
-    )
 }
 
 /// Fails with a clear line when `dir` exists but cannot be written.

@@ -74,6 +74,11 @@ impl Starting {
         }
     }
 
+    /// The supervisor's pid.
+    pub fn pid(&self) -> i32 {
+        self.pid.as_raw()
+    }
+
     /// Tells the supervisor the cgroup's directories exist.
     pub fn cgroup_made(&self) {
         if let Some(channel) = &self.channel {

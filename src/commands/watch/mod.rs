@@ -18,6 +18,7 @@ use crate::{
     },
     context::Ctx,
     exit::Exit,
+    systemd::notify::Notifier,
 };
 use anyhow::{Context, Result};
 use fleet_cli::{ReliefOrder, WatchArgs};
@@ -84,7 +85,12 @@ pub fn run(ctx: &Ctx, args: WatchArgs) -> Result<Exit> {
     .context("cannot install the Ctrl-C handler")?;
 
     let (spawn_t, kill_t) = (ctx.spawn_threshold(), ctx.kill_threshold());
-    ctx.fleet.ensure()?;
+    // The guard keeps the fleet's scope on a systemd host: after a boot it makes it.
+    match args.auto_kill {
+        true => crate::systemd::scope::ensure(ctx)?,
+        false => crate::systemd::scope::require(ctx)?,
+    }
+    crate::systemd::scope::make_fleet_root(ctx, args.auto_kill)?;
     let first = Budget::measure(&ctx.fleet, &ctx.proc_root)?;
     let alarm = if args.auto_kill {
         Some(
@@ -94,6 +100,11 @@ pub fn run(ctx: &Ctx, args: WatchArgs) -> Result<Exit> {
     } else {
         None
     };
+    // Run by systemd: `systemctl start` returns now, with the scope made and the guard armed.
+    let notifier = Notifier::from_env();
+    if let Some(n) = &notifier {
+        n.ready(&format!("guarding {} at {kill_t} %", ctx.fleet.root.unified.display()));
+    }
     let mut screen = Screen::new(args.interval);
     let mut sampler = LightSampler::new(GROWTH_WINDOW.max(args.interval * 2));
     let victims = &args.victims;
@@ -109,6 +120,11 @@ pub fn run(ctx: &Ctx, args: WatchArgs) -> Result<Exit> {
     let mut metrics_failing = false;
     let mut relief_stuck = false;
     while presses.load(Ordering::SeqCst) == 0 {
+        // From the loop itself: a guard stuck anywhere in it stops the pings, and systemd
+        // restarts it (`WatchdogSec=`).
+        if let Some(n) = &notifier {
+            n.alive();
+        }
         let budget = Budget::measure(&ctx.fleet, &ctx.proc_root)?;
         // The view and the metrics file refresh at their own pace; only the budget is read
         // on every tick. Records, events and page-cache detail are read when relief has to
@@ -192,6 +208,9 @@ pub fn run(ctx: &Ctx, args: WatchArgs) -> Result<Exit> {
         let mut wait = interval_for(budget.percent(), spawn_t, kill_t, args.interval);
         if alert_until.is_some_and(|t| Instant::now() < t) {
             wait = ALERT_INTERVAL;
+        }
+        if let Some(most) = notifier.as_ref().and_then(Notifier::max_sleep) {
+            wait = wait.min(most);
         }
         let mut fds = vec![PollFd::new(wake_rx.as_fd(), PollFlags::POLLIN)];
         if let Some(a) = &alarm {

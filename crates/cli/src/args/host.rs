@@ -20,7 +20,7 @@ pub struct SetupHostArgs {
     /// Prefix for every file path setup-host touches (tests apply it to a temp tree)
     #[arg(long, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
-    /// Run only these steps (dirs, cgroups, swap, sysctl, workspaces, scratch, delegate, watcher)
+    /// Run only these steps (config, dirs, cgroups, swap, sysctl, workspaces, scratch, delegate, watcher)
     #[arg(long, value_name = "STEP,...", value_delimiter = ',')]
     pub only: Vec<String>,
     /// Skip these steps

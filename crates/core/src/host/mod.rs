@@ -3,5 +3,7 @@
 
 pub mod ancestry;
 pub mod mounts;
+pub mod packaging;
 pub mod swap;
 pub mod sysctl;
+pub mod systemd;
