@@ -54,6 +54,24 @@ fn spawn_places_the_command_in_its_cgroup_before_it_runs() {
     f.finish();
 }
 
+/// The supervisor is never a process of spawn's caller in the cgroup2 tree, not even for the
+/// moment after spawn returns: systemd ends a unit (an orchestrator's oneshot, a session at
+/// logout) by its cgroup there, and would take a supervisor still in it along.
+#[test]
+fn the_supervisor_is_outside_the_callers_cgroup_when_spawn_returns() {
+    let Some(f) = TestFleet::new("supervisor-born") else { return };
+    let out = f.run(&["spawn", "b1", "ws-001", "--json", "--", "sleep", "600"]);
+    out.code(0);
+    let started: serde_json::Value = serde_json::from_str(&out.stdout).expect("spawn --json");
+    let sup = started["supervisor_pid"].as_i64().expect("supervisor pid");
+    // Read before anything else: the supervisor's own move comes 50 ms after spawn returns.
+    let cgroups = std::fs::read_to_string(format!("/proc/{sup}/cgroup")).expect("the supervisor's cgroups");
+    let unified = cgroups.lines().find(|l| l.starts_with("0::")).expect("unified line");
+    assert!(unified.ends_with(&format!("{}/supervisors", f.name)), "{cgroups}");
+    f.run(&["kill", "b1", "--force"]).code(0);
+    f.finish();
+}
+
 #[test]
 fn agents_start_with_no_blocked_signals_and_an_ordinary_oom_score() {
     let Some(f) = TestFleet::new("sigmask") else { return };

@@ -91,9 +91,13 @@ pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
     // The supervisor sets itself up while this process makes the cgroup (see `handoff`).
     // Declared after `undo`, so on an error it is dropped first: stopped and reaped before
     // the undo removes what it would have used.
+    // The fleet's subtree first (once): the supervisor is born in its `supervisors/`.
+    if !ctx.fleet.is_complete() {
+        crate::systemd::scope::make_fleet_root(ctx, false)?;
+    }
     let supervisor = Starting::fork(&plan, record.clone(), &lock, taken.leases.as_ref())?;
     crate::systemd::scope::track(ctx, supervisor.pid())?;
-    make_cgroup(ctx, &plan)?;
+    make_cgroup(&plan)?;
     supervisor.cgroup_made();
     prepare(ctx, &plan, &record)?;
     contained.hand_over(&plan)?;
@@ -248,12 +252,7 @@ fn busy(ctx: &Ctx, id: &AgentId) -> anyhow::Error {
 }
 
 /// Creates the agent's cgroup, without limits yet.
-fn make_cgroup(ctx: &Ctx, plan: &SupervisorPlan) -> Result<()> {
-    // After the first spawn the subtree is complete; checking that is cheaper than
-    // re-making nine directories and their controller files.
-    if !ctx.fleet.is_complete() {
-        crate::systemd::scope::make_fleet_root(ctx, false)?;
-    }
+fn make_cgroup(plan: &SupervisorPlan) -> Result<()> {
     // An empty leftover (a crashed spawn, or cgroup-create) is replaced, so counters such
     // as oom_kill start from zero for this agent. Creating first costs nothing extra in the
     // usual case, where there is none.

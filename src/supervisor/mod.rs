@@ -5,10 +5,12 @@
 //! them to close), prepares the agent's start while `spawn` makes the cgroup ([`handoff`]),
 //! starts the agent's command, and reports the pid (or the error) to `spawn`. Shortly after
 //! (50 ms), once `spawn` has returned, it takes protection from the OOM killer and moves
-//! itself to the fleet's `supervisors/` cgroup (outside every agent). From then on it
+//! itself to the fleet's `supervisors/` cgroup (outside every agent) in the hierarchies it
+//! was not born in (it is born there in the cgroup2 tree, see [`handoff`]). From then on it
 //! sleeps in `poll(2)` until the kernel has news: a signal, output, an OOM event, or the
 //! next deadline.
 
+mod clone3;
 pub mod handoff;
 mod launch;
 mod lifecycle;
@@ -43,6 +45,7 @@ fn become_supervisor(
     lock: Lock,
     leases: Option<Leases>,
     mut channel: UnixStream,
+    born_in_supervisors: bool,
 ) -> i32 {
     scrub::forget_the_callers_arguments(&plan.proc_root, &format!("fleetctl supervisor {}", plan.id));
     let _ = nix::unistd::setsid();
@@ -54,7 +57,7 @@ fn become_supervisor(
         close_inherited(&keep);
     }
     name_process(&plan);
-    let prepared = lifecycle::Supervisor::prepare(plan, record, lock, leases);
+    let prepared = lifecycle::Supervisor::prepare(plan, record, lock, leases, born_in_supervisors);
     // The cgroup exists, and `spawn` is writing its limits: open what the start needs of it.
     if !handoff::wait_for(&mut channel, handoff::CGROUP_MADE) {
         return 1;

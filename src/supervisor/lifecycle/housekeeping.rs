@@ -24,7 +24,11 @@ impl Supervisor {
         }
         // A quiet agent has an (empty) log too, for `fleetctl logs`.
         let _ = self.log();
-        if let Err(e) = self.plan.supervisors.attach(0) {
+        let joined = match self.born_in_supervisors {
+            true => self.plan.supervisors.attach_v1(0),
+            false => self.plan.supervisors.attach(0),
+        };
+        if let Err(e) = joined {
             self.note(&format!("cannot move the supervisor into {}: {e:#}", self.plan.supervisors.unified.display()));
             self.event(&Event::SupervisorError { error: format!("cannot join supervisors cgroup: {e:#}") });
         }

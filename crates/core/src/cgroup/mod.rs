@@ -161,4 +161,13 @@ impl Cgroup {
         }
         Ok(())
     }
+
+    /// Moves process `pid` (0 for the caller) into this cgroup in the v1 hierarchies alone
+    /// (none on pure cgroup v2), for a process born in it in the cgroup2 tree.
+    pub fn attach_v1(&self, pid: i32) -> crate::Result<()> {
+        for dir in [&self.memory_v1, &self.pids_v1].into_iter().flatten() {
+            files::write(&dir.join("cgroup.procs"), &pid.to_string(), "cgroup")?;
+        }
+        Ok(())
+    }
 }
