@@ -9,12 +9,14 @@
 //! - `vm-test`: the integration tests inside a VM whose only hierarchy is cgroup v2 (qemu,
 //!   Debian's cloud kernel and a busybox guest, all prepared by `vm/` and cached in `target/vm`).
 //! - `dist`: the statically linked release binary to install on hosts.
+//! - `deb`: the Debian package of that binary, with the unit, completions, man pages and config.
 
 mod bench;
 mod bench_memory;
 mod bench_scale;
 mod bench_spawn;
 mod codegen;
+mod deb;
 mod dist;
 mod soak;
 #[cfg(test)]
@@ -25,7 +27,7 @@ mod vmtest;
 use anyhow::{Result, bail};
 use std::path::{Path, PathBuf};
 
-const USAGE: &str = "usage: cargo xtask codegen [--check] | bench [--agents N] [--rounds N] [--trials N] | soak [--minutes N] [--agents N] [--seed S] | vm-test | dist";
+const USAGE: &str = "usage: cargo xtask codegen [--check] | bench [--agents N] [--rounds N] [--trials N] | soak [--minutes N] [--agents N] [--seed S] | vm-test [--systemd [--layout unified|hybrid|both]] | dist | deb";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -42,6 +44,7 @@ fn main() -> Result<()> {
         ("soak", _) => soak::run(&root(), &soak::Options::parse(rest)?),
         ("vm-test", []) => vmtest::run(&root()),
         ("dist", []) => dist::run(&root()),
+        ("deb", []) => deb::run(&root()),
         _ => bail!("{USAGE}"),
     }
 }
