@@ -1,0 +1,32 @@
+# The systemd VM tier's command, run as root in the guest's /vmtest/in (which holds the .deb,
+# the integration-test binary and systemd-scenarios.sh): install the package as a host would,
+# set the host up, then the integration tests against the installed fleetctl, then the
+# scenarios. Lines starting "SDVMTEST: " are for the host's report. Exit status: 0 only when
+# all of it passed.
+set -u
+say() { echo "SDVMTEST: $*"; }
+now() { cut -d' ' -f1 /proc/uptime; }
+took() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f s", b - a }'; }
+say "systemd $(systemctl --version | awk 'NR == 1 { print $2 }'), layout $(stat -fc %T /sys/fs/cgroup)"
+# Swap on a RAM disk: without swap, an agent's memory.swap.max 0 proves nothing.
+modprobe brd rd_nr=1 rd_size=262144 && mkswap -q /dev/ram0 && swapon /dev/ram0 || { say "no swap"; exit 1; }
+t=$(now)
+dpkg -i ./fleetctl_*_amd64.deb || { say "FAIL dpkg -i"; exit 1; }
+say "dpkg -i took $(took "$t")"
+rc=0
+t=$(now)
+fleetctl setup-host --fleet-memory-max 1G || { say "FAIL setup-host"; rc=1; }
+say "setup-host took $(took "$t")"
+if [ "${SDVM_TESTS:-1}" = 1 ]; then
+  t=$(now)
+  # As in .ci/run: a test that finds itself without root fails. The tests nest their fleets
+  # under this process's own cgroup (the runner moved into a leaf of its delegated service).
+  FLEETCTL_THROWAWAY_KERNEL=1 FLEETCTL_TEST_AS_ROOT=1 FLEETCTL_BIN=/usr/bin/fleetctl \
+    ./fleetctl-tests --test-threads=1 2>&1 | sed -u 's/^/TEST: /'
+  [ "${PIPESTATUS[0]}" = 0 ] || rc=1
+  say "integration tests took $(took "$t")"
+fi
+t=$(now)
+bash ./systemd-scenarios.sh || rc=1
+say "scenarios took $(took "$t")"
+exit $rc
