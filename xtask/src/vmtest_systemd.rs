@@ -1,9 +1,10 @@
-//! `cargo xtask vm-test --systemd [--layout unified|hybrid|both] [--no-tests]`: fleetctl as a
-//! host installs it, on Debian 12 with systemd as PID 1 (`vm/systemd_guest.rs`).
+//! `cargo xtask vm-test --systemd [--layout unified|hybrid|both] [--tests unified|hybrid|both|none]`:
+//! fleetctl as a host installs it, on Debian 12 with systemd as PID 1 (`vm/systemd_guest.rs`).
 //!
 //! Each layout boots once: the guest installs the package (`cargo xtask deb`) with `dpkg -i`,
 //! runs `fleetctl setup-host --fleet-memory-max 1G`, the integration tests against
-//! `/usr/bin/fleetctl`, and then the scenarios of `xtask/vm/systemd-scenarios.sh`, each one
+//! `/usr/bin/fleetctl` (in the layouts `--tests` names: they take 8-12 minutes per layout
+//! under TCG), and then the scenarios of `xtask/vm/systemd-scenarios.sh`, each one
 //! `PASS <name>` or `FAIL <name>: <why>` (the guest's steps: `xtask/vm/systemd-guest.sh`).
 //! Output streams as it comes; a summary per layout closes the run.
 
@@ -23,27 +24,34 @@ const TIMEOUT: Duration = Duration::from_secs(1500);
 /// The tier's options.
 pub struct Options {
     pub layouts: Vec<Layout>,
-    pub tests: bool,
+    /// The layouts whose boot also runs the integration tests.
+    pub tests: Vec<Layout>,
 }
 
 impl Options {
-    /// `--systemd` is the caller's; the rest: `--layout unified|hybrid|both` (both) and
-    /// `--no-tests` (the scenarios only).
+    /// `--systemd` is the caller's; the rest: `--layout unified|hybrid|both` (both), the
+    /// layouts to boot, and `--tests unified|hybrid|both|none` (both), those of them that also
+    /// run the integration tests.
     pub fn parse(args: &[String]) -> Result<Options> {
-        let mut options = Options { layouts: vec![Layout::Unified, Layout::Hybrid], tests: true };
+        let both = vec![Layout::Unified, Layout::Hybrid];
+        let mut options = Options { layouts: both.clone(), tests: both };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
-            match arg.as_str() {
-                "--layout" => {
-                    options.layouts = match it.next().map(String::as_str) {
-                        Some("unified") => vec![Layout::Unified],
-                        Some("hybrid") => vec![Layout::Hybrid],
-                        Some("both") => vec![Layout::Unified, Layout::Hybrid],
-                        other => bail!("vm-test: --layout takes unified, hybrid or both, not {other:?}"),
-                    }
-                }
-                "--no-tests" => options.tests = false,
-                _ => bail!("vm-test --systemd: unknown option '{arg}'"),
+            if arg != "--layout" && arg != "--tests" {
+                bail!("vm-test --systemd: unknown option '{arg}'");
+            }
+            let value = it.next().map(String::as_str);
+            let layouts = match value {
+                Some("unified") => vec![Layout::Unified],
+                Some("hybrid") => vec![Layout::Hybrid],
+                Some("both") => vec![Layout::Unified, Layout::Hybrid],
+                Some("none") if arg == "--tests" => Vec::new(),
+                _ => bail!("vm-test --systemd: {arg} takes unified, hybrid or both, not {value:?}"),
+            };
+            if arg == "--layout" {
+                options.layouts = layouts;
+            } else {
+                options.tests = layouts;
             }
         }
         Ok(options)
@@ -60,7 +68,7 @@ struct Report {
 
 impl Report {
     fn take(&mut self, line: &str) {
-        if line.starts_with("PASS ") || line.starts_with("FAIL ") {
+        if ["PASS ", "FAIL ", "NOTE "].iter().any(|p| line.starts_with(p)) {
             self.scenarios.push(line.to_string());
         } else if let Some(note) = line.strip_prefix("SDVMTEST: ") {
             self.notes.push(note.to_string());
@@ -80,7 +88,6 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     let started = Instant::now();
     let prepared = systemd_guest::prepare(&workspace)?;
     crate::vm::note(&format!("guest prepared in {:.1} s", started.elapsed().as_secs_f64()));
-    let command = format!("SDVM_TESTS={} bash systemd-guest.sh", u8::from(options.tests));
     let deb_name = deb.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let inputs = [
         (deb, deb_name.as_str()),
@@ -91,6 +98,7 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     let mut failures = Vec::new();
     for &layout in &options.layouts {
         let mut report = Report::default();
+        let command = format!("SDVM_TESTS={} bash systemd-guest.sh", u8::from(options.tests.contains(&layout)));
         let run = Run { layout, inputs: &inputs, command: &command, timeout: TIMEOUT };
         let name = layout.name();
         let outcome = systemd_guest::run(&workspace, &prepared, &run, &mut |line| {
@@ -126,7 +134,10 @@ mod tests {
         let parse = |args: &[&str]| Options::parse(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>());
         assert_eq!(parse(&[]).unwrap().layouts, [Layout::Unified, Layout::Hybrid]);
         assert_eq!(parse(&["--layout", "hybrid"]).unwrap().layouts, [Layout::Hybrid]);
-        assert!(!parse(&["--no-tests"]).unwrap().tests);
+        assert_eq!(parse(&[]).unwrap().tests, [Layout::Unified, Layout::Hybrid]);
+        assert_eq!(parse(&["--tests", "unified"]).unwrap().tests, [Layout::Unified]);
+        assert!(parse(&["--tests", "none"]).unwrap().tests.is_empty());
+        assert!(parse(&["--layout", "none"]).is_err());
         assert!(parse(&["--layout", "v1"]).is_err());
         assert!(parse(&["--layout"]).is_err());
         assert!(parse(&["--fast"]).is_err());
