@@ -65,7 +65,11 @@ pub fn stage(root: &Path, binary: &Path, tree: &Path, version: &str) -> Result<(
         Ok(())
     };
     let read = |rel: &str| fs::read(root.join(rel)).with_context(|| format!("cannot read {rel}"));
-    put(EXE.trim_start_matches('/'), &fs::read(binary).with_context(|| format!("cannot read {}", binary.display()))?, 0o755)?;
+    put(
+        EXE.trim_start_matches('/'),
+        &fs::read(binary).with_context(|| format!("cannot read {}", binary.display()))?,
+        0o755,
+    )?;
     let template = String::from_utf8(read("packaging/fleetctl.service")?)?;
     ensure!(template.contains("@FLEETCTL@"), "packaging/fleetctl.service has no @FLEETCTL@ to fill in");
     put(UNIT, template.replace("@FLEETCTL@", EXE).as_bytes(), 0o644)?;
@@ -163,7 +167,10 @@ mod tests {
         stage(&crate::root(), &binary, &tree, "1.2.3").unwrap();
         let mut staged = Vec::new();
         files(&tree, &tree, &mut staged);
-        let pages = crate::codegen::generate_all().unwrap().into_iter().filter(|(p, _)| p.extension().is_some_and(|e| e == "1"));
+        let pages = crate::codegen::generate_all()
+            .unwrap()
+            .into_iter()
+            .filter(|(p, _)| p.extension().is_some_and(|e| e == "1"));
         let mut want: Vec<String> = [EXE.trim_start_matches('/'), UNIT, CONFIG, "usr/share/doc/fleetctl/copyright"]
             .into_iter()
             .chain(COMPLETIONS.map(|(_, to)| to))

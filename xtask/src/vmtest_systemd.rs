@@ -106,17 +106,28 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
             report.take(line);
         })?;
         let secs = |d: Option<Duration>| d.map_or("never".to_string(), |d| format!("{:.1} s", d.as_secs_f64()));
-        println!("== systemd VM tier, {name}: boot to command {}, VM {}", secs(outcome.started_after), secs(Some(outcome.total)));
+        println!(
+            "== systemd VM tier, {name}: boot to command {}, VM {}",
+            secs(outcome.started_after),
+            secs(Some(outcome.total))
+        );
         for line in report.notes.iter().chain(&report.tests).chain(&report.scenarios) {
             println!("  {line}");
         }
         match outcome.status {
             Some(0) => println!("systemd VM tier ({name}): PASS"),
-            Some(status) => failures.push(format!("{name}: exit status {status}; console log {}", outcome.log.display())),
-            None if outcome.timed_out => {
-                failures.push(format!("{name}: timed out after {} s; console log {}", TIMEOUT.as_secs(), outcome.log.display()))
+            Some(status) => {
+                failures.push(format!("{name}: exit status {status}; console log {}", outcome.log.display()))
             }
-            None => failures.push(format!("{name}: the VM stopped before the command reported; console log {}", outcome.log.display())),
+            None if outcome.timed_out => failures.push(format!(
+                "{name}: timed out after {} s; console log {}",
+                TIMEOUT.as_secs(),
+                outcome.log.display()
+            )),
+            None => failures.push(format!(
+                "{name}: the VM stopped before the command reported; console log {}",
+                outcome.log.display()
+            )),
         }
     }
     if !failures.is_empty() {

@@ -44,18 +44,6 @@ say() { echo "SDVM: $*" > /dev/ttyS0; }
 # Type=exec: the boot finishes first; wait for it, so the command finds a settled system.
 state=$(systemctl is-system-running --wait)
 say "start uptime=$(cut -d' ' -f1 /proc/uptime) state=$state"
-# The service is delegated (Delegate=yes): move into a leaf of its own cgroup in every
-# hierarchy first, so what the command nests below the service's cgroup (the tests' fleets)
-# can enable controllers there (cgroup v2 allows no processes beside enabled children).
-while IFS=: read -r _ controllers path; do
-  case $controllers in
-    "") dir=/sys/fs/cgroup; [ -d /sys/fs/cgroup/unified ] && dir=/sys/fs/cgroup/unified;;
-    name=systemd) dir=/sys/fs/cgroup/systemd;;
-    memory|pids) dir=/sys/fs/cgroup/$controllers;;
-    *) continue;;
-  esac
-  mkdir -p "$dir$path/runner" && echo $$ > "$dir$path/runner/cgroup.procs" || say "cannot move into $dir$path/runner"
-done < /proc/self/cgroup
 mkdir -p /vmtest/out && tar -xf /dev/nvme0n2 -C /vmtest || say "cannot unpack the input disk"
 cd /vmtest/in
 set -o pipefail
@@ -76,7 +64,6 @@ After=multi-user.target
 Type=exec
 ExecStart=/usr/local/sbin/vmtest-run
 Environment=HOME=/root TERM=dumb LANG=C.UTF-8
-Delegate=yes
 TimeoutStartSec=infinity
 [Install]
 WantedBy=multi-user.target

@@ -10,10 +10,9 @@
 //! - The disks, namespaces of one NVMe controller (stable names): n1 the image (`snapshot=on`:
 //!   the guest's writes are thrown away), n2 a tar of `{cmd, in/}`, n3 a sparse disk the
 //!   guest writes a tar of `{rc, out/}` to (`out/journal.txt` is the boot's journal).
-//! - The runner, `vmtest.service` (`Type=exec`, `Delegate=yes`), waits for
-//!   `systemctl is-system-running --wait`, moves into a leaf of its own cgroup, runs
-//!   `bash cmd` in `in/` with each output line on the console after `SDVM| `, writes the
-//!   output disk, and powers off at once (`poweroff --force --force`).
+//! - The runner, `vmtest.service` (`Type=exec`), waits for `systemctl is-system-running
+//!   --wait` (a settled system), runs `bash cmd` in `in/` with each output line on the console
+//!   after `SDVM| `, writes the output disk, and powers off at once (`poweroff --force --force`).
 
 use super::{
     Workspace,
@@ -155,8 +154,11 @@ fn image(kernel: &Kernel) -> Result<PathBuf> {
 }
 
 fn sha256(text: &str) -> Result<String> {
-    let mut child =
-        Command::new("sha256sum").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().context("cannot run sha256sum")?;
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("cannot run sha256sum")?;
     child.stdin.take().context("sha256sum's stdin")?.write_all(text.as_bytes())?;
     let out = child.wait_with_output()?;
     ensure!(out.status.success(), "sha256sum failed");
@@ -268,7 +270,11 @@ mod tests {
     fn the_status_is_the_runners_own_closing_line() {
         let console = "SDVM: start uptime=5.1 state=running\nSDVM| SDVM: rc=0\nSDVM: rc=1 uptime=80.2\n[ 81.0] reboot: Power down\n";
         assert_eq!(status_in(console), Some(1));
-        assert_eq!(status_in("SDVM: start\nSDVM| SDVM: rc=0\n"), None, "the command's output cannot pass for the runner");
+        assert_eq!(
+            status_in("SDVM: start\nSDVM| SDVM: rc=0\n"),
+            None,
+            "the command's output cannot pass for the runner"
+        );
         assert_eq!(status_in(""), None);
     }
 
