@@ -42,7 +42,17 @@ pub fn build(root: &Path) -> Result<PathBuf> {
         fs::remove_dir_all(&tree).with_context(|| format!("cannot remove the old {}", tree.display()))?;
     }
     let version = env!("CARGO_PKG_VERSION");
-    stage(root, &binary, &tree, version)?;
+    // Stripped for the package (Debian's rule; dist keeps its symbols for benchmarks).
+    fs::create_dir_all(&out)?;
+    let stripped = out.join("fleetctl");
+    fs::copy(&binary, &stripped)?;
+    let strip = Command::new("strip")
+        .arg("--strip-all")
+        .arg(&stripped)
+        .status()
+        .context("cannot run strip: apt-get install binutils")?;
+    ensure!(strip.success(), "strip {} failed", stripped.display());
+    stage(root, &stripped, &tree, version)?;
     let deb = out.join(format!("fleetctl_{version}_amd64.deb"));
     let packed = Command::new("dpkg-deb")
         .args(["--root-owner-group", "--build"])
@@ -75,6 +85,7 @@ pub fn stage(root: &Path, binary: &Path, tree: &Path, version: &str) -> Result<(
     put(UNIT, template.replace("@FLEETCTL@", EXE).as_bytes(), 0o644)?;
     put(CONFIG, &read("packaging/fleet.toml")?, 0o644)?;
     put("usr/share/doc/fleetctl/copyright", &read("LICENSE")?, 0o644)?;
+    put("usr/share/doc/fleetctl/changelog.gz", &gzip(changelog(root, version).as_bytes())?, 0o644)?;
     let generated = crate::codegen::generate_all()?;
     for (from, to) in COMPLETIONS {
         let (_, bytes) = generated
@@ -103,8 +114,25 @@ fn control(version: &str, installed_kib: u64) -> String {
          Installed-Size: {installed_kib}\nRecommends: systemd\nSection: admin\nPriority: optional\n\
          Description: {}\n {}\n",
         "run hundreds of coding agents on one host without running out of memory",
-        "Each agent runs in its own memory-limited cgroup under a tiny supervisor; a guard\n \
-         service kills the right agent before the host runs out of memory."
+        "Each agent runs in its own memory-limited cgroup under a tiny supervisor;\n \
+         a guard service kills the right agent before the host runs out of memory."
+    )
+}
+
+/// A native package's changelog: one entry for this version, dated by the commit it is
+/// built from (the same tree packs to the same bytes).
+fn changelog(root: &Path, version: &str) -> String {
+    let date = Command::new("git")
+        .args(["log", "-1", "--format=%aD"])
+        .current_dir(root)
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| "Thu, 01 Jan 1970 00:00:00 +0000".to_string());
+    format!(
+        "fleetctl ({version}) unstable; urgency=medium\n\n  * Built by `cargo xtask deb`; the changes are in the \
+         repository's history.\n\n -- fleetctl developers <dev@fleetctl.invalid>  {date}\n"
     )
 }
 
@@ -171,7 +199,10 @@ mod tests {
             .unwrap()
             .into_iter()
             .filter(|(p, _)| p.extension().is_some_and(|e| e == "1"));
-        let mut want: Vec<String> = [EXE.trim_start_matches('/'), UNIT, CONFIG, "usr/share/doc/fleetctl/copyright"]
+        let doc = ["usr/share/doc/fleetctl/copyright", "usr/share/doc/fleetctl/changelog.gz"];
+        let mut want: Vec<String> = [EXE.trim_start_matches('/'), UNIT, CONFIG]
+            .into_iter()
+            .chain(doc)
             .into_iter()
             .chain(COMPLETIONS.map(|(_, to)| to))
             .chain(["DEBIAN/control", "DEBIAN/conffiles", "DEBIAN/postinst", "DEBIAN/prerm", "DEBIAN/postrm"])

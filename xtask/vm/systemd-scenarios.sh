@@ -188,7 +188,7 @@ scenario_oomd_hog_guard() {
   if hybrid; then
     systemctl start systemd-oomd.service 2> /dev/null
     need "systemd-oomd runs on hybrid" not systemctl is-active --quiet systemd-oomd.service || return 1
-    echo "NOTE oomd_hog_guard: systemd-oomd does not run on hybrid ($(journalctl -u systemd-oomd.service -o cat --no-pager | grep -m1 -i unified)): the guard alone"
+    echo "NOTE oomd_hog_guard: systemd-oomd does not run on hybrid ($(systemctl show -p Result,ConditionResult systemd-oomd.service | tr '\n' ' ')$(journalctl -u systemd-oomd.service -o cat --no-pager | tail -1)): the guard alone"
   else
     need "cannot start systemd-oomd" systemctl start systemd-oomd.service || return 1
     wait_for 30 "systemd-oomd to be active" systemctl is-active --quiet systemd-oomd.service || return 1
