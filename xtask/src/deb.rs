@@ -203,7 +203,6 @@ mod tests {
         let mut want: Vec<String> = [EXE.trim_start_matches('/'), UNIT, CONFIG]
             .into_iter()
             .chain(doc)
-            .into_iter()
             .chain(COMPLETIONS.map(|(_, to)| to))
             .chain(["DEBIAN/control", "DEBIAN/conffiles", "DEBIAN/postinst", "DEBIAN/prerm", "DEBIAN/postrm"])
             .map(String::from)
