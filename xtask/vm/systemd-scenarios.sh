@@ -104,8 +104,9 @@ scenario_setup_host() {
     [ "$(systemctl show -p "${prop%%=*}" --value $SCOPE)" = "$want" ] ||
       { why "$SCOPE has $(systemctl show -p "${prop%%=*}" $SCOPE), not $prop"; return 1; }
   done
-  need "/etc/fleet/fleet.toml does not put the fleet in $FLEET_ROOT" \
-    grep -q "cgroup_parent = \"$FLEET_ROOT\"" /etc/fleet/fleet.toml
+  local parent
+  parent=$(python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb")).get("paths", {}).get("cgroup_parent", ""))' /etc/fleet/fleet.toml 2>&1)
+  need "/etc/fleet/fleet.toml puts the fleet in '$parent', not $FLEET_ROOT" [ "$parent" = "$FLEET_ROOT" ]
 }
 
 scenario_sudo_session_logout() {
@@ -238,6 +239,7 @@ scenario_package_remove() {
   need "dpkg -r fleetctl failed" eval 'dpkg -r fleetctl > /dev/null' || return 1
   need "/usr/bin/fleetctl is still there" not test -e /usr/bin/fleetctl || return 1
   need "the guard still runs after the package's removal" not systemctl is-active --quiet fleetctl.service || return 1
+  need "$SCOPE is gone after the package's removal" systemctl is-active --quiet $SCOPE || return 1
   need_steady rm1 "$p1" "after dpkg -r" || return 1
   need_steady rm2 "$p2" "after dpkg -r" || return 1
   need "records changed by dpkg -r: had '$before', now '$(ids)'" [ "$(ids)" = "$before" ] || return 1
