@@ -1,5 +1,6 @@
-//! `cargo xtask vm-test --systemd [--layout unified|hybrid|both] [--tests unified|hybrid|both|none]`:
-//! fleetctl as a host installs it, on Debian 12 with systemd as PID 1 (`vm/systemd_guest.rs`).
+//! `cargo xtask vm-test --systemd [--layout unified|hybrid|both] [--tests unified|hybrid|both|none]
+//! [--deb PATH]`: fleetctl as a host installs it, on Debian 12 with systemd as PID 1
+//! (`vm/systemd_guest.rs`). `--deb` tries a package built elsewhere instead of this tree's.
 //!
 //! Each layout boots once: the guest installs the package (`cargo xtask deb`) with `dpkg -i`,
 //! runs `fleetctl setup-host --fleet-memory-max 1G`, the integration tests against
@@ -12,9 +13,9 @@ use crate::vm::{
     Workspace,
     systemd_guest::{self, Layout, Run},
 };
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use std::{
-    path::Path,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
@@ -26,6 +27,8 @@ pub struct Options {
     pub layouts: Vec<Layout>,
     /// The layouts whose boot also runs the integration tests.
     pub tests: Vec<Layout>,
+    /// A package to install instead of building this tree's.
+    pub deb: Option<PathBuf>,
 }
 
 impl Options {
@@ -34,9 +37,14 @@ impl Options {
     /// run the integration tests.
     pub fn parse(args: &[String]) -> Result<Options> {
         let both = vec![Layout::Unified, Layout::Hybrid];
-        let mut options = Options { layouts: both.clone(), tests: both };
+        let mut options = Options { layouts: both.clone(), tests: both, deb: None };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
+            if arg == "--deb" {
+                let path = it.next().context("vm-test --systemd: --deb takes the path of a .deb")?;
+                options.deb = Some(PathBuf::from(path));
+                continue;
+            }
             if arg != "--layout" && arg != "--tests" {
                 bail!("vm-test --systemd: unknown option '{arg}'");
             }
@@ -82,7 +90,10 @@ impl Report {
 
 pub fn run(root: &Path, options: &Options) -> Result<()> {
     let workspace = Workspace::open(root)?;
-    let deb = crate::deb::build(root)?;
+    let deb = match &options.deb {
+        Some(deb) => deb.canonicalize().with_context(|| format!("no package at {}", deb.display()))?,
+        None => crate::deb::build(root)?,
+    };
     let tests = crate::vmtest::tests_binary(root)?;
     let vm = root.join("xtask/vm");
     let started = Instant::now();
@@ -149,6 +160,8 @@ mod tests {
         assert_eq!(parse(&["--tests", "unified"]).unwrap().tests, [Layout::Unified]);
         assert!(parse(&["--tests", "none"]).unwrap().tests.is_empty());
         assert!(parse(&["--layout", "none"]).is_err());
+        assert_eq!(parse(&["--deb", "/tmp/f.deb"]).unwrap().deb, Some(PathBuf::from("/tmp/f.deb")));
+        assert!(parse(&["--deb"]).is_err());
         assert!(parse(&["--layout", "v1"]).is_err());
         assert!(parse(&["--layout"]).is_err());
         assert!(parse(&["--fast"]).is_err());
