@@ -2,9 +2,10 @@
 //! [--deb PATH]`: fleetctl as a host installs it, on Debian 12 with systemd as PID 1
 //! (`vm/systemd_guest.rs`). `--deb` tries a package built elsewhere instead of this tree's.
 //!
-//! Each layout boots once: the guest installs the package (`cargo xtask deb`) with `dpkg -i`,
-//! runs `fleetctl setup-host --fleet-memory-max 1G`, the integration tests against
-//! `/usr/bin/fleetctl` (in the layouts `--tests` names: they take 8-12 minutes per layout
+//! Each layout boots once: the guest installs the package (`cargo xtask deb`) as the docs'
+//! blocks fenced `sh systemd` say, each command as written (else with `dpkg -i`), runs
+//! `fleetctl setup-host --fleet-memory-max 1G`, the integration tests against
+//! `/usr/bin/fleetctl` (in the layouts `--tests` names: they take 10-12 minutes per layout
 //! under TCG), and then the scenarios of `xtask/vm/systemd-scenarios.sh`, each one
 //! `PASS <name>` or `FAIL <name>: <why>` (the guest's steps: `xtask/vm/systemd-guest.sh`).
 //! Output streams as it comes; a summary per layout closes the run.
@@ -105,6 +106,8 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         (tests, "fleetctl-tests"),
         (vm.join("systemd-guest.sh"), "systemd-guest.sh"),
         (vm.join("systemd-scenarios.sh"), "systemd-scenarios.sh"),
+        (root.join("README.md"), "README.md"),
+        (root.join("docs/operations.md"), "operations.md"),
     ];
     let mut failures = Vec::new();
     for &layout in &options.layouts {
