@@ -8,24 +8,29 @@
 //!   nothing is lost (every run ended once, no unchosen kill, nothing left behind).
 //! - `vm-test`: the integration tests inside a VM whose only hierarchy is cgroup v2 (qemu,
 //!   Debian's cloud kernel and a busybox guest, all prepared by `vm/` and cached in `target/vm`).
+//!   With `--systemd`: the package installed and the scenarios run on Debian 12 with systemd
+//!   as PID 1, pure v2 and hybrid (`vmtest_systemd.rs`).
 //! - `dist`: the statically linked release binary to install on hosts.
+//! - `deb`: the Debian package of that binary, with the unit, completions, man pages and config.
 
 mod bench;
 mod bench_memory;
 mod bench_scale;
 mod bench_spawn;
 mod codegen;
+mod deb;
 mod dist;
 mod soak;
 #[cfg(test)]
 mod tidy;
 mod vm;
 mod vmtest;
+mod vmtest_systemd;
 
 use anyhow::{Result, bail};
 use std::path::{Path, PathBuf};
 
-const USAGE: &str = "usage: cargo xtask codegen [--check] | bench [--agents N] [--rounds N] [--trials N] | soak [--minutes N] [--agents N] [--seed S] | vm-test | dist";
+const USAGE: &str = "usage: cargo xtask codegen [--check] | bench [--agents N] [--rounds N] [--trials N] | soak [--minutes N] [--agents N] [--seed S] | vm-test [--systemd [--layout unified|hybrid|both] [--tests unified|hybrid|both|none] [--deb PATH]] | dist | deb";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -41,7 +46,11 @@ fn main() -> Result<()> {
         ("bench", _) => bench::run(&root(), &bench_options(rest)?),
         ("soak", _) => soak::run(&root(), &soak::Options::parse(rest)?),
         ("vm-test", []) => vmtest::run(&root()),
+        ("vm-test", [systemd, rest @ ..]) if systemd == "--systemd" => {
+            vmtest_systemd::run(&root(), &vmtest_systemd::Options::parse(rest)?)
+        }
         ("dist", []) => dist::run(&root()),
+        ("deb", []) => deb::run(&root()),
         _ => bail!("{USAGE}"),
     }
 }

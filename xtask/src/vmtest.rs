@@ -64,7 +64,7 @@ pub fn run(root: &Path) -> Result<()> {
 }
 
 /// The integration-test executable `cargo test` builds.
-fn tests_binary(root: &Path) -> Result<std::path::PathBuf> {
+pub fn tests_binary(root: &Path) -> Result<std::path::PathBuf> {
     let out = Command::new("cargo")
         .args(["test", "--quiet", "--test", "tests", "--no-run", "--message-format", "json"])
         .current_dir(root)

@@ -77,17 +77,7 @@ impl Apt {
         if self.updated {
             return Ok(());
         }
-        let deb822 = fs::read_dir("/etc/apt/sources.list.d")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.path().extension().is_some_and(|x| x == "sources"))
-            .filter_map(|e| fs::read_to_string(e.path()).ok())
-            .collect::<Vec<_>>()
-            .join("\n\n");
-        let one_line = fs::read_to_string("/etc/apt/sources.list").unwrap_or_default();
-        let mirror = mirror_in(&deb822, &one_line)
-            .context("no Debian mirror in /etc/apt/sources.list or /etc/apt/sources.list.d/*.sources: add one (the VM tier fetches its packages from it)")?;
+        let mirror = mirror()?;
         let signed = if Path::new(KEYRING).exists() { format!(" [signed-by={KEYRING}]") } else { String::new() };
         let suites =
             [self.codename.clone(), format!("{}-updates", self.codename), format!("{}-backports", self.codename)];
@@ -141,6 +131,22 @@ impl Apt {
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
+}
+
+/// The host's Debian mirror (its first non-security archive in /etc/apt), which the VM tier
+/// fetches packages and guest images from.
+pub fn mirror() -> Result<String> {
+    let deb822 = fs::read_dir("/etc/apt/sources.list.d")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "sources"))
+        .filter_map(|e| fs::read_to_string(e.path()).ok())
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    let one_line = fs::read_to_string("/etc/apt/sources.list").unwrap_or_default();
+    mirror_in(&deb822, &one_line)
+        .context("no Debian mirror in /etc/apt/sources.list or /etc/apt/sources.list.d/*.sources: add one (the VM tier fetches its packages from it)")
 }
 
 /// Whether dpkg has `package` installed on the host.

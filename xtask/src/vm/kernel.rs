@@ -72,6 +72,11 @@ impl Kernel {
         Ok(path)
     }
 
+    /// The release's whole module tree (`lib/modules/<release>`), for a guest with a root disk.
+    pub fn modules(&self) -> PathBuf {
+        self.root.join("lib/modules").join(&self.release)
+    }
+
     fn find(dir: &Path) -> Result<Option<Kernel>> {
         let Ok(entries) = fs::read_dir(dir.join("boot")) else { return Ok(None) };
         for entry in entries {

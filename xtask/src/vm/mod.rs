@@ -10,12 +10,15 @@
 //! - `qemu`: installing qemu, KVM or TCG, one boot with its console logged under deadlines.
 //! - `cpio`: the initramfs archive format.
 //! - `busybox_guest`: a guest whose userland is a static busybox and the binaries it is given.
+//! - `systemd_guest`: Debian 12 with systemd as PID 1 on a cached root image (its cache is
+//!   `/var/cache/fleetctl-vm`, shared by checkouts), pure cgroup v2 or hybrid.
 
 pub mod apt;
 pub mod busybox_guest;
 pub mod cpio;
 pub mod kernel;
 pub mod qemu;
+pub mod systemd_guest;
 
 use anyhow::{Context, Result, bail};
 use std::{

@@ -1,0 +1,54 @@
+# The systemd VM tier's command, run as root in the guest's /vmtest/in (which holds the .deb,
+# the integration-test binary, systemd-scenarios.sh, README.md and operations.md): install the
+# package as the docs say,
+# set the host up, then the integration tests against the installed fleetctl, then the
+# scenarios. Lines starting "SDVMTEST: " are for the host's report. Exit status: 0 only when
+# all of it passed.
+set -u
+say() { echo "SDVMTEST: $*"; }
+now() { cut -d' ' -f1 /proc/uptime; }
+took() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f s", b - a }'; }
+say "systemd $(systemctl --version | awk 'NR == 1 { print $2 }'), layout $(stat -fc %T /sys/fs/cgroup)"
+# Swap on a RAM disk: without swap, an agent's memory.swap.max 0 proves nothing.
+modprobe brd rd_nr=1 rd_size=262144 && mkswap -q /dev/ram0 && swapon /dev/ram0 || { say "no swap"; exit 1; }
+rc=0
+# The docs' packaged install (README.md and docs/operations.md blocks fenced `sh systemd`),
+# each command as written, by deploy, an operator with sudo rights, here beside the .deb.
+# Without such a block: `dpkg -i` as root. Either way the budget follows from setup-host.
+t=$(now)
+blocks=$(awk '/^```sh systemd$/ { on = 1; next } /^```/ { on = 0 } on' README.md operations.md 2>/dev/null |
+  sed 's/[[:space:]]*#.*//' | grep -v '^[[:space:]]*$')
+if [ -n "$blocks" ]; then
+  while IFS= read -r command; do
+    echo "\$ $command"
+    runuser -u deploy -- bash -c "$command" < /dev/null || { echo "FAIL docs_packaged_install: '$command' failed"; rc=1; }
+  done <<< "$blocks"
+  [ $rc = 0 ] && echo "PASS docs_packaged_install"
+else
+  dpkg -i ./fleetctl_*_amd64.deb || { say "FAIL dpkg -i"; exit 1; }
+fi
+say "install took $(took "$t")"
+t=$(now)
+fleetctl setup-host --fleet-memory-max 1G || { say "FAIL setup-host"; rc=1; }
+say "setup-host took $(took "$t")"
+if [ "${SDVM_TESTS:-1}" = 1 ]; then
+  t=$(now)
+  # As in .ci/run: a test that finds itself without root fails. Each test nests its fleet
+  # under the test process's own cgroup and enables memory and pids there, which cgroup v2
+  # allows only where no process lives beside them: in the root cgroup (the busybox tier runs
+  # there too). So the suite runs from the root of every hierarchy, its fleets top-level
+  # cgroups of a throwaway guest, which systemd leaves alone.
+  (
+    for dir in /sys/fs/cgroup /sys/fs/cgroup/unified /sys/fs/cgroup/systemd /sys/fs/cgroup/memory /sys/fs/cgroup/pids; do
+      [ -e $dir/cgroup.procs ] && echo $BASHPID > $dir/cgroup.procs
+    done
+    FLEETCTL_THROWAWAY_KERNEL=1 FLEETCTL_TEST_AS_ROOT=1 FLEETCTL_BIN=/usr/bin/fleetctl \
+      exec ./fleetctl-tests --test-threads=1
+  ) 2>&1 | sed -u 's/^/TEST: /'
+  [ "${PIPESTATUS[0]}" = 0 ] || rc=1
+  say "integration tests took $(took "$t")"
+fi
+t=$(now)
+bash ./systemd-scenarios.sh || rc=1
+say "scenarios took $(took "$t")"
+exit $rc
