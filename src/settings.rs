@@ -75,6 +75,8 @@ pub struct Thresholds {
     pub spawn: u8,
     /// Start killing at or above this.
     pub kill: u8,
+    /// Refuse spawns (or queue them) while the fleet has this many agents; None: no cap.
+    pub max_agents: Option<u32>,
 }
 
 /// `[agent]`, or the built-in defaults.
@@ -97,6 +99,9 @@ pub struct AgentDefaults {
     pub port_range: (u16, u16),
     /// What a starting agent counts for at least at admission.
     pub start_reserve: u64,
+    /// What every agent counts for at least at admission for as long as it lives, unless
+    /// its `--memory-reserve` says otherwise; None: off.
+    pub memory_reserve: Option<u64>,
 }
 
 impl AgentDefaults {
@@ -126,6 +131,17 @@ impl Settings {
         let thresholds = Thresholds {
             spawn: percent(file, "thresholds.spawn")?.unwrap_or(DEFAULT_SPAWN_THRESHOLD),
             kill: percent(file, "thresholds.kill")?.unwrap_or(DEFAULT_KILL_THRESHOLD),
+            max_agents: match file.get("thresholds.max_agents") {
+                None => None,
+                Some(value) => match value.as_integer().and_then(|n| u32::try_from(n).ok()) {
+                    Some(n) if n >= 1 => Some(n),
+                    _ => {
+                        return Err(config_error(
+                            file.bad_value("thresholds.max_agents", "use a whole number of agents of at least 1 (e.g. 300)"),
+                        ));
+                    }
+                },
+            },
         };
         if thresholds.spawn >= thresholds.kill {
             let given = |key: &'static str, value: u8| match file.get(key) {
@@ -188,6 +204,12 @@ impl Settings {
                 fleet_core::size::parse_bytes,
             )?
             .unwrap_or(START_RESERVE),
+            memory_reserve: parsed(
+                file,
+                "agent.memory_reserve",
+                r#"not a size; give one such as "512M", or leave the key out for no reservation"#,
+                fleet_core::size::parse_bytes,
+            )?,
         };
         let path = |flag: &Option<PathBuf>, key: &'static str, default: &str| -> Result<PathBuf> {
             let configured = parsed(file, key, r#"not a path; give it in quotes (e.g. "/run/fleet")"#, |v| {

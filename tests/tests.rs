@@ -17,6 +17,7 @@ mod limits;
 mod observe;
 mod orphans;
 mod pressure;
+mod queue;
 mod records;
 mod relief;
 mod restart;

@@ -11,6 +11,7 @@ pub mod growth;
 pub mod leases;
 pub mod place;
 pub mod plan;
+pub mod queue;
 pub mod relief;
 pub mod sample;
 pub mod stop;

@@ -10,12 +10,42 @@ use crate::{
 };
 use anyhow::Result;
 use fleet_cli::KillArgs;
-use fleet_core::id::AgentId;
+use fleet_core::{id::AgentId, timefmt::human_duration};
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Takes the ids in `ids` that wait in line (`spawn --queue`) out of it and out of `ids`,
+/// unless an agent of that id exists too (then that agent is stopped as well, and its
+/// waiting spawn, which would have found the id busy, is withdrawn). True if one was.
+fn withdraw_waiters(ctx: &Ctx, ids: &mut Vec<AgentId>) -> Result<bool> {
+    let dir = fleet_core::queue::dir(&ctx.dirs.state);
+    let mut any = false;
+    let mut kept = Vec::new();
+    for id in ids.drain(..) {
+        match fleet_core::queue::cancel(&dir, &id)? {
+            Some(waiter) => {
+                any = true;
+                let waited = waiter.since.elapsed().map(human_duration).unwrap_or_default();
+                println!(
+                    "{id}: taken out of the line (it had waited {waited} for {}); nothing was started",
+                    crate::agent::queue::describe(waiter.reason)
+                );
+                if ctx.dirs.agent_dir(&id).exists() {
+                    kept.push(id);
+                }
+            }
+            None => kept.push(id),
+        }
+    }
+    *ids = kept;
+    Ok(any)
+}
 
 /// Entry point.
 pub fn run(ctx: &Ctx, args: KillArgs) -> Result<Exit> {
-    let ids: Vec<AgentId> = if args.all { all_ids(ctx)? } else { args.ids.clone() };
+    let mut ids: Vec<AgentId> = if args.all { all_ids(ctx)? } else { args.ids.clone() };
+    if !args.all && withdraw_waiters(ctx, &mut ids)? && ids.is_empty() {
+        return Ok(Exit::Ok);
+    }
     if args.all && ids.is_empty() {
         println!("no agents to kill");
         return Ok(Exit::Ok);

@@ -7,12 +7,13 @@ use fleet_core::size::format_iec;
 pub fn render_table(r: &MemoryReport) -> String {
     let opt = |v: Option<u64>| v.map(format_iec).unwrap_or_else(|| "max".into());
     let mut t =
-        super::table(&["ID", "CURRENT", "HIGH", "MAX", "% MAX", "PEAK", "EVENTS high/max/oom/kill", "PSI some/full"]);
+        super::table(&["ID", "CURRENT", "RESERVED", "HIGH", "MAX", "% MAX", "PEAK", "EVENTS high/max/oom/kill", "PSI some/full"]);
     for a in &r.agents {
         let protect = if a.protect { " (protected)" } else { "" };
         t.add_row(vec![
             format!("{}{protect}", a.id),
             format_iec(a.current_bytes),
+            a.reserve_bytes.map(format_iec).unwrap_or_else(|| "-".into()),
             opt(a.high_bytes),
             opt(a.max_bytes),
             a.percent_of_max.map(|p| format!("{p:.1} %")).unwrap_or_else(|| "-".into()),
@@ -25,6 +26,7 @@ pub fn render_table(r: &MemoryReport) -> String {
     t.add_row(vec![
         format!("TOTAL ({} agents)", x.agents),
         format_iec(x.current_bytes),
+        String::new(),
         String::new(),
         format!("budget {}", format_iec(x.budget_bytes)),
         format!("{:.1} % used", x.used_percent),
@@ -50,6 +52,7 @@ mod tests {
             id: id.into(),
             state: AgentState::Running,
             current_bytes: current,
+            reserve_bytes: (id == "big").then_some(224 * MIB),
             high_bytes: None,
             max_bytes: max,
             percent_of_max: max.map(|m| fleet_core::meminfo::percent_1dp(current, m)),

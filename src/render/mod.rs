@@ -6,6 +6,7 @@
 mod fixtures;
 pub mod memory;
 pub mod metrics;
+pub mod queue;
 pub mod relief;
 pub mod status;
 

@@ -55,6 +55,10 @@ pub fn render_table(report: &StatusReport) -> String {
                 (Some(c), None) => format_iec(c),
                 _ => "-".into(),
             };
+            let memory = match a.memory_reserve_bytes {
+                Some(r) => format!("{memory}, reserved {}", format_iec(r)),
+                None => memory,
+            };
             t.add_row(vec![
                 a.id.clone(),
                 a.state.to_string(),

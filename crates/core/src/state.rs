@@ -189,6 +189,9 @@ pub struct AgentRecord {
     /// Its scratch directory, removed when it ends.
     #[serde(default)]
     pub scratch: Option<PathBuf>,
+    /// Bytes admission counts for it while it uses less (`--memory-reserve`); None: off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_reserve: Option<u64>,
 }
 
 impl AgentRecord {
@@ -223,6 +226,7 @@ impl AgentRecord {
             slot: None,
             ports: None,
             scratch: None,
+            memory_reserve: None,
         }
     }
 

@@ -1,4 +1,4 @@
-//! The subcommands that only read: `status`, `memory` and `events`.
+//! The subcommands that only read: `status`, `memory`, `queue` and `events`.
 
 use super::parse::{parse_duration, parse_state};
 use clap::{Args, ValueEnum};
@@ -14,6 +14,14 @@ pub struct StatusArgs {
     #[arg(long, value_delimiter = ',', value_parser = parse_state)]
     pub state: Vec<AgentState>,
     /// One JSON object: {"schema", "host", "agents"}
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `fleetctl queue`.
+#[derive(Debug, Args)]
+pub struct QueueArgs {
+    /// One JSON object: {"schema", "waiting"}
     #[arg(long)]
     pub json: bool,
 }
