@@ -17,7 +17,8 @@ const T: Duration = Duration::from_secs(120);
 
 /// `queue --json`'s waiters: (position, id, reason).
 fn waiting(f: &TestFleet) -> Vec<(u64, String, String)> {
-    let run = f.run(&["queue", "--json"]).code(0).clone();
+    let run = f.run(&["queue", "--json"]);
+    run.code(0);
     let v: Value = serde_json::from_str(&run.stdout).expect("queue --json");
     assert_eq!(v["schema"], 1, "{v}");
     v["waiting"]
@@ -64,10 +65,11 @@ fn watch_peak(f: &TestFleet, stop: &AtomicBool, peak: &AtomicU64) {
     }
 }
 
-/// The ids of the journal's events named `event` (with `outcome` when given), in order.
+/// The ids of the journal's events named `event` (with `outcome` when given), in the order
+/// they were written.
 fn journal_ids(f: &TestFleet, event: &str, outcome: Option<&str>) -> Vec<String> {
-    let run = f.run(&["events", "--json"]).code(0).clone();
-    run.stdout
+    std::fs::read_to_string(f.tmp.path().join("log/events.jsonl"))
+        .expect("the journal")
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|e| e["event"] == event && outcome.is_none_or(|o| e["outcome"] == o))
@@ -109,7 +111,7 @@ fn forty_queued_spawns_all_run_in_arrival_order() {
                 })
             })
             .collect();
-        let runs = threads.into_iter().flat_map(|t| t.join().expect("caller")).collect();
+        let runs: Vec<(String, Run)> = threads.into_iter().flat_map(|t| t.join().expect("caller")).collect();
         for (id, _) in &runs {
             f.wait_state(id, &["exited", "failed", "killed", "oom-killed"], T);
         }
@@ -173,7 +175,8 @@ fn waiters_that_die_or_are_killed_free_their_place_at_once() {
     let now = waiting(&f);
     assert_eq!(now.iter().map(|w| (w.0, w.1.as_str())).collect::<Vec<_>>(), [(1, "w2"), (2, "w3")], "{now:?}");
 
-    let run = f.run(&["kill", "w2"]).code(0).clone();
+    let run = f.run(&["kill", "w2"]);
+    run.code(0);
     assert!(run.stdout.contains("w2: taken out of the line"), "{run:?}");
     assert_eq!(waiting(&f).iter().map(|w| w.1.as_str()).collect::<Vec<_>>(), ["w3"]);
     let out = Run::from(w2.wait_with_output().expect("w2 ends"));
@@ -181,7 +184,7 @@ fn waiters_that_die_or_are_killed_free_their_place_at_once() {
     assert!(!f.state.join("agents/w2").exists(), "a withdrawn waiter made nothing");
 
     let timed = f.run(&["spawn", "late", "ws-001", "--queue=1s", "--", "sleep", "600"]);
-    waited_then(timed.code(75), "refusing to spawn after waiting 1s in line: 1 spawn(s) wait in line");
+    waited_then(timed.code(75), "refusing to spawn after waiting 1s in line: 1 spawn(s) still wait ahead of it");
     assert!(!f.state.join("agents/late").exists());
 
     f.run(&["kill", "holder"]).code(0);

@@ -29,6 +29,7 @@ pub struct Line<'a> {
     ctx: &'a Ctx,
     id: AgentId,
     deadline: Option<Instant>,
+    created: Instant,
     joined_at: Instant,
     ticket: Option<Ticket>,
     alarm: Option<Alarm>,
@@ -43,6 +44,7 @@ impl<'a> Line<'a> {
             ctx,
             id: id.clone(),
             deadline: timeout.duration().map(|t| now + t),
+            created: now,
             joined_at: now,
             ticket: None,
             alarm: None,
@@ -101,7 +103,7 @@ impl<'a> Line<'a> {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 self.left("timeout");
-                return Err(refused.error(self.ctx, &self.id, Some(self.joined_at.elapsed())));
+                return Err(refused.error(self.ctx, &self.id, Some(self.created.elapsed())));
             }
             nap = nap.min(left);
         }
@@ -126,10 +128,12 @@ impl<'a> Line<'a> {
 
     /// Journals leaving, once, and gives up the ticket.
     fn left(&mut self, outcome: &str) {
-        if self.ticket.take().is_some() {
+        if let Some(ticket) = self.ticket.take() {
             let waited = self.joined_at.elapsed().as_millis() as u64;
             let event = Event::QueueLeft { outcome: outcome.into(), waited_ms: waited };
             let _ = fleet_core::journal::append(&self.ctx.dirs.journal_path(), &self.id, &event);
+            // Only now: the next in line may be admitted, and its event comes after this.
+            drop(ticket);
         }
     }
 
