@@ -136,9 +136,10 @@ impl Settings {
                 Some(value) => match value.as_integer().and_then(|n| u32::try_from(n).ok()) {
                     Some(n) if n >= 1 => Some(n),
                     _ => {
-                        return Err(config_error(
-                            file.bad_value("thresholds.max_agents", "use a whole number of agents of at least 1 (e.g. 300)"),
-                        ));
+                        return Err(config_error(file.bad_value(
+                            "thresholds.max_agents",
+                            "use a whole number of agents of at least 1 (e.g. 300)",
+                        )));
                     }
                 },
             },

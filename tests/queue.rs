@@ -29,7 +29,11 @@ fn waiting(f: &TestFleet) -> Vec<(u64, String, String)> {
             for key in ["since", "waited_seconds", "pid"] {
                 assert!(!w[key].is_null(), "{key} missing: {w}");
             }
-            (w["position"].as_u64().unwrap_or(0), w["id"].as_str().unwrap_or("").into(), w["reason"].as_str().unwrap_or("").into())
+            (
+                w["position"].as_u64().unwrap_or(0),
+                w["id"].as_str().unwrap_or("").into(),
+                w["reason"].as_str().unwrap_or("").into(),
+            )
         })
         .collect()
 }
@@ -277,7 +281,11 @@ fn reservations_keep_a_growing_burst_below_the_kill_threshold() {
                 std::fs::write(&go, "").expect("go");
             } else {
                 // Everyone is admitted on their small start, then all grow at once.
-                wait_until(T, || "30 agents admitted".into(), || ids.iter().all(|id| f.state.join("agents").join(id).exists()));
+                wait_until(
+                    T,
+                    || "30 agents admitted".into(),
+                    || ids.iter().all(|id| f.state.join("agents").join(id).exists()),
+                );
                 std::fs::write(&go, "").expect("go");
             }
             for c in callers {
@@ -292,7 +300,12 @@ fn reservations_keep_a_growing_burst_below_the_kill_threshold() {
         });
         let killed: Vec<&String> = ids.iter().filter(|id| f.agent(id)["killed_by"] == "watch").collect();
         let peak = peak.load(Ordering::SeqCst);
-        println!("reservations {}: peak {} MiB, {} killed by the guard", if reserve { "on" } else { "off" }, peak >> 20, killed.len());
+        println!(
+            "reservations {}: peak {} MiB, {} killed by the guard",
+            if reserve { "on" } else { "off" },
+            peak >> 20,
+            killed.len()
+        );
         if reserve {
             assert!(killed.is_empty(), "the guard fired with reservations: {killed:?}");
             assert!((peak as f64) < budget as f64 * 0.95, "peak {} MiB reached the kill threshold", peak >> 20);

@@ -145,8 +145,12 @@ impl Refused {
             Refused::Turn { ahead } => (
                 Refusal::Queue { waiting: *ahead },
                 match waited {
-                    None => format!("{ahead} spawn(s) wait in line (`fleetctl queue`); add --queue to wait behind them"),
-                    Some(_) => format!("{ahead} spawn(s) still wait ahead of it (`fleetctl queue`); give a longer --queue=TIMEOUT"),
+                    None => {
+                        format!("{ahead} spawn(s) wait in line (`fleetctl queue`); add --queue to wait behind them")
+                    }
+                    Some(_) => format!(
+                        "{ahead} spawn(s) still wait ahead of it (`fleetctl queue`); give a longer --queue=TIMEOUT"
+                    ),
                 },
             ),
             Refused::Pool(err) => (Refusal::Pool, format!("{err:#}")),

@@ -5,9 +5,9 @@
 use crate::{
     agent::{
         admission, attach,
-        queue::Line,
         leases::{self, Workspace},
         plan::SupervisorPlan,
+        queue::Line,
         stop, view,
     },
     context::Ctx,
@@ -111,7 +111,10 @@ fn claim_id(ctx: &Ctx, plan: &SupervisorPlan) -> Result<(Lock, std::fs::File)> {
     let Some(stop_turn) = take_stop_turn(ctx, &plan.id)? else {
         return Err(Fail::error(
             Exit::Busy,
-            format!("{} is being stopped (a kill or relief of it is under way); spawn it again once that has finished", plan.id),
+            format!(
+                "{} is being stopped (a kill or relief of it is under way); spawn it again once that has finished",
+                plan.id
+            ),
         ));
     };
     if plan.cgroup.exists() && plan.cgroup.populated()? {

@@ -6,8 +6,17 @@ use fleet_core::size::format_iec;
 /// The human rendering.
 pub fn render_table(r: &MemoryReport) -> String {
     let opt = |v: Option<u64>| v.map(format_iec).unwrap_or_else(|| "max".into());
-    let mut t =
-        super::table(&["ID", "CURRENT", "RESERVED", "HIGH", "MAX", "% MAX", "PEAK", "EVENTS high/max/oom/kill", "PSI some/full"]);
+    let mut t = super::table(&[
+        "ID",
+        "CURRENT",
+        "RESERVED",
+        "HIGH",
+        "MAX",
+        "% MAX",
+        "PEAK",
+        "EVENTS high/max/oom/kill",
+        "PSI some/full",
+    ]);
     for a in &r.agents {
         let protect = if a.protect { " (protected)" } else { "" };
         t.add_row(vec![

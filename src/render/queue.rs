@@ -80,10 +80,19 @@ mod tests {
     #[test]
     fn positions_follow_the_line_and_waits_are_measured_from_joining() {
         let at = |s: u64| UNIX_EPOCH + Duration::from_secs(1_700_000_000 + s);
-        let waiter = |seq, id: &str, reason, since| Waiter { seq, id: id.parse().expect("id"), pid: 40 + seq as i32, since, reason };
+        let waiter = |seq, id: &str, reason, since| Waiter {
+            seq,
+            id: id.parse().expect("id"),
+            pid: 40 + seq as i32,
+            since,
+            reason,
+        };
         let waiters = [waiter(3, "a1", Reason::Memory, at(0)), waiter(7, "b2", Reason::Turn, at(30))];
         let report = QueueReport::new(&waiters, at(90));
-        assert_eq!(report.waiting.iter().map(|w| (w.position, w.id.as_str())).collect::<Vec<_>>(), [(1, "a1"), (2, "b2")]);
+        assert_eq!(
+            report.waiting.iter().map(|w| (w.position, w.id.as_str())).collect::<Vec<_>>(),
+            [(1, "a1"), (2, "b2")]
+        );
         assert_eq!((report.waiting[0].waited_seconds, report.waiting[1].waited_seconds), (90.0, 60.0));
         let text = render_table(&report);
         assert!(text.contains("a1") && text.contains("memory") && text.contains("1m 30s"), "{text}");

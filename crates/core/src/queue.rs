@@ -300,6 +300,9 @@ mod tests {
         wake(&dir);
         assert!(alarm.sleep(Duration::from_secs(5)), "wake() is seen");
         drop((a, b));
-        assert_eq!(std::fs::read_dir(&dir).expect("dir").filter(|e| e.as_ref().is_ok_and(|e| e.file_name() != "wake")).count(), 0);
+        assert_eq!(
+            std::fs::read_dir(&dir).expect("dir").filter(|e| e.as_ref().is_ok_and(|e| e.file_name() != "wake")).count(),
+            0
+        );
     }
 }
