@@ -11,6 +11,7 @@
 
 mod bench;
 mod bench_memory;
+mod bench_queue;
 mod bench_scale;
 mod bench_spawn;
 mod codegen;
