@@ -181,6 +181,17 @@ pub fn admit<'a>(
         if let Some(line) = line.as_deref_mut() {
             line.check_cancelled()?;
         }
+        // A waiter behind others sleeps again without the admission lock: only the head
+        // and newcomers take it.
+        if let Some(line) = line.as_deref_mut()
+            && line.joined()
+        {
+            let ahead = line.ahead()?;
+            if ahead > 0 {
+                line.wait(None, &Refused::Turn { ahead })?;
+                continue;
+            }
+        }
         let mut ledger = Ledger::lock(&ctx.dirs.admission_path())?;
         let ahead = match line.as_deref() {
             Some(line) => line.ahead()?,
@@ -196,7 +207,7 @@ pub fn admit<'a>(
                 drop(ledger);
                 return Err(refused.error(ctx, id, None));
             }
-            (Err(refused), Some(line)) => line.wait(ledger, &refused)?,
+            (Err(refused), Some(line)) => line.wait(Some(ledger), &refused)?,
         }
     }
 }

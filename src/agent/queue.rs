@@ -76,12 +76,18 @@ impl<'a> Line<'a> {
         ))
     }
 
+    /// Whether it has a place in line yet.
+    pub fn joined(&self) -> bool {
+        self.ticket.is_some()
+    }
+
     /// Waits after `refused`: joins the line while `ledger` is still locked (which orders the
-    /// tickets), releases it, and sleeps until woken, [`RECHECK`], or the deadline, which
-    /// ends the wait with `refused`'s exit 75.
-    pub fn wait(&mut self, ledger: Ledger, refused: &Refused) -> Result<()> {
+    /// tickets; a spawn that has not joined yet always passes it), releases it, and sleeps
+    /// until woken, [`RECHECK`], or the deadline, which ends the wait with `refused`'s exit 75.
+    pub fn wait(&mut self, ledger: Option<Ledger>, refused: &Refused) -> Result<()> {
         let reason = refused.reason();
         match &self.ticket {
+            None if ledger.is_none() => anyhow::bail!("{}: joining the line needs the admission lock", self.id),
             None => {
                 // Watching before joining: nothing that happens after the join is missed.
                 self.alarm = Some(Alarm::watch(&self.dir())?);
@@ -117,7 +123,7 @@ impl<'a> Line<'a> {
     /// place at the head of the line.
     pub fn wait_for_pool(&mut self, err: anyhow::Error) -> Result<()> {
         let ledger = Ledger::lock(&self.ctx.dirs.admission_path())?;
-        self.wait(ledger, &Refused::Pool(err))
+        self.wait(Some(ledger), &Refused::Pool(err))
     }
 
     /// The spawn is admitted and has its leases: it leaves the line, and the next in line

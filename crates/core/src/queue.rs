@@ -179,9 +179,6 @@ fn tickets(dir: &Path) -> Result<Vec<(u64, AgentId, PathBuf)>> {
 pub fn line(dir: &Path) -> Result<Vec<Waiter>> {
     let mut live = Vec::new();
     for (seq, id, path) in tickets(dir)? {
-        if cancel_path(dir, seq).exists() {
-            continue;
-        }
         let Ok(mut file) = File::open(&path) else { continue };
         match file.try_lock() {
             Ok(()) => {
@@ -191,6 +188,9 @@ pub fn line(dir: &Path) -> Result<Vec<Waiter>> {
             }
             Err(std::fs::TryLockError::WouldBlock) => {}
             Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("lock", &path, e)),
+        }
+        if cancel_path(dir, seq).exists() {
+            continue;
         }
         let mut text = String::new();
         let _ = file.read_to_string(&mut text);
@@ -281,6 +281,11 @@ mod tests {
         assert_eq!(waiting.len(), 1);
         assert_eq!(waiting[0].id, id("live"));
         assert!(!dir.join("000000000000.dead").exists());
+        // One `kill` took out of line and whose waiter then died goes too, with its mark.
+        std::fs::write(dir.join("000000000099.gone"), "1 0 memory\n").expect("write");
+        std::fs::write(cancel_path(&dir, 99), "").expect("write");
+        assert_eq!(line(&dir).expect("line").len(), 1);
+        assert!(!dir.join("000000000099.gone").exists() && !cancel_path(&dir, 99).exists());
         drop(live);
     }
 
