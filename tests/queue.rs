@@ -6,7 +6,7 @@ use serde_json::Value;
 use std::{
     process::{Child, Stdio},
     sync::{
-        Arc, Barrier,
+        Barrier,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
@@ -61,6 +61,16 @@ fn fleet_used(f: &TestFleet) -> u64 {
     std::fs::read_to_string(dir.join(file)).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
 }
 
+/// Sets its flag when dropped: a sampler thread in a scope stops even when the scope's body
+/// panics (the scope waits for its threads before the panic goes on).
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 /// Samples the fleet's use until `stop`, keeping the highest.
 fn watch_peak(f: &TestFleet, stop: &AtomicBool, peak: &AtomicU64) {
     while !stop.load(Ordering::SeqCst) {
@@ -100,6 +110,7 @@ fn forty_queued_spawns_all_run_in_arrival_order() {
     let (stop, peak) = (AtomicBool::new(false), AtomicU64::new(0));
     let runs: Vec<(String, Run)> = std::thread::scope(|s| {
         let sampler = s.spawn(|| watch_peak(&f, &stop, &peak));
+        let _stop = StopOnDrop(&stop);
         let threads: Vec<_> = (0..callers)
             .map(|c| {
                 let (f, start, script) = (&f, &start, &script);
@@ -116,6 +127,9 @@ fn forty_queued_spawns_all_run_in_arrival_order() {
             })
             .collect();
         let runs: Vec<(String, Run)> = threads.into_iter().flat_map(|t| t.join().expect("caller")).collect();
+        for (id, run) in &runs {
+            assert_eq!(run.code, 0, "{id}: {run:?}");
+        }
         for (id, _) in &runs {
             f.wait_state(id, &["exited", "failed", "killed", "oom-killed"], T);
         }
@@ -258,10 +272,11 @@ fn reservations_keep_a_growing_burst_below_the_kill_threshold() {
             go.display(),
             4 << 20
         );
-        let (stop, peak) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+        let (stop, peak) = (AtomicBool::new(false), AtomicU64::new(0));
         let ids: Vec<String> = (0..30).map(|i| format!("r{i:02}")).collect();
         std::thread::scope(|s| {
             let sampler = s.spawn(|| watch_peak(&f, &stop, &peak));
+            let _stop = StopOnDrop(&stop);
             let callers: Vec<_> = ids
                 .iter()
                 .map(|id| {
