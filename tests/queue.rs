@@ -46,12 +46,34 @@ fn waited_then(run: &Run, fragment: &str) {
     assert!(lines[1].starts_with("fleetctl: ") && lines[1].contains(fragment), "{run:?}");
 }
 
+/// A process the test started, killed by its pid if the test fails before it has ended.
+struct Started(Option<Child>);
+
+impl Started {
+    fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("still owned")
+    }
+
+    fn output(mut self) -> Run {
+        Run::from(self.0.take().expect("still owned").wait_with_output().expect("it ends"))
+    }
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// A queued spawn in the background.
-fn queued(f: &TestFleet, id: &str, extra: &[&str]) -> Child {
+fn queued(f: &TestFleet, id: &str, extra: &[&str]) -> Started {
     let mut args = vec!["spawn", id, "ws-001"];
     args.extend(extra);
     args.extend(["--", "sleep", "600"]);
-    f.cmd(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn --queue")
+    Started(Some(f.cmd(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn --queue")))
 }
 
 /// The fleet root's memory use, from the kernel.
@@ -188,8 +210,8 @@ fn waiters_that_die_or_are_killed_free_their_place_at_once() {
         .code(75)
         .one_error_line("3 spawn(s) wait in line (`fleetctl queue`); add --queue to wait behind them");
 
-    w1.kill().expect("SIGKILL w1");
-    w1.wait().expect("reap w1");
+    w1.child().kill().expect("SIGKILL w1");
+    w1.child().wait().expect("reap w1");
     let now = waiting(&f);
     assert_eq!(now.iter().map(|w| (w.0, w.1.as_str())).collect::<Vec<_>>(), [(1, "w2"), (2, "w3")], "{now:?}");
 
@@ -197,7 +219,7 @@ fn waiters_that_die_or_are_killed_free_their_place_at_once() {
     run.code(0);
     assert!(run.stdout.contains("w2: taken out of the line"), "{run:?}");
     assert_eq!(waiting(&f).iter().map(|w| w.1.as_str()).collect::<Vec<_>>(), ["w3"]);
-    let out = Run::from(w2.wait_with_output().expect("w2 ends"));
+    let out = w2.output();
     waited_then(out.code(6), "w2: taken out of the line by `fleetctl kill`");
     assert!(!f.state.join("agents/w2").exists(), "a withdrawn waiter made nothing");
 
@@ -206,7 +228,7 @@ fn waiters_that_die_or_are_killed_free_their_place_at_once() {
     assert!(!f.state.join("agents/late").exists());
 
     f.run(&["kill", "holder"]).code(0);
-    let out = Run::from(w3.wait_with_output().expect("w3 ends"));
+    let out = w3.output();
     out.code(0);
     assert!(out.stdout.contains("w3 started"), "{out:?}");
     assert_eq!(f.agent("w3")["state"], "running");
@@ -263,7 +285,7 @@ fn reservations_keep_a_growing_burst_below_the_kill_threshold() {
         std::fs::create_dir_all(&scratch).expect("mkdir");
         let mount = Tmpfs::mount(&scratch, "size=512m");
         let metrics = f.tmp.path().join("metrics.prom");
-        let mut guard = crate::watch::start_guard(&f, &[], &metrics);
+        let mut guard = Started(Some(crate::watch::start_guard(&f, &[], &metrics)));
         let go = f.tmp.path().join("go");
         // Small until the go, then 12 MiB in three steps (the pace of a real agent's growth,
         // which the guard samples), held for a while.
@@ -331,8 +353,8 @@ fn reservations_keep_a_growing_burst_below_the_kill_threshold() {
             assert_eq!(reserved, Some(12 << 20), "status shows the reservation");
         }
         guard_kills.push(killed.len());
-        crate::watch::interrupt(&guard);
-        let _ = guard.wait();
+        crate::watch::interrupt(guard.child());
+        let _ = guard.child().wait();
         drop(mount);
         f.finish();
     }
