@@ -233,6 +233,15 @@ fn waiters_that_die_or_are_killed_free_their_place_at_once() {
     assert!(out.stdout.contains("w3 started"), "{out:?}");
     assert_eq!(f.agent("w3")["state"], "running");
     assert!(waiting(&f).is_empty());
+
+    // `kill --all` empties the line first: no waiter starts in the room the kills make.
+    let w4 = queued(&f, "w4", &["--queue"]);
+    wait_until(T, || format!("{:?}", waiting(&f)), || waiting(&f).len() == 1);
+    let run = f.run(&["kill", "--all"]);
+    run.code(0);
+    assert!(run.stdout.contains("w4: taken out of the line") && run.stdout.contains("w3: stopped"), "{run:?}");
+    waited_then(w4.output().code(6), "w4: taken out of the line by `fleetctl kill`");
+    assert!(!f.state.join("agents/w4").exists());
     f.finish();
 }
 

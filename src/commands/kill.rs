@@ -13,37 +13,39 @@ use fleet_cli::KillArgs;
 use fleet_core::{id::AgentId, timefmt::human_duration};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Takes the ids in `ids` that wait in line (`spawn --queue`) out of it and out of `ids`,
-/// unless an agent of that id exists too (then that agent is stopped as well, and its
-/// waiting spawn, which would have found the id busy, is withdrawn). True if one was.
-fn withdraw_waiters(ctx: &Ctx, ids: &mut Vec<AgentId>) -> Result<bool> {
+/// Takes the waiting spawns (`spawn --queue`) of `ids` (None: every one) out of line, each
+/// with a line saying so; returns their ids.
+fn withdraw_waiters(ctx: &Ctx, ids: Option<&[AgentId]>) -> Result<Vec<AgentId>> {
     let dir = fleet_core::queue::dir(&ctx.dirs.state);
-    let mut any = false;
-    let mut kept = Vec::new();
-    for id in ids.drain(..) {
-        match fleet_core::queue::cancel(&dir, &id)? {
-            Some(waiter) => {
-                any = true;
-                let waited = waiter.since.elapsed().map(human_duration).unwrap_or_default();
-                println!(
-                    "{id}: taken out of the line (it had waited {waited} for {}); nothing was started",
-                    crate::agent::queue::describe(waiter.reason)
-                );
-                if ctx.dirs.agent_dir(&id).exists() {
-                    kept.push(id);
-                }
-            }
-            None => kept.push(id),
+    let wanted: Vec<AgentId> = match ids {
+        Some(ids) => ids.to_vec(),
+        None => fleet_core::queue::line(&dir)?.into_iter().map(|w| w.id).collect(),
+    };
+    let mut withdrawn = Vec::new();
+    for id in wanted {
+        if let Some(waiter) = fleet_core::queue::cancel(&dir, &id)? {
+            let waited = waiter.since.elapsed().map(human_duration).unwrap_or_default();
+            println!(
+                "{id}: taken out of the line (it had waited {waited} for {}); nothing was started",
+                crate::agent::queue::describe(waiter.reason)
+            );
+            withdrawn.push(id);
         }
     }
-    *ids = kept;
-    Ok(any)
+    Ok(withdrawn)
 }
 
 /// Entry point.
 pub fn run(ctx: &Ctx, args: KillArgs) -> Result<Exit> {
-    let mut ids: Vec<AgentId> = if args.all { all_ids(ctx)? } else { args.ids.clone() };
-    if !args.all && withdraw_waiters(ctx, &mut ids)? && ids.is_empty() {
+    // Waiters first: with `--all`, none of them may start in the room the kills make.
+    let withdrawn = withdraw_waiters(ctx, if args.all { None } else { Some(&args.ids) })?;
+    let ids: Vec<AgentId> = if args.all {
+        all_ids(ctx)?
+    } else {
+        // An id that only waited is done; one with an agent too is stopped as well.
+        args.ids.iter().filter(|id| !withdrawn.contains(id) || ctx.dirs.agent_dir(id).exists()).cloned().collect()
+    };
+    if !args.all && !withdrawn.is_empty() && ids.is_empty() {
         return Ok(Exit::Ok);
     }
     if args.all && ids.is_empty() {
