@@ -251,6 +251,10 @@ fn the_agent_cap_holds_under_sixteen_racing_callers() {
     let Some(f) = TestFleet::new("queue-cap") else { return };
     f.set_budget(512 << 20);
     f.set_config("[thresholds]\nmax_agents = 5\n[agent]\nstart_reserve = \"1M\"\n");
+    // A reservation that alone reaches the threshold could never be admitted: no waiting.
+    f.run(&["spawn", "huge", "ws-001", "--queue", "--memory-reserve", "1G", "--", "sleep", "60"])
+        .code(75)
+        .one_error_line("1.0 GiB for this agent), at or above the spawn threshold of 85 %");
     let callers = 16;
     let start = Barrier::new(callers);
     let runs: Vec<(String, Run)> = std::thread::scope(|s| {

@@ -111,6 +111,12 @@ impl Refused {
         }
     }
 
+    /// Whether waiting cannot help: this agent's own reserve alone reaches the threshold of
+    /// the whole budget, so it would wait for ever.
+    pub fn hopeless(&self) -> bool {
+        matches!(self, Refused::Memory { budget, own, threshold, .. } if percent(*own, budget.total) >= f64::from(*threshold))
+    }
+
     /// Journals the refusal and makes its exit-75 error; `waited` is how long it waited in
     /// line first, if it did.
     pub fn error(&self, ctx: &Ctx, id: &AgentId, waited: Option<Duration>) -> anyhow::Error {
@@ -204,6 +210,10 @@ pub fn admit<'a>(
         match (verdict, line.as_deref_mut()) {
             (Ok(budget), _) => return Ok(Admitted { ctx, id: id.clone(), budget, armed: true }),
             (Err(refused), None) => {
+                drop(ledger);
+                return Err(refused.error(ctx, id, None));
+            }
+            (Err(refused), Some(_)) if refused.hopeless() => {
                 drop(ledger);
                 return Err(refused.error(ctx, id, None));
             }
