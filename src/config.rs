@@ -23,6 +23,7 @@ pub const KEYS: &[&str] = &[
     "paths.lock_dir",
     "thresholds.spawn",
     "thresholds.kill",
+    "thresholds.max_agents",
     "agent.memory_max",
     "agent.memory_high",
     "agent.swap_max",
@@ -35,6 +36,7 @@ pub const KEYS: &[&str] = &[
     "agent.start_reserve",
     "agent.user",
     "agent.uid_range",
+    "agent.memory_reserve",
 ];
 
 /// The file's values by key, as written; no file means no values.

@@ -75,6 +75,8 @@ pub struct Thresholds {
     pub spawn: u8,
     /// Start killing at or above this.
     pub kill: u8,
+    /// Refuse spawns (or queue them) while the fleet has this many agents; None: no cap.
+    pub max_agents: Option<u32>,
 }
 
 /// `[agent]`, or the built-in defaults.
@@ -102,6 +104,9 @@ pub struct AgentDefaults {
     pub user: Option<String>,
     /// `agent.uid_range`: where `--user auto` leases each agent's uid from.
     pub uid_range: Option<std::ops::RangeInclusive<u32>>,
+    /// What every agent counts for at least at admission for as long as it lives, unless
+    /// its `--memory-reserve` says otherwise; None: off.
+    pub memory_reserve: Option<u64>,
 }
 
 impl AgentDefaults {
@@ -162,10 +167,23 @@ pub enum Resolve {
 
 /// `[thresholds]`, with `spawn` below `kill`.
 fn thresholds(file: &ConfigFile) -> Result<Thresholds> {
-    let thresholds = Thresholds {
-        spawn: percent(file, "thresholds.spawn")?.unwrap_or(DEFAULT_SPAWN_THRESHOLD),
-        kill: percent(file, "thresholds.kill")?.unwrap_or(DEFAULT_KILL_THRESHOLD),
-    };
+    let thresholds =
+        Thresholds {
+            spawn: percent(file, "thresholds.spawn")?.unwrap_or(DEFAULT_SPAWN_THRESHOLD),
+            kill: percent(file, "thresholds.kill")?.unwrap_or(DEFAULT_KILL_THRESHOLD),
+            max_agents: match file.get("thresholds.max_agents") {
+                None => None,
+                Some(value) => match value.as_integer().and_then(|n| u32::try_from(n).ok()) {
+                    Some(n) if n >= 1 => Some(n),
+                    _ => {
+                        return Err(config_error(file.bad_value(
+                            "thresholds.max_agents",
+                            "use a whole number of agents of at least 1 (e.g. 300)",
+                        )));
+                    }
+                },
+            },
+        };
     if thresholds.spawn >= thresholds.kill {
         let given = |key: &'static str, value: u8| match file.get(key) {
             Some(_) => format!("{key} = {value}"),
@@ -244,6 +262,12 @@ fn agent_defaults(file: &ConfigFile) -> Result<AgentDefaults> {
             "agent.uid_range",
             r#"not a uid range; give "FIRST-LAST", uids above 0 that no user of this host has (e.g. "200000-200999")"#,
             crate::agent::identity::parse_uid_range,
+        )?,
+        memory_reserve: parsed(
+            file,
+            "agent.memory_reserve",
+            r#"not a size; give one such as "512M", or leave the key out for no reservation"#,
+            fleet_core::size::parse_bytes,
         )?,
     };
     Ok(agent)

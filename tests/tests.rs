@@ -25,6 +25,7 @@ mod orphans;
 mod outputs;
 mod permissions;
 mod pressure;
+mod queue;
 mod quickstart;
 mod records;
 mod relief;

@@ -30,7 +30,10 @@ pub fn write(dirs: &Dirs, record: &AgentRecord, exit: &mut Option<Exit>) -> flee
         journal::append(&dirs.journal_path(), &record.id, &Event::Exit(end.clone()))?;
         *exit = None;
     }
-    record.save(&dirs.state_path(&record.id))
+    record.save(&dirs.state_path(&record.id))?;
+    // Its memory is free: a spawn waiting in line for memory may fit now.
+    fleet_core::queue::wake(&fleet_core::queue::dir(&dirs.state));
+    Ok(())
 }
 
 #[cfg(test)]

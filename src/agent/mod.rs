@@ -15,6 +15,7 @@ pub mod leases;
 pub mod ownership;
 pub mod place;
 pub mod plan;
+pub mod queue;
 pub mod relief;
 pub mod sample;
 pub mod select;

@@ -5,7 +5,8 @@
 //!   the same cgroup writes and exec; `fleetctl spawn` (returns once the command is exec'd);
 //! - the scale run (`bench_scale`): N sleeping agents spawned by 16 parallel callers,
 //!   relief and `kill --all --force` over all of them, every record checked;
-//! - each supervisor's resident memory while the N agents run.
+//! - each supervisor's resident memory while the N agents run;
+//! - the spawn queue's hand-off from a freed slot to the next waiter's start (`bench_queue`).
 
 use anyhow::{Result, ensure};
 use fleet_core::cgroup::{Fleet, Mounts, OwnCgroups};
@@ -130,6 +131,8 @@ fn measure(env: &Env, fleet: &Fleet, agents: usize, rounds: usize, trials: usize
     // 4. Auto-kill reaction on a quiet fleet, before the scale run: tearing down hundreds of
     //    cgroups leaves the kernel freeing them for seconds, which showed up as noise here.
     let reaction_rows = crate::bench_memory::reaction(env, fleet, trials)?;
+    // The queue's hand-off, also on a quiet fleet.
+    let queue_row = crate::bench_queue::handoff(env, trials)?;
     // 5. The scale run: N agents up from 16 callers, resident memory, the observation
     //    figures, relief and kill over all of them, every record accounted for.
     let up_row = crate::bench_scale::up(env, fleet, agents)?;
@@ -168,6 +171,7 @@ fn measure(env: &Env, fleet: &Fleet, agents: usize, rounds: usize, trials: usize
     for row in reaction_rows {
         println!("{row}");
     }
+    println!("{queue_row}");
     Ok(())
 }
 

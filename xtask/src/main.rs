@@ -12,6 +12,7 @@
 
 mod bench;
 mod bench_memory;
+mod bench_queue;
 mod bench_scale;
 mod bench_spawn;
 mod codegen;

@@ -106,6 +106,20 @@ pub enum Event {
     },
     /// `spawn` refused to start the agent (exit 75).
     SpawnRefused(Refusal),
+    /// `spawn --queue` joined the line instead of being refused.
+    Queued {
+        /// What it waits for: `memory`, `pool`, `cap`, or `turn` (others wait ahead).
+        reason: String,
+        /// Live waiters ahead of it.
+        ahead: usize,
+    },
+    /// A waiter left the line.
+    QueueLeft {
+        /// `admitted`, `timeout`, or `cancelled` (by `kill`).
+        outcome: String,
+        /// How long it waited, in milliseconds.
+        waited_ms: u64,
+    },
 }
 
 /// The fields of an `exit` event.
@@ -178,6 +192,18 @@ pub enum Refusal {
     },
     /// A workspace slot or port block pool is exhausted.
     Pool,
+    /// The fleet has its maximum number of agents.
+    Cap {
+        /// Agents counted: live ones and spawns admitted and still at work.
+        agents: usize,
+        /// The cap.
+        max_agents: usize,
+    },
+    /// Others wait in line (`spawn --queue`) and this spawn did not join it.
+    Queue {
+        /// Live waiters.
+        waiting: usize,
+    },
 }
 
 /// An event's name alone, for readers that only count or match (and the docs check).
@@ -209,11 +235,15 @@ pub enum Kind {
     SupervisorError,
     /// `spawn_refused`
     SpawnRefused,
+    /// `queued`
+    Queued,
+    /// `queue_left`
+    QueueLeft,
 }
 
 impl Kind {
     /// Every event there is.
-    pub const ALL: [Kind; 13] = [
+    pub const ALL: [Kind; 15] = [
         Kind::Spawn,
         Kind::Restart,
         Kind::RestartScheduled,
@@ -227,6 +257,8 @@ impl Kind {
         Kind::ReliefKill,
         Kind::SupervisorError,
         Kind::SpawnRefused,
+        Kind::Queued,
+        Kind::QueueLeft,
     ];
 
     /// The `event` field's value (the serde tag of [`Event`]; a unit test holds them equal).
@@ -245,6 +277,8 @@ impl Kind {
             Kind::ReliefKill => "relief_kill",
             Kind::SupervisorError => "supervisor_error",
             Kind::SpawnRefused => "spawn_refused",
+            Kind::Queued => "queued",
+            Kind::QueueLeft => "queue_left",
         }
     }
 
@@ -271,6 +305,8 @@ impl Event {
             Event::ReliefKill { .. } => Kind::ReliefKill,
             Event::SupervisorError { .. } => Kind::SupervisorError,
             Event::SpawnRefused(_) => Kind::SpawnRefused,
+            Event::Queued { .. } => Kind::Queued,
+            Event::QueueLeft { .. } => Kind::QueueLeft,
         }
     }
 

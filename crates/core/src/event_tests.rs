@@ -54,6 +54,10 @@ fn samples() -> Vec<Event> {
         Event::SupervisorError { error: "cannot open the log".into() },
         Event::SpawnRefused(Refusal::Memory { used_percent: 90.0, counted_percent: 96.2, threshold_percent: 95 }),
         Event::SpawnRefused(Refusal::Pool),
+        Event::SpawnRefused(Refusal::Cap { agents: 300, max_agents: 300 }),
+        Event::SpawnRefused(Refusal::Queue { waiting: 4 }),
+        Event::Queued { reason: "memory".into(), ahead: 2 },
+        Event::QueueLeft { outcome: "admitted".into(), waited_ms: 1500 },
     ]
 }
 

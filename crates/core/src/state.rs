@@ -208,6 +208,9 @@ pub struct AgentRecord {
     /// again; records written before it existed have none (restart then uses the defaults).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spawned_with: Option<SpawnSettings>,
+    /// Bytes admission counts for it while it uses less (`--memory-reserve`); None: off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_reserve: Option<u64>,
 }
 
 /// The settings of a spawn that the rest of the record does not keep.
@@ -273,6 +276,7 @@ impl AgentRecord {
             final_peak_bytes: None,
             labels: Labels::new(),
             spawned_with: None,
+            memory_reserve: None,
         }
     }
 

@@ -81,6 +81,8 @@ pub struct AgentStatus {
     pub ran_seconds: Option<u64>,
     pub memory_current_bytes: Option<u64>,
     pub memory_max_bytes: Option<u64>,
+    /// What admission counts it for while it uses less (`--memory-reserve`).
+    pub memory_reserve_bytes: Option<u64>,
     pub memory_peak_bytes: Option<u64>,
     pub memory_percent_of_max: Option<f64>,
     pub cpu_percent: Option<f64>,
@@ -218,6 +220,7 @@ fn agent_status(ctx: &Ctx, sample: AgentSample, now: SystemTime) -> AgentStatus 
         memory_current_bytes: c.current,
         // The kernel's limit while the cgroup is there; the record's otherwise.
         memory_max_bytes: max.or(r.limits.memory_max.bytes()),
+        memory_reserve_bytes: r.memory_reserve,
         // The cgroup's while it is there; after the run, the peak its supervisor recorded.
         memory_peak_bytes: c.peak.or(r.final_peak_bytes),
         memory_percent_of_max: c.current.zip(max).map(|(current, max)| percent_1dp(current, max)),
