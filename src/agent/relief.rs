@@ -47,16 +47,21 @@ pub struct Plan {
 /// Plans the kills. With `Largest`, taking the biggest agents first gives the fewest kills
 /// that free enough: no other choice of k agents frees more than the k largest. `Growth`
 /// takes the agents that grew first and falls back to the largest among the rest, so with
-/// no runaway it is `Largest`.
+/// no runaway it is `Largest`. `LeastWork` is [`least_work`].
 pub fn plan(mut candidates: Vec<Candidate>, used: u64, target: u64, order: ReliefOrder) -> Plan {
     let protected: Vec<String> = candidates.iter().filter(|c| c.protected).map(|c| c.id.clone()).collect();
     candidates.retain(|c| !c.protected);
+    if order == ReliefOrder::LeastWork {
+        candidates = least_work(candidates, used.saturating_sub(target.saturating_sub(1)), SystemTime::now());
+    }
     match order {
         ReliefOrder::Largest => candidates.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.id.cmp(&b.id))),
         ReliefOrder::Newest => candidates.sort_by_key(|c| std::cmp::Reverse(c.started_at)),
         ReliefOrder::Oldest => candidates.sort_by_key(|c| c.started_at),
         ReliefOrder::Growth => candidates
             .sort_by(|a, b| b.growth.cmp(&a.growth).then_with(|| b.bytes.cmp(&a.bytes)).then_with(|| a.id.cmp(&b.id))),
+        // Already in its order.
+        ReliefOrder::LeastWork => {}
     }
     let mut steps = Vec::new();
     let mut freed = 0u64;
@@ -68,6 +73,58 @@ pub fn plan(mut candidates: Vec<Candidate>, used: u64, target: u64, order: Relie
         steps.push(Step { id: c.id, bytes: c.bytes, freed_so_far: freed, projected_used: used.saturating_sub(freed) });
     }
     Plan { reaches_target: used.saturating_sub(freed) < target, steps, protected }
+}
+
+/// The work a kill loses: how long the agent's run has gone on, in seconds, at least one
+/// (a run that has just started still loses its start-up).
+fn work_lost(c: &Candidate, now: SystemTime) -> u64 {
+    now.duration_since(c.started_at).map_or(0, |d| d.as_secs()).max(1)
+}
+
+/// `candidates` in the order that frees `need` bytes losing the least run time: a greedy
+/// cover by memory freed per second of run time lost (the classic approximation of this
+/// knapsack), except that where one agent alone covers what is still needed for no more run
+/// time than the greedy would lose doing it, that one is next, so the last kill is never a
+/// string of small agents where one short run would do. The rest follow by the same ratio
+/// (the plan stops at the target). `now` is when run time is counted to.
+pub fn least_work(mut candidates: Vec<Candidate>, need: u64, now: SystemTime) -> Vec<Candidate> {
+    // Bytes per second lost, compared without division: a/x > b/y <=> a*y > b*x.
+    candidates.sort_by(|a, b| {
+        let (wa, wb) = (u128::from(work_lost(a, now)), u128::from(work_lost(b, now)));
+        (u128::from(b.bytes) * wa).cmp(&(u128::from(a.bytes) * wb)).then_with(|| a.id.cmp(&b.id))
+    });
+    let mut ordered = Vec::with_capacity(candidates.len());
+    let mut still = need;
+    while still > 0 && !candidates.is_empty() {
+        let cover = candidates
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.bytes >= still)
+            .min_by_key(|(_, c)| (work_lost(c, now), std::cmp::Reverse(c.bytes)))
+            .map(|(i, c)| (i, work_lost(c, now)));
+        let take = match cover {
+            Some((i, lost)) if lost <= greedy_cost(&candidates, still, now) => i,
+            _ => 0,
+        };
+        let c = candidates.remove(take);
+        still = still.saturating_sub(c.bytes);
+        ordered.push(c);
+    }
+    ordered.extend(candidates);
+    ordered
+}
+
+/// The run time the ratio order loses covering `need` from `sorted` (taken in order).
+fn greedy_cost(sorted: &[Candidate], need: u64, now: SystemTime) -> u64 {
+    let (mut freed, mut lost) = (0u64, 0u64);
+    for c in sorted {
+        if freed >= need {
+            break;
+        }
+        freed += c.bytes;
+        lost += work_lost(c, now);
+    }
+    lost
 }
 
 #[cfg(test)]
@@ -118,6 +175,46 @@ mod tests {
         let agents = || vec![c("old", 10, 100, false), c("mid", 10, 50, false), c("new", 10, 1, false)];
         assert_eq!(ids(&plan(agents(), 100, 75, ReliefOrder::Newest)), ["new"]);
         assert_eq!(ids(&plan(agents(), 100 << 20, 75 << 20, ReliefOrder::Oldest)), ["old", "mid", "new"]);
+    }
+
+    /// Agents of (id, MiB, minutes run) at `now`.
+    fn runs(now: SystemTime, agents: &[(&str, u64, u64)]) -> Vec<Candidate> {
+        agents
+            .iter()
+            .map(|&(id, mib, minutes)| Candidate {
+                id: id.into(),
+                bytes: mib << 20,
+                started_at: now - Duration::from_secs(minutes * 60),
+                protected: false,
+                growth: 0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn least_work_weighs_memory_freed_against_run_time_lost() {
+        let now = SystemTime::now();
+        // Need 300 MiB. Largest takes the 2-hour 400 MiB agent (120 min lost); newest takes
+        // the three young small ones and still needs more; least work takes the two that
+        // free the most per minute lost: 200 MiB for 5 min and 150 MiB for 10 min.
+        let fleet = || {
+            runs(
+                now,
+                &[("big-old", 400, 120), ("mid-new", 200, 5), ("mid", 150, 10), ("tiny-new", 10, 1), ("small", 60, 30)],
+            )
+        };
+        let order = |c: Vec<Candidate>| c.into_iter().map(|c| c.id).collect::<Vec<_>>();
+        let picked = order(least_work(fleet(), 300 << 20, now));
+        assert_eq!(picked[..2], ["mid-new", "mid"]);
+        assert_eq!(ids(&plan(fleet(), 1000 << 20, 701 << 20, ReliefOrder::LeastWork)), ["mid-new", "mid"]);
+        assert_eq!(ids(&plan(fleet(), 1000 << 20, 701 << 20, ReliefOrder::Largest)), ["big-old"]);
+        // One run that covers all that is needed beats the better ratio that falls short:
+        // for 50 MiB, x (45 MiB in 1 min) then z costs 6 min; z alone (50 MiB in 5) costs 5.
+        let tail = || runs(now, &[("x", 45, 1), ("y", 100, 20), ("z", 50, 5)]);
+        assert_eq!(order(least_work(tail(), 50 << 20, now)), ["z", "x", "y"]);
+        assert_eq!(order(least_work(tail(), 40 << 20, now)), ["x", "z", "y"]);
+        // Nothing needed: every agent keeps its place by the ratio alone.
+        assert_eq!(order(least_work(fleet(), 0, now))[0], "mid-new");
     }
 
     #[test]
@@ -203,6 +300,18 @@ pub fn measure_and_plan(
     relief: &Relief,
     extra_protect: &[fleet_core::id::AgentId],
 ) -> anyhow::Result<(fleet_core::meminfo::Budget, Plan)> {
+    let (budget, candidates) = measure(ctx, relief, extra_protect)?;
+    let target = budget.total * u64::from(relief.target_percent) / 100;
+    Ok((budget, plan(candidates, budget.used, target, relief.order)))
+}
+
+/// The budget and, when the fleet is at or above the target, every live agent as a
+/// candidate (none below it: nothing to choose).
+fn measure(
+    ctx: &crate::context::Ctx,
+    relief: &Relief,
+    extra_protect: &[fleet_core::id::AgentId],
+) -> anyhow::Result<(fleet_core::meminfo::Budget, Vec<Candidate>)> {
     use crate::agent::sample::{self, Detail};
     let budget = fleet_core::meminfo::Budget::measure(&ctx.fleet, &ctx.proc_root)?;
     let target = budget.total * u64::from(relief.target_percent) / 100;
@@ -225,12 +334,18 @@ pub fn measure_and_plan(
             id: u.view.record.id.to_string(),
         })
         .collect();
-    Ok((budget, plan(candidates, budget.used, target, relief.order)))
+    Ok((budget, candidates))
 }
 
-/// Kills the plan's first victim, waits for its cgroup to empty, measures again and
-/// re-plans, until the fleet is below the target or nothing is left to kill. Each kill is a
-/// `relief_kill` journal event and is passed to `on_kill`.
+/// Kills the plan's first victim, waits for its cgroup to empty, measures the fleet again
+/// and re-plans, until the fleet is below the target or nothing is left to kill. Each kill
+/// is a `relief_kill` journal event and is passed to `on_kill`.
+///
+/// After a kill only what it changed is measured again: the fleet's use (the budget, one
+/// read), with the victim gone from the candidates; the other agents keep the sizes measured
+/// at the start. Every agent is measured again only when those candidates cannot reach the
+/// target (agents may have grown or started since), so "stuck" is always said of a fresh
+/// measurement.
 pub fn relieve(
     ctx: &crate::context::Ctx,
     relief: &Relief,
@@ -239,29 +354,40 @@ pub fn relieve(
 ) -> anyhow::Result<Outcome> {
     use crate::agent::stop::{StopRequest, Stopped, stop_agent};
     let mut kills = 0;
+    let (mut before, mut candidates) = measure(ctx, relief, extra_protect)?;
+    let mut fresh = true;
     loop {
-        let (before, current) = measure_and_plan(ctx, relief, extra_protect)?;
         let target = before.total * u64::from(relief.target_percent) / 100;
         if before.used < target {
             return Ok(Outcome::Reached { kills, budget: before });
         }
+        let current = plan(candidates.clone(), before.used, target, relief.order);
         let Some(step) = current.steps.first() else {
-            return Ok(Outcome::Stuck { message: stuck_message(&current, &before, relief.target_percent, kills) });
+            if fresh {
+                return Ok(Outcome::Stuck { message: stuck_message(&current, &before, relief.target_percent, kills) });
+            }
+            (before, candidates) = measure(ctx, relief, extra_protect)?;
+            fresh = true;
+            continue;
         };
         let id: fleet_core::id::AgentId = step.id.parse().map_err(anyhow::Error::msg)?;
+        candidates.retain(|c| c.id != step.id);
         let req = StopRequest {
             by: relief.by.clone(),
             detail: Some(format!("fleet at {:.1} %, target {} %", before.percent(), relief.target_percent)),
             grace: relief.grace,
             force: relief.grace.is_zero(),
         };
-        if !matches!(stop_agent(ctx, &id, &req)?, Some(Stopped::Killed { .. })) {
+        let killed = matches!(stop_agent(ctx, &id, &req)?, Some(Stopped::Killed { .. }));
+        let after = fleet_core::meminfo::Budget::measure(&ctx.fleet, &ctx.proc_root)?;
+        fresh = false;
+        if !killed {
             // Another operator (or the agent itself) ended it first: not our kill to report.
-            // Measure again and re-plan.
+            // The fleet as it is now, and a new plan.
+            before = after;
             continue;
         }
         kills += 1;
-        let after = fleet_core::meminfo::Budget::measure(&ctx.fleet, &ctx.proc_root)?;
         let kill = fleet_core::event::Event::ReliefKill {
             by: relief.by.clone(),
             used_percent: before.percent_1dp(),
@@ -277,6 +403,7 @@ pub fn relieve(
             eprintln!("fleetctl: {id}: killed, but not in the event journal: {e:#}");
         }
         on_kill(&Kill { id, bytes: step.bytes, before, after });
+        before = after;
     }
 }
 

@@ -48,6 +48,9 @@ pub enum ReliefOrder {
     /// Only the watcher, which samples, knows growth
     #[value(alias = "growing")]
     Growth,
+    /// The most memory freed per minute of run time lost first: the agents whose kill frees
+    /// much and throws away little work
+    LeastWork,
 }
 
 /// `fleetctl watch`.
