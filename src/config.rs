@@ -33,6 +33,8 @@ pub const KEYS: &[&str] = &[
     "agent.log_max_size",
     "agent.port_range",
     "agent.start_reserve",
+    "agent.stall_threshold",
+    "agent.stall_after",
 ];
 
 /// The file's values by key, as written; no file means no values.

@@ -13,6 +13,7 @@ pub mod place;
 pub mod plan;
 pub mod relief;
 pub mod sample;
+pub mod stall;
 pub mod stop;
 pub mod unreadable;
 pub mod view;

@@ -56,6 +56,21 @@ pub struct SupervisorPlan {
     /// procfs, for everything the supervisor reads or writes there (its own pid's start
     /// time, OOM score and maps, its thread count, the agent's OOM score at start).
     pub proc_root: PathBuf,
+    /// What counts as a stall on memory and what it does; None: not watched.
+    pub stall: Option<StallPlan>,
+}
+
+/// A stall on memory: `full` pressure above `threshold_percent` for `after`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StallPlan {
+    /// Percent of wall time all the agent's tasks waited on memory.
+    pub threshold_percent: u8,
+    /// How long the pressure must stay above the threshold.
+    pub after: Duration,
+    /// The signal for the main process (`SIGUSR2` ...), if the agent asked for one.
+    pub signal: Option<String>,
+    /// Kill it (a restartable end, state `stalled`).
+    pub kill: bool,
 }
 
 /// The longest restart delay.

@@ -150,6 +150,7 @@ fn make_plan(ctx: &Ctx, args: &SpawnArgs) -> Result<(SupervisorPlan, Workspace)>
         ports: None,
         has_leases: false,
         proc_root: ctx.proc_root.clone(),
+        stall: crate::agent::stall::plan(defaults, args).map_err(usage)?,
     };
     Ok((plan, workspace))
 }
@@ -262,6 +263,7 @@ fn first_record(ctx: &Ctx, plan: &SupervisorPlan) -> AgentRecord {
         slot: plan.slot.clone(),
         ports: plan.ports,
         scratch: plan.scratch.clone(),
+        stalled_since: None,
         ..AgentRecord::new(plan.id.clone(), plan.limits, plan.cgroup.unified.clone(), ctx.dirs.log_path(&plan.id))
     }
 }

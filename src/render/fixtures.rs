@@ -61,6 +61,8 @@ pub fn agent(id: &str, state: AgentState) -> AgentStatus {
         port_base: None,
         port_count: None,
         scratch: None,
+        stalled: false,
+        stalled_since: None,
         record_error: None,
     }
 }

@@ -57,7 +57,10 @@ pub fn render_table(report: &StatusReport) -> String {
             };
             t.add_row(vec![
                 a.id.clone(),
-                a.state.to_string(),
+                match a.stalled {
+                    true => format!("{} (stalled)", a.state),
+                    false => a.state.to_string(),
+                },
                 a.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
                 a.uptime_seconds
                     .map(|s| human_duration(std::time::Duration::from_secs(s)))

@@ -39,6 +39,8 @@ pub enum AgentState {
     Killed,
     /// It failed too often too fast; restarts stopped.
     CrashLoop,
+    /// It stalled on memory and was killed for it (`spawn --on-stall kill`).
+    Stalled,
     /// Its supervisor is gone while the record says it is alive (derived when read).
     Orphaned,
 }
@@ -50,7 +52,7 @@ impl AgentState {
     }
 
     /// Every state, in the documented order.
-    pub const ALL: [AgentState; 9] = [
+    pub const ALL: [AgentState; 10] = [
         AgentState::Starting,
         AgentState::Running,
         AgentState::Exited,
@@ -59,6 +61,7 @@ impl AgentState {
         AgentState::TimedOut,
         AgentState::Killed,
         AgentState::CrashLoop,
+        AgentState::Stalled,
         AgentState::Orphaned,
     ];
 
@@ -73,6 +76,7 @@ impl AgentState {
             AgentState::TimedOut => "timed-out",
             AgentState::Killed => "killed",
             AgentState::CrashLoop => "crash-loop",
+            AgentState::Stalled => "stalled",
             AgentState::Orphaned => "orphaned",
         }
     }
@@ -189,6 +193,10 @@ pub struct AgentRecord {
     /// Its scratch directory, removed when it ends.
     #[serde(default)]
     pub scratch: Option<PathBuf>,
+    /// Since when the current run has stalled on memory (see the `stall` event); None while
+    /// it has not, or once the pressure eased.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_rfc3339_opt")]
+    pub stalled_since: Option<SystemTime>,
 }
 
 impl AgentRecord {
@@ -223,6 +231,7 @@ impl AgentRecord {
             slot: None,
             ports: None,
             scratch: None,
+            stalled_since: None,
         }
     }
 

@@ -2,7 +2,8 @@
 //! `cgroup-create`, `run-in-cgroup`, `kill` and `logs`.
 
 use super::parse::{
-    parse_duration, parse_limit, parse_memory_limit, parse_pids, parse_port_range, parse_size, parse_timeout,
+    parse_duration, parse_limit, parse_memory_limit, parse_pids, parse_port_range, parse_signal, parse_size,
+    parse_timeout,
 };
 use clap::{Args, ValueEnum};
 use fleet_core::{id::AgentId, size::Limit};
@@ -77,6 +78,22 @@ pub struct SpawnArgs {
     /// Where port blocks come from [default: 20000-29999]
     #[arg(long, value_name = "LOW-HIGH", value_parser = parse_port_range)]
     pub port_range: Option<(u16, u16)>,
+    /// Send this signal to the main process when the agent stalls on memory (pressure above
+    /// agent.stall_threshold for agent.stall_after), so it can shed memory
+    #[arg(long, value_name = "SIGNAL", value_parser = parse_signal)]
+    pub stall_signal: Option<String>,
+    /// What a stall does besides marking the agent `stalled` and the signal
+    #[arg(long, value_enum, value_name = "ACTION", default_value_t = OnStall::Mark)]
+    pub on_stall: OnStall,
+}
+
+/// What a stalled agent gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnStall {
+    /// Only marked (and signalled if asked): it runs on
+    Mark,
+    /// Killed: a restartable end in state `stalled`, restarted under --restart on-failure
+    Kill,
 }
 
 /// The restart policy as typed.

@@ -12,6 +12,7 @@ mod fleet;
 mod layout;
 mod limits;
 mod placement;
+mod pressure;
 mod stats;
 mod teardown;
 
@@ -21,6 +22,7 @@ pub use fleet::{Fleet, validate_parent};
 pub use layout::{Layout, Mounts, OwnCgroups};
 pub use limits::Limits;
 pub use placement::{Born, Entry, Placement, Refused, Step};
+pub use pressure::{STALL_WINDOW_MAX, STALL_WINDOW_STEP, StallTrigger, stall_window, trigger_line};
 pub use stats::{
     HeldCounter, MemoryDetail, MemoryEvents, MemoryStats, Pressure, PressureTotals, parse_pressure,
     parse_pressure_totals,
