@@ -22,5 +22,6 @@ mod relief;
 mod restart;
 mod schema;
 mod setup_host;
+mod stall;
 mod timeouts;
 mod watch;

@@ -12,7 +12,7 @@ mod stall;
 #[cfg(test)]
 mod tests;
 
-pub use messages::{Action, Input, Policy, RunEnd, StallPolicy, Stop, Term};
+pub use messages::{Action, Input, Policy, RunEnd, Stop, Term};
 
 use super::{
     oom_group::{Decision, Verdicts},

@@ -388,7 +388,7 @@ fn inputs_that_come_late_are_ignored() {
 
 /// Stalls: 50 % over 4 s windows, for 10 s.
 fn stalling(signal: Option<Signal>, kill: bool) -> Policy {
-    let stall = StallPolicy { threshold_percent: 50, after: 10 * SEC, window: 4 * SEC, signal, kill };
+    let stall = messages::StallPolicy { threshold_percent: 50, after: 10 * SEC, window: 4 * SEC, signal, kill };
     Policy { stall: Some(stall), ..policy() }
 }
 
