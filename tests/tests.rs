@@ -19,6 +19,7 @@ mod orphans;
 mod pressure;
 mod records;
 mod relief;
+mod relief_work;
 mod restart;
 mod schema;
 mod setup_host;

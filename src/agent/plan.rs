@@ -58,6 +58,8 @@ pub struct SupervisorPlan {
     pub proc_root: PathBuf,
     /// What counts as a stall on memory and what it does; None: not watched.
     pub stall: Option<StallPlan>,
+    /// The signal relief and the guard send before they kill it (`--save-signal`).
+    pub save_signal: Option<String>,
 }
 
 /// A stall on memory: `full` pressure above `threshold_percent` for `after`.

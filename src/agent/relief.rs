@@ -18,6 +18,8 @@ pub struct Candidate {
     pub protected: bool,
     /// How much it grew over the watcher's recent window (0 when unknown or within noise).
     pub growth: u64,
+    /// Its main process and the signal it asked for before a kill (`spawn --save-signal`).
+    pub save: Option<(i32, String)>,
 }
 
 /// One step of a plan.
@@ -128,119 +130,8 @@ fn greedy_cost(sorted: &[Candidate], need: u64, now: SystemTime) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    fn c(id: &str, mib: u64, age_s: u64, protected: bool) -> Candidate {
-        Candidate {
-            id: id.into(),
-            bytes: mib << 20,
-            started_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1000 - age_s),
-            protected,
-            growth: 0,
-        }
-    }
-
-    fn ids(p: &Plan) -> Vec<&str> {
-        p.steps.iter().map(|s| s.id.as_str()).collect()
-    }
-
-    #[test]
-    fn largest_first_takes_the_fewest_and_spares_the_protected() {
-        let agents = vec![c("a", 60, 10, false), c("b", 40, 20, false), c("c", 20, 30, false), c("d", 90, 40, true)];
-        let p = plan(agents, 300 << 20, 210 << 20, ReliefOrder::Largest);
-        assert_eq!(ids(&p), ["a", "b"]);
-        assert!(p.reaches_target);
-        assert_eq!(p.protected, ["d"]);
-        assert_eq!(p.steps[1].freed_so_far, 100 << 20);
-        assert_eq!(p.steps[1].projected_used, 200 << 20);
-    }
-
-    #[test]
-    fn nothing_to_do_below_target() {
-        let p = plan(vec![c("a", 60, 10, false)], 100, 200, ReliefOrder::Largest);
-        assert!(p.steps.is_empty() && p.reaches_target);
-    }
-
-    #[test]
-    fn only_protected_left_cannot_reach() {
-        let p = plan(vec![c("a", 10, 10, false), c("d", 90, 40, true)], 100 << 20, 50 << 20, ReliefOrder::Largest);
-        assert_eq!(ids(&p), ["a"]);
-        assert!(!p.reaches_target);
-    }
-
-    #[test]
-    fn newest_and_oldest_orders() {
-        let agents = || vec![c("old", 10, 100, false), c("mid", 10, 50, false), c("new", 10, 1, false)];
-        assert_eq!(ids(&plan(agents(), 100, 75, ReliefOrder::Newest)), ["new"]);
-        assert_eq!(ids(&plan(agents(), 100 << 20, 75 << 20, ReliefOrder::Oldest)), ["old", "mid", "new"]);
-    }
-
-    /// Agents of (id, MiB, minutes run) at `now`.
-    fn runs(now: SystemTime, agents: &[(&str, u64, u64)]) -> Vec<Candidate> {
-        agents
-            .iter()
-            .map(|&(id, mib, minutes)| Candidate {
-                id: id.into(),
-                bytes: mib << 20,
-                started_at: now - Duration::from_secs(minutes * 60),
-                protected: false,
-                growth: 0,
-            })
-            .collect()
-    }
-
-    #[test]
-    fn least_work_weighs_memory_freed_against_run_time_lost() {
-        let now = SystemTime::now();
-        // Need 300 MiB. Largest takes the 2-hour 400 MiB agent (120 min lost); newest takes
-        // the three young small ones and still needs more; least work takes the two that
-        // free the most per minute lost: 200 MiB for 5 min and 150 MiB for 10 min.
-        let fleet = || {
-            runs(
-                now,
-                &[("big-old", 400, 120), ("mid-new", 200, 5), ("mid", 150, 10), ("tiny-new", 10, 1), ("small", 60, 30)],
-            )
-        };
-        let order = |c: Vec<Candidate>| c.into_iter().map(|c| c.id).collect::<Vec<_>>();
-        let picked = order(least_work(fleet(), 300 << 20, now));
-        assert_eq!(picked[..2], ["mid-new", "mid"]);
-        assert_eq!(ids(&plan(fleet(), 1000 << 20, 701 << 20, ReliefOrder::LeastWork)), ["mid-new", "mid"]);
-        assert_eq!(ids(&plan(fleet(), 1000 << 20, 701 << 20, ReliefOrder::Largest)), ["big-old"]);
-        // One run that covers all that is needed beats the better ratio that falls short:
-        // for 50 MiB, x (45 MiB in 1 min) then z costs 6 min; z alone (50 MiB in 5) costs 5.
-        let tail = || runs(now, &[("x", 45, 1), ("y", 100, 20), ("z", 50, 5)]);
-        assert_eq!(order(least_work(tail(), 50 << 20, now)), ["z", "x", "y"]);
-        assert_eq!(order(least_work(tail(), 40 << 20, now)), ["x", "z", "y"]);
-        // Nothing needed: every agent keeps its place by the ratio alone.
-        assert_eq!(order(least_work(fleet(), 0, now))[0], "mid-new");
-    }
-
-    #[test]
-    fn growth_takes_the_runaway_first_then_the_largest() {
-        let grown =
-            |id, mib, grew_mib: u64, protected| Candidate { growth: grew_mib << 20, ..c(id, mib, 10, protected) };
-        let agents = || {
-            vec![
-                grown("steady", 380, 0, false),
-                grown("spiker", 150, 150, false),
-                grown("small", 20, 0, false),
-                grown("kept", 90, 200, true),
-            ]
-        };
-        // The runaway alone reaches the target; largest would have taken the steady agent.
-        assert_eq!(ids(&plan(agents(), 640 << 20, 500 << 20, ReliefOrder::Growth)), ["spiker"]);
-        assert_eq!(ids(&plan(agents(), 640 << 20, 500 << 20, ReliefOrder::Largest)), ["steady"]);
-        // Not enough: then the largest of those that did not grow; the protected grower never.
-        let p = plan(agents(), 640 << 20, 200 << 20, ReliefOrder::Growth);
-        assert_eq!(ids(&p), ["spiker", "steady"]);
-        assert_eq!(p.protected, ["kept"]);
-        // Nobody grew: exactly largest.
-        let flat = vec![c("a", 10, 1, false), c("b", 30, 2, false), c("c", 20, 3, false)];
-        assert_eq!(ids(&plan(flat, 60 << 20, 35 << 20, ReliefOrder::Growth)), ["b"]);
-    }
-}
+#[path = "relief_tests.rs"]
+mod tests;
 
 /// Who is relieving memory, and how.
 #[derive(Debug, Clone)]
@@ -253,6 +144,8 @@ pub struct Relief {
     pub by: String,
     /// SIGTERM-to-kill grace; zero kills at once.
     pub grace: std::time::Duration,
+    /// How long a victim that asked for a signal before its kill has to save its state.
+    pub save_grace: std::time::Duration,
     /// Each agent's growth over a recent window, by id, for [`ReliefOrder::Growth`]: the
     /// watcher's samples (`sample::LightSampler::growth`); empty for one-shot relief.
     pub growth: std::collections::HashMap<String, u64>,
@@ -292,26 +185,30 @@ pub enum Outcome {
     },
 }
 
-/// Measures the budget and every live agent, and plans from them. Reclaimable page cache
-/// (memory.stat, the costly read) is sampled only when the fleet is at or above the target,
-/// where victims must be chosen; below it the plan is empty.
-pub fn measure_and_plan(
-    ctx: &crate::context::Ctx,
-    relief: &Relief,
-    extra_protect: &[fleet_core::id::AgentId],
-) -> anyhow::Result<(fleet_core::meminfo::Budget, Plan)> {
-    let (budget, candidates) = measure(ctx, relief, extra_protect)?;
-    let target = budget.total * u64::from(relief.target_percent) / 100;
-    Ok((budget, plan(candidates, budget.used, target, relief.order)))
+/// The budget and the candidates measured under it.
+pub struct Measured(fleet_core::meminfo::Budget, Vec<Candidate>);
+
+impl Measured {
+    /// The budget measured.
+    pub fn budget(&self) -> &fleet_core::meminfo::Budget {
+        &self.0
+    }
+
+    /// The plan from this measurement.
+    pub fn plan(&self, relief: &Relief) -> Plan {
+        let target = self.0.total * u64::from(relief.target_percent) / 100;
+        plan(self.1.clone(), self.0.used, target, relief.order)
+    }
 }
 
 /// The budget and, when the fleet is at or above the target, every live agent as a
-/// candidate (none below it: nothing to choose).
-fn measure(
+/// candidate (none below it: nothing to choose). Reclaimable page cache (memory.stat, the
+/// costly read) is sampled only then, where victims must be chosen.
+pub fn measure(
     ctx: &crate::context::Ctx,
     relief: &Relief,
     extra_protect: &[fleet_core::id::AgentId],
-) -> anyhow::Result<(fleet_core::meminfo::Budget, Vec<Candidate>)> {
+) -> anyhow::Result<Measured> {
     use crate::agent::sample::{self, Detail};
     let budget = fleet_core::meminfo::Budget::measure(&ctx.fleet, &ctx.proc_root)?;
     let target = budget.total * u64::from(relief.target_percent) / 100;
@@ -331,14 +228,15 @@ fn measure(
                 .copied()
                 .filter(|g| *g >= budget.total / GROWTH_NOISE_DIVISOR)
                 .unwrap_or(0),
+            save: u.view.record.pid.zip(u.view.record.save_signal.clone()),
             id: u.view.record.id.to_string(),
         })
         .collect();
-    Ok((budget, candidates))
+    Ok(Measured(budget, candidates))
 }
 
-/// Kills the plan's first victim, waits for its cgroup to empty, measures the fleet again
-/// and re-plans, until the fleet is below the target or nothing is left to kill. Each kill
+/// Kills the plan's first victim (from `start`, a measurement just made, or a new one),
+/// waits for its cgroup to empty, measures the fleet again and re-plans, until the fleet is below the target or nothing is left to kill. Each kill
 /// is a `relief_kill` journal event and is passed to `on_kill`.
 ///
 /// After a kill only what it changed is measured again: the fleet's use (the budget, one
@@ -350,11 +248,15 @@ pub fn relieve(
     ctx: &crate::context::Ctx,
     relief: &Relief,
     extra_protect: &[fleet_core::id::AgentId],
+    start: Option<Measured>,
     mut on_kill: impl FnMut(&Kill),
 ) -> anyhow::Result<Outcome> {
     use crate::agent::stop::{StopRequest, Stopped, stop_agent};
     let mut kills = 0;
-    let (mut before, mut candidates) = measure(ctx, relief, extra_protect)?;
+    let Measured(mut before, mut candidates) = match start {
+        Some(measured) => measured,
+        None => measure(ctx, relief, extra_protect)?,
+    };
     let mut fresh = true;
     loop {
         let target = before.total * u64::from(relief.target_percent) / 100;
@@ -366,11 +268,15 @@ pub fn relieve(
             if fresh {
                 return Ok(Outcome::Stuck { message: stuck_message(&current, &before, relief.target_percent, kills) });
             }
-            (before, candidates) = measure(ctx, relief, extra_protect)?;
+            Measured(before, candidates) = measure(ctx, relief, extra_protect)?;
             fresh = true;
             continue;
         };
         let id: fleet_core::id::AgentId = step.id.parse().map_err(anyhow::Error::msg)?;
+        if let Some(victim) = candidates.iter().find(|c| c.id == step.id) {
+            let cgroup = ctx.fleet.agent(&id);
+            let _ = warn_before_kill(victim, &cgroup, relief.save_grace, &before);
+        }
         candidates.retain(|c| c.id != step.id);
         let req = StopRequest {
             by: relief.by.clone(),
@@ -405,6 +311,40 @@ pub fn relieve(
         on_kill(&Kill { id, bytes: step.bytes, before, after });
         before = after;
     }
+}
+
+/// While the fleet's use is below this share of its budget, a victim that asked for a
+/// signal before its kill gets it and its save grace: the rest of the budget is room for
+/// what it does meanwhile (on pure cgroup v2 the fleet root's `memory.high`, which the
+/// guard's alarm sets at the kill threshold, throttles the fleet's growth toward it).
+/// Above it the kill comes at once.
+pub const SAVE_HEADROOM_PERCENT: f64 = 98.0;
+
+/// Sends `victim` the signal it asked for before a kill and waits, up to `grace`, for its
+/// cgroup to empty (an agent that saved its state may exit by itself), if the fleet has the
+/// headroom ([`SAVE_HEADROOM_PERCENT`]). Returns whether it signalled.
+fn warn_before_kill(
+    victim: &Candidate,
+    cgroup: &fleet_core::cgroup::Cgroup,
+    grace: std::time::Duration,
+    budget: &fleet_core::meminfo::Budget,
+) -> anyhow::Result<bool> {
+    use std::str::FromStr;
+    let Some((pid, name)) = &victim.save else { return Ok(false) };
+    if grace.is_zero() || budget.percent() >= SAVE_HEADROOM_PERCENT {
+        return Ok(false);
+    }
+    let Ok(signal) = nix::sys::signal::Signal::from_str(name) else { return Ok(false) };
+    // The pid is the record's: signal it only while it is still in the agent's cgroup, so a
+    // recycled pid elsewhere is never hit.
+    if !cgroup.procs().unwrap_or_default().contains(pid) {
+        return Ok(false);
+    }
+    if nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), signal).is_err() {
+        return Ok(false);
+    }
+    cgroup.wait_empty(grace)?;
+    Ok(true)
 }
 
 /// Why a plan cannot reach its target, in one line.

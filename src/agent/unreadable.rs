@@ -66,6 +66,7 @@ pub fn from_cgroup(ctx: &Ctx, locks: &Locks, id: &AgentId, why: String) -> (Agen
         started_at: made.filter(|_| populated),
         scratch: scratch.exists().then_some(scratch),
         stalled_since: None,
+        save_signal: None,
         ..AgentRecord::new(
             id.clone(),
             cgroup.read_limits().unwrap_or_default(),

@@ -8,7 +8,7 @@
 
 use crate::{
     agent::{
-        relief::{Outcome, Relief, measure_and_plan, relieve, stuck_message},
+        relief::{Outcome, Relief, measure, relieve, stuck_message},
         take_host_lock,
     },
     context::Ctx,
@@ -37,9 +37,11 @@ pub fn run(ctx: &Ctx, args: ReliefArgs) -> Result<Exit> {
         order: v.order,
         by: "relief".into(),
         grace: v.grace,
+        save_grace: v.save_grace,
         growth: Default::default(),
     };
-    let (budget, first) = measure_and_plan(ctx, &relief, &v.protect)?;
+    let measured = measure(ctx, &relief, &v.protect)?;
+    let (budget, first) = (*measured.budget(), measured.plan(&relief));
     print!("{}", render_plan(&first, &budget, args.target, args.dry_run));
     if args.dry_run {
         if first.reaches_target {
@@ -47,8 +49,9 @@ pub fn run(ctx: &Ctx, args: ReliefArgs) -> Result<Exit> {
         }
         return Err(Fail::error(Exit::Partial, stuck_message(&first, &budget, args.target, 0)));
     }
-    let outcome =
-        relieve(ctx, &relief, &v.protect, |k| println!("{}", render_step(&k.id, k.bytes, &k.before, &k.after)))?;
+    let outcome = relieve(ctx, &relief, &v.protect, Some(measured), |k| {
+        println!("{}", render_step(&k.id, k.bytes, &k.before, &k.after))
+    })?;
     match outcome {
         Outcome::Reached { kills, budget } => {
             println!(

@@ -151,6 +151,7 @@ fn make_plan(ctx: &Ctx, args: &SpawnArgs) -> Result<(SupervisorPlan, Workspace)>
         has_leases: false,
         proc_root: ctx.proc_root.clone(),
         stall: crate::agent::stall::plan(defaults, args).map_err(usage)?,
+        save_signal: args.save_signal.clone(),
     };
     Ok((plan, workspace))
 }
@@ -263,7 +264,7 @@ fn first_record(ctx: &Ctx, plan: &SupervisorPlan) -> AgentRecord {
         slot: plan.slot.clone(),
         ports: plan.ports,
         scratch: plan.scratch.clone(),
-        stalled_since: None,
+        save_signal: plan.save_signal.clone(),
         ..AgentRecord::new(plan.id.clone(), plan.limits, plan.cgroup.unified.clone(), ctx.dirs.log_path(&plan.id))
     }
 }

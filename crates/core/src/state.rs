@@ -197,6 +197,10 @@ pub struct AgentRecord {
     /// it has not, or once the pressure eased.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_rfc3339_opt")]
     pub stalled_since: Option<SystemTime>,
+    /// The signal relief and the guard send its main process before they kill it, so it
+    /// can save its state (`spawn --save-signal`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub save_signal: Option<String>,
 }
 
 impl AgentRecord {
@@ -232,6 +236,7 @@ impl AgentRecord {
             ports: None,
             scratch: None,
             stalled_since: None,
+            save_signal: None,
         }
     }
 
@@ -329,7 +334,18 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            ["starting", "running", "exited", "failed", "oom-killed", "timed-out", "killed", "crash-loop", "orphaned"]
+            [
+                "starting",
+                "running",
+                "exited",
+                "failed",
+                "oom-killed",
+                "timed-out",
+                "killed",
+                "crash-loop",
+                "stalled",
+                "orphaned"
+            ]
         );
         for s in AgentState::ALL {
             assert_eq!(serde_json::to_value(s).expect("ser"), s.name());

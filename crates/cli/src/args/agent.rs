@@ -82,6 +82,10 @@ pub struct SpawnArgs {
     /// agent.stall_threshold for agent.stall_after), so it can shed memory
     #[arg(long, value_name = "SIGNAL", value_parser = parse_signal)]
     pub stall_signal: Option<String>,
+    /// Send this signal to the main process before relief or the guard kills the agent, and
+    /// give it their --save-grace to save its state
+    #[arg(long, value_name = "SIGNAL", value_parser = parse_signal)]
+    pub save_signal: Option<String>,
     /// What a stall does besides marking the agent `stalled` and the signal
     #[arg(long, value_enum, value_name = "ACTION", default_value_t = OnStall::Mark)]
     pub on_stall: OnStall,

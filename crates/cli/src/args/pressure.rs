@@ -33,6 +33,10 @@ pub struct VictimArgs {
     /// Time between SIGTERM and the kill, per victim
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
     pub grace: Duration,
+    /// Time a victim spawned with --save-signal has to save its state after that signal,
+    /// before SIGTERM; given only while the fleet is below 98 % of its budget; 0s: never
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "2s")]
+    pub save_grace: Duration,
 }
 
 /// The order relief and the guard pick victims in.
@@ -58,7 +62,8 @@ pub enum ReliefOrder {
 #[command(
     mut_arg("order", |a| a.default_value("growth").requires("auto_kill")),
     mut_arg("grace", |a| a.default_value("0s").requires("auto_kill")),
-    mut_arg("protect", |a| a.requires("auto_kill"))
+    mut_arg("protect", |a| a.requires("auto_kill")),
+    mut_arg("save_grace", |a| a.requires("auto_kill"))
 )]
 pub struct WatchArgs {
     /// At or above the kill threshold (95 %), kill agents (by --order, protected spared)

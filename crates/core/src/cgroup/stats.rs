@@ -85,13 +85,14 @@ pub fn parse_pressure_totals(text: &str) -> Option<PressureTotals> {
 impl Cgroup {
     /// Memory pressure of this cgroup. PSI lives in the unified tree on both layouts.
     pub fn memory_pressure(&self) -> Result<Pressure> {
-        Ok(parse_pressure(&files::read(&self.unified.join("memory.pressure"))?))
+        Ok(parse_pressure(&files::read_record(&self.unified.join("memory.pressure"))?))
     }
 
     /// Current memory, peak and limit: three small reads, cheap enough for every agent on
     /// every refresh.
     pub fn memory_stats(&self) -> Result<MemoryStats> {
-        self.memory_stats_in(&Dir::at(self.memory_dir()))
+        // Three files: through the directory held open, its path is walked once.
+        self.memory_stats_in(&Dir::open(self.memory_dir())?)
     }
 
     /// The memory.high limit (v1: the soft limit), one read.
