@@ -59,6 +59,7 @@ fn runs(now: SystemTime, agents: &[(&str, u64, u64)]) -> Vec<Candidate> {
             started_at: now - Duration::from_secs(minutes * 60),
             protected: false,
             growth: 0,
+            save: None,
         })
         .collect()
 }

@@ -199,6 +199,29 @@ fn only_relief_parses_memory_stat_and_reads_what_each_view_shows() {
 }
 
 #[test]
+fn reading_under_the_held_parent_opens_the_same_files_and_reads_the_same() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (v2, v1) = (tmp.path().join("v2"), tmp.path().join("v1"));
+    let cases = [
+        (unified(&v2.join("a1")), Cgroup { layout: Layout::Unified, unified: v2, memory_v1: None, pids_v1: None }),
+        (
+            hybrid(&v1),
+            Cgroup { layout: Layout::Hybrid, unified: v1.clone(), memory_v1: Some(v1.clone()), pids_v1: Some(v1) },
+        ),
+    ];
+    for (cg, parent) in cases {
+        let held = HeldParent::open(&parent).expect("hold the parent");
+        let mut opens = watch(&cg);
+        for detail in [Detail::Status, Detail::Metrics, Detail::Memory, Detail::Relief] {
+            let by_path = read(&cg, detail, true);
+            let by_path_opened = opens.take();
+            assert_eq!(read_under(&cg, Some(&held), detail, true), by_path, "{detail:?} {:?}", cg.layout);
+            assert_eq!(opens.take(), by_path_opened, "{detail:?} {:?}", cg.layout);
+        }
+    }
+}
+
+#[test]
 fn a_gone_cgroup_is_not_measured_at_any_level() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let gone = Cgroup { layout: Layout::Unified, unified: tmp.path().join("gone"), memory_v1: None, pids_v1: None };

@@ -63,7 +63,7 @@ pub enum ReliefOrder {
     mut_arg("order", |a| a.default_value("growth").requires("auto_kill")),
     mut_arg("grace", |a| a.default_value("0s").requires("auto_kill")),
     mut_arg("protect", |a| a.requires("auto_kill")),
-    mut_arg("save_grace", |a| a.requires("auto_kill"))
+    mut_arg("save_grace", |a| a.default_value("1s").requires("auto_kill"))
 )]
 pub struct WatchArgs {
     /// At or above the kill threshold (95 %), kill agents (by --order, protected spared)

@@ -39,12 +39,24 @@ pub(crate) fn read_keyed(path: &Path) -> Result<Vec<(String, u64)>> {
 /// not).
 pub(crate) struct Dir<'a> {
     fd: Option<std::os::fd::OwnedFd>,
+    /// A parent directory held open and this directory's name in it ([`Dir::under`]).
+    under: Option<(std::os::fd::BorrowedFd<'a>, &'a std::ffi::OsStr)>,
     path: &'a Path,
 }
 
 impl<'a> Dir<'a> {
     pub(crate) fn at(path: &'a Path) -> Dir<'a> {
-        Dir { fd: None, path }
+        Dir { fd: None, under: None, path }
+    }
+
+    /// The directory `path`, whose parent is held open as `parent`: its files are opened as
+    /// `openat(parent, "<name>/<file>")`, two path components walked instead of all of
+    /// them, and no descriptor of its own to open and close.
+    pub(crate) fn under(parent: std::os::fd::BorrowedFd<'a>, path: &'a Path) -> Dir<'a> {
+        match path.file_name() {
+            Some(name) => Dir { fd: None, under: Some((parent, name)), path },
+            None => Dir::at(path),
+        }
     }
 
     pub(crate) fn open(path: &'a Path) -> Result<Dir<'a>> {
@@ -52,7 +64,7 @@ impl<'a> Dir<'a> {
         let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
         let fd = nix::fcntl::open(path, flags, nix::sys::stat::Mode::empty())
             .map_err(|e| Error::io("open", path, io::Error::from(e)))?;
-        Ok(Dir { fd: Some(fd), path })
+        Ok(Dir { fd: Some(fd), under: None, path })
     }
 
     /// The path of `name` in this directory, for messages.
@@ -64,8 +76,12 @@ impl<'a> Dir<'a> {
     /// here is one.
     pub(crate) fn read(&self, name: &str) -> Result<String> {
         use nix::{fcntl::OFlag, sys::stat::Mode};
-        let Some(fd) = &self.fd else { return read_record(&self.path(name)) };
-        let file = nix::fcntl::openat(fd, name, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty());
+        let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC;
+        let file = match (&self.fd, self.under) {
+            (Some(fd), _) => nix::fcntl::openat(fd, name, flags, Mode::empty()),
+            (None, Some((parent, dir))) => nix::fcntl::openat(parent, &Path::new(dir).join(name), flags, Mode::empty()),
+            (None, None) => return read_record(&self.path(name)),
+        };
         read_file_with(file.map(fs::File::from).map_err(io::Error::from), &self.path(name), true)
     }
 
