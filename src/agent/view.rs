@@ -12,7 +12,6 @@ use fleet_core::{
     state::{AgentRecord, AgentState, KillRequest},
 };
 use std::{
-    cell::OnceCell,
     collections::BTreeSet,
     path::{Path, PathBuf},
 };
@@ -57,9 +56,18 @@ pub struct BadRecord {
 /// locks are being released (a `kill --all`) a held lock can be skipped. It is also costly,
 /// so it is asked last and never for an ended run, whose lock, if held at all, belongs to
 /// a new run of the id starting; `gc` tries that lock itself before it removes anything.
+///
+/// With many live agents the order turns: `/proc/locks`, read once per command, then one
+/// `stat` of the lock file per agent, costs less than each supervisor's `/proc/PID/stat`
+/// (1,000 agents: a tenth of `status`'s time). A lock it lists is held; one it skipped is
+/// still found by the supervisor's process, asked next.
 pub fn is_supervised(ctx: &Ctx, locks: &Locks, record: &AgentRecord) -> bool {
+    let live = !record.state.is_terminal();
+    if live && locks.many && locks.held().contains(&ctx.dirs.lock_path(&record.id)) {
+        return true;
+    }
     record.supervisor.is_some_and(|s| s.is_alive(&ctx.proc_root))
-        || (!record.state.is_terminal() && locks.held().contains(&ctx.dirs.lock_path(&record.id)))
+        || (live && !locks.many && locks.held().contains(&ctx.dirs.lock_path(&record.id)))
 }
 
 /// `/proc/locks`, read at most once, and only when a record's supervisor process cannot
@@ -67,13 +75,15 @@ pub fn is_supervised(ctx: &Ctx, locks: &Locks, record: &AgentRecord) -> bool {
 /// one: the kernel write-locks its global list of file locks to render it.
 pub struct Locks<'a> {
     proc_root: &'a Path,
-    held: OnceCell<HeldLocks>,
+    /// Many agents are being read at once: ask the locks first ([`is_supervised`]).
+    many: bool,
+    held: std::sync::OnceLock<HeldLocks>,
 }
 
 impl<'a> Locks<'a> {
     /// Nothing is read until a record needs it.
     pub fn new(proc_root: &'a Path) -> Locks<'a> {
-        Locks { proc_root, held: OnceCell::new() }
+        Locks { proc_root, many: false, held: std::sync::OnceLock::new() }
     }
 
     /// The held locks, read now if not yet.
@@ -138,6 +148,9 @@ pub fn load_one(ctx: &Ctx, id: &AgentId) -> anyhow::Result<Option<AgentView>> {
     })
 }
 
+/// From this many agents on, [`load_all`] asks `/proc/locks` before each supervisor.
+const MANY_AGENTS: usize = 64;
+
 /// Loads every agent, sorted by id, and the records that could not be read. Agents whose
 /// record cannot be read, or who have none, are in the list too while their cgroup has
 /// processes or their lock is held, seen through the cgroup.
@@ -150,25 +163,36 @@ pub fn load_all(ctx: &Ctx) -> anyhow::Result<(Vec<AgentView>, Vec<BadRecord>)> {
             return Err(anyhow::Error::new(e).context(format!("cannot list {}", dir.display())));
         }
     };
-    let locks = Locks::new(&ctx.proc_root);
     let (mut views, mut bad) = (Vec::new(), Vec::new());
     let mut recorded = BTreeSet::new();
-    for entry in entries.into_iter().flatten().flatten() {
-        let Some(id) = entry.file_name().to_str().and_then(|n| n.parse::<AgentId>().ok()) else {
-            continue;
-        };
-        let path = ctx.dirs.state_path(&id);
+    let ids: Vec<AgentId> = entries
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str().and_then(|n| n.parse::<AgentId>().ok()))
+        .collect();
+    let locks = Locks { many: ids.len() >= MANY_AGENTS, ..Locks::new(&ctx.proc_root) };
+    // Each record read and reconciled on its own: spread over a few threads, as the
+    // cgroups are (with 1,000 agents this was a third of `status`'s time, in one thread).
+    let loaded = crate::agent::par_map(&ids, |id| {
+        let path = ctx.dirs.state_path(id);
         match AgentRecord::load(&path) {
-            Ok(Some(record)) => {
-                recorded.insert(id);
-                views.push(reconciled(ctx, &locks, record));
-            }
+            Ok(Some(record)) => Some(Ok(reconciled(ctx, &locks, record))),
             // A directory with a lock but no record yet: a spawn in progress, or one that
             // was killed before writing; only its cgroup can say more (below).
-            Ok(None) => {}
-            Err(e) => {
+            Ok(None) => None,
+            Err(e) => Some(Err((path.clone(), unreadable::describe(&path, &e)))),
+        }
+    });
+    for (id, loaded) in ids.into_iter().zip(loaded) {
+        match loaded {
+            Some(Ok(view)) => {
+                recorded.insert(id);
+                views.push(view);
+            }
+            None => {}
+            Some(Err((path, error))) => {
                 recorded.insert(id.clone());
-                let error = unreadable::describe(&path, &e);
                 if let (view, true) = unreadable::from_cgroup(ctx, &locks, &id, error.clone()) {
                     views.push(view);
                 }

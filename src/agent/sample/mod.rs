@@ -88,13 +88,9 @@ impl AgentSample {
 }
 
 /// Reads one agent's cgroup at `detail`; `started` says its run has started (CPU time is
-/// read only then). Each level opens only its own files; the unit tests list them.
-pub fn read(cgroup: &Cgroup, detail: Detail, started: bool) -> CgroupSample {
-    read_under(cgroup, None, detail, started)
-}
-
-/// [`read`], through the cgroup's parent held open (`parent`, the fleet's `agents` cgroup
-/// for every agent): the same files, each found from its parent instead of the root.
+/// read only then). Each level opens only its own files; the unit tests list them. With
+/// `parent` (the fleet's `agents` cgroup held open) each file is found from there instead of
+/// from the root: the same files.
 pub fn read_under(cgroup: &Cgroup, parent: Option<&HeldParent>, detail: Detail, started: bool) -> CgroupSample {
     let none = CgroupSample::default();
     let cgroup = cgroup.read_with(parent);

@@ -62,6 +62,11 @@ impl Opens {
     }
 }
 
+/// One agent's cgroup read by path.
+fn read(cgroup: &Cgroup, detail: Detail, started: bool) -> CgroupSample {
+    read_under(cgroup, None, detail, started)
+}
+
 fn seed(dir: &Path, files: &[(&str, &str)]) {
     std::fs::create_dir_all(dir).expect("mkdir");
     for (name, text) in files {
