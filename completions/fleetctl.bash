@@ -759,14 +759,14 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__relief)
-            opts="-h -V --order --protect --grace --dry-run --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
+            opts="-h -V --order --protect --grace --save-grace --dry-run --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --order)
-                    COMPREPLY=($(compgen -W "largest newest oldest growth" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "largest newest oldest growth least-work" -- "${cur}"))
                     return 0
                     ;;
                 --protect)
@@ -774,6 +774,10 @@ _fleetctl() {
                     return 0
                     ;;
                 --grace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --save-grace)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -925,7 +929,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__spawn)
-            opts="-h -V --memory-max --memory-high --swap-max --pids-max --soft-timeout --hard-timeout --kill-grace --restart --restart-backoff --crash-loop-after --wait --protect --spawn-threshold --log-max-size --ports --port-range --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
+            opts="-h -V --memory-max --memory-high --swap-max --pids-max --soft-timeout --hard-timeout --kill-grace --restart --restart-backoff --crash-loop-after --wait --protect --spawn-threshold --log-max-size --ports --port-range --stall-signal --save-signal --on-stall --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -985,6 +989,18 @@ _fleetctl() {
                     ;;
                 --port-range)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --stall-signal)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --save-signal)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --on-stall)
+                    COMPREPLY=($(compgen -W "mark kill" -- "${cur}"))
                     return 0
                     ;;
                 --cgroup-parent)
@@ -1069,7 +1085,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__watch)
-            opts="-h -V --auto-kill --interval --metrics-file --order --grace --protect --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
+            opts="-h -V --auto-kill --interval --metrics-file --order --grace --protect --save-grace --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1084,7 +1100,7 @@ _fleetctl() {
                     return 0
                     ;;
                 --order)
-                    COMPREPLY=($(compgen -W "largest newest oldest growth" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "largest newest oldest growth least-work" -- "${cur}"))
                     return 0
                     ;;
                 --grace)
@@ -1092,6 +1108,10 @@ _fleetctl() {
                     return 0
                     ;;
                 --protect)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --save-grace)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
