@@ -37,8 +37,18 @@ while True:
         n += data[i]
 "#;
 
-fn has_python() -> bool {
-    std::process::Command::new("python3").args(["-c", ""]).status().is_ok_and(|s| s.success())
+/// A fleet under a 512 MiB budget where 10 % `full` pressure for 4 s is a stall; None
+/// (skipped) without python3 for the thrashing agent.
+fn stall_fleet(test: &str) -> Option<TestFleet> {
+    let f = TestFleet::new(test)?;
+    if !std::process::Command::new("python3").args(["-c", ""]).status().is_ok_and(|s| s.success()) {
+        skip::skip(test, "needs python3 for the thrashing agent");
+        f.finish();
+        return None;
+    }
+    f.set_budget(512 << 20);
+    f.set_config("[agent]\nstall_threshold = 10\nstall_after = \"4s\"\n");
+    Some(f)
 }
 
 /// The limit flags that make [`THRASH`] with 40 MiB held and a 40 MiB file stall here.
@@ -51,13 +61,7 @@ fn stalling_limits(layout: Layout) -> [&'static str; 4] {
 
 #[test]
 fn a_thrashing_agent_is_marked_stalled_and_signalled_and_a_bystander_is_not() {
-    let Some(f) = TestFleet::new("stall_marked") else { return };
-    if !has_python() {
-        skip::skip("stall_marked", "needs python3 for the thrashing agent");
-        return f.finish();
-    }
-    f.set_budget(512 << 20);
-    f.set_config("[agent]\nstall_threshold = 10\nstall_after = \"4s\"\n");
+    let Some(f) = stall_fleet("stall_marked") else { return };
     let layout = f.fleet.root.layout;
     let limits = stalling_limits(layout);
     let thrash = |id: &str, extra: &[&str]| {
@@ -94,13 +98,7 @@ fn a_thrashing_agent_is_marked_stalled_and_signalled_and_a_bystander_is_not() {
 
 #[test]
 fn on_stall_kill_ends_a_thrashing_agent_stalled_and_restarts_it() {
-    let Some(f) = TestFleet::new("stall_kill") else { return };
-    if !has_python() {
-        skip::skip("stall_kill", "needs python3 for the thrashing agent");
-        return f.finish();
-    }
-    f.set_budget(512 << 20);
-    f.set_config("[agent]\nstall_threshold = 10\nstall_after = \"4s\"\n");
+    let Some(f) = stall_fleet("stall_kill") else { return };
     let limits = stalling_limits(f.fleet.root.layout);
     let mut args = vec!["spawn", "thrasher", "ws-001", "--on-stall", "kill", "--restart", "on-failure"];
     args.extend_from_slice(&limits);
