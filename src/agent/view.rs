@@ -56,18 +56,12 @@ pub struct BadRecord {
 /// locks are being released (a `kill --all`) a held lock can be skipped. It is also costly,
 /// so it is asked last and never for an ended run, whose lock, if held at all, belongs to
 /// a new run of the id starting; `gc` tries that lock itself before it removes anything.
-///
-/// With many live agents the order turns: `/proc/locks`, read once per command, then one
-/// `stat` of the lock file per agent, costs less than each supervisor's `/proc/PID/stat`
-/// (1,000 agents: a tenth of `status`'s time). A lock it lists is held; one it skipped is
-/// still found by the supervisor's process, asked next.
+/// (Asked first, it cost `status` less CPU over 1,000 agents but more time: the kernel
+/// renders `/proc/locks` anew from the start for each page read, and every thread of the
+/// sampler waited for the one reading it.)
 pub fn is_supervised(ctx: &Ctx, locks: &Locks, record: &AgentRecord) -> bool {
-    let live = !record.state.is_terminal();
-    if live && locks.many && locks.held().contains(&ctx.dirs.lock_path(&record.id)) {
-        return true;
-    }
     record.supervisor.is_some_and(|s| s.is_alive(&ctx.proc_root))
-        || (live && !locks.many && locks.held().contains(&ctx.dirs.lock_path(&record.id)))
+        || (!record.state.is_terminal() && locks.held().contains(&ctx.dirs.lock_path(&record.id)))
 }
 
 /// `/proc/locks`, read at most once, and only when a record's supervisor process cannot
@@ -75,15 +69,13 @@ pub fn is_supervised(ctx: &Ctx, locks: &Locks, record: &AgentRecord) -> bool {
 /// one: the kernel write-locks its global list of file locks to render it.
 pub struct Locks<'a> {
     proc_root: &'a Path,
-    /// Many agents are being read at once: ask the locks first ([`is_supervised`]).
-    many: bool,
     held: std::sync::OnceLock<HeldLocks>,
 }
 
 impl<'a> Locks<'a> {
     /// Nothing is read until a record needs it.
     pub fn new(proc_root: &'a Path) -> Locks<'a> {
-        Locks { proc_root, many: false, held: std::sync::OnceLock::new() }
+        Locks { proc_root, held: std::sync::OnceLock::new() }
     }
 
     /// The held locks, read now if not yet.
@@ -148,9 +140,6 @@ pub fn load_one(ctx: &Ctx, id: &AgentId) -> anyhow::Result<Option<AgentView>> {
     })
 }
 
-/// From this many agents on, [`load_all`] asks `/proc/locks` before each supervisor.
-const MANY_AGENTS: usize = 64;
-
 /// Loads every agent, sorted by id, and the records that could not be read. Agents whose
 /// record cannot be read, or who have none, are in the list too while their cgroup has
 /// processes or their lock is held, seen through the cgroup.
@@ -171,7 +160,7 @@ pub fn load_all(ctx: &Ctx) -> anyhow::Result<(Vec<AgentView>, Vec<BadRecord>)> {
         .flatten()
         .filter_map(|entry| entry.file_name().to_str().and_then(|n| n.parse::<AgentId>().ok()))
         .collect();
-    let locks = Locks { many: ids.len() >= MANY_AGENTS, ..Locks::new(&ctx.proc_root) };
+    let locks = Locks::new(&ctx.proc_root);
     // Each record read and reconciled on its own: spread over a few threads, as the
     // cgroups are (with 1,000 agents this was a third of `status`'s time, in one thread).
     let loaded = crate::agent::par_map(&ids, |id| {
