@@ -881,14 +881,14 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__relief)
-            opts="-h -V --order --protect --grace --dry-run --json --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
+            opts="-h -V --order --protect --grace --save-grace --dry-run --json --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --order)
-                    COMPREPLY=($(compgen -W "largest newest oldest growth" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "largest newest oldest growth least-work" -- "${cur}"))
                     return 0
                     ;;
                 --protect)
@@ -896,6 +896,10 @@ _fleetctl() {
                     return 0
                     ;;
                 --grace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --save-grace)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1093,7 +1097,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__spawn)
-            opts="-h -V --wait --protect --label --spawn-threshold --queue --max-agents --memory-reserve --log-max-size --json --memory-max --memory-high --swap-max --pids-max --soft-timeout --hard-timeout --kill-grace --restart --restart-backoff --crash-loop-after --ports --port-range --user --env --env-file --pass-env --cwd --allow-new-privs --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
+            opts="-h -V --wait --protect --label --spawn-threshold --queue --max-agents --memory-reserve --log-max-size --json --memory-max --memory-high --swap-max --pids-max --soft-timeout --hard-timeout --kill-grace --restart --restart-backoff --crash-loop-after --ports --port-range --user --env --env-file --pass-env --cwd --allow-new-privs --stall-signal --save-signal --on-stall --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1189,6 +1193,18 @@ _fleetctl() {
                     ;;
                 --cwd)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --stall-signal)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --save-signal)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --on-stall)
+                    COMPREPLY=($(compgen -W "mark kill" -- "${cur}"))
                     return 0
                     ;;
                 --cgroup-parent)
@@ -1289,7 +1305,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__watch)
-            opts="-h -V --auto-kill --interval --metrics-file --order --grace --protect --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
+            opts="-h -V --auto-kill --interval --metrics-file --order --grace --protect --save-grace --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1304,7 +1320,7 @@ _fleetctl() {
                     return 0
                     ;;
                 --order)
-                    COMPREPLY=($(compgen -W "largest newest oldest growth" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "largest newest oldest growth least-work" -- "${cur}"))
                     return 0
                     ;;
                 --grace)
@@ -1312,6 +1328,10 @@ _fleetctl() {
                     return 0
                     ;;
                 --protect)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --save-grace)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

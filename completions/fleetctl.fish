@@ -74,6 +74,10 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l env -d 'Set 
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l env-file -d 'Set the variables of FILE\'s KEY=VALUE lines (repeatable; # starts a comment)' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l pass-env -d 'Pass your own value of variable NAME to the agent (repeatable)' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l cwd -d 'Where the agent starts: a directory inside its workspace [default: the workspace]' -r -F
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l stall-signal -d 'Send this signal to the main process when the agent stalls on memory (pressure above agent.stall_threshold for agent.stall_after), so it can shed memory' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l save-signal -d 'Send this signal to the main process before relief or the guard kills the agent, and give it their --save-grace to save its state' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l on-stall -d 'What a stall does besides marking the agent `stalled` and the signal' -r -f -a "mark\t'Only marked (and signalled if asked): it runs on'
+kill\t'Killed: a restartable end in state `stalled`, restarted under --restart on-failure'"
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l cgroup-parent -d 'The fleet root cgroup; a relative path nests under your own cgroup [default: /fleet]' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l state-dir -d 'Per-agent state and locks [default: /run/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand spawn" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
@@ -181,9 +185,11 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand events" -s V -l versio
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l order -d 'Which agents go first' -r -f -a "largest\t'Largest memory first: the fewest kills that reach the target'
 newest\t'Most recently started first: the least work lost'
 oldest\t'Longest running first'
-growth\t'The agent that grew the most over the last 10 s first (then largest): the runaway. Only the watcher, which samples, knows growth'"
+growth\t'The agent that grew the most over the last 10 s first (then largest): the runaway. Only the watcher, which samples, knows growth'
+least-work\t'The most memory freed per minute of run time lost first: the agents whose kill frees much and throws away little work'"
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l protect -d 'Never kill this agent, or the agents whose labels match a selector such as batch=42 (repeatable); agents spawned with --protect are always spared' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l grace -d 'Time between SIGTERM and the kill, per victim' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l save-grace -d 'Time a victim spawned with --save-signal has to save its state after that signal, before SIGTERM; given only while the fleet is below 98 % of its budget; 0s: never' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l cgroup-parent -d 'The fleet root cgroup; a relative path nests under your own cgroup [default: /fleet]' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l state-dir -d 'Per-agent state and locks [default: /run/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand relief" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F
@@ -209,9 +215,11 @@ complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l metrics-file
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l order -d 'Which agents go first' -r -f -a "largest\t'Largest memory first: the fewest kills that reach the target'
 newest\t'Most recently started first: the least work lost'
 oldest\t'Longest running first'
-growth\t'The agent that grew the most over the last 10 s first (then largest): the runaway. Only the watcher, which samples, knows growth'"
+growth\t'The agent that grew the most over the last 10 s first (then largest): the runaway. Only the watcher, which samples, knows growth'
+least-work\t'The most memory freed per minute of run time lost first: the agents whose kill frees much and throws away little work'"
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l grace -d 'Time between SIGTERM and the kill, per victim' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l protect -d 'Never kill this agent, or the agents whose labels match a selector such as batch=42 (repeatable); agents spawned with --protect are always spared' -r
+complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l save-grace -d 'Time a victim spawned with --save-signal has to save its state after that signal, before SIGTERM; given only while the fleet is below 98 % of its budget; 0s: never' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l cgroup-parent -d 'The fleet root cgroup; a relative path nests under your own cgroup [default: /fleet]' -r
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l state-dir -d 'Per-agent state and locks [default: /run/fleet]' -r -F
 complete -c fleetctl -n "__fish_fleetctl_using_subcommand watch" -l log-dir -d 'Per-agent logs and the event journal [default: /var/log/fleet]' -r -F

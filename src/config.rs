@@ -37,6 +37,8 @@ pub const KEYS: &[&str] = &[
     "agent.user",
     "agent.uid_range",
     "agent.memory_reserve",
+    "agent.stall_threshold",
+    "agent.stall_after",
 ];
 
 /// The file's values by key, as written; no file means no values.

@@ -39,6 +39,11 @@ const DEFAULT_SOFT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 const DEFAULT_HARD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
 const DEFAULT_LOG_MAX_SIZE: u64 = 64 << 20;
+/// A stall: `full` memory pressure above 50 % (half the time every task of the agent waits
+/// on memory) ...
+const DEFAULT_STALL_THRESHOLD: u8 = 50;
+/// ... for 30 s.
+const DEFAULT_STALL_AFTER: Duration = Duration::from_secs(30);
 
 /// Every setting fleetctl takes from outside a command's own flags, typed.
 #[derive(Debug, Clone, PartialEq)]
@@ -107,6 +112,10 @@ pub struct AgentDefaults {
     /// What every agent counts for at least at admission for as long as it lives, unless
     /// its `--memory-reserve` says otherwise; None: off.
     pub memory_reserve: Option<u64>,
+    /// A stall on memory: `full` pressure above this percentage ...
+    pub stall_threshold: u8,
+    /// ... for this long; None: stalls are not watched.
+    pub stall_after: Option<Duration>,
 }
 
 impl AgentDefaults {
@@ -269,6 +278,14 @@ fn agent_defaults(file: &ConfigFile) -> Result<AgentDefaults> {
             r#"not a size; give one such as "512M", or leave the key out for no reservation"#,
             fleet_core::size::parse_bytes,
         )?,
+        stall_threshold: percent(file, "agent.stall_threshold")?.unwrap_or(DEFAULT_STALL_THRESHOLD),
+        stall_after: parsed(
+            file,
+            "agent.stall_after",
+            r#"not a duration; use one of at least 2s such as "30s", or "off" not to watch for stalls"#,
+            parse_stall_after,
+        )?
+        .unwrap_or(Some(DEFAULT_STALL_AFTER)),
     };
     Ok(agent)
 }
@@ -314,7 +331,17 @@ fn parsed<T, E>(
     }
 }
 
-/// A `[thresholds]` percentage.
+/// `agent.stall_after`: a duration the kernel's pressure windows can measure (2 s at least),
+/// or "off".
+fn parse_stall_after(text: &str) -> std::result::Result<Option<Duration>, String> {
+    match fleet_cli::parse_timeout(text)? {
+        Timeout::Off => Ok(None),
+        Timeout::After(d) if d >= fleet_core::cgroup::STALL_WINDOW_STEP => Ok(Some(d)),
+        Timeout::After(_) => Err("below 2s".into()),
+    }
+}
+
+/// A `[thresholds]` or `[agent]` percentage.
 fn percent(file: &ConfigFile, key: &'static str) -> Result<Option<u8>> {
     match file.get(key) {
         None => Ok(None),

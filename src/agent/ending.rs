@@ -20,6 +20,7 @@ pub fn close(record: &mut AgentRecord, state: AgentState, cause: String, killed_
     record.pid = None;
     record.ended_at = Some(SystemTime::now());
     record.next_restart_at = None;
+    record.stalled_since = None;
 }
 
 /// Journals `exit` (unless it is `None`: journaled already, or not to be), then saves the

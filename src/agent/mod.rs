@@ -20,6 +20,7 @@ pub mod relief;
 pub mod sample;
 pub mod select;
 pub mod spawn;
+pub mod stall;
 pub mod stop;
 pub mod unreadable;
 pub mod view;

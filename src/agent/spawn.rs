@@ -198,6 +198,8 @@ pub(crate) fn make_plan(ctx: &Ctx, args: &SpawnArgs) -> Result<(SupervisorPlan, 
         env: Vec::new(),
         cwd: None,
         no_new_privs: !args.allow_new_privs,
+        stall: crate::agent::stall::plan(defaults, args).map_err(usage)?,
+        save_signal: args.save_signal.clone(),
     };
     Ok((plan, workspace))
 }
@@ -308,6 +310,7 @@ fn first_record(ctx: &Ctx, plan: &SupervisorPlan) -> AgentRecord {
         restart: plan.restart,
         protect: plan.protect,
         labels: plan.labels.clone(),
+        save_signal: plan.save_signal.clone(),
         spawned_with: Some(SpawnSettings {
             soft_timeout_ms: plan.soft_timeout.map(millis),
             hard_timeout_ms: plan.hard_timeout.map(millis),
@@ -319,6 +322,8 @@ fn first_record(ctx: &Ctx, plan: &SupervisorPlan) -> AgentRecord {
             user: None,
             cwd: None,
             allow_new_privs: false,
+            stall_signal: plan.stall.as_ref().and_then(|s| s.signal.clone()),
+            on_stall_kill: plan.stall.as_ref().is_some_and(|s| s.kill),
         }),
         slot: plan.slot.clone(),
         ports: plan.ports,

@@ -64,6 +64,8 @@ pub fn agent(id: &str, state: AgentState) -> AgentStatus {
         port_count: None,
         scratch: None,
         memory_reserve_bytes: None,
+        stalled: false,
+        stalled_since: None,
         record_error: None,
         slot_name: None,
     }

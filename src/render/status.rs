@@ -95,7 +95,10 @@ fn row(a: &AgentStatus) -> Vec<String> {
     let secs = |s: Option<u64>| s.map(|s| human_duration(std::time::Duration::from_secs(s)));
     vec![
         a.id.clone(),
-        a.state.to_string(),
+        match a.stalled {
+            true => format!("{} (stalled)", a.state),
+            false => a.state.to_string(),
+        },
         a.pid.map(|p| p.to_string()).unwrap_or_else(dash),
         // While it runs, how long so far; once ended, how long it ran.
         secs(a.uptime_seconds).or_else(|| secs(a.ran_seconds)).unwrap_or_else(dash),

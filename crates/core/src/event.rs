@@ -64,6 +64,18 @@ pub enum Event {
         /// The agent's `memory.max`.
         memory_max: Limit,
     },
+    /// The agent stalled on memory: its `full` memory pressure stayed above the threshold
+    /// for the configured time. It is marked `stalled` until the pressure eases.
+    Stall {
+        /// The pressure threshold, percent of wall time all its tasks were stalled.
+        threshold_percent: u8,
+        /// How long the pressure stayed above it, in milliseconds.
+        after_ms: u64,
+        /// The signal sent to its main process (`spawn --stall-signal`), if any.
+        signal: Option<String>,
+        /// Whether it is being killed for it (`spawn --on-stall kill`).
+        kill: bool,
+    },
     /// Too many failures in the crash-loop window: no more restarts.
     CrashLoop {
         /// Failures within the window.
@@ -223,6 +235,8 @@ pub enum Kind {
     HardTimeout,
     /// `oom_kill`
     OomKill,
+    /// `stall`
+    Stall,
     /// `crash_loop`
     CrashLoop,
     /// `exit`
@@ -243,7 +257,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every event there is.
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 16] = [
         Kind::Spawn,
         Kind::Restart,
         Kind::RestartScheduled,
@@ -251,6 +265,7 @@ impl Kind {
         Kind::SoftTimeout,
         Kind::HardTimeout,
         Kind::OomKill,
+        Kind::Stall,
         Kind::CrashLoop,
         Kind::Exit,
         Kind::SupervisorDied,
@@ -271,6 +286,7 @@ impl Kind {
             Kind::SoftTimeout => "soft_timeout",
             Kind::HardTimeout => "hard_timeout",
             Kind::OomKill => "oom_kill",
+            Kind::Stall => "stall",
             Kind::CrashLoop => "crash_loop",
             Kind::Exit => "exit",
             Kind::SupervisorDied => "supervisor_died",
@@ -299,6 +315,7 @@ impl Event {
             Event::SoftTimeout { .. } => Kind::SoftTimeout,
             Event::HardTimeout { .. } => Kind::HardTimeout,
             Event::OomKill { .. } => Kind::OomKill,
+            Event::Stall { .. } => Kind::Stall,
             Event::CrashLoop { .. } => Kind::CrashLoop,
             Event::Exit(_) => Kind::Exit,
             Event::SupervisorDied { .. } => Kind::SupervisorDied,

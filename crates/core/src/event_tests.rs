@@ -18,6 +18,8 @@ fn samples() -> Vec<Event> {
         Event::HardTimeout { signalled: 3, grace_ms: 10_000 },
         Event::OomKill { oom_kills: 1, memory_max: Limit::Bytes(256 << 20) },
         Event::OomKill { oom_kills: 2, memory_max: Limit::Max },
+        Event::Stall { threshold_percent: 50, after_ms: 30_000, signal: Some("SIGUSR2".into()), kill: false },
+        Event::Stall { threshold_percent: 10, after_ms: 4_000, signal: None, kill: true },
         Event::CrashLoop { failures: 5, cause: "crash loop: 5 failures".into() },
         Event::Exit(Exit {
             state: AgentState::Failed,

@@ -106,6 +106,10 @@ pub struct AgentStatus {
     pub port_base: Option<u16>,
     pub port_count: Option<u16>,
     pub scratch: Option<PathBuf>,
+    /// Stalled on memory now (the `stall` event; until the pressure eases).
+    pub stalled: bool,
+    /// Since when, while it is.
+    pub stalled_since: Option<String>,
     /// Why the agent is shown from its cgroup: its record cannot be read, or it has none.
     pub record_error: Option<String>,
     /// The slot its record names, held or not: the table shows the workspace by it, the
@@ -245,6 +249,9 @@ fn agent_status(ctx: &Ctx, sample: AgentSample, now: SystemTime) -> AgentStatus 
         port_base: r.ports.filter(|_| v.supervised).map(|p| p.base),
         port_count: r.ports.filter(|_| v.supervised).map(|p| p.count),
         scratch: r.scratch.filter(|_| !v.state.is_terminal()),
+        // Only a live supervisor keeps the mark true.
+        stalled: r.stalled_since.is_some() && v.state == AgentState::Running,
+        stalled_since: time(r.stalled_since.filter(|_| v.state == AgentState::Running)),
         record_error: v.record_error,
         slot_name: r.slot,
     }

@@ -3,7 +3,7 @@
 
 use super::parse::{
     parse_duration, parse_label, parse_log_size, parse_memory_limit, parse_pids, parse_port_range, parse_selector,
-    parse_size, parse_swap_limit, parse_timeout,
+    parse_signal, parse_size, parse_swap_limit, parse_timeout,
 };
 use clap::{Args, ValueEnum};
 use fleet_core::{id::AgentId, labels::Selector, size::Limit};
@@ -117,6 +117,26 @@ pub struct SpawnArgs {
     /// Let setuid binaries raise the agent's privileges (no no_new_privs)
     #[arg(help_heading = "Who and where it runs", long)]
     pub allow_new_privs: bool,
+    /// Send this signal to the main process when the agent stalls on memory (pressure above
+    /// agent.stall_threshold for agent.stall_after), so it can shed memory
+    #[arg(long, value_name = "SIGNAL", value_parser = parse_signal)]
+    pub stall_signal: Option<String>,
+    /// Send this signal to the main process before relief or the guard kills the agent, and
+    /// give it their --save-grace to save its state
+    #[arg(long, value_name = "SIGNAL", value_parser = parse_signal)]
+    pub save_signal: Option<String>,
+    /// What a stall does besides marking the agent `stalled` and the signal
+    #[arg(long, value_enum, value_name = "ACTION", default_value_t = OnStall::Mark)]
+    pub on_stall: OnStall,
+}
+
+/// What a stalled agent gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnStall {
+    /// Only marked (and signalled if asked): it runs on
+    Mark,
+    /// Killed: a restartable end in state `stalled`, restarted under --restart on-failure
+    Kill,
 }
 
 /// The restart policy as typed.
