@@ -302,7 +302,8 @@ impl AgentRecord {
 
     /// Loads a record; a missing file is `Ok(None)`, a corrupt one an error naming it.
     pub fn load(path: &Path) -> Result<Option<AgentRecord>> {
-        let bytes = match std::fs::read(path) {
+        // Every `status` and `memory` reads each agent's record: the fewest system calls.
+        let bytes = match crate::cgroup::files::read_whole(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io("read", path, e)),

@@ -8,7 +8,7 @@ use std::{fs, io, io::Write, path::Path};
 /// the file to size its buffer, and cgroup files report size 4096 whatever they hold, so
 /// that is a wasted system call on the hottest path of `status` and `memory`.
 pub(crate) fn read(path: &Path) -> Result<String> {
-    read_file(fs::File::open(path), path)
+    read_file(open_read(path), path)
 }
 
 /// Reads an interface file the kernel shows as one record (one `seq_show`: a number, the
@@ -17,7 +17,52 @@ pub(crate) fn read(path: &Path) -> Result<String> {
 /// end and the second read that would return 0 is skipped. On `status`'s path that is one
 /// system call fewer per file, five per agent.
 pub(crate) fn read_record(path: &Path) -> Result<String> {
-    read_file_with(fs::File::open(path), path, true)
+    read_file_with(open_read(path), path, true)
+}
+
+/// Opens `path` for reading through `openat(AT_FDCWD, …)`: musl's `open`, which `File::open`
+/// calls, follows every `O_CLOEXEC` open with an `fcntl(F_SETFD)`; its `openat` does not.
+pub(crate) fn open_read(path: &Path) -> io::Result<fs::File> {
+    use nix::{fcntl::OFlag, sys::stat::Mode};
+    nix::fcntl::openat(nix::fcntl::AT_FDCWD, path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+        .map(fs::File::from)
+        .map_err(io::Error::from)
+}
+
+/// Reads a small file the kernel renders whole for its first `read(2)` (`/proc/<pid>/stat`)
+/// into `buf`, in that one read: open, read, close. A file that fills `buf` is refused
+/// rather than cut.
+pub fn read_once<'b>(path: &Path, buf: &'b mut [u8]) -> io::Result<&'b [u8]> {
+    use std::io::Read;
+    let mut file = open_read(path)?;
+    let n = loop {
+        match file.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => break other?,
+        }
+    };
+    if n == buf.len() {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{} is longer than expected", path.display())));
+    }
+    Ok(&buf[..n])
+}
+
+/// Reads a whole regular file (an agent's record): `openat`, reads to the end, close; no
+/// `fstat` to size the buffer first and no `fcntl`, which `fs::read` adds on musl. Records
+/// are about 1 KiB, so two reads (the second finding the end) are the usual cost.
+pub fn read_whole(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    // Not `File::read_to_end`, which asks `fstat` and `lseek` how much is left first.
+    let mut file = open_read(path)?;
+    let (mut buf, mut chunk) = (Vec::new(), [0u8; 4096]);
+    loop {
+        match file.read(&mut chunk) {
+            Ok(0) => return Ok(buf),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Reads a file holding one unsigned number.
