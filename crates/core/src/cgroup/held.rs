@@ -35,7 +35,10 @@ impl HeldParent {
 
     /// `dir` to read from: under its parent when that is held here, else by its path.
     fn dir<'a>(&'a self, dir: &'a Path) -> Dir<'a> {
-        match self.dirs.iter().find(|(held, _)| Some(held.as_path()) == dir.parent()) {
+        // Compared as bytes: both paths are joined from the same fleet root, and `Path`'s
+        // own equality walks their components, which cost `status` more than it saved.
+        let parent = dir.parent().map(Path::as_os_str);
+        match self.dirs.iter().find(|(held, _)| Some(held.as_os_str()) == parent) {
             Some((_, fd)) => Dir::under(fd.as_fd(), dir),
             None => Dir::at(dir),
         }
