@@ -76,3 +76,56 @@ fn a_victim_that_asked_gets_its_save_signal_before_the_kill_and_bystanders_survi
     assert!(!f.log("saver2").contains("saved-state"), "{}", f.log("saver2"));
     f.finish();
 }
+
+/// A saver that, told to save, also waits (up to 20 s) to see `other` save: it sees it only
+/// if the two were told together.
+fn saver_waiting_for(me: &str, other: &str) -> String {
+    format!(
+        "trap 'echo saved-state; : > saved-{me}; i=0; while [ ! -e saved-{other} ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done; \
+         [ -e saved-{other} ] && echo saw-{other}-save' USR1; while :; do sleep 1 & wait $!; done"
+    )
+}
+
+#[test]
+fn relief_kills_a_round_of_the_plan_together_and_no_more_than_the_plan_needs() {
+    let Some(f) = TestFleet::new("relief_rounds") else { return };
+    f.set_budget(384 << 20);
+    hog(&f, "v1", 40, &["--save-signal", "SIGUSR1"], &saver_waiting_for("v1", "v2"));
+    hog(&f, "v2", 40, &["--save-signal", "SIGUSR1"], &saver_waiting_for("v2", "v1"));
+    hog(&f, "v3", 30, &[], "sleep 600");
+    hog(&f, "bystander", 10, &[], "sleep 600");
+    // About 100 MiB to free: v1 and v2 (40 MiB each) are not enough, with v3 (30) they are.
+    let target = target_freeing(&f, 100);
+    let dry = f.run(&["relief", &target, "--dry-run", "--json"]);
+    let plan: serde_json::Value = serde_json::from_str(&dry.code(0).stdout).expect("relief --json");
+    let mut planned: Vec<&str> =
+        plan["plan"].as_array().expect("plan").iter().filter_map(|s| s["id"].as_str()).collect();
+    // The two of 40 MiB first, in whichever order their few KiB put them.
+    planned[..2].sort_unstable();
+    assert_eq!(planned, ["v1", "v2", "v3"], "{plan:#}");
+
+    let run = f.run(&["relief", &target, "--grace", "0s", "--save-grace", "10s"]);
+    run.code(0);
+    // The plan's victims and no more, each reported once, on stdout and in the journal.
+    let mut reported: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("killed "))
+        .filter_map(|r| r.split_whitespace().next())
+        .collect();
+    reported.sort_unstable();
+    assert_eq!(reported, ["v1", "v2", "v3"], "{}", run.stdout);
+    assert!(run.stdout.contains("after 3 kill(s)"), "{}", run.stdout);
+    for id in ["v1", "v2", "v3"] {
+        let kills = f.events(id).iter().filter(|e| e["event"] == "relief_kill").count();
+        assert_eq!((id, kills, f.agent(id)["killed_by"].as_str()), (id, 1, Some("relief")));
+    }
+    assert_eq!(state(&f, "bystander"), "running");
+    assert!(f.events("bystander").iter().all(|e| e["event"] != "relief_kill"));
+    // The first round (half the plan, v1 and v2) was told to save together: each saw the
+    // other save before the kill. One at a time, v1 would have been killed first.
+    for (id, other) in [("v1", "v2"), ("v2", "v1")] {
+        assert!(f.log(id).contains(&format!("saw-{other}-save")), "{id}:\n{}", f.log(id));
+    }
+    f.finish();
+}

@@ -112,3 +112,47 @@ fn growth_takes_the_runaway_first_then_the_largest() {
     let flat = vec![c("a", 10, 1, false), c("b", 30, 2, false), c("c", 20, 3, false)];
     assert_eq!(ids(&plan(flat, 60 << 20, 35 << 20, ReliefOrder::Growth)), ["b"]);
 }
+
+fn budget(used_mib: u64) -> fleet_core::meminfo::Budget {
+    fleet_core::meminfo::Budget {
+        total: 1000 << 20,
+        used: used_mib << 20,
+        source: fleet_core::meminfo::BudgetSource::FleetRoot,
+        swap_total: 0,
+        swap_used: 0,
+    }
+}
+
+#[test]
+fn kills_made_together_share_the_measured_drop_by_size_and_end_where_it_was_measured() {
+    let id = |s: &str| s.parse::<fleet_core::id::AgentId>().unwrap();
+    // 60 and 30 MiB killed together; the fleet went from 500 to 412 MiB (88 freed).
+    let kills = apportion(vec![(id("a"), 60 << 20), (id("b"), 30 << 20)], &budget(500), &budget(412));
+    let names: Vec<&str> = kills.iter().map(|k| k.id.as_str()).collect();
+    assert_eq!(names, ["a", "b"], "in the plan's order");
+    let freed: Vec<u64> = kills.iter().map(|k| k.before.used - k.after.used).collect();
+    assert_eq!(freed.iter().sum::<u64>(), 88 << 20, "the shares add up to the measured drop");
+    assert!(freed[0] > freed[1], "the larger victim freed more: {freed:?}");
+    assert_eq!(kills[0].before.used, 500 << 20);
+    assert_eq!(kills[0].after.used, kills[1].before.used, "each kill starts where the one before ended");
+    assert_eq!(kills[1].after, budget(412), "the last ends at the measurement");
+    // One kill alone is exactly what was measured; a fleet that grew meanwhile freed nothing.
+    let one = apportion(vec![(id("a"), 60 << 20)], &budget(500), &budget(441));
+    assert_eq!((one[0].before, one[0].after), (budget(500), budget(441)));
+    let grew = apportion(vec![(id("a"), 60 << 20), (id("b"), 1)], &budget(500), &budget(520));
+    assert!(grew.iter().all(|k| k.before.used.saturating_sub(k.after.used) == 0), "{grew:?}");
+    assert!(apportion(Vec::new(), &budget(500), &budget(400)).is_empty());
+}
+
+#[test]
+fn a_round_kills_half_the_plan_and_the_last_ones_alone() {
+    let rounds: Vec<usize> = [1, 2, 3, 103].into_iter().map(round_size).collect();
+    assert_eq!(rounds, [1, 1, 2, 52]);
+    // Plans that shrink as the rounds go: a hundred kills in a handful of rounds.
+    let (mut left, mut count) = (103, 0);
+    while left > 0 {
+        left -= round_size(left);
+        count += 1;
+    }
+    assert_eq!(count, 7);
+}

@@ -1,10 +1,10 @@
 //! `fleetctl relief TARGET [--order largest|newest|oldest] [--protect ID|SELECTOR] [--grace 5s] [--dry-run]`:
 //! kill agents until fleet memory use is below TARGET percent of the budget.
 //!
-//! The plan is computed from one measurement and printed. A real run then kills the plan's
-//! first victim, waits for its cgroup to empty, measures again and re-plans
-//! (`agent::relief::relieve`), so it stops as soon as the target is reached and never kills
-//! on a stale estimate.
+//! The plan is computed from one measurement and printed. A real run then kills the first
+//! half of the plan's victims side by side, waits for their cgroups to empty, measures again
+//! and re-plans (`agent::relief::relieve`), so the last kills are made one at a time and it
+//! stops as soon as the target is reached.
 
 use crate::out::{out, outln};
 use crate::{
