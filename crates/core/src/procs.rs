@@ -227,6 +227,27 @@ mod tests {
     }
 
     #[test]
+    fn a_stat_line_gives_the_state_and_start_time_counted_from_the_name_s_end() {
+        // Field 22 is the start time; a name may hold spaces and parentheses.
+        let tail: String = (4..=52).map(|n| if n == 22 { " 987654".to_string() } else { format!(" {n}") }).collect();
+        let line = format!("42 (sup:a (1) x) S{tail}\n");
+        assert_eq!(Stat::parse(line.as_bytes()), Some(Stat { state: b'S', start_ticks: 987654 }));
+        let zombie = format!("42 (sup) Z{tail}");
+        assert!(Stat::parse(zombie.as_bytes()).is_some_and(|s| s.ended()));
+        assert!(!Stat::parse(line.as_bytes()).is_some_and(|s| s.ended()));
+        assert_eq!(Stat::parse(b"42 (short) S 1 2 3"), None, "too few fields");
+        assert_eq!(Stat::parse(b"no name here"), None);
+    }
+
+    #[test]
+    fn the_live_process_s_own_stat_names_it() {
+        let me = ProcessRef::of(Path::new("/proc"), std::process::id() as i32).expect("our own stat");
+        assert!(me.is_alive(Path::new("/proc")));
+        let other = ProcessRef { start_ticks: me.start_ticks + 1, ..me };
+        assert!(!other.is_alive(Path::new("/proc")), "another start time is another process");
+    }
+
+    #[test]
     fn threads_are_counted_from_the_task_directory() {
         let tmp = tempfile::tempdir().unwrap();
         for tid in ["41", "42"] {

@@ -245,6 +245,21 @@ mod tests {
     }
 
     #[test]
+    fn whole_files_and_one_read_files_are_read_as_they_are() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("record");
+        let text: String = (0..3000).map(|i| format!("{i}\n")).collect();
+        fs::write(&path, &text).expect("seed");
+        assert_eq!(read_whole(&path).expect("read"), text.as_bytes(), "past one 4 KiB read");
+        let mut buf = [0u8; 64];
+        fs::write(&path, "12 (x) S 1\n").expect("seed");
+        assert_eq!(read_once(&path, &mut buf).expect("read"), b"12 (x) S 1\n");
+        fs::write(&path, [b'x'; 64]).expect("seed");
+        assert!(read_once(&path, &mut buf).is_err(), "a file that fills the buffer may be cut");
+        assert_eq!(read_whole(&dir.path().join("missing")).unwrap_err().kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
     fn writes_never_create_files() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("memory.max");
