@@ -63,8 +63,6 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
     std::fs::set_permissions(tmp.join("ws/ws"), std::fs::Permissions::from_mode(0o1777))?;
-    // Its agents run as root (spawn refuses root with no user), and no host config applies.
-    std::fs::write(tmp.join("fleet.toml"), "[agent]\nuser = \"root\"\n")?;
     // The binary hosts install (`cargo xtask dist`), installed as a host would have it: copied.
     // What operators run is what is measured. The linker's fresh output is not what a host
     // runs: its page cache is in large folios and a fault maps a whole folio, so an idle
@@ -82,7 +80,8 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     // The scale run's agents sleep in about 1 MiB: counted at admission at the default 32 MiB
     // start reserve, 1,000 of them started within its 10 s would be refused past 640 on a
     // 24 GiB host. They count for what they take.
-    std::fs::write(tmp.join("fleet.toml"), "[agent]\nstart_reserve = \"1M\"\n")?;
+    // Its agents run as root (spawn refuses root with no user), and no host config applies.
+    std::fs::write(tmp.join("fleet.toml"), "[agent]\nuser = \"root\"\nstart_reserve = \"1M\"\n")?;
     let name = format!("fleetctl-bench-{}", std::process::id());
     let mounts = Mounts::detect(Path::new("/proc"))?;
     let fleet = Fleet::resolve(&mounts, &OwnCgroups::read(Path::new("/proc"))?, &name)?;
