@@ -43,6 +43,9 @@ _fleetctl() {
             fleetctl,metrics)
                 cmd="fleetctl__subcmd__metrics"
                 ;;
+            fleetctl,queue)
+                cmd="fleetctl__subcmd__queue"
+                ;;
             fleetctl,relief)
                 cmd="fleetctl__subcmd__relief"
                 ;;
@@ -91,6 +94,9 @@ _fleetctl() {
             fleetctl__subcmd__help,metrics)
                 cmd="fleetctl__subcmd__help__subcmd__metrics"
                 ;;
+            fleetctl__subcmd__help,queue)
+                cmd="fleetctl__subcmd__help__subcmd__queue"
+                ;;
             fleetctl__subcmd__help,relief)
                 cmd="fleetctl__subcmd__help__subcmd__relief"
                 ;;
@@ -119,7 +125,7 @@ _fleetctl() {
 
     case "${cmd}" in
         fleetctl)
-            opts="-h -V --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version spawn kill restart logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup help"
+            opts="-h -V --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version spawn kill restart logs status memory queue events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -365,7 +371,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__help)
-            opts="spawn kill restart logs status memory events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup help"
+            opts="spawn kill restart logs status memory queue events relief metrics watch gc setup-host doctor cgroup-create run-in-cgroup help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -491,6 +497,20 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__help__subcmd__metrics)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fleetctl__subcmd__help__subcmd__queue)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -818,15 +838,57 @@ _fleetctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        fleetctl__subcmd__queue)
+            opts="-h -V --json --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --cgroup-parent)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --workspace-root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scratch-root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lock-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         fleetctl__subcmd__relief)
-            opts="-h -V --order --protect --grace --dry-run --json --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
+            opts="-h -V --order --protect --grace --save-grace --dry-run --json --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --order)
-                    COMPREPLY=($(compgen -W "largest newest oldest growth" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "largest newest oldest growth least-work" -- "${cur}"))
                     return 0
                     ;;
                 --protect)
@@ -834,6 +896,10 @@ _fleetctl() {
                     return 0
                     ;;
                 --grace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --save-grace)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1031,7 +1097,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__spawn)
-            opts="-h -V --wait --protect --label --spawn-threshold --log-max-size --json --memory-max --memory-high --swap-max --pids-max --soft-timeout --hard-timeout --kill-grace --restart --restart-backoff --crash-loop-after --ports --port-range --user --env --env-file --pass-env --cwd --allow-new-privs --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
+            opts="-h -V --wait --protect --label --spawn-threshold --queue --max-agents --memory-reserve --log-max-size --json --memory-max --memory-high --swap-max --pids-max --soft-timeout --hard-timeout --kill-grace --restart --restart-backoff --crash-loop-after --ports --port-range --user --env --env-file --pass-env --cwd --allow-new-privs --stall-signal --save-signal --on-stall --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1042,6 +1108,18 @@ _fleetctl() {
                     return 0
                     ;;
                 --spawn-threshold)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --queue)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-agents)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --memory-reserve)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1115,6 +1193,18 @@ _fleetctl() {
                     ;;
                 --cwd)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --stall-signal)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --save-signal)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --on-stall)
+                    COMPREPLY=($(compgen -W "mark kill" -- "${cur}"))
                     return 0
                     ;;
                 --cgroup-parent)
@@ -1215,7 +1305,7 @@ _fleetctl() {
             return 0
             ;;
         fleetctl__subcmd__watch)
-            opts="-h -V --auto-kill --interval --metrics-file --order --grace --protect --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
+            opts="-h -V --auto-kill --interval --metrics-file --order --grace --protect --save-grace --cgroup-parent --state-dir --log-dir --workspace-root --scratch-root --lock-dir --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1230,7 +1320,7 @@ _fleetctl() {
                     return 0
                     ;;
                 --order)
-                    COMPREPLY=($(compgen -W "largest newest oldest growth" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "largest newest oldest growth least-work" -- "${cur}"))
                     return 0
                     ;;
                 --grace)
@@ -1238,6 +1328,10 @@ _fleetctl() {
                     return 0
                     ;;
                 --protect)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --save-grace)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -24,6 +24,7 @@ pub const KEYS: &[&str] = &[
     "fleet.memory_max",
     "thresholds.spawn",
     "thresholds.kill",
+    "thresholds.max_agents",
     "agent.memory_max",
     "agent.memory_high",
     "agent.swap_max",
@@ -36,6 +37,9 @@ pub const KEYS: &[&str] = &[
     "agent.start_reserve",
     "agent.user",
     "agent.uid_range",
+    "agent.memory_reserve",
+    "agent.stall_threshold",
+    "agent.stall_after",
 ];
 
 /// The file's values by key, as written; no file means no values.

@@ -23,6 +23,8 @@ pub enum Exit {
     /// 75: refused for now: memory is over the spawn threshold, or a lease pool (workspace
     /// slots, ports) is exhausted (EX_TEMPFAIL).
     Refused,
+    /// 6: a `spawn --queue` taken out of line by `kill`; nothing was started.
+    Withdrawn,
     /// 77: not permitted (EX_NOPERM).
     Permission,
     /// 130: interrupted by Ctrl-C.
@@ -41,6 +43,7 @@ impl Exit {
             Exit::Partial => 3,
             Exit::Busy => 4,
             Exit::NoSuchAgent => 5,
+            Exit::Withdrawn => 6,
             Exit::Unavailable => 69,
             Exit::Refused => 75,
             Exit::Permission => 77,

@@ -95,6 +95,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Logs(args) => commands::logs::run(&ctx, args),
         Command::Status(args) => commands::status::run(&ctx, args),
         Command::Memory(args) => commands::memory::run(&ctx, args),
+        Command::Queue(args) => commands::queue::run(&ctx, args),
         Command::Events(args) => commands::events::run(&ctx, args),
         Command::Relief(args) => commands::relief::run(&ctx, args),
         Command::Metrics => commands::metrics::run(&ctx),

@@ -18,6 +18,19 @@ pub fn write(args: fmt::Arguments<'_>) -> Result<()> {
     stdout.write_fmt(args).and_then(|()| stdout.flush()).context(UNWRITTEN)
 }
 
+/// Writes `value` as pretty JSON and a newline to stdout, serialised straight into a
+/// buffered stdout rather than built as one string first: `status --json` over 1,000
+/// agents is over a megabyte, and the string, its growth and its copy cost more than the
+/// writes.
+pub fn json(value: &impl serde::Serialize) -> Result<()> {
+    let mut stdout = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+    serde_json::to_writer_pretty(&mut stdout, value)
+        .map_err(std::io::Error::from)
+        .and_then(|()| stdout.write_all(b"\n"))
+        .and_then(|()| stdout.flush())
+        .context(UNWRITTEN)
+}
+
 /// `println!` that returns `anyhow::Result<()>` instead of panicking.
 macro_rules! outln {
     () => { $crate::out::write(format_args!("\n")) };

@@ -41,6 +41,11 @@ const DEFAULT_SOFT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 const DEFAULT_HARD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
 const DEFAULT_LOG_MAX_SIZE: u64 = 64 << 20;
+/// A stall: `full` memory pressure above 50 % (half the time every task of the agent waits
+/// on memory) ...
+const DEFAULT_STALL_THRESHOLD: u8 = 50;
+/// ... for 30 s.
+const DEFAULT_STALL_AFTER: Duration = Duration::from_secs(30);
 
 /// Every setting fleetctl takes from outside a command's own flags, typed.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,6 +92,8 @@ pub struct Thresholds {
     pub spawn: u8,
     /// Start killing at or above this.
     pub kill: u8,
+    /// Refuse spawns (or queue them) while the fleet has this many agents; None: no cap.
+    pub max_agents: Option<u32>,
 }
 
 /// `[agent]`, or the built-in defaults.
@@ -114,6 +121,13 @@ pub struct AgentDefaults {
     pub user: Option<String>,
     /// `agent.uid_range`: where `--user auto` leases each agent's uid from.
     pub uid_range: Option<std::ops::RangeInclusive<u32>>,
+    /// What every agent counts for at least at admission for as long as it lives, unless
+    /// its `--memory-reserve` says otherwise; None: off.
+    pub memory_reserve: Option<u64>,
+    /// A stall on memory: `full` pressure above this percentage ...
+    pub stall_threshold: u8,
+    /// ... for this long; None: stalls are not watched.
+    pub stall_after: Option<Duration>,
 }
 
 impl AgentDefaults {
@@ -176,10 +190,23 @@ pub enum Resolve {
 
 /// `[thresholds]`, with `spawn` below `kill`.
 fn thresholds(file: &ConfigFile) -> Result<Thresholds> {
-    let thresholds = Thresholds {
-        spawn: percent(file, "thresholds.spawn")?.unwrap_or(DEFAULT_SPAWN_THRESHOLD),
-        kill: percent(file, "thresholds.kill")?.unwrap_or(DEFAULT_KILL_THRESHOLD),
-    };
+    let thresholds =
+        Thresholds {
+            spawn: percent(file, "thresholds.spawn")?.unwrap_or(DEFAULT_SPAWN_THRESHOLD),
+            kill: percent(file, "thresholds.kill")?.unwrap_or(DEFAULT_KILL_THRESHOLD),
+            max_agents: match file.get("thresholds.max_agents") {
+                None => None,
+                Some(value) => match value.as_integer().and_then(|n| u32::try_from(n).ok()) {
+                    Some(n) if n >= 1 => Some(n),
+                    _ => {
+                        return Err(config_error(file.bad_value(
+                            "thresholds.max_agents",
+                            "use a whole number of agents of at least 1 (e.g. 300)",
+                        )));
+                    }
+                },
+            },
+        };
     if thresholds.spawn >= thresholds.kill {
         let given = |key: &'static str, value: u8| match file.get(key) {
             Some(_) => format!("{key} = {value}"),
@@ -275,6 +302,20 @@ fn agent_defaults(file: &ConfigFile) -> Result<AgentDefaults> {
             r#"not a uid range; give "FIRST-LAST", uids above 0 that no user of this host has (e.g. "200000-200999")"#,
             crate::agent::identity::parse_uid_range,
         )?,
+        memory_reserve: parsed(
+            file,
+            "agent.memory_reserve",
+            r#"not a size; give one such as "512M", or leave the key out for no reservation"#,
+            fleet_core::size::parse_bytes,
+        )?,
+        stall_threshold: percent(file, "agent.stall_threshold")?.unwrap_or(DEFAULT_STALL_THRESHOLD),
+        stall_after: parsed(
+            file,
+            "agent.stall_after",
+            r#"not a duration; use one of at least 2s such as "30s", or "off" not to watch for stalls"#,
+            parse_stall_after,
+        )?
+        .unwrap_or(Some(DEFAULT_STALL_AFTER)),
     };
     Ok(agent)
 }
@@ -320,7 +361,17 @@ fn parsed<T, E>(
     }
 }
 
-/// A `[thresholds]` percentage.
+/// `agent.stall_after`: a duration the kernel's pressure windows can measure (2 s at least),
+/// or "off".
+fn parse_stall_after(text: &str) -> std::result::Result<Option<Duration>, String> {
+    match fleet_cli::parse_timeout(text)? {
+        Timeout::Off => Ok(None),
+        Timeout::After(d) if d >= fleet_core::cgroup::STALL_WINDOW_STEP => Ok(Some(d)),
+        Timeout::After(_) => Err("below 2s".into()),
+    }
+}
+
+/// A `[thresholds]` or `[agent]` percentage.
 fn percent(file: &ConfigFile, key: &'static str) -> Result<Option<u8>> {
     match file.get(key) {
         None => Ok(None),

@@ -4,19 +4,22 @@
 //! use yet: an agent starts with next to nothing and grows in its first seconds.
 
 use crate::{
+    agent::queue::Line,
     context::Ctx,
     exit::{Exit, Fail},
 };
-use anyhow::Result;
+use anyhow::{Context, Result};
 use fleet_core::{
     admission::{self, Entry, Ledger},
     cgroup::Limits,
     event::{Event, Refusal},
     id::AgentId,
     meminfo::{Budget, percent_1dp},
+    queue::{self, Reason},
     size::{Limit, format_iec},
+    timefmt::human_duration,
 };
-use std::time::Duration;
+use std::{collections::HashSet, time::Duration};
 
 /// What a starting agent is expected to take at least, unless `agent.start_reserve` in the
 /// config file says otherwise: about what a runtime such as node or python takes to start.
@@ -39,6 +42,18 @@ pub fn start_reserve(limits: &Limits, base: u64) -> u64 {
         .fold(base, u64::min)
 }
 
+/// What admission holds a spawn against: the spawn threshold, the agent cap, and the
+/// agent's own lasting reservation.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    /// Percent of the budget that fleet use, counted, must stay below.
+    pub threshold: u8,
+    /// The most agents the fleet may have, live ones and spawns at work; None: no cap.
+    pub max_agents: Option<u32>,
+    /// Bytes admission counts for this agent for as long as it lives (`--memory-reserve`).
+    pub memory_reserve: Option<u64>,
+}
+
 /// An admitted spawn. Its line stays in the ledger once the agent has started
 /// ([`Admitted::started`]); a spawn that fails after admission takes it out again, so the
 /// reservation does not keep others out for nothing.
@@ -51,7 +66,8 @@ pub struct Admitted<'a> {
 }
 
 impl Admitted<'_> {
-    /// The agent has started: its reservation stays until it has grown or aged.
+    /// The agent has started: its reservation stays until it has grown or aged (or, a
+    /// lasting one, until the agent is gone).
     pub fn started(mut self) {
         self.armed = false;
     }
@@ -67,25 +83,176 @@ impl Drop for Admitted<'_> {
             ledger.entries.retain(|e| !(e.pid == pid && e.id == self.id));
             let _ = ledger.save();
         }
+        // What it held is free again: the next in line may fit now.
+        queue::wake(&queue::dir(&self.ctx.dirs.state));
     }
 }
 
-/// Admits agent `id` with `limits`, or refuses with exit 75 (and a `spawn_refused` event)
-/// when the fleet's use, with every starting agent counted at its reserve and this one too,
-/// would reach `threshold` percent of the budget.
-pub fn admit<'a>(ctx: &'a Ctx, id: &AgentId, limits: &Limits, threshold: u8) -> Result<Admitted<'a>> {
-    let mut ledger = Ledger::lock(&ctx.dirs.admission_path())?;
+/// Why admission said no, with the numbers for the message and the event.
+pub enum Refused {
+    /// The fleet's memory, counted, would reach the threshold.
+    Memory { budget: Budget, starting: u64, own: u64, threshold: u8 },
+    /// The fleet has `max` agents or more.
+    Cap { agents: usize, max: u32 },
+    /// Others wait in line ahead.
+    Turn { ahead: usize },
+    /// A lease pool is exhausted: the lease's own error.
+    Pool(anyhow::Error),
+}
+
+impl Refused {
+    /// What a waiter waits for.
+    pub fn reason(&self) -> Reason {
+        match self {
+            Refused::Memory { .. } => Reason::Memory,
+            Refused::Cap { .. } => Reason::Cap,
+            Refused::Turn { .. } => Reason::Turn,
+            Refused::Pool(_) => Reason::Pool,
+        }
+    }
+
+    /// Whether waiting cannot help: this agent's own reserve alone reaches the threshold of
+    /// the whole budget, so it would wait for ever.
+    pub fn hopeless(&self) -> bool {
+        matches!(self, Refused::Memory { budget, own, threshold, .. } if percent(*own, budget.total) >= f64::from(*threshold))
+    }
+
+    /// Journals the refusal and makes its exit-75 error; `waited` is how long it waited in
+    /// line first, if it did.
+    pub fn error(&self, ctx: &Ctx, id: &AgentId, waited: Option<Duration>) -> anyhow::Error {
+        let (event, what) = match self {
+            Refused::Memory { budget, starting, own, threshold } => {
+                let counted = budget.used.saturating_add(*starting).saturating_add(*own);
+                let starting = match starting {
+                    0 => String::new(),
+                    n => format!(", {} expected of agents still starting or reserved", format_iec(*n)),
+                };
+                (
+                    Refusal::Memory {
+                        used_percent: budget.percent_1dp(),
+                        counted_percent: percent_1dp(counted, budget.total),
+                        threshold_percent: *threshold,
+                    },
+                    format!(
+                        "fleet memory would be at {:.1} % of {} ({} used{starting}, {} for this agent), at or above the spawn threshold of {threshold} %; wait for agents to finish, or free memory with `fleetctl relief`",
+                        percent_1dp(counted, budget.total),
+                        format_iec(budget.total),
+                        format_iec(budget.used),
+                        format_iec(*own),
+                    ),
+                )
+            }
+            Refused::Cap { agents, max } => (
+                Refusal::Cap { agents: *agents, max_agents: *max as usize },
+                format!(
+                    "the fleet has {agents} agents, its maximum of {max} (max_agents); wait for agents to finish, or raise --max-agents"
+                ),
+            ),
+            Refused::Turn { ahead } => (
+                Refusal::Queue { waiting: *ahead },
+                match waited {
+                    None => {
+                        format!("{ahead} spawn(s) wait in line (`fleetctl queue`); add --queue to wait behind them")
+                    }
+                    Some(_) => format!(
+                        "{ahead} spawn(s) still wait ahead of it (`fleetctl queue`); give a longer --queue=TIMEOUT"
+                    ),
+                },
+            ),
+            Refused::Pool(err) => (Refusal::Pool, format!("{err:#}")),
+        };
+        // A refusal must be told even when the journal cannot take it (a full log dir).
+        let _ = fleet_core::journal::append(&ctx.dirs.journal_path(), id, &Event::SpawnRefused(event));
+        let after = match waited {
+            Some(w) => format!(" after waiting {} in line", human_duration(w)),
+            None => String::new(),
+        };
+        Fail::error(Exit::Refused, format!("refusing to spawn{after}: {what}"))
+    }
+}
+
+/// Admits agent `id` with `limits` under `rules`, or refuses with exit 75 (and a
+/// `spawn_refused` event) when the fleet's use, with every starting or reserving agent
+/// counted at its reserve and this one too, would reach the threshold, or when the fleet has
+/// its maximum of agents. With a `line` (`spawn --queue`) it waits its turn instead, first
+/// come first served; a spawn without one is refused while others wait.
+pub fn admit<'a>(
+    ctx: &'a Ctx,
+    id: &AgentId,
+    limits: &Limits,
+    rules: Rules,
+    mut line: Option<&mut Line>,
+) -> Result<Admitted<'a>> {
+    loop {
+        if let Some(line) = line.as_deref_mut() {
+            line.check_cancelled()?;
+        }
+        // A waiter behind others sleeps again without the admission lock: only the head
+        // and newcomers take it.
+        if let Some(line) = line.as_deref_mut()
+            && line.joined()
+        {
+            let ahead = line.ahead()?;
+            if ahead > 0 {
+                line.wait(None, &Refused::Turn { ahead })?;
+                continue;
+            }
+        }
+        let mut ledger = Ledger::lock(&ctx.dirs.admission_path())?;
+        let ahead = match line.as_deref() {
+            Some(line) => line.ahead()?,
+            None => queue::line(&queue::dir(&ctx.dirs.state))?.len(),
+        };
+        let verdict = match ahead {
+            0 => decide(ctx, &mut ledger, id, limits, rules)?,
+            ahead => Err(Refused::Turn { ahead }),
+        };
+        match (verdict, line.as_deref_mut()) {
+            (Ok(budget), _) => return Ok(Admitted { ctx, id: id.clone(), budget, armed: true }),
+            (Err(refused), None) => {
+                drop(ledger);
+                return Err(refused.error(ctx, id, None));
+            }
+            (Err(refused), Some(_)) if refused.hopeless() => {
+                drop(ledger);
+                return Err(refused.error(ctx, id, None));
+            }
+            (Err(refused), Some(line)) => line.wait(Some(ledger), &refused)?,
+        }
+    }
+}
+
+/// The decision, under the ledger's lock: the budget as measured when admitted (its line
+/// added to the ledger), or why not.
+fn decide(
+    ctx: &Ctx,
+    ledger: &mut Ledger,
+    id: &AgentId,
+    limits: &Limits,
+    rules: Rules,
+) -> Result<std::result::Result<Budget, Refused>> {
     let now = admission::now();
     let before = ledger.entries.len();
-    ledger.entries.retain(|e| admission::young(e.at, now, START_WINDOW));
+    ledger.entries.retain(|e| e.lasting || admission::young(e.at, now, START_WINDOW));
+    if let Some(max) = rules.max_agents {
+        let agents = count_agents(ctx, ledger, id)?;
+        if agents >= max as usize {
+            if ledger.entries.len() != before {
+                let _ = ledger.save();
+            }
+            return Ok(Err(Refused::Cap { agents, max }));
+        }
+    }
     let budget = Budget::measure(&ctx.fleet, &ctx.proc_root)?;
-    let own = start_reserve(limits, ctx.agent.start_reserve);
+    let reserve = lasting_reserve(ctx, limits, rules);
+    let own = start_reserve(limits, ctx.agent.start_reserve).max(reserve.unwrap_or(0));
     let counted = |starting: u64| budget.used.saturating_add(starting).saturating_add(own);
-    let fits = |starting: u64| percent(counted(starting), budget.total) < f64::from(threshold);
+    let fits = |starting: u64| percent(counted(starting), budget.total) < f64::from(rules.threshold);
     let mut starting: u64 = ledger.entries.iter().map(|e| e.reserve).sum();
     if !fits(starting) {
-        // Only near the threshold is it worth one read per starting agent: what each one
-        // already uses is in the measured use, so only the rest of its reserve is added.
+        // Only near the threshold is it worth one read per starting or reserving agent: what
+        // each one already uses is in the measured use, so only the rest of its reserve is
+        // added.
         let outstanding: Vec<Option<u64>> = ledger.entries.iter().map(|e| outstanding(ctx, e)).collect();
         let mut kept = outstanding.iter();
         ledger.entries.retain(|_| kept.next().is_some_and(Option::is_some));
@@ -95,19 +262,50 @@ pub fn admit<'a>(ctx: &'a Ctx, id: &AgentId, limits: &Limits, threshold: u8) -> 
         if ledger.entries.len() != before {
             let _ = ledger.save();
         }
-        drop(ledger);
-        return Err(refuse(ctx, id, &budget, starting, own, threshold));
+        return Ok(Err(Refused::Memory { budget, starting, own, threshold: rules.threshold }));
     }
-    ledger.entries.push(Entry { at: now, reserve: own, pid: std::process::id() as i32, id: id.clone() });
+    // A new spawn of an id replaces whatever its last run reserved.
+    ledger.entries.retain(|e| &e.id != id);
+    let pid = std::process::id() as i32;
+    ledger.entries.push(Entry { at: now, reserve: own, pid, id: id.clone(), lasting: reserve.is_some() });
     ledger.save()?;
-    Ok(Admitted { ctx, id: id.clone(), budget, armed: true })
+    Ok(Ok(budget))
 }
 
-/// What a starting agent still adds to the measured use: the part of its reserve it does not
-/// use yet. `None` when it no longer counts as starting: it has grown past its reserve, or it
-/// is gone (no cgroup, and the spawn that was making it has ended).
+/// The reservation an agent with `limits` keeps for as long as it lives: its
+/// `--memory-reserve`, else the configured default, at most its own `memory.max`; None: off.
+pub fn lasting_reserve(ctx: &Ctx, limits: &Limits, rules: Rules) -> Option<u64> {
+    rules.memory_reserve.or(ctx.agent.memory_reserve).map(|r| match limits.memory_max {
+        Limit::Bytes(max) => r.min(max),
+        Limit::Max => r,
+    })
+}
+
+/// The fleet's agents for the cap: those whose lock is held (a supervisor, or a spawn at
+/// work), and those admitted whose spawn is still making them; `id` itself not counted.
+fn count_agents(ctx: &Ctx, ledger: &Ledger, id: &AgentId) -> Result<usize> {
+    let held = fleet_core::lock::HeldLocks::read(&ctx.proc_root);
+    let mut agents: HashSet<AgentId> = match std::fs::read_dir(ctx.dirs.agents_dir()) {
+        Ok(dir) => dir
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<AgentId>().ok())
+            .filter(|a| held.contains(&ctx.dirs.lock_path(a)))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashSet::new(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", ctx.dirs.agents_dir().display())),
+    };
+    agents.extend(ledger.entries.iter().filter(|e| spawn_alive(e.pid)).map(|e| e.id.clone()));
+    agents.remove(id);
+    Ok(agents.len())
+}
+
+/// What a starting or reserving agent still adds to the measured use: the part of its
+/// reserve it does not use yet. `None` when it no longer counts: a starting one has grown
+/// past its reserve, or the agent is gone (no cgroup, and the spawn that was making it has
+/// ended).
 fn outstanding(ctx: &Ctx, entry: &Entry) -> Option<u64> {
     match ctx.fleet.agent(&entry.id).memory_current() {
+        Ok(used) if entry.lasting => Some(entry.reserve.saturating_sub(used)),
         Ok(used) => (used < entry.reserve).then(|| entry.reserve - used),
         Err(e) if e.cgroup_gone() => spawn_alive(entry.pid).then_some(entry.reserve),
         // Unreadable: count it whole rather than admit on a guess.
@@ -122,32 +320,6 @@ fn spawn_alive(pid: i32) -> bool {
 
 fn percent(part: u64, whole: u64) -> f64 {
     if whole == 0 { 100.0 } else { part as f64 * 100.0 / whole as f64 }
-}
-
-/// The exit-75 error for a fleet without room, after journaling the refusal.
-fn refuse(ctx: &Ctx, id: &AgentId, budget: &Budget, starting: u64, own: u64, threshold: u8) -> anyhow::Error {
-    let counted = budget.used.saturating_add(starting).saturating_add(own);
-    let refusal = Event::SpawnRefused(Refusal::Memory {
-        used_percent: budget.percent_1dp(),
-        counted_percent: percent_1dp(counted, budget.total),
-        threshold_percent: threshold,
-    });
-    // A refusal must be told even when the journal cannot take it (a full log dir).
-    let _ = fleet_core::journal::append(&ctx.dirs.journal_path(), id, &refusal);
-    let starting = match starting {
-        0 => String::new(),
-        n => format!(", {} expected of agents still starting", format_iec(n)),
-    };
-    Fail::error(
-        Exit::Refused,
-        format!(
-            "refusing to spawn: fleet memory would be at {:.1} % of {} ({} used{starting}, {} for this agent), at or above the spawn threshold of {threshold} %; wait for agents to finish, or free memory with `fleetctl relief`",
-            percent_1dp(counted, budget.total),
-            format_iec(budget.total),
-            format_iec(budget.used),
-            format_iec(own),
-        ),
-    )
 }
 
 /// Journals a spawn refused because a lease pool (workspace slots, ports) is exhausted:

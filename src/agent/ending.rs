@@ -20,6 +20,7 @@ pub fn close(record: &mut AgentRecord, state: AgentState, cause: String, killed_
     record.pid = None;
     record.ended_at = Some(SystemTime::now());
     record.next_restart_at = None;
+    record.stalled_since = None;
 }
 
 /// Journals `exit` (unless it is `None`: journaled already, or not to be), then saves the
@@ -30,7 +31,10 @@ pub fn write(dirs: &Dirs, record: &AgentRecord, exit: &mut Option<Exit>) -> flee
         journal::append(&dirs.journal_path(), &record.id, &Event::Exit(end.clone()))?;
         *exit = None;
     }
-    record.save(&dirs.state_path(&record.id))
+    record.save(&dirs.state_path(&record.id))?;
+    // Its memory is free: a spawn waiting in line for memory may fit now.
+    fleet_core::queue::wake(&fleet_core::queue::dir(&dirs.state));
+    Ok(())
 }
 
 #[cfg(test)]

@@ -13,31 +13,20 @@ pub mod growth;
 pub mod identity;
 pub mod leases;
 pub mod ownership;
+mod parallel;
 pub mod place;
 pub mod plan;
+pub mod queue;
 pub mod relief;
 pub mod sample;
 pub mod select;
 pub mod spawn;
+pub mod stall;
 pub mod stop;
 pub mod unreadable;
 pub mod view;
 
-/// Maps `f` over `items` on a few scoped threads, keeping the order. Reading hundreds of
-/// agents' cgroup files is a few thousand small system calls; spreading them over the cores
-/// is what keeps `status` and `memory` within their budget at 300 agents.
-pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    const WORKERS: usize = 4;
-    if items.len() < 32 {
-        return items.iter().map(f).collect();
-    }
-    let chunk = items.len().div_ceil(WORKERS);
-    std::thread::scope(|s| {
-        let handles: Vec<_> =
-            items.chunks(chunk).map(|part| s.spawn(|| part.iter().map(&f).collect::<Vec<R>>())).collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
-    })
-}
+pub use parallel::{Spread, par_map, spread};
 
 /// Whether agent `id` exists for the commands that act on one: it has a record or a cgroup.
 pub fn exists(ctx: &crate::context::Ctx, id: &fleet_core::id::AgentId) -> bool {

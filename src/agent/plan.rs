@@ -66,6 +66,23 @@ pub struct SupervisorPlan {
     pub cwd: Option<PathBuf>,
     /// Sets no_new_privs, so no setuid binary gives it more than it has.
     pub no_new_privs: bool,
+    /// What counts as a stall on memory and what it does; None: not watched.
+    pub stall: Option<StallPlan>,
+    /// The signal relief and the guard send before they kill it (`--save-signal`).
+    pub save_signal: Option<String>,
+}
+
+/// A stall on memory: `full` pressure above `threshold_percent` for `after`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StallPlan {
+    /// Percent of wall time all the agent's tasks waited on memory.
+    pub threshold_percent: u8,
+    /// How long the pressure must stay above the threshold.
+    pub after: Duration,
+    /// The signal for the main process (`SIGUSR2` ...), if the agent asked for one.
+    pub signal: Option<String>,
+    /// Kill it (a restartable end, state `stalled`).
+    pub kill: bool,
 }
 
 /// The longest restart delay.

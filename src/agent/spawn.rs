@@ -9,6 +9,7 @@ use crate::{
         contain::Containment,
         leases::{self, Workspace},
         plan::SupervisorPlan,
+        queue::Line,
         stop, view,
     },
     context::Ctx,
@@ -38,48 +39,39 @@ pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
         Containment::resolve(ctx, &args, &workspace, plan.scratch.as_deref().unwrap_or(Path::new("/")))?;
     // Before admission, which records its decision in the state dir.
     room_to_record(ctx)?;
-    let admitted =
-        admission::admit(ctx, &plan.id, &plan.limits, args.spawn_threshold.unwrap_or(ctx.spawn_threshold()))?;
-    if let Some(warning) = admission::limit_above_budget(ctx, &args.limits, &plan.limits, &admitted.budget) {
-        eprintln!("fleetctl: {}: {warning}", plan.id);
-    }
-    let mut lock = match Lock::try_acquire(&ctx.dirs.lock_path(&plan.id))? {
-        Some(lock) => lock,
-        None => return Err(busy(ctx, &plan.id)),
+    let rules = admission::Rules {
+        threshold: args.spawn_threshold.unwrap_or(ctx.spawn_threshold()),
+        max_agents: args.max_agents.or(ctx.thresholds.max_agents),
+        memory_reserve: args.memory_reserve,
     };
-    lock.set_holder("spawn")?;
-    // Held until the agent has started: a `kill` of this id waits for that.
-    let stop_turn = match take_stop_turn(ctx, &plan.id)? {
-        Some(turn) => turn,
-        None => {
-            return Err(Fail::error(
-                Exit::Busy,
-                format!(
-                    "{} is being stopped (a kill or relief of it is under way); spawn it again once that has finished",
-                    plan.id
-                ),
-            ));
+    let mut line = args.queue.map(|timeout| Line::new(ctx, &plan.id, timeout));
+    // Round again only for a queued spawn whose lease pool is exhausted: it waits in line.
+    let (admitted, lock, stop_turn, mut undo, mut taken) = loop {
+        let admitted = admission::admit(ctx, &plan.id, &plan.limits, rules, line.as_mut())?;
+        if let Some(warning) = admission::limit_above_budget(ctx, &args.limits, &plan.limits, &admitted.budget) {
+            eprintln!("fleetctl: {}: {warning}", plan.id);
+        }
+        let (lock, stop_turn) = claim_id(ctx, &plan)?;
+        // A previous run whose supervisor died and whose processes are gone ended unobserved:
+        // its end goes in the journal before this run's record replaces it.
+        stop::record_unobserved_end(ctx, &plan.id)?;
+        let undo = Undo { ctx, id: &plan.id, cgroup: &plan.cgroup, scratch: plan.scratch.clone(), armed: true };
+        // Leases after the id's lock: a refused duplicate must not take a slot even for a moment.
+        let ports = args.ports.map(|n| (n, args.port_range.unwrap_or(ctx.agent.port_range)));
+        match (leases::take(ctx, &workspace, ports, contained.exclusive_slot()), line.as_mut()) {
+            (Err(e), Some(line)) if crate::exit::exit_for(&e) == Exit::Refused => {
+                drop((undo, stop_turn, lock, admitted));
+                line.wait_for_pool(e)?;
+            }
+            (taken, _) => {
+                let taken = taken.inspect_err(|e| admission::note_pool_refusal(ctx, &plan.id, e))?;
+                break (admitted, lock, stop_turn, undo, taken);
+            }
         }
     };
-    if plan.cgroup.exists() && plan.cgroup.populated()? {
-        return Err(Fail::error(
-            Exit::Busy,
-            format!(
-                "{}: its cgroup still has {} process(es) but no supervisor (orphaned); end them with `fleetctl kill {}` first",
-                plan.id,
-                plan.cgroup.procs()?.len(),
-                plan.id
-            ),
-        ));
+    if let Some(line) = line {
+        line.admitted();
     }
-    // A previous run whose supervisor died and whose processes are gone ended unobserved:
-    // its end goes in the journal before this run's record replaces it.
-    stop::record_unobserved_end(ctx, &plan.id)?;
-    let mut undo = Undo { ctx, id: &plan.id, cgroup: &plan.cgroup, scratch: plan.scratch.clone(), armed: true };
-    // Leases after the id's lock: a refused duplicate must not take a slot even for a moment.
-    let ports = args.ports.map(|n| (n, args.port_range.unwrap_or(ctx.agent.port_range)));
-    let mut taken = leases::take(ctx, &workspace, ports, contained.exclusive_slot())
-        .inspect_err(|e| admission::note_pool_refusal(ctx, &plan.id, e))?;
     plan.workspace = taken.workspace;
     plan.slot = taken.slot.as_ref().map(|(_, name)| name.clone());
     plan.ports = taken.ports;
@@ -87,7 +79,10 @@ pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
     (plan.credentials, plan.env, plan.cwd) =
         contained.settle(ctx, &args, (&plan.workspace, plan.scratch.as_deref(), slot_number), &mut taken.leases)?;
     plan.has_leases = taken.leases.is_some();
-    let record = contained.annotate(first_record(ctx, &plan), &args);
+    let record = AgentRecord {
+        memory_reserve: admission::lasting_reserve(ctx, &plan.limits, rules),
+        ..contained.annotate(first_record(ctx, &plan), &args)
+    };
     // The supervisor sets itself up while this process makes the cgroup (see `handoff`).
     // Declared after `undo`, so on an error it is dropped first: stopped and reaped before
     // the undo removes what it would have used.
@@ -121,6 +116,38 @@ pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
         return attach::wait_attached(ctx, &plan.id, supervisor_pid, presses);
     }
     Ok(Exit::Ok)
+}
+
+/// Takes agent `id`'s lock and stopping turn (exit 4 while either is held), and refuses an id
+/// whose cgroup still has processes.
+fn claim_id(ctx: &Ctx, plan: &SupervisorPlan) -> Result<(Lock, std::fs::File)> {
+    let mut lock = match Lock::try_acquire(&ctx.dirs.lock_path(&plan.id))? {
+        Some(lock) => lock,
+        None => return Err(busy(ctx, &plan.id)),
+    };
+    lock.set_holder("spawn")?;
+    // Held until the agent has started: a `kill` of this id waits for that.
+    let Some(stop_turn) = take_stop_turn(ctx, &plan.id)? else {
+        return Err(Fail::error(
+            Exit::Busy,
+            format!(
+                "{} is being stopped (a kill or relief of it is under way); spawn it again once that has finished",
+                plan.id
+            ),
+        ));
+    };
+    if plan.cgroup.exists() && plan.cgroup.populated()? {
+        return Err(Fail::error(
+            Exit::Busy,
+            format!(
+                "{}: its cgroup still has {} process(es) but no supervisor (orphaned); end them with `fleetctl kill {}` first",
+                plan.id,
+                plan.cgroup.procs()?.len(),
+                plan.id
+            ),
+        ));
+    }
+    Ok((lock, stop_turn))
 }
 
 /// Turns the arguments into a validated plan; touches nothing. The workspace is settled
@@ -177,6 +204,8 @@ pub(crate) fn make_plan(ctx: &Ctx, args: &SpawnArgs) -> Result<(SupervisorPlan, 
         env: Vec::new(),
         cwd: None,
         no_new_privs: !args.allow_new_privs,
+        stall: crate::agent::stall::plan(defaults, args).map_err(usage)?,
+        save_signal: args.save_signal.clone(),
     };
     Ok((plan, workspace))
 }
@@ -282,6 +311,7 @@ fn first_record(ctx: &Ctx, plan: &SupervisorPlan) -> AgentRecord {
         restart: plan.restart,
         protect: plan.protect,
         labels: plan.labels.clone(),
+        save_signal: plan.save_signal.clone(),
         spawned_with: Some(SpawnSettings {
             soft_timeout_ms: plan.soft_timeout.map(millis),
             hard_timeout_ms: plan.hard_timeout.map(millis),
@@ -293,6 +323,8 @@ fn first_record(ctx: &Ctx, plan: &SupervisorPlan) -> AgentRecord {
             user: None,
             cwd: None,
             allow_new_privs: false,
+            stall_signal: plan.stall.as_ref().and_then(|s| s.signal.clone()),
+            on_stall_kill: plan.stall.as_ref().is_some_and(|s| s.kill),
         }),
         slot: plan.slot.clone(),
         ports: plan.ports,

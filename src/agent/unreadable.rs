@@ -65,6 +65,8 @@ pub fn from_cgroup(ctx: &Ctx, locks: &Locks, id: &AgentId, why: String) -> (Agen
         created_at: made.unwrap_or(SystemTime::UNIX_EPOCH),
         started_at: made.filter(|_| populated),
         scratch: scratch.exists().then_some(scratch),
+        stalled_since: None,
+        save_signal: None,
         ..AgentRecord::new(
             id.clone(),
             cgroup.read_limits().unwrap_or_default(),

@@ -11,18 +11,51 @@ use crate::{
 };
 use anyhow::Result;
 use fleet_cli::KillArgs;
-use fleet_core::id::AgentId;
+use fleet_core::{id::AgentId, timefmt::human_duration};
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Takes the waiting spawns (`spawn --queue`) of `ids` (None: every one) out of line, each
+/// with a line saying so; returns their ids.
+fn withdraw_waiters(ctx: &Ctx, ids: Option<&[AgentId]>) -> Result<Vec<AgentId>> {
+    let dir = fleet_core::queue::dir(&ctx.dirs.state);
+    let wanted: Vec<AgentId> = match ids {
+        Some(ids) => ids.to_vec(),
+        None => fleet_core::queue::line(&dir)?.into_iter().map(|w| w.id).collect(),
+    };
+    let mut withdrawn = Vec::new();
+    for id in wanted {
+        if let Some(waiter) = fleet_core::queue::cancel(&dir, &id)? {
+            let waited = waiter.since.elapsed().map(human_duration).unwrap_or_default();
+            outln!(
+                "{id}: taken out of the line (it had waited {waited} for {}); nothing was started",
+                crate::agent::queue::describe(waiter.reason)
+            )?;
+            withdrawn.push(id);
+        }
+    }
+    Ok(withdrawn)
+}
 
 /// Entry point.
 pub fn run(ctx: &Ctx, args: KillArgs) -> Result<Exit> {
+    // Waiters first: with `--all`, none of them may start in the room the kills make.
+    let withdrawn = match (&args.selector, args.all) {
+        (Some(_), _) => Vec::new(),
+        (None, true) => withdraw_waiters(ctx, None)?,
+        (None, false) => withdraw_waiters(ctx, Some(&args.ids))?,
+    };
     let ids: Vec<AgentId> = match (&args.selector, args.all) {
         (Some(selector), _) => selected_ids(ctx, selector)?,
         (None, true) => all_ids(ctx)?,
-        (None, false) => args.ids.clone(),
+        // An id that only waited is done; one with an agent too is stopped as well.
+        (None, false) => {
+            args.ids.iter().filter(|id| !withdrawn.contains(id) || ctx.dirs.agent_dir(id).exists()).cloned().collect()
+        }
     };
     if ids.is_empty() {
-        outln!("no agents to kill")?;
+        if withdrawn.is_empty() {
+            outln!("no agents to kill")?;
+        }
         return Ok(Exit::Ok);
     }
     let req = StopRequest { by: "user".into(), detail: None, grace: args.grace, force: args.force };

@@ -1,7 +1,7 @@
 //! `fleetctl memory [--sort COLUMN] [-l SELECTOR] [--json]`: per-agent memory against the
 //! fleet budget.
 
-use crate::out::{out, outln};
+use crate::out::out;
 use crate::{agent::sample::memory::report, context::Ctx, exit::Exit, render::memory::render_table};
 use anyhow::Result;
 use fleet_cli::MemoryArgs;
@@ -10,7 +10,7 @@ use fleet_cli::MemoryArgs;
 pub fn run(ctx: &Ctx, args: MemoryArgs) -> Result<Exit> {
     let report = report(ctx, args.sort, args.selector.as_ref())?;
     if args.json {
-        outln!("{}", serde_json::to_string_pretty(&report)?)?;
+        crate::out::json(&report)?;
     } else {
         out!("{}", render_table(&report, crate::terminal::layout(args.table.wide(), args.table.no_headers)))?;
     }

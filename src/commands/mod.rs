@@ -8,6 +8,7 @@ pub mod kill;
 pub mod logs;
 pub mod memory;
 pub mod metrics;
+pub mod queue;
 pub mod relief;
 pub mod restart;
 pub mod run_in_cgroup;

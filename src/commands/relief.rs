@@ -1,15 +1,15 @@
 //! `fleetctl relief TARGET [--order largest|newest|oldest] [--protect ID|SELECTOR] [--grace 5s] [--dry-run]`:
 //! kill agents until fleet memory use is below TARGET percent of the budget.
 //!
-//! The plan is computed from one measurement and printed. A real run then kills the plan's
-//! first victim, waits for its cgroup to empty, measures again and re-plans
-//! (`agent::relief::relieve`), so it stops as soon as the target is reached and never kills
-//! on a stale estimate.
+//! The plan is computed from one measurement and printed. A real run then kills the first
+//! half of the plan's victims side by side, waits for their cgroups to empty, measures again
+//! and re-plans (`agent::relief::relieve`), so the last kills are made one at a time and it
+//! stops as soon as the target is reached.
 
 use crate::out::{out, outln};
 use crate::{
     agent::{
-        relief::{Kill, Outcome, Plan, Relief, measure_and_plan, relieve, stuck_message},
+        relief::{Kill, Outcome, Plan, Relief, measure, relieve, stuck_message},
         take_host_lock,
     },
     context::Ctx,
@@ -50,9 +50,11 @@ pub fn run(ctx: &Ctx, args: ReliefArgs) -> Result<Exit> {
         order: v.order,
         by: "relief".into(),
         grace: v.grace,
+        save_grace: v.save_grace,
         growth: Default::default(),
     };
-    let (budget, first) = measure_and_plan(ctx, &relief, &v.protect)?;
+    let measured = measure(ctx, &relief, &v.protect)?;
+    let (budget, first) = (*measured.budget(), measured.plan(&relief));
     let mut doc = args.json.then(|| plan_json(&first, &budget, args.target, args.dry_run));
     if doc.is_none() {
         out!("{}", render_plan(&first, &budget, args.target, args.dry_run))?;
@@ -64,7 +66,7 @@ pub fn run(ctx: &Ctx, args: ReliefArgs) -> Result<Exit> {
     // A line that cannot be written must not stop relief between kills: the first such
     // error is returned once relief is done.
     let mut unwritten = None;
-    let outcome = relieve(ctx, &relief, &v.protect, |k| match &mut doc {
+    let outcome = relieve(ctx, &relief, &v.protect, Some(measured), |k| match &mut doc {
         Some(doc) => doc["kills"].as_array_mut().into_iter().for_each(|kills| kills.push(kill_json(k))),
         None => {
             if let Err(e) = outln!("{}", render_step(&k.id, k.bytes, &k.before, &k.after)) {

@@ -14,7 +14,7 @@ use crate::{
     exit::{Exit, Fail, exit_for},
 };
 use anyhow::{Context, Result};
-use fleet_cli::{Command, LimitArgs, RestartArg, RestartArgs, SpawnArgs, Timeout};
+use fleet_cli::{Command, LimitArgs, OnStall, RestartArg, RestartArgs, SpawnArgs, Timeout};
 use fleet_core::{
     id::AgentId,
     state::{AgentRecord, RestartPolicy},
@@ -97,6 +97,8 @@ fn spawn_args(record: &AgentRecord) -> Result<SpawnArgs> {
         RestartPolicy::OnFailure => RestartArg::OnFailure,
     };
     args.protect = record.protect;
+    args.memory_reserve = record.memory_reserve;
+    args.save_signal = record.save_signal.clone();
     args.labels = record.labels.clone().into_iter().collect();
     // The same block: the ports the agent was told are its own stay true.
     args.ports = record.ports.map(|p| p.count);
@@ -113,6 +115,8 @@ fn spawn_args(record: &AgentRecord) -> Result<SpawnArgs> {
         args.user = s.user.clone();
         args.cwd = s.cwd.clone();
         args.allow_new_privs = s.allow_new_privs;
+        args.stall_signal = s.stall_signal.clone();
+        args.on_stall = if s.on_stall_kill { OnStall::Kill } else { OnStall::Mark };
     }
     // Values given with --env, --env-file or --pass-env are never written down.
     if !record.env_added.is_empty() {

@@ -1,6 +1,6 @@
 //! `fleetctl status [ID…] [--state S,…] [-l SELECTOR] [--json]`: the host and every agent.
 
-use crate::out::{out, outln};
+use crate::out::out;
 use crate::{
     agent::sample::{
         Detail,
@@ -18,7 +18,7 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<Exit> {
     let shown = Shown { ids: &args.ids, states: &args.state, selector: args.selector.as_ref() };
     let report = report(ctx, shown, Detail::Status)?;
     if args.json {
-        outln!("{}", serde_json::to_string_pretty(&report)?)?;
+        crate::out::json(&report)?;
     } else {
         out!("{}", render_table(&report, crate::terminal::layout(args.table.wide(), args.table.no_headers)))?;
     }

@@ -63,6 +63,9 @@ pub fn agent(id: &str, state: AgentState) -> AgentStatus {
         port_base: None,
         port_count: None,
         scratch: None,
+        memory_reserve_bytes: None,
+        stalled: false,
+        stalled_since: None,
         record_error: None,
         slot_name: None,
     }
@@ -88,6 +91,7 @@ pub fn running(id: &str) -> AgentStatus {
         port_count: Some(10),
         restarts: 2,
         oom_kills: 1,
+        memory_reserve_bytes: Some(128 * MIB),
         ..agent(id, AgentState::Running)
     }
 }

@@ -5,10 +5,12 @@ use crate::agent::sample::memory::MemoryReport;
 use fleet_core::size::format_iec;
 
 /// The table's columns; as the width runs out, pressure goes first, then memory.high, the
-/// event counters and the peak; the id, the use, the limit and its share stay.
-const COLUMNS: [Column; 8] = [
+/// event counters and the peak, then the reservation; the id, the use, the limit and its
+/// share stay.
+const COLUMNS: [Column; 9] = [
     Column::new("ID", 0).flex(),
     Column::new("CURRENT", 0).right(),
+    Column::new("RESERVED", 3).right(),
     Column::new("HIGH", 6).right(),
     Column::new("MAX", 2).right(),
     Column::new("% MAX", 1).right(),
@@ -28,6 +30,7 @@ pub fn render_table(r: &MemoryReport, layout: Layout) -> String {
             vec![
                 format!("{}{protect}", a.id),
                 format_iec(a.current_bytes),
+                a.reserve_bytes.map(format_iec).unwrap_or_else(|| "-".into()),
                 opt(a.high_bytes),
                 opt(a.max_bytes),
                 a.percent_of_max.map(|p| format!("{p:.1} %")).unwrap_or_else(|| "-".into()),
@@ -75,6 +78,7 @@ mod tests {
             id: id.into(),
             state: AgentState::Running,
             current_bytes: current,
+            reserve_bytes: (id == "big").then_some(224 * MIB),
             high_bytes: None,
             max_bytes: max,
             percent_of_max: max.map(|m| fleet_core::meminfo::percent_1dp(current, m)),

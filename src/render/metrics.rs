@@ -66,13 +66,19 @@ pub fn render(report: &StatusReport, counters: &FleetCounters) -> String {
     }
 
     type Field = fn(&AgentStatus) -> Option<f64>;
-    let per_agent: [(&str, &str, &str, Field); 7] = [
+    let per_agent: [(&str, &str, &str, Field); 8] = [
         ("fleet_agent_memory_bytes", "gauge", "Memory charged to the agent's cgroup.", |a| {
             a.memory_current_bytes.map(|v| v as f64)
         }),
         ("fleet_agent_memory_max_bytes", "gauge", "The agent's memory limit.", |a| {
             a.memory_max_bytes.map(|v| v as f64)
         }),
+        (
+            "fleet_agent_memory_reserve_bytes",
+            "gauge",
+            "What admission counts the agent for while it uses less (--memory-reserve).",
+            |a| a.memory_reserve_bytes.map(|v| v as f64),
+        ),
         ("fleet_agent_memory_peak_bytes", "gauge", "The most memory the agent's cgroup used.", |a| {
             a.memory_peak_bytes.map(|v| v as f64)
         }),

@@ -7,6 +7,7 @@ pub mod columns;
 mod fixtures;
 pub mod memory;
 pub mod metrics;
+pub mod queue;
 pub mod relief;
 pub mod shell;
 pub mod status;

@@ -7,12 +7,13 @@ use fleet_core::{size::format_iec, timefmt::human_duration};
 /// The table's columns; the `drop` ranks say which go first when the width runs out: the
 /// counters (tasks, CPU, pid), then the deadlines, the share of the limit, run time and peak;
 /// the id, state, memory, workspace and cause stay longest, the cause cut first.
-const COLUMNS: [Column; 16] = [
+const COLUMNS: [Column; 17] = [
     Column::new("ID", 0).flex(),
     Column::new("STATE", 0),
     Column::new("PID", 8).right(),
     Column::new("RUNTIME", 5).right(),
     Column::new("MEMORY", 3).right(),
+    Column::new("RESERVED", 0).right().wide(),
     Column::new("% MAX", 6).right(),
     Column::new("MAX", 0).right().wide(),
     Column::new("PEAK", 4).right(),
@@ -94,11 +95,15 @@ fn row(a: &AgentStatus) -> Vec<String> {
     let secs = |s: Option<u64>| s.map(|s| human_duration(std::time::Duration::from_secs(s)));
     vec![
         a.id.clone(),
-        a.state.to_string(),
+        match a.stalled {
+            true => format!("{} (stalled)", a.state),
+            false => a.state.to_string(),
+        },
         a.pid.map(|p| p.to_string()).unwrap_or_else(dash),
         // While it runs, how long so far; once ended, how long it ran.
         secs(a.uptime_seconds).or_else(|| secs(a.ran_seconds)).unwrap_or_else(dash),
         size(a.memory_current_bytes),
+        size(a.memory_reserve_bytes),
         a.memory_percent_of_max.map(|p| format!("{p:.0} %")).unwrap_or_else(dash),
         a.memory_max_bytes.map(format_iec).unwrap_or_else(|| "max".into()),
         size(a.memory_peak_bytes),

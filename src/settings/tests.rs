@@ -25,7 +25,8 @@ fn nothing_given_is_the_documented_defaults() {
     assert_eq!(s.fleet, FleetSettings { memory_max: None });
     assert_eq!(s.paths.state_dir, PathBuf::from("/run/fleet"));
     assert_eq!(s.paths.lock_dir, PathBuf::from("/run/lock/fleet"));
-    assert_eq!(s.thresholds, Thresholds { spawn: 85, kill: 95 });
+    assert_eq!(s.thresholds, Thresholds { spawn: 85, kill: 95, max_agents: None });
+    assert_eq!(s.agent.memory_reserve, None);
     assert_eq!(s.agent.limits, Limits::default());
     assert!(!s.agent.memory_max_configured);
     assert_eq!(s.agent.soft_timeout, Some(Duration::from_secs(15 * 60)));
@@ -46,7 +47,9 @@ fn the_file_is_parsed_once_into_types() {
         [thresholds]
         spawn = 70
         kill = 90
+        max_agents = 300
         [agent]
+        memory_reserve = "512M"
         memory_max = "2G"
         swap_max = "max"
         pids_max = "64"
@@ -60,7 +63,8 @@ fn the_file_is_parsed_once_into_types() {
     )
     .expect("resolves");
     assert_eq!(s.paths.state_dir, PathBuf::from("/srv/state"));
-    assert_eq!(s.thresholds, Thresholds { spawn: 70, kill: 90 });
+    assert_eq!(s.thresholds, Thresholds { spawn: 70, kill: 90, max_agents: Some(300) });
+    assert_eq!(s.agent.memory_reserve, Some(512 << 20));
     assert_eq!(s.agent.limits.memory_max, Limit::Bytes(2 << 30));
     assert_eq!(s.agent.limits.memory_high, Limit::Bytes(1536 << 20), "the high follows a max given alone");
     assert_eq!(s.agent.limits.swap_max, Limit::Max);
@@ -137,6 +141,8 @@ fn every_bad_value_is_one_line_naming_its_key() {
         ("[thresholds]\nkill = 0\n", "thresholds.kill = 0: use a percentage"),
         ("[thresholds]\nspawn = \"85\"\n", "thresholds.spawn = \"85\": use a percentage"),
         ("[paths]\nstate_dir = 1\n", "paths.state_dir = 1: not a path"),
+        ("[thresholds]\nmax_agents = 0\n", "thresholds.max_agents = 0: use a whole number of agents of at least 1"),
+        ("[agent]\nmemory_reserve = \"lots\"\n", "agent.memory_reserve = \"lots\": not a size"),
     ];
     for (text, says) in cases {
         let (line, code) = refused(text);

@@ -138,6 +138,10 @@ impl Supervisor {
                 &self.signals,
                 self.run.as_ref().filter(|_| self.machine.wants_output()).map(|r| &r.output),
                 self.run.as_ref().filter(|_| self.machine.wants_oom()).and_then(|r| r.oom.as_ref()),
+                self.run
+                    .as_ref()
+                    .filter(|_| self.machine.wants_pressure())
+                    .and_then(|r| r.pressure.as_ref()?.as_ref().ok()),
                 self.machine.next_deadline(),
             );
             if woke.signals {
@@ -148,6 +152,9 @@ impl Supervisor {
             }
             if woke.oom && self.run.as_ref().and_then(|r| r.oom.as_ref()).is_some_and(|o| o.drain()) {
                 self.feed(Input::OomNotified);
+            }
+            if woke.pressure {
+                self.feed(Input::PressureTriggered);
             }
             self.feed(Input::Tick);
         }
@@ -208,6 +215,9 @@ impl Supervisor {
                 let _ = self.plan.cgroup.remove();
             }
             Action::SaveRecord => self.save(),
+            Action::RecordStalled(ago) => {
+                self.record.stalled_since = ago.map(|ago| SystemTime::now() - ago);
+            }
             Action::Finish(verdict) => self.finish(verdict.state, verdict.cause, verdict.killed_by),
         }
         None
@@ -226,6 +236,9 @@ impl Supervisor {
         };
         let running = runner::start(&self.plan, next, self.oom_protected)?;
         let (pid, at, started) = (running.pid, running.started_at, running.started);
+        if let Some(Err(why)) = &running.pressure {
+            self.event(&Event::SupervisorError { error: why.clone() });
+        }
         self.run = Some(running);
         // Every run begins its part of the log, so a restart or a reused id is not read as
         // one run's output. Not the command: a reader (or a test) looking for what the agent
@@ -244,6 +257,7 @@ impl Supervisor {
         r.hard_deadline = self.plan.hard_timeout.map(|d| at + d);
         r.restarts = restarts;
         r.next_restart_at = None;
+        r.stalled_since = None;
         Ok((pid, started))
     }
 

@@ -8,6 +8,7 @@
 //! kill request the driver read when this asked for it; nothing here re-reads a file.
 
 mod messages;
+mod stall;
 #[cfg(test)]
 mod tests;
 
@@ -71,6 +72,8 @@ pub struct Machine {
     run_started: Option<Instant>,
     /// The current run's number (0 for the first).
     restarts: u32,
+    /// The run's stall on memory, if one is building or marked.
+    stall: stall::StallState,
 }
 
 impl Machine {
@@ -89,6 +92,7 @@ impl Machine {
             hard_timeout_fired: false,
             run_started: None,
             restarts: 0,
+            stall: stall::StallState::default(),
         }
     }
 
@@ -155,6 +159,7 @@ impl Machine {
                 }
             }
             Input::OomCounter(kills) => self.oom_counter(kills, now, &mut out),
+            Input::PressureTriggered => self.pressure_triggered(now),
             Input::Signalled { why, count } => self.signalled(why, count, now, &mut out),
             Input::RunEnded(end) => self.run_ended(end, now, &mut out),
             Input::KillRequestOnFile(request) => self.request_on_file(request, &mut out),
@@ -171,6 +176,7 @@ impl Machine {
         self.output_open = true;
         self.hard_timeout_fired = false;
         self.oom = Verdicts::default();
+        self.stall = stall::StallState::default();
         self.timers.soft_timeout = self.policy.soft_timeout.map(|d| now + d);
         self.timers.hard_timeout = self.policy.hard_timeout.map(|d| now + d);
         self.timers.restart_backoff = None;
@@ -295,6 +301,7 @@ impl Machine {
             oom_kills: end.oom_kills,
             memory_max: self.policy.memory_max,
             own_limit_hit: end.own_limit_hit,
+            stall_kill: self.stall.killed_for.take(),
         };
         let mut verdict = classify(&facts);
         let ran = self.run_started.map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
@@ -375,6 +382,7 @@ impl Machine {
     }
 
     fn timers_due(&mut self, now: Instant, out: &mut Vec<Action>) {
+        self.stall_timers(now, out);
         if fired(&mut self.timers.oom_check, now) {
             out.push(Action::ReadOomCounter);
         }

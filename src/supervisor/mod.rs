@@ -57,6 +57,7 @@ fn become_supervisor(
         close_inherited(&keep);
     }
     name_process(&plan);
+    let queue_dir = fleet_core::queue::dir(&plan.state_dir);
     let prepared = lifecycle::Supervisor::prepare(plan, record, lock, leases, born_in_supervisors);
     // The cgroup exists, and `spawn` is writing its limits: open what the start needs of it.
     if !handoff::wait_for(&mut channel, handoff::CGROUP_MADE) {
@@ -82,6 +83,10 @@ fn become_supervisor(
     match started {
         Ok((mut sup, _)) => {
             sup.supervise();
+            // The agent's lock and leases go with the supervisor: then a queued spawn may
+            // have room, under the agent cap or in a pool, and is woken to look.
+            drop(sup);
+            fleet_core::queue::wake(&queue_dir);
             0
         }
         // `spawn` saw the error and cleans up what it made.

@@ -29,6 +29,9 @@ pub struct RunFacts {
     /// Whether the run's usage reached its own limit ([`own_limit_reached`]). An OOM kill
     /// without it came from above: the fleet's budget or the host's memory.
     pub own_limit_hit: bool,
+    /// The supervisor killed the run for stalling on memory (`--on-stall kill`): what the
+    /// stall was, in words.
+    pub stall_kill: Option<String>,
 }
 
 /// The verdict on a run.
@@ -99,6 +102,13 @@ pub fn classify(f: &RunFacts) -> Verdict {
             killed_by: Some("timeout".into()),
         };
     }
+    if let Some(stall) = &f.stall_kill {
+        return Verdict {
+            state: AgentState::Stalled,
+            cause: format!("stalled on memory ({stall}): killed, as --on-stall kill asked"),
+            killed_by: Some("stall".into()),
+        };
+    }
     if f.oom_kills > 0 {
         let cause = if f.own_limit_hit {
             format!("OOM-killed at its {} memory limit ({} kill(s))", f.memory_max, f.oom_kills)
@@ -116,10 +126,10 @@ pub fn classify(f: &RunFacts) -> Verdict {
     Verdict { state: AgentState::Failed, cause: describe_exit(&f.exit), killed_by: None }
 }
 
-/// Whether a verdict may lead to a restart under `on-failure`: failures and OOM kills may;
-/// an operator's, relief's or a timeout's kill never does.
+/// Whether a verdict may lead to a restart under `on-failure`: failures, OOM kills and
+/// stall kills may; an operator's, relief's or a timeout's kill never does.
 pub fn restartable(state: AgentState) -> bool {
-    matches!(state, AgentState::Failed | AgentState::OomKilled)
+    matches!(state, AgentState::Failed | AgentState::OomKilled | AgentState::Stalled)
 }
 
 /// Exponential backoff with a crash-loop breaker.
@@ -185,7 +195,19 @@ mod tests {
             oom_kills: 0,
             memory_max: Limit::Bytes(64 << 20),
             own_limit_hit: true,
+            stall_kill: None,
         }
+    }
+
+    #[test]
+    fn a_stall_kill_is_a_restartable_stalled_end_unless_someone_else_killed() {
+        let stalled = RunFacts { stall_kill: Some("full above 50 % for 30s".into()), ..facts(None, Some(9)) };
+        let v = classify(&stalled);
+        assert_eq!((v.state, v.killed_by.as_deref()), (AgentState::Stalled, Some("stall")));
+        assert!(v.cause.contains("stalled on memory (full above 50 % for 30s)"), "{}", v.cause);
+        assert!(restartable(v.state));
+        let req = KillRequest { by: "user".into(), detail: None, at: SystemTime::now(), killer: None };
+        assert_eq!(classify(&RunFacts { kill_request: Some(req), ..stalled }).state, AgentState::Killed);
     }
 
     #[test]

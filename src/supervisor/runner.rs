@@ -5,10 +5,10 @@ use super::{
     launch::{Launch, Prepared},
     oom_group::OomGroup,
 };
-use crate::agent::plan::SupervisorPlan;
+use crate::agent::plan::{StallPlan, SupervisorPlan};
 use anyhow::{Context, Result};
 use fleet_core::{
-    cgroup::{Cgroup, OomWatch, Placement},
+    cgroup::{Cgroup, OomWatch, Placement, StallTrigger, stall_window},
     timefmt::rfc3339,
 };
 use nix::{fcntl::OFlag, unistd::pipe2};
@@ -32,6 +32,9 @@ pub struct Running {
     pub started_at: SystemTime,
     /// On v1 hosts, the OOM notification that lets us kill the whole agent.
     pub oom: Option<OomGroup>,
+    /// The memory-pressure trigger that tells a stall, when stalls are watched; or why it
+    /// could not be armed (the agent runs on unwatched).
+    pub pressure: Option<Result<StallTrigger, String>>,
 }
 
 /// A run made ready before its cgroup exists: for the first run, while `spawn` makes the
@@ -44,6 +47,8 @@ pub struct NextRun {
     placed: Option<Placed>,
     /// The plan's procfs, for [`NextRun::place`].
     proc_root: PathBuf,
+    /// The plan's stall watch, for [`NextRun::place`].
+    stall: Option<StallPlan>,
 }
 
 /// What needs the cgroup to exist, though not its limits yet.
@@ -53,11 +58,17 @@ struct Placed {
     oom: Option<OomWatch>,
     /// The cgroup opened for the command to be born in or to join.
     placement: Placement,
+    /// Armed before the command starts, like the OOM notification.
+    pressure: Option<Result<StallTrigger, String>>,
 }
 
 impl Placed {
-    fn open(cgroup: &Cgroup, proc_root: &Path) -> Result<Placed> {
-        Ok(Placed { oom: OomWatch::register(cgroup)?, placement: Placement::open(cgroup, proc_root)? })
+    fn open(cgroup: &Cgroup, proc_root: &Path, stall: Option<&StallPlan>) -> Result<Placed> {
+        let pressure = stall.map(|s| {
+            StallTrigger::arm(cgroup, s.threshold_percent, stall_window(s.after))
+                .map_err(|e| format!("stalls on memory are not watched: {e}"))
+        });
+        Ok(Placed { oom: OomWatch::register(cgroup)?, placement: Placement::open(cgroup, proc_root)?, pressure })
     }
 }
 
@@ -65,7 +76,7 @@ impl NextRun {
     /// Opens what the start needs of `cgroup`, which must exist (for the first run, while
     /// `spawn` is still writing its limits).
     pub fn place(&mut self, cgroup: &Cgroup) -> Result<()> {
-        self.placed = Some(Placed::open(cgroup, &self.proc_root)?);
+        self.placed = Some(Placed::open(cgroup, &self.proc_root, self.stall.as_ref())?);
         Ok(())
     }
 }
@@ -101,7 +112,15 @@ pub fn prepare(plan: &SupervisorPlan) -> Result<NextRun> {
     })
     .with_context(|| format!("cannot start '{}'", plan.command[0]))?;
     let stdin = File::open("/dev/null").context("cannot open /dev/null")?;
-    Ok(NextRun { launch, output, output_write, stdin, placed: None, proc_root: plan.proc_root.clone() })
+    Ok(NextRun {
+        launch,
+        output,
+        output_write,
+        stdin,
+        placed: None,
+        proc_root: plan.proc_root.clone(),
+        stall: plan.stall.clone(),
+    })
 }
 
 /// Starts a prepared run. The cgroup must exist with its limits. With `reset_oom_score`, the
@@ -109,7 +128,7 @@ pub fn prepare(plan: &SupervisorPlan) -> Result<NextRun> {
 pub fn start(plan: &SupervisorPlan, mut next: NextRun, reset_oom_score: bool) -> Result<Running> {
     let mut placed = match next.placed.take() {
         Some(placed) => placed,
-        None => Placed::open(&plan.cgroup, &plan.proc_root)?,
+        None => Placed::open(&plan.cgroup, &plan.proc_root, plan.stall.as_ref())?,
     };
     placed.placement.set_oom_score_reset(reset_oom_score);
     let started_at = SystemTime::now();
@@ -124,7 +143,14 @@ pub fn start(plan: &SupervisorPlan, mut next: NextRun, reset_oom_score: bool) ->
         .with_context(|| format!("cannot start '{}' in {}", plan.command[0], plan.workspace.display()))?;
     // `start` closed our copy of the pipe's write end: EOF now means every process of the
     // agent that held it is gone.
-    Ok(Running { pid, output: next.output, started: Instant::now(), started_at, oom: placed.oom.map(OomGroup::new) })
+    Ok(Running {
+        pid,
+        output: next.output,
+        started: Instant::now(),
+        started_at,
+        oom: placed.oom.map(OomGroup::new),
+        pressure: placed.pressure,
+    })
 }
 
 fn set_nonblocking(file: &File) -> Result<()> {

@@ -23,6 +23,10 @@ pub struct Timers {
     /// cgroup v1: the next reading of the agent's `oom_kill` counter after an OOM
     /// notification (scheduled by [`super::oom_group::Verdicts`]).
     pub oom_check: Option<Instant>,
+    /// When the agent's run of memory-pressure triggers becomes a stall.
+    pub stall_due: Option<Instant>,
+    /// When the pressure counts as eased: no trigger came for two windows.
+    pub stall_eased: Option<Instant>,
 }
 
 impl Timers {
@@ -36,6 +40,8 @@ impl Timers {
             self.restart_backoff,
             self.housekeeping,
             self.oom_check,
+            self.stall_due,
+            self.stall_eased,
         ]
         .into_iter()
         .flatten()
@@ -48,6 +54,8 @@ impl Timers {
         self.hard_timeout = None;
         self.kill_grace = None;
         self.oom_check = None;
+        self.stall_due = None;
+        self.stall_eased = None;
     }
 }
 

@@ -1,7 +1,9 @@
 //! The supervisor's one poll(2): it sleeps on the signalfd, the agent's output pipe and the
-//! v1 OOM eventfd until one is readable or the next deadline passes.
+//! v1 OOM eventfd and the memory-pressure trigger until one is ready or the next deadline
+//! passes.
 
 use super::oom_group::OomGroup;
+use fleet_core::cgroup::StallTrigger;
 use nix::{
     poll::{PollFd, PollFlags, PollTimeout, poll},
     sys::signalfd::SignalFd,
@@ -18,10 +20,18 @@ pub struct Woke {
     pub signals: bool,
     pub output: bool,
     pub oom: bool,
+    pub pressure: bool,
 }
 
-/// Sleeps until a descriptor is readable or `deadline` passes (None: no deadline).
-pub fn wait(signals: &SignalFd, output: Option<&File>, oom: Option<&OomGroup>, deadline: Option<Instant>) -> Woke {
+/// Sleeps until a descriptor is readable (the pressure trigger: has fired) or `deadline`
+/// passes (None: no deadline).
+pub fn wait(
+    signals: &SignalFd,
+    output: Option<&File>,
+    oom: Option<&OomGroup>,
+    pressure: Option<&StallTrigger>,
+    deadline: Option<Instant>,
+) -> Woke {
     let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
     let output_at = output.map(|o| {
         fds.push(PollFd::new(o.as_fd(), PollFlags::POLLIN));
@@ -31,12 +41,17 @@ pub fn wait(signals: &SignalFd, output: Option<&File>, oom: Option<&OomGroup>, d
         fds.push(PollFd::new(o.fd(), PollFlags::POLLIN));
         fds.len() - 1
     });
+    // poll(2) itself consumes the trigger's event.
+    let pressure_at = pressure.map(|p| {
+        fds.push(PollFd::new(p.fd(), PollFlags::POLLPRI));
+        fds.len() - 1
+    });
     // EINTR cannot happen (every signal we take is blocked); anything else is a bug we
     // cannot act on, and the caller polls again.
     let _ = poll(&mut fds, timeout(deadline, Instant::now()));
     let ready =
         |at: Option<usize>| at.and_then(|i| fds.get(i)).and_then(|f| f.revents()).is_some_and(|r| !r.is_empty());
-    Woke { signals: ready(Some(0)), output: ready(output_at), oom: ready(oom_at) }
+    Woke { signals: ready(Some(0)), output: ready(output_at), oom: ready(oom_at), pressure: ready(pressure_at) }
 }
 
 /// The poll timeout for `deadline`: at least 1 ms, so a deadline due now is not a busy

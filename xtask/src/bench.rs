@@ -5,7 +5,8 @@
 //!   the same cgroup writes and exec; `fleetctl spawn` (returns once the command is exec'd);
 //! - the scale run (`bench_scale`): N sleeping agents spawned by 16 parallel callers,
 //!   relief and `kill --all --force` over all of them, every record checked;
-//! - each supervisor's resident memory while the N agents run.
+//! - each supervisor's resident memory while the N agents run;
+//! - the spawn queue's hand-off from a freed slot to the next waiter's start (`bench_queue`).
 
 use anyhow::{Result, ensure};
 use fleet_core::cgroup::{Fleet, Mounts, OwnCgroups};
@@ -37,6 +38,38 @@ fi
     sh $(for d in "$@"; do echo "$d/$id"; done) </dev/null 2>/dev/null & } | head -n 1 >/dev/null
 "#;
 
+/// A part of the benchmark `--only` may pick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// Spawn latency: interleaved, cold, right after a kill, as an unprivileged user.
+    Spawn,
+    /// The auto-kill reaction trials.
+    Reaction,
+    /// The queue's hand-off.
+    Queue,
+    /// The scale run: agents up, their supervisors' memory, `status`, `memory`, the
+    /// watcher's CPU, relief and `kill --all`.
+    Scale,
+}
+
+impl Part {
+    const ALL: [(&'static str, Part); 4] =
+        [("spawn", Part::Spawn), ("reaction", Part::Reaction), ("queue", Part::Queue), ("scale", Part::Scale)];
+
+    /// `scale` or `spawn,scale`: the parts named, each one known.
+    pub fn parse_list(list: &str) -> Result<Vec<Part>> {
+        list.split(',')
+            .map(|name| {
+                Part::ALL
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, p)| *p)
+                    .ok_or_else(|| anyhow::anyhow!("bench: --only takes spawn, reaction, queue or scale, not '{name}'"))
+            })
+            .collect()
+    }
+}
+
 /// How much to measure.
 pub struct Options {
     /// Agents in the scale run.
@@ -45,25 +78,32 @@ pub struct Options {
     pub rounds: usize,
     /// Auto-kill reaction trials per guard.
     pub trials: usize,
+    /// The parts to run (`--only`); all when empty. The scale run alone is what `status`,
+    /// `memory`, the watcher and relief at 1,000 agents need, in a fraction of the time.
+    pub only: Vec<Part>,
+}
+
+impl Options {
+    fn runs(&self, part: Part) -> bool {
+        self.only.is_empty() || self.only.contains(&part)
+    }
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { agents: 300, rounds: 60, trials: 20 }
+        Options { agents: 300, rounds: 60, trials: 20, only: Vec::new() }
     }
 }
 
 pub fn run(root: &Path, options: &Options) -> Result<()> {
     ensure!(unsafe_geteuid() == 0, "the benchmark creates cgroups: run it as root");
-    let Options { agents, rounds, trials } = *options;
+
     let tmp = std::env::temp_dir().join(format!("fleetctl-bench-{}", std::process::id()));
     std::fs::create_dir_all(tmp.join("ws/ws"))?;
     // Agents that run as an unprivileged user (the containment row) reach and write it.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
     std::fs::set_permissions(tmp.join("ws/ws"), std::fs::Permissions::from_mode(0o1777))?;
-    // Its agents run as root (spawn refuses root with no user), and no host config applies.
-    std::fs::write(tmp.join("fleet.toml"), "[agent]\nuser = \"root\"\n")?;
     // The binary hosts install (`cargo xtask dist`), installed as a host would have it: copied.
     // What operators run is what is measured. The linker's fresh output is not what a host
     // runs: its page cache is in large folios and a fault maps a whole folio, so an idle
@@ -78,11 +118,16 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         std::fs::create_dir_all(dir)?;
         nix::mount::mount(Some("fleet-bench"), dir, Some("tmpfs"), nix::mount::MsFlags::empty(), Some("size=256m"))?;
     }
+    // The scale run's agents sleep in about 1 MiB: counted at admission at the default 32 MiB
+    // start reserve, 1,000 of them started within its 10 s would be refused past 640 on a
+    // 24 GiB host. They count for what they take.
+    // Its agents run as root (spawn refuses root with no user), and no host config applies.
+    std::fs::write(tmp.join("fleet.toml"), "[agent]\nuser = \"root\"\nstart_reserve = \"1M\"\n")?;
     let name = format!("fleetctl-bench-{}", std::process::id());
     let mounts = Mounts::detect(Path::new("/proc"))?;
     let fleet = Fleet::resolve(&mounts, &OwnCgroups::read(Path::new("/proc"))?, &name)?;
     let env = Env { bin, tmp: tmp.clone(), name };
-    let result = measure(&env, &fleet, agents, rounds, trials);
+    let result = measure(&env, &fleet, options);
     let _ = env.fleetctl(&["kill", "--all", "--force"]).output();
     for cg in [fleet.agents(), fleet.supervisors(), fleet.root.clone(), baseline_root(&fleet)] {
         let _ = cg.kill_and_remove(Duration::from_secs(5));
@@ -122,16 +167,37 @@ pub fn baseline_root(fleet: &Fleet) -> fleet_core::cgroup::Cgroup {
     fleet.root.child("bash-baseline")
 }
 
-fn measure(env: &Env, fleet: &Fleet, agents: usize, rounds: usize, trials: usize) -> Result<()> {
+fn measure(env: &Env, fleet: &Fleet, options: &Options) -> Result<()> {
+    let Options { agents, rounds, trials, .. } = *options;
     fleet.ensure()?;
+    let mut rows = Vec::new();
     // 1-3. Spawn latency against bare fork+exec and the bash baseline.
-    let spawn_rows = crate::bench_spawn::latency(env, fleet, rounds)?;
-
+    if options.runs(Part::Spawn) {
+        rows.extend(crate::bench_spawn::latency(env, fleet, rounds)?);
+    }
     // 4. Auto-kill reaction on a quiet fleet, before the scale run: tearing down hundreds of
     //    cgroups leaves the kernel freeing them for seconds, which showed up as noise here.
-    let reaction_rows = crate::bench_memory::reaction(env, fleet, trials)?;
+    let reaction_rows =
+        if options.runs(Part::Reaction) { crate::bench_memory::reaction(env, fleet, trials)? } else { Vec::new() };
+    // The queue's hand-off, also on a quiet fleet.
+    let queue_row = if options.runs(Part::Queue) { Some(crate::bench_queue::handoff(env, trials)?) } else { None };
     // 5. The scale run: N agents up from 16 callers, resident memory, the observation
     //    figures, relief and kill over all of them, every record accounted for.
+    if options.runs(Part::Scale) {
+        rows.extend(scale(env, fleet, agents)?);
+    }
+    println!("{}\n", machine_line(fleet));
+    println!("| what | fleetctl | baseline | ratio |");
+    println!("|---|---|---|---|");
+    for row in rows.iter().chain(&reaction_rows).chain(&queue_row) {
+        println!("{row}");
+    }
+    Ok(())
+}
+
+/// The scale run's rows: up, relief and down, the supervisors' memory, the observation
+/// figures and the watcher.
+fn scale(env: &Env, fleet: &Fleet, agents: usize) -> Result<Vec<String>> {
     let up_row = crate::bench_scale::up(env, fleet, agents)?;
     // Supervisors join supervisors/ (and drop their setup pages) 50 ms after they start.
     let settle = Instant::now() + Duration::from_secs(5);
@@ -144,31 +210,18 @@ fn measure(env: &Env, fleet: &Fleet, agents: usize, rounds: usize, trials: usize
     let watcher_row = crate::bench_memory::watcher_cpu(env, fleet, 10)?;
     let down_rows = crate::bench_scale::relief_and_down(env, fleet, agents)?;
     ensure!(!rss.is_empty(), "no supervisors found to measure");
-
-    println!("{}\n", machine_line(fleet));
-    println!("| what | fleetctl | baseline | ratio |");
-    println!("|---|---|---|---|");
-    for row in &spawn_rows {
-        println!("{row}");
-    }
-    println!("{up_row}");
-    for row in &down_rows {
-        println!("{row}");
-    }
-    println!(
+    let mut rows = vec![up_row];
+    rows.extend(down_rows);
+    rows.push(format!(
         "| supervisor resident memory ({} supervisors) | median {} KiB, max {} KiB | goal 2048 KiB | {:.2}x of goal (max) |",
         rss.len(),
         rss[rss.len() / 2],
         rss[rss.len() - 1],
         rss[rss.len() - 1] as f64 / 2048.0
-    );
-    for row in observe_rows.iter().chain([&watcher_row]) {
-        println!("{row}");
-    }
-    for row in reaction_rows {
-        println!("{row}");
-    }
-    Ok(())
+    ));
+    rows.extend(observe_rows);
+    rows.push(watcher_row);
+    Ok(rows)
 }
 
 /// "Run 2026-11-22 14:05 UTC on host, 2 cores, 23.5 GiB, kernel 6.1.0, hybrid, favordynmods off":
@@ -232,4 +285,18 @@ fn rss_kib(pid: i32) -> Option<u64> {
 fn unsafe_geteuid() -> u32 {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Part;
+
+    #[test]
+    fn only_takes_known_parts_and_refuses_the_rest() {
+        assert_eq!(Part::parse_list("scale").unwrap(), [Part::Scale]);
+        assert_eq!(Part::parse_list("spawn,queue").unwrap(), [Part::Spawn, Part::Queue]);
+        let err = Part::parse_list("scale,status").unwrap_err().to_string();
+        assert!(err.contains("not 'status'"), "{err}");
+        assert!(Part::parse_list("").is_err());
+    }
 }

@@ -15,6 +15,7 @@
 
 mod bench;
 mod bench_memory;
+mod bench_queue;
 mod bench_scale;
 mod bench_spawn;
 mod codegen;
@@ -30,7 +31,7 @@ mod vmtest_systemd;
 use anyhow::{Result, bail};
 use std::path::{Path, PathBuf};
 
-const USAGE: &str = "usage: cargo xtask codegen [--check] | bench [--agents N] [--rounds N] [--trials N] | soak [--minutes N] [--agents N] [--seed S] | vm-test [--systemd [--layout unified|hybrid|both] [--tests unified|hybrid|both|none] [--deb PATH]] | dist | deb";
+const USAGE: &str = "usage: cargo xtask codegen [--check] | bench [--agents N] [--rounds N] [--trials N] [--only spawn,reaction,queue,scale] | soak [--minutes N] [--agents N] [--seed S] | vm-test [--systemd [--layout unified|hybrid|both] [--tests unified|hybrid|both|none] [--deb PATH]] | dist | deb";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -55,12 +56,17 @@ fn main() -> Result<()> {
     }
 }
 
-/// bench's options: each `--agents`, `--rounds` or `--trials` with a count; anything else
-/// is refused rather than ignored.
+/// bench's options: each `--agents`, `--rounds` or `--trials` with a count, `--only` with
+/// parts; anything else is refused rather than ignored.
 fn bench_options(args: &[String]) -> Result<bench::Options> {
     let mut options = bench::Options::default();
     let mut it = args.iter();
     while let Some(flag) = it.next() {
+        if flag == "--only" {
+            let list = it.next().ok_or_else(|| anyhow::anyhow!("bench: --only needs parts, e.g. --only scale"))?;
+            options.only = bench::Part::parse_list(list)?;
+            continue;
+        }
         let slot = match flag.as_str() {
             "--agents" => &mut options.agents,
             "--rounds" => &mut options.rounds,

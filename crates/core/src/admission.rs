@@ -29,11 +29,15 @@ pub struct Entry {
     pub pid: i32,
     /// The agent.
     pub id: AgentId,
+    /// A reservation the agent asked for (`--memory-reserve`): it lasts as long as the
+    /// agent, not only while it starts.
+    pub lasting: bool,
 }
 
 impl Entry {
     fn line(&self) -> String {
-        format!("{} {} {} {}\n", self.at.as_millis(), self.reserve, self.pid, self.id)
+        let lasting = if self.lasting { " R" } else { "" };
+        format!("{} {} {} {}{lasting}\n", self.at.as_millis(), self.reserve, self.pid, self.id)
     }
 
     fn parse(line: &str) -> Option<Entry> {
@@ -43,8 +47,13 @@ impl Entry {
             reserve: f.next()?.parse().ok()?,
             pid: f.next()?.parse().ok()?,
             id: f.next()?.parse().ok()?,
+            lasting: false,
         };
-        f.next().is_none().then_some(entry)
+        match (f.next(), f.next()) {
+            (None, _) => Some(entry),
+            (Some("R"), None) => Some(Entry { lasting: true, ..entry }),
+            _ => None,
+        }
     }
 }
 
@@ -104,7 +113,7 @@ mod tests {
     use super::*;
 
     fn entry(ms: u64, id: &str) -> Entry {
-        Entry { at: Duration::from_millis(ms), reserve: 32 << 20, pid: 42, id: id.parse().expect("id") }
+        Entry { at: Duration::from_millis(ms), reserve: 32 << 20, pid: 42, id: id.parse().expect("id"), lasting: false }
     }
 
     #[test]
@@ -133,8 +142,16 @@ mod tests {
     }
 
     #[test]
+    fn a_lasting_reservation_round_trips() {
+        let lasting = Entry { lasting: true, ..entry(2500, "r") };
+        assert_eq!(lasting.line(), format!("2500 {} 42 r R\n", 32 << 20));
+        assert_eq!(Entry::parse(lasting.line().trim_end()), Some(lasting));
+        assert_eq!(Entry::parse(entry(1, "a").line().trim_end()), Some(entry(1, "a")));
+    }
+
+    #[test]
     fn refuses_lines_that_are_not_entries() {
-        for bad in ["", "1 2 3", "1 2 3 ../x", "x 2 3 a", "1 2 3 a extra", "1 -2 3 a"] {
+        for bad in ["", "1 2 3", "1 2 3 ../x", "x 2 3 a", "1 2 3 a extra", "1 -2 3 a", "1 2 3 a R x"] {
             assert_eq!(Entry::parse(bad), None, "{bad}");
         }
     }

@@ -64,6 +64,18 @@ pub enum Event {
         /// The agent's `memory.max`.
         memory_max: Limit,
     },
+    /// The agent stalled on memory: its `full` memory pressure stayed above the threshold
+    /// for the configured time. It is marked `stalled` until the pressure eases.
+    Stall {
+        /// The pressure threshold, percent of wall time all its tasks were stalled.
+        threshold_percent: u8,
+        /// How long the pressure stayed above it, in milliseconds.
+        after_ms: u64,
+        /// The signal sent to its main process (`spawn --stall-signal`), if any.
+        signal: Option<String>,
+        /// Whether it is being killed for it (`spawn --on-stall kill`).
+        kill: bool,
+    },
     /// Too many failures in the crash-loop window: no more restarts.
     CrashLoop {
         /// Failures within the window.
@@ -106,6 +118,20 @@ pub enum Event {
     },
     /// `spawn` refused to start the agent (exit 75).
     SpawnRefused(Refusal),
+    /// `spawn --queue` joined the line instead of being refused.
+    Queued {
+        /// What it waits for: `memory`, `pool`, `cap`, or `turn` (others wait ahead).
+        reason: String,
+        /// Live waiters ahead of it.
+        ahead: usize,
+    },
+    /// A waiter left the line.
+    QueueLeft {
+        /// `admitted`, `timeout`, or `cancelled` (by `kill`).
+        outcome: String,
+        /// How long it waited, in milliseconds.
+        waited_ms: u64,
+    },
 }
 
 /// The fields of an `exit` event.
@@ -178,6 +204,18 @@ pub enum Refusal {
     },
     /// A workspace slot or port block pool is exhausted.
     Pool,
+    /// The fleet has its maximum number of agents.
+    Cap {
+        /// Agents counted: live ones and spawns admitted and still at work.
+        agents: usize,
+        /// The cap.
+        max_agents: usize,
+    },
+    /// Others wait in line (`spawn --queue`) and this spawn did not join it.
+    Queue {
+        /// Live waiters.
+        waiting: usize,
+    },
 }
 
 /// An event's name alone, for readers that only count or match (and the docs check).
@@ -197,6 +235,8 @@ pub enum Kind {
     HardTimeout,
     /// `oom_kill`
     OomKill,
+    /// `stall`
+    Stall,
     /// `crash_loop`
     CrashLoop,
     /// `exit`
@@ -209,11 +249,15 @@ pub enum Kind {
     SupervisorError,
     /// `spawn_refused`
     SpawnRefused,
+    /// `queued`
+    Queued,
+    /// `queue_left`
+    QueueLeft,
 }
 
 impl Kind {
     /// Every event there is.
-    pub const ALL: [Kind; 13] = [
+    pub const ALL: [Kind; 16] = [
         Kind::Spawn,
         Kind::Restart,
         Kind::RestartScheduled,
@@ -221,12 +265,15 @@ impl Kind {
         Kind::SoftTimeout,
         Kind::HardTimeout,
         Kind::OomKill,
+        Kind::Stall,
         Kind::CrashLoop,
         Kind::Exit,
         Kind::SupervisorDied,
         Kind::ReliefKill,
         Kind::SupervisorError,
         Kind::SpawnRefused,
+        Kind::Queued,
+        Kind::QueueLeft,
     ];
 
     /// The `event` field's value (the serde tag of [`Event`]; a unit test holds them equal).
@@ -239,12 +286,15 @@ impl Kind {
             Kind::SoftTimeout => "soft_timeout",
             Kind::HardTimeout => "hard_timeout",
             Kind::OomKill => "oom_kill",
+            Kind::Stall => "stall",
             Kind::CrashLoop => "crash_loop",
             Kind::Exit => "exit",
             Kind::SupervisorDied => "supervisor_died",
             Kind::ReliefKill => "relief_kill",
             Kind::SupervisorError => "supervisor_error",
             Kind::SpawnRefused => "spawn_refused",
+            Kind::Queued => "queued",
+            Kind::QueueLeft => "queue_left",
         }
     }
 
@@ -265,12 +315,15 @@ impl Event {
             Event::SoftTimeout { .. } => Kind::SoftTimeout,
             Event::HardTimeout { .. } => Kind::HardTimeout,
             Event::OomKill { .. } => Kind::OomKill,
+            Event::Stall { .. } => Kind::Stall,
             Event::CrashLoop { .. } => Kind::CrashLoop,
             Event::Exit(_) => Kind::Exit,
             Event::SupervisorDied { .. } => Kind::SupervisorDied,
             Event::ReliefKill { .. } => Kind::ReliefKill,
             Event::SupervisorError { .. } => Kind::SupervisorError,
             Event::SpawnRefused(_) => Kind::SpawnRefused,
+            Event::Queued { .. } => Kind::Queued,
+            Event::QueueLeft { .. } => Kind::QueueLeft,
         }
     }
 

@@ -18,6 +18,8 @@ fn samples() -> Vec<Event> {
         Event::HardTimeout { signalled: 3, grace_ms: 10_000 },
         Event::OomKill { oom_kills: 1, memory_max: Limit::Bytes(256 << 20) },
         Event::OomKill { oom_kills: 2, memory_max: Limit::Max },
+        Event::Stall { threshold_percent: 50, after_ms: 30_000, signal: Some("SIGUSR2".into()), kill: false },
+        Event::Stall { threshold_percent: 10, after_ms: 4_000, signal: None, kill: true },
         Event::CrashLoop { failures: 5, cause: "crash loop: 5 failures".into() },
         Event::Exit(Exit {
             state: AgentState::Failed,
@@ -54,6 +56,10 @@ fn samples() -> Vec<Event> {
         Event::SupervisorError { error: "cannot open the log".into() },
         Event::SpawnRefused(Refusal::Memory { used_percent: 90.0, counted_percent: 96.2, threshold_percent: 95 }),
         Event::SpawnRefused(Refusal::Pool),
+        Event::SpawnRefused(Refusal::Cap { agents: 300, max_agents: 300 }),
+        Event::SpawnRefused(Refusal::Queue { waiting: 4 }),
+        Event::Queued { reason: "memory".into(), ahead: 2 },
+        Event::QueueLeft { outcome: "admitted".into(), waited_ms: 1500 },
     ]
 }
 

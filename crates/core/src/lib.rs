@@ -21,6 +21,7 @@ pub mod lock;
 pub mod meminfo;
 pub mod paths;
 pub mod procs;
+pub mod queue;
 pub mod roots;
 pub mod size;
 pub mod state;

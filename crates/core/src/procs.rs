@@ -3,10 +3,6 @@
 
 use crate::{Error, Result};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use procfs::{
-    FromRead,
-    process::{ProcState, Stat},
-};
 use serde::{Deserialize, Serialize};
 use std::{
     os::fd::{AsFd, FromRawFd, OwnedFd, RawFd},
@@ -27,14 +23,12 @@ impl ProcessRef {
     /// Identifies the live process `pid`, if there is one.
     pub fn of(proc_root: &Path, pid: i32) -> Option<ProcessRef> {
         let stat = stat(proc_root, pid)?;
-        Some(ProcessRef { pid, start_ticks: stat.starttime })
+        Some(ProcessRef { pid, start_ticks: stat.start_ticks })
     }
 
     /// Whether this very process is still running (not exited, not a zombie, pid not reused).
     pub fn is_alive(&self, proc_root: &Path) -> bool {
-        stat(proc_root, self.pid).is_some_and(|stat| {
-            stat.starttime == self.start_ticks && !matches!(stat.state(), Ok(ProcState::Zombie | ProcState::Dead))
-        })
+        stat(proc_root, self.pid).is_some_and(|stat| stat.start_ticks == self.start_ticks && !stat.ended())
     }
 
     /// Waits up to `timeout` for this process to exit; returns whether it has. The kernel
@@ -80,11 +74,43 @@ pub(crate) fn pidfd_open(pid: i32) -> Option<OwnedFd> {
     Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
-/// `<proc_root>/<pid>/stat`, read as one file. (`Process::new_with_root` would also open the
-/// process's directory, and once per process read the kernel's version: more syscalls on
-/// every supervisor's start, and one more per agent that `status` shows.)
+/// What fleetctl needs of `/proc/<pid>/stat`: the state letter (field 3) and the start time
+/// (field 22).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stat {
+    state: u8,
+    start_ticks: u64,
+}
+
+impl Stat {
+    /// Exited: a zombie (`Z`) or dead (`X`, and `x` before Linux 3.13).
+    fn ended(&self) -> bool {
+        matches!(self.state, b'Z' | b'X' | b'x')
+    }
+
+    /// Parses a stat line. The command name (field 2) may hold spaces and parentheses:
+    /// fields are counted from its closing parenthesis, the last one in the line.
+    fn parse(line: &[u8]) -> Option<Stat> {
+        let close = line.iter().rposition(|&b| b == b')')?;
+        let mut fields = line[close + 1..].split(|&b| b == b' ').filter(|f| !f.is_empty());
+        let state = *fields.next()?.first()?;
+        // Field 22 is the 20th after the state (field 3).
+        let start = fields.nth(18)?;
+        let start_ticks = std::str::from_utf8(start).ok()?.trim_end().parse().ok()?;
+        Some(Stat { state, start_ticks })
+    }
+}
+
+/// `<proc_root>/<pid>/stat`, read in one `read(2)`: the kernel renders the whole line for
+/// the first read when the buffer holds it (a line is at most about 1 KiB: 52 numeric
+/// fields and a 16-byte name), so opening, one read and closing is all it costs. Every
+/// `status`, `memory` and relief asks this of each agent's supervisor; the `procfs`
+/// crate's reader (open, `fcntl`, `fstat`, `lseek`, two reads) and its parsing of all 52
+/// fields cost twice the system calls.
 fn stat(proc_root: &Path, pid: i32) -> Option<Stat> {
-    Stat::from_file(proc_root.join(pid.to_string()).join("stat")).ok()
+    let mut buf = [0u8; 2048];
+    let line = crate::cgroup::files::read_once(&proc_root.join(pid.to_string()).join("stat"), &mut buf).ok()?;
+    Stat::parse(line)
 }
 
 /// How many threads the calling process has (`<proc_root>/self/task` has an entry for each),
@@ -198,6 +224,27 @@ mod tests {
         assert!(me.wait_exit(proc_root, Duration::from_secs(10)));
         child.wait().unwrap();
         assert!(me.wait_exit(proc_root, Duration::ZERO), "a reaped process has exited");
+    }
+
+    #[test]
+    fn a_stat_line_gives_the_state_and_start_time_counted_from_the_name_s_end() {
+        // Field 22 is the start time; a name may hold spaces and parentheses.
+        let tail: String = (4..=52).map(|n| if n == 22 { " 987654".to_string() } else { format!(" {n}") }).collect();
+        let line = format!("42 (sup:a (1) x) S{tail}\n");
+        assert_eq!(Stat::parse(line.as_bytes()), Some(Stat { state: b'S', start_ticks: 987654 }));
+        let zombie = format!("42 (sup) Z{tail}");
+        assert!(Stat::parse(zombie.as_bytes()).is_some_and(|s| s.ended()));
+        assert!(!Stat::parse(line.as_bytes()).is_some_and(|s| s.ended()));
+        assert_eq!(Stat::parse(b"42 (short) S 1 2 3"), None, "too few fields");
+        assert_eq!(Stat::parse(b"no name here"), None);
+    }
+
+    #[test]
+    fn the_live_process_s_own_stat_names_it() {
+        let me = ProcessRef::of(Path::new("/proc"), std::process::id() as i32).expect("our own stat");
+        assert!(me.is_alive(Path::new("/proc")));
+        let other = ProcessRef { start_ticks: me.start_ticks + 1, ..me };
+        assert!(!other.is_alive(Path::new("/proc")), "another start time is another process");
     }
 
     #[test]

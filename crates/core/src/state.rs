@@ -40,6 +40,8 @@ pub enum AgentState {
     Killed,
     /// It failed too often too fast; restarts stopped.
     CrashLoop,
+    /// It stalled on memory and was killed for it (`spawn --on-stall kill`).
+    Stalled,
     /// Its supervisor is gone while the record says it is alive (derived when read).
     Orphaned,
 }
@@ -51,7 +53,7 @@ impl AgentState {
     }
 
     /// Every state, in the documented order.
-    pub const ALL: [AgentState; 9] = [
+    pub const ALL: [AgentState; 10] = [
         AgentState::Starting,
         AgentState::Running,
         AgentState::Exited,
@@ -60,6 +62,7 @@ impl AgentState {
         AgentState::TimedOut,
         AgentState::Killed,
         AgentState::CrashLoop,
+        AgentState::Stalled,
         AgentState::Orphaned,
     ];
 
@@ -74,6 +77,7 @@ impl AgentState {
             AgentState::TimedOut => "timed-out",
             AgentState::Killed => "killed",
             AgentState::CrashLoop => "crash-loop",
+            AgentState::Stalled => "stalled",
             AgentState::Orphaned => "orphaned",
         }
     }
@@ -208,6 +212,17 @@ pub struct AgentRecord {
     /// again; records written before it existed have none (restart then uses the defaults).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spawned_with: Option<SpawnSettings>,
+    /// Bytes admission counts for it while it uses less (`--memory-reserve`); None: off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_reserve: Option<u64>,
+    /// Since when the current run has stalled on memory (see the `stall` event); None while
+    /// it has not, or once the pressure eased.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_rfc3339_opt")]
+    pub stalled_since: Option<SystemTime>,
+    /// The signal relief and the guard send its main process before they kill it, so it
+    /// can save its state (`spawn --save-signal`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub save_signal: Option<String>,
 }
 
 /// The settings of a spawn that the rest of the record does not keep.
@@ -234,6 +249,12 @@ pub struct SpawnSettings {
     /// `--allow-new-privs`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_new_privs: bool,
+    /// `--stall-signal`, as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stall_signal: Option<String>,
+    /// `--on-stall kill`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub on_stall_kill: bool,
 }
 
 impl AgentRecord {
@@ -273,12 +294,16 @@ impl AgentRecord {
             final_peak_bytes: None,
             labels: Labels::new(),
             spawned_with: None,
+            memory_reserve: None,
+            stalled_since: None,
+            save_signal: None,
         }
     }
 
     /// Loads a record; a missing file is `Ok(None)`, a corrupt one an error naming it.
     pub fn load(path: &Path) -> Result<Option<AgentRecord>> {
-        let bytes = match std::fs::read(path) {
+        // Every `status` and `memory` reads each agent's record: the fewest system calls.
+        let bytes = match crate::cgroup::files::read_whole(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io("read", path, e)),
@@ -370,7 +395,18 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            ["starting", "running", "exited", "failed", "oom-killed", "timed-out", "killed", "crash-loop", "orphaned"]
+            [
+                "starting",
+                "running",
+                "exited",
+                "failed",
+                "oom-killed",
+                "timed-out",
+                "killed",
+                "crash-loop",
+                "stalled",
+                "orphaned"
+            ]
         );
         for s in AgentState::ALL {
             assert_eq!(serde_json::to_value(s).expect("ser"), s.name());

@@ -34,6 +34,8 @@ pub struct AgentMemory {
     pub id: String,
     pub state: AgentState,
     pub current_bytes: u64,
+    /// What admission counts it for while it uses less (`--memory-reserve`).
+    pub reserve_bytes: Option<u64>,
     pub high_bytes: Option<u64>,
     pub max_bytes: Option<u64>,
     pub percent_of_max: Option<f64>,
@@ -91,6 +93,7 @@ fn row(s: &AgentSample) -> AgentMemory {
         id: s.view.record.id.to_string(),
         state: s.view.state,
         current_bytes: current,
+        reserve_bytes: s.view.record.memory_reserve,
         high_bytes: c.high.and_then(Limit::bytes),
         max_bytes: max,
         percent_of_max: max.map(|m| percent_1dp(current, m)),

@@ -23,7 +23,7 @@ use crate::{
 };
 use anyhow::Result;
 use fleet_core::{
-    cgroup::{Cgroup, MemoryEvents, MemoryStats, Pressure},
+    cgroup::{Cgroup, HeldParent, MemoryEvents, MemoryStats, Pressure},
     size::Limit,
 };
 
@@ -89,9 +89,12 @@ impl AgentSample {
 }
 
 /// Reads one agent's cgroup at `detail`; `started` says its run has started (CPU time is
-/// read only then). Each level opens only its own files; the unit tests list them.
-pub fn read(cgroup: &Cgroup, detail: Detail, started: bool) -> CgroupSample {
+/// read only then). Each level opens only its own files; the unit tests list them. With
+/// `parent` (the fleet's `agents` cgroup held open) each file is found from there instead of
+/// from the root: the same files.
+pub fn read_under(cgroup: &Cgroup, parent: Option<&HeldParent>, detail: Detail, started: bool) -> CgroupSample {
     let none = CgroupSample::default();
+    let cgroup = cgroup.read_with(parent);
     match detail {
         Detail::Status | Detail::Metrics => {
             let mut s = cgroup.memory_stats().map_or(none, |m| none.with_stats(m));
@@ -121,11 +124,15 @@ pub fn read(cgroup: &Cgroup, detail: Detail, started: bool) -> CgroupSample {
 /// Samples `views` at `detail`, keeping their order: the cgroups of live agents are read
 /// (spread over a few threads), ended ones are not.
 pub fn agents(ctx: &Ctx, views: Vec<AgentView>, detail: Detail) -> Vec<AgentSample> {
+    // Every agent's files through the `agents` directories held open; if they cannot be
+    // opened (no agent yet), by path.
+    let parent =
+        views.iter().any(|v| !v.state.is_terminal()).then(|| HeldParent::open(&ctx.fleet.agents()).ok()).flatten();
     let cgroups = crate::agent::par_map(&views, |v| {
         if v.state.is_terminal() {
             return CgroupSample::default();
         }
-        read(&ctx.fleet.agent(&v.record.id), detail, v.record.started_at.is_some())
+        read_under(&ctx.fleet.agent(&v.record.id), parent.as_ref(), detail, v.record.started_at.is_some())
     });
     views.into_iter().zip(cgroups).map(|(view, cgroup)| AgentSample { view, cgroup }).collect()
 }

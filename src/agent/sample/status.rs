@@ -81,6 +81,8 @@ pub struct AgentStatus {
     pub ran_seconds: Option<u64>,
     pub memory_current_bytes: Option<u64>,
     pub memory_max_bytes: Option<u64>,
+    /// What admission counts it for while it uses less (`--memory-reserve`).
+    pub memory_reserve_bytes: Option<u64>,
     pub memory_peak_bytes: Option<u64>,
     pub memory_percent_of_max: Option<f64>,
     pub cpu_percent: Option<f64>,
@@ -104,6 +106,10 @@ pub struct AgentStatus {
     pub port_base: Option<u16>,
     pub port_count: Option<u16>,
     pub scratch: Option<PathBuf>,
+    /// Stalled on memory now (the `stall` event; until the pressure eases).
+    pub stalled: bool,
+    /// Since when, while it is.
+    pub stalled_since: Option<String>,
     /// Why the agent is shown from its cgroup: its record cannot be read, or it has none.
     pub record_error: Option<String>,
     /// The slot its record names, held or not: the table shows the workspace by it, the
@@ -218,6 +224,7 @@ fn agent_status(ctx: &Ctx, sample: AgentSample, now: SystemTime) -> AgentStatus 
         memory_current_bytes: c.current,
         // The kernel's limit while the cgroup is there; the record's otherwise.
         memory_max_bytes: max.or(r.limits.memory_max.bytes()),
+        memory_reserve_bytes: r.memory_reserve,
         // The cgroup's while it is there; after the run, the peak its supervisor recorded.
         memory_peak_bytes: c.peak.or(r.final_peak_bytes),
         memory_percent_of_max: c.current.zip(max).map(|(current, max)| percent_1dp(current, max)),
@@ -242,6 +249,9 @@ fn agent_status(ctx: &Ctx, sample: AgentSample, now: SystemTime) -> AgentStatus 
         port_base: r.ports.filter(|_| v.supervised).map(|p| p.base),
         port_count: r.ports.filter(|_| v.supervised).map(|p| p.count),
         scratch: r.scratch.filter(|_| !v.state.is_terminal()),
+        // Only a live supervisor keeps the mark true.
+        stalled: r.stalled_since.is_some() && v.state == AgentState::Running,
+        stalled_since: time(r.stalled_since.filter(|_| v.state == AgentState::Running)),
         record_error: v.record_error,
         slot_name: r.slot,
     }

@@ -62,6 +62,11 @@ impl Opens {
     }
 }
 
+/// One agent's cgroup read by path.
+fn read(cgroup: &Cgroup, detail: Detail, started: bool) -> CgroupSample {
+    read_under(cgroup, None, detail, started)
+}
+
 fn seed(dir: &Path, files: &[(&str, &str)]) {
     std::fs::create_dir_all(dir).expect("mkdir");
     for (name, text) in files {
@@ -195,6 +200,29 @@ fn only_relief_parses_memory_stat_and_reads_what_each_view_shows() {
         let memory = read(&cg, Detail::Memory, true);
         assert_eq!((memory.pressure.some_avg10, memory.pids, memory.inactive_file), (1.5, None, 0));
         assert!(memory.events.oom_kill > 0 && memory.high == Some(Limit::Max), "{memory:?}");
+    }
+}
+
+#[test]
+fn reading_under_the_held_parent_opens_the_same_files_and_reads_the_same() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (v2, v1) = (tmp.path().join("v2"), tmp.path().join("v1"));
+    let cases = [
+        (unified(&v2.join("a1")), Cgroup { layout: Layout::Unified, unified: v2, memory_v1: None, pids_v1: None }),
+        (
+            hybrid(&v1),
+            Cgroup { layout: Layout::Hybrid, unified: v1.clone(), memory_v1: Some(v1.clone()), pids_v1: Some(v1) },
+        ),
+    ];
+    for (cg, parent) in cases {
+        let held = HeldParent::open(&parent).expect("hold the parent");
+        let mut opens = watch(&cg);
+        for detail in [Detail::Status, Detail::Metrics, Detail::Memory, Detail::Relief] {
+            let by_path = read(&cg, detail, true);
+            let by_path_opened = opens.take();
+            assert_eq!(read_under(&cg, Some(&held), detail, true), by_path, "{detail:?} {:?}", cg.layout);
+            assert_eq!(opens.take(), by_path_opened, "{detail:?} {:?}", cg.layout);
+        }
     }
 }
 

@@ -113,6 +113,7 @@ pub fn run(ctx: &Ctx, args: WatchArgs) -> Result<Exit> {
         order: victims.order,
         by: "watch".into(),
         grace: victims.grace,
+        save_grace: victims.save_grace,
         growth: Default::default(),
     };
     let mut alert_until: Option<Instant> = None;
@@ -170,7 +171,7 @@ pub fn run(ctx: &Ctx, args: WatchArgs) -> Result<Exit> {
                 "fleet at {:.1} %, at or above the kill threshold of {kill_t} %: relieving to {spawn_t} %",
                 budget.percent()
             ));
-            let outcome = relieve(ctx, &relief, &victims.protect, |k| {
+            let outcome = relieve(ctx, &relief, &victims.protect, None, |k| {
                 screen.say(&format!(
                     "killed {} (held {}): fleet {:.1} % -> {:.1} %",
                     k.id,

@@ -1,7 +1,7 @@
 //! What goes into the supervisor's state machine and what comes out: the plan's part it
 //! needs, the inputs the driver feeds it, and the actions it asks of the driver.
 
-use crate::agent::plan::SupervisorPlan;
+use crate::agent::plan::{StallPlan, SupervisorPlan};
 use crate::supervisor::outcome::Verdict;
 use fleet_core::{
     event::Event,
@@ -23,6 +23,38 @@ pub struct Policy {
     pub memory_max: Limit,
     /// The agent's command, for the `spawn` and `restart` events.
     pub command: Vec<String>,
+    /// What counts as a stall on memory and what it does; None: not watched.
+    pub stall: Option<StallPolicy>,
+}
+
+/// A stall on memory, as the machine applies it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StallPolicy {
+    /// The trigger's threshold, percent of the window.
+    pub threshold_percent: u8,
+    /// How long triggers must keep coming.
+    pub after: Duration,
+    /// The trigger's window: the kernel fires at most once per window.
+    pub window: Duration,
+    /// For the main process.
+    pub signal: Option<Signal>,
+    /// Kill the agent for it.
+    pub kill: bool,
+}
+
+impl StallPolicy {
+    /// The plan's stall as the machine applies it: the kernel's window for it, the signal
+    /// by name (the CLI took only names nix knows).
+    pub fn of(plan: &StallPlan) -> StallPolicy {
+        use std::str::FromStr;
+        StallPolicy {
+            threshold_percent: plan.threshold_percent,
+            after: plan.after,
+            window: fleet_core::cgroup::stall_window(plan.after),
+            signal: plan.signal.as_deref().and_then(|s| Signal::from_str(s).ok()),
+            kill: plan.kill,
+        }
+    }
 }
 
 impl Policy {
@@ -36,6 +68,7 @@ impl Policy {
             crash_loop_after: plan.crash_loop_after,
             memory_max: plan.limits.memory_max,
             command: plan.command.clone(),
+            stall: plan.stall.as_ref().map(StallPolicy::of),
         }
     }
 }
@@ -57,6 +90,9 @@ pub enum Input {
     OutputClosed,
     /// cgroup v1: an OOM notification, in this agent's cgroup or above it.
     OomNotified,
+    /// The agent's memory-pressure trigger fired: all its tasks waited on memory for more
+    /// than the threshold of the last window.
+    PressureTriggered,
     /// The agent's `oom_kill` counter, read for [`Action::ReadOomCounter`] (None: unreadable).
     OomCounter(Option<u64>),
     /// [`Action::TermAll`] sent SIGTERM to `count` processes.
@@ -122,6 +158,8 @@ pub enum Action {
     RemoveCgroup,
     /// Save the record as it is.
     SaveRecord,
+    /// Record the agent stalled on memory since this long ago, or (None) no longer.
+    RecordStalled(Option<Duration>),
     /// Record the agent's end for good; the supervisor exits after it.
     Finish(Verdict),
 }

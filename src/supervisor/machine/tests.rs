@@ -17,6 +17,7 @@ fn policy() -> Policy {
         crash_loop_after: 3,
         memory_max: Limit::Bytes(64 << 20),
         command: vec!["agent".into()],
+        stall: None,
     }
 }
 
@@ -401,4 +402,80 @@ fn inputs_that_come_late_are_ignored() {
     m.on(end(0, false), t0);
     assert_eq!(m.next_deadline(), None);
     assert!(m.on(Input::Tick, t0 + SEC).is_empty());
+}
+
+/// Stalls: 50 % over 4 s windows, for 10 s.
+fn stalling(signal: Option<Signal>, kill: bool) -> Policy {
+    let stall = messages::StallPolicy { threshold_percent: 50, after: 10 * SEC, window: 4 * SEC, signal, kill };
+    Policy { stall: Some(stall), ..policy() }
+}
+
+#[test]
+fn triggers_that_keep_coming_for_the_configured_time_are_one_stall() {
+    let (mut m, t0) = running(stalling(Some(Signal::SIGUSR2), false));
+    assert!(m.wants_pressure());
+    // The first trigger speaks of the 4 s before it: the stall is due 10 s after those began.
+    m.on(Input::PressureTriggered, t0 + 10 * SEC);
+    assert_eq!(m.timers().stall_due, Some(t0 + 16 * SEC));
+    assert!(kinds(&m.on(Input::PressureTriggered, t0 + 14 * SEC)).is_empty());
+    let out = m.on(Input::Tick, t0 + 16 * SEC);
+    assert_eq!(kinds(&out), ["stall"]);
+    assert!(out.contains(&Action::RecordStalled(Some(10 * SEC))));
+    assert!(out.contains(&Action::SignalMain { pid: 100, signal: Signal::SIGUSR2 }));
+    assert!(!out.contains(&Action::KillAll), "only marked");
+    match out.iter().find(|a| matches!(a, Action::Journal(_))) {
+        Some(Action::Journal(Event::Stall { threshold_percent: 50, after_ms: 10_000, signal, kill: false })) => {
+            assert_eq!(signal.as_deref(), Some("SIGUSR2"))
+        }
+        other => panic!("{other:?}"),
+    }
+    // Still stalled: no second event. Then silence for two windows: eased, unmarked.
+    for s in [18, 22] {
+        assert!(kinds(&m.on(Input::PressureTriggered, t0 + s * SEC)).is_empty());
+    }
+    let eased = m.on(Input::Tick, t0 + 22 * SEC + 8 * SEC + SEC);
+    assert!(eased.contains(&Action::RecordStalled(None)), "{eased:?}");
+    assert_eq!((m.timers().stall_due, m.timers().stall_eased), (None, None));
+    // A new run of triggers is a new stall, with its own event.
+    m.on(Input::PressureTriggered, t0 + 40 * SEC);
+    assert_eq!(kinds(&m.on(Input::Tick, t0 + 46 * SEC)), ["stall"]);
+}
+
+#[test]
+fn pressure_that_eases_before_the_time_is_no_stall() {
+    let (mut m, t0) = running(stalling(None, true));
+    m.on(Input::PressureTriggered, t0 + 10 * SEC);
+    // No trigger for two windows and a second: over before it was due.
+    let out = m.on(Input::Tick, t0 + 10 * SEC + 9 * SEC);
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(m.next_deadline(), None);
+}
+
+#[test]
+fn a_stall_kill_ends_the_run_stalled_and_restartable() {
+    let (mut m, t0) = running(Policy { restart: RestartPolicy::OnFailure, ..stalling(None, true) });
+    m.on(Input::PressureTriggered, t0 + 4 * SEC);
+    m.on(Input::PressureTriggered, t0 + 8 * SEC);
+    let out = m.on(Input::Tick, t0 + 10 * SEC);
+    assert_eq!(kinds(&out), ["stall"]);
+    assert_eq!(out.last(), Some(&Action::KillAll));
+    exit_now(&mut m, signal(9), t0 + 10 * SEC);
+    let out = m.on(end(0, false), t0 + 10 * SEC);
+    assert_eq!(kinds(&out), ["restart_scheduled"], "stalled is a restartable end");
+    assert!(
+        matches!(&out[..], [Action::RecordRun { .. }, Action::RecordWaiting { cause, .. }, ..] if cause.starts_with("stalled on memory")),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn triggers_are_not_listened_to_between_runs_or_without_a_watch() {
+    let (mut m, t0) = running(policy());
+    assert!(!m.wants_pressure());
+    assert!(m.on(Input::PressureTriggered, t0 + SEC).is_empty());
+    let (mut m, t0) = running(stalling(None, false));
+    exit_now(&mut m, code(1), t0 + SEC);
+    assert!(!m.wants_pressure());
+    m.on(Input::PressureTriggered, t0 + 2 * SEC);
+    assert_eq!(m.timers().stall_due, None);
 }

@@ -3,7 +3,7 @@
 
 use super::parse::{
     parse_duration, parse_label, parse_log_size, parse_memory_limit, parse_pids, parse_port_range, parse_selector,
-    parse_swap_limit, parse_timeout,
+    parse_signal, parse_size, parse_swap_limit, parse_timeout,
 };
 use clap::{Args, ValueEnum};
 use fleet_core::{id::AgentId, labels::Selector, size::Limit};
@@ -54,6 +54,16 @@ pub struct SpawnArgs {
     /// reserve (this one too), would reach this percentage [default: 85]
     #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=100))]
     pub spawn_threshold: Option<u8>,
+    /// Where admission would refuse (memory, a pool, the agent cap), wait in line instead,
+    /// first come first served, until admitted or until TIMEOUT passes (then exit 75)
+    #[arg(long, value_name = "TIMEOUT", num_args = 0..=1, require_equals = true, default_missing_value = "off", value_parser = parse_timeout)]
+    pub queue: Option<Timeout>,
+    /// Refuse (or, with --queue, wait) while the fleet has this many agents [default: no cap]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_agents: Option<u32>,
+    /// Memory admission counts for this agent for as long as it lives, when it uses less [default: off]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub memory_reserve: Option<u64>,
     /// Size at which the agent's log is rotated (one old file is kept) [default: 64M]
     #[arg(long, value_name = "SIZE", value_parser = parse_log_size)]
     pub log_max_size: Option<u64>,
@@ -107,6 +117,26 @@ pub struct SpawnArgs {
     /// Let setuid binaries raise the agent's privileges (no no_new_privs)
     #[arg(help_heading = "Who and where it runs", long)]
     pub allow_new_privs: bool,
+    /// Send this signal to the main process when the agent stalls on memory (pressure above
+    /// agent.stall_threshold for agent.stall_after), so it can shed memory
+    #[arg(long, value_name = "SIGNAL", value_parser = parse_signal)]
+    pub stall_signal: Option<String>,
+    /// Send this signal to the main process before relief or the guard kills the agent, and
+    /// give it their --save-grace to save its state
+    #[arg(long, value_name = "SIGNAL", value_parser = parse_signal)]
+    pub save_signal: Option<String>,
+    /// What a stall does besides marking the agent `stalled` and the signal
+    #[arg(long, value_enum, value_name = "ACTION", default_value_t = OnStall::Mark)]
+    pub on_stall: OnStall,
+}
+
+/// What a stalled agent gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnStall {
+    /// Only marked (and signalled if asked): it runs on
+    Mark,
+    /// Killed: a restartable end in state `stalled`, restarted under --restart on-failure
+    Kill,
 }
 
 /// The restart policy as typed.

@@ -105,6 +105,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Per-agent memory: usage, limits, events and pressure, largest first
     Memory(MemoryArgs),
+    /// The spawns waiting in line (`spawn --queue`): for what, since when, at which position
+    Queue(QueueArgs),
     /// The event journal: spawns, exits and their causes, timeouts, OOM kills, relief
     Events(EventsArgs),
     /// Kill agents, largest first, until fleet memory use is below TARGET percent
@@ -148,6 +150,8 @@ mod tests {
             &["a1", "ws", "--", "cargo", "build", "-j8"],
             &["--memory-max", "2G", "--swap-max", "max", "--wait", "--ports", "4", "a1", "/w", "--", "sleep", "1"],
             &["a1", "ws", "--state-dir", "/tmp/s", "--soft-timeout", "off", "--restart", "on-failure", "--", "x"],
+            &["--queue", "a1", "ws", "--", "x"],
+            &["--queue=5m", "--max-agents", "300", "--memory-reserve", "1G", "a1", "ws", "--", "x"],
             &["-rf", "ws", "--", "true"],
             &["../x", "ws", "--", "true"],
             &["a1", "ws"],

@@ -176,6 +176,20 @@ pub fn parse_target(text: &str) -> Result<u8, String> {
     }
 }
 
+/// The signals an agent may ask for to be told something (`spawn --stall-signal`): those a
+/// program can catch and that mean nothing fatal by default to fleetctl's own handling.
+pub const AGENT_SIGNALS: [&str; 6] = ["SIGUSR1", "SIGUSR2", "SIGHUP", "SIGINT", "SIGWINCH", "SIGTERM"];
+
+/// Parses a signal name (`SIGUSR2`, `USR2`, any case) into its `SIG` spelling.
+pub fn parse_signal(text: &str) -> Result<String, String> {
+    let upper = text.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    match AGENT_SIGNALS.contains(&name.as_str()) {
+        true => Ok(name),
+        false => Err(format!("unknown signal '{text}': use one of {}", AGENT_SIGNALS.join(", "))),
+    }
+}
+
 /// Parses a state name from the status contract.
 pub fn parse_state(text: &str) -> Result<AgentState, String> {
     AgentState::ALL.into_iter().find(|s| s.name() == text).ok_or_else(|| {
@@ -187,6 +201,14 @@ pub fn parse_state(text: &str) -> Result<AgentState, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signals_parse_by_name_with_or_without_sig() {
+        assert_eq!(parse_signal("SIGUSR2").as_deref(), Ok("SIGUSR2"));
+        assert_eq!(parse_signal("usr1").as_deref(), Ok("SIGUSR1"));
+        assert!(parse_signal("SIGKILL").unwrap_err().contains("SIGUSR2"));
+        assert!(parse_signal("12").is_err());
+    }
 
     #[test]
     fn timeouts_parse() {

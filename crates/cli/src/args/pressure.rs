@@ -37,6 +37,10 @@ pub struct VictimArgs {
     /// Time between SIGTERM and the kill, per victim
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
     pub grace: Duration,
+    /// Time a victim spawned with --save-signal has to save its state after that signal,
+    /// before SIGTERM; given only while the fleet is below 98 % of its budget; 0s: never
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "2s")]
+    pub save_grace: Duration,
 }
 
 /// What `--protect` names: one agent, or every agent a selector matches.
@@ -61,6 +65,9 @@ pub enum ReliefOrder {
     /// Only the watcher, which samples, knows growth
     #[value(alias = "growing")]
     Growth,
+    /// The most memory freed per minute of run time lost first: the agents whose kill frees
+    /// much and throws away little work
+    LeastWork,
 }
 
 /// `fleetctl watch`.
@@ -68,7 +75,8 @@ pub enum ReliefOrder {
 #[command(
     mut_arg("order", |a| a.default_value("growth").requires("auto_kill")),
     mut_arg("grace", |a| a.default_value("0s").requires("auto_kill")),
-    mut_arg("protect", |a| a.requires("auto_kill"))
+    mut_arg("protect", |a| a.requires("auto_kill")),
+    mut_arg("save_grace", |a| a.default_value("1s").requires("auto_kill"))
 )]
 pub struct WatchArgs {
     /// At or above the kill threshold (95 %), kill agents (by --order, protected spared)

@@ -1,4 +1,4 @@
-//! The subcommands that only read: `status`, `memory` and `events`.
+//! The subcommands that only read: `status`, `memory`, `queue` and `events`.
 
 use super::parse::{parse_duration, parse_selector, parse_state};
 use clap::{Args, ValueEnum};
@@ -22,6 +22,14 @@ pub struct StatusArgs {
     /// How the table is laid out.
     #[command(flatten)]
     pub table: TableArgs,
+}
+
+/// `fleetctl queue`.
+#[derive(Debug, Args)]
+pub struct QueueArgs {
+    /// One JSON object: {"schema", "waiting"}
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `fleetctl memory`.

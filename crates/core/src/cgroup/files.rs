@@ -8,17 +8,71 @@ use std::{fs, io, io::Write, path::Path};
 /// the file to size its buffer, and cgroup files report size 4096 whatever they hold, so
 /// that is a wasted system call on the hottest path of `status` and `memory`.
 pub(crate) fn read(path: &Path) -> Result<String> {
-    read_file(fs::File::open(path), path)
+    read_file(open_read(path), path)
+}
+
+/// Reads an interface file the kernel shows as one record (one `seq_show`: a number, the
+/// `key value` files, `memory.pressure`; not a list such as `cgroup.procs`): such a file
+/// comes whole in one read when it fits the buffer, so a read shorter than the buffer is its
+/// end and the second read that would return 0 is skipped. On `status`'s path that is one
+/// system call fewer per file, five per agent.
+pub(crate) fn read_record(path: &Path) -> Result<String> {
+    read_file_with(open_read(path), path, true)
+}
+
+/// Opens `path` for reading through `openat(AT_FDCWD, …)`: musl's `open`, which `File::open`
+/// calls, follows every `O_CLOEXEC` open with an `fcntl(F_SETFD)`; its `openat` does not.
+pub(crate) fn open_read(path: &Path) -> io::Result<fs::File> {
+    use nix::{fcntl::OFlag, sys::stat::Mode};
+    nix::fcntl::openat(nix::fcntl::AT_FDCWD, path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+        .map(fs::File::from)
+        .map_err(io::Error::from)
+}
+
+/// Reads a small file the kernel renders whole for its first `read(2)` (`/proc/<pid>/stat`)
+/// into `buf`, in that one read: open, read, close. A file that fills `buf` is refused
+/// rather than cut.
+pub fn read_once<'b>(path: &Path, buf: &'b mut [u8]) -> io::Result<&'b [u8]> {
+    use std::io::Read;
+    let mut file = open_read(path)?;
+    let n = loop {
+        match file.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => break other?,
+        }
+    };
+    if n == buf.len() {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{} is longer than expected", path.display())));
+    }
+    Ok(&buf[..n])
+}
+
+/// Reads a whole regular file (an agent's record): `openat`, reads to the end, close; no
+/// `fstat` to size the buffer first and no `fcntl`, which `fs::read` adds on musl. Records
+/// are about 1 KiB, so two reads (the second finding the end) are the usual cost.
+pub fn read_whole(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    // Not `File::read_to_end`, which asks `fstat` and `lseek` how much is left first.
+    let mut file = open_read(path)?;
+    let (mut buf, mut chunk) = (Vec::new(), [0u8; 4096]);
+    loop {
+        match file.read(&mut chunk) {
+            Ok(0) => return Ok(buf),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Reads a file holding one unsigned number.
 pub(crate) fn read_u64(path: &Path) -> Result<u64> {
-    parse_u64(&read(path)?, path)
+    parse_u64(&read_record(path)?, path)
 }
 
 /// Reads `key value` lines (memory.events, memory.stat, memory.oom_control, pids.events).
 pub(crate) fn read_keyed(path: &Path) -> Result<Vec<(String, u64)>> {
-    Ok(parse_keyed(&read(path)?))
+    Ok(parse_keyed(&read_record(path)?))
 }
 
 /// A cgroup directory whose files are read by name: by path ([`Dir::at`], for one read), or
@@ -30,12 +84,24 @@ pub(crate) fn read_keyed(path: &Path) -> Result<Vec<(String, u64)>> {
 /// not).
 pub(crate) struct Dir<'a> {
     fd: Option<std::os::fd::OwnedFd>,
+    /// A parent directory held open and this directory's name in it ([`Dir::under`]).
+    under: Option<(std::os::fd::BorrowedFd<'a>, &'a std::ffi::OsStr)>,
     path: &'a Path,
 }
 
 impl<'a> Dir<'a> {
     pub(crate) fn at(path: &'a Path) -> Dir<'a> {
-        Dir { fd: None, path }
+        Dir { fd: None, under: None, path }
+    }
+
+    /// The directory `path`, whose parent is held open as `parent`: its files are opened as
+    /// `openat(parent, "<name>/<file>")`, two path components walked instead of all of
+    /// them, and no descriptor of its own to open and close.
+    pub(crate) fn under(parent: std::os::fd::BorrowedFd<'a>, path: &'a Path) -> Dir<'a> {
+        match path.file_name() {
+            Some(name) => Dir { fd: None, under: Some((parent, name)), path },
+            None => Dir::at(path),
+        }
     }
 
     pub(crate) fn open(path: &'a Path) -> Result<Dir<'a>> {
@@ -43,7 +109,7 @@ impl<'a> Dir<'a> {
         let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
         let fd = nix::fcntl::open(path, flags, nix::sys::stat::Mode::empty())
             .map_err(|e| Error::io("open", path, io::Error::from(e)))?;
-        Ok(Dir { fd: Some(fd), path })
+        Ok(Dir { fd: Some(fd), under: None, path })
     }
 
     /// The path of `name` in this directory, for messages.
@@ -51,11 +117,17 @@ impl<'a> Dir<'a> {
         self.path.join(name)
     }
 
+    /// Reads an interface file of one record ([`read_record`]): every file read by name
+    /// here is one.
     pub(crate) fn read(&self, name: &str) -> Result<String> {
         use nix::{fcntl::OFlag, sys::stat::Mode};
-        let Some(fd) = &self.fd else { return read(&self.path(name)) };
-        let file = nix::fcntl::openat(fd, name, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty());
-        read_file(file.map(fs::File::from).map_err(io::Error::from), &self.path(name))
+        let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC;
+        let file = match (&self.fd, self.under) {
+            (Some(fd), _) => nix::fcntl::openat(fd, name, flags, Mode::empty()),
+            (None, Some((parent, dir))) => nix::fcntl::openat(parent, &Path::new(dir).join(name), flags, Mode::empty()),
+            (None, None) => return read_record(&self.path(name)),
+        };
+        read_file_with(file.map(fs::File::from).map_err(io::Error::from), &self.path(name), true)
     }
 
     pub(crate) fn read_u64(&self, name: &str) -> Result<u64> {
@@ -69,6 +141,11 @@ impl<'a> Dir<'a> {
 
 /// The rest of [`read`], once the file is open (or not).
 fn read_file(file: io::Result<fs::File>, path: &Path) -> Result<String> {
+    read_file_with(file, path, false)
+}
+
+/// Reads `file` to its end; with `one_record`, a short read is the end ([`read_record`]).
+fn read_file_with(file: io::Result<fs::File>, path: &Path, one_record: bool) -> Result<String> {
     use std::io::Read;
     let mut file = file.map_err(|e| Error::io("read", path, e))?;
     let mut buf = Vec::with_capacity(256);
@@ -76,6 +153,10 @@ fn read_file(file: io::Result<fs::File>, path: &Path) -> Result<String> {
     loop {
         match file.read(&mut chunk) {
             Ok(0) => break,
+            Ok(n) if one_record && n < chunk.len() => {
+                buf.extend_from_slice(&chunk[..n]);
+                break;
+            }
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(Error::io("read", path, e)),
@@ -161,6 +242,21 @@ mod tests {
         assert_eq!(keyed(&pairs, "high"), Some(3));
         assert_eq!(keyed(&pairs, "oom_kill"), Some(1));
         assert_eq!(keyed(&pairs, "nope"), None);
+    }
+
+    #[test]
+    fn whole_files_and_one_read_files_are_read_as_they_are() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("record");
+        let text: String = (0..3000).map(|i| format!("{i}\n")).collect();
+        fs::write(&path, &text).expect("seed");
+        assert_eq!(read_whole(&path).expect("read"), text.as_bytes(), "past one 4 KiB read");
+        let mut buf = [0u8; 64];
+        fs::write(&path, "12 (x) S 1\n").expect("seed");
+        assert_eq!(read_once(&path, &mut buf).expect("read"), b"12 (x) S 1\n");
+        fs::write(&path, [b'x'; 64]).expect("seed");
+        assert!(read_once(&path, &mut buf).is_err(), "a file that fills the buffer may be cut");
+        assert_eq!(read_whole(&dir.path().join("missing")).unwrap_err().kind(), io::ErrorKind::NotFound);
     }
 
     #[test]

@@ -9,18 +9,22 @@ mod alarm;
 mod events;
 pub(crate) mod files;
 mod fleet;
+mod held;
 mod layout;
 mod limits;
 mod placement;
+mod pressure;
 mod stats;
 mod teardown;
 
 pub use alarm::UsageAlarm;
 pub use events::OomWatch;
 pub use fleet::{Fleet, validate_parent};
+pub use held::{HeldParent, Reader};
 pub use layout::{Layout, Mounts, OwnCgroups};
 pub use limits::Limits;
 pub use placement::{Born, Entry, Placement, Refused, Step};
+pub use pressure::{STALL_WINDOW_MAX, STALL_WINDOW_STEP, StallTrigger, stall_window, trigger_line};
 pub use stats::{
     HeldCounter, MemoryDetail, MemoryEvents, MemoryStats, Pressure, PressureTotals, parse_pressure,
     parse_pressure_totals,

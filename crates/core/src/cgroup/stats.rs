@@ -82,16 +82,24 @@ pub fn parse_pressure_totals(text: &str) -> Option<PressureTotals> {
     Some(PressureTotals { some_us: total("some")?, full_us: total("full").unwrap_or(0) })
 }
 
+/// `cpu.stat`'s `usage_usec` in `dir`.
+pub(super) fn cpu_usage_usec_in(dir: &Dir) -> Result<u64> {
+    let stat = dir.read_keyed("cpu.stat")?;
+    files::keyed(&stat, "usage_usec")
+        .ok_or_else(|| crate::Error::Parse { path: dir.path("cpu.stat"), detail: "no usage_usec".into() })
+}
+
 impl Cgroup {
     /// Memory pressure of this cgroup. PSI lives in the unified tree on both layouts.
     pub fn memory_pressure(&self) -> Result<Pressure> {
-        Ok(parse_pressure(&files::read(&self.unified.join("memory.pressure"))?))
+        Ok(parse_pressure(&Dir::at(&self.unified).read("memory.pressure")?))
     }
 
     /// Current memory, peak and limit: three small reads, cheap enough for every agent on
     /// every refresh.
     pub fn memory_stats(&self) -> Result<MemoryStats> {
-        self.memory_stats_in(&Dir::at(self.memory_dir()))
+        // Three files: through the directory held open, its path is walked once.
+        self.memory_stats_in(&Dir::open(self.memory_dir())?)
     }
 
     /// The memory.high limit (v1: the soft limit), one read.
@@ -122,11 +130,14 @@ impl Cgroup {
     /// [`memory_events`](Self::memory_events) at once, through the memory directory held
     /// open: its path is walked once instead of for each of the six files.
     pub fn memory_detail(&self) -> Result<MemoryDetail> {
-        let dir = Dir::open(self.memory_dir())?;
+        self.memory_detail_in(&Dir::open(self.memory_dir())?)
+    }
+
+    pub(super) fn memory_detail_in(&self, dir: &Dir) -> Result<MemoryDetail> {
         Ok(MemoryDetail {
-            stats: self.memory_stats_in(&dir)?,
-            high: self.memory_high_in(&dir).ok(),
-            events: self.memory_events_in(&dir).unwrap_or_default(),
+            stats: self.memory_stats_in(dir)?,
+            high: self.memory_high_in(dir).ok(),
+            events: self.memory_events_in(dir).unwrap_or_default(),
         })
     }
 
@@ -135,7 +146,7 @@ impl Cgroup {
         self.memory_max_in(&Dir::at(self.memory_dir()))
     }
 
-    fn memory_stats_in(&self, dir: &Dir) -> Result<MemoryStats> {
+    pub(super) fn memory_stats_in(&self, dir: &Dir) -> Result<MemoryStats> {
         // Current before peak, so that a growing cgroup never shows more than its peak.
         let current = self.memory_current_in(dir)?;
         let peak = match self.layout {
@@ -171,7 +182,7 @@ impl Cgroup {
         }
     }
 
-    fn memory_current_in(&self, dir: &Dir) -> Result<u64> {
+    pub(super) fn memory_current_in(&self, dir: &Dir) -> Result<u64> {
         match self.layout {
             Layout::Unified => dir.read_u64("memory.current"),
             Layout::Hybrid => dir.read_u64("memory.usage_in_bytes"),
@@ -201,7 +212,11 @@ impl Cgroup {
     /// really counts, and what killing the cgroup's processes would free. Parses `memory.stat`,
     /// so callers on hot paths do without it.
     pub fn inactive_file(&self) -> Result<u64> {
-        let stat = files::read_keyed(&self.memory_dir().join("memory.stat"))?;
+        self.inactive_file_in(&Dir::at(self.memory_dir()))
+    }
+
+    pub(super) fn inactive_file_in(&self, dir: &Dir) -> Result<u64> {
+        let stat = dir.read_keyed("memory.stat")?;
         let key = if self.layout == Layout::Hybrid { "total_inactive_file" } else { "inactive_file" };
         Ok(files::keyed(&stat, key).unwrap_or(0))
     }
@@ -209,14 +224,12 @@ impl Cgroup {
     /// CPU time used by the cgroup's processes, in microseconds (`cpu.stat` `usage_usec`,
     /// which cgroup2 keeps even where the cpu controller is not enabled).
     pub fn cpu_usage_usec(&self) -> Result<u64> {
-        let stat = files::read_keyed(&self.unified.join("cpu.stat"))?;
-        files::keyed(&stat, "usage_usec")
-            .ok_or_else(|| crate::Error::Parse { path: self.unified.join("cpu.stat"), detail: "no usage_usec".into() })
+        cpu_usage_usec_in(&Dir::at(&self.unified))
     }
 
     /// Number of tasks charged to the cgroup.
     pub fn pids_current(&self) -> Result<u64> {
-        files::read_u64(&self.pids_dir().join("pids.current"))
+        Dir::at(self.pids_dir()).read_u64("pids.current")
     }
 
     /// Whether any process is in the cgroup or below it (`cgroup.events`).

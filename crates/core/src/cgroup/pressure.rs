@@ -1,0 +1,97 @@
+//! Being woken by the kernel when an agent stalls on memory, instead of polling for it: a
+//! PSI trigger on the agent's cgroup2 `memory.pressure`. The file is in the unified tree on
+//! both layouts (PSI needs no controller), so hybrid hosts have it too.
+//!
+//! Writing `full <stall µs> <window µs>` to the file arms the trigger; the kernel then wakes
+//! pollers of the descriptor with POLLPRI when all the cgroup's tasks were stalled on memory
+//! for longer than that within one window, at most once per window, and poll(2) itself
+//! consumes the event. Unless the opener has `CAP_SYS_RESOURCE` (containers and sandboxes
+//! often drop it), the kernel takes only windows that are whole multiples of 2 s, served by
+//! its 2 s averaging work instead of a polling thread per cgroup; [`stall_window`] gives such
+//! windows everywhere.
+
+use super::Cgroup;
+use crate::{Error, Result};
+use std::{
+    fs::File,
+    io::{self, Write},
+    os::fd::{AsFd, BorrowedFd},
+    time::Duration,
+};
+
+/// The window step every opener may use (unprivileged triggers take only multiples of it).
+pub const STALL_WINDOW_STEP: Duration = Duration::from_secs(2);
+
+/// The longest window the kernel takes.
+pub const STALL_WINDOW_MAX: Duration = Duration::from_secs(10);
+
+/// The trigger window for a stall that must last `after`: the longest whole multiple of 2 s
+/// up to `after`, within the kernel's 2..10 s. Several windows in a row then make the stall.
+pub fn stall_window(after: Duration) -> Duration {
+    let steps = (after.as_secs() / STALL_WINDOW_STEP.as_secs()).clamp(1, STALL_WINDOW_MAX.as_secs() / 2);
+    STALL_WINDOW_STEP * steps as u32
+}
+
+/// The trigger line for `threshold_percent` of `window`: `full <stall µs> <window µs>`.
+pub fn trigger_line(threshold_percent: u8, window: Duration) -> String {
+    let window_us = window.as_micros() as u64;
+    // The kernel wants a stall time above 0 and below the window.
+    let stall_us = (window_us * u64::from(threshold_percent) / 100).clamp(1, window_us - 1);
+    format!("full {stall_us} {window_us}")
+}
+
+/// An armed trigger on one cgroup's memory pressure; dropping it disarms it.
+pub struct StallTrigger {
+    file: File,
+}
+
+impl StallTrigger {
+    /// Arms a trigger on `cgroup` for `full` memory pressure above `threshold_percent` of
+    /// `window` (see [`stall_window`]).
+    pub fn arm(cgroup: &Cgroup, threshold_percent: u8, window: Duration) -> Result<StallTrigger> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = cgroup.unified.join("memory.pressure");
+        let mut file =
+            std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NONBLOCK).open(&path).map_err(
+                |e| match e.kind() {
+                    io::ErrorKind::NotFound => Error::Unsupported(format!(
+                        "{} is missing: the kernel has no pressure stall information (boot with psi=1)",
+                        path.display()
+                    )),
+                    _ => Error::io("open", &path, e),
+                },
+            )?;
+        // One write(2) with the terminating NUL, as the kernel's documentation does.
+        let mut line = trigger_line(threshold_percent, window).into_bytes();
+        line.push(0);
+        file.write_all(&line).map_err(|e| Error::io("arm a pressure trigger on", &path, e))?;
+        Ok(StallTrigger { file })
+    }
+
+    /// The descriptor to poll for POLLPRI.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_are_whole_steps_within_the_kernel_bounds() {
+        let s = Duration::from_secs;
+        assert_eq!(stall_window(Duration::from_millis(500)), s(2));
+        assert_eq!(stall_window(s(3)), s(2));
+        assert_eq!(stall_window(s(5)), s(4));
+        assert_eq!(stall_window(s(30)), s(10));
+    }
+
+    #[test]
+    fn trigger_lines_take_the_threshold_of_the_window() {
+        assert_eq!(trigger_line(50, Duration::from_secs(10)), "full 5000000 10000000");
+        assert_eq!(trigger_line(10, Duration::from_secs(2)), "full 200000 2000000");
+        // 100 % is not a stall time the kernel takes: just below the window.
+        assert_eq!(trigger_line(100, Duration::from_secs(2)), "full 1999999 2000000");
+    }
+}

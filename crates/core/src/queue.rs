@@ -1,0 +1,313 @@
+//! The spawn queue: a line of waiting `spawn --queue` callers with no daemon behind it.
+//!
+//! Each waiter holds a ticket: a file `<state>/queue/<seq>.<id>` it keeps open with its
+//! `flock(2)` held for as long as it waits. The sequence number is taken under the admission
+//! ledger's lock (one more than the highest on file), so tickets are ordered by arrival. A
+//! ticket whose lock is free belongs to a waiter that died (Ctrl-C, SIGKILL): the kernel
+//! dropped its lock, readers skip it, and whoever sees it first removes it. The head of the
+//! line is the lowest live ticket.
+//!
+//! Waiters sleep on inotify on the queue dir, woken by what may let one of them in: a ticket
+//! closed for writing (a waiter that left or died: the kernel closes its descriptors), a
+//! ticket or cancel mark made or removed, and [`wake`], which whatever frees memory or a slot
+//! calls (a supervisor as it exits, a failed spawn giving back its admission).
+
+use crate::{Error, Result, id::AgentId};
+use std::{
+    fs::{File, OpenOptions},
+    io::Read,
+    os::unix::fs::FileExt,
+    path::{Path, PathBuf},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+/// What a waiter waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// The fleet's memory would reach the spawn threshold.
+    Memory,
+    /// A workspace slot or port block pool is exhausted.
+    Pool,
+    /// The fleet has its maximum number of agents.
+    Cap,
+    /// Others wait ahead of it.
+    Turn,
+}
+
+impl Reason {
+    /// The word in `fleetctl queue` and its JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Reason::Memory => "memory",
+            Reason::Pool => "pool",
+            Reason::Cap => "cap",
+            Reason::Turn => "turn",
+        }
+    }
+
+    fn parse(word: &str) -> Option<Reason> {
+        [Reason::Memory, Reason::Pool, Reason::Cap, Reason::Turn].into_iter().find(|r| r.name() == word)
+    }
+}
+
+/// One live waiter, as a reader sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiter {
+    /// Its place in arrival order (not its position: earlier waiters may have left).
+    pub seq: u64,
+    /// The agent it would spawn.
+    pub id: AgentId,
+    /// The waiting `spawn` process.
+    pub pid: i32,
+    /// When it joined the line.
+    pub since: SystemTime,
+    /// What it waits for, as it last found.
+    pub reason: Reason,
+}
+
+/// The queue dir of the state dir `state`.
+pub fn dir(state: &Path) -> PathBuf {
+    state.join("queue")
+}
+
+/// The file [`wake`] touches.
+fn wake_path(dir: &Path) -> PathBuf {
+    dir.join("wake")
+}
+
+/// The mark `kill` leaves for the waiter with ticket `seq`.
+fn cancel_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("cancel.{seq}"))
+}
+
+/// Wakes every waiter in `dir`: open for writing and close, which inotify reports. Cheap
+/// when nobody waits (no queue dir: nothing is done).
+pub fn wake(dir: &Path) {
+    if dir.is_dir() {
+        let _ = OpenOptions::new().create(true).truncate(false).write(true).open(wake_path(dir));
+    }
+}
+
+/// A waiter's own ticket: its place in line for as long as it lives.
+#[derive(Debug)]
+pub struct Ticket {
+    file: File,
+    path: PathBuf,
+    dir: PathBuf,
+    /// Its sequence number.
+    pub seq: u64,
+    since: SystemTime,
+}
+
+impl Ticket {
+    /// Joins the line in `dir` for agent `id`. The caller holds the admission lock, which
+    /// makes the sequence number one more than every ticket before it.
+    pub fn join(dir: &Path, id: &AgentId, reason: Reason) -> Result<Ticket> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
+        let seq = tickets(dir)?.iter().map(|(seq, _, _)| *seq).max().unwrap_or(0) + 1;
+        // Made and locked under a temporary name, then renamed into place: a reader never
+        // sees the ticket unlocked and takes it for a dead waiter's.
+        let temp = dir.join(format!(".join.{}", std::process::id()));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&temp)
+            .map_err(|e| Error::io("create", &temp, e))?;
+        file.lock().map_err(|e| Error::io("lock", &temp, e))?;
+        let path = dir.join(format!("{seq:012}.{id}"));
+        let ticket = Ticket { file, path, dir: dir.to_path_buf(), seq, since: SystemTime::now() };
+        ticket.set_reason(reason)?;
+        std::fs::rename(&temp, &ticket.path).map_err(|e| Error::io("rename", &temp, e))?;
+        Ok(ticket)
+    }
+
+    /// Writes what it waits for now, in place (the lock is on this inode).
+    pub fn set_reason(&self, reason: Reason) -> Result<()> {
+        let since = self.since.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
+        let text = format!("{} {since} {:<6}\n", std::process::id(), reason.name());
+        self.file.write_all_at(text.as_bytes(), 0).map_err(|e| Error::io("write", &self.path, e))
+    }
+
+    /// Whether `kill` has taken this waiter out of line.
+    pub fn cancelled(&self) -> bool {
+        cancel_path(&self.dir, self.seq).exists()
+    }
+
+    /// The live waiters ahead of this one (dead ones are removed on the way).
+    pub fn ahead(&self) -> Result<usize> {
+        Ok(line(&self.dir)?.iter().filter(|w| w.seq < self.seq).count())
+    }
+
+    /// When it joined.
+    pub fn since(&self) -> SystemTime {
+        self.since
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        // Removed before the lock goes with the descriptor; the close wakes the next waiter.
+        let _ = std::fs::remove_file(&self.path);
+        let _ = std::fs::remove_file(cancel_path(&self.dir, self.seq));
+    }
+}
+
+/// Every ticket file in `dir`: (seq, id, path), in arrival order.
+fn tickets(dir: &Path) -> Result<Vec<(u64, AgentId, PathBuf)>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("read", dir, e)),
+    };
+    let mut found: Vec<_> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let (seq, id) = name.split_once('.')?;
+            Some((seq.parse().ok()?, id.parse().ok()?, e.path()))
+        })
+        .collect();
+    found.sort_by_key(|(seq, _, _)| *seq);
+    Ok(found)
+}
+
+/// The live waiters in `dir`, in arrival order. A ticket whose lock is free is a dead
+/// waiter's: it is removed (under its lock, so a live one is never taken for dead). One
+/// `kill` has marked is out of line already, while its waiter wakes and leaves.
+pub fn line(dir: &Path) -> Result<Vec<Waiter>> {
+    let mut live = Vec::new();
+    for (seq, id, path) in tickets(dir)? {
+        let Ok(mut file) = File::open(&path) else { continue };
+        match file.try_lock() {
+            Ok(()) => {
+                let _ = std::fs::remove_file(&path);
+                let _ = std::fs::remove_file(cancel_path(dir, seq));
+                continue;
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {}
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("lock", &path, e)),
+        }
+        if cancel_path(dir, seq).exists() {
+            continue;
+        }
+        let mut text = String::new();
+        let _ = file.read_to_string(&mut text);
+        let mut fields = text.split_whitespace();
+        let pid = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        let since = fields.next().and_then(|s| s.parse().ok()).map(Duration::from_millis).unwrap_or_default();
+        let reason = fields.next().and_then(Reason::parse).unwrap_or(Reason::Turn);
+        live.push(Waiter { seq, id, pid, since: UNIX_EPOCH + since, reason });
+    }
+    Ok(live)
+}
+
+/// Takes the live waiter for agent `id` out of line: leaves the mark its waiter looks for,
+/// which wakes it. Returns the waiter, or `None` when no live one waits for `id`.
+pub fn cancel(dir: &Path, id: &AgentId) -> Result<Option<Waiter>> {
+    let Some(waiter) = line(dir)?.into_iter().find(|w| &w.id == id) else { return Ok(None) };
+    let mark = cancel_path(dir, waiter.seq);
+    std::fs::write(&mark, b"").map_err(|e| Error::io("write", &mark, e))?;
+    Ok(Some(waiter))
+}
+
+/// An inotify watch on the queue dir: what a waiter sleeps on.
+pub struct Alarm {
+    fd: nix::sys::inotify::Inotify,
+}
+
+impl Alarm {
+    /// Watches `dir` (made if missing).
+    pub fn watch(dir: &Path) -> Result<Alarm> {
+        use nix::sys::inotify::{AddWatchFlags as F, InitFlags, Inotify};
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
+        let fd = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
+            .map_err(|e| Error::io("inotify_init", dir, e.into()))?;
+        fd.add_watch(dir, F::IN_CLOSE_WRITE | F::IN_CREATE | F::IN_DELETE | F::IN_MOVED_TO)
+            .map_err(|e| Error::io("inotify_add_watch", dir, e.into()))?;
+        Ok(Alarm { fd })
+    }
+
+    /// Sleeps until something changes in the queue dir or `timeout` passes; true when woken.
+    pub fn sleep(&self, timeout: Duration) -> bool {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        use std::os::fd::AsFd;
+        let ms = PollTimeout::try_from(timeout.as_millis().min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+        let woken = matches!(poll(&mut fds, ms), Ok(n) if n > 0);
+        // Drain: one look at the line answers every event that came together.
+        while self.fd.read_events().is_ok_and(|events| !events.is_empty()) {}
+        woken
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> AgentId {
+        s.parse().expect("id")
+    }
+
+    #[test]
+    fn tickets_line_up_in_arrival_order_and_leave_nothing() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = dir(tmp.path());
+        let a = Ticket::join(&dir, &id("a"), Reason::Memory).expect("join");
+        let b = Ticket::join(&dir, &id("b"), Reason::Turn).expect("join");
+        assert!(a.seq < b.seq);
+        let waiting = line(&dir).expect("line");
+        assert_eq!(waiting.iter().map(|w| w.id.to_string()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!((waiting[0].reason, waiting[0].pid), (Reason::Memory, std::process::id() as i32));
+        assert_eq!((a.ahead().expect("a"), b.ahead().expect("b")), (0, 1));
+        drop(a);
+        assert_eq!(b.ahead().expect("b"), 0);
+        // A later ticket still comes after b.
+        let c = Ticket::join(&dir, &id("c"), Reason::Cap).expect("join");
+        assert!(c.seq > b.seq);
+        drop((b, c));
+        assert_eq!(std::fs::read_dir(&dir).expect("dir").count(), 0);
+    }
+
+    #[test]
+    fn an_unlocked_ticket_is_a_dead_waiters_and_is_removed() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = dir(tmp.path());
+        let live = Ticket::join(&dir, &id("live"), Reason::Memory).expect("join");
+        // A dead waiter's ticket: a file nobody holds a lock on.
+        std::fs::write(dir.join("000000000000.dead"), "1 0 memory\n").expect("write");
+        let waiting = line(&dir).expect("line");
+        assert_eq!(waiting.len(), 1);
+        assert_eq!(waiting[0].id, id("live"));
+        assert!(!dir.join("000000000000.dead").exists());
+        // One `kill` took out of line and whose waiter then died goes too, with its mark.
+        std::fs::write(dir.join("000000000099.gone"), "1 0 memory\n").expect("write");
+        std::fs::write(cancel_path(&dir, 99), "").expect("write");
+        assert_eq!(line(&dir).expect("line").len(), 1);
+        assert!(!dir.join("000000000099.gone").exists() && !cancel_path(&dir, 99).exists());
+        drop(live);
+    }
+
+    #[test]
+    fn a_cancel_mark_reaches_its_waiter_only() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = dir(tmp.path());
+        let a = Ticket::join(&dir, &id("a"), Reason::Memory).expect("join");
+        let b = Ticket::join(&dir, &id("b"), Reason::Memory).expect("join");
+        assert_eq!(cancel(&dir, &id("b")).expect("cancel").map(|w| w.seq), Some(b.seq));
+        assert_eq!(cancel(&dir, &id("zz")).expect("cancel"), None);
+        assert!(b.cancelled() && !a.cancelled());
+        // Out of line at once, before its waiter has even woken.
+        assert_eq!(line(&dir).expect("line").len(), 1);
+        assert_eq!(cancel(&dir, &id("b")).expect("cancel"), None);
+        let alarm = Alarm::watch(&dir).expect("watch");
+        wake(&dir);
+        assert!(alarm.sleep(Duration::from_secs(5)), "wake() is seen");
+        drop((a, b));
+        assert_eq!(
+            std::fs::read_dir(&dir).expect("dir").filter(|e| e.as_ref().is_ok_and(|e| e.file_name() != "wake")).count(),
+            0
+        );
+    }
+}

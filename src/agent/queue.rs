@@ -1,0 +1,166 @@
+//! `spawn --queue`: a caller's place in the spawn line ([`fleet_core::queue`]) and its wait.
+//! It joins only when admission would refuse it (or others already wait), sleeps on the
+//! queue dir's inotify watch, and looks again when woken, or after [`RECHECK`] at the latest.
+
+use crate::{
+    agent::admission::Refused,
+    context::Ctx,
+    exit::{Exit, Fail},
+};
+use anyhow::Result;
+use fleet_cli::Timeout;
+use fleet_core::{
+    admission::Ledger,
+    event::Event,
+    id::AgentId,
+    queue::{self, Alarm, Reason, Ticket},
+    timefmt::human_duration,
+};
+use std::time::{Duration, Instant};
+
+/// The slow safety re-check of a waiter that nothing woke. Ends of agents, returned
+/// admissions and waiters leaving wake the line at once; what this catches is memory an
+/// agent gives back while it runs, which nothing announces on every host (on cgroup v1
+/// there is no event for falling use).
+pub const RECHECK: Duration = Duration::from_secs(2);
+
+/// A spawn's place in line: none until it first has to wait.
+pub struct Line<'a> {
+    ctx: &'a Ctx,
+    id: AgentId,
+    deadline: Option<Instant>,
+    created: Instant,
+    joined_at: Instant,
+    ticket: Option<Ticket>,
+    alarm: Option<Alarm>,
+    reason: Reason,
+}
+
+impl<'a> Line<'a> {
+    /// A line for agent `id` that gives up after `timeout` (`off`: never).
+    pub fn new(ctx: &'a Ctx, id: &AgentId, timeout: Timeout) -> Line<'a> {
+        let now = Instant::now();
+        Line {
+            ctx,
+            id: id.clone(),
+            deadline: timeout.duration().map(|t| now + t),
+            created: now,
+            joined_at: now,
+            ticket: None,
+            alarm: None,
+            reason: Reason::Turn,
+        }
+    }
+
+    /// Live waiters ahead of this spawn: all of them before it has joined.
+    pub fn ahead(&self) -> Result<usize> {
+        Ok(match &self.ticket {
+            Some(ticket) => ticket.ahead()?,
+            None => queue::line(&self.dir())?.len(),
+        })
+    }
+
+    /// Exit 6 when `kill` has taken this waiter out of line.
+    pub fn check_cancelled(&mut self) -> Result<()> {
+        if !self.ticket.as_ref().is_some_and(Ticket::cancelled) {
+            return Ok(());
+        }
+        self.left("cancelled");
+        Err(Fail::error(
+            Exit::Withdrawn,
+            format!(
+                "{}: taken out of the line by `fleetctl kill` after waiting {}; nothing was started",
+                self.id,
+                human_duration(self.joined_at.elapsed())
+            ),
+        ))
+    }
+
+    /// Whether it has a place in line yet.
+    pub fn joined(&self) -> bool {
+        self.ticket.is_some()
+    }
+
+    /// Waits after `refused`: joins the line while `ledger` is still locked (which orders the
+    /// tickets; a spawn that has not joined yet always passes it), releases it, and sleeps
+    /// until woken, [`RECHECK`], or the deadline, which ends the wait with `refused`'s exit 75.
+    pub fn wait(&mut self, ledger: Option<Ledger>, refused: &Refused) -> Result<()> {
+        let reason = refused.reason();
+        match &self.ticket {
+            None if ledger.is_none() => anyhow::bail!("{}: joining the line needs the admission lock", self.id),
+            None => {
+                // Watching before joining: nothing that happens after the join is missed.
+                self.alarm = Some(Alarm::watch(&self.dir())?);
+                let ticket = Ticket::join(&self.dir(), &self.id, reason)?;
+                self.joined_at = Instant::now();
+                let ahead = ticket.ahead()?;
+                self.ticket = Some(ticket);
+                let joined = Event::Queued { reason: reason.name().into(), ahead };
+                let _ = fleet_core::journal::append(&self.ctx.dirs.journal_path(), &self.id, &joined);
+                eprintln!("fleetctl: {}: waiting in line for {} ({ahead} ahead)", self.id, describe(reason));
+            }
+            Some(ticket) if reason != self.reason => ticket.set_reason(reason)?,
+            Some(_) => {}
+        }
+        self.reason = reason;
+        drop(ledger);
+        let mut nap = RECHECK;
+        if let Some(deadline) = self.deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                self.left("timeout");
+                return Err(refused.error(self.ctx, &self.id, Some(self.created.elapsed())));
+            }
+            nap = nap.min(left);
+        }
+        if let Some(alarm) = &self.alarm {
+            alarm.sleep(nap);
+        }
+        Ok(())
+    }
+
+    /// Waits for a lease pool (workspace slots, ports) that refused with `err`, keeping its
+    /// place at the head of the line.
+    pub fn wait_for_pool(&mut self, err: anyhow::Error) -> Result<()> {
+        let ledger = Ledger::lock(&self.ctx.dirs.admission_path())?;
+        self.wait(Some(ledger), &Refused::Pool(err))
+    }
+
+    /// The spawn is admitted and has its leases: it leaves the line, and the next in line
+    /// is woken by its ticket's removal.
+    pub fn admitted(mut self) {
+        self.left("admitted");
+    }
+
+    /// Journals leaving, once, and gives up the ticket.
+    fn left(&mut self, outcome: &str) {
+        if let Some(ticket) = self.ticket.take() {
+            let waited = self.joined_at.elapsed().as_millis() as u64;
+            let event = Event::QueueLeft { outcome: outcome.into(), waited_ms: waited };
+            let _ = fleet_core::journal::append(&self.ctx.dirs.journal_path(), &self.id, &event);
+            // Only now: the next in line may be admitted, and its event comes after this.
+            drop(ticket);
+        }
+    }
+
+    fn dir(&self) -> std::path::PathBuf {
+        queue::dir(&self.ctx.dirs.state)
+    }
+}
+
+impl Drop for Line<'_> {
+    fn drop(&mut self) {
+        // A spawn that failed after it had waited (its id busy, say).
+        self.left("failed");
+    }
+}
+
+/// What a waiter waits for, in words.
+pub fn describe(reason: Reason) -> &'static str {
+    match reason {
+        Reason::Memory => "memory below the spawn threshold",
+        Reason::Pool => "a free workspace slot or port block",
+        Reason::Cap => "an agent to end (the fleet is at max_agents)",
+        Reason::Turn => "the spawns ahead of it",
+    }
+}
