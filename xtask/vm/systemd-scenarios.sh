@@ -144,6 +144,17 @@ scenario_orchestrator_stop_restart() {
   need_steady orch1 "$pid" "after systemctl stop orch" || return 1
 }
 
+scenario_oneshot_spawner() {
+  # A oneshot unit that spawns and exits at once: systemd then ends whatever is left in the
+  # unit's cgroup, before `systemd-run --wait` returns. The agent's supervisor must not be
+  # there, not even in the moment after spawn returned (it is born in the fleet's cgroup).
+  need "systemd-run --wait of a oneshot spawn failed" systemd-run --quiet --wait --unit=orch-once -p Type=oneshot \
+    $F spawn once1 /root/ws --user root --memory-max 64M --pids-max 64 -- sleep 3600 || return 1
+  wait_for 60 "once1 to run" is_state once1 running || return 1
+  need_steady once1 "$(field once1 pid)" "after its oneshot spawner's unit ended" || return 1
+  need "once1's supervisor is not alive" alive "$(field once1 supervisor_pid)"
+}
+
 scenario_reload_reexec_restart() {
   local id before pids=() old step i
   for id in keep1 keep2 keep3; do
@@ -255,7 +266,7 @@ scenario_package_remove() {
   need "the conffile went with a remove (only purge takes it)" test -e /etc/fleet/fleet.toml
 }
 
-for name in setup_host sudo_session_logout orchestrator_stop_restart reload_reexec_restart \
+for name in setup_host sudo_session_logout orchestrator_stop_restart oneshot_spawner reload_reexec_restart \
   watchdog_restarts_hung_watcher oomd_hog_guard 300_agents package_remove; do
   : > "$WHY"
   if "scenario_$name"; then echo "PASS $name"; else echo "FAIL $name: $(cat "$WHY")"; failed=1; fi
