@@ -244,3 +244,31 @@ fn a_guard_that_cannot_relieve_says_so_once_and_waits() {
     assert_eq!(f.agent("kept")["state"], "running", "the protected agent is spared");
     f.finish();
 }
+
+/// The fleet root's memory.high is the guard's alarm on cgroup v2: a guard that was killed
+/// before it could put it back (SIGKILL, a watchdog's abort) left its alarm there, and the
+/// next guard must not restore that; a new budget under a running guard moves the alarm.
+#[test]
+fn the_guards_alarm_follows_the_budget_and_leaves_memory_high_at_max() {
+    let Some(f) = TestFleet::new("alarm") else { return };
+    if f.fleet.root.memory_v1.is_some() {
+        crate::util::skip("alarm", "cgroup v1 memory here: the alarm is an eventfd, not memory.high");
+        f.finish();
+        return;
+    }
+    f.set_budget(256 << 20);
+    let high = f.fleet.root.memory_dir().join("memory.high");
+    let read = || std::fs::read_to_string(&high).expect("memory.high").trim().to_string();
+    std::fs::write(&high, (100u64 << 20).to_string()).expect("a stale alarm");
+    let metrics = f.tmp.path().join("fleet.prom");
+    let watcher = start_guard(&f, &[], &metrics);
+    assert_eq!(read(), ((256u64 << 20) * 95 / 100).to_string(), "armed at 95 % of the budget");
+    f.set_budget(512 << 20);
+    let moved = ((512u64 << 20) * 95 / 100).to_string();
+    crate::util::wait_until(T, || format!("memory.high is {}, not {moved}", read()), || read() == moved);
+    interrupt(&watcher);
+    let out = watcher.wait_with_output().expect("watch exits");
+    assert_eq!(out.status.code(), Some(130));
+    assert_eq!(read(), "max", "the alarm is gone with the guard, stale or not");
+    f.finish();
+}

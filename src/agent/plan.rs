@@ -70,6 +70,9 @@ pub struct SupervisorPlan {
     pub stall: Option<StallPlan>,
     /// The signal relief and the guard send before they kill it (`--save-signal`).
     pub save_signal: Option<String>,
+    /// Leave the caller's cgroup for `supervisors/` in the cgroup2 tree before the start, not
+    /// in the housekeeping: on hosts where systemd runs, which ends units by their cgroup.
+    pub join_early: bool,
 }
 
 /// A stall on memory: `full` pressure above `threshold_percent` for `after`.

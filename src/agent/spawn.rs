@@ -86,7 +86,7 @@ pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
     // The supervisor sets itself up while this process makes the cgroup (see `handoff`).
     // Declared after `undo`, so on an error it is dropped first: stopped and reaped before
     // the undo removes what it would have used.
-    // The fleet's subtree first (once): the supervisor is born in its `supervisors/`.
+    // The fleet's subtree first (once): the supervisor may join its `supervisors/` at once.
     if !ctx.fleet.is_complete() {
         crate::systemd::scope::make_fleet_root(ctx, false)?;
     }
@@ -199,6 +199,7 @@ pub(crate) fn make_plan(ctx: &Ctx, args: &SpawnArgs) -> Result<(SupervisorPlan, 
         ports: None,
         has_leases: false,
         proc_root: ctx.proc_root.clone(),
+        join_early: fleet_core::host::systemd::booted(std::path::Path::new("/run")),
         // Set once the workspace is settled (see `Containment::settle`).
         credentials: None,
         env: Vec::new(),

@@ -62,15 +62,15 @@ impl Starting {
         // SAFETY: spawn has started no thread, so the child inherits no lock held by another
         // thread and may run any code. It never returns into this function's callers (their
         // undo must not run twice): it leaves through `_exit`.
-        let pid = match unsafe { fork_into(&plan.supervisors) }.context("cannot fork the supervisor")? {
-            Forked::Child { born_in } => {
+        let pid = match unsafe { nix::unistd::fork() }.context("cannot fork the supervisor")? {
+            ForkResult::Child => {
                 drop(ours);
                 let lock = Lock::from_inherited(lock_file, plan.dirs().lock_path(&plan.id));
-                let code = become_supervisor(plan.clone(), record, lock, leases, theirs, born_in);
+                let code = become_supervisor(plan.clone(), record, lock, leases, theirs);
                 // SAFETY: _exit ends the process without unwinding into spawn's frames.
                 unsafe { libc::_exit(code) }
             }
-            Forked::Parent(pid) => pid,
+            ForkResult::Parent { child } => child,
         };
         Ok(Starting { pid, channel: Some(ours) })
     }
@@ -120,39 +120,6 @@ impl Drop for Starting {
             let _ = waitpid(self.pid, None);
         }
     }
-}
-
-/// Where a fork of `spawn` went.
-enum Forked {
-    Child { born_in: bool },
-    Parent(Pid),
-}
-
-/// Forks the calling process born in `supervisors/`'s cgroup2 directory, so the supervisor
-/// is never in `spawn`'s caller's cgroup there: systemd ends a unit by its cgroup, and an
-/// orchestrator's unit that ends right after `spawn` returns (a oneshot, a logout) would take
-/// a supervisor still in it along. A plain fork where the kernel refuses (before Linux 5.7)
-/// or the directory cannot be opened; the supervisor then moves itself, as on hybrid hosts
-/// into the v1 hierarchies, which systemd does not end units by.
-///
-/// # Safety
-/// As fork(2): the caller must be single-threaded for the child to run any code.
-unsafe fn fork_into(supervisors: &fleet_core::cgroup::Cgroup) -> nix::Result<Forked> {
-    use super::clone3::{Cloned, clone_into};
-    use std::os::fd::AsFd;
-    if let Ok(dir) = std::fs::File::open(&supervisors.unified) {
-        // SAFETY: no CLONE_VFORK: the child is a fork, which the caller's contract covers.
-        match unsafe { clone_into(dir.as_fd(), 0) } {
-            Cloned::Child => return Ok(Forked::Child { born_in: true }),
-            Cloned::Parent(pid) => return Ok(Forked::Parent(Pid::from_raw(pid))),
-            Cloned::Refused => {}
-        }
-    }
-    // SAFETY: as above.
-    Ok(match unsafe { nix::unistd::fork() }? {
-        ForkResult::Child => Forked::Child { born_in: false },
-        ForkResult::Parent { child } => Forked::Parent(child),
-    })
 }
 
 /// The supervisor's side: waits for `message` from `spawn`. False when `spawn` gave up or

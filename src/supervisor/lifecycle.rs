@@ -50,9 +50,9 @@ pub struct Supervisor {
     /// This supervisor has made itself the OOM killer's last choice, which its agent must
     /// not inherit.
     oom_protected: bool,
-    /// It was born in `supervisors/` of the cgroup2 tree (see `handoff`): its housekeeping
-    /// joins only the v1 hierarchies.
-    born_in_supervisors: bool,
+    /// It joined `supervisors/` of the cgroup2 tree before the start (on systemd hosts): its
+    /// housekeeping joins only the v1 hierarchies.
+    joined_supervisors_early: bool,
 }
 
 impl Supervisor {
@@ -64,7 +64,7 @@ impl Supervisor {
         record: AgentRecord,
         lock: Lock,
         leases: Option<Leases>,
-        born_in_supervisors: bool,
+        joined_supervisors_early: bool,
     ) -> Result<Supervisor> {
         let dirs = plan.dirs();
         // Orphans of the agent are re-parented to us instead of init, so we reap them at
@@ -108,7 +108,7 @@ impl Supervisor {
             lock,
             first_run,
             oom_protected: false,
-            born_in_supervisors,
+            joined_supervisors_early,
         };
         sup.record.supervisor = ProcessRef::of(&sup.plan.proc_root, std::process::id() as i32);
         Ok(sup)

@@ -5,12 +5,11 @@
 //! them to close), prepares the agent's start while `spawn` makes the cgroup ([`handoff`]),
 //! starts the agent's command, and reports the pid (or the error) to `spawn`. Shortly after
 //! (50 ms), once `spawn` has returned, it takes protection from the OOM killer and moves
-//! itself to the fleet's `supervisors/` cgroup (outside every agent) in the hierarchies it
-//! was not born in (it is born there in the cgroup2 tree, see [`handoff`]). From then on it
+//! itself to the fleet's `supervisors/` cgroup (outside every agent) (on systemd hosts it
+//! leaves the caller's cgroup2 cgroup at once, before the start). From then on it
 //! sleeps in `poll(2)` until the kernel has news: a signal, output, an OOM event, or the
 //! next deadline.
 
-mod clone3;
 pub mod handoff;
 mod launch;
 mod lifecycle;
@@ -45,7 +44,6 @@ fn become_supervisor(
     lock: Lock,
     leases: Option<Leases>,
     mut channel: UnixStream,
-    born_in_supervisors: bool,
 ) -> i32 {
     scrub::forget_the_callers_arguments(&plan.proc_root, &format!("fleetctl supervisor {}", plan.id));
     let _ = nix::unistd::setsid();
@@ -57,8 +55,12 @@ fn become_supervisor(
         close_inherited(&keep);
     }
     name_process(&plan);
+    // Where systemd ends units by their cgroup, out of the caller's at once: a oneshot
+    // orchestrator or a session that ends right after spawn returns must not take the
+    // supervisor along. It overlaps spawn's own work; elsewhere it waits for the housekeeping.
+    let joined_early = plan.join_early && plan.supervisors.attach_unified(0).is_ok();
     let queue_dir = fleet_core::queue::dir(&plan.state_dir);
-    let prepared = lifecycle::Supervisor::prepare(plan, record, lock, leases, born_in_supervisors);
+    let prepared = lifecycle::Supervisor::prepare(plan, record, lock, leases, joined_early);
     // The cgroup exists, and `spawn` is writing its limits: open what the start needs of it.
     if !handoff::wait_for(&mut channel, handoff::CGROUP_MADE) {
         return 1;

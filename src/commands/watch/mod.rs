@@ -92,14 +92,11 @@ pub fn run(ctx: &Ctx, args: WatchArgs) -> Result<Exit> {
     }
     crate::systemd::scope::make_fleet_root(ctx, args.auto_kill)?;
     let first = Budget::measure(&ctx.fleet, &ctx.proc_root)?;
-    let alarm = if args.auto_kill {
-        Some(
-            UsageAlarm::arm(&ctx.fleet.root, first.total * u64::from(kill_t) / 100)
-                .context("cannot arm the memory alarm")?,
-        )
-    } else {
-        None
+    let arm = |total: u64| {
+        UsageAlarm::arm(&ctx.fleet.root, total * u64::from(kill_t) / 100).context("cannot arm the memory alarm")
     };
+    let mut alarm = if args.auto_kill { Some(arm(first.total)?) } else { None };
+    let mut armed_for = first.total;
     // Run by systemd: `systemctl start` returns now, with the scope made and the guard armed.
     let notifier = Notifier::from_env();
     if let Some(n) = &notifier {
@@ -127,6 +124,12 @@ pub fn run(ctx: &Ctx, args: WatchArgs) -> Result<Exit> {
             n.alive();
         }
         let budget = Budget::measure(&ctx.fleet, &ctx.proc_root)?;
+        // A new budget (setup-host --fleet-memory-max under a running guard) moves the alarm.
+        if alarm.is_some() && budget.total != armed_for {
+            drop(alarm.take()); // restores memory.high first
+            alarm = Some(arm(budget.total)?);
+            armed_for = budget.total;
+        }
         // The view and the metrics file refresh at their own pace; only the budget is read
         // on every tick. Records, events and page-cache detail are read when relief has to
         // choose victims.
@@ -172,6 +175,10 @@ pub fn run(ctx: &Ctx, args: WatchArgs) -> Result<Exit> {
                 budget.percent()
             ));
             let outcome = relieve(ctx, &relief, &victims.protect, None, |k| {
+                // A round of kills can outlast the watchdog's interval without this.
+                if let Some(n) = &notifier {
+                    n.alive();
+                }
                 screen.say(&format!(
                     "killed {} (held {}): fleet {:.1} % -> {:.1} %",
                     k.id,

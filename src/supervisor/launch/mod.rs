@@ -240,6 +240,26 @@ impl Child<'_> {
     }
 }
 
+/// The kernel's `struct clone_args` up to `cgroup` (version 2, Linux 5.7), declared here
+/// because libc has it for some targets only.
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
 /// Starts `child` born in the cgroup directory `dir`, suspended in the parent until it has
 /// exec'd or exited; its pid, or `None` when the kernel cannot (before 5.7, or refusing the
 /// cgroup), for the caller to join the cgroup the other way, which reports its own errors.
@@ -248,17 +268,22 @@ impl Child<'_> {
 /// The child is a copy of the calling thread alone, as after fork(2): `child` must make only
 /// async-signal-safe calls and end in exec or `_exit`.
 unsafe fn clone_into(dir: BorrowedFd, child: impl FnOnce()) -> Option<i32> {
-    use super::clone3::Cloned;
-    // SAFETY: the child runs `child`, which makes only async-signal-safe calls and execs or
-    // exits, as CLONE_VFORK requires.
-    match unsafe { super::clone3::clone_into(dir, libc::CLONE_VFORK as u64) } {
-        Cloned::Child => {
+    let mut args = CloneArgs {
+        flags: libc::CLONE_VFORK as u64 | CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: dir.as_raw_fd() as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: clone3(2) with no stack given: like fork(2), the child returns here on a copy
+    // of this thread's stack, and runs `child`, which never returns.
+    match unsafe { libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>()) } {
+        0 => {
             child();
             // SAFETY: unreachable, since `child` execs or exits; never return into the copy.
             unsafe { libc::_exit(127) }
         }
-        Cloned::Parent(pid) => Some(pid),
-        Cloned::Refused => None,
+        pid if pid > 0 => Some(pid as i32),
+        _ => None,
     }
 }
 

@@ -24,7 +24,7 @@ impl Supervisor {
         }
         // A quiet agent has an (empty) log too, for `fleetctl logs`.
         let _ = self.log();
-        let joined = match self.born_in_supervisors {
+        let joined = match self.joined_supervisors_early {
             true => self.plan.supervisors.attach_v1(0),
             false => self.plan.supervisors.attach(0),
         };

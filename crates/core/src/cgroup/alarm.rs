@@ -6,7 +6,10 @@
 //! - cgroup v2: setting the fleet root's `memory.high` at the threshold makes the kernel count
 //!   a `high` event in `memory.events` (which wakes pollers with POLLPRI) each time usage goes
 //!   over it, and it throttles the fleet's allocations there, buying the watcher time to act.
-//!   The previous `memory.high` is restored when the alarm is dropped.
+//!   `memory.high` goes back to `max` when the alarm is dropped. The fleet root's
+//!   `memory.high` is the guard's: a value found there is taken for one a guard killed before
+//!   it could restore it (SIGKILL, a watchdog's abort), not for a choice to keep, so a new
+//!   guard never restores a stale alarm.
 
 use super::{Cgroup, Layout, files};
 use crate::{Error, Result};
@@ -31,7 +34,7 @@ pub struct UsageAlarm {
 
 enum Kind {
     V1 { eventfd: EventFd, _usage: File },
-    V2 { events: File, high_path: PathBuf, previous_high: String },
+    V2 { events: File, high_path: PathBuf },
 }
 
 impl UsageAlarm {
@@ -50,11 +53,10 @@ impl UsageAlarm {
             }
             Layout::Unified => {
                 let high_path = dir.join("memory.high");
-                let previous_high = files::read(&high_path)?.trim().to_string();
                 files::write(&high_path, &bytes.to_string(), "memory")?;
                 let events_path = dir.join("memory.events");
                 let events = File::open(&events_path).map_err(|e| Error::io("open", &events_path, e))?;
-                Ok(UsageAlarm { kind: Kind::V2 { events, high_path, previous_high } })
+                Ok(UsageAlarm { kind: Kind::V2 { events, high_path } })
             }
         }
     }
@@ -84,8 +86,8 @@ impl UsageAlarm {
 
 impl Drop for UsageAlarm {
     fn drop(&mut self) {
-        if let Kind::V2 { high_path, previous_high, .. } = &self.kind {
-            let _ = files::write(high_path, previous_high, "memory");
+        if let Kind::V2 { high_path, .. } = &self.kind {
+            let _ = files::write(high_path, "max", "memory");
         }
     }
 }

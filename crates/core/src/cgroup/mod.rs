@@ -166,8 +166,13 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Moves process `pid` (0 for the caller) into this cgroup in the cgroup2 tree alone.
+    pub fn attach_unified(&self, pid: i32) -> crate::Result<()> {
+        files::write(&self.unified.join("cgroup.procs"), &pid.to_string(), "cgroup")
+    }
+
     /// Moves process `pid` (0 for the caller) into this cgroup in the v1 hierarchies alone
-    /// (none on pure cgroup v2), for a process born in it in the cgroup2 tree.
+    /// (none on pure cgroup v2), for a process already in it in the cgroup2 tree.
     pub fn attach_v1(&self, pid: i32) -> crate::Result<()> {
         for dir in [&self.memory_v1, &self.pids_v1].into_iter().flatten() {
             files::write(&dir.join("cgroup.procs"), &pid.to_string(), "cgroup")?;

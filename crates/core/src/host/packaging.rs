@@ -112,9 +112,14 @@ mod tests {
         let unit = unit_text(Path::new("/opt/fleetctl/bin/fleetctl"));
         assert!(unit.contains("\nExecStart=/opt/fleetctl/bin/fleetctl watch --auto-kill\n"), "{unit}");
         assert!(!unit.contains("@FLEETCTL@"));
-        for line in
-            ["Type=notify", "WatchdogSec=10s", "Restart=always", "OOMScoreAdjust=-1000", "ManagedOOMPreference=omit"]
-        {
+        for line in [
+            "Type=notify",
+            "WatchdogSec=30s",
+            "KillSignal=SIGINT",
+            "Restart=always",
+            "OOMScoreAdjust=-1000",
+            "ManagedOOMPreference=omit",
+        ] {
             assert!(unit.lines().any(|l| l == line), "{line} missing from\n{unit}");
         }
         // The watcher is not delegated: the fleet lives in the scope (a delegated service
