@@ -90,3 +90,32 @@ fn the_watcher_tells_systemd_it_is_ready_and_alive() {
     let _ = watcher.stderr.take();
     f.finish();
 }
+
+/// Run by systemd, the guard's lines go to the journal: a status line a minute, not one per
+/// sample (a second's would be 86,400 lines a day).
+#[test]
+fn the_guard_run_by_systemd_writes_a_status_line_a_minute() {
+    let Some(f) = TestFleet::new("journal-lines") else { return };
+    let path = f.tmp.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&path).expect("bind the notify socket");
+    let watcher = f
+        .cmd(&["watch", "--auto-kill", "--interval", "100ms"])
+        .env("NOTIFY_SOCKET", &path)
+        .env("WATCHDOG_USEC", "1000000")
+        .env_remove("WATCHDOG_PID")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("watch");
+    wait_message(&socket, "READY=1", Duration::from_secs(30));
+    // Four pings at half a second each: some twenty samples at 100 ms.
+    for _ in 0..4 {
+        wait_message(&socket, "WATCHDOG=1", Duration::from_secs(20));
+    }
+    crate::watch::interrupt(&watcher);
+    let out = watcher.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(130), "{:?}", out.status);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().filter(|l| l.contains(" fleet ")).count(), 1, "{text}");
+    f.finish();
+}

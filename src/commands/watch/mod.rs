@@ -47,6 +47,9 @@ fn interval_for(percent: f64, spawn: u8, kill: u8, calm: Duration) -> Duration {
     }
 }
 
+/// How often the guard run by systemd writes its status line (to the journal).
+const SERVICE_STATUS_EVERY: Duration = Duration::from_secs(60);
+
 /// After the kernel's alarm, sample this fast for [`ALERT_FOR`]: the alarm fires on charged
 /// memory, and the budget's "used" (which leaves out reclaimable page cache) may cross a
 /// moment later.
@@ -102,7 +105,9 @@ pub fn run(ctx: &Ctx, args: WatchArgs) -> Result<Exit> {
     if let Some(n) = &notifier {
         n.ready(&format!("guarding {} at {kill_t} %", ctx.fleet.root.unified.display()));
     }
-    let mut screen = Screen::new(args.interval);
+    // Under systemd the lines go to the journal: a status line a minute, kills as they come.
+    let status_every = if notifier.is_some() { SERVICE_STATUS_EVERY } else { args.interval };
+    let mut screen = Screen::new(args.interval, status_every);
     let mut sampler = LightSampler::new(GROWTH_WINDOW.max(args.interval * 2));
     let victims = &args.victims;
     let mut relief = Relief {

@@ -26,8 +26,9 @@ pub enum Screen {
         rows: usize,
         cols: usize,
     },
-    /// A pipe or file.
-    Lines { every: Duration, last: Option<Instant> },
+    /// A pipe or file: a sample every `every`, a status line every `print_every` (the
+    /// journal under systemd takes a minute's, not a second's); kills always.
+    Lines { every: Duration, last: Option<Instant>, print_every: Duration, printed: Option<Instant> },
 }
 
 /// The lines above and below the agents' bars on a terminal.
@@ -53,10 +54,10 @@ const NAME: usize = 14;
 const BAR_MAX: usize = 40;
 
 impl Screen {
-    /// Bars on a terminal, lines elsewhere.
-    pub fn new(every: Duration) -> Screen {
+    /// Bars on a terminal, lines elsewhere: one per `print_every` at most.
+    pub fn new(every: Duration, print_every: Duration) -> Screen {
         let Some((rows, cols)) = crate::terminal::size() else {
-            return Screen::Lines { every, last: None };
+            return Screen::Lines { every, last: None, print_every: print_every.max(every), printed: None };
         };
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout_with_hz(10));
         let text = || multi.add(ProgressBar::new(1).with_style(style("{msg}")));
@@ -80,7 +81,7 @@ impl Screen {
     pub fn due(&self) -> bool {
         match self {
             Screen::Bars { last, .. } => last.is_none_or(|t| t.elapsed() >= BAR_REFRESH),
-            Screen::Lines { every, last } => last.is_none_or(|t| t.elapsed() >= *every),
+            Screen::Lines { every, last, .. } => last.is_none_or(|t| t.elapsed() >= *every),
         }
     }
 
@@ -137,8 +138,12 @@ impl Screen {
                     bar.set_message(format!("{} of {}", format_iec(a.current), format_iec(max)));
                 }
             }
-            Screen::Lines { last, .. } => {
+            Screen::Lines { last, print_every, printed, .. } => {
                 *last = Some(Instant::now());
+                if printed.is_some_and(|t| t.elapsed() < *print_every) {
+                    return;
+                }
+                *printed = *last;
                 let top: Vec<String> =
                     sorted.iter().take(5).map(|a| format!("{} {}", a.id, format_iec(a.current))).collect();
                 let summary = format!(
