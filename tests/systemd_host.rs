@@ -119,3 +119,29 @@ fn the_guard_run_by_systemd_writes_a_status_line_a_minute() {
     assert_eq!(text.lines().filter(|l| l.contains(" fleet ")).count(), 1, "{text}");
     f.finish();
 }
+
+/// systemd-oomd reads its omit mark on each cgroup it would kill, never on the fleet's scope
+/// above them: every agent's cgroup and the supervisors' carry it (cgroup v2, where oomd runs).
+#[test]
+fn agents_and_supervisors_are_marked_for_systemd_oomd_to_leave_alone() {
+    let Some(f) = TestFleet::new("oomd-omit") else { return };
+    if f.fleet.root.memory_v1.is_some() {
+        crate::util::skip("oomd-omit", "cgroup v1 memory here: systemd-oomd runs on cgroup v2 only");
+        f.finish();
+        return;
+    }
+    f.run(&["spawn", "o1", "ws-001", "--", "sleep", "600"]).code(0);
+    let mark = |dir: &std::path::Path| {
+        let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).expect("path");
+        let mut value = [0u8; 8];
+        // SAFETY: getxattr(2) into a buffer of the length given.
+        let n = unsafe {
+            libc::getxattr(path.as_ptr(), c"user.oomd_omit".as_ptr(), value.as_mut_ptr().cast(), value.len())
+        };
+        (n > 0).then(|| String::from_utf8_lossy(&value[..n as usize]).into_owned())
+    };
+    assert_eq!(mark(&f.cgroup("o1").unified).as_deref(), Some("1"), "the agent's cgroup");
+    assert_eq!(mark(&f.fleet.supervisors().unified).as_deref(), Some("1"), "the supervisors' cgroup");
+    f.run(&["kill", "o1", "--force"]).code(0);
+    f.finish();
+}

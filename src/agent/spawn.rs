@@ -290,6 +290,9 @@ fn make_cgroup(plan: &SupervisorPlan) -> Result<()> {
         plan.cgroup.remove()?;
         plan.cgroup.create()?;
     }
+    // systemd-oomd would otherwise count the agent among its candidates (it reads the mark on
+    // each leaf, not on the fleet's scope); an old kernel without the xattr changes nothing.
+    let _ = plan.cgroup.omit_from_oomd();
     Ok(())
 }
 

@@ -214,7 +214,7 @@ pub fn oomd(active: bool, service: &BTreeMap<String, String>, scope: &BTreeMap<S
         (true, true) => finding(
             "oomd",
             Level::Ok,
-            "systemd-oomd is running and omits the fleet and its guard (ManagedOOMPreference=omit)",
+            "systemd-oomd is running and leaves the fleet to its guard (ManagedOOMPreference=omit on the scope and the service, user.oomd_omit on each agent's and the supervisors' cgroup)",
             None,
         ),
         _ => finding(

@@ -84,6 +84,8 @@ pub fn require(ctx: &Ctx) -> Result<()> {
 pub fn make_fleet_root(ctx: &Ctx, always: bool) -> Result<()> {
     let fresh = !ctx.fleet.root.exists();
     ctx.fleet.ensure()?;
+    // The supervisors' leaf too: oomd ending it would orphan every agent at once.
+    let _ = ctx.fleet.supervisors().omit_from_oomd();
     if let Some(bytes) = ctx.fleet_settings.memory_max
         && (fresh || always)
     {

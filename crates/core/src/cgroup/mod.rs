@@ -166,6 +166,24 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Marks the cgroup2 directory for systemd-oomd to leave alone (`user.oomd_omit`, which
+    /// oomd reads on each cgroup it would kill, when root owns it): the fleet's memory is its
+    /// guard's to decide. Nothing on hybrid hosts, where oomd cannot run; a kernel without
+    /// user xattrs on cgroupfs (before 5.7) says `Unsupported`, which callers may ignore.
+    pub fn omit_from_oomd(&self) -> crate::Result<()> {
+        if self.layout != Layout::Unified {
+            return Ok(());
+        }
+        let path = std::ffi::CString::new(self.unified.as_os_str().as_encoded_bytes())
+            .map_err(|_| crate::Error::Unsupported(format!("{}: a NUL byte in the path", self.unified.display())))?;
+        // SAFETY: setxattr(2) with NUL-terminated strings and a one-byte value that outlive the call.
+        let r = unsafe { libc::setxattr(path.as_ptr(), c"user.oomd_omit".as_ptr(), b"1".as_ptr().cast(), 1, 0) };
+        match r {
+            0 => Ok(()),
+            _ => Err(crate::Error::io("mark for systemd-oomd", &self.unified, std::io::Error::last_os_error())),
+        }
+    }
+
     /// Moves process `pid` (0 for the caller) into this cgroup in the cgroup2 tree alone.
     pub fn attach_unified(&self, pid: i32) -> crate::Result<()> {
         files::write(&self.unified.join("cgroup.procs"), &pid.to_string(), "cgroup")
