@@ -52,6 +52,9 @@ pub struct Rules {
     pub max_agents: Option<u32>,
     /// Bytes admission counts for this agent for as long as it lives (`--memory-reserve`).
     pub memory_reserve: Option<u64>,
+    /// A restart replacing its own run: not refused for others waiting in line (it had its
+    /// turn when it first started, and its old run is already stopped).
+    pub replaces_run: bool,
 }
 
 /// An admitted spawn. Its line stays in the ledger once the agent has started
@@ -201,6 +204,7 @@ pub fn admit<'a>(
         let mut ledger = Ledger::lock(&ctx.dirs.admission_path())?;
         let ahead = match line.as_deref() {
             Some(line) => line.ahead()?,
+            None if rules.replaces_run => 0,
             None => queue::line(&queue::dir(&ctx.dirs.state))?.len(),
         };
         let verdict = match ahead {

@@ -33,6 +33,12 @@ use std::{
 
 /// Entry point.
 pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
+    start(ctx, args, false)
+}
+
+/// Starts the agent `args` describe; `replaces_run`: a restart of it, whose old run is
+/// stopped, which does not wait its turn behind the line (see [`admission::Rules`]).
+pub fn start(ctx: &Ctx, args: SpawnArgs, replaces_run: bool) -> Result<Exit> {
     let (mut plan, workspace) = make_plan(ctx, &args)?;
     crate::systemd::scope::require(ctx)?;
     let mut contained =
@@ -43,6 +49,7 @@ pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
         threshold: args.spawn_threshold.unwrap_or(ctx.spawn_threshold()),
         max_agents: args.max_agents.or(ctx.thresholds.max_agents),
         memory_reserve: args.memory_reserve,
+        replaces_run,
     };
     let mut line = args.queue.map(|timeout| Line::new(ctx, &plan.id, timeout));
     // Round again only for a queued spawn whose lease pool is exhausted: it waits in line.

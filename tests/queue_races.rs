@@ -1,0 +1,40 @@
+//! The spawn queue against the commands that race it: `restart` while others wait, two
+//! spawns of one id and their reservations, `kill` of a waiter as it is admitted.
+
+use crate::queue::{T, queued, waiting};
+use crate::util::{TestFleet, wait_until};
+use std::time::Duration;
+
+/// A fleet of 256 MiB whose agents start at 1 MiB, with `big` running on a 100 MiB
+/// reservation and `w` waiting in line for memory behind it: its 120 MiB would pass the
+/// threshold of 217 MiB for as long as `big` runs, whatever else ends.
+fn with_a_memory_waiter(f: &TestFleet) -> crate::queue::Started {
+    f.set_budget(256 << 20);
+    f.set_config("[agent]\nstart_reserve = \"1M\"\n");
+    f.run(&["spawn", "big", "ws-001", "--memory-reserve", "100M", "--", "sleep", "600"]).code(0);
+    let w = queued(f, "w", &["--queue", "--memory-reserve", "120M"]);
+    wait_until(T, || format!("{:?}", waiting(f)), || waiting(f).len() == 1);
+    assert_eq!(waiting(f), [(1, "w".into(), "memory".into())]);
+    w
+}
+
+/// `restart` of a running agent while a spawn waits in line: its new run is not refused for
+/// the waiter's turn (which would leave the agent stopped for good), and the waiter keeps
+/// its place.
+#[test]
+fn restart_while_others_wait_starts_the_agent_again() {
+    let Some(f) = TestFleet::new("queue-restart") else { return };
+    f.run(&["spawn", "small", "ws-001", "--", "sleep", "600"]).code(0);
+    let w = with_a_memory_waiter(&f);
+    // A spawn without --queue is refused while `w` waits; a restart is not.
+    f.run(&["spawn", "other", "ws-001", "--", "sleep", "600"]).code(75).one_error_line("wait in line");
+    let before = f.agent("small")["pid"].as_i64().expect("pid");
+    f.run(&["restart", "small"]).code(0);
+    let again = f.wait_state("small", &["running"], Duration::from_secs(30));
+    assert_ne!(again["pid"].as_i64(), Some(before), "a new run: {again:#}");
+    assert_eq!(waiting(&f), [(1, "w".into(), "memory".into())], "the waiter keeps its place");
+    f.run(&["kill", "w"]).code(0);
+    crate::queue::waited_then(w.output().code(6), "w: taken out of the line by `fleetctl kill`");
+    f.run(&["kill", "--all"]).code(0);
+    f.finish();
+}
