@@ -38,3 +38,26 @@ fn restart_while_others_wait_starts_the_agent_again() {
     f.run(&["kill", "--all"]).code(0);
     f.finish();
 }
+
+/// A second spawn of a running id is admitted before it finds the id taken (exit 4). Its
+/// admission must not take the running agent's reservation out of the ledger: a third
+/// spawn that fits only without that reservation is still refused.
+#[test]
+fn a_losing_duplicate_spawn_keeps_the_winners_reservation() {
+    let Some(f) = TestFleet::new("queue-dup-reserve") else { return };
+    f.set_budget(256 << 20);
+    f.set_config("[agent]\nstart_reserve = \"1M\"\n");
+    f.run(&["spawn", "dup", "ws-001", "--memory-reserve", "100M", "--", "sleep", "600"]).code(0);
+    // Admitted on its 1 MiB (the reservation of 100 MiB is counted), refused for the id.
+    f.run(&["spawn", "dup", "ws-001", "--", "sleep", "600"]).code(4).one_error_line("dup is already running");
+    // 100 MiB reserved + 130 MiB is above the threshold of 217 MiB.
+    f.run(&["spawn", "third", "ws-001", "--memory-reserve", "130M", "--", "sleep", "600"])
+        .code(75)
+        .one_error_line("at or above the spawn threshold of 85 %");
+    assert!(!f.state.join("agents/third").exists());
+    // Once `dup` has ended, its reservation goes with it.
+    f.run(&["kill", "dup"]).code(0);
+    f.run(&["spawn", "third", "ws-001", "--memory-reserve", "130M", "--", "sleep", "600"]).code(0);
+    f.run(&["kill", "--all"]).code(0);
+    f.finish();
+}

@@ -268,12 +268,26 @@ fn decide(
         }
         return Ok(Err(Refused::Memory { budget, starting, own, threshold: rules.threshold }));
     }
-    // A new spawn of an id replaces whatever its last run reserved.
-    ledger.entries.retain(|e| &e.id != id);
     let pid = std::process::id() as i32;
+    replace_ended_run(ctx, ledger, id);
     ledger.entries.push(Entry { at: now, reserve: own, pid, id: id.clone(), lasting: reserve.is_some() });
     ledger.save()?;
     Ok(Ok(budget))
+}
+
+/// Takes out what the last run of `id` reserved, once that run is over: its spawn has ended
+/// and no supervisor holds the id's lock. This runs before the id's lock is taken, so a
+/// duplicate spawn that will lose the id must not take the running agent's (or the winning
+/// spawn's) reservation with it.
+fn replace_ended_run(ctx: &Ctx, ledger: &mut Ledger, id: &AgentId) {
+    let ended = |e: &Entry| &e.id == id && !spawn_alive(e.pid);
+    if !ledger.entries.iter().any(ended) {
+        return;
+    }
+    if fleet_core::lock::HeldLocks::read(&ctx.proc_root).contains(&ctx.dirs.lock_path(id)) {
+        return;
+    }
+    ledger.entries.retain(|e| !ended(e));
 }
 
 /// The reservation an agent with `limits` keeps for as long as it lives: its
