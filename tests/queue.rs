@@ -47,7 +47,7 @@ pub(crate) fn waited_then(run: &Run, fragment: &str) {
 }
 
 /// A process the test started, killed by its pid if the test fails before it has ended.
-pub(crate) struct Started(Option<Child>);
+pub(crate) struct Started(pub(crate) Option<Child>);
 
 impl Started {
     pub(crate) fn child(&mut self) -> &mut Child {

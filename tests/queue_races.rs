@@ -61,3 +61,58 @@ fn a_losing_duplicate_spawn_keeps_the_winners_reservation() {
     f.run(&["kill", "--all"]).code(0);
     f.finish();
 }
+
+/// `kill` of a waiter admitted a moment before (stopped between its admission and its
+/// start): the kill does not claim it took the waiter out of line while the waiter goes on
+/// to start; it says the waiter was admitted, lets it start and stops it.
+#[test]
+fn kill_of_a_waiter_as_it_is_admitted_stops_what_it_starts() {
+    use std::io::BufRead;
+    let Some(f) = TestFleet::new("queue-kill-admitted") else { return };
+    f.set_config("[thresholds]\nmax_agents = 1\n[agent]\nstart_reserve = \"1M\"\n");
+    f.run(&["spawn", "holder", "ws-001", "--", "sleep", "600"]).code(0);
+    let mut w = crate::queue::Started(Some(
+        f.cmd(&["spawn", "w", "ws-001", "--queue", "--", "sleep", "600"])
+            .env("FLEETCTL_FAILPOINT", "queue-admitted:stop")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn --queue"),
+    ));
+    wait_until(T, || format!("{:?}", waiting(&f)), || waiting(&f).len() == 1);
+    f.run(&["kill", "holder"]).code(0);
+    let w_pid = w.child().id();
+    wait_until(
+        T,
+        || "the waiter never stopped after its admission".into(),
+        || {
+            let stat = std::fs::read_to_string(format!("/proc/{w_pid}/stat")).unwrap_or_default();
+            stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('T'))
+        },
+    );
+    let mut kill = crate::queue::Started(Some(
+        f.cmd(&["kill", "w"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("kill"),
+    ));
+    // Its first line is its verdict on the waiter, given while the waiter is still stopped.
+    let mut first = String::new();
+    let stdout = kill.child().stdout.take().expect("stdout");
+    let mut stdout = std::io::BufReader::new(stdout);
+    stdout.read_line(&mut first).expect("read kill's first line");
+    use nix::sys::signal::{Signal, kill as signal};
+    signal(nix::unistd::Pid::from_raw(w_pid as i32), Signal::SIGCONT).expect("continue the waiter");
+    let spawned = w.output();
+    let killed = kill.output();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).expect("read kill's output");
+    killed.code(0);
+    assert!(first.starts_with("w: admitted from the line"), "{first}{rest}{killed:?}");
+    assert!(rest.contains("w: stopped"), "{first}{rest}{killed:?}");
+    spawned.code(0);
+    assert_eq!(f.agent("w")["state"], "killed", "{spawned:?}");
+    assert!(waiting(&f).is_empty());
+    f.finish();
+}

@@ -202,6 +202,11 @@ pub fn admit<'a>(
             }
         }
         let mut ledger = Ledger::lock(&ctx.dirs.admission_path())?;
+        // Again under the lock, which `kill` takes to mark a waiter: a waiter marked before
+        // this point never decides, and one that decides is found admitted by `kill`.
+        if let Some(line) = line.as_deref_mut() {
+            line.check_cancelled()?;
+        }
         let ahead = match line.as_deref() {
             Some(line) => line.ahead()?,
             None if rules.replaces_run => 0,

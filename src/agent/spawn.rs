@@ -55,6 +55,9 @@ pub fn start(ctx: &Ctx, args: SpawnArgs, replaces_run: bool) -> Result<Exit> {
     // Round again only for a queued spawn whose lease pool is exhausted: it waits in line.
     let (admitted, lock, stop_turn, mut undo, mut taken) = loop {
         let admitted = admission::admit(ctx, &plan.id, &plan.limits, rules, line.as_mut())?;
+        if line.as_ref().is_some_and(Line::joined) {
+            crate::failpoint::hit(crate::failpoint::QUEUE_ADMITTED);
+        }
         if let Some(warning) = admission::limit_above_budget(ctx, &args.limits, &plan.limits, &admitted.budget) {
             eprintln!("fleetctl: {}: {warning}", plan.id);
         }
