@@ -189,6 +189,11 @@ pub fn admit<'a>(
     loop {
         if let Some(line) = line.as_deref_mut() {
             line.check_cancelled()?;
+            if line.joined() {
+                // The fleet's scope may have been stopped while it waited (exit 69, not an
+                // io error from a fleet root that is gone).
+                crate::systemd::scope::require(ctx)?;
+            }
         }
         // A waiter behind others sleeps again without the admission lock: only the head
         // and newcomers take it.

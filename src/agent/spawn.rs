@@ -81,6 +81,8 @@ pub fn start(ctx: &Ctx, args: SpawnArgs, replaces_run: bool) -> Result<Exit> {
     };
     if let Some(line) = line {
         line.admitted();
+        // Checked before it waited; the fleet's scope may have been stopped since.
+        crate::systemd::scope::require(ctx)?;
     }
     plan.workspace = taken.workspace;
     plan.slot = taken.slot.as_ref().map(|(_, name)| name.clone());
