@@ -47,7 +47,7 @@ pub(crate) fn waited_then(run: &Run, fragment: &str) {
 }
 
 /// A process the test started, killed by its pid if the test fails before it has ended.
-pub(crate) struct Started(pub(crate) Option<Child>);
+pub(crate) struct Started(Option<Child>);
 
 impl Started {
     pub(crate) fn child(&mut self) -> &mut Child {
@@ -73,7 +73,12 @@ pub(crate) fn queued(f: &TestFleet, id: &str, extra: &[&str]) -> Started {
     let mut args = vec!["spawn", id, "ws-001"];
     args.extend(extra);
     args.extend(["--", "sleep", "600"]);
-    Started(Some(f.cmd(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn --queue")))
+    in_background(&mut f.cmd(&args))
+}
+
+/// `command` started in the background, its output piped.
+pub(crate) fn in_background(command: &mut std::process::Command) -> Started {
+    Started(Some(command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start fleetctl")))
 }
 
 /// The fleet root's memory use, from the kernel.

@@ -1,7 +1,7 @@
 //! The spawn queue against the commands that race it: `restart` while others wait, two
 //! spawns of one id and their reservations, `kill` of a waiter as it is admitted.
 
-use crate::queue::{T, queued, waiting};
+use crate::queue::{T, in_background, queued, waiting};
 use crate::util::{TestFleet, wait_until};
 use std::time::Duration;
 
@@ -71,14 +71,10 @@ fn kill_of_a_waiter_as_it_is_admitted_stops_what_it_starts() {
     let Some(f) = TestFleet::new("queue-kill-admitted") else { return };
     f.set_config("[thresholds]\nmax_agents = 1\n[agent]\nstart_reserve = \"1M\"\n");
     f.run(&["spawn", "holder", "ws-001", "--", "sleep", "600"]).code(0);
-    let mut w = crate::queue::Started(Some(
+    let mut w = in_background(
         f.cmd(&["spawn", "w", "ws-001", "--queue", "--", "sleep", "600"])
-            .env("FLEETCTL_FAILPOINT", "queue-admitted:stop")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn --queue"),
-    ));
+            .env("FLEETCTL_FAILPOINT", "queue-admitted:stop"),
+    );
     wait_until(T, || format!("{:?}", waiting(&f)), || waiting(&f).len() == 1);
     f.run(&["kill", "holder"]).code(0);
     let w_pid = w.child().id();
@@ -90,13 +86,7 @@ fn kill_of_a_waiter_as_it_is_admitted_stops_what_it_starts() {
             stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('T'))
         },
     );
-    let mut kill = crate::queue::Started(Some(
-        f.cmd(&["kill", "w"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("kill"),
-    ));
+    let mut kill = in_background(&mut f.cmd(&["kill", "w"]));
     // Its first line is its verdict on the waiter, given while the waiter is still stopped.
     let mut first = String::new();
     let stdout = kill.child().stdout.take().expect("stdout");
