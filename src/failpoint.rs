@@ -15,6 +15,10 @@ pub const SPAWN_AFTER_CGROUP: &str = "spawn-after-cgroup";
 /// `--wait` follows the agent.
 pub const SPAWN_AFTER_GO: &str = "spawn-after-go";
 
+/// `spawn --queue`, once a waiter is admitted (the ledger has its entry) and before it
+/// takes its id and leaves the line.
+pub const QUEUE_ADMITTED: &str = "queue-admitted";
+
 /// `kill` (or relief), after the agent's supervisor has recorded the end and let go of the
 /// id, before the cgroup is removed.
 pub const KILL_AFTER_SUPERVISOR: &str = "kill-after-supervisor";

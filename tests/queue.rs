@@ -13,10 +13,10 @@ use std::{
 };
 
 /// Generous: not a timed test.
-const T: Duration = Duration::from_secs(120);
+pub(crate) const T: Duration = Duration::from_secs(120);
 
 /// `queue --json`'s waiters: (position, id, reason).
-fn waiting(f: &TestFleet) -> Vec<(u64, String, String)> {
+pub(crate) fn waiting(f: &TestFleet) -> Vec<(u64, String, String)> {
     let run = f.run(&["queue", "--json"]);
     run.code(0);
     let v: Value = serde_json::from_str(&run.stdout).expect("queue --json");
@@ -39,7 +39,7 @@ fn waiting(f: &TestFleet) -> Vec<(u64, String, String)> {
 }
 
 /// A queued spawn's stderr: the notice that it waits, then one line saying how it ended.
-fn waited_then(run: &Run, fragment: &str) {
+pub(crate) fn waited_then(run: &Run, fragment: &str) {
     let lines: Vec<&str> = run.stderr.lines().collect();
     assert_eq!(lines.len(), 2, "{run:?}");
     assert!(lines[0].contains(": waiting in line for "), "{run:?}");
@@ -47,14 +47,14 @@ fn waited_then(run: &Run, fragment: &str) {
 }
 
 /// A process the test started, killed by its pid if the test fails before it has ended.
-struct Started(Option<Child>);
+pub(crate) struct Started(Option<Child>);
 
 impl Started {
-    fn child(&mut self) -> &mut Child {
+    pub(crate) fn child(&mut self) -> &mut Child {
         self.0.as_mut().expect("still owned")
     }
 
-    fn output(mut self) -> Run {
+    pub(crate) fn output(mut self) -> Run {
         Run::from(self.0.take().expect("still owned").wait_with_output().expect("it ends"))
     }
 }
@@ -69,11 +69,16 @@ impl Drop for Started {
 }
 
 /// A queued spawn in the background.
-fn queued(f: &TestFleet, id: &str, extra: &[&str]) -> Started {
+pub(crate) fn queued(f: &TestFleet, id: &str, extra: &[&str]) -> Started {
     let mut args = vec!["spawn", id, "ws-001"];
     args.extend(extra);
     args.extend(["--", "sleep", "600"]);
-    Started(Some(f.cmd(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn --queue")))
+    in_background(&mut f.cmd(&args))
+}
+
+/// `command` started in the background, its output piped.
+pub(crate) fn in_background(command: &mut std::process::Command) -> Started {
+    Started(Some(command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start fleetctl")))
 }
 
 /// The fleet root's memory use, from the kernel.

@@ -26,6 +26,7 @@ mod outputs;
 mod permissions;
 mod pressure;
 mod queue;
+mod queue_races;
 mod quickstart;
 mod records;
 mod relief;

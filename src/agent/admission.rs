@@ -52,6 +52,9 @@ pub struct Rules {
     pub max_agents: Option<u32>,
     /// Bytes admission counts for this agent for as long as it lives (`--memory-reserve`).
     pub memory_reserve: Option<u64>,
+    /// A restart replacing its own run: not refused for others waiting in line (it had its
+    /// turn when it first started, and its old run is already stopped).
+    pub replaces_run: bool,
 }
 
 /// An admitted spawn. Its line stays in the ledger once the agent has started
@@ -186,6 +189,11 @@ pub fn admit<'a>(
     loop {
         if let Some(line) = line.as_deref_mut() {
             line.check_cancelled()?;
+            if line.joined() {
+                // The fleet's scope may have been stopped while it waited (exit 69, not an
+                // io error from a fleet root that is gone).
+                crate::systemd::scope::require(ctx)?;
+            }
         }
         // A waiter behind others sleeps again without the admission lock: only the head
         // and newcomers take it.
@@ -199,8 +207,14 @@ pub fn admit<'a>(
             }
         }
         let mut ledger = Ledger::lock(&ctx.dirs.admission_path())?;
+        // Again under the lock, which `kill` takes to mark a waiter: a waiter marked before
+        // this point never decides, and one that decides is found admitted by `kill`.
+        if let Some(line) = line.as_deref_mut() {
+            line.check_cancelled()?;
+        }
         let ahead = match line.as_deref() {
             Some(line) => line.ahead()?,
+            None if rules.replaces_run => 0,
             None => queue::line(&queue::dir(&ctx.dirs.state))?.len(),
         };
         let verdict = match ahead {
@@ -264,12 +278,26 @@ fn decide(
         }
         return Ok(Err(Refused::Memory { budget, starting, own, threshold: rules.threshold }));
     }
-    // A new spawn of an id replaces whatever its last run reserved.
-    ledger.entries.retain(|e| &e.id != id);
     let pid = std::process::id() as i32;
+    replace_ended_run(ctx, ledger, id);
     ledger.entries.push(Entry { at: now, reserve: own, pid, id: id.clone(), lasting: reserve.is_some() });
     ledger.save()?;
     Ok(Ok(budget))
+}
+
+/// Takes out what the last run of `id` reserved, once that run is over: its spawn has ended
+/// and no supervisor holds the id's lock. This runs before the id's lock is taken, so a
+/// duplicate spawn that will lose the id must not take the running agent's (or the winning
+/// spawn's) reservation with it.
+fn replace_ended_run(ctx: &Ctx, ledger: &mut Ledger, id: &AgentId) {
+    let ended = |e: &Entry| &e.id == id && !spawn_alive(e.pid);
+    if !ledger.entries.iter().any(ended) {
+        return;
+    }
+    if fleet_core::lock::HeldLocks::read(&ctx.proc_root).contains(&ctx.dirs.lock_path(id)) {
+        return;
+    }
+    ledger.entries.retain(|e| !ended(e));
 }
 
 /// The reservation an agent with `limits` keeps for as long as it lives: its

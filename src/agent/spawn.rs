@@ -33,6 +33,12 @@ use std::{
 
 /// Entry point.
 pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
+    start(ctx, args, false)
+}
+
+/// Starts the agent `args` describe; `replaces_run`: a restart of it, whose old run is
+/// stopped, which does not wait its turn behind the line (see [`admission::Rules`]).
+pub fn start(ctx: &Ctx, args: SpawnArgs, replaces_run: bool) -> Result<Exit> {
     let (mut plan, workspace) = make_plan(ctx, &args)?;
     crate::systemd::scope::require(ctx)?;
     let mut contained =
@@ -43,11 +49,15 @@ pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
         threshold: args.spawn_threshold.unwrap_or(ctx.spawn_threshold()),
         max_agents: args.max_agents.or(ctx.thresholds.max_agents),
         memory_reserve: args.memory_reserve,
+        replaces_run,
     };
     let mut line = args.queue.map(|timeout| Line::new(ctx, &plan.id, timeout));
     // Round again only for a queued spawn whose lease pool is exhausted: it waits in line.
     let (admitted, lock, stop_turn, mut undo, mut taken) = loop {
         let admitted = admission::admit(ctx, &plan.id, &plan.limits, rules, line.as_mut())?;
+        if line.as_ref().is_some_and(Line::joined) {
+            crate::failpoint::hit(crate::failpoint::QUEUE_ADMITTED);
+        }
         if let Some(warning) = admission::limit_above_budget(ctx, &args.limits, &plan.limits, &admitted.budget) {
             eprintln!("fleetctl: {}: {warning}", plan.id);
         }
@@ -71,6 +81,8 @@ pub fn run(ctx: &Ctx, args: SpawnArgs) -> Result<Exit> {
     };
     if let Some(line) = line {
         line.admitted();
+        // Checked before it waited; the fleet's scope may have been stopped since.
+        crate::systemd::scope::require(ctx)?;
     }
     plan.workspace = taken.workspace;
     plan.slot = taken.slot.as_ref().map(|(_, name)| name.clone());

@@ -11,42 +11,91 @@ use crate::{
 };
 use anyhow::Result;
 use fleet_cli::KillArgs;
-use fleet_core::{id::AgentId, timefmt::human_duration};
+use fleet_core::{admission::Ledger, id::AgentId, queue, timefmt::human_duration};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Takes the waiting spawns (`spawn --queue`) of `ids` (None: every one) out of line, each
-/// with a line saying so; returns their ids.
-fn withdraw_waiters(ctx: &Ctx, ids: Option<&[AgentId]>) -> Result<Vec<AgentId>> {
-    let dir = fleet_core::queue::dir(&ctx.dirs.state);
+/// with a line saying so; returns their ids, and those of waiters admitted as the kill came,
+/// which are let start and then stopped as any agent.
+fn withdraw_waiters(ctx: &Ctx, ids: Option<&[AgentId]>) -> Result<(Vec<AgentId>, Vec<AgentId>)> {
+    let dir = queue::dir(&ctx.dirs.state);
     let wanted: Vec<AgentId> = match ids {
         Some(ids) => ids.to_vec(),
-        None => fleet_core::queue::line(&dir)?.into_iter().map(|w| w.id).collect(),
+        None => queue::line(&dir)?.into_iter().map(|w| w.id).collect(),
     };
-    let mut withdrawn = Vec::new();
+    let (mut withdrawn, mut admitted) = (Vec::new(), Vec::new());
     for id in wanted {
-        if let Some(waiter) = fleet_core::queue::cancel(&dir, &id)? {
-            let waited = waiter.since.elapsed().map(human_duration).unwrap_or_default();
-            outln!(
-                "{id}: taken out of the line (it had waited {waited} for {}); nothing was started",
-                crate::agent::queue::describe(waiter.reason)
-            )?;
-            withdrawn.push(id);
+        match withdraw(ctx, &dir, &id)? {
+            Withdrawal::Admitted => admitted.push(id),
+            Withdrawal::NotWaiting => {}
+            Withdrawal::Withdrawn(waiter) => {
+                let waited = waiter.since.elapsed().map(human_duration).unwrap_or_default();
+                outln!(
+                    "{id}: taken out of the line (it had waited {waited} for {}); nothing was started",
+                    crate::agent::queue::describe(waiter.reason)
+                )?;
+                withdrawn.push(id);
+            }
         }
     }
-    Ok(withdrawn)
+    Ok((withdrawn, admitted))
+}
+
+/// What became of a waiter `kill` looked for.
+enum Withdrawal {
+    /// Taken out of line.
+    Withdrawn(queue::Waiter),
+    /// Admitted before the kill could take it out: it has left the line to start.
+    Admitted,
+    /// None waits for the id.
+    NotWaiting,
+}
+
+/// Takes `id`'s waiter out of line under the admission lock. An admitted one keeps its ticket until it has its id (whose
+/// stopping turn it holds until the agent runs, which is what `stop_agent` then waits for),
+/// or gives its admission back and waits again: this waits for either.
+fn withdraw(ctx: &Ctx, dir: &Path, id: &AgentId) -> Result<Withdrawal> {
+    let mut alarm: Option<queue::Alarm> = None;
+    loop {
+        let ledger = Ledger::lock(&ctx.dirs.admission_path())?;
+        match queue::cancel(dir, id, &ledger)? {
+            Some(queue::Cancel::Withdrawn(waiter)) => return Ok(Withdrawal::Withdrawn(waiter)),
+            None if alarm.is_some() => return Ok(Withdrawal::Admitted),
+            None => return Ok(Withdrawal::NotWaiting),
+            Some(queue::Cancel::Admitted(_)) => {
+                drop(ledger);
+                match &alarm {
+                    Some(alarm) => {
+                        alarm.sleep(crate::agent::queue::RECHECK);
+                    }
+                    None => {
+                        outln!("{id}: admitted from the line as the kill came; stopping it once it has started")?;
+                        // Watching first, then looking again: its leaving is not missed.
+                        alarm = Some(queue::Alarm::watch(dir)?);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Entry point.
 pub fn run(ctx: &Ctx, args: KillArgs) -> Result<Exit> {
     // Waiters first: with `--all`, none of them may start in the room the kills make.
-    let withdrawn = match (&args.selector, args.all) {
-        (Some(_), _) => Vec::new(),
+    let (withdrawn, admitted) = match (&args.selector, args.all) {
+        (Some(_), _) => (Vec::new(), Vec::new()),
         (None, true) => withdraw_waiters(ctx, None)?,
         (None, false) => withdraw_waiters(ctx, Some(&args.ids))?,
     };
     let ids: Vec<AgentId> = match (&args.selector, args.all) {
         (Some(selector), _) => selected_ids(ctx, selector)?,
-        (None, true) => all_ids(ctx)?,
+        // One admitted as the kill came may have no record yet.
+        (None, true) => {
+            let mut ids = all_ids(ctx)?;
+            ids.extend(admitted.into_iter().filter(|id| !ids.contains(id)).collect::<Vec<_>>());
+            ids
+        }
         // An id that only waited is done; one with an agent too is stopped as well.
         (None, false) => {
             args.ids.iter().filter(|id| !withdrawn.contains(id) || ctx.dirs.agent_dir(id).exists()).cloned().collect()

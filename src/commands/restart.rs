@@ -70,7 +70,9 @@ fn restart_one(ctx: &Ctx, id: &AgentId, grace: Duration) -> Result<Exit> {
         let req = StopRequest { by: "user".into(), detail: Some("restart".into()), grace, force: false };
         stop_agent(ctx, id, &req)?;
     }
-    spawn::run(ctx, again)
+    // Its turn in line was taken when it first started: a restart is not refused because
+    // others wait, or the agent just stopped would be gone for good.
+    spawn::start(ctx, again, true)
 }
 
 /// The spawn that starts `record`'s agent again: spawn's own command line parsed for the

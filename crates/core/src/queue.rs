@@ -12,7 +12,7 @@
 //! ticket or cancel mark made or removed, and [`wake`], which whatever frees memory or a slot
 //! calls (a supervisor as it exits, a failed spawn giving back its admission).
 
-use crate::{Error, Result, id::AgentId};
+use crate::{Error, Result, admission::Ledger, id::AgentId};
 use std::{
     fs::{File, OpenOptions},
     io::Read,
@@ -116,6 +116,9 @@ impl Ticket {
             .open(&temp)
             .map_err(|e| Error::io("create", &temp, e))?;
         file.lock().map_err(|e| Error::io("lock", &temp, e))?;
+        // A mark `kill` left for an earlier ticket of this number, which left before it saw
+        // the mark, is not this waiter's (numbers restart once the line empties).
+        let _ = std::fs::remove_file(cancel_path(dir, seq));
         let path = dir.join(format!("{seq:012}.{id}"));
         let ticket = Ticket { file, path, dir: dir.to_path_buf(), seq, since: SystemTime::now() };
         ticket.set_reason(reason)?;
@@ -203,13 +206,29 @@ pub fn line(dir: &Path) -> Result<Vec<Waiter>> {
     Ok(live)
 }
 
+/// What [`cancel`] found of a waiter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cancel {
+    /// Taken out of line: it will start nothing.
+    Withdrawn(Waiter),
+    /// Admitted already (the ledger has its spawn's entry): it still holds its ticket while
+    /// it takes its id and leases, and then starts its agent, or gives its admission back
+    /// and waits again.
+    Admitted(Waiter),
+}
+
 /// Takes the live waiter for agent `id` out of line: leaves the mark its waiter looks for,
-/// which wakes it. Returns the waiter, or `None` when no live one waits for `id`.
-pub fn cancel(dir: &Path, id: &AgentId) -> Result<Option<Waiter>> {
+/// which wakes it. `None` when no live one waits for `id`. The admission `ledger`'s lock,
+/// held, is what makes this safe: a waiter checks its mark under it before it decides, so
+/// a waiter is either told in time or found admitted, never both.
+pub fn cancel(dir: &Path, id: &AgentId, ledger: &Ledger) -> Result<Option<Cancel>> {
     let Some(waiter) = line(dir)?.into_iter().find(|w| &w.id == id) else { return Ok(None) };
+    if ledger.entries.iter().any(|e| &e.id == id && e.pid == waiter.pid) {
+        return Ok(Some(Cancel::Admitted(waiter)));
+    }
     let mark = cancel_path(dir, waiter.seq);
     std::fs::write(&mark, b"").map_err(|e| Error::io("write", &mark, e))?;
-    Ok(Some(waiter))
+    Ok(Some(Cancel::Withdrawn(waiter)))
 }
 
 /// An inotify watch on the queue dir: what a waiter sleeps on.
@@ -295,12 +314,17 @@ mod tests {
         let dir = dir(tmp.path());
         let a = Ticket::join(&dir, &id("a"), Reason::Memory).expect("join");
         let b = Ticket::join(&dir, &id("b"), Reason::Memory).expect("join");
-        assert_eq!(cancel(&dir, &id("b")).expect("cancel").map(|w| w.seq), Some(b.seq));
-        assert_eq!(cancel(&dir, &id("zz")).expect("cancel"), None);
+        let ledger = Ledger::lock(&tmp.path().join("admission")).expect("ledger");
+        let seq = |c: Option<Cancel>| match c {
+            Some(Cancel::Withdrawn(w)) => Some(w.seq),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(seq(cancel(&dir, &id("b"), &ledger).expect("cancel")), Some(b.seq));
+        assert_eq!(cancel(&dir, &id("zz"), &ledger).expect("cancel"), None);
         assert!(b.cancelled() && !a.cancelled());
         // Out of line at once, before its waiter has even woken.
         assert_eq!(line(&dir).expect("line").len(), 1);
-        assert_eq!(cancel(&dir, &id("b")).expect("cancel"), None);
+        assert_eq!(cancel(&dir, &id("b"), &ledger).expect("cancel"), None);
         let alarm = Alarm::watch(&dir).expect("watch");
         wake(&dir);
         assert!(alarm.sleep(Duration::from_secs(5)), "wake() is seen");
@@ -309,5 +333,25 @@ mod tests {
             std::fs::read_dir(&dir).expect("dir").filter(|e| e.as_ref().is_ok_and(|e| e.file_name() != "wake")).count(),
             0
         );
+    }
+
+    #[test]
+    fn an_admitted_waiter_is_not_cancelled_and_a_stale_mark_is_not_inherited() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = dir(tmp.path());
+        let mut ledger = Ledger::lock(&tmp.path().join("admission")).expect("ledger");
+        let a = Ticket::join(&dir, &id("a"), Reason::Memory).expect("join");
+        let pid = std::process::id() as i32;
+        let entry = crate::admission::Entry { at: Duration::ZERO, reserve: 0, pid, id: id("a"), lasting: false };
+        ledger.entries.push(entry);
+        assert!(matches!(cancel(&dir, &id("a"), &ledger).expect("cancel"), Some(Cancel::Admitted(_))));
+        assert!(!a.cancelled());
+        // A mark for a number whose ticket has gone, and the next ticket given that number.
+        let seq = a.seq;
+        drop(a);
+        std::fs::write(cancel_path(&dir, seq), "").expect("write");
+        let b = Ticket::join(&dir, &id("b"), Reason::Memory).expect("join");
+        assert_eq!(b.seq, seq);
+        assert!(!b.cancelled());
     }
 }
