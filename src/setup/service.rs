@@ -87,8 +87,10 @@ pub fn watcher(host: &Host) -> Vec<Item> {
             }
         }
     }];
+    let real_root = host.paths.root == Path::new("/");
+    items.extend(old_watcher(real_root && service_state(OLD_UNIT, "is-enabled")));
     let what = format!("{UNIT} enabled and running (it makes fleetctl-fleet.scope and guards the fleet)");
-    items.push(if host.paths.root != Path::new("/") {
+    items.push(if !real_root {
         Item::skipped(s, what, "--root is a tree of files: systemctl is run only for the real root")
     } else if service_state(UNIT, "is-enabled") && service_state(UNIT, "is-active") {
         Item::in_place(s, what)
@@ -96,6 +98,22 @@ pub fn watcher(host: &Host) -> Vec<Item> {
         Item::missing(s, what, Action::EnableService(UNIT))
     });
     items
+}
+
+/// The watcher's unit of hosts set up before `fleetctl.service`, which setup-host wrote but
+/// never enabled; an operator who enabled it by hand has a guard holding the watch lock, so
+/// `fleetctl.service` could not arm its own.
+const OLD_UNIT: &str = "fleetctl-watch.service";
+
+/// The old watcher's unit disabled and stopped, when it is `enabled`.
+fn old_watcher(enabled: bool) -> Option<Item> {
+    enabled.then(|| {
+        Item::missing(
+            Step::Watcher,
+            format!("{OLD_UNIT} disabled and stopped ({UNIT} guards the fleet now; the old one holds the watch lock)"),
+            Action::DisableService(OLD_UNIT),
+        )
+    })
 }
 
 impl Item {
@@ -116,5 +134,12 @@ mod tests {
             " (-memory_max = \"max\"; +memory_max = \"4G\")"
         );
         assert_eq!(diff("a = 1\n", "a = 1\n"), "");
+    }
+
+    #[test]
+    fn an_enabled_old_watcher_is_disabled_before_the_new_one_starts() {
+        assert!(old_watcher(false).is_none());
+        let item = old_watcher(true).expect("an item");
+        assert!(matches!(item.status, super::super::Status::Missing(Action::DisableService("fleetctl-watch.service"))));
     }
 }
