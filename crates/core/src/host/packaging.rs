@@ -99,7 +99,9 @@ fn edit_key(text: &str, section: &str, key: &str, value: &str) -> String {
     let header = format!("[{section}]");
     // `[paths] # mine` is the header too.
     let is_header = |l: &str| {
-        l.trim().strip_prefix(header.as_str()).is_some_and(|rest| rest.trim().is_empty() || rest.trim().starts_with('#'))
+        l.trim()
+            .strip_prefix(header.as_str())
+            .is_some_and(|rest| rest.trim().is_empty() || rest.trim().starts_with('#'))
     };
     let line = format!("{key} = {}", quoted(value));
     let mut out: Vec<String> = text.lines().map(str::to_string).collect();
