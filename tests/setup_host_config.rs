@@ -52,8 +52,10 @@ fn the_packaged_config_follows_the_host_and_a_default_setup_host_keeps_it() {
     run.code(0);
     let status: serde_json::Value = serde_json::from_str(&run.stdout).expect("status --json parses");
     let fleet_root = status["host"]["fleet_root"].as_str().expect("host.fleet_root").to_string();
-    let expected = if systemd_here() { IN_SCOPE } else { "/fleet" };
-    assert!(fleet_root.ends_with(expected), "fleet root {fleet_root}, not {expected}");
+    // The path in the cgroup2 tree: the mount, then the fleet root.
+    let in_scope = fleet_root.ends_with(IN_SCOPE);
+    assert_eq!(in_scope, systemd_here(), "fleet root {fleet_root}");
+    assert!(in_scope || fleet_root.ends_with("/fleet"), "fleet root {fleet_root}");
 
     // A default setup-host after the install changes nothing in the file.
     let root = f.tmp.path().join("root");
