@@ -19,7 +19,7 @@ use std::{path::PathBuf, time::Duration};
 /// The fleet root when nothing says otherwise, on a host without systemd; on a systemd host it
 /// is inside fleetctl's delegated scope ([`fleet_core::host::systemd::FLEET_ROOT`]), the one
 /// subtree systemd lets fleetctl manage.
-const DEFAULT_CGROUP_PARENT: &str = "/fleet";
+const DEFAULT_CGROUP_PARENT: &str = fleet_core::host::packaging::FLEET_ROOT_WITHOUT_SYSTEMD;
 const DEFAULT_STATE_DIR: &str = "/run/fleet";
 const DEFAULT_LOG_DIR: &str = "/var/log/fleet";
 const DEFAULT_WORKSPACE_ROOT: &str = "/var/lib/fleet/workspaces";
@@ -399,16 +399,30 @@ fn cgroup_parent(global: &GlobalArgs, file: &ConfigFile) -> Result<String> {
     Ok(chosen)
 }
 
-/// The built-in fleet root: inside fleetctl's scope where systemd runs, `/fleet` elsewhere.
+/// The built-in fleet root: inside fleetctl's scope where systemd runs, `/fleet` elsewhere,
+/// and `/fleet` too on a systemd host that still has a fleet there (set up before the scope):
+/// its agents stay in sight of status, kill and the guard until the operator moves it
+/// (docs/operations.md; doctor says how).
 fn default_cgroup_parent() -> String {
-    default_cgroup_parent_for(std::path::Path::new("/run"))
+    default_cgroup_parent_for(std::path::Path::new("/run"), &fleet_core::roots::Roots::host().cgroup)
 }
 
-/// [`default_cgroup_parent`] for a host whose `/run` is `run`.
-fn default_cgroup_parent_for(run: &std::path::Path) -> String {
-    match fleet_core::host::systemd::booted(run) {
-        true => fleet_core::host::systemd::FLEET_ROOT.into(),
-        false => DEFAULT_CGROUP_PARENT.into(),
+/// [`default_cgroup_parent`] for a host whose `/run` is `run` and whose cgroup hierarchies
+/// are mounted under `cgroup_root`.
+fn default_cgroup_parent_for(run: &std::path::Path, cgroup_root: &std::path::Path) -> String {
+    let systemd = fleet_core::host::systemd::booted(run);
+    match systemd && fleet_core::host::systemd::fleet_outside_scope(cgroup_root) {
+        true => DEFAULT_CGROUP_PARENT.into(),
+        false => built_in_cgroup_parent(systemd).into(),
+    }
+}
+
+/// The fleet root a host gets with nothing configured, with or without systemd; setup-host
+/// writes `paths.cgroup_parent` only when the fleet root differs from it.
+pub fn built_in_cgroup_parent(systemd: bool) -> &'static str {
+    match systemd {
+        true => fleet_core::host::systemd::FLEET_ROOT,
+        false => DEFAULT_CGROUP_PARENT,
     }
 }
 

@@ -34,6 +34,7 @@ mod relief_work;
 mod restart;
 mod schema;
 mod setup_host;
+mod setup_host_config;
 mod stall;
 mod systemd_host;
 mod tables;

@@ -63,6 +63,18 @@ fn host(ctx: &Ctx, args: &SetupHostArgs) -> Result<Host> {
             format!("--root {} is not a directory: give the existing directory to prefix paths with", root.display()),
         ));
     }
+    if args.delegate.is_some() && fleet_core::host::systemd::in_scope(&ctx.cgroup_parent) {
+        // The scope's cgroup and the slice above it are systemd's and root's: a user can
+        // neither make cgroups there nor move processes in (cgroup.procs of the common
+        // ancestor must be theirs).
+        return Err(Fail::error(
+            Exit::Usage,
+            format!(
+                "--delegate cannot hand over a fleet root inside fleetctl-fleet.scope ({}): give a delegated fleet a root outside the scope with --cgroup-parent (docs/setup-host.md)",
+                ctx.cgroup_parent
+            ),
+        ));
+    }
     let paths = Paths::new(ctx, &std::fs::canonicalize(root)?);
     let delegate = match &args.delegate {
         None => None,

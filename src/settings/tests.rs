@@ -183,9 +183,28 @@ fn a_bad_cgroup_parent_is_a_usage_error_from_any_source() {
 #[test]
 fn the_default_fleet_root_is_in_the_scope_where_systemd_runs() {
     let run = tempfile::tempdir().expect("tempdir");
-    assert_eq!(default_cgroup_parent_for(run.path()), "/fleet");
+    let mounts = tempfile::tempdir().expect("tempdir");
+    assert_eq!(default_cgroup_parent_for(run.path(), mounts.path()), "/fleet");
     std::fs::create_dir_all(run.path().join("systemd/system")).expect("mkdir");
-    assert_eq!(default_cgroup_parent_for(run.path()), "/system.slice/fleetctl-fleet.scope/fleet");
+    assert_eq!(default_cgroup_parent_for(run.path(), mounts.path()), "/system.slice/fleetctl-fleet.scope/fleet");
+    assert_eq!(built_in_cgroup_parent(true), "/system.slice/fleetctl-fleet.scope/fleet");
+    assert_eq!(built_in_cgroup_parent(false), "/fleet");
+}
+
+#[test]
+fn a_systemd_host_with_a_fleet_at_the_old_default_keeps_it() {
+    let run = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(run.path().join("systemd/system")).expect("mkdir");
+    // Pure cgroup v2: the tree at the mount; hybrid: cgroup2 under unified/.
+    for fleet in ["fleet", "unified/fleet"] {
+        let mounts = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(mounts.path().join(fleet)).expect("mkdir");
+        assert_eq!(default_cgroup_parent_for(run.path(), mounts.path()), "/fleet", "{fleet}");
+    }
+    // Without systemd it is /fleet anyway.
+    let mounts = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(mounts.path().join("fleet")).expect("mkdir");
+    assert_eq!(default_cgroup_parent_for(tempfile::tempdir().expect("tempdir").path(), mounts.path()), "/fleet");
 }
 
 #[test]

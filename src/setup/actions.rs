@@ -79,6 +79,11 @@ pub fn apply(action: &Action, proc_root: &Path, manifest: &mut Manifest, at: &Pa
             manifest.record(Change::Service { unit: unit.to_string(), was_enabled, was_active }, at)?;
             systemctl(&["enable", "--now", unit])?;
         }
+        Action::DisableService(unit) => {
+            let (was_enabled, was_active) = (service_state(unit, "is-enabled"), service_state(unit, "is-active"));
+            manifest.record(Change::Service { unit: unit.to_string(), was_enabled, was_active }, at)?;
+            systemctl(&["disable", "--now", unit])?;
+        }
     }
     Ok(())
 }
@@ -134,6 +139,11 @@ fn make_dirs(dirs: &[PathBuf], manifest: &mut Manifest, at: &Path) -> Result<()>
     Ok(())
 }
 
+/// Whether `path` is a unit file of the real host's systemd (not one under a `--root` prefix).
+fn is_system_unit(path: &Path) -> bool {
+    path.parent() == Some(Path::new("/etc/systemd/system"))
+}
+
 /// Undoes one change. Directories and cgroups that are no longer empty are kept: they hold
 /// someone's work.
 pub fn revert(change: &Change, proc_root: &Path) -> Result<()> {
@@ -145,13 +155,21 @@ pub fn revert(change: &Change, proc_root: &Path) -> Result<()> {
         Change::Cgroup { path } => cgroup::remove_empty_dir(path)
             .map(drop)
             .with_context(|| format!("kept cgroup {}: it still has processes or children", path.display())),
-        Change::File { path, previous: Some(bytes) } => {
-            fleet_core::paths::write_atomic(path, bytes).with_context(|| format!("cannot restore {}", path.display()))
+        Change::File { path, previous } => {
+            match previous {
+                Some(bytes) => fleet_core::paths::write_atomic(path, bytes)
+                    .with_context(|| format!("cannot restore {}", path.display()))?,
+                None => match std::fs::remove_file(path) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    r => r.with_context(|| format!("cannot remove {}", path.display()))?,
+                },
+            }
+            // systemd keeps a removed or changed unit loaded until it reloads.
+            if is_system_unit(path) && fleet_core::host::systemd::booted(Path::new("/run")) {
+                systemctl(&["daemon-reload"])?;
+            }
+            Ok(())
         }
-        Change::File { path, previous: None } => match std::fs::remove_file(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            r => r.with_context(|| format!("cannot remove {}", path.display())),
-        },
         Change::Controllers { node, enabled } => Ok(ancestry::disable(node, enabled)?),
         Change::Value { path, previous } => Ok(ancestry::write_value(path, previous, "memory")?),
         Change::Sysctl { key, previous } => Ok(sysctl::write(proc_root, key, *previous)?),
@@ -159,15 +177,24 @@ pub fn revert(change: &Change, proc_root: &Path) -> Result<()> {
         Change::Mount { target } => Ok(mounts::unmount(target)?),
         Change::Chown { path, uid, gid } => std::os::unix::fs::chown(path, Some(*uid), Some(*gid))
             .with_context(|| format!("cannot give {} back to uid {uid}", path.display())),
-        // Stopping the watcher's service stops the guard only: agents live in the fleet's scope.
+        // The unit as it was. Stopping the watcher's service stops the guard only: agents
+        // live in the fleet's scope.
         Change::Service { unit, was_enabled, was_active } => {
-            if !was_enabled {
-                systemctl(&["disable", unit])?;
-            }
-            if !was_active {
-                systemctl(&["stop", unit])?;
-            }
-            Ok(())
+            systemctl(&[if *was_enabled { "enable" } else { "disable" }, unit])?;
+            systemctl(&[if *was_active { "start" } else { "stop" }, unit])
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reverting_a_unit_file_of_the_host_reloads_systemd() {
+        assert!(is_system_unit(Path::new("/etc/systemd/system/fleetctl.service")));
+        // Under a --root prefix it is a tree of files, not the host's systemd.
+        assert!(!is_system_unit(Path::new("/tmp/root/etc/systemd/system/fleetctl.service")));
+        assert!(!is_system_unit(Path::new("/etc/fleet/fleet.toml")));
     }
 }

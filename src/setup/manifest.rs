@@ -31,7 +31,8 @@ pub enum Change {
     Mount { target: PathBuf },
     /// A path we gave to another owner, and its owner before.
     Chown { path: PathBuf, uid: u32, gid: u32 },
-    /// A systemd unit we enabled and started, and whether it was enabled and running before.
+    /// A systemd unit we enabled and started (or disabled and stopped), and whether it was
+    /// enabled and running before: what `--revert` puts back.
     Service { unit: String, was_enabled: bool, was_active: bool },
 }
 

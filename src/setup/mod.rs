@@ -139,6 +139,8 @@ pub enum Action {
     /// `systemctl daemon-reload`, then `systemctl enable --now UNIT`, which returns once the
     /// service says it is ready.
     EnableService(&'static str),
+    /// `systemctl disable --now UNIT`: a unit in the way (the old `fleetctl-watch.service`).
+    DisableService(&'static str),
 }
 
 /// An edit to a line-oriented file.

@@ -59,7 +59,7 @@ pub fn inspect(host: &Host, step: Step) -> Result<Vec<Item>> {
         Step::Workspaces => workspaces(host),
         Step::Scratch => scratch(host),
         Step::Delegate => Ok(delegate(host)),
-        Step::Config => Ok(super::service::config(host)),
+        Step::Config => super::service::config(host),
         Step::Watcher => Ok(super::service::watcher(host)),
     }
 }

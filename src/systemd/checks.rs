@@ -56,15 +56,7 @@ pub fn run(ctx: &Ctx) -> Vec<Finding> {
         out.push(scope_unit(&scope));
         out.extend(controllers(ctx));
     } else {
-        out.push(finding(
-            "scope",
-            Level::Fail,
-            format!(
-                "the fleet root {} is outside {SCOPE_UNIT}: systemd does not know it is fleetctl's",
-                ctx.cgroup_parent
-            ),
-            Some("sudo fleetctl setup-host (its config puts the fleet in the scope), then spawn agents anew"),
-        ));
+        out.push(outside_scope(&ctx.cgroup_parent));
     }
     let oomd_active =
         Command::new("systemctl").args(["is-active", "--quiet", "systemd-oomd"]).status().is_ok_and(|s| s.success());
@@ -78,6 +70,21 @@ pub fn run(ctx: &Ctx) -> Vec<Finding> {
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
     out.push(logind(busctl.as_deref(), in_scope));
     out
+}
+
+/// A fleet root outside the scope (a host set up before it, whose fleet stays at `/fleet`,
+/// or a `--cgroup-parent` of the operator's): how to move the fleet into the scope.
+pub fn outside_scope(cgroup_parent: &str) -> Finding {
+    finding(
+        "scope",
+        Level::Fail,
+        format!(
+            "the fleet root {cgroup_parent} lives outside a delegated unit ({SCOPE_UNIT}): systemd does not know it is fleetctl's"
+        ),
+        Some(&format!(
+            "to move it into the scope: let its agents end (`fleetctl status` shows none), remove the cgroup {cgroup_parent} (its agents/ and supervisors/ first) and any paths.cgroup_parent from /etc/fleet/fleet.toml, then run `sudo fleetctl setup-host` (docs/operations.md)"
+        )),
+    )
 }
 
 /// systemd's version: 252 (Debian 12) or newer is what fleetctl is tested on.
@@ -256,6 +263,17 @@ pub fn logind(busctl: Option<&str>, in_scope: bool) -> Finding {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fleet_outside_the_scope_is_a_failure_that_says_how_to_move_it() {
+        let f = outside_scope("/fleet");
+        assert_eq!((f.name, f.level), ("scope", Level::Fail));
+        assert!(f.message.contains("/fleet lives outside a delegated unit"), "{}", f.message);
+        let fix = f.fix.expect("a fix");
+        for step in ["let its agents end", "remove the cgroup /fleet", "sudo fleetctl setup-host"] {
+            assert!(fix.contains(step), "{step} missing from {fix}");
+        }
+    }
 
     fn shown(text: &str) -> BTreeMap<String, String> {
         show::parse_show(text)

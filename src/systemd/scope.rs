@@ -61,21 +61,31 @@ pub fn scope_command(exe: &Path) -> Vec<String> {
     argv
 }
 
-/// Spawn and cgroup-create: a fleet root inside the scope needs the scope, which only the
-/// watcher makes. One stat when the fleet root is there (every spawn after the first).
+/// Spawn and cgroup-create: a fleet root inside the scope needs the scope ready (made and
+/// handing memory and pids down), which only the watcher makes. One stat when the fleet root
+/// is there (every spawn after the first); `systemctl` runs only to word the refusal.
 pub fn require(ctx: &Ctx) -> Result<()> {
-    if !systemd::in_scope(&ctx.cgroup_parent) || ctx.fleet.root.exists() {
+    if !systemd::in_scope(&ctx.cgroup_parent) || ctx.fleet.root.exists() || systemd::scope_ready(&ctx.mounts) {
         return Ok(());
     }
-    if systemd::scope(&ctx.mounts)?.exists() {
-        return Ok(());
-    }
-    Err(Fail::error(
-        Exit::Unavailable,
-        format!(
-            "the fleet lives in {SCOPE_UNIT}, which does not exist (fleetctl.service has not run since boot): run `systemctl start fleetctl`, then spawn again"
+    let exists = systemd::scope(&ctx.mounts)?.exists();
+    let active = crate::setup::actions::service_state(fleet_core::host::packaging::UNIT, "is-active");
+    Err(Fail::error(Exit::Unavailable, not_ready_line(exists, active)))
+}
+
+/// The refusal when the scope is not ready: `systemctl start fleetctl` when the watcher is not
+/// running (it makes the scope as it starts), `restart` when it runs but the scope was stopped
+/// or is not ready (it makes the scope only as it starts).
+fn not_ready_line(exists: bool, service_active: bool) -> String {
+    let state = if exists { "is not ready (its anchor has not handed memory and pids down)" } else { "does not exist" };
+    match service_active {
+        false => format!(
+            "the fleet lives in {SCOPE_UNIT}, which {state} (fleetctl.service is not running): run `systemctl start fleetctl`, then spawn again"
         ),
-    ))
+        true => format!(
+            "the fleet lives in {SCOPE_UNIT}, which {state} though fleetctl.service runs (the scope was stopped): run `systemctl restart fleetctl`, then spawn again"
+        ),
+    }
 }
 
 /// Makes the fleet root and its subtree where missing ([`fleet_core::cgroup::Fleet::ensure`]).
@@ -179,6 +189,17 @@ pub fn anchor() -> Result<Exit> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_scope_not_ready_names_the_command_that_makes_it() {
+        let line = not_ready_line(false, false);
+        assert!(line.contains("which does not exist") && line.contains("`systemctl start fleetctl`"), "{line}");
+        // The watcher runs but the scope is gone: only a restart makes it again.
+        let line = not_ready_line(false, true);
+        assert!(line.contains("`systemctl restart fleetctl`") && !line.contains("systemctl start"), "{line}");
+        let line = not_ready_line(true, true);
+        assert!(line.contains("is not ready") && line.contains("`systemctl restart fleetctl`"), "{line}");
+    }
 
     #[test]
     fn the_scope_is_made_delegated_uncapped_and_omitted_by_oomd() {

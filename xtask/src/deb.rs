@@ -215,6 +215,11 @@ mod tests {
         let unit = fs::read_to_string(tree.join(UNIT)).unwrap();
         assert!(unit.contains("ExecStart=/usr/bin/fleetctl watch") && !unit.contains("@FLEETCTL@"), "{unit}");
         assert_eq!(fs::read_to_string(tree.join("DEBIAN/conffiles")).unwrap(), "/etc/fleet/fleet.toml\n");
+        // The conffile names no fleet root: the built-in one follows the host, so the same
+        // package works where systemd does not run.
+        let config = fs::read_to_string(tree.join(CONFIG)).unwrap();
+        assert!(!config.lines().any(|l| l.trim_start().starts_with("cgroup_parent")), "{config}");
+        assert!(config.contains("[fleet]\n") && config.contains("memory_max = \"max\""), "{config}");
         let control = fs::read_to_string(tree.join("DEBIAN/control")).unwrap();
         assert!(control.contains("Version: 1.2.3\n") && control.contains("Recommends: systemd\n"), "{control}");
         assert!(!control.contains("Depends:"), "a static binary depends on nothing: {control}");

@@ -104,9 +104,10 @@ scenario_setup_host() {
     [ "$(systemctl show -p "${prop%%=*}" --value $SCOPE)" = "$want" ] ||
       { why "$SCOPE has $(systemctl show -p "${prop%%=*}" $SCOPE), not $prop"; return 1; }
   done
-  local parent
-  parent=$(python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb")).get("paths", {}).get("cgroup_parent", ""))' /etc/fleet/fleet.toml 2>&1)
-  need "/etc/fleet/fleet.toml puts the fleet in '$parent', not $FLEET_ROOT" [ "$parent" = "$FLEET_ROOT" ]
+  # The conffile names no fleet root: the built-in one follows the host, into the scope here.
+  local root
+  root=$($F status --json | python3 -c 'import sys, json; print(json.load(sys.stdin)["host"]["fleet_root"])' 2>&1)
+  need "the fleet root is '$root', not in the scope ($FLEET_ROOT)" [ "${root%"$FLEET_ROOT"}" != "$root" ]
 }
 
 scenario_sudo_session_logout() {

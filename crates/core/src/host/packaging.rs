@@ -7,6 +7,9 @@
 use super::systemd::FLEET_ROOT;
 use std::path::Path;
 
+/// The fleet root's built-in default where systemd does not run.
+pub const FLEET_ROOT_WITHOUT_SYSTEMD: &str = "/fleet";
+
 /// The unit's template; `@FLEETCTL@` is the executable.
 const UNIT_TEMPLATE: &str = include_str!("../../../../packaging/fleetctl.service");
 
@@ -26,26 +29,34 @@ pub fn packaged_unit() -> String {
     unit_text(Path::new(PACKAGED_EXE))
 }
 
-/// The config file as the package ships it: a systemd host's, with no budget of its own.
+/// The config file as the package ships it: no fleet root (the built-in one follows the
+/// host, so the same file serves a host with or without systemd), no budget of its own.
 pub fn packaged_config() -> String {
-    config_text(FLEET_ROOT, None)
+    config_text(None, None)
 }
 
-/// `/etc/fleet/fleet.toml` for a fleet rooted at `cgroup_parent` with the budget
-/// `memory_max` (None: "max", the host's memory).
-pub fn config_text(cgroup_parent: &str, memory_max: Option<u64>) -> String {
+/// `/etc/fleet/fleet.toml` for a fleet rooted at `cgroup_parent` (None: the built-in one,
+/// which follows the host) with the budget `memory_max` (None: "max", the host's memory).
+pub fn config_text(cgroup_parent: Option<&str>, memory_max: Option<u64>) -> String {
+    let parent = match cgroup_parent {
+        Some(parent) => format!("cgroup_parent = {}\n", quoted(parent)),
+        None => format!(
+            "# Unset, it follows the host: {FLEET_ROOT} (fleetctl's scope) where systemd\n\
+             # runs, {FLEET_ROOT_WITHOUT_SYSTEMD} elsewhere.\n\
+             # cgroup_parent = \"{FLEET_ROOT_WITHOUT_SYSTEMD}\"\n"
+        ),
+    };
     format!(
         "# fleetctl's settings: every fleetctl command reads this file, with or without sudo.\n\
          # `fleetctl setup-host` keeps the two values below; the other keys (docs/usage.md) are yours.\n\
          \n\
          [paths]\n\
          # The fleet root cgroup: every agent and its supervisor live below it.\n\
-         cgroup_parent = {}\n\
+         {parent}\
          \n\
          [fleet]\n\
          # The fleet's memory budget, the fleet root's memory limit; \"max\": the host's memory.\n\
          memory_max = {}\n",
-        quoted(cgroup_parent),
         quoted(&size_value(memory_max))
     )
 }
@@ -63,12 +74,38 @@ pub fn size_value(bytes: Option<u64>) -> String {
 
 /// `text` with `key = value` set in `[section]`: the key's line replaced where it is, or
 /// added at the top of the section, or the section added at the end. Every other line is
-/// kept as written, so an operator's own keys and comments survive setup-host.
-pub fn set_key(text: &str, section: &str, key: &str, value: &str) -> String {
+/// kept as written, so an operator's own keys and comments survive setup-host. The result is
+/// parsed before it is returned: an edit that does not yield valid TOML holding `value` (a
+/// file that sets the key as `section.key` elsewhere, say) is refused with one line.
+pub fn set_key(text: &str, section: &str, key: &str, value: &str) -> Result<String, String> {
+    let edited = edit_key(text, section, key, value);
+    let table: toml::Table = toml::from_str(&edited).map_err(|e| {
+        format!(
+            "cannot set {section}.{key} in this file without breaking it ({}): set it by hand",
+            e.message().trim_end_matches('.')
+        )
+    })?;
+    match table.get(section).and_then(|s| s.get(key)).and_then(|v| v.as_str()) {
+        Some(held) if held == value => Ok(edited),
+        _ => Err(format!(
+            "cannot set {section}.{key} in this file: the edit does not hold {}; set it by hand",
+            quoted(value)
+        )),
+    }
+}
+
+/// The text edit behind [`set_key`], unchecked.
+fn edit_key(text: &str, section: &str, key: &str, value: &str) -> String {
     let header = format!("[{section}]");
+    // `[paths] # mine` is the header too.
+    let is_header = |l: &str| {
+        l.trim()
+            .strip_prefix(header.as_str())
+            .is_some_and(|rest| rest.trim().is_empty() || rest.trim().starts_with('#'))
+    };
     let line = format!("{key} = {}", quoted(value));
     let mut out: Vec<String> = text.lines().map(str::to_string).collect();
-    let start = out.iter().position(|l| l.trim() == header);
+    let start = out.iter().position(|l| is_header(l));
     let Some(start) = start else {
         while out.last().is_some_and(|l| l.trim().is_empty()) {
             out.pop();
@@ -129,14 +166,20 @@ mod tests {
     }
 
     #[test]
-    fn the_packaged_config_puts_the_fleet_in_the_scope_with_no_budget() {
+    fn the_packaged_config_leaves_the_fleet_root_to_the_host_with_no_budget() {
         let text = packaged_config();
         let table: toml::Table = toml::from_str(&text).expect("valid TOML");
-        assert_eq!(table["paths"]["cgroup_parent"].as_str(), Some("/system.slice/fleetctl-fleet.scope/fleet"));
+        // No fleet root: a host without systemd must not get the scope's (spawn would exit 69).
+        assert_eq!(table["paths"].get("cgroup_parent"), None, "{text}");
+        assert!(text.contains("follows the host"), "{text}");
         assert_eq!(table["fleet"]["memory_max"].as_str(), Some("max"));
-        let budget: toml::Table = toml::from_str(&config_text("/fleet", Some(48 << 30))).expect("valid TOML");
+        let budget: toml::Table = toml::from_str(&config_text(Some("/fleet"), Some(48 << 30))).expect("valid TOML");
         assert_eq!(budget["fleet"]["memory_max"].as_str(), Some("48G"));
         assert_eq!(budget["paths"]["cgroup_parent"].as_str(), Some("/fleet"));
+        // setup-host's edit of the shipped file puts the key in [paths], as valid TOML.
+        let set = set_key(&text, "paths", "cgroup_parent", FLEET_ROOT).expect("set");
+        let table: toml::Table = toml::from_str(&set).expect("valid TOML");
+        assert_eq!(table["paths"]["cgroup_parent"].as_str(), Some(FLEET_ROOT));
     }
 
     #[test]
@@ -151,17 +194,35 @@ mod tests {
     fn setting_a_key_keeps_every_other_line() {
         let mine =
             "# mine\n[thresholds]\nspawn = 80\n\n[paths]\nstate_dir = \"/srv\"\ncgroup_parent = \"/old\" # here\n";
-        let set = set_key(mine, "paths", "cgroup_parent", "/fleet");
+        let set = set_key(mine, "paths", "cgroup_parent", "/fleet").expect("set");
         assert_eq!(
             set,
             "# mine\n[thresholds]\nspawn = 80\n\n[paths]\nstate_dir = \"/srv\"\ncgroup_parent = \"/fleet\"\n"
         );
-        let added = set_key(&set, "fleet", "memory_max", "4G");
+        let added = set_key(&set, "fleet", "memory_max", "4G").expect("set");
         assert!(added.ends_with("cgroup_parent = \"/fleet\"\n\n[fleet]\nmemory_max = \"4G\"\n"), "{added}");
-        let again = set_key(&added, "fleet", "memory_max", "8G");
+        let again = set_key(&added, "fleet", "memory_max", "8G").expect("set");
         assert!(again.ends_with("[fleet]\nmemory_max = \"8G\"\n"), "{again}");
-        let inserted = set_key("[paths]\nstate_dir = \"/srv\"\n[agent]\n", "paths", "cgroup_parent", "/f");
+        let inserted =
+            set_key("[paths]\nstate_dir = \"/srv\"\n[agent]\n", "paths", "cgroup_parent", "/f").expect("set");
         assert_eq!(inserted, "[paths]\ncgroup_parent = \"/f\"\nstate_dir = \"/srv\"\n[agent]\n");
-        assert_eq!(set_key("", "fleet", "memory_max", "max"), "[fleet]\nmemory_max = \"max\"\n");
+        assert_eq!(set_key("", "fleet", "memory_max", "max").expect("set"), "[fleet]\nmemory_max = \"max\"\n");
+    }
+
+    #[test]
+    fn a_header_with_a_comment_is_the_section() {
+        let set = set_key("[paths] # mine\nstate_dir = \"/srv\"\n", "paths", "cgroup_parent", "/f").expect("set");
+        assert_eq!(set, "[paths] # mine\ncgroup_parent = \"/f\"\nstate_dir = \"/srv\"\n");
+    }
+
+    #[test]
+    fn an_edit_that_would_break_the_file_is_refused() {
+        // A dotted key elsewhere: a second [paths] would be a duplicate table.
+        let dotted = "paths.cgroup_parent = \"/old\"\n";
+        let e = set_key(dotted, "paths", "cgroup_parent", "/f").expect_err("refused");
+        assert!(e.starts_with("cannot set paths.cgroup_parent in this file"), "{e}");
+        assert!(!e.contains('\n'), "one line: {e}");
+        // A file that is not TOML to begin with.
+        assert!(set_key("[paths\n", "paths", "cgroup_parent", "/f").is_err());
     }
 }

@@ -36,6 +36,14 @@ pub fn booted(run: &Path) -> bool {
     run.join("systemd/system").is_dir()
 }
 
+/// Whether the cgroup2 tree under `cgroup_root` (the hierarchies' mount point) holds a
+/// fleet at the old default `/fleet`, outside any delegated unit: a host set up before the
+/// scope, whose agents the default must keep in sight.
+pub fn fleet_outside_scope(cgroup_root: &Path) -> bool {
+    // Pure cgroup v2 at the mount point; hybrid's cgroup2 under `unified/`.
+    ["fleet", "unified/fleet"].iter().any(|dir| cgroup_root.join(dir).is_dir())
+}
+
 /// Whether the fleet root `cgroup_parent` lives in fleetctl's scope: only then do spawn and
 /// the watcher need the scope, and only then does fleetctl ever create it.
 pub fn in_scope(cgroup_parent: &str) -> bool {
