@@ -49,7 +49,10 @@ if [ -n "${SDVM_BENCH:-}" ]; then
   strace -f -qq -e trace=socket,connect,sendto,sendmsg -o /tmp/spawn.strace \
     fleetctl spawn straced /root/ws --user root --memory-max 64M -- sleep 1 > /dev/null || rc=1
   sed 's/^/BENCH: strace: /' /tmp/spawn.strace
-  say "spawn under strace -f (socket, connect, sendto, sendmsg): $(grep -cE '(socket|connect|sendto|sendmsg)\(' /tmp/spawn.strace) calls"
+  connects=$(grep -o 'connect(.*sun_path="[^"]*"' /tmp/spawn.strace | sed 's/.*sun_path=//' | sort -u | tr '\n' ' ')
+  buses=$(grep -cE 'sun_path="[^"]*(bus|systemd)' /tmp/spawn.strace)
+  say "spawn under strace -f: $(grep -cE '(socket|connect|sendto|sendmsg)\(' /tmp/spawn.strace) socket calls, connect to: ${connects:-nothing}; to a D-Bus or systemd socket: $buses"
+  [ "$buses" = 0 ] || rc=1
   exit $rc
 fi
 if [ "${SDVM_TESTS:-1}" = 1 ]; then
