@@ -81,6 +81,13 @@ pub struct Options {
     /// The parts to run (`--only`); all when empty. The scale run alone is what `status`,
     /// `memory`, the watcher and relief at 1,000 agents need, in a fraction of the time.
     pub only: Vec<Part>,
+    /// An installed fleetctl to measure (`--fleetctl /usr/bin/fleetctl`, as the systemd VM
+    /// tier's `--bench` does) instead of this tree's `dist` build.
+    pub fleetctl: Option<PathBuf>,
+    /// Where the bench's fleet root goes (`--cgroup-parent`, as `FLEET_CGROUP_PARENT` takes
+    /// it): by default a child of the bench's own cgroup. On a systemd host, a path inside
+    /// `fleetctl-fleet.scope` puts spawn on the path a packaged install takes there.
+    pub cgroup_parent: Option<String>,
 }
 
 impl Options {
@@ -91,7 +98,7 @@ impl Options {
 
 impl Default for Options {
     fn default() -> Options {
-        Options { agents: 300, rounds: 60, trials: 20, only: Vec::new() }
+        Options { agents: 300, rounds: 60, trials: 20, only: Vec::new(), fleetctl: None, cgroup_parent: None }
     }
 }
 
@@ -109,8 +116,14 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     // runs: its page cache is in large folios and a fault maps a whole folio, so an idle
     // supervisor maps about three times the code from it that it maps from a copy or from
     // the same file read back from disk.
-    let bin = tmp.join("fleetctl");
-    std::fs::copy(crate::dist::build(root)?, &bin)?;
+    let bin = match &options.fleetctl {
+        Some(installed) => installed.clone(),
+        None => {
+            let bin = tmp.join("fleetctl");
+            std::fs::copy(crate::dist::build(root)?, &bin)?;
+            bin
+        }
+    };
     // As on a host prepared by setup-host: the state dir on tmpfs (where /run is), scratch on
     // its tmpfs; logs stay on disk.
     let tmpfs: Vec<PathBuf> = ["state", "scratch"].iter().map(|d| tmp.join(d)).collect();
@@ -123,7 +136,7 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     // 24 GiB host. They count for what they take.
     // Its agents run as root (spawn refuses root with no user), and no host config applies.
     std::fs::write(tmp.join("fleet.toml"), "[agent]\nuser = \"root\"\nstart_reserve = \"1M\"\n")?;
-    let name = format!("fleetctl-bench-{}", std::process::id());
+    let name = options.cgroup_parent.clone().unwrap_or_else(|| format!("fleetctl-bench-{}", std::process::id()));
     let mounts = Mounts::detect(Path::new("/proc"))?;
     let fleet = Fleet::resolve(&mounts, &OwnCgroups::read(Path::new("/proc"))?, &name)?;
     let env = Env { bin, tmp: tmp.clone(), name };

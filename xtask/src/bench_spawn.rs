@@ -29,6 +29,11 @@ use std::{
 pub fn latency(env: &Env, fleet: &Fleet, rounds: usize) -> Result<Vec<String>> {
     let base = baseline_root(fleet);
     base.create()?;
+    // On cgroup v2 the baseline's leaves get memory and pids only where their parent hands
+    // them down, as `agents/` does for fleetctl's (hybrid has them in every v1 directory).
+    if base.layout == fleet_core::cgroup::Layout::Unified {
+        std::fs::write(base.unified.join("cgroup.subtree_control"), "+memory +pids")?;
+    }
     let dirs: Vec<String> = base.dirs().iter().map(|d| d.display().to_string()).collect();
     let bash_spawn = |id: &str| -> Result<Duration> {
         let mut cmd = Command::new("bash");

@@ -31,7 +31,7 @@ mod vmtest_systemd;
 use anyhow::{Result, bail};
 use std::path::{Path, PathBuf};
 
-const USAGE: &str = "usage: cargo xtask codegen [--check] | bench [--agents N] [--rounds N] [--trials N] [--only spawn,reaction,queue,scale] | soak [--minutes N] [--agents N] [--seed S] | vm-test [--systemd [--layout unified|hybrid|both] [--tests unified|hybrid|both|none] [--deb PATH]] | dist | deb";
+const USAGE: &str = "usage: cargo xtask codegen [--check] | bench [--agents N] [--rounds N] [--trials N] [--only spawn,reaction,queue,scale] [--fleetctl PATH] [--cgroup-parent PATH] | soak [--minutes N] [--agents N] [--seed S] | vm-test [--systemd [--layout unified|hybrid|both] [--tests unified|hybrid|both|none] [--deb PATH] [--bench]] | dist | deb";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -57,7 +57,8 @@ fn main() -> Result<()> {
 }
 
 /// bench's options: each `--agents`, `--rounds` or `--trials` with a count, `--only` with
-/// parts; anything else is refused rather than ignored.
+/// parts, `--fleetctl` and `--cgroup-parent` with a path; anything else is refused rather
+/// than ignored.
 fn bench_options(args: &[String]) -> Result<bench::Options> {
     let mut options = bench::Options::default();
     let mut it = args.iter();
@@ -65,6 +66,15 @@ fn bench_options(args: &[String]) -> Result<bench::Options> {
         if flag == "--only" {
             let list = it.next().ok_or_else(|| anyhow::anyhow!("bench: --only needs parts, e.g. --only scale"))?;
             options.only = bench::Part::parse_list(list)?;
+            continue;
+        }
+        if flag == "--fleetctl" || flag == "--cgroup-parent" {
+            let value = it.next().ok_or_else(|| anyhow::anyhow!("bench: {flag} needs a path"))?;
+            if flag == "--fleetctl" {
+                options.fleetctl = Some(PathBuf::from(value));
+            } else {
+                options.cgroup_parent = Some(value.clone());
+            }
             continue;
         }
         let slot = match flag.as_str() {
@@ -85,4 +95,22 @@ fn bench_options(args: &[String]) -> Result<bench::Options> {
 /// The workspace root (xtask lives one level below it).
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod bench_options_tests {
+    use super::bench_options;
+    use std::path::PathBuf;
+
+    #[test]
+    fn bench_takes_an_installed_fleetctl_and_a_fleet_root() {
+        let parse = |args: &[&str]| bench_options(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>());
+        let options = parse(&["--fleetctl", "/usr/bin/fleetctl", "--cgroup-parent", "/a.scope/bench"]).unwrap();
+        assert_eq!(options.fleetctl, Some(PathBuf::from("/usr/bin/fleetctl")));
+        assert_eq!(options.cgroup_parent.as_deref(), Some("/a.scope/bench"));
+        let default = parse(&["--rounds", "5"]).unwrap();
+        assert_eq!((default.rounds, default.fleetctl, default.cgroup_parent), (5, None, None));
+        assert!(parse(&["--fleetctl"]).is_err());
+        assert!(parse(&["--cgroup-parent"]).is_err());
+    }
 }

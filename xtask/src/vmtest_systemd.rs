@@ -1,6 +1,10 @@
 //! `cargo xtask vm-test --systemd [--layout unified|hybrid|both] [--tests unified|hybrid|both|none]
-//! [--deb PATH]`: fleetctl as a host installs it, on Debian 12 with systemd as PID 1
+//! [--deb PATH] [--bench]`: fleetctl as a host installs it, on Debian 12 with systemd as PID 1
 //! (`vm/systemd_guest.rs`). `--deb` tries a package built elsewhere instead of this tree's.
+//! `--bench` runs `xtask bench --only spawn` in the guest instead of the tests and scenarios:
+//! the packaged `/usr/bin/fleetctl`, its fleet root beside setup-host's in
+//! `fleetctl-fleet.scope`, against fork+exec in the same VM; and one spawn under `strace`, to
+//! show it connects to no socket (no D-Bus round trip).
 //!
 //! Each layout boots once: the guest installs the package (`cargo xtask deb`) as the docs'
 //! blocks fenced `sh systemd` say, each command as written (else with `dpkg -i`), runs
@@ -23,6 +27,9 @@ use std::{
 /// The suite runs for minutes under TCG, the scenarios for a few more; a hung guest still ends.
 const TIMEOUT: Duration = Duration::from_secs(1500);
 
+/// The spawn benchmark's interleaved rounds in the guest: about two minutes under TCG.
+const BENCH_ROUNDS: usize = 30;
+
 /// The tier's options.
 pub struct Options {
     pub layouts: Vec<Layout>,
@@ -30,6 +37,8 @@ pub struct Options {
     pub tests: Vec<Layout>,
     /// A package to install instead of building this tree's.
     pub deb: Option<PathBuf>,
+    /// Run the spawn benchmark instead of the tests and scenarios.
+    pub bench: bool,
 }
 
 impl Options {
@@ -38,12 +47,16 @@ impl Options {
     /// run the integration tests.
     pub fn parse(args: &[String]) -> Result<Options> {
         let both = vec![Layout::Unified, Layout::Hybrid];
-        let mut options = Options { layouts: both.clone(), tests: both, deb: None };
+        let mut options = Options { layouts: both.clone(), tests: both, deb: None, bench: false };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
             if arg == "--deb" {
                 let path = it.next().context("vm-test --systemd: --deb takes the path of a .deb")?;
                 options.deb = Some(PathBuf::from(path));
+                continue;
+            }
+            if arg == "--bench" {
+                options.bench = true;
                 continue;
             }
             if arg != "--layout" && arg != "--tests" {
@@ -73,12 +86,15 @@ struct Report {
     scenarios: Vec<String>,
     tests: Vec<String>,
     notes: Vec<String>,
+    bench: Vec<String>,
 }
 
 impl Report {
     fn take(&mut self, line: &str) {
         if ["PASS ", "FAIL ", "NOTE "].iter().any(|p| line.starts_with(p)) {
             self.scenarios.push(line.to_string());
+        } else if let Some(row) = line.strip_prefix("BENCH: ") {
+            self.bench.push(row.to_string());
         } else if let Some(note) = line.strip_prefix("SDVMTEST: ") {
             self.notes.push(note.to_string());
         } else if let Some(test) = line.strip_prefix("TEST: ")
@@ -95,7 +111,13 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         Some(deb) => deb.canonicalize().with_context(|| format!("no package at {}", deb.display()))?,
         None => crate::deb::build(root)?,
     };
-    let tests = crate::vmtest::tests_binary(root)?;
+    // The bench's guest runs this very xtask (a glibc build: the guest is bookworm, like the
+    // hosts this tier is built on); the tests' guest, the integration tests.
+    let (guest_binary, guest_name) = if options.bench {
+        (std::env::current_exe().context("cannot find xtask's own executable")?, "xtask")
+    } else {
+        (crate::vmtest::tests_binary(root)?, "fleetctl-tests")
+    };
     let vm = root.join("xtask/vm");
     let started = Instant::now();
     let prepared = systemd_guest::prepare(&workspace)?;
@@ -103,7 +125,7 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     let deb_name = deb.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let inputs = [
         (deb, deb_name.as_str()),
-        (tests, "fleetctl-tests"),
+        (guest_binary, guest_name),
         (vm.join("systemd-guest.sh"), "systemd-guest.sh"),
         (vm.join("systemd-scenarios.sh"), "systemd-scenarios.sh"),
         (root.join("README.md"), "README.md"),
@@ -112,7 +134,10 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     let mut failures = Vec::new();
     for &layout in &options.layouts {
         let mut report = Report::default();
-        let command = format!("SDVM_TESTS={} bash systemd-guest.sh", u8::from(options.tests.contains(&layout)));
+        let command = match options.bench {
+            true => format!("SDVM_TESTS=0 SDVM_BENCH={BENCH_ROUNDS} bash systemd-guest.sh"),
+            false => format!("SDVM_TESTS={} bash systemd-guest.sh", u8::from(options.tests.contains(&layout))),
+        };
         let run = Run { layout, inputs: &inputs, command: &command, timeout: TIMEOUT };
         let name = layout.name();
         let outcome = systemd_guest::run(&workspace, &prepared, &run, &mut |line| {
@@ -125,7 +150,7 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
             secs(outcome.started_after),
             secs(Some(outcome.total))
         );
-        for line in report.notes.iter().chain(&report.tests).chain(&report.scenarios) {
+        for line in report.notes.iter().chain(&report.tests).chain(&report.scenarios).chain(&report.bench) {
             println!("  {line}");
         }
         match outcome.status {
@@ -165,6 +190,8 @@ mod tests {
         assert!(parse(&["--layout", "none"]).is_err());
         assert_eq!(parse(&["--deb", "/tmp/f.deb"]).unwrap().deb, Some(PathBuf::from("/tmp/f.deb")));
         assert!(parse(&["--deb"]).is_err());
+        assert!(!parse(&[]).unwrap().bench);
+        assert!(parse(&["--layout", "unified", "--bench"]).unwrap().bench);
         assert!(parse(&["--layout", "v1"]).is_err());
         assert!(parse(&["--layout"]).is_err());
         assert!(parse(&["--fast"]).is_err());
@@ -179,6 +206,7 @@ mod tests {
             "TEST: test spawn::two ... FAILED",
             "TEST: test result: FAILED. 1 passed; 1 failed",
             "PASS setup_host",
+            "BENCH: | spawn latency | 9.00 ms | bare fork+exec 3.00 ms | 3.0x |",
             "FAIL package_remove: the guard still runs",
             "something else",
         ] {
@@ -187,5 +215,6 @@ mod tests {
         assert_eq!(report.notes, ["dpkg -i took 1.2 s"]);
         assert_eq!(report.tests, ["test spawn::two ... FAILED", "test result: FAILED. 1 passed; 1 failed"]);
         assert_eq!(report.scenarios, ["PASS setup_host", "FAIL package_remove: the guard still runs"]);
+        assert_eq!(report.bench, ["| spawn latency | 9.00 ms | bare fork+exec 3.00 ms | 3.0x |"]);
     }
 }

@@ -2,8 +2,10 @@
 # the integration-test binary, systemd-scenarios.sh, README.md and operations.md): install the
 # package as the docs say,
 # set the host up, then the integration tests against the installed fleetctl, then the
-# scenarios. Lines starting "SDVMTEST: " are for the host's report. Exit status: 0 only when
-# all of it passed.
+# scenarios. Lines starting "SDVMTEST: " and "BENCH: " are for the host's report. Exit status: 0
+# only when all of it passed. With SDVM_BENCH=N (`vm-test --systemd --bench`; in/ then holds
+# xtask instead of the tests): the spawn benchmark in N rounds and one spawn under strace,
+# instead of the tests and scenarios.
 set -u
 say() { echo "SDVMTEST: $*"; }
 now() { cut -d' ' -f1 /proc/uptime; }
@@ -31,6 +33,28 @@ say "install took $(took "$t")"
 t=$(now)
 fleetctl setup-host --fleet-memory-max 1G || { say "FAIL setup-host"; rc=1; }
 say "setup-host took $(took "$t")"
+if [ -n "${SDVM_BENCH:-}" ]; then
+  t=$(now)
+  # The packaged fleetctl; the bench's fleet root beside setup-host's, in the scope setup-host
+  # made, so each spawn takes the path it takes on a systemd host (and the bench's teardown
+  # leaves the real fleet alone).
+  ./xtask bench --only spawn --rounds "$SDVM_BENCH" --fleetctl /usr/bin/fleetctl \
+    --cgroup-parent /system.slice/fleetctl-fleet.scope/bench 2>&1 | sed -u 's/^/BENCH: /'
+  [ "${PIPESTATUS[0]}" = 0 ] || rc=1
+  say "bench took $(took "$t")"
+  # One spawn, its supervisor and its agent traced to the end (the agent exits after 1 s):
+  # every socket call they make. A D-Bus round trip (to systemd or logind) starts with a
+  # connect to the bus's socket.
+  mkdir -p /root/ws
+  strace -f -qq -e trace=socket,connect,sendto,sendmsg -o /tmp/spawn.strace \
+    fleetctl spawn straced /root/ws --user root --memory-max 64M -- sleep 1 > /dev/null || rc=1
+  sed 's/^/BENCH: strace: /' /tmp/spawn.strace
+  connects=$(grep -o 'connect(.*sun_path="[^"]*"' /tmp/spawn.strace | sed 's/.*sun_path=//' | sort -u | tr '\n' ' ')
+  buses=$(grep -cE 'sun_path="[^"]*(bus|systemd)' /tmp/spawn.strace)
+  say "spawn under strace -f: $(grep -cE '(socket|connect|sendto|sendmsg)\(' /tmp/spawn.strace) socket calls, connect to: ${connects:-nothing}; to a D-Bus or systemd socket: $buses"
+  [ "$buses" = 0 ] || rc=1
+  exit $rc
+fi
 if [ "${SDVM_TESTS:-1}" = 1 ]; then
   t=$(now)
   # As in .ci/run: a test that finds itself without root fails. Each test nests its fleet

@@ -33,8 +33,9 @@ use std::{
 /// Debian 12: systemd 252, the oldest systemd the fleet's design is measured on.
 const SUITE: &str = "bookworm";
 /// What the guest has beyond minbase: systemd as PID 1 and its login and oomd pieces, python3
-/// and procps for the scenarios, kmod for modprobe (brd: swap), sudo for the operator.
-const PACKAGES: &str = "systemd,systemd-sysv,udev,dbus,procps,python3,kmod,sudo,libpam-systemd,systemd-oomd";
+/// and procps for the scenarios, kmod for modprobe (brd: swap), sudo for the operator, strace
+/// for `--bench`'s proof that spawn makes no D-Bus round trip.
+const PACKAGES: &str = "systemd,systemd-sysv,udev,dbus,procps,python3,kmod,sudo,libpam-systemd,systemd-oomd,strace";
 const HOOK: &str = include_str!("../../vm/systemd-image.sh");
 const CACHE: &str = "/var/cache/fleetctl-vm";
 /// The runner's own console lines (`SDVM: start ...`, `SDVM: rc=N`).
