@@ -113,7 +113,17 @@ fn fleet_counters_count_each_oom_relief_and_guard_kill_once() {
     // kernel does: this test counts kills, it does not time them.
     let grower = crate::watch::stepped_grower(400, "sleep 0.3", "echo done; sleep 600");
     f.run(&["spawn", "grower", "ws-001", "--", "sh", "-c", &grower]).code(0);
-    assert_eq!(f.wait_state("grower", &["killed", "oom-killed", "exited", "failed"], T)["killed_by"], "watch");
+    let ended = f.wait_state("grower", &["killed", "oom-killed", "exited", "failed"], T);
+    if ended["killed_by"] != "watch" {
+        crate::watch::interrupt(&watcher);
+        let out = watcher.wait_with_output().expect("watch exits");
+        panic!(
+            "the guard did not kill the grower: {ended:#}\n--- the guard's stdout\n{}--- stderr\n{}--- events\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            f.run(&["events", "grower"]).stdout
+        );
+    }
     // Its text says who, as its JSON's `by` does.
     let text = f.run(&["events", "grower"]).code(0).stdout.clone();
     let kill = text.lines().find(|l| l.contains(" relief_kill ")).unwrap_or_default();
