@@ -94,6 +94,55 @@ need_steady() {
 }
 main_pid() { systemctl show -p MainPID --value fleetctl.service; }
 guard_up() { systemctl is-active --quiet fleetctl.service && [ "$(main_pid)" != 0 ]; }
+# new_watcher OLD: the service is active with a main process other than OLD. The pid is read
+# before and after is-active and must agree: read once, it may be the 0 of a watcher that died
+# after is-active said active (systemd's restart follows only after RestartSec).
+new_watcher() {
+  local pid; pid=$(main_pid)
+  [ "$pid" != 0 ] && [ "$pid" != "$1" ] && systemctl is-active --quiet fleetctl.service && [ "$(main_pid)" = "$pid" ]
+}
+# host NAME: a field of `status --json`'s host object.
+host() { "$F" status --json 2>/dev/null | python3 -c 'import json, sys; print(json.load(sys.stdin)["host"][sys.argv[1]])' "$1"; }
+# memory_dir CGROUP: where CGROUP's memory controller files are (v1's memory hierarchy on hybrid).
+memory_dir() { if hybrid; then echo "$CG/memory$1"; else echo "$CG$1"; fi; }
+# root_memory_max: the fleet root's memory limit as the kernel has it.
+root_memory_max() {
+  if hybrid; then cat "$(memory_dir $FLEET_ROOT)/memory.limit_in_bytes"; else cat "$CG$FLEET_ROOT/memory.max"; fi
+}
+BUDGET=1073741824 # setup-host --fleet-memory-max 1G (systemd-guest.sh)
+# delegated: the scope is delegated and hands the fleet root memory and pids: on unified its
+# cgroup.subtree_control names both; on hybrid the fleet root is in v1's memory and pids
+# hierarchies. The fleet root's memory limit is the budget setup-host gave.
+delegated() {
+  [ "$(systemctl show -p Delegate --value $SCOPE)" = yes ] || { echo "$SCOPE has $(systemctl show -p Delegate $SCOPE)"; return 1; }
+  if hybrid; then
+    local c
+    for c in memory pids; do
+      [ -d "$CG/$c$FLEET_ROOT" ] || { echo "no $CG/$c$FLEET_ROOT"; return 1; }
+    done
+  else
+    local controllers; controllers=$(cat "$CG/system.slice/$SCOPE/cgroup.subtree_control")
+    [[ " $controllers " = *" memory "* && " $controllers " = *" pids "* ]] ||
+      { echo "$SCOPE's cgroup.subtree_control is '$controllers', without memory and pids"; return 1; }
+  fi
+  [ "$(root_memory_max)" = "$BUDGET" ] || { echo "the fleet root's memory limit is $(root_memory_max), not $BUDGET"; return 1; }
+}
+# guarding PID: the watcher PID holds the guard: doctor's watcher check is ok and names PID,
+# and on unified its alarm is armed: the fleet root's memory.high is the kill threshold's
+# share of the budget (the kernel keeps whole pages).
+guarding() {
+  local check
+  check=$("$F" doctor --json 2>/dev/null | python3 -c '
+import json, sys
+c = [c for c in json.load(sys.stdin)["checks"] if c["name"] == "watcher"]
+print(c[0]["status"] + ": " + c[0]["message"] if c else "no watcher check")')
+  case $check in "ok: "*"(pid $1)"*) ;; *) echo "doctor says of the watcher: $check (want ok, pid $1)"; return 1 ;; esac
+  hybrid && return 0
+  local high want
+  high=$(cat "$CG$FLEET_ROOT/memory.high")
+  want=$(($(host budget_bytes) * $(host kill_threshold) / 100 / 4096 * 4096))
+  [ "$high" = "$want" ] || { echo "the fleet root's memory.high is $high, not the kill threshold's $want (alarm not armed)"; return 1; }
+}
 
 scenario_setup_host() {
   need "fleetctl.service is not active after setup-host ($(systemctl is-active fleetctl.service))" guard_up || return 1
@@ -156,8 +205,20 @@ scenario_oneshot_spawner() {
   need "once1's supervisor is not alive" alive "$(field once1 supervisor_pid)"
 }
 
+# keeps_all STEP: keep1..3 run as before STEP with their limits, no record is lost, and the
+# scope still delegates the fleet root with its budget.
+keeps_all() {
+  local i=0 id problem
+  for id in keep1 keep2 keep3; do
+    need_steady $id "${pids[$i]}" "after $1" || return 1
+    i=$((i + 1))
+  done
+  need "records lost after $1: had '$before', now '$(ids)'" [ "$(ids)" = "$before" ] || return 1
+  problem=$(delegated) || { why "after $1: $problem"; return 1; }
+}
+
 scenario_reload_reexec_restart() {
-  local id before pids=() old step i
+  local id before pids=() old step
   for id in keep1 keep2 keep3; do
     need "spawn $id failed" small $id || return 1
   done
@@ -166,6 +227,7 @@ scenario_reload_reexec_restart() {
     pids+=("$(field $id pid)")
   done
   before=$(ids)
+  keeps_all "spawn" || return 1
   for step in daemon-reload daemon-reexec "restart fleetctl.service"; do
     if [ "$step" = "restart fleetctl.service" ]; then
       need "fleetctl.service is not active before its restart" guard_up || return 1
@@ -173,25 +235,49 @@ scenario_reload_reexec_restart() {
     fi
     need "systemctl $step failed" systemctl $step || return 1
     wait_for 30 "systemd to answer after $step" eval 'systemctl show -p Version --value > /dev/null' || return 1
-    i=0
-    for id in keep1 keep2 keep3; do
-      need_steady $id "${pids[$i]}" "after systemctl $step" || return 1
-      i=$((i + 1))
-    done
-    need "records lost after systemctl $step: had '$before', now '$(ids)'" [ "$(ids)" = "$before" ] || return 1
+    keeps_all "systemctl $step" || return 1
   done
-  wait_for 60 "the watcher to be back (active, a new MainPID)" eval 'guard_up && [ "$(main_pid)" != "$old" ]' || return 1
-  need "the old watcher $old is still alive" not alive "$old"
+  wait_for 60 "the watcher to be back (active, a new MainPID)" new_watcher "$old" || return 1
+  need "the old watcher $old is still alive" not alive "$old" || return 1
+  wait_for 30 "the restarted watcher $(main_pid) to guard" eval 'guarding "$(main_pid)" > /dev/null' ||
+    { why "$(cat "$WHY"): $(guarding "$(main_pid)")"; return 1; }
+  # Stopping the watcher leaves the agents alone, and its alarm must not stay behind: with no
+  # watcher, the fleet root's memory.high throttling the fleet at the kill threshold would be
+  # nobody's. (v1's alarm is an eventfd that ends with the process: nothing to read back.)
+  old=$(main_pid)
+  need "systemctl stop fleetctl.service failed" systemctl stop fleetctl.service || return 1
+  local high=""
+  hybrid || high=$(cat "$CG$FLEET_ROOT/memory.high")
+  keeps_all "systemctl stop fleetctl.service" || { systemctl start fleetctl.service; return 1; }
+  need "systemctl start fleetctl.service failed" systemctl start fleetctl.service || return 1
+  need "the stopped watcher $old is still alive" not alive "$old" || return 1
+  need "the fleet root's memory.high was $high after systemctl stop fleetctl.service, not max (the alarm stayed behind)" \
+    eval 'hybrid || [ "$high" = max ]' || return 1
+  wait_for 60 "the watcher to be back after its start" guard_up || return 1
+  wait_for 30 "the started watcher $(main_pid) to guard" eval 'guarding "$(main_pid)" > /dev/null' ||
+    { why "$(cat "$WHY"): $(guarding "$(main_pid)")"; return 1; }
+  keeps_all "systemctl start fleetctl.service"
 }
+
+# watchdog_lines: how many times the journal has systemd's watchdog timeout for the watcher.
+watchdog_lines() { journalctl -u fleetctl.service -o cat --no-pager | grep -c 'Watchdog timeout'; }
 
 scenario_watchdog_restarts_hung_watcher() {
   need "fleetctl.service is not active" guard_up || return 1
-  local old; old=$(main_pid)
+  local old restarts timeouts new
+  old=$(main_pid) restarts=$(systemctl show -p NRestarts --value fleetctl.service) timeouts=$(watchdog_lines)
   kill -STOP "$old"
-  # WatchdogSec=30s: a new main process well within 90 s, the hung one gone.
-  wait_for 90 "the watchdog to restart the hung watcher $old" eval 'guard_up && [ "$(main_pid)" != "$old" ]' ||
+  # WatchdogSec=30s: systemd's restart (NRestarts grows), a new main process well within 90 s,
+  # the hung one gone.
+  wait_for 90 "the watchdog to restart the hung watcher $old (NRestarts was $restarts)" \
+    eval '[ "$(systemctl show -p NRestarts --value fleetctl.service)" -gt "$restarts" ] && new_watcher "$old"' ||
     { kill -CONT "$old" 2>/dev/null; return 1; }
-  wait_for 30 "the hung watcher $old to end" not alive "$old"
+  wait_for 30 "the hung watcher $old to end" not alive "$old" || return 1
+  wait_for 30 "the journal to have the watchdog's timeout for fleetctl.service (had $timeouts)" \
+    eval '[ "$(watchdog_lines)" -gt "$timeouts" ]' || return 1
+  new=$(main_pid)
+  wait_for 30 "the new watcher $new to guard" eval 'guarding "$new" > /dev/null' ||
+    { why "$(cat "$WHY"): $(guarding "$new")"; return 1; }
 }
 
 scenario_oomd_hog_guard() {
@@ -227,7 +313,25 @@ scenario_oomd_hog_guard() {
     not eval 'journalctl -u systemd-oomd.service -o cat --no-pager | grep -qi killed'
 }
 
+TASKS_DROPIN=/etc/systemd/system.conf.d/tasks.conf
+# scope_pids: the scope's pids.current (on hybrid from v1's pids hierarchy).
+scope_pids() { if hybrid; then cat "$CG/pids/system.slice/$SCOPE/pids.current"; else cat "$CG/system.slice/$SCOPE/pids.current"; fi; }
+
 scenario_300_agents() {
+  # systemd's default task cap (15 % of pid_max: 4915 here) is above what 300 sleepers use: cap
+  # new units at 200 so that only the scope's own TasksMax=infinity lets the fleet past it.
+  mkdir -p "${TASKS_DROPIN%/*}"
+  printf '[Manager]\nDefaultTasksMax=200\n' > $TASKS_DROPIN
+  local rc=0
+  if systemctl daemon-reload; then many_agents || rc=1; else why "daemon-reload with $TASKS_DROPIN failed"; rc=1; fi
+  rm -f $TASKS_DROPIN
+  systemctl daemon-reload || { [ $rc = 1 ] || why "daemon-reload without $TASKS_DROPIN failed"; rc=1; }
+  return $rc
+}
+
+many_agents() {
+  need "DefaultTasksMax is $(systemctl show -p DefaultTasksMax --value) with $TASKS_DROPIN, not 200" \
+    [ "$(systemctl show -p DefaultTasksMax --value)" = 200 ] || return 1
   need "$SCOPE is not active" systemctl is-active --quiet $SCOPE || return 1
   need "$SCOPE's TasksMax is $(systemctl show -p TasksMax --value $SCOPE), not infinity" \
     [ "$(systemctl show -p TasksMax --value $SCOPE)" = infinity ] || return 1
@@ -246,6 +350,9 @@ scenario_300_agents() {
     done
   done
   wait_for 120 "300 agents to run (running: $(count running many))" eval '[ "$(count running many)" = 300 ]' || return 1
+  local tasks; tasks=$(scope_pids)
+  need "$SCOPE's pids.current is $tasks with 300 agents: not above the default cap of 200" [ "$tasks" -gt 200 ] || return 1
+  echo "NOTE 300_agents: $SCOPE holds $tasks tasks under DefaultTasksMax=200"
   need "kill --all failed" eval '"$F" kill --all --force > /dev/null' || return 1
   wait_for 120 "every agent to end" eval '[ "$(count running many)" = 0 ]'
 }
@@ -257,20 +364,27 @@ scenario_package_remove() {
   p1=$(field rm1 pid) p2=$(field rm2 pid) before=$(ids)
   # The package's binary goes with it: read the records afterwards with a copy.
   cp /usr/bin/fleetctl /root/fleetctl && F=/root/fleetctl
-  need "dpkg -r fleetctl failed" eval 'dpkg -r fleetctl > /dev/null' || return 1
+  # As an operator removes it: apt (minbase has it); dpkg only on an image without apt.
+  local how="apt-get remove -y fleetctl"
+  command -v apt-get > /dev/null || how="dpkg -r fleetctl"
+  need "$how failed" eval 'DEBIAN_FRONTEND=noninteractive $how > /dev/null' || return 1
+  REMOVED_BY=$how
   need "/usr/bin/fleetctl is still there" not test -e /usr/bin/fleetctl || return 1
+  local enabled; enabled=$(systemctl is-enabled fleetctl.service 2>&1)
+  need "fleetctl.service is still '$enabled' after $how" not eval '[[ $enabled = enabled* ]]' || return 1
   need "the guard still runs after the package's removal" not systemctl is-active --quiet fleetctl.service || return 1
   need "$SCOPE is gone after the package's removal" systemctl is-active --quiet $SCOPE || return 1
-  need_steady rm1 "$p1" "after dpkg -r" || return 1
-  need_steady rm2 "$p2" "after dpkg -r" || return 1
-  need "records changed by dpkg -r: had '$before', now '$(ids)'" [ "$(ids)" = "$before" ] || return 1
+  need_steady rm1 "$p1" "after $how" || return 1
+  need_steady rm2 "$p2" "after $how" || return 1
+  need "records changed by $how: had '$before', now '$(ids)'" [ "$(ids)" = "$before" ] || return 1
   need "the conffile went with a remove (only purge takes it)" test -e /etc/fleet/fleet.toml
 }
 
 for name in setup_host sudo_session_logout orchestrator_stop_restart oneshot_spawner reload_reexec_restart \
   watchdog_restarts_hung_watcher oomd_hog_guard 300_agents package_remove; do
   : > "$WHY"
-  if "scenario_$name"; then echo "PASS $name"; else echo "FAIL $name: $(cat "$WHY")"; failed=1; fi
+  REMOVED_BY=""
+  if "scenario_$name"; then echo "PASS $name${REMOVED_BY:+ (with $REMOVED_BY)}"; else echo "FAIL $name: $(cat "$WHY")"; failed=1; fi
   # The next scenario starts from an empty fleet (the agents' records stay, ended).
   "$F" kill --all --force > /dev/null 2>&1
   systemctl stop orch.service > /dev/null 2>&1
