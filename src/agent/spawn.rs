@@ -211,7 +211,7 @@ pub(crate) fn make_plan(ctx: &Ctx, args: &SpawnArgs) -> Result<(SupervisorPlan, 
         ports: None,
         has_leases: false,
         proc_root: ctx.proc_root.clone(),
-        join_early: fleet_core::host::systemd::booted(std::path::Path::new("/run")),
+        join_early: fleet_core::host::systemd::booted_here(),
         // Set once the workspace is settled (see `Containment::settle`).
         credentials: None,
         env: Vec::new(),

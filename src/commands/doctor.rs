@@ -154,7 +154,7 @@ pub fn run(ctx: &Ctx, args: DoctorArgs) -> Result<Exit> {
     pool(ctx, &paths.workspaces, &mut r)?;
     scratch(ctx, &paths.scratch, &mut r)?;
     watcher(ctx, &paths.state, &mut r);
-    if fleet_core::host::systemd::booted(Path::new("/run")) {
+    if fleet_core::host::systemd::booted_here() {
         for f in crate::systemd::checks::run(ctx) {
             let verdict = match f.level {
                 Level::Ok => Verdict::Ok,

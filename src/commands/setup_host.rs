@@ -107,7 +107,7 @@ fn host(ctx: &Ctx, args: &SetupHostArgs) -> Result<Host> {
             delegate,
             slot_owner,
             exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/usr/local/bin/fleetctl")),
-            systemd: fleet_core::host::systemd::booted(Path::new("/run")),
+            systemd: fleet_core::host::systemd::booted_here(),
             cgroup_parent: ctx.cgroup_parent.clone(),
         },
     })

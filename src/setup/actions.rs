@@ -165,7 +165,7 @@ pub fn revert(change: &Change, proc_root: &Path) -> Result<()> {
                 },
             }
             // systemd keeps a removed or changed unit loaded until it reloads.
-            if is_system_unit(path) && fleet_core::host::systemd::booted(Path::new("/run")) {
+            if is_system_unit(path) && fleet_core::host::systemd::booted_here() {
                 systemctl(&["daemon-reload"])?;
             }
             Ok(())

@@ -112,7 +112,7 @@ pub fn make_fleet_root(ctx: &Ctx, always: bool) -> Result<()> {
 /// a logout with `KillUserProcesses=yes` would end). Nothing on pure cgroup v2, where the
 /// unified tree is systemd's too, and nothing without systemd.
 pub fn track(ctx: &Ctx, pid: i32) -> Result<()> {
-    if ctx.mounts.layout != fleet_core::cgroup::Layout::Hybrid || !systemd::booted(Path::new("/run")) {
+    if ctx.mounts.layout != fleet_core::cgroup::Layout::Hybrid || !systemd::booted_here() {
         return Ok(());
     }
     let roots = Roots::host();

@@ -36,6 +36,11 @@ pub fn booted(run: &Path) -> bool {
     run.join("systemd/system").is_dir()
 }
 
+/// [`booted`] for this host: the one place that names its `/run`.
+pub fn booted_here() -> bool {
+    booted(Path::new("/run"))
+}
+
 /// Whether the cgroup2 tree under `cgroup_root` (the hierarchies' mount point) holds a
 /// fleet at the old default `/fleet`, outside any delegated unit: a host set up before the
 /// scope, whose agents the default must keep in sight.
