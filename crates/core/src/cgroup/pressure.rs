@@ -56,10 +56,10 @@ impl StallTrigger {
         let path = cgroup.unified.join("memory.pressure");
         let open = || std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NONBLOCK).open(&path);
         let mut file = without_sys_resource(open).map_err(|e| match e.kind() {
-                    io::ErrorKind::NotFound => Error::Unsupported(format!(
-                        "{} is missing: the kernel has no pressure stall information (boot with psi=1)",
-                        path.display()
-                    )),
+            io::ErrorKind::NotFound => Error::Unsupported(format!(
+                "{} is missing: the kernel has no pressure stall information (boot with psi=1)",
+                path.display()
+            )),
             _ => Error::io("open", &path, e),
         })?;
         // One write(2) with the terminating NUL, as the kernel's documentation does.
