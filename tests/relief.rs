@@ -103,3 +103,31 @@ fn relief_refuses_bad_targets_and_has_nothing_to_do_below_target() {
     assert!(empty.code == 0 || empty.code == 3, "{empty:?}");
     f.finish();
 }
+
+#[test]
+fn relief_in_rounds_kills_exactly_the_largest_that_reach_the_target_and_no_bystander() {
+    let Some(f) = TestFleet::new("relief_exact") else { return };
+    f.set_budget(512 << 20);
+    let sizes = [("a", 48), ("b", 44), ("c", 40), ("d", 36), ("x", 12), ("y", 12), ("z", 8)];
+    for (id, mib) in sizes {
+        let script = hog_script(mib, "sleep 600");
+        f.run(&["spawn", id, "ws-001", "--", "sh", "-c", &script]).code(0);
+        f.wait_log(id, "ready", T);
+    }
+    // About 150 MiB to free: a, b and c (132 MiB) are not enough, with d (168) they are. The
+    // plan of four is killed in three rounds (two, one, one), each measured after it.
+    let host = &f.status()["host"];
+    let (used, budget) = (host["used_bytes"].as_u64().expect("used"), host["budget_bytes"].as_u64().expect("budget"));
+    let target = (used.saturating_sub(150 << 20) * 100 / budget).to_string();
+    let run = f.run(&["relief", &target, "--grace", "0s"]);
+    run.code(0);
+    assert!(run.stdout.contains("after 4 kill(s)"), "{}", run.stdout);
+    for (id, want) in [("a", "killed"), ("b", "killed"), ("c", "killed"), ("d", "killed")] {
+        assert_eq!(state(&f, id), want, "{id}\n{}", run.stdout);
+    }
+    for id in ["x", "y", "z"] {
+        assert_eq!(state(&f, id), "running", "bystander {id}\n{}", run.stdout);
+        assert!(f.events(id).iter().all(|e| e["event"] != "relief_kill"), "{id}");
+    }
+    f.finish();
+}

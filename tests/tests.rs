@@ -36,6 +36,7 @@ mod schema;
 mod setup_host;
 mod setup_host_config;
 mod stall;
+mod stall_trigger;
 mod systemd_host;
 mod tables;
 mod timeouts;

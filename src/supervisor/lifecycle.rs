@@ -153,11 +153,27 @@ impl Supervisor {
             if woke.oom && self.run.as_ref().and_then(|r| r.oom.as_ref()).is_some_and(|o| o.drain()) {
                 self.feed(Input::OomNotified);
             }
+            if woke.pressure_lost {
+                self.drop_lost_trigger();
+            }
             if woke.pressure {
                 self.feed(Input::PressureTriggered);
             }
             self.feed(Input::Tick);
         }
+    }
+
+    /// The run's cgroup was removed under it (its processes moved out first, as only an
+    /// agent running as root can): its pressure trigger polls an error at once, forever. It
+    /// is dropped for the rest of this run, which is said once; the next run arms its own.
+    fn drop_lost_trigger(&mut self) {
+        let Some(run) = self.run.as_mut() else { return };
+        let why = format!(
+            "stalls on memory are no longer watched in this run: its cgroup {} was removed while it ran",
+            self.plan.cgroup.unified.display()
+        );
+        run.pressure = Some(Err(why.clone()));
+        self.event(&Event::SupervisorError { error: why });
     }
 
     /// Gives the machine an input and performs what it decides, including what the answers

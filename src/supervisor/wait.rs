@@ -21,6 +21,9 @@ pub struct Woke {
     pub output: bool,
     pub oom: bool,
     pub pressure: bool,
+    /// The pressure trigger's cgroup is gone (removed while the run lived): the descriptor
+    /// reports an error on every poll from now on, so it must be dropped, not polled again.
+    pub pressure_lost: bool,
 }
 
 /// Sleeps until a descriptor is readable (the pressure trigger: has fired) or `deadline`
@@ -49,9 +52,18 @@ pub fn wait(
     // EINTR cannot happen (every signal we take is blocked); anything else is a bug we
     // cannot act on, and the caller polls again.
     let _ = poll(&mut fds, timeout(deadline, Instant::now()));
-    let ready =
-        |at: Option<usize>| at.and_then(|i| fds.get(i)).and_then(|f| f.revents()).is_some_and(|r| !r.is_empty());
-    Woke { signals: ready(Some(0)), output: ready(output_at), oom: ready(oom_at), pressure: ready(pressure_at) }
+    let revents = |at: Option<usize>| at.and_then(|i| fds.get(i)).and_then(|f| f.revents());
+    let ready = |at: Option<usize>| revents(at).is_some_and(|r| !r.is_empty());
+    let (pressure, pressure_lost) = trigger_state(revents(pressure_at));
+    Woke { signals: ready(Some(0)), output: ready(output_at), oom: ready(oom_at), pressure, pressure_lost }
+}
+
+/// What the trigger's `revents` say: (fired, lost). A removed cgroup's pressure file polls
+/// POLLERR together with POLLPRI, at once and forever: that is a lost trigger, not pressure.
+fn trigger_state(revents: Option<PollFlags>) -> (bool, bool) {
+    let Some(r) = revents else { return (false, false) };
+    let lost = r.intersects(PollFlags::POLLERR | PollFlags::POLLNVAL | PollFlags::POLLHUP);
+    (!lost && r.contains(PollFlags::POLLPRI), lost)
 }
 
 /// The poll timeout for `deadline`: at least 1 ms, so a deadline due now is not a busy
@@ -69,6 +81,16 @@ fn timeout(deadline: Option<Instant>, now: Instant) -> PollTimeout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_on_the_trigger_is_a_lost_trigger_not_pressure() {
+        assert_eq!(trigger_state(None), (false, false));
+        assert_eq!(trigger_state(Some(PollFlags::empty())), (false, false));
+        assert_eq!(trigger_state(Some(PollFlags::POLLPRI)), (true, false));
+        // What a removed cgroup's memory.pressure polls, every time.
+        assert_eq!(trigger_state(Some(PollFlags::POLLPRI | PollFlags::POLLERR)), (false, true));
+        assert_eq!(trigger_state(Some(PollFlags::POLLNVAL)), (false, true));
+    }
 
     #[test]
     fn the_timeout_is_the_time_left_within_bounds() {

@@ -5,10 +5,13 @@
 //! Writing `full <stall µs> <window µs>` to the file arms the trigger; the kernel then wakes
 //! pollers of the descriptor with POLLPRI when all the cgroup's tasks were stalled on memory
 //! for longer than that within one window, at most once per window, and poll(2) itself
-//! consumes the event. Unless the opener has `CAP_SYS_RESOURCE` (containers and sandboxes
-//! often drop it), the kernel takes only windows that are whole multiples of 2 s, served by
-//! its 2 s averaging work instead of a polling thread per cgroup; [`stall_window`] gives such
-//! windows everywhere.
+//! consumes the event. The kernel decides how to watch by the credentials the file was
+//! opened with (`f_cred` in `psi_trigger_create`): with `CAP_SYS_RESOURCE` effective it
+//! starts a `psimon` kernel thread at real-time priority (SCHED_FIFO) for the cgroup, one per
+//! agent; without it, it takes only windows that are whole multiples of 2 s and serves them
+//! from its 2 s averaging work. Supervisors run as root, so the file is opened with
+//! `CAP_SYS_RESOURCE` lowered out of the thread's effective set ([`without_sys_resource`]),
+//! and [`stall_window`] gives windows the unprivileged path takes.
 
 use super::Cgroup;
 use crate::{Error, Result};
@@ -51,16 +54,14 @@ impl StallTrigger {
     pub fn arm(cgroup: &Cgroup, threshold_percent: u8, window: Duration) -> Result<StallTrigger> {
         use std::os::unix::fs::OpenOptionsExt;
         let path = cgroup.unified.join("memory.pressure");
-        let mut file =
-            std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NONBLOCK).open(&path).map_err(
-                |e| match e.kind() {
-                    io::ErrorKind::NotFound => Error::Unsupported(format!(
-                        "{} is missing: the kernel has no pressure stall information (boot with psi=1)",
-                        path.display()
-                    )),
-                    _ => Error::io("open", &path, e),
-                },
-            )?;
+        let open = || std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NONBLOCK).open(&path);
+        let mut file = without_sys_resource(open).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => Error::Unsupported(format!(
+                "{} is missing: the kernel has no pressure stall information (boot with psi=1)",
+                path.display()
+            )),
+            _ => Error::io("open", &path, e),
+        })?;
         // One write(2) with the terminating NUL, as the kernel's documentation does.
         let mut line = trigger_line(threshold_percent, window).into_bytes();
         line.push(0);
@@ -74,6 +75,63 @@ impl StallTrigger {
     }
 }
 
+/// `CAP_SYS_RESOURCE`'s bit in the first word of a capability set.
+const CAP_SYS_RESOURCE: u32 = 1 << 24; // linux/capability.h
+
+/// capget(2)/capset(2)'s header; version 3 takes two words of each set.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+/// One word of the effective, permitted and inheritable sets.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapWord {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const CAP_VERSION_3: u32 = 0x2008_0522;
+
+/// Runs `f` with `CAP_SYS_RESOURCE` out of the calling thread's effective set (capabilities
+/// are per thread), and puts it back after: it stays permitted, so the supervisor keeps it
+/// for what needs it (its own `oom_score_adj`). A thread without it, or one that cannot
+/// lower it, runs `f` as it is: the trigger then works all the same.
+fn without_sys_resource<T>(f: impl FnOnce() -> T) -> T {
+    let mut header = CapHeader { version: CAP_VERSION_3, pid: 0 };
+    let mut held = [CapWord::default(); 2];
+    // SAFETY: capget(2) with a version 3 header fills two words, which `held` has.
+    if unsafe { libc::syscall(libc::SYS_capget, &mut header, held.as_mut_ptr()) } != 0
+        || held[0].effective & CAP_SYS_RESOURCE == 0
+    {
+        return f();
+    }
+    let mut lowered = held;
+    lowered[0].effective &= !CAP_SYS_RESOURCE;
+    // SAFETY: capset(2) on this thread (pid 0) with the two words capget gave, one bit cleared.
+    if unsafe { libc::syscall(libc::SYS_capset, &header, lowered.as_ptr()) } != 0 {
+        return f();
+    }
+    let out = f();
+    // SAFETY: as above, the sets as they were; raising an effective bit that is still
+    // permitted cannot fail.
+    unsafe { libc::syscall(libc::SYS_capset, &header, held.as_ptr()) };
+    out
+}
+
+/// Whether the calling thread has `CAP_SYS_RESOURCE` in its effective set.
+#[cfg(test)]
+fn sys_resource_effective() -> bool {
+    let mut header = CapHeader { version: CAP_VERSION_3, pid: 0 };
+    let mut held = [CapWord::default(); 2];
+    // SAFETY: as in `without_sys_resource`.
+    let ok = unsafe { libc::syscall(libc::SYS_capget, &mut header, held.as_mut_ptr()) } == 0;
+    ok && held[0].effective & CAP_SYS_RESOURCE != 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +143,13 @@ mod tests {
         assert_eq!(stall_window(s(3)), s(2));
         assert_eq!(stall_window(s(5)), s(4));
         assert_eq!(stall_window(s(30)), s(10));
+    }
+
+    #[test]
+    fn the_capability_is_out_of_the_effective_set_only_while_the_file_opens() {
+        let had = sys_resource_effective();
+        assert!(!without_sys_resource(sys_resource_effective), "lowered while f runs");
+        assert_eq!(sys_resource_effective(), had, "as it was after");
     }
 
     #[test]

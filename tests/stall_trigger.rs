@@ -1,0 +1,166 @@
+//! The supervisor's memory-pressure trigger itself: armed the unprivileged way even by a
+//! supervisor that holds CAP_SYS_RESOURCE (no real-time `psimon` kernel thread per agent),
+//! and dropped, not spun on, when the agent's cgroup is removed while its run lives.
+
+use crate::util::{Run, TestFleet, skip, wait_until};
+use std::{
+    collections::BTreeSet,
+    io::{Read, Write},
+    os::{fd::AsRawFd, unix::process::CommandExt},
+    path::Path,
+    process::{Command, Output},
+    time::Duration,
+};
+
+const T: Duration = Duration::from_secs(60);
+
+/// The pids of the kernel's `psimon` threads (one per cgroup with a privileged trigger).
+fn psimon_threads() -> BTreeSet<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return BTreeSet::new() };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == "psimon"))
+        .collect()
+}
+
+/// Whether `pid` has CAP_SYS_RESOURCE (bit 24) in its effective set.
+fn has_sys_resource(pid: i64) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let eff = status.lines().find_map(|l| l.strip_prefix("CapEff:")).map(str::trim).unwrap_or("0");
+    u64::from_str_radix(eff, 16).is_ok_and(|caps| caps & (1 << 24) != 0)
+}
+
+/// Runs `cmd` to its end in a new user namespace that maps every uid and gid to itself:
+/// the same root, with every capability in the namespace's own sets, which is what the
+/// kernel reads when it decides how to watch a trigger (as a root that keeps
+/// CAP_SYS_RESOURCE is on most hosts; this machine's root may not have it). `None` where
+/// the kernel refuses a user namespace.
+fn run_in_identity_userns(mut cmd: Command) -> Option<Output> {
+    let (mut ready_r, ready_w) = std::io::pipe().expect("pipe");
+    let (go_r, mut go_w) = std::io::pipe().expect("pipe");
+    let (ready_fd, go_fd) = (ready_w.as_raw_fd(), go_r.as_raw_fd());
+    // SAFETY: only async-signal-safe calls between fork and exec, on descriptors the parent
+    // keeps open until the child has exec'd.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::unshare(libc::CLONE_NEWUSER) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let pid = libc::getpid().to_ne_bytes();
+            let mut mapped = 0u8;
+            if libc::write(ready_fd, pid.as_ptr().cast(), 4) != 4
+                || libc::read(go_fd, (&raw mut mapped).cast(), 1) != 1
+                || mapped != 1
+            {
+                return Err(std::io::Error::from_raw_os_error(libc::EPERM));
+            }
+            Ok(())
+        });
+    }
+    // The maps are written from outside the namespace, which setgroups(2) needs.
+    let mapper = std::thread::spawn(move || {
+        let mut pid = [0u8; 4];
+        if ready_r.read_exact(&mut pid).is_err() {
+            return;
+        }
+        let pid = i32::from_ne_bytes(pid);
+        let mapped = ["uid_map", "gid_map"]
+            .iter()
+            .all(|map| std::fs::write(format!("/proc/{pid}/{map}"), "0 0 4294967295").is_ok());
+        let _ = go_w.write_all(&[u8::from(mapped)]);
+    });
+    let out = cmd.output();
+    drop((ready_w, go_r));
+    mapper.join().expect("mapper");
+    out.ok()
+}
+
+#[test]
+fn a_supervisor_with_cap_sys_resource_arms_its_trigger_without_a_realtime_kernel_thread() {
+    let Some(f) = TestFleet::new("stall_psimon") else { return };
+    f.fleet.ensure().expect("fleet root");
+    if !f.fleet.root.unified.join("memory.pressure").exists() {
+        skip("stall_psimon", "the kernel has no pressure stall information (boot with psi=1)");
+        return f.finish();
+    }
+    let before = psimon_threads();
+    let spawn = f.cmd(&["spawn", "privileged", "ws-001", "--", "sh", "-c", "echo up; exec sleep 600"]);
+    let Some(out) = run_in_identity_userns(spawn) else {
+        skip("stall_psimon", "the kernel refused a user namespace");
+        return f.finish();
+    };
+    Run::from(out).code(0);
+    f.wait_log("privileged", "up", T);
+    let supervisor = f.agent("privileged")["supervisor_pid"].as_i64().expect("supervisor pid");
+    if !has_sys_resource(supervisor) {
+        skip("stall_psimon", "the supervisor did not get CAP_SYS_RESOURCE in its user namespace");
+        return f.finish();
+    }
+    // Its trigger is armed (before the agent started) ...
+    let fds = std::fs::read_dir(format!("/proc/{supervisor}/fd")).expect("supervisor fds");
+    let trigger = f.cgroup("privileged").unified.join("memory.pressure");
+    assert!(
+        fds.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok()).any(|l| l == trigger),
+        "no trigger open on {}",
+        trigger.display()
+    );
+    // ... and no real-time kernel thread came with it.
+    let started: Vec<i32> = psimon_threads().difference(&before).copied().collect();
+    assert!(started.is_empty(), "psimon thread(s) {started:?} started for the agent's trigger");
+    f.finish();
+}
+
+/// An agent (root: it can) that moves its main process out of its cgroup into `escape` and
+/// removes the cgroup, then waits for `stop-moving` in its workspace.
+fn mover(own: &Path, escape: &Path) -> String {
+    format!(
+        "if echo $$ > {esc}/cgroup.procs && rmdir {own}; then echo moved-out; else echo cannot-move; fi; \
+         while [ ! -e stop-moving ]; do sleep 0.1; done",
+        esc = escape.display(),
+        own = own.display()
+    )
+}
+
+/// The CPU time `pid` has used, in clock ticks (utime + stime).
+fn cpu_ticks(pid: i64) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("supervisor stat");
+    let fields: Vec<&str> = stat.rsplit_once(')').expect("stat name").1.split_whitespace().collect();
+    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+}
+
+#[test]
+fn a_trigger_whose_cgroup_is_removed_under_a_live_run_is_dropped_not_spun_on() {
+    let Some(f) = TestFleet::new("stall_lost") else { return };
+    f.set_config("[agent]\nstall_threshold = 10\nstall_after = \"4s\"\n");
+    f.fleet.ensure().expect("fleet root");
+    if !f.fleet.root.unified.join("memory.pressure").exists() {
+        skip("stall_lost", "the kernel has no pressure stall information (boot with psi=1)");
+        return f.finish();
+    }
+    let escape = f.fleet.root.unified.join("escape");
+    std::fs::create_dir(&escape).expect("escape cgroup");
+    let script = mover(&f.cgroup("mover").unified, &escape);
+    f.run(&["spawn", "mover", "ws-001", "--", "sh", "-c", &script]).code(0);
+    wait_until(T, || f.log("mover"), || f.log("mover").contains("moved-out") || f.log("mover").contains("cannot-move"));
+    assert!(f.log("mover").contains("moved-out"), "{}", f.log("mover"));
+
+    // The lost trigger is said once and dropped: it neither spins the supervisor nor reads
+    // as a stall.
+    let lost = f.wait_event("mover", "supervisor_error", T);
+    assert!(lost["error"].as_str().is_some_and(|e| e.contains("no longer watched")), "{lost}");
+    let supervisor = f.agent("mover")["supervisor_pid"].as_i64().expect("supervisor pid");
+    // SAFETY: sysconf has no preconditions.
+    let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap_or(100);
+    let start = cpu_ticks(supervisor);
+    // A window to see a spin in, not a race: a supervisor polling a dead descriptor uses
+    // most of a core; one asleep uses next to nothing.
+    std::thread::sleep(Duration::from_secs(3));
+    let used = cpu_ticks(supervisor) - start;
+    assert!(used * 2 < hz, "the supervisor used {used} ticks (at {hz}/s) in 3 s: it spins");
+    assert!(f.events("mover").iter().all(|e| e["event"] != "stall"), "{:?}", f.events("mover"));
+    assert_eq!(f.agent("mover")["state"], "running");
+
+    std::fs::write(f.roots.join("ws/ws-001/stop-moving"), "").expect("stop file");
+    f.wait_state("mover", &["exited"], T);
+    wait_until(T, || format!("{} still populated", escape.display()), || std::fs::remove_dir(&escape).is_ok());
+    f.finish();
+}
