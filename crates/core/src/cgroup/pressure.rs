@@ -75,61 +75,27 @@ impl StallTrigger {
     }
 }
 
-/// `CAP_SYS_RESOURCE`'s bit in the first word of a capability set.
-const CAP_SYS_RESOURCE: u32 = 1 << 24; // linux/capability.h
-
-/// capget(2)/capset(2)'s header; version 3 takes two words of each set.
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: libc::c_int,
-}
-
-/// One word of the effective, permitted and inheritable sets.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct CapWord {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
-const CAP_VERSION_3: u32 = 0x2008_0522;
-
 /// Runs `f` with `CAP_SYS_RESOURCE` out of the calling thread's effective set (capabilities
 /// are per thread), and puts it back after: it stays permitted, so the supervisor keeps it
 /// for what needs it (its own `oom_score_adj`). A thread without it, or one that cannot
 /// lower it, runs `f` as it is: the trigger then works all the same.
 fn without_sys_resource<T>(f: impl FnOnce() -> T) -> T {
-    let mut header = CapHeader { version: CAP_VERSION_3, pid: 0 };
-    let mut held = [CapWord::default(); 2];
-    // SAFETY: capget(2) with a version 3 header fills two words, which `held` has.
-    if unsafe { libc::syscall(libc::SYS_capget, &mut header, held.as_mut_ptr()) } != 0
-        || held[0].effective & CAP_SYS_RESOURCE == 0
+    use caps::{CapSet, Capability::CAP_SYS_RESOURCE};
+    if !caps::has_cap(None, CapSet::Effective, CAP_SYS_RESOURCE).unwrap_or(false)
+        || caps::drop(None, CapSet::Effective, CAP_SYS_RESOURCE).is_err()
     {
         return f();
     }
-    let mut lowered = held;
-    lowered[0].effective &= !CAP_SYS_RESOURCE;
-    // SAFETY: capset(2) on this thread (pid 0) with the two words capget gave, one bit cleared.
-    if unsafe { libc::syscall(libc::SYS_capset, &header, lowered.as_ptr()) } != 0 {
-        return f();
-    }
     let out = f();
-    // SAFETY: as above, the sets as they were; raising an effective bit that is still
-    // permitted cannot fail.
-    unsafe { libc::syscall(libc::SYS_capset, &header, held.as_ptr()) };
+    // Raising an effective bit that is still permitted cannot fail.
+    let _ = caps::raise(None, CapSet::Effective, CAP_SYS_RESOURCE);
     out
 }
 
 /// Whether the calling thread has `CAP_SYS_RESOURCE` in its effective set.
 #[cfg(test)]
 fn sys_resource_effective() -> bool {
-    let mut header = CapHeader { version: CAP_VERSION_3, pid: 0 };
-    let mut held = [CapWord::default(); 2];
-    // SAFETY: as in `without_sys_resource`.
-    let ok = unsafe { libc::syscall(libc::SYS_capget, &mut header, held.as_mut_ptr()) } == 0;
-    ok && held[0].effective & CAP_SYS_RESOURCE != 0
+    caps::has_cap(None, caps::CapSet::Effective, caps::Capability::CAP_SYS_RESOURCE).unwrap_or(false)
 }
 
 #[cfg(test)]
