@@ -134,8 +134,13 @@ impl TestFleet {
             .stdin(Stdio::null());
         // An absent config file given explicitly would be an error; point at one that only
         // runs agents as root unless the test wrote one ([`Self::set_config`]).
+        // Parallel callers may get here together: the file is linked into place whole, never
+        // written where another command may be reading it, and never over a test's own.
         if !self.config_path().exists() {
-            let _ = std::fs::write(self.config_path(), as_root(""));
+            let temp = self.config_temp();
+            let _ = std::fs::write(&temp, as_root(""));
+            let _ = std::fs::hard_link(&temp, self.config_path());
+            let _ = std::fs::remove_file(&temp);
         }
         cmd
     }
@@ -147,7 +152,16 @@ impl TestFleet {
 
     /// Writes this fleet's config file; its agents run as root unless it names a user.
     pub fn set_config(&self, toml: &str) {
-        std::fs::write(self.config_path(), as_root(toml)).expect("write the config file");
+        // Renamed into place: a command running meanwhile reads the old file or the new one.
+        let temp = self.config_temp();
+        std::fs::write(&temp, as_root(toml)).expect("write the config file");
+        std::fs::rename(&temp, self.config_path()).expect("rename the config file into place");
+    }
+
+    /// A name of this thread's own beside the config file, to write it whole before it
+    /// takes the config's place.
+    fn config_temp(&self) -> PathBuf {
+        self.tmp.path().join(format!(".fleet.toml.{:?}", std::thread::current().id()).replace(['(', ')'], ""))
     }
 
     /// For tests that start dozens of tiny agents at once, on whatever memory the host has
