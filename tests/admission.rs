@@ -156,3 +156,61 @@ fn a_spawn_refused_for_an_exhausted_pool_is_journaled_and_reserves_nothing() {
     assert!(!ledger.lines().any(|l| l.ends_with(" p2")), "the refused p2 kept a reservation: {ledger:?}");
     f.finish();
 }
+
+/// The ids the admission ledger (`<state>/admission.lock`, one line per entry: `AT RESERVE
+/// OWNER ID [R]`) has a line for.
+fn ledger_ids(f: &TestFleet) -> Vec<String> {
+    let text = std::fs::read_to_string(f.state.join("admission.lock")).unwrap_or_default();
+    text.lines().filter_map(|l| l.split(' ').nth(3)).map(str::to_string).collect()
+}
+
+/// A `--memory-reserve` lasts as long as its agent's supervisor: once `kill` has ended the
+/// agent, the reservation is neither shown nor kept, even by an admission far below the
+/// threshold, and the next spawn that needs its room is admitted.
+#[test]
+fn a_killed_agents_reservation_no_longer_counts_nor_shows() {
+    let Some(f) = TestFleet::new("reserve-killed") else { return };
+    // 150 MiB of 256: two such reservations pass the 85 % threshold (217.6 MiB).
+    f.set_budget(256 << 20);
+    f.small_start_reserve();
+    let reserving =
+        |id: &str, reserve: &str| f.run(&["spawn", id, "ws-001", "--memory-reserve", reserve, "--", "sleep", "600"]);
+    reserving("r1", "150M").code(0);
+    assert_eq!(f.agent("r1")["memory_reserve_bytes"], 150u64 << 20);
+    reserving("r2", "150M")
+        .code(75)
+        .one_error_line("expected of agents still starting or reserved, 150.0 MiB for this agent");
+    f.run(&["kill", "r1"]).code(0);
+    let r1 = f.agent("r1");
+    assert!(r1["memory_reserve_bytes"].is_null(), "an ended agent reserves nothing: {r1:#}");
+    // Far below the threshold: it would fit with r1's reservation counted, and still drops it.
+    reserving("small", "8M").code(0);
+    assert!(!ledger_ids(&f).contains(&"r1".to_string()), "{:?}", ledger_ids(&f));
+    reserving("r2", "150M").code(0);
+    assert_eq!(ledger_ids(&f), ["small", "r2"]);
+    f.finish();
+}
+
+/// A spawn SIGKILLed between its admission and its agent's start (its cgroup made, empty)
+/// leaves a ledger line whose owner is gone: it counts for nothing, and the next admission
+/// drops it.
+#[test]
+fn a_spawn_killed_after_admission_leaves_no_reservation_that_counts() {
+    let Some(f) = TestFleet::new("reserve-spawnkill") else { return };
+    f.set_budget(256 << 20);
+    f.small_start_reserve();
+    let reserving = ["--memory-reserve", "150M", "--", "sleep", "600"];
+    let died = Run::from(
+        f.cmd(&[&["spawn", "half", "ws-001"][..], &reserving].concat())
+            .env("FLEETCTL_FAILPOINT", "spawn-after-cgroup")
+            .output()
+            .expect("spawn"),
+    );
+    assert_eq!(died.code, -1, "spawn must have died of SIGKILL: {died:?}");
+    assert!(f.cgroup("half").exists(), "it died with its cgroup made");
+    assert_eq!(ledger_ids(&f), ["half"], "its line is on file");
+    f.run(&[&["spawn", "next", "ws-001"][..], &reserving].concat()).code(0);
+    assert_eq!(ledger_ids(&f), ["next"]);
+    f.run(&["kill", "half", "next"]).code(0);
+    f.finish();
+}

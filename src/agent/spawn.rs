@@ -109,6 +109,8 @@ pub fn start(ctx: &Ctx, args: SpawnArgs, replaces_run: bool) -> Result<Exit> {
     prepare(ctx, &plan, &record)?;
     contained.hand_over(&plan)?;
     crate::failpoint::hit(crate::failpoint::SPAWN_AFTER_CGROUP);
+    // Before the go: once the agent may run, its reservation must not end with this process.
+    admitted.hand_to_supervisor(supervisor.pid())?;
     // After the supervisor's fork (the handler's thread is not for it to inherit) and before
     // the go, from which on the agent may be running.
     let presses = args.wait.then(attach::count_ctrl_c).transpose()?;
