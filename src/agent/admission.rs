@@ -79,7 +79,6 @@ impl Admitted<'_> {
             .with_context(|| format!("{}: its supervisor (pid {pid}) is gone before the start", self.id))?;
         let own = own_process(self.ctx)?;
         let mut ledger = Ledger::lock(&self.ctx.dirs.admission_path())?;
-        drop_gone(self.ctx, &mut ledger);
         for e in ledger.entries.iter_mut().filter(|e| e.id == self.id && e.owner() == Some(own)) {
             (e.pid, e.start_ticks) = (supervisor.pid, Some(supervisor.start_ticks));
         }
@@ -100,10 +99,10 @@ impl Drop for Admitted<'_> {
             return;
         }
         if let Ok(mut ledger) = Ledger::lock(&self.ctx.dirs.admission_path()) {
-            // Its own line (whoever owns it by now: a supervisor that failed to start is
-            // reaped before this runs) and any other whose owner is gone.
-            drop_gone(self.ctx, &mut ledger);
+            // Its own line, whoever owns it by now: this process, or the supervisor it was
+            // handed to, which failed to start and was reaped before this runs.
             let own = own_process(self.ctx).ok();
+            drop_gone(self.ctx, &mut ledger, |e| e.id == self.id);
             ledger.entries.retain(|e| !(e.id == self.id && e.owner() == own));
             let _ = ledger.save();
         }
@@ -268,11 +267,14 @@ fn decide(
 ) -> Result<std::result::Result<Budget, Refused>> {
     let now = admission::now();
     let before = ledger.entries.len();
-    let pruned = drop_gone(ctx, ledger);
     ledger.entries.retain(|e| e.lasting || admission::young(e.at, now, START_WINDOW));
-    let changed = pruned || ledger.entries.len() != before;
+    // A lasting line outlives its spawn, and may outlive its agent by hours: every admission
+    // drops those whose owner is gone, far below the threshold too. A start line leaves
+    // within 10 s; its owner is looked at only where the line can change the decision.
+    let mut changed = drop_gone(ctx, ledger, |e| e.lasting);
+    changed |= ledger.entries.len() != before;
     if let Some(max) = rules.max_agents {
-        let agents = count_agents(ctx, ledger, id)?;
+        let agents = count_agents(ctx, ledger, id, &mut changed)?;
         if agents >= max as usize {
             if changed {
                 let _ = ledger.save();
@@ -287,9 +289,10 @@ fn decide(
     let fits = |starting: u64| percent(counted(starting), budget.total) < f64::from(rules.threshold);
     let mut starting: u64 = ledger.entries.iter().map(|e| e.reserve).sum();
     if !fits(starting) {
-        // Only near the threshold is it worth one read per starting or reserving agent: what
-        // each one already uses is in the measured use, so only the rest of its reserve is
-        // added.
+        // Only near the threshold is it worth a few reads per starting or reserving agent:
+        // whether its owner lives (a reused pid is not its owner), and what it already uses,
+        // which is in the measured use, so only the rest of its reserve is added.
+        changed |= drop_gone(ctx, ledger, |e| !e.lasting);
         let outstanding: Vec<Option<u64>> = ledger.entries.iter().map(|e| outstanding(ctx, e)).collect();
         let mut kept = outstanding.iter();
         ledger.entries.retain(|_| kept.next().is_some_and(Option::is_some));
@@ -314,13 +317,13 @@ fn decide(
     Ok(Ok(budget))
 }
 
-/// Takes out of `ledger` every entry whose owner is gone: a spawn that died or failed, a
-/// supervisor that ended (its agent's run is over, and what it reserved with it). A line of
-/// an older fleetctl, which names a pid without its start time, is adopted by its agent's
-/// live supervisor when it is lasting, and otherwise kept while that pid lives (a start
-/// reserve, for the rest of its 10 s at most). True when anything changed.
-pub fn drop_gone(ctx: &Ctx, ledger: &mut Ledger) -> bool {
-    ledger.drop_gone(&ctx.proc_root, |e| match e.lasting {
+/// Takes out of `ledger` the entries `checked` picks whose owner is gone: a spawn that died or failed, a supervisor that ended (its agent's run is over, and
+/// what it reserved with it). A line of an older fleetctl, which names a pid without its
+/// start time, is adopted by its agent's live supervisor when it is lasting, and otherwise
+/// by whatever process has its pid (a start reserve, for the rest of its 10 s at most). True
+/// when anything changed.
+fn drop_gone(ctx: &Ctx, ledger: &mut Ledger, checked: impl Fn(&Entry) -> bool) -> bool {
+    ledger.drop_gone(&ctx.proc_root, checked, |e| match e.lasting {
         true => fleet_core::state::AgentRecord::load(&ctx.dirs.state_path(&e.id))
             .ok()
             .flatten()
@@ -345,8 +348,9 @@ pub fn lasting_reserve(ctx: &Ctx, limits: &Limits, rules: Rules) -> Option<u64> 
 }
 
 /// The fleet's agents for the cap: those whose lock is held (a supervisor, or a spawn at
-/// work), and those admitted whose spawn is still making them; `id` itself not counted.
-fn count_agents(ctx: &Ctx, ledger: &Ledger, id: &AgentId) -> Result<usize> {
+/// work), and those admitted whose spawn is still making them (their lines' owners checked
+/// exactly, noted in `changed` when dropped); `id` itself not counted.
+fn count_agents(ctx: &Ctx, ledger: &mut Ledger, id: &AgentId, changed: &mut bool) -> Result<usize> {
     let held = fleet_core::lock::HeldLocks::read(&ctx.proc_root);
     let mut agents: HashSet<AgentId> = match std::fs::read_dir(ctx.dirs.agents_dir()) {
         Ok(dir) => dir
@@ -357,7 +361,8 @@ fn count_agents(ctx: &Ctx, ledger: &Ledger, id: &AgentId) -> Result<usize> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashSet::new(),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", ctx.dirs.agents_dir().display())),
     };
-    // Every entry left has a live owner: a spawn at work, or a supervisor (its lock held).
+    // A line of an agent not counted yet counts while its owner lives.
+    *changed |= drop_gone(ctx, ledger, |e| !e.lasting && !agents.contains(&e.id));
     agents.extend(ledger.entries.iter().map(|e| e.id.clone()));
     agents.remove(id);
     Ok(agents.len())
