@@ -214,3 +214,32 @@ fn a_spawn_killed_after_admission_leaves_no_reservation_that_counts() {
     f.run(&["kill", "half", "next"]).code(0);
     f.finish();
 }
+
+/// A ledger written by fleetctl 9358994 (`AT RESERVE PID ID [R]`, no start time) still
+/// loads: a lasting line of a running agent is adopted by its supervisor and keeps counting,
+/// one of an agent that is gone is dropped.
+#[test]
+fn an_older_fleetctls_ledger_lines_are_adopted_or_dropped() {
+    let Some(f) = TestFleet::new("reserve-oldledger") else { return };
+    f.set_budget(256 << 20);
+    f.small_start_reserve();
+    f.run(&["spawn", "r1", "ws-001", "--memory-reserve", "150M", "--", "sleep", "600"]).code(0);
+    let supervisor = f.agent("r1")["supervisor_pid"].as_i64().expect("supervisor");
+    // As 9358994 left it: owned by r1's spawn (long gone), and a reservation of an agent
+    // that no longer exists.
+    let path = f.state.join("admission.lock");
+    let old = format!("1000 {} 999999 r1 R\n1000 {} 999998 ghost R\n", 150u64 << 20, 64u64 << 20);
+    std::fs::write(&path, old).expect("an old ledger");
+    f.run(&["spawn", "r2", "ws-001", "--memory-reserve", "150M", "--", "sleep", "600"])
+        .code(75)
+        .one_error_line("expected of agents still starting or reserved, 150.0 MiB for this agent");
+    let text = std::fs::read_to_string(&path).expect("ledger");
+    let owners: Vec<(&str, &str)> =
+        text.lines().filter_map(|l| Some((l.split(' ').nth(3)?, l.split(' ').nth(2)?))).collect();
+    assert_eq!(owners.len(), 1, "{text}");
+    assert_eq!(owners[0].0, "r1", "{text}");
+    assert!(owners[0].1.starts_with(&format!("{supervisor}:")), "adopted by its supervisor: {text}");
+    f.run(&["kill", "r1"]).code(0);
+    f.run(&["spawn", "r2", "ws-001", "--memory-reserve", "150M", "--", "sleep", "600"]).code(0);
+    f.finish();
+}
