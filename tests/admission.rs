@@ -157,11 +157,26 @@ fn a_spawn_refused_for_an_exhausted_pool_is_journaled_and_reserves_nothing() {
     f.finish();
 }
 
-/// The ids the admission ledger (`<state>/admission.lock`, one line per entry: `AT RESERVE
-/// OWNER ID [R]`) has a line for.
-fn ledger_ids(f: &TestFleet) -> Vec<String> {
+/// The admission ledger's lines (`<state>/admission.lock`: `AT RESERVE OWNER ID [R]`) as
+/// (id, owner) pairs.
+fn ledger_lines(f: &TestFleet) -> Vec<(String, String)> {
     let text = std::fs::read_to_string(f.state.join("admission.lock")).unwrap_or_default();
-    text.lines().filter_map(|l| l.split(' ').nth(3)).map(str::to_string).collect()
+    let field = |l: &str, n: usize| l.split(' ').nth(n).unwrap_or_default().to_string();
+    text.lines().map(|l| (field(l, 3), field(l, 2))).collect()
+}
+
+/// The ids the admission ledger has a line for.
+fn ledger_ids(f: &TestFleet) -> Vec<String> {
+    ledger_lines(f).into_iter().map(|(id, _)| id).collect()
+}
+
+/// A 256 MiB fleet whose agents start at 1 MiB: two reservations of 150 MiB pass its 85 %
+/// threshold (217.6 MiB), one does not.
+fn reserving_fleet(test: &str) -> Option<TestFleet> {
+    let f = TestFleet::new(test)?;
+    f.set_budget(256 << 20);
+    f.small_start_reserve();
+    Some(f)
 }
 
 /// A `--memory-reserve` lasts as long as its agent's supervisor: once `kill` has ended the
@@ -169,10 +184,7 @@ fn ledger_ids(f: &TestFleet) -> Vec<String> {
 /// threshold, and the next spawn that needs its room is admitted.
 #[test]
 fn a_killed_agents_reservation_no_longer_counts_nor_shows() {
-    let Some(f) = TestFleet::new("reserve-killed") else { return };
-    // 150 MiB of 256: two such reservations pass the 85 % threshold (217.6 MiB).
-    f.set_budget(256 << 20);
-    f.small_start_reserve();
+    let Some(f) = reserving_fleet("reserve-killed") else { return };
     let reserving =
         |id: &str, reserve: &str| f.run(&["spawn", id, "ws-001", "--memory-reserve", reserve, "--", "sleep", "600"]);
     reserving("r1", "150M").code(0);
@@ -196,9 +208,7 @@ fn a_killed_agents_reservation_no_longer_counts_nor_shows() {
 /// drops it.
 #[test]
 fn a_spawn_killed_after_admission_leaves_no_reservation_that_counts() {
-    let Some(f) = TestFleet::new("reserve-spawnkill") else { return };
-    f.set_budget(256 << 20);
-    f.small_start_reserve();
+    let Some(f) = reserving_fleet("reserve-spawnkill") else { return };
     let reserving = ["--memory-reserve", "150M", "--", "sleep", "600"];
     let died = Run::from(
         f.cmd(&[&["spawn", "half", "ws-001"][..], &reserving].concat())
@@ -220,9 +230,7 @@ fn a_spawn_killed_after_admission_leaves_no_reservation_that_counts() {
 /// one of an agent that is gone is dropped.
 #[test]
 fn an_older_fleetctls_ledger_lines_are_adopted_or_dropped() {
-    let Some(f) = TestFleet::new("reserve-oldledger") else { return };
-    f.set_budget(256 << 20);
-    f.small_start_reserve();
+    let Some(f) = reserving_fleet("reserve-oldledger") else { return };
     f.run(&["spawn", "r1", "ws-001", "--memory-reserve", "150M", "--", "sleep", "600"]).code(0);
     let supervisor = f.agent("r1")["supervisor_pid"].as_i64().expect("supervisor");
     // As 9358994 left it: owned by r1's spawn (long gone), and a reservation of an agent
@@ -233,12 +241,11 @@ fn an_older_fleetctls_ledger_lines_are_adopted_or_dropped() {
     f.run(&["spawn", "r2", "ws-001", "--memory-reserve", "150M", "--", "sleep", "600"])
         .code(75)
         .one_error_line("expected of agents still starting or reserved, 150.0 MiB for this agent");
-    let text = std::fs::read_to_string(&path).expect("ledger");
-    let owners: Vec<(&str, &str)> =
-        text.lines().filter_map(|l| Some((l.split(' ').nth(3)?, l.split(' ').nth(2)?))).collect();
-    assert_eq!(owners.len(), 1, "{text}");
-    assert_eq!(owners[0].0, "r1", "{text}");
-    assert!(owners[0].1.starts_with(&format!("{supervisor}:")), "adopted by its supervisor: {text}");
+    let lines = ledger_lines(&f);
+    assert!(
+        matches!(&lines[..], [(id, owner)] if id == "r1" && owner.starts_with(&format!("{supervisor}:"))),
+        "r1's line adopted by its supervisor, the ghost's dropped: {lines:?}"
+    );
     f.run(&["kill", "r1"]).code(0);
     f.run(&["spawn", "r2", "ws-001", "--memory-reserve", "150M", "--", "sleep", "600"]).code(0);
     f.finish();
