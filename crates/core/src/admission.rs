@@ -112,16 +112,25 @@ impl Ledger {
         checked: impl Fn(&Entry) -> bool,
         adopt: impl Fn(&Entry) -> Option<ProcessRef>,
     ) -> bool {
-        let before = self.entries.clone();
+        let mut changed = false;
         self.entries.retain_mut(|e| {
             if !checked(e) {
                 return true;
             }
-            let Some(owner) = e.owner().or_else(|| adopt(e)) else { return false };
-            (e.pid, e.start_ticks) = (owner.pid, Some(owner.start_ticks));
-            owner.is_alive(proc_root)
+            let owner = match e.owner() {
+                Some(owner) => owner,
+                None => {
+                    changed = true;
+                    let Some(owner) = adopt(e) else { return false };
+                    (e.pid, e.start_ticks) = (owner.pid, Some(owner.start_ticks));
+                    owner
+                }
+            };
+            let alive = owner.is_alive(proc_root);
+            changed |= !alive;
+            alive
         });
-        self.entries != before
+        changed
     }
 
     /// Writes the entries back; the lock stays held until the ledger is dropped.
