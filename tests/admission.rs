@@ -156,3 +156,97 @@ fn a_spawn_refused_for_an_exhausted_pool_is_journaled_and_reserves_nothing() {
     assert!(!ledger.lines().any(|l| l.ends_with(" p2")), "the refused p2 kept a reservation: {ledger:?}");
     f.finish();
 }
+
+/// The admission ledger's lines (`<state>/admission.lock`: `AT RESERVE OWNER ID [R]`) as
+/// (id, owner) pairs.
+fn ledger_lines(f: &TestFleet) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(f.state.join("admission.lock")).unwrap_or_default();
+    let field = |l: &str, n: usize| l.split(' ').nth(n).unwrap_or_default().to_string();
+    text.lines().map(|l| (field(l, 3), field(l, 2))).collect()
+}
+
+/// The ids the admission ledger has a line for.
+fn ledger_ids(f: &TestFleet) -> Vec<String> {
+    ledger_lines(f).into_iter().map(|(id, _)| id).collect()
+}
+
+/// A 256 MiB fleet whose agents start at 1 MiB: two reservations of 150 MiB pass its 85 %
+/// threshold (217.6 MiB), one does not.
+fn reserving_fleet(test: &str) -> Option<TestFleet> {
+    let f = TestFleet::new(test)?;
+    f.set_budget(256 << 20);
+    f.small_start_reserve();
+    Some(f)
+}
+
+/// A `--memory-reserve` lasts as long as its agent's supervisor: once `kill` has ended the
+/// agent, the reservation is neither shown nor kept, even by an admission far below the
+/// threshold, and the next spawn that needs its room is admitted.
+#[test]
+fn a_killed_agents_reservation_no_longer_counts_nor_shows() {
+    let Some(f) = reserving_fleet("reserve-killed") else { return };
+    let reserving =
+        |id: &str, reserve: &str| f.run(&["spawn", id, "ws-001", "--memory-reserve", reserve, "--", "sleep", "600"]);
+    reserving("r1", "150M").code(0);
+    assert_eq!(f.agent("r1")["memory_reserve_bytes"], 150u64 << 20);
+    reserving("r2", "150M")
+        .code(75)
+        .one_error_line("expected of agents still starting or reserved, 150.0 MiB for this agent");
+    f.run(&["kill", "r1"]).code(0);
+    let r1 = f.agent("r1");
+    assert!(r1["memory_reserve_bytes"].is_null(), "an ended agent reserves nothing: {r1:#}");
+    // Far below the threshold: it would fit with r1's reservation counted, and still drops it.
+    reserving("small", "8M").code(0);
+    assert!(!ledger_ids(&f).contains(&"r1".to_string()), "{:?}", ledger_ids(&f));
+    reserving("r2", "150M").code(0);
+    assert_eq!(ledger_ids(&f), ["small", "r2"]);
+    f.finish();
+}
+
+/// A spawn SIGKILLed between its admission and its agent's start (its cgroup made, empty)
+/// leaves a ledger line whose owner is gone: it counts for nothing, and the next admission
+/// drops it.
+#[test]
+fn a_spawn_killed_after_admission_leaves_no_reservation_that_counts() {
+    let Some(f) = reserving_fleet("reserve-spawnkill") else { return };
+    let reserving = ["--memory-reserve", "150M", "--", "sleep", "600"];
+    let died = Run::from(
+        f.cmd(&[&["spawn", "half", "ws-001"][..], &reserving].concat())
+            .env("FLEETCTL_FAILPOINT", "spawn-after-cgroup")
+            .output()
+            .expect("spawn"),
+    );
+    assert_eq!(died.code, -1, "spawn must have died of SIGKILL: {died:?}");
+    assert!(f.cgroup("half").exists(), "it died with its cgroup made");
+    assert_eq!(ledger_ids(&f), ["half"], "its line is on file");
+    f.run(&[&["spawn", "next", "ws-001"][..], &reserving].concat()).code(0);
+    assert_eq!(ledger_ids(&f), ["next"]);
+    f.run(&["kill", "half", "next"]).code(0);
+    f.finish();
+}
+
+/// A ledger written by fleetctl 9358994 (`AT RESERVE PID ID [R]`, no start time) still
+/// loads: a lasting line of a running agent is adopted by its supervisor and keeps counting,
+/// one of an agent that is gone is dropped.
+#[test]
+fn an_older_fleetctls_ledger_lines_are_adopted_or_dropped() {
+    let Some(f) = reserving_fleet("reserve-oldledger") else { return };
+    f.run(&["spawn", "r1", "ws-001", "--memory-reserve", "150M", "--", "sleep", "600"]).code(0);
+    let supervisor = f.agent("r1")["supervisor_pid"].as_i64().expect("supervisor");
+    // As 9358994 left it: owned by r1's spawn (long gone), and a reservation of an agent
+    // that no longer exists.
+    let path = f.state.join("admission.lock");
+    let old = format!("1000 {} 999999 r1 R\n1000 {} 999998 ghost R\n", 150u64 << 20, 64u64 << 20);
+    std::fs::write(&path, old).expect("an old ledger");
+    f.run(&["spawn", "r2", "ws-001", "--memory-reserve", "150M", "--", "sleep", "600"])
+        .code(75)
+        .one_error_line("expected of agents still starting or reserved, 150.0 MiB for this agent");
+    let lines = ledger_lines(&f);
+    assert!(
+        matches!(&lines[..], [(id, owner)] if id == "r1" && owner.starts_with(&format!("{supervisor}:"))),
+        "r1's line adopted by its supervisor, the ghost's dropped: {lines:?}"
+    );
+    f.run(&["kill", "r1"]).code(0);
+    f.run(&["spawn", "r2", "ws-001", "--memory-reserve", "150M", "--", "sleep", "600"]).code(0);
+    f.finish();
+}

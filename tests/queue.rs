@@ -367,8 +367,9 @@ fn reservations_keep_a_growing_burst_below_the_kill_threshold() {
             for id in &ids {
                 assert_eq!(f.agent(id)["state"], "exited", "{id}: {}", f.log(id));
             }
-            let reserved = f.agent("r00")["memory_reserve_bytes"].as_u64();
-            assert_eq!(reserved, Some(12 << 20), "status shows the reservation");
+            // Shown while it runs (tests/admission.rs); an ended run reserves nothing.
+            let reserved = &f.agent("r00")["memory_reserve_bytes"];
+            assert!(reserved.is_null(), "an ended agent's reservation is shown: {reserved}");
         }
         guard_kills.push(killed.len());
         crate::watch::interrupt(guard.child());

@@ -15,6 +15,7 @@ use fleet_core::{
     event::{Event, Refusal},
     id::AgentId,
     meminfo::{Budget, percent_1dp},
+    procs::ProcessRef,
     queue::{self, Reason},
     size::{Limit, format_iec},
     timefmt::human_duration,
@@ -57,9 +58,11 @@ pub struct Rules {
     pub replaces_run: bool,
 }
 
-/// An admitted spawn. Its line stays in the ledger once the agent has started
+/// An admitted spawn. Its line names this process as its owner until the supervisor takes it
+/// over ([`Admitted::hand_to_supervisor`]), and stays in the ledger once the agent has started
 /// ([`Admitted::started`]); a spawn that fails after admission takes it out again, so the
-/// reservation does not keep others out for nothing.
+/// reservation does not keep others out for nothing (and one that dies leaves a line whose
+/// owner is gone, which no reader counts).
 pub struct Admitted<'a> {
     ctx: &'a Ctx,
     id: AgentId,
@@ -69,8 +72,22 @@ pub struct Admitted<'a> {
 }
 
 impl Admitted<'_> {
+    /// The supervisor `pid` is about to start the agent: it owns the reservation from now on,
+    /// so the reservation lasts as long as the agent's supervisor, not as this spawn.
+    pub fn hand_to_supervisor(&self, pid: i32) -> Result<()> {
+        let supervisor = ProcessRef::of(&self.ctx.proc_root, pid)
+            .with_context(|| format!("{}: its supervisor (pid {pid}) is gone before the start", self.id))?;
+        let own = own_process(self.ctx)?;
+        let mut ledger = Ledger::lock(&self.ctx.dirs.admission_path())?;
+        for e in ledger.entries.iter_mut().filter(|e| e.id == self.id && e.owner() == Some(own)) {
+            (e.pid, e.start_ticks) = (supervisor.pid, Some(supervisor.start_ticks));
+        }
+        ledger.save()?;
+        Ok(())
+    }
+
     /// The agent has started: its reservation stays until it has grown or aged (or, a
-    /// lasting one, until the agent is gone).
+    /// lasting one, until its supervisor is gone).
     pub fn started(mut self) {
         self.armed = false;
     }
@@ -82,8 +99,11 @@ impl Drop for Admitted<'_> {
             return;
         }
         if let Ok(mut ledger) = Ledger::lock(&self.ctx.dirs.admission_path()) {
-            let pid = std::process::id() as i32;
-            ledger.entries.retain(|e| !(e.pid == pid && e.id == self.id));
+            // Its own line, whoever owns it by now: this process, or the supervisor it was
+            // handed to, which failed to start and was reaped before this runs.
+            let own = own_process(self.ctx).ok();
+            drop_gone(self.ctx, &mut ledger, |e| e.id == self.id);
+            ledger.entries.retain(|e| !(e.id == self.id && e.owner() == own));
             let _ = ledger.save();
         }
         // What it held is free again: the next in line may fit now.
@@ -248,10 +268,15 @@ fn decide(
     let now = admission::now();
     let before = ledger.entries.len();
     ledger.entries.retain(|e| e.lasting || admission::young(e.at, now, START_WINDOW));
+    // A lasting line outlives its spawn, and may outlive its agent by hours: every admission
+    // drops those whose owner is gone, far below the threshold too. A start line leaves
+    // within 10 s; its owner is looked at only where the line can change the decision.
+    let mut changed = drop_gone(ctx, ledger, |e| e.lasting);
+    changed |= ledger.entries.len() != before;
     if let Some(max) = rules.max_agents {
-        let agents = count_agents(ctx, ledger, id)?;
+        let agents = count_agents(ctx, ledger, id, &mut changed)?;
         if agents >= max as usize {
-            if ledger.entries.len() != before {
+            if changed {
                 let _ = ledger.save();
             }
             return Ok(Err(Refused::Cap { agents, max }));
@@ -264,40 +289,53 @@ fn decide(
     let fits = |starting: u64| percent(counted(starting), budget.total) < f64::from(rules.threshold);
     let mut starting: u64 = ledger.entries.iter().map(|e| e.reserve).sum();
     if !fits(starting) {
-        // Only near the threshold is it worth one read per starting or reserving agent: what
-        // each one already uses is in the measured use, so only the rest of its reserve is
-        // added.
+        // Only near the threshold is it worth a few reads per starting or reserving agent:
+        // whether its owner lives (a reused pid is not its owner), and what it already uses,
+        // which is in the measured use, so only the rest of its reserve is added.
+        changed |= drop_gone(ctx, ledger, |e| !e.lasting);
         let outstanding: Vec<Option<u64>> = ledger.entries.iter().map(|e| outstanding(ctx, e)).collect();
         let mut kept = outstanding.iter();
         ledger.entries.retain(|_| kept.next().is_some_and(Option::is_some));
         starting = outstanding.into_iter().flatten().sum();
     }
     if !fits(starting) {
-        if ledger.entries.len() != before {
+        if changed || ledger.entries.len() != before {
             let _ = ledger.save();
         }
         return Ok(Err(Refused::Memory { budget, starting, own, threshold: rules.threshold }));
     }
-    let pid = std::process::id() as i32;
-    replace_ended_run(ctx, ledger, id);
-    ledger.entries.push(Entry { at: now, reserve: own, pid, id: id.clone(), lasting: reserve.is_some() });
+    let me = own_process(ctx)?;
+    ledger.entries.push(Entry {
+        at: now,
+        reserve: own,
+        pid: me.pid,
+        start_ticks: Some(me.start_ticks),
+        id: id.clone(),
+        lasting: reserve.is_some(),
+    });
     ledger.save()?;
     Ok(Ok(budget))
 }
 
-/// Takes out what the last run of `id` reserved, once that run is over: its spawn has ended
-/// and no supervisor holds the id's lock. This runs before the id's lock is taken, so a
-/// duplicate spawn that will lose the id must not take the running agent's (or the winning
-/// spawn's) reservation with it.
-fn replace_ended_run(ctx: &Ctx, ledger: &mut Ledger, id: &AgentId) {
-    let ended = |e: &Entry| &e.id == id && !spawn_alive(e.pid);
-    if !ledger.entries.iter().any(ended) {
-        return;
-    }
-    if fleet_core::lock::HeldLocks::read(&ctx.proc_root).contains(&ctx.dirs.lock_path(id)) {
-        return;
-    }
-    ledger.entries.retain(|e| !ended(e));
+/// Takes out of `ledger` the entries `checked` picks whose owner is gone: a spawn that died or failed, a supervisor that ended (its agent's run is over, and
+/// what it reserved with it). A line of an older fleetctl, which names a pid without its
+/// start time, is adopted by its agent's live supervisor when it is lasting, and otherwise
+/// by whatever process has its pid (a start reserve, for the rest of its 10 s at most). True
+/// when anything changed.
+fn drop_gone(ctx: &Ctx, ledger: &mut Ledger, checked: impl Fn(&Entry) -> bool) -> bool {
+    ledger.drop_gone(&ctx.proc_root, checked, |e| match e.lasting {
+        true => fleet_core::state::AgentRecord::load(&ctx.dirs.state_path(&e.id))
+            .ok()
+            .flatten()
+            .filter(|r| !r.state.is_terminal())
+            .and_then(|r| r.supervisor),
+        false => ProcessRef::of(&ctx.proc_root, e.pid),
+    })
+}
+
+/// This spawn, as a ledger entry names its owner.
+fn own_process(ctx: &Ctx) -> Result<ProcessRef> {
+    ProcessRef::of(&ctx.proc_root, std::process::id() as i32).context("cannot read this process's start time")
 }
 
 /// The reservation an agent with `limits` keeps for as long as it lives: its
@@ -310,8 +348,9 @@ pub fn lasting_reserve(ctx: &Ctx, limits: &Limits, rules: Rules) -> Option<u64> 
 }
 
 /// The fleet's agents for the cap: those whose lock is held (a supervisor, or a spawn at
-/// work), and those admitted whose spawn is still making them; `id` itself not counted.
-fn count_agents(ctx: &Ctx, ledger: &Ledger, id: &AgentId) -> Result<usize> {
+/// work), and those admitted whose spawn is still making them (their lines' owners checked
+/// exactly, noted in `changed` when dropped); `id` itself not counted.
+fn count_agents(ctx: &Ctx, ledger: &mut Ledger, id: &AgentId, changed: &mut bool) -> Result<usize> {
     let held = fleet_core::lock::HeldLocks::read(&ctx.proc_root);
     let mut agents: HashSet<AgentId> = match std::fs::read_dir(ctx.dirs.agents_dir()) {
         Ok(dir) => dir
@@ -322,28 +361,24 @@ fn count_agents(ctx: &Ctx, ledger: &Ledger, id: &AgentId) -> Result<usize> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashSet::new(),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", ctx.dirs.agents_dir().display())),
     };
-    agents.extend(ledger.entries.iter().filter(|e| spawn_alive(e.pid)).map(|e| e.id.clone()));
+    // A line of an agent not counted yet counts while its owner lives.
+    *changed |= drop_gone(ctx, ledger, |e| !e.lasting && !agents.contains(&e.id));
+    agents.extend(ledger.entries.iter().map(|e| e.id.clone()));
     agents.remove(id);
     Ok(agents.len())
 }
 
 /// What a starting or reserving agent still adds to the measured use: the part of its
 /// reserve it does not use yet. `None` when it no longer counts: a starting one has grown
-/// past its reserve, or the agent is gone (no cgroup, and the spawn that was making it has
-/// ended).
+/// past its reserve. (Entries whose owner is gone were dropped before.)
 fn outstanding(ctx: &Ctx, entry: &Entry) -> Option<u64> {
     match ctx.fleet.agent(&entry.id).memory_current() {
         Ok(used) if entry.lasting => Some(entry.reserve.saturating_sub(used)),
         Ok(used) => (used < entry.reserve).then(|| entry.reserve - used),
-        Err(e) if e.cgroup_gone() => spawn_alive(entry.pid).then_some(entry.reserve),
-        // Unreadable: count it whole rather than admit on a guess.
+        // No cgroup yet (its spawn is at work), or unreadable: count it whole rather than
+        // admit on a guess.
         Err(_) => Some(entry.reserve),
     }
-}
-
-/// Whether process `pid` exists (EPERM means it does).
-fn spawn_alive(pid: i32) -> bool {
-    !matches!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None), Err(nix::errno::Errno::ESRCH))
 }
 
 fn percent(part: u64, whole: u64) -> f64 {

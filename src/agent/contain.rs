@@ -1,12 +1,12 @@
 //! `spawn`'s side of containment: who the agent runs as ([`super::identity`]), its
 //! environment ([`super::environment`]), where it starts, and the directories it is given.
 //! Decided before anything is touched; the uid of `--user auto` is leased with the other
-//! leases, and the directories become the agent's just before it starts.
+//! leases (in line, for a queued spawn), and the directories become the agent's just before it starts.
 
 use super::{
     environment::{self, Additions, AgentEnv},
     identity::{self, Caller, Credentials, Identity, RunAs},
-    leases::Workspace,
+    leases::{Taken, Workspace},
     ownership,
     plan::SupervisorPlan,
 };
@@ -65,35 +65,34 @@ impl Containment {
         matches!(self.run_as, RunAs::Auto(_))
     }
 
-    /// Once the `workspace` is settled: gives `--user auto` its slot's uid (leased and kept
-    /// with `leases`, for the supervisor), and returns the plan's credentials, environment
-    /// and working directory (`--cwd`, exit 2 if not inside the workspace).
-    pub fn settle(
-        &mut self,
-        ctx: &Ctx,
-        args: &SpawnArgs,
-        (workspace, scratch, slot): (&Path, Option<&Path>, Option<u32>),
-        leases: &mut Option<Leases>,
-    ) -> Result<Settled> {
-        if let RunAs::Auto(range) = &self.run_as {
-            let slot = slot.context("--user auto runs in a pool slot")?;
-            let pool = workspace.parent().map(fleet_core::lease::pool_slots).transpose()?.unwrap_or_default();
-            let highest = pool.iter().map(|(n, _)| *n).max().unwrap_or(slot);
-            let uid = identity::slot_uid(range, slot, highest).map_err(|m| Fail::error(Exit::Usage, m))?;
-            let Some(file) = identity::lease_uid(&ctx.lock_dir, uid)? else {
-                return Err(Fail::error(
-                    Exit::Refused,
-                    format!(
-                        "uid {uid} (slot ws-{slot:03}'s) is held by an agent of another pool that shares agent.uid_range; wait for it to end, or give each pool its own range"
-                    ),
-                ));
-            };
-            leases.get_or_insert_with(Leases::default).add(file);
-            let who = identity::auto_identity(uid);
-            if let Some(scratch) = scratch {
-                environment::set_identity(&mut self.env, &who, scratch);
-            }
-            self.identity = Some(who);
+    /// `--user auto`: leases the uid of the slot in `taken` and keeps it with its leases, for
+    /// the supervisor. Taken with the slot (exit 75 while an agent of another pool sharing
+    /// the range holds the uid), so a queued spawn waits in line for it as for a slot.
+    pub fn lease_uid(&mut self, ctx: &Ctx, taken: &mut Taken) -> Result<()> {
+        let RunAs::Auto(range) = &self.run_as else { return Ok(()) };
+        let slot = taken.slot.as_ref().map(|(n, _)| *n).context("--user auto runs in a pool slot")?;
+        let pool = taken.workspace.parent().map(fleet_core::lease::pool_slots).transpose()?.unwrap_or_default();
+        let highest = pool.iter().map(|(n, _)| *n).max().unwrap_or(slot);
+        let uid = identity::slot_uid(range, slot, highest).map_err(|m| Fail::error(Exit::Usage, m))?;
+        let Some(file) = identity::lease_uid(&ctx.lock_dir, uid)? else {
+            return Err(Fail::error(
+                Exit::Refused,
+                format!(
+                    "uid {uid} (slot ws-{slot:03}'s) is held by an agent of another pool that shares agent.uid_range; wait for it to end, or give each pool its own range"
+                ),
+            ));
+        };
+        taken.leases.get_or_insert_with(Leases::default).add(file);
+        self.identity = Some(identity::auto_identity(uid));
+        Ok(())
+    }
+
+    /// Once the `workspace` is settled (and `--user auto`'s uid leased): returns the plan's
+    /// credentials, environment and working directory (`--cwd`, exit 2 if not inside the
+    /// workspace).
+    pub fn settle(&mut self, args: &SpawnArgs, workspace: &Path, scratch: Option<&Path>) -> Result<Settled> {
+        if let (RunAs::Auto(_), Some(who), Some(scratch)) = (&self.run_as, &self.identity, scratch) {
+            environment::set_identity(&mut self.env, who, scratch);
         }
         let credentials = match &self.run_as {
             RunAs::Caller(_) => None,

@@ -159,7 +159,7 @@ impl Drop for Line<'_> {
 pub fn describe(reason: Reason) -> &'static str {
     match reason {
         Reason::Memory => "memory below the spawn threshold",
-        Reason::Pool => "a free workspace slot or port block",
+        Reason::Pool => "a free workspace slot, port block or uid",
         Reason::Cap => "an agent to end (the fleet is at max_agents)",
         Reason::Turn => "the spawns ahead of it",
     }

@@ -53,7 +53,7 @@ pub fn start(ctx: &Ctx, args: SpawnArgs, replaces_run: bool) -> Result<Exit> {
     };
     let mut line = args.queue.map(|timeout| Line::new(ctx, &plan.id, timeout));
     // Round again only for a queued spawn whose lease pool is exhausted: it waits in line.
-    let (admitted, lock, stop_turn, mut undo, mut taken) = loop {
+    let (admitted, lock, stop_turn, mut undo, taken) = loop {
         let admitted = admission::admit(ctx, &plan.id, &plan.limits, rules, line.as_mut())?;
         if line.as_ref().is_some_and(Line::joined) {
             crate::failpoint::hit(crate::failpoint::QUEUE_ADMITTED);
@@ -68,7 +68,10 @@ pub fn start(ctx: &Ctx, args: SpawnArgs, replaces_run: bool) -> Result<Exit> {
         let undo = Undo { ctx, id: &plan.id, cgroup: &plan.cgroup, scratch: plan.scratch.clone(), armed: true };
         // Leases after the id's lock: a refused duplicate must not take a slot even for a moment.
         let ports = args.ports.map(|n| (n, args.port_range.unwrap_or(ctx.agent.port_range)));
-        match (leases::take(ctx, &workspace, ports, contained.exclusive_slot()), line.as_mut()) {
+        // `--user auto`'s uid with them: a queued spawn waits for it in line as for a slot.
+        let taken = leases::take(ctx, &workspace, ports, contained.exclusive_slot())
+            .and_then(|mut taken| contained.lease_uid(ctx, &mut taken).map(|()| taken));
+        match (taken, line.as_mut()) {
             (Err(e), Some(line)) if crate::exit::exit_for(&e) == Exit::Refused => {
                 drop((undo, stop_turn, lock, admitted));
                 line.wait_for_pool(e)?;
@@ -87,9 +90,7 @@ pub fn start(ctx: &Ctx, args: SpawnArgs, replaces_run: bool) -> Result<Exit> {
     plan.workspace = taken.workspace;
     plan.slot = taken.slot.as_ref().map(|(_, name)| name.clone());
     plan.ports = taken.ports;
-    let slot_number = taken.slot.as_ref().map(|(n, _)| *n);
-    (plan.credentials, plan.env, plan.cwd) =
-        contained.settle(ctx, &args, (&plan.workspace, plan.scratch.as_deref(), slot_number), &mut taken.leases)?;
+    (plan.credentials, plan.env, plan.cwd) = contained.settle(&args, &plan.workspace, plan.scratch.as_deref())?;
     plan.has_leases = taken.leases.is_some();
     let record = AgentRecord {
         memory_reserve: admission::lasting_reserve(ctx, &plan.limits, rules),
@@ -109,6 +110,8 @@ pub fn start(ctx: &Ctx, args: SpawnArgs, replaces_run: bool) -> Result<Exit> {
     prepare(ctx, &plan, &record)?;
     contained.hand_over(&plan)?;
     crate::failpoint::hit(crate::failpoint::SPAWN_AFTER_CGROUP);
+    // Before the go: once the agent may run, its reservation must not end with this process.
+    admitted.hand_to_supervisor(supervisor.pid())?;
     // After the supervisor's fork (the handler's thread is not for it to inherit) and before
     // the go, from which on the agent may be running.
     let presses = args.wait.then(attach::count_ctrl_c).transpose()?;

@@ -5,21 +5,22 @@ use crate::agent::sample::status::{AgentStatus, StatusReport};
 use fleet_core::{size::format_iec, timefmt::human_duration};
 
 /// The table's columns; the `drop` ranks say which go first when the width runs out: the
-/// counters (tasks, CPU, pid), then the deadlines, the share of the limit, run time and peak;
-/// the id, state, memory, workspace and cause stay longest, the cause cut first.
+/// counters (tasks, CPU, pid), then the deadlines, the share of the limit, the reservation,
+/// run time and peak; the id, state, memory, workspace and cause stay longest, the cause cut
+/// first.
 const COLUMNS: [Column; 17] = [
     Column::new("ID", 0).flex(),
     Column::new("STATE", 0),
-    Column::new("PID", 8).right(),
+    Column::new("PID", 9).right(),
     Column::new("RUNTIME", 5).right(),
     Column::new("MEMORY", 3).right(),
-    Column::new("RESERVED", 0).right().wide(),
-    Column::new("% MAX", 6).right(),
+    Column::new("RESERVED", 6).right(),
+    Column::new("% MAX", 7).right(),
     Column::new("MAX", 0).right().wide(),
     Column::new("PEAK", 4).right(),
-    Column::new("PIDS", 10).right(),
-    Column::new("CPU", 9).right(),
-    Column::new("DEADLINES", 7),
+    Column::new("PIDS", 11).right(),
+    Column::new("CPU", 10).right(),
+    Column::new("DEADLINES", 8),
     Column::new("WORKSPACE", 2),
     Column::new("PORTS", 0).wide(),
     Column::new("RESTARTS", 0).right().wide(),
@@ -219,6 +220,15 @@ mod tests {
         assert!(header.contains("STATE") && header.contains("MEMORY"), "the columns stay:\n{text}");
         let row = text.lines().find(|l| l.starts_with("aaaa")).expect("the long id's row");
         assert!(row.contains('…') && row.chars().count() <= 80, "cut to fit:\n{text}");
+    }
+
+    #[test]
+    fn the_reservation_is_shown_beside_the_use_without_wide() {
+        let text = render_table(&report(vec![fixtures::running("web")]), Layout::default());
+        let header = text.lines().find(|l| l.starts_with("ID")).expect("the header");
+        let (memory, reserved) = (header.find("MEMORY"), header.find("RESERVED"));
+        assert!(memory.is_some() && reserved.is_some() && memory < reserved, "{header}");
+        assert!(text.lines().any(|l| l.starts_with("web") && l.contains("128.0 MiB")), "{text}");
     }
 
     #[test]

@@ -270,3 +270,42 @@ fn a_workspace_the_agents_user_cannot_write_is_refused_at_spawn() {
     }
     f.finish();
 }
+
+/// `--user auto` leases its slot's uid with its other leases, before it leaves the line: a
+/// uid held by an agent of another pool sharing the range is 75 with nothing made without
+/// `--queue`, and with it a wait in line (as for a slot) until that agent ends.
+#[test]
+fn a_uid_held_by_another_pool_is_waited_for_in_line_or_refused_whole() {
+    let Some(f) = auto_fleet("contain-uidline", 203_000) else { return };
+    // A second pool that shares the range and the lock dir: its ws-001 has a1's uid.
+    let other = f.tmp.path().join("ws2");
+    std::fs::create_dir_all(other.join("ws-001")).expect("second pool");
+    f.run(&["spawn", "a1", "ws-001", "--user", "auto", "--", "sleep", "600"]).code(0);
+    let in_other = |extra: &[&str]| {
+        let mut cmd =
+            f.cmd(&[&["spawn", "b1", "ws-001", "--user", "auto"][..], extra, &["--", "sleep", "600"]].concat());
+        cmd.env("FLEET_WORKSPACE_ROOT", &other);
+        cmd
+    };
+    Run::from(in_other(&[]).output().expect("spawn"))
+        .code(75)
+        .one_error_line("uid 203001 (slot ws-001's) is held by an agent of another pool");
+    assert!(!f.state.join("agents/b1").exists(), "nothing made");
+    let mut waiter = crate::queue::in_background(&mut in_other(&["--queue"]));
+    crate::util::wait_until(
+        T,
+        || "b1 neither waits in line nor ended".into(),
+        || !crate::queue::waiting(&f).is_empty() || waiter.child().try_wait().ok().flatten().is_some(),
+    );
+    if waiter.child().try_wait().expect("try_wait").is_some() {
+        panic!("b1 must wait in line, not end: {:?}", waiter.output());
+    }
+    assert_eq!(crate::queue::waiting(&f)[0].1, "b1");
+    f.run(&["kill", "a1"]).code(0);
+    let run = waiter.output();
+    run.code(0);
+    assert!(run.stdout.contains("b1 started"), "{run:?}");
+    assert_eq!(record(&f, "b1")["user"], "203001:203001", "a1's uid, free again");
+    f.run(&["kill", "b1"]).code(0);
+    f.finish();
+}

@@ -93,7 +93,8 @@ fn row(s: &AgentSample) -> AgentMemory {
         id: s.view.record.id.to_string(),
         state: s.view.state,
         current_bytes: current,
-        reserve_bytes: s.view.record.memory_reserve,
+        // What admission counts: a reservation ends with its run's supervisor.
+        reserve_bytes: s.view.record.memory_reserve.filter(|_| s.view.supervised && !s.view.state.is_terminal()),
         high_bytes: c.high.and_then(Limit::bytes),
         max_bytes: max,
         percent_of_max: max.map(|m| percent_1dp(current, m)),

@@ -224,7 +224,8 @@ fn agent_status(ctx: &Ctx, sample: AgentSample, now: SystemTime) -> AgentStatus 
         memory_current_bytes: c.current,
         // The kernel's limit while the cgroup is there; the record's otherwise.
         memory_max_bytes: max.or(r.limits.memory_max.bytes()),
-        memory_reserve_bytes: r.memory_reserve,
+        // What admission counts: a reservation ends with its run's supervisor.
+        memory_reserve_bytes: r.memory_reserve.filter(|_| live && !unsupervised),
         // The cgroup's while it is there; after the run, the peak its supervisor recorded.
         memory_peak_bytes: c.peak.or(r.final_peak_bytes),
         memory_percent_of_max: c.current.zip(max).map(|(current, max)| percent_1dp(current, max)),
