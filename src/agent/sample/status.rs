@@ -141,23 +141,22 @@ pub struct Shown<'a> {
 pub fn report(ctx: &Ctx, shown: Shown, detail: Detail) -> Result<StatusReport> {
     let budget = Budget::measure(&ctx.fleet, &ctx.proc_root)?;
     let pressure = fleet_core::meminfo::host_pressure(&ctx.proc_root);
-    let (mut views, bad) = crate::agent::view::load_all(ctx)?;
+    let (views, bad) = crate::agent::view::load_all(ctx)?;
     let mut by_state = BTreeMap::new();
     for v in &views {
         *by_state.entry(v.state).or_insert(0) += 1;
     }
     // Live agents first (what an operator is looking for), then the ended ones, each by id
     // as a person counts (a2 before a10).
-    views.sort_by(|a, b| {
+    let views: Vec<AgentView> = super::sorted_by(views, |a, b| {
         let terminal = a.state.is_terminal().cmp(&b.state.is_terminal());
         terminal.then_with(|| fleet_core::id::natural_cmp(a.record.id.as_str(), b.record.id.as_str()))
-    });
-    let views: Vec<AgentView> = views
-        .into_iter()
-        .filter(|v| shown.ids.is_empty() || shown.ids.contains(&v.record.id))
-        .filter(|v| shown.states.is_empty() || shown.states.contains(&v.state))
-        .filter(|v| shown.selector.is_none_or(|s| crate::agent::select::matches(s, v)))
-        .collect();
+    })
+    .into_iter()
+    .filter(|v| shown.ids.is_empty() || shown.ids.contains(&v.record.id))
+    .filter(|v| shown.states.is_empty() || shown.states.contains(&v.state))
+    .filter(|v| shown.selector.is_none_or(|s| crate::agent::select::matches(s, v)))
+    .collect();
     let samples = super::agents(ctx, views, detail);
     let now = SystemTime::now();
     let agents = samples.into_iter().map(|s| agent_status(ctx, s, now)).collect();
@@ -187,7 +186,7 @@ pub fn report(ctx: &Ctx, shown: Shown, detail: Detail) -> Result<StatusReport> {
 fn agent_status(ctx: &Ctx, sample: AgentSample, now: SystemTime) -> AgentStatus {
     let AgentSample { view: v, cgroup: c } = sample;
     let cause = cause(&v);
-    let r = v.record;
+    let r = *v.record;
     let live = !v.state.is_terminal();
     // A run nobody supervises: its deadlines are enforced by nobody, and its main process
     // is shown only while it exists.
@@ -222,7 +221,7 @@ fn agent_status(ctx: &Ctx, sample: AgentSample, now: SystemTime) -> AgentStatus 
             .and_then(|(end, start)| end.duration_since(start).ok())
             .map(|d| d.as_secs()),
         memory_current_bytes: c.current,
-        // The kernel's limit while the cgroup is there; the record's otherwise.
+        // The limit as the kernel keeps it while the cgroup is there; the record's otherwise.
         memory_max_bytes: max.or(r.limits.memory_max.bytes()),
         memory_reserve_bytes: r.memory_reserve,
         // The cgroup's while it is there; after the run, the peak its supervisor recorded.

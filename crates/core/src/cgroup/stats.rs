@@ -29,6 +29,16 @@ pub struct MemoryStats {
     pub max: Limit,
 }
 
+/// Memory charged now and the peak, without the limit (for views that take it from the
+/// agent's record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryUse {
+    /// Bytes charged now.
+    pub current: u64,
+    /// Most bytes ever charged, where the kernel tracks it.
+    pub peak: Option<u64>,
+}
+
 /// What the `memory` view shows of a cgroup, read together ([`Cgroup::memory_detail`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MemoryDetail {
@@ -147,16 +157,21 @@ impl Cgroup {
     }
 
     pub(super) fn memory_stats_in(&self, dir: &Dir) -> Result<MemoryStats> {
+        let MemoryUse { current, peak } = self.memory_use_in(dir)?;
+        Ok(MemoryStats { current, peak, max: self.memory_max_in(dir)? })
+    }
+
+    pub(super) fn memory_use_in(&self, dir: &Dir) -> Result<MemoryUse> {
         // Current before peak, so that a growing cgroup never shows more than its peak.
         let current = self.memory_current_in(dir)?;
         let peak = match self.layout {
             Layout::Unified => dir.read_u64("memory.peak").ok(),
             Layout::Hybrid => dir.read_u64("memory.max_usage_in_bytes").ok(),
         };
-        Ok(MemoryStats { current, peak, max: self.memory_max_in(dir)? })
+        Ok(MemoryUse { current, peak })
     }
 
-    fn memory_max_in(&self, dir: &Dir) -> Result<Limit> {
+    pub(super) fn memory_max_in(&self, dir: &Dir) -> Result<Limit> {
         match self.layout {
             Layout::Unified => Ok(Limit::from_v2(&dir.read("memory.max")?).unwrap_or(Limit::Max)),
             Layout::Hybrid => {
@@ -166,7 +181,7 @@ impl Cgroup {
         }
     }
 
-    fn memory_high_in(&self, dir: &Dir) -> Result<Limit> {
+    pub(super) fn memory_high_in(&self, dir: &Dir) -> Result<Limit> {
         match self.layout {
             Layout::Unified => {
                 let text = dir.read("memory.high")?;
@@ -189,7 +204,7 @@ impl Cgroup {
         }
     }
 
-    fn memory_events_in(&self, dir: &Dir) -> Result<MemoryEvents> {
+    pub(super) fn memory_events_in(&self, dir: &Dir) -> Result<MemoryEvents> {
         match self.layout {
             Layout::Unified => {
                 let ev = dir.read_keyed("memory.events")?;
