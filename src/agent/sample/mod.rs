@@ -130,7 +130,7 @@ pub fn read_under(cgroup: &Cgroup, parent: Option<&HeldParent>, detail: Detail, 
                 peak: m.peak,
                 max: max(),
                 high,
-                events: cgroup.memory_events().unwrap_or_default(),
+                events: cgroup.memory_events(recorded.limits.as_ref()).unwrap_or_default(),
                 pressure: cgroup.memory_pressure().unwrap_or_default(),
                 ..none
             }

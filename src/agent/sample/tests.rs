@@ -183,8 +183,8 @@ fn each_level_opens_only_its_files_on_hybrid() {
 }
 
 /// An agent with a readable record: its limits are the ones spawn wrote, shown as the kernel
-/// keeps them (whole pages) without reading them back: `status` opens four files, `memory`
-/// six on hybrid (five on v2).
+/// keeps them (whole pages) without reading them back, and of v1's failure counters only the
+/// one that can count: `status` opens four files, `memory` five on hybrid, four on v2.
 #[test]
 fn with_its_record_s_limits_no_level_reads_the_limit_files() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -192,6 +192,7 @@ fn with_its_record_s_limits_no_level_reads_the_limit_files() {
     let limits = fleet_core::cgroup::Limits {
         memory_max: Limit::Bytes(1 << 30),
         memory_high: Limit::Bytes((768 << 20) + page / 2),
+        swap_max: Limit::Bytes(0),
         ..Default::default()
     };
     let recorded = Recorded { started: true, limits: Some(limits) };
@@ -208,7 +209,7 @@ fn with_its_record_s_limits_no_level_reads_the_limit_files() {
                 "m/memory.usage_in_bytes",
                 "m/memory.max_usage_in_bytes",
                 "m/memory.oom_control",
-                "m/memory.failcnt",
+                // No swap allowed: memory+swap, as large as memory, is the limit a charge fails at.
                 "m/memory.memsw.failcnt",
                 "u/memory.pressure",
             ],

@@ -4,7 +4,7 @@
 //! permission-checks each one it walks.
 
 use super::{
-    Cgroup, MemoryDetail, MemoryEvents, MemoryStats, MemoryUse, Pressure, files::Dir, parse_pressure,
+    Cgroup, Limits, MemoryDetail, MemoryEvents, MemoryStats, MemoryUse, Pressure, files::Dir, parse_pressure,
     stats::cpu_usage_usec_in,
 };
 use crate::{Error, Result, size::Limit};
@@ -100,9 +100,10 @@ impl<'a> Reader<'a> {
         self.cgroup.memory_high_in(&self.memory())
     }
 
-    /// [`Cgroup::memory_events`].
-    pub fn memory_events(&self) -> Result<MemoryEvents> {
-        self.cgroup.memory_events_in(&self.memory())
+    /// [`Cgroup::memory_events`]; with the `limits` it was given (the agent's record), the
+    /// v1 failure counters that cannot count are not read ([`Limits::v1_failure_counters`]).
+    pub fn memory_events(&self, limits: Option<&Limits>) -> Result<MemoryEvents> {
+        self.cgroup.memory_events_in(&self.memory(), limits)
     }
 
     /// [`Cgroup::memory_current`].

@@ -133,7 +133,7 @@ impl Cgroup {
 
     /// The memory event counters.
     pub fn memory_events(&self) -> Result<MemoryEvents> {
-        self.memory_events_in(&Dir::at(self.memory_dir()))
+        self.memory_events_in(&Dir::at(self.memory_dir()), None)
     }
 
     /// [`memory_stats`](Self::memory_stats), [`memory_high`](Self::memory_high) and
@@ -147,7 +147,7 @@ impl Cgroup {
         Ok(MemoryDetail {
             stats: self.memory_stats_in(dir)?,
             high: self.memory_high_in(dir).ok(),
-            events: self.memory_events_in(dir).unwrap_or_default(),
+            events: self.memory_events_in(dir, None).unwrap_or_default(),
         })
     }
 
@@ -204,7 +204,9 @@ impl Cgroup {
         }
     }
 
-    pub(super) fn memory_events_in(&self, dir: &Dir) -> Result<MemoryEvents> {
+    /// The event counters; with the `limits` the cgroup was given, v1's failure counters
+    /// that cannot count are not read ([`Limits::v1_failure_counters`]).
+    pub(super) fn memory_events_in(&self, dir: &Dir, limits: Option<&super::Limits>) -> Result<MemoryEvents> {
         match self.layout {
             Layout::Unified => {
                 let ev = dir.read_keyed("memory.events")?;
@@ -216,8 +218,9 @@ impl Cgroup {
                 let kills = files::keyed(&oom, "oom_kill").unwrap_or(0);
                 // With swap accounting, a charge meets the memory+swap limit first; when it
                 // fails there (swap max 0 makes both limits equal), only memsw.failcnt counts it.
-                let max =
-                    dir.read_u64("memory.failcnt").unwrap_or(0) + dir.read_u64("memory.memsw.failcnt").unwrap_or(0);
+                let (memory, memsw) = limits.map_or((true, true), super::Limits::v1_failure_counters);
+                let count = |counts: bool, file: &str| if counts { dir.read_u64(file).unwrap_or(0) } else { 0 };
+                let max = count(memory, "memory.failcnt") + count(memsw, "memory.memsw.failcnt");
                 Ok(MemoryEvents { high: 0, max, oom: kills, oom_kill: kills })
             }
         }
