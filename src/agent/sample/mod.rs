@@ -162,16 +162,6 @@ pub fn agents(ctx: &Ctx, views: Vec<AgentView>, detail: Detail) -> Vec<AgentSamp
     views.into_iter().zip(cgroups).map(|(view, cgroup)| AgentSample { view, cgroup }).collect()
 }
 
-/// `items` sorted by `cmp` (stably), each moved once: the sort moves their indices. A view
-/// is about 3/4 KiB, and a sort that moves the views themselves copied each about ten times
-/// over 1,000 agents, a tenth of `status`'s time in user space.
-pub fn sorted_by<T>(items: Vec<T>, cmp: impl Fn(&T, &T) -> std::cmp::Ordering) -> Vec<T> {
-    let mut order: Vec<usize> = (0..items.len()).collect();
-    order.sort_by(|&a, &b| cmp(&items[a], &items[b]));
-    let mut slots: Vec<Option<T>> = items.into_iter().map(Some).collect();
-    order.into_iter().filter_map(|i| slots[i].take()).collect()
-}
-
 /// Every agent whose run has not ended, with a readable record or not: the ones `memory`,
 /// relief and the guard act on. An agent whose record cannot be read is named on stderr,
 /// once per command.

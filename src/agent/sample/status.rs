@@ -141,22 +141,23 @@ pub struct Shown<'a> {
 pub fn report(ctx: &Ctx, shown: Shown, detail: Detail) -> Result<StatusReport> {
     let budget = Budget::measure(&ctx.fleet, &ctx.proc_root)?;
     let pressure = fleet_core::meminfo::host_pressure(&ctx.proc_root);
-    let (views, bad) = crate::agent::view::load_all(ctx)?;
+    let (mut views, bad) = crate::agent::view::load_all(ctx)?;
     let mut by_state = BTreeMap::new();
     for v in &views {
         *by_state.entry(v.state).or_insert(0) += 1;
     }
     // Live agents first (what an operator is looking for), then the ended ones, each by id
     // as a person counts (a2 before a10).
-    let views: Vec<AgentView> = super::sorted_by(views, |a, b| {
+    views.sort_by(|a, b| {
         let terminal = a.state.is_terminal().cmp(&b.state.is_terminal());
         terminal.then_with(|| fleet_core::id::natural_cmp(a.record.id.as_str(), b.record.id.as_str()))
-    })
-    .into_iter()
-    .filter(|v| shown.ids.is_empty() || shown.ids.contains(&v.record.id))
-    .filter(|v| shown.states.is_empty() || shown.states.contains(&v.state))
-    .filter(|v| shown.selector.is_none_or(|s| crate::agent::select::matches(s, v)))
-    .collect();
+    });
+    let views: Vec<AgentView> = views
+        .into_iter()
+        .filter(|v| shown.ids.is_empty() || shown.ids.contains(&v.record.id))
+        .filter(|v| shown.states.is_empty() || shown.states.contains(&v.state))
+        .filter(|v| shown.selector.is_none_or(|s| crate::agent::select::matches(s, v)))
+        .collect();
     let samples = super::agents(ctx, views, detail);
     let now = SystemTime::now();
     let agents = samples.into_iter().map(|s| agent_status(ctx, s, now)).collect();
