@@ -168,3 +168,53 @@ fn an_orphans_end_is_journaled_when_its_killer_died_before_recording_it() {
     assert_eq!(exits.len(), 1, "{exits:?}");
     f.finish();
 }
+
+/// `status` takes a supervisor listed in the fleet's `supervisors/` cgroup for alive without
+/// asking `/proc`, but only when it is that supervisor: one SIGKILLed after it was listed is
+/// shown dead at once (a dead process is not listed), and a record naming the pid of another
+/// agent's live supervisor (a dead supervisor's pid taken by a new one) is judged by `/proc`,
+/// where the start time tells them apart.
+#[test]
+fn a_supervisor_listed_in_its_cgroup_is_alive_only_if_it_is_that_process() {
+    let Some(f) = TestFleet::new("suplisted") else { return };
+    let ids = ["victim", "reused", "taker"];
+    for id in ids {
+        f.run(&["spawn", id, "ws-001", "--", "sleep", "600"]).code(0);
+    }
+    let sup = |id: &str| f.wait_state(id, &["running"], T)["supervisor_pid"].as_i64().expect("supervisor");
+    let sups: Vec<i64> = ids.iter().map(|id| sup(id)).collect();
+    // Each supervisor moves itself into supervisors/ shortly after its agent starts.
+    let listed = || f.fleet.supervisors().procs().unwrap_or_default();
+    crate::util::wait_until(
+        T,
+        || format!("supervisors listed: {:?}, want {sups:?}", listed()),
+        || {
+            let now = listed();
+            sups.iter().all(|s| now.contains(&(*s as i32)))
+        },
+    );
+
+    kill_supervisor(sups[0]);
+    let status = f.status();
+    let victim = status["agents"].as_array().expect("agents").iter().find(|a| a["id"] == "victim").expect("victim");
+    assert_eq!(victim["state"], "orphaned", "{victim:#}");
+    assert!(victim["supervisor_pid"].is_null(), "{victim:#}");
+
+    // The taker's supervisor "took" the pid of reused's dead one: reused's record names it,
+    // with its own supervisor's start time.
+    kill_supervisor(sups[1]);
+    let path = f.state.join("agents/reused/state.json");
+    let mut record: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("record")).expect("json");
+    record["supervisor"]["pid"] = sups[2].into();
+    let tmp = path.with_extension("edit");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&record).expect("json")).expect("write");
+    std::fs::rename(&tmp, &path).expect("replace the record");
+    assert!(listed().contains(&(sups[2] as i32)), "the taker's supervisor is listed");
+    let (reused, taker) = (f.agent("reused"), f.agent("taker"));
+    assert_eq!((reused["state"].as_str(), taker["state"].as_str()), (Some("orphaned"), Some("running")), "{reused:#}");
+    assert_eq!(taker["supervisor_pid"], sups[2]);
+    assert!(alive(taker["pid"].as_i64().expect("pid")));
+
+    f.run(&["kill", "--all"]).code(0);
+    f.finish();
+}

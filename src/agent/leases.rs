@@ -192,7 +192,7 @@ fn holders(ctx: &Ctx, held: usize, holds: impl Fn(&fleet_core::state::AgentRecor
     let records: Vec<&fleet_core::state::AgentRecord> = views
         .iter()
         .filter(|v| v.supervised && !v.state.is_terminal())
-        .map(|v| &v.record)
+        .map(|v| &*v.record)
         .filter(|r| holds(r))
         .collect();
     // Several agents may share a named slot: count slots, not agents.

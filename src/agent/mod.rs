@@ -26,7 +26,7 @@ pub mod stop;
 pub mod unreadable;
 pub mod view;
 
-pub use parallel::{Spread, par_map, spread};
+pub use parallel::{Spread, par_map, par_map_owned, spread};
 
 /// Whether agent `id` exists for the commands that act on one: it has a record or a cgroup.
 pub fn exists(ctx: &crate::context::Ctx, id: &fleet_core::id::AgentId) -> bool {

@@ -2,7 +2,10 @@
 //! agents' records and cgroup files is thousands of small system calls, and spreading them
 //! over the cores is what keeps `status` and `memory` within their budget.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{
+    Mutex,
+    atomic::{AtomicUsize, Ordering},
+};
 
 /// How [`spread`] shares out its items.
 #[derive(Debug, Clone, Copy)]
@@ -27,6 +30,16 @@ pub const READS: Spread = Spread { workers: 4, batch: 16, inline_below: 32 };
 /// Maps `f` over `items` as [`READS`] says, keeping the order.
 pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     spread(items, READS, f)
+}
+
+/// [`par_map`] over items `f` takes by value: each is handed out once, from a slot the
+/// worker empties, so nothing is cloned to cross to the threads.
+pub fn par_map_owned<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let slots: Vec<Mutex<Option<T>>> = items.into_iter().map(|item| Mutex::new(Some(item))).collect();
+    par_map(&slots, |slot| {
+        let item = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        f(item.expect("each slot is taken once"))
+    })
 }
 
 /// Maps `f` over `items`, keeping the order. Workers take `how.batch` items at a time from
@@ -64,7 +77,15 @@ pub fn spread<T: Sync, R: Send>(items: &[T], how: Spread, f: impl Fn(&T) -> R + 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
+
+    #[test]
+    fn owned_items_are_each_mapped_once_in_order() {
+        for n in [0, 1, 100, 1001] {
+            let items: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+            let out = par_map_owned(items.clone(), |s| s + "!");
+            assert_eq!(out, items.iter().map(|s| format!("{s}!")).collect::<Vec<_>>(), "{n} items");
+        }
+    }
 
     #[test]
     fn every_item_is_mapped_once_and_the_order_is_kept() {

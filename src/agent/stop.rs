@@ -209,7 +209,7 @@ pub fn record_unobserved_end(ctx: &Ctx, id: &AgentId) -> Result<bool> {
         crate::agent::deaths::note(ctx, &record, supervisor, false);
     }
     let cause = if record.started_at.is_some() { UNOBSERVED } else { NEVER_STARTED };
-    let view = view::reconcile(record, false);
+    let view = view::reconcile(Box::new(record), false);
     let req = StopRequest { by: "spawn".into(), detail: None, grace: Duration::ZERO, force: true };
     record_end(ctx, id, Some(view), &req, AgentState::Failed, cause)?;
     Ok(true)
@@ -250,7 +250,7 @@ fn record_end(
     }
     match view {
         Some(v) if v.record_error.is_none() => {
-            let mut record = v.record;
+            let mut record = *v.record;
             let cause = match (&killed_by, &req.detail) {
                 (Some(by), Some(d)) => format!("killed by {by} ({d}) while its supervisor was gone"),
                 (Some(by), None) => format!("killed by {by} while its supervisor was gone"),

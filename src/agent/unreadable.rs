@@ -8,7 +8,7 @@
 //! its report instead.
 
 use crate::{
-    agent::view::{AgentView, Locks},
+    agent::view::{AgentView, Witnesses},
     context::Ctx,
 };
 use fleet_core::{
@@ -42,11 +42,11 @@ pub fn describe(path: &Path, error: &fleet_core::Error) -> String {
 /// with nothing to act on. Its supervisor is the holder the lock file names, if the lock is
 /// held by a supervisor: `kill` wakes it, and it records the end itself, over the bad file,
 /// from the record it keeps in memory.
-pub fn from_cgroup(ctx: &Ctx, locks: &Locks, id: &AgentId, why: String) -> (AgentView, bool) {
+pub fn from_cgroup(ctx: &Ctx, witnesses: &Witnesses, id: &AgentId, why: String) -> (AgentView, bool) {
     let cgroup = ctx.fleet.agent(id);
     let populated = cgroup.populated().unwrap_or(false);
     let lock = ctx.dirs.lock_path(id);
-    let held = locks.held().contains(&lock);
+    let held = witnesses.held().contains(&lock);
     let supervisor = held
         .then(|| read_holder(&lock))
         .flatten()
@@ -74,7 +74,7 @@ pub fn from_cgroup(ctx: &Ctx, locks: &Locks, id: &AgentId, why: String) -> (Agen
             ctx.dirs.log_path(id),
         )
     };
-    let view = AgentView { record, state, supervised: held, record_error: Some(why) };
+    let view = AgentView { record: Box::new(record), state, supervised: held, record_error: Some(why) };
     (view, populated || held)
 }
 

@@ -8,6 +8,7 @@
 use crate::{agent::unreadable, context::Ctx};
 use fleet_core::{
     id::AgentId,
+    liveness::{Listed, Vouched},
     lock::HeldLocks,
     state::{AgentRecord, AgentState, KillRequest},
 };
@@ -20,7 +21,10 @@ use std::{
 #[derive(Debug, Clone)]
 pub struct AgentView {
     /// The record on disk (for an agent without a readable one, what its cgroup tells).
-    pub record: AgentRecord,
+    /// Boxed: a view is moved several times on its way to a report, and a record is
+    /// about 3/4 KiB (over 1,000 agents, copying records and the page faults of the
+    /// vectors holding them were a fifth of `status`'s time in user space).
+    pub record: Box<AgentRecord>,
     /// The state to show: the record's; `orphaned` when nobody supervises a run that has not
     /// ended and processes remain; `failed` when none remain (it ended unobserved).
     pub state: AgentState,
@@ -50,32 +54,42 @@ pub struct BadRecord {
 }
 
 /// Whether agent `record` has a live supervisor: the supervisor process it names is alive
-/// (its pid and start time), or, for a run that has not ended, the agent's lock is held (a
-/// spawn in progress, before the record names its supervisor). `/proc/locks` alone is not
-/// enough: the kernel renders it a page per read(2) and resumes by position, so while other
-/// locks are being released (a `kill --all`) a held lock can be skipped. It is also costly,
-/// so it is asked last and never for an ended run, whose lock, if held at all, belongs to
-/// a new run of the id starting; `gc` tries that lock itself before it removes anything.
-/// (Asked first, it cost `status` less CPU over 1,000 agents but more time: the kernel
-/// renders `/proc/locks` anew from the start for each page read, and every thread of the
-/// sampler waited for the one reading it.)
-pub fn is_supervised(ctx: &Ctx, locks: &Locks, record: &AgentRecord) -> bool {
-    record.supervisor.is_some_and(|s| s.is_alive(&ctx.proc_root))
-        || (!record.state.is_terminal() && locks.held().contains(&ctx.dirs.lock_path(&record.id)))
+/// (vouched for by one read of the fleet's `supervisors/` cgroup, else its pid and start
+/// time in `/proc`: `fleet_core::liveness`), or, for a run that has not ended, the agent's
+/// lock is held (a spawn in progress, before the record names its supervisor).
+/// `/proc/locks` alone is not enough: the kernel renders it a page per read(2) and resumes
+/// by position, so while other locks are being released (a `kill --all`) a held lock can be
+/// skipped. It is also costly, so it is asked last and never for an ended run, whose lock,
+/// if held at all, belongs to a new run of the id starting; `gc` tries that lock itself
+/// before it removes anything. (Asked first, it cost `status` less CPU over 1,000 agents but
+/// more time: the kernel renders `/proc/locks` anew from the start for each page read, and
+/// every thread of the sampler waited for the one reading it.)
+pub fn is_supervised(ctx: &Ctx, witnesses: &Witnesses, record: &AgentRecord) -> bool {
+    record.supervisor.is_some_and(|s| witnesses.supervisors.is_alive(&s, &ctx.proc_root))
+        || (!record.state.is_terminal() && witnesses.held().contains(&ctx.dirs.lock_path(&record.id)))
 }
 
-/// `/proc/locks`, read at most once, and only when a record's supervisor process cannot
-/// answer alone. Each read can wait for an RCU grace period on a host that has not just had
-/// one: the kernel write-locks its global list of file locks to render it.
-pub struct Locks<'a> {
+/// What tells whether agents are supervised, for many records at once: the supervisors one
+/// read of their cgroup vouched for, and `/proc/locks`, read at most once, and only when a
+/// record's supervisor process cannot answer alone. Each read of `/proc/locks` can wait for
+/// an RCU grace period on a host that has not just had one: the kernel write-locks its
+/// global list of file locks to render it.
+pub struct Witnesses<'a> {
     proc_root: &'a Path,
+    supervisors: Vouched,
     held: std::sync::OnceLock<HeldLocks>,
 }
 
-impl<'a> Locks<'a> {
-    /// Nothing is read until a record needs it.
-    pub fn new(proc_root: &'a Path) -> Locks<'a> {
-        Locks { proc_root, held: std::sync::OnceLock::new() }
+impl<'a> Witnesses<'a> {
+    /// Nothing vouched for: every supervisor is asked of `/proc`, and nothing is read until
+    /// a record needs it.
+    pub fn new(proc_root: &'a Path) -> Witnesses<'a> {
+        Witnesses::vouching(proc_root, Vouched::none())
+    }
+
+    /// With the supervisors a read of their cgroup vouched for.
+    pub fn vouching(proc_root: &'a Path, supervisors: Vouched) -> Witnesses<'a> {
+        Witnesses { proc_root, supervisors, held: std::sync::OnceLock::new() }
     }
 
     /// The held locks, read now if not yet.
@@ -85,7 +99,7 @@ impl<'a> Locks<'a> {
 }
 
 /// Derives the state to show from a record and whether its lock is held.
-pub fn reconcile(record: AgentRecord, supervised: bool) -> AgentView {
+pub fn reconcile(record: Box<AgentRecord>, supervised: bool) -> AgentView {
     let state = if !record.state.is_terminal() && !supervised { AgentState::Orphaned } else { record.state };
     AgentView { record, state, supervised, record_error: None }
 }
@@ -95,19 +109,19 @@ pub fn reconcile(record: AgentRecord, supervised: bool) -> AgentView {
 /// exits, so the record is read once more after its death is seen: only if it still says
 /// alive did the supervisor die without recording. The death is journaled once
 /// (`agent::deaths`), and the cgroup tells whether the agent still runs.
-fn reconciled(ctx: &Ctx, locks: &Locks, mut record: AgentRecord) -> AgentView {
+fn reconciled(ctx: &Ctx, witnesses: &Witnesses, mut record: Box<AgentRecord>) -> AgentView {
     let mut read_again = true;
     loop {
-        let supervised = is_supervised(ctx, locks, &record);
+        let supervised = is_supervised(ctx, witnesses, &record);
         let Some(supervisor) = record.supervisor.filter(|_| !supervised && !record.state.is_terminal()) else {
             return reconcile(record, supervised);
         };
         if read_again {
             read_again = false;
             if let Ok(Some(again)) = AgentRecord::load(&ctx.dirs.state_path(&record.id))
-                && again != record
+                && again != *record
             {
-                record = again;
+                *record = again;
                 continue;
             }
         }
@@ -131,12 +145,13 @@ fn reconciled(ctx: &Ctx, locks: &Locks, mut record: AgentRecord) -> AgentView {
 /// Loads agent `id`: from its record, or, when that cannot be read, from its cgroup. `None`
 /// when it has no record at all.
 pub fn load_one(ctx: &Ctx, id: &AgentId) -> anyhow::Result<Option<AgentView>> {
-    let locks = Locks::new(&ctx.proc_root);
+    // One agent: its supervisor is asked of `/proc`, cheaper than listing them all.
+    let witnesses = Witnesses::new(&ctx.proc_root);
     let path = ctx.dirs.state_path(id);
     Ok(match AgentRecord::load(&path) {
-        Ok(Some(record)) => Some(reconciled(ctx, &locks, record)),
+        Ok(Some(record)) => Some(reconciled(ctx, &witnesses, Box::new(record))),
         Ok(None) => None,
-        Err(e) => Some(unreadable::from_cgroup(ctx, &locks, id, unreadable::describe(&path, &e)).0),
+        Err(e) => Some(unreadable::from_cgroup(ctx, &witnesses, id, unreadable::describe(&path, &e)).0),
     })
 }
 
@@ -163,18 +178,26 @@ pub fn load_all(ctx: &Ctx) -> anyhow::Result<(Vec<AgentView>, Vec<BadRecord>)> {
     // Sorted here, where an id is a short string, so the views come out in order and their
     // sort below (for the ones seen through their cgroup) moves next to nothing.
     ids.sort_unstable();
-    let locks = Locks::new(&ctx.proc_root);
-    // Each record read and reconciled on its own: spread over a few threads, as the
-    // cgroups are (with 1,000 agents this was a third of `status`'s time, in one thread).
-    let loaded = crate::agent::par_map(&ids, |id| {
+    // The supervisors' cgroup is read before the records it answers for (`fleet_core::liveness`).
+    let listed = Listed::read(&ctx.fleet.supervisors());
+    // Each record read on its own: spread over a few threads, as the cgroups are (with 1,000
+    // agents this was a third of `status`'s time, in one thread).
+    let records = crate::agent::par_map(&ids, |id| {
         let path = ctx.dirs.state_path(id);
         match AgentRecord::load(&path) {
-            Ok(Some(record)) => Some(Ok(reconciled(ctx, &locks, record))),
+            Ok(Some(record)) => Some(Ok(Box::new(record))),
             // A directory with a lock but no record yet: a spawn in progress, or one that
             // was killed before writing; only its cgroup can say more (below).
             Ok(None) => None,
             Err(e) => Some(Err((path.clone(), unreadable::describe(&path, &e)))),
         }
+    });
+    let read = || records.iter().flatten().flatten();
+    let supervisors = listed.vouch(read().filter_map(|r| r.supervisor), read().filter_map(|r| r.pid));
+    let witnesses = Witnesses::vouching(&ctx.proc_root, supervisors);
+    // Reconciled on the threads too: a supervisor the read did not vouch for is asked of `/proc`.
+    let loaded = crate::agent::par_map_owned(records, |loaded| {
+        loaded.map(|loaded| loaded.map(|record| reconciled(ctx, &witnesses, record)))
     });
     for (id, loaded) in ids.into_iter().zip(loaded) {
         match loaded {
@@ -185,7 +208,7 @@ pub fn load_all(ctx: &Ctx) -> anyhow::Result<(Vec<AgentView>, Vec<BadRecord>)> {
             None => {}
             Some(Err((path, error))) => {
                 recorded.insert(id.clone());
-                if let (view, true) = unreadable::from_cgroup(ctx, &locks, &id, error.clone()) {
+                if let (view, true) = unreadable::from_cgroup(ctx, &witnesses, &id, error.clone()) {
                     views.push(view);
                 }
                 bad.push(BadRecord { id, path, error });
@@ -195,7 +218,7 @@ pub fn load_all(ctx: &Ctx) -> anyhow::Result<(Vec<AgentView>, Vec<BadRecord>)> {
     for name in ctx.fleet.agent_names()? {
         let Ok(id) = name.parse::<AgentId>() else { continue };
         if !recorded.contains(&id) && ctx.fleet.agent(&id).populated().unwrap_or(false) {
-            views.push(unreadable::from_cgroup(ctx, &locks, &id, unreadable::NO_RECORD.into()).0);
+            views.push(unreadable::from_cgroup(ctx, &witnesses, &id, unreadable::NO_RECORD.into()).0);
         }
     }
     views.sort_by(|a, b| a.record.id.cmp(&b.record.id));

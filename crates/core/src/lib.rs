@@ -17,6 +17,7 @@ pub mod journal;
 pub mod journal_counts;
 pub mod labels;
 pub mod lease;
+pub mod liveness;
 pub mod lock;
 pub mod meminfo;
 pub mod paths;

@@ -11,7 +11,7 @@ use std::{
 };
 
 /// A process, identified beyond its pid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ProcessRef {
     /// The process id.
     pub pid: i32,

@@ -31,6 +31,15 @@ impl Limit {
         }
     }
 
+    /// The limit as the kernel keeps it once written: in whole pages (it rounds a byte count
+    /// down to its page size, on v1 and v2 alike), and a count too large to be one is no limit.
+    pub fn as_kernel_keeps(self) -> Limit {
+        match self {
+            Limit::Bytes(b) if b < V1_UNLIMITED_FLOOR => Limit::Bytes(b - b % page_size()),
+            _ => Limit::Max,
+        }
+    }
+
     /// Parses what a cgroup v2 file holds: `max` or a decimal number.
     pub fn from_v2(text: &str) -> Option<Limit> {
         match text.trim() {
@@ -38,6 +47,13 @@ impl Limit {
             n => n.parse().ok().map(Limit::Bytes),
         }
     }
+}
+
+/// The kernel's page size (4 KiB where it cannot be asked).
+fn page_size() -> u64 {
+    // SAFETY: sysconf(3) reads a constant of the running system.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size).ok().filter(|&s| s > 0).unwrap_or(4096)
 }
 
 /// Cgroup v1 reports "unlimited" as a huge page-aligned number; anything at or above this
@@ -115,6 +131,16 @@ pub fn format_iec(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_limit_is_kept_in_whole_pages_as_the_kernel_keeps_it() {
+        let page = page_size();
+        assert_eq!(Limit::Bytes(64 * page).as_kernel_keeps(), Limit::Bytes(64 * page));
+        assert_eq!(Limit::Bytes(64 * page + 1).as_kernel_keeps(), Limit::Bytes(64 * page));
+        assert_eq!(Limit::Bytes(page - 1).as_kernel_keeps(), Limit::Bytes(0));
+        assert_eq!(Limit::Max.as_kernel_keeps(), Limit::Max);
+        assert_eq!(Limit::Bytes(u64::MAX).as_kernel_keeps(), Limit::Max, "too large to be a limit");
+    }
 
     #[test]
     fn parses_what_operators_type() {

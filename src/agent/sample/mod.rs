@@ -23,7 +23,7 @@ use crate::{
 };
 use anyhow::Result;
 use fleet_core::{
-    cgroup::{Cgroup, HeldParent, MemoryEvents, MemoryStats, Pressure},
+    cgroup::{Cgroup, HeldParent, Limits, MemoryEvents, Pressure},
     size::Limit,
 };
 
@@ -49,9 +49,9 @@ pub struct CgroupSample {
     pub current: Option<u64>,
     /// Most memory ever charged, where the kernel tracks it.
     pub peak: Option<u64>,
-    /// The hard limit, from the kernel.
+    /// The hard limit as the kernel keeps it (from the record where there is one: [`Recorded`]).
     pub max: Option<Limit>,
-    /// `memory.high` (v1: the soft limit).
+    /// `memory.high` (v1: the soft limit), as `max` is.
     pub high: Option<Limit>,
     /// Memory event counters.
     pub events: MemoryEvents,
@@ -63,12 +63,6 @@ pub struct CgroupSample {
     pub cpu_usec: Option<u64>,
     /// Reclaimable page cache (`inactive_file`).
     pub inactive_file: u64,
-}
-
-impl CgroupSample {
-    fn with_stats(self, stats: MemoryStats) -> CgroupSample {
-        CgroupSample { current: Some(stats.current), peak: stats.peak, max: Some(stats.max), ..self }
-    }
 }
 
 /// One agent: its reconciled view and its cgroup as sampled (nothing read for an agent whose
@@ -88,17 +82,37 @@ impl AgentSample {
     }
 }
 
-/// Reads one agent's cgroup at `detail`; `started` says its run has started (CPU time is
-/// read only then). Each level opens only its own files; the unit tests list them. With
-/// `parent` (the fleet's `agents` cgroup held open) each file is found from there instead of
-/// from the root: the same files.
-pub fn read_under(cgroup: &Cgroup, parent: Option<&HeldParent>, detail: Detail, started: bool) -> CgroupSample {
+/// What a sample takes from the agent's record instead of its cgroup.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Recorded {
+    /// Its run has started: CPU time is read only then.
+    pub started: bool,
+    /// The limits spawn wrote into its cgroup, for an agent whose record was read: nothing
+    /// in fleetctl changes them afterwards (a restart writes the same ones again), so they
+    /// are shown as the kernel keeps them ([`Limit::as_kernel_keeps`]) instead of read back,
+    /// a file fewer per agent. `None` (an agent seen through its cgroup): read from the
+    /// kernel.
+    pub limits: Option<Limits>,
+}
+
+/// Reads one agent's cgroup at `detail`, taking from its record what it `recorded`. Each
+/// level opens only its own files; the unit tests list them. With `parent` (the fleet's
+/// `agents` cgroup held open) each file is found from there instead of from the root: the
+/// same files.
+pub fn read_under(cgroup: &Cgroup, parent: Option<&HeldParent>, detail: Detail, recorded: Recorded) -> CgroupSample {
     let none = CgroupSample::default();
     let cgroup = cgroup.read_with(parent);
+    let max = || match recorded.limits {
+        Some(limits) => Some(limits.memory_max.as_kernel_keeps()),
+        None => cgroup.memory_max().ok(),
+    };
     match detail {
         Detail::Status | Detail::Metrics => {
-            let mut s = cgroup.memory_stats().map_or(none, |m| none.with_stats(m));
-            if detail == Detail::Status && started {
+            let mut s = match cgroup.memory_use() {
+                Ok(m) => CgroupSample { current: Some(m.current), peak: m.peak, max: max(), ..none },
+                Err(_) => none,
+            };
+            if detail == Detail::Status && recorded.started {
                 s.cpu_usec = cgroup.cpu_usage_usec().ok();
             }
             s.pids = cgroup.pids_current().ok();
@@ -106,12 +120,19 @@ pub fn read_under(cgroup: &Cgroup, parent: Option<&HeldParent>, detail: Detail, 
         }
         Detail::Memory => {
             // An agent between restarts has no cgroup: nothing more to read.
-            let Ok(d) = cgroup.memory_detail() else { return none };
+            let Ok(m) = cgroup.memory_use() else { return none };
+            let high = match recorded.limits {
+                Some(limits) => Some(limits.memory_high.as_kernel_keeps()),
+                None => cgroup.memory_high().ok(),
+            };
             CgroupSample {
-                high: d.high,
-                events: d.events,
+                current: Some(m.current),
+                peak: m.peak,
+                max: max(),
+                high,
+                events: cgroup.memory_events(recorded.limits.as_ref()).unwrap_or_default(),
                 pressure: cgroup.memory_pressure().unwrap_or_default(),
-                ..none.with_stats(d.stats)
+                ..none
             }
         }
         Detail::Relief => {
@@ -132,7 +153,11 @@ pub fn agents(ctx: &Ctx, views: Vec<AgentView>, detail: Detail) -> Vec<AgentSamp
         if v.state.is_terminal() {
             return CgroupSample::default();
         }
-        read_under(&ctx.fleet.agent(&v.record.id), parent.as_ref(), detail, v.record.started_at.is_some())
+        let recorded = Recorded {
+            started: v.record.started_at.is_some(),
+            limits: v.record_error.is_none().then_some(v.record.limits),
+        };
+        read_under(&ctx.fleet.agent(&v.record.id), parent.as_ref(), detail, recorded)
     });
     views.into_iter().zip(cgroups).map(|(view, cgroup)| AgentSample { view, cgroup }).collect()
 }

@@ -187,7 +187,7 @@ pub fn report(ctx: &Ctx, shown: Shown, detail: Detail) -> Result<StatusReport> {
 fn agent_status(ctx: &Ctx, sample: AgentSample, now: SystemTime) -> AgentStatus {
     let AgentSample { view: v, cgroup: c } = sample;
     let cause = cause(&v);
-    let r = v.record;
+    let r = *v.record;
     let live = !v.state.is_terminal();
     // A run nobody supervises: its deadlines are enforced by nobody, and its main process
     // is shown only while it exists.
@@ -222,7 +222,7 @@ fn agent_status(ctx: &Ctx, sample: AgentSample, now: SystemTime) -> AgentStatus 
             .and_then(|(end, start)| end.duration_since(start).ok())
             .map(|d| d.as_secs()),
         memory_current_bytes: c.current,
-        // The kernel's limit while the cgroup is there; the record's otherwise.
+        // The limit as the kernel keeps it while the cgroup is there; the record's otherwise.
         memory_max_bytes: max.or(r.limits.memory_max.bytes()),
         // What admission counts: a reservation ends with its run's supervisor.
         memory_reserve_bytes: r.memory_reserve.filter(|_| live && !unsupervised),

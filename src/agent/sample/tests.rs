@@ -62,9 +62,10 @@ impl Opens {
     }
 }
 
-/// One agent's cgroup read by path.
+/// One agent's cgroup read by path, all of it from the kernel (an agent seen through its
+/// cgroup, without a record to take its limits from).
 fn read(cgroup: &Cgroup, detail: Detail, started: bool) -> CgroupSample {
-    read_under(cgroup, None, detail, started)
+    read_under(cgroup, None, detail, Recorded { started, limits: None })
 }
 
 fn seed(dir: &Path, files: &[(&str, &str)]) {
@@ -181,6 +182,53 @@ fn each_level_opens_only_its_files_on_hybrid() {
     }
 }
 
+/// An agent with a readable record: its limits are the ones spawn wrote, shown as the kernel
+/// keeps them (whole pages) without reading them back, and of v1's failure counters only the
+/// one that can count: `status` opens four files, `memory` five on hybrid, four on v2.
+#[test]
+fn with_its_record_s_limits_no_level_reads_the_limit_files() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let page = 4096; // the record's limits are whole pages here, on any page size up to 4 KiB
+    let limits = fleet_core::cgroup::Limits {
+        memory_max: Limit::Bytes(1 << 30),
+        memory_high: Limit::Bytes((768 << 20) + page / 2),
+        swap_max: Limit::Bytes(0),
+        ..Default::default()
+    };
+    let recorded = Recorded { started: true, limits: Some(limits) };
+    let cases = [
+        (
+            unified(&tmp.path().join("v2")),
+            vec!["u/memory.current", "u/memory.peak", "u/pids.current", "u/cpu.stat"],
+            vec!["u/memory.current", "u/memory.peak", "u/memory.events", "u/memory.pressure"],
+        ),
+        (
+            hybrid(&tmp.path().join("v1")),
+            vec!["m/memory.usage_in_bytes", "m/memory.max_usage_in_bytes", "p/pids.current", "u/cpu.stat"],
+            vec![
+                "m/memory.usage_in_bytes",
+                "m/memory.max_usage_in_bytes",
+                "m/memory.oom_control",
+                // No swap allowed: memory+swap, as large as memory, is the limit a charge fails at.
+                "m/memory.memsw.failcnt",
+                "u/memory.pressure",
+            ],
+        ),
+    ];
+    for (cg, status_files, memory_files) in cases {
+        let mut opens = watch(&cg);
+        let status = read_under(&cg, None, Detail::Status, recorded);
+        assert_eq!(opens.take(), set(&status_files), "{:?}", cg.layout);
+        // The record's limit, not the file's (262144 in the fake tree).
+        assert_eq!((status.current, status.max, status.pids), (Some(65536), Some(Limit::Bytes(1 << 30)), Some(7)));
+        let memory = read_under(&cg, None, Detail::Memory, recorded);
+        assert_eq!(opens.take(), set(&memory_files), "{:?}", cg.layout);
+        assert_eq!(memory.max, Some(Limit::Bytes(1 << 30)));
+        assert!(memory.high.and_then(Limit::bytes).is_some_and(|h| h % page == 0 && h <= (768 << 20) + page / 2));
+        assert!(memory.events.oom_kill > 0, "{memory:?}");
+    }
+}
+
 #[test]
 fn only_relief_parses_memory_stat_and_reads_what_each_view_shows() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -220,7 +268,12 @@ fn reading_under_the_held_parent_opens_the_same_files_and_reads_the_same() {
         for detail in [Detail::Status, Detail::Metrics, Detail::Memory, Detail::Relief] {
             let by_path = read(&cg, detail, true);
             let by_path_opened = opens.take();
-            assert_eq!(read_under(&cg, Some(&held), detail, true), by_path, "{detail:?} {:?}", cg.layout);
+            assert_eq!(
+                read_under(&cg, Some(&held), detail, Recorded { started: true, limits: None }),
+                by_path,
+                "{detail:?} {:?}",
+                cg.layout
+            );
             assert_eq!(opens.take(), by_path_opened, "{detail:?} {:?}", cg.layout);
         }
     }

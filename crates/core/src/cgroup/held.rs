@@ -3,8 +3,11 @@
 //! kernel walks two path components instead of the whole path, and kernfs revalidates and
 //! permission-checks each one it walks.
 
-use super::{Cgroup, MemoryDetail, MemoryStats, Pressure, files::Dir, parse_pressure, stats::cpu_usage_usec_in};
-use crate::{Error, Result};
+use super::{
+    Cgroup, Limits, MemoryDetail, MemoryEvents, MemoryStats, MemoryUse, Pressure, files::Dir, parse_pressure,
+    stats::cpu_usage_usec_in,
+};
+use crate::{Error, Result, size::Limit};
 use std::{
     io,
     os::fd::{AsFd, OwnedFd},
@@ -75,6 +78,32 @@ impl<'a> Reader<'a> {
     /// [`Cgroup::memory_detail`].
     pub fn memory_detail(&self) -> Result<MemoryDetail> {
         self.cgroup.memory_detail_in(&self.dir(self.cgroup.memory_dir()))
+    }
+
+    /// Memory charged now and the peak: [`Cgroup::memory_stats`] without the limit.
+    pub fn memory_use(&self) -> Result<MemoryUse> {
+        self.cgroup.memory_use_in(&self.dir(self.cgroup.memory_dir()))
+    }
+
+    /// The memory directory, for several of its files through one [`Dir`].
+    fn memory(&self) -> Dir<'a> {
+        self.dir(self.cgroup.memory_dir())
+    }
+
+    /// [`Cgroup::memory_max`].
+    pub fn memory_max(&self) -> Result<Limit> {
+        self.cgroup.memory_max_in(&self.memory())
+    }
+
+    /// [`Cgroup::memory_high`].
+    pub fn memory_high(&self) -> Result<Limit> {
+        self.cgroup.memory_high_in(&self.memory())
+    }
+
+    /// [`Cgroup::memory_events`]; with the `limits` it was given (the agent's record), the
+    /// v1 failure counters that cannot count are not read ([`Limits::v1_failure_counters`]).
+    pub fn memory_events(&self, limits: Option<&Limits>) -> Result<MemoryEvents> {
+        self.cgroup.memory_events_in(&self.memory(), limits)
     }
 
     /// [`Cgroup::memory_current`].

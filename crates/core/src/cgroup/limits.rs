@@ -104,6 +104,23 @@ impl Limits {
     }
 }
 
+impl Limits {
+    /// Which of cgroup v1's charge-failure counters can count, `(memory.failcnt,
+    /// memory.memsw.failcnt)`, in a cgroup given these limits by [`Cgroup::apply_limits`]:
+    /// a counter whose limit is unlimited never fails a charge, and every page charged to
+    /// memory is charged to memory+swap too, so with no swap allowed (both limits equal)
+    /// memory+swap is always the one that fails and `memory.failcnt` stays 0. Unlimited
+    /// memory leaves memory+swap unlimited too (v1 cannot cap swap alone).
+    pub fn v1_failure_counters(&self) -> (bool, bool) {
+        match (self.memory_max, self.swap_max) {
+            (Limit::Max, _) => (false, false),
+            (Limit::Bytes(_), Limit::Max) => (true, false),
+            (Limit::Bytes(_), Limit::Bytes(0)) => (false, true),
+            (Limit::Bytes(_), Limit::Bytes(_)) => (true, true),
+        }
+    }
+}
+
 /// Cgroup v1 spells "no limit" as -1 when written.
 fn v1(limit: Limit) -> String {
     match limit {
@@ -193,6 +210,16 @@ impl Cgroup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_v1_failure_counters_a_limit_can_trip_are_read() {
+        let limits = |memory_max, swap_max| Limits { memory_max, swap_max, ..Limits::default() };
+        let gib = Limit::Bytes(1 << 30);
+        assert_eq!(limits(gib, Limit::Bytes(0)).v1_failure_counters(), (false, true), "memory+swap fails first");
+        assert_eq!(limits(gib, Limit::Max).v1_failure_counters(), (true, false), "memory+swap is unlimited");
+        assert_eq!(limits(gib, gib).v1_failure_counters(), (true, true));
+        assert_eq!(limits(Limit::Max, Limit::Bytes(0)).v1_failure_counters(), (false, false), "nothing is limited");
+    }
 
     #[test]
     fn the_memory_pair_follows_the_one_given() {

@@ -26,7 +26,7 @@ pub use limits::Limits;
 pub use placement::{Born, Entry, Placement, Refused, Step};
 pub use pressure::{STALL_WINDOW_MAX, STALL_WINDOW_STEP, StallTrigger, stall_window, trigger_line};
 pub use stats::{
-    HeldCounter, MemoryDetail, MemoryEvents, MemoryStats, Pressure, PressureTotals, parse_pressure,
+    HeldCounter, MemoryDetail, MemoryEvents, MemoryStats, MemoryUse, Pressure, PressureTotals, parse_pressure,
     parse_pressure_totals,
 };
 pub use teardown::KILL_SETTLE;

@@ -29,6 +29,16 @@ pub struct MemoryStats {
     pub max: Limit,
 }
 
+/// Memory charged now and the peak, without the limit (for views that take it from the
+/// agent's record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryUse {
+    /// Bytes charged now.
+    pub current: u64,
+    /// Most bytes ever charged, where the kernel tracks it.
+    pub peak: Option<u64>,
+}
+
 /// What the `memory` view shows of a cgroup, read together ([`Cgroup::memory_detail`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MemoryDetail {
@@ -123,7 +133,7 @@ impl Cgroup {
 
     /// The memory event counters.
     pub fn memory_events(&self) -> Result<MemoryEvents> {
-        self.memory_events_in(&Dir::at(self.memory_dir()))
+        self.memory_events_in(&Dir::at(self.memory_dir()), None)
     }
 
     /// [`memory_stats`](Self::memory_stats), [`memory_high`](Self::memory_high) and
@@ -137,7 +147,7 @@ impl Cgroup {
         Ok(MemoryDetail {
             stats: self.memory_stats_in(dir)?,
             high: self.memory_high_in(dir).ok(),
-            events: self.memory_events_in(dir).unwrap_or_default(),
+            events: self.memory_events_in(dir, None).unwrap_or_default(),
         })
     }
 
@@ -147,16 +157,21 @@ impl Cgroup {
     }
 
     pub(super) fn memory_stats_in(&self, dir: &Dir) -> Result<MemoryStats> {
+        let MemoryUse { current, peak } = self.memory_use_in(dir)?;
+        Ok(MemoryStats { current, peak, max: self.memory_max_in(dir)? })
+    }
+
+    pub(super) fn memory_use_in(&self, dir: &Dir) -> Result<MemoryUse> {
         // Current before peak, so that a growing cgroup never shows more than its peak.
         let current = self.memory_current_in(dir)?;
         let peak = match self.layout {
             Layout::Unified => dir.read_u64("memory.peak").ok(),
             Layout::Hybrid => dir.read_u64("memory.max_usage_in_bytes").ok(),
         };
-        Ok(MemoryStats { current, peak, max: self.memory_max_in(dir)? })
+        Ok(MemoryUse { current, peak })
     }
 
-    fn memory_max_in(&self, dir: &Dir) -> Result<Limit> {
+    pub(super) fn memory_max_in(&self, dir: &Dir) -> Result<Limit> {
         match self.layout {
             Layout::Unified => Ok(Limit::from_v2(&dir.read("memory.max")?).unwrap_or(Limit::Max)),
             Layout::Hybrid => {
@@ -166,7 +181,7 @@ impl Cgroup {
         }
     }
 
-    fn memory_high_in(&self, dir: &Dir) -> Result<Limit> {
+    pub(super) fn memory_high_in(&self, dir: &Dir) -> Result<Limit> {
         match self.layout {
             Layout::Unified => {
                 let text = dir.read("memory.high")?;
@@ -189,7 +204,9 @@ impl Cgroup {
         }
     }
 
-    fn memory_events_in(&self, dir: &Dir) -> Result<MemoryEvents> {
+    /// The event counters; with the `limits` the cgroup was given, v1's failure counters
+    /// that cannot count are not read ([`Limits::v1_failure_counters`]).
+    pub(super) fn memory_events_in(&self, dir: &Dir, limits: Option<&super::Limits>) -> Result<MemoryEvents> {
         match self.layout {
             Layout::Unified => {
                 let ev = dir.read_keyed("memory.events")?;
@@ -201,8 +218,9 @@ impl Cgroup {
                 let kills = files::keyed(&oom, "oom_kill").unwrap_or(0);
                 // With swap accounting, a charge meets the memory+swap limit first; when it
                 // fails there (swap max 0 makes both limits equal), only memsw.failcnt counts it.
-                let max =
-                    dir.read_u64("memory.failcnt").unwrap_or(0) + dir.read_u64("memory.memsw.failcnt").unwrap_or(0);
+                let (memory, memsw) = limits.map_or((true, true), super::Limits::v1_failure_counters);
+                let count = |counts: bool, file: &str| if counts { dir.read_u64(file).unwrap_or(0) } else { 0 };
+                let max = count(memory, "memory.failcnt") + count(memsw, "memory.memsw.failcnt");
                 Ok(MemoryEvents { high: 0, max, oom: kills, oom_kill: kills })
             }
         }
