@@ -113,9 +113,18 @@ mod tests {
 
     #[test]
     fn the_capability_is_out_of_the_effective_set_only_while_the_file_opens() {
-        let had = sys_resource_effective();
+        if !sys_resource_effective() {
+            // Lowering what is not there proves nothing (not root, or a root without it).
+            // Straight to the terminal, as the integration tests' `skip` does: `eprintln!`
+            // inside a passing test is captured and never shown.
+            let _ = std::io::stderr().write_all(
+                b"SKIPPED the_capability_is_out_of_the_effective_set_only_while_the_file_opens: \
+                  this thread lacks CAP_SYS_RESOURCE\n",
+            );
+            return;
+        }
         assert!(!without_sys_resource(sys_resource_effective), "lowered while f runs");
-        assert_eq!(sys_resource_effective(), had, "as it was after");
+        assert!(sys_resource_effective(), "raised again after");
     }
 
     #[test]
