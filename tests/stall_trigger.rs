@@ -236,3 +236,58 @@ fn a_trigger_whose_cgroup_is_removed_under_a_live_run_is_dropped_not_spun_on() {
     wait_until(T, || format!("{} still populated", escape.display()), || std::fs::remove_dir(&escape).is_ok());
     f.finish();
 }
+
+/// An agent whose main process leaves behind, outside its cgroup (`escape`), a helper that
+/// holds the agent's output open, removes the cgroup once told to (`remove`, after the main
+/// process has exited), and exits once told to (`helper-exit`). Told by files in its
+/// workspace; it says how far it got there too.
+fn remover_after_exit(own: &Path, escape: &Path) -> String {
+    format!(
+        "sh -c 'echo $$ > {esc}/cgroup.procs && touch helper-out; \
+           while [ ! -e remove ]; do sleep 0.1; done; \
+           until rmdir {own}; do sleep 0.1; done; touch removed; \
+           while [ ! -e helper-exit ]; do sleep 0.1; done' & \
+         echo up; while [ ! -e main-exit ]; do sleep 0.1; done",
+        esc = escape.display(),
+        own = own.display()
+    )
+}
+
+/// Sends `signal` to `pid`, a supervisor this test started.
+fn signal(pid: i64, signal: i32) {
+    // SAFETY: kill(2) has no memory preconditions.
+    assert_eq!(unsafe { libc::kill(pid as i32, signal) }, 0, "signal {signal} to {pid}");
+}
+
+#[test]
+fn a_trigger_lost_in_the_wake_its_run_ends_in_is_not_reported() {
+    let Some((f, escape)) = watching_fleet_with_escape("stall_lost_at_end") else { return };
+    let script = remover_after_exit(&f.cgroup("ender").unified, &escape);
+    f.run(&["spawn", "ender", "ws-001", "--", "sh", "-c", &script]).code(0);
+    let ws = f.roots.join("ws/ws-001");
+    f.wait_log("ender", "up", T);
+    wait_until(T, || f.log("ender"), || ws.join("helper-out").exists());
+    let agent = f.agent("ender");
+    let supervisor = agent["supervisor_pid"].as_i64().expect("supervisor pid");
+    let main = agent["pid"].as_i64().expect("main pid");
+
+    // Staged so that one wake of the supervisor finds both the main process's exit and the
+    // trigger's error: it is stopped while the main process exits and the cgroup goes.
+    signal(supervisor, libc::SIGSTOP);
+    wait_until(T, || format!("supervisor {supervisor} not stopped"), || proc_state(supervisor) == Some('T'));
+    std::fs::write(ws.join("main-exit"), "").expect("main-exit");
+    wait_until(T, || format!("main {main} not exited"), || proc_state(main) == Some('Z'));
+    std::fs::write(ws.join("remove"), "").expect("remove");
+    wait_until(T, || f.log("ender"), || ws.join("removed").exists());
+    signal(supervisor, libc::SIGCONT);
+    // That wake reaps the main process first: once it is gone, the wake has been handled
+    // (the helper still holds the output open, so the run ends only after it).
+    wait_until(T, || format!("main {main} not reaped"), || proc_state(main) != Some('Z'));
+    std::fs::write(ws.join("helper-exit"), "").expect("helper-exit");
+    f.wait_state("ender", &["exited"], T);
+
+    let said: Vec<_> = f.events("ender").into_iter().filter(|e| e["event"] == "supervisor_error").collect();
+    assert!(said.is_empty(), "a trigger lost as its run ended was reported: {said:?}");
+    wait_until(T, || format!("{} still populated", escape.display()), || std::fs::remove_dir(&escape).is_ok());
+    f.finish();
+}
