@@ -153,7 +153,9 @@ impl Supervisor {
             if woke.oom && self.run.as_ref().and_then(|r| r.oom.as_ref()).is_some_and(|o| o.drain()) {
                 self.feed(Input::OomNotified);
             }
-            if woke.pressure_lost {
+            // A run whose main process has exited (in this pass, too) is no longer watched:
+            // losing its trigger then loses nothing, and is not said.
+            if woke.pressure_lost && self.machine.wants_pressure() {
                 self.drop_lost_trigger();
             }
             if woke.pressure {

@@ -5,13 +5,15 @@
 //! Writing `full <stall µs> <window µs>` to the file arms the trigger; the kernel then wakes
 //! pollers of the descriptor with POLLPRI when all the cgroup's tasks were stalled on memory
 //! for longer than that within one window, at most once per window, and poll(2) itself
-//! consumes the event. The kernel decides how to watch by the credentials the file was
-//! opened with (`f_cred` in `psi_trigger_create`): with `CAP_SYS_RESOURCE` effective it
-//! starts a `psimon` kernel thread at real-time priority (SCHED_FIFO) for the cgroup, one per
-//! agent; without it, it takes only windows that are whole multiples of 2 s and serves them
-//! from its 2 s averaging work. Supervisors run as root, so the file is opened with
-//! `CAP_SYS_RESOURCE` lowered out of the thread's effective set ([`without_sys_resource`]),
-//! and [`stall_window`] gives windows the unprivileged path takes.
+//! consumes the event. Linux 6.5 and later decide how to watch by the credentials the file
+//! was opened with (`f_cred` in `psi_trigger_create`): with `CAP_SYS_RESOURCE` effective
+//! the kernel starts a `psimon` kernel thread at real-time priority (SCHED_FIFO) for the
+//! cgroup, one per agent; without it, it takes only windows that are whole multiples of 2 s
+//! and serves them from its 2 s averaging work. Supervisors run as root, so the file is
+//! opened with `CAP_SYS_RESOURCE` lowered out of the thread's effective set
+//! ([`without_sys_resource`]), and [`stall_window`] gives windows the unprivileged path
+//! takes. Before 6.5 the kernel makes no such distinction: every trigger starts its
+//! cgroup's `psimon` thread, so each agent with a stall watch has one whatever we do.
 
 use super::Cgroup;
 use crate::{Error, Result};
@@ -113,9 +115,18 @@ mod tests {
 
     #[test]
     fn the_capability_is_out_of_the_effective_set_only_while_the_file_opens() {
-        let had = sys_resource_effective();
+        if !sys_resource_effective() {
+            // Lowering what is not there proves nothing (not root, or a root without it).
+            // Straight to the terminal, as the integration tests' `skip` does: `eprintln!`
+            // inside a passing test is captured and never shown.
+            let _ = std::io::stderr().write_all(
+                b"SKIPPED the_capability_is_out_of_the_effective_set_only_while_the_file_opens: \
+                  this thread lacks CAP_SYS_RESOURCE\n",
+            );
+            return;
+        }
         assert!(!without_sys_resource(sys_resource_effective), "lowered while f runs");
-        assert_eq!(sys_resource_effective(), had, "as it was after");
+        assert!(sys_resource_effective(), "raised again after");
     }
 
     #[test]
