@@ -108,7 +108,7 @@ fn watch_peak(f: &TestFleet, stop: &AtomicBool, peak: &AtomicU64) {
 
 /// The ids of the journal's events named `event` (with `outcome` when given), in the order
 /// they were written.
-fn journal_ids(f: &TestFleet, event: &str, outcome: Option<&str>) -> Vec<String> {
+pub(crate) fn journal_ids(f: &TestFleet, event: &str, outcome: Option<&str>) -> Vec<String> {
     std::fs::read_to_string(f.tmp.path().join("log/events.jsonl"))
         .expect("the journal")
         .lines()

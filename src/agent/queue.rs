@@ -1,5 +1,6 @@
 //! `spawn --queue`: a caller's place in the spawn line ([`fleet_core::queue`]) and its wait.
-//! It joins only when admission would refuse it (or others already wait), sleeps on the
+//! It joins only when admission would refuse it (or others already wait). Behind others it
+//! waits for the ticket directly ahead of it to go ([`Gone`]); at the head it sleeps on the
 //! queue dir's inotify watch, and looks again when woken, or after [`RECHECK`] at the latest.
 
 use crate::{
@@ -13,7 +14,8 @@ use fleet_core::{
     admission::Ledger,
     event::Event,
     id::AgentId,
-    queue::{self, Alarm, Reason, Ticket},
+    labels::Labels,
+    queue::{self, Alarm, Gone, Reason, Ticket},
     timefmt::human_duration,
 };
 use std::time::{Duration, Instant};
@@ -24,10 +26,16 @@ use std::time::{Duration, Instant};
 /// there is no event for falling use).
 pub const RECHECK: Duration = Duration::from_secs(2);
 
+/// How often a waiter behind others looks at its cancel mark while it waits for the one
+/// ahead: `kill` takes it out of `fleetctl queue` at once, and this is how soon its process
+/// then exits. One `stat` a second per waiter, nothing more.
+pub const CANCEL_CHECK: Duration = Duration::from_secs(1);
+
 /// A spawn's place in line: none until it first has to wait.
 pub struct Line<'a> {
     ctx: &'a Ctx,
     id: AgentId,
+    labels: Labels,
     deadline: Option<Instant>,
     created: Instant,
     joined_at: Instant,
@@ -37,12 +45,13 @@ pub struct Line<'a> {
 }
 
 impl<'a> Line<'a> {
-    /// A line for agent `id` that gives up after `timeout` (`off`: never).
-    pub fn new(ctx: &'a Ctx, id: &AgentId, timeout: Timeout) -> Line<'a> {
+    /// A line for agent `id` with `labels` that gives up after `timeout` (`off`: never).
+    pub fn new(ctx: &'a Ctx, id: &AgentId, labels: &Labels, timeout: Timeout) -> Line<'a> {
         let now = Instant::now();
         Line {
             ctx,
             id: id.clone(),
+            labels: labels.clone(),
             deadline: timeout.duration().map(|t| now + t),
             created: now,
             joined_at: now,
@@ -81,17 +90,50 @@ impl<'a> Line<'a> {
         self.ticket.is_some()
     }
 
+    /// Returns once this waiter is the head of the line, with its inotify watch made (so the
+    /// admission check that follows, and every event after it, is not missed); until then it
+    /// waits for the waiter directly ahead to go, looking at its cancel mark every
+    /// [`CANCEL_CHECK`] and ending the wait at the deadline (exit 75). Nothing to do for a
+    /// spawn that has not joined.
+    pub fn wait_for_turn(&mut self) -> Result<()> {
+        loop {
+            let Some(ticket) = &self.ticket else { return Ok(()) };
+            let Some(ahead) = ticket.directly_ahead()? else { break };
+            let mut gone = Gone::watch(&self.dir(), &ahead)?;
+            loop {
+                let nap = match self.deadline {
+                    Some(deadline) => CANCEL_CHECK.min(deadline.saturating_duration_since(Instant::now())),
+                    None => CANCEL_CHECK,
+                };
+                if gone.wait(nap) {
+                    break;
+                }
+                self.check_cancelled()?;
+                if self.deadline.is_some_and(|d| d <= Instant::now()) {
+                    let refused = Refused::Turn { ahead: self.ahead()? };
+                    self.left("timeout");
+                    return Err(refused.error(self.ctx, &self.id, Some(self.created.elapsed())));
+                }
+            }
+        }
+        if self.alarm.is_none() {
+            crate::failpoint::hit(crate::failpoint::QUEUE_HEAD);
+            self.alarm = Some(Alarm::watch(&self.dir())?);
+        }
+        Ok(())
+    }
+
     /// Waits after `refused`: joins the line while `ledger` is still locked (which orders the
-    /// tickets; a spawn that has not joined yet always passes it), releases it, and sleeps
-    /// until woken, [`RECHECK`], or the deadline, which ends the wait with `refused`'s exit 75.
+    /// tickets; a spawn that has not joined yet always passes it) and releases it. At the
+    /// head with its watch made it sleeps until woken, [`RECHECK`], or the deadline, which
+    /// ends the wait with `refused`'s exit 75; otherwise it returns at once, for
+    /// [`Line::wait_for_turn`] and a fresh admission check.
     pub fn wait(&mut self, ledger: Option<Ledger>, refused: &Refused) -> Result<()> {
         let reason = refused.reason();
         match &self.ticket {
             None if ledger.is_none() => anyhow::bail!("{}: joining the line needs the admission lock", self.id),
             None => {
-                // Watching before joining: nothing that happens after the join is missed.
-                self.alarm = Some(Alarm::watch(&self.dir())?);
-                let ticket = Ticket::join(&self.dir(), &self.id, reason)?;
+                let ticket = Ticket::join(&self.dir(), &self.id, reason, &self.labels)?;
                 self.joined_at = Instant::now();
                 let ahead = ticket.ahead()?;
                 self.ticket = Some(ticket);
@@ -113,6 +155,8 @@ impl<'a> Line<'a> {
             }
             nap = nap.min(left);
         }
+        // Not yet watching (it has just joined): no sleep before the watch is made, or the
+        // end of an agent between the refusal and the watch would go unseen until RECHECK.
         if let Some(alarm) = &self.alarm {
             alarm.sleep(nap);
         }
