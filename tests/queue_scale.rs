@@ -2,7 +2,10 @@
 //! waiters than `fs.inotify.max_user_instances` allows inotify instances, a waiter dying in
 //! the middle, each behind waiter waiting on the one ahead only, `kill -l` of waiters.
 
-use crate::queue::{Started, T, in_background, journal_ids, queued, waited_then, waiting};
+use crate::queue::{
+    Started, T, assert_line_left_nothing, full_at_one_agent, in_background, journal_ids, queued, wait_stopped,
+    waited_then, waiting,
+};
 use crate::util::{TestFleet, wait_until, waits_for_lock};
 use std::path::PathBuf;
 
@@ -89,13 +92,7 @@ fn more_waiters_than_inotify_instances_all_run_in_arrival_order() {
     assert_eq!(journal_ids(&f, "queue_left", Some("admitted")), survivors, "admitted in arrival order");
     assert!(waiting(&f).is_empty());
     f.run(&["kill", "--all"]).code(0);
-    let left: Vec<_> = std::fs::read_dir(f.state.join("queue"))
-        .expect("queue dir")
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "wake")
-        .collect();
-    assert!(left.is_empty(), "left in the queue dir: {left:?}");
+    assert_line_left_nothing(&f);
     f.finish();
 }
 
@@ -150,22 +147,13 @@ fn kill_by_selector_withdraws_exactly_the_matching_waiters() {
 /// since a head looks again after making its watch rather than sleeping first.
 #[test]
 fn an_agent_ending_before_the_heads_watch_is_not_missed() {
-    let Some(f) = TestFleet::new("queue-lost-wake") else { return };
-    f.set_config("[thresholds]\nmax_agents = 1\n[agent]\nstart_reserve = \"1M\"\n");
-    f.run(&["spawn", "holder", "ws-001", "--", "sleep", "600"]).code(0);
+    let Some(f) = full_at_one_agent("queue-lost-wake") else { return };
     let mut w = in_background(
         f.cmd(&["spawn", "w", "ws-001", "--queue=10m", "--", "sleep", "600"])
             .env("FLEETCTL_FAILPOINT", "queue-head:stop"),
     );
     let pid = w.child().id();
-    wait_until(
-        T,
-        || "the waiter never stopped before its watch".into(),
-        || {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('T'))
-        },
-    );
+    wait_stopped(pid, "the waiter before its watch");
     assert_eq!(waiting(&f), [(1, "w".into(), "cap".into())]);
     f.run(&["kill", "holder"]).code(0);
     use nix::sys::signal::{Signal, kill};

@@ -15,7 +15,7 @@ use fleet_core::{
     event::Event,
     id::AgentId,
     labels::Labels,
-    queue::{self, Alarm, Gone, Reason, Ticket},
+    queue::{self, Alarm, Bell, Gone, Reason, Ticket},
     timefmt::human_duration,
 };
 use std::time::{Duration, Instant};
@@ -26,10 +26,10 @@ use std::time::{Duration, Instant};
 /// there is no event for falling use).
 pub const RECHECK: Duration = Duration::from_secs(2);
 
-/// How often a waiter behind others looks at its cancel mark while it waits for the one
-/// ahead: `kill` takes it out of `fleetctl queue` at once, and this is how soon its process
-/// then exits. One `stat` a second per waiter, nothing more.
-pub const CANCEL_CHECK: Duration = Duration::from_secs(1);
+/// How often a waiter behind others looks at its cancel mark though its bell has not rung:
+/// a safety net only (`kill` rings the bell as it marks, but a `kill` in another network
+/// namespace cannot reach it).
+pub const CANCEL_CHECK: Duration = Duration::from_secs(10);
 
 /// A spawn's place in line: none until it first has to wait.
 pub struct Line<'a> {
@@ -41,6 +41,7 @@ pub struct Line<'a> {
     joined_at: Instant,
     ticket: Option<Ticket>,
     alarm: Option<Alarm>,
+    bell: Option<Bell>,
     reason: Reason,
 }
 
@@ -57,6 +58,7 @@ impl<'a> Line<'a> {
             joined_at: now,
             ticket: None,
             alarm: None,
+            bell: None,
             reason: Reason::Turn,
         }
     }
@@ -64,6 +66,8 @@ impl<'a> Line<'a> {
     /// Live waiters ahead of this spawn: all of them before it has joined.
     pub fn ahead(&self) -> Result<usize> {
         Ok(match &self.ticket {
+            // The head (what every admission check of a waiter is) needs no full listing.
+            Some(ticket) if ticket.directly_ahead()?.is_none() => 0,
             Some(ticket) => ticket.ahead()?,
             None => queue::line(&self.dir())?.len(),
         })
@@ -92,21 +96,26 @@ impl<'a> Line<'a> {
 
     /// Returns once this waiter is the head of the line, with its inotify watch made (so the
     /// admission check that follows, and every event after it, is not missed); until then it
-    /// waits for the waiter directly ahead to go, looking at its cancel mark every
-    /// [`CANCEL_CHECK`] and ending the wait at the deadline (exit 75). Nothing to do for a
-    /// spawn that has not joined.
+    /// sleeps on its bell, which rings when the waiter directly ahead goes and when `kill`
+    /// marks it, and ends the wait at the deadline (exit 75). Nothing to do for a spawn that
+    /// has not joined.
     pub fn wait_for_turn(&mut self) -> Result<()> {
         loop {
             let Some(ticket) = &self.ticket else { return Ok(()) };
             let Some(ahead) = ticket.directly_ahead()? else { break };
-            let mut gone = Gone::watch(&self.dir(), &ahead)?;
-            loop {
+            if self.bell.is_none() {
+                self.bell = Some(ticket.bell()?);
+            }
+            let mut gone = Gone::watch(&self.dir(), &ahead, ticket.path())?;
+            // Looked at once the bell is hung: a mark made before is seen here, one after rings.
+            self.check_cancelled()?;
+            while !gone.gone() {
                 let nap = match self.deadline {
                     Some(deadline) => CANCEL_CHECK.min(deadline.saturating_duration_since(Instant::now())),
                     None => CANCEL_CHECK,
                 };
-                if gone.wait(nap) {
-                    break;
+                if let Some(bell) = &self.bell {
+                    bell.sleep(nap);
                 }
                 self.check_cancelled()?;
                 if self.deadline.is_some_and(|d| d <= Instant::now()) {
@@ -116,6 +125,8 @@ impl<'a> Line<'a> {
                 }
             }
         }
+        // The head needs the fleet's events, not its bell.
+        self.bell = None;
         if self.alarm.is_none() {
             crate::failpoint::hit(crate::failpoint::QUEUE_HEAD);
             self.alarm = Some(Alarm::watch(&self.dir())?);

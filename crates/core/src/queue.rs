@@ -18,7 +18,7 @@
 mod ahead;
 mod card;
 
-pub use ahead::Gone;
+pub use ahead::{Bell, Gone};
 
 use crate::{Error, Result, admission::Ledger, id::AgentId, labels::Labels};
 use std::{
@@ -170,6 +170,16 @@ impl Ticket {
         Ok(None)
     }
 
+    /// Its bell, which [`Gone`] and [`cancel`] ring.
+    pub fn bell(&self) -> Result<Bell> {
+        Bell::hang(&self.file).map_err(|e| Error::io("bind the bell of", &self.path, e))
+    }
+
+    /// Its file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// When it joined.
     pub fn since(&self) -> SystemTime {
         self.since
@@ -258,6 +268,8 @@ pub fn cancel(dir: &Path, id: &AgentId, ledger: &Ledger) -> Result<Option<Cancel
     }
     let mark = cancel_path(dir, waiter.seq);
     std::fs::write(&mark, b"").map_err(|e| Error::io("write", &mark, e))?;
+    // The head sees the mark through inotify; one behind others sleeps on its bell.
+    ahead::ring(&ticket_path(dir, waiter.seq, &waiter.id));
     Ok(Some(Cancel::Withdrawn(waiter)))
 }
 
@@ -330,14 +342,16 @@ mod tests {
         assert_eq!(a.directly_ahead().expect("a"), None, "a is the head");
         let ahead_of_c = c.directly_ahead().expect("c").expect("b is ahead of c");
         assert_eq!((ahead_of_c.id.as_str(), &ahead_of_c.labels), ("b", &labels));
-        let mut gone = Gone::watch(&dir, &ahead_of_c).expect("watch");
-        assert!(!gone.wait(Duration::from_millis(50)), "b still waits");
+        let bell = c.bell().expect("bell");
+        let mut gone = Gone::watch(&dir, &ahead_of_c, c.path()).expect("watch");
+        assert!(!bell.sleep(Duration::from_millis(50)) && !gone.gone(), "b still waits");
         // The head leaving does not concern c.
         drop(a);
-        assert!(!gone.wait(Duration::from_millis(50)), "b still waits");
-        // b's lock goes with it, dead or alive: here its ticket is dropped.
+        assert!(!bell.sleep(Duration::from_millis(50)) && !gone.gone(), "b still waits");
+        // b's lock goes with it, dead or alive: here its ticket is dropped. c's bell rings.
         drop(b);
-        assert!(gone.wait(Duration::from_secs(30)), "b's going is seen");
+        assert!(bell.sleep(Duration::from_secs(30)), "b's going rings c's bell");
+        assert!(gone.gone());
         assert_eq!(c.directly_ahead().expect("c"), None, "c is the head now");
         // A dead waiter's ticket ahead (a lock nobody holds) is passed and removed.
         std::fs::write(dir.join("000000000000.dead"), "1 0 memory\n").expect("write");
@@ -372,6 +386,7 @@ mod tests {
         let dir = dir(tmp.path());
         let a = Ticket::join(&dir, &id("a"), Reason::Memory, &Labels::new()).expect("join");
         let b = Ticket::join(&dir, &id("b"), Reason::Memory, &Labels::new()).expect("join");
+        let b_bell = b.bell().expect("bell");
         let ledger = Ledger::lock(&tmp.path().join("admission")).expect("ledger");
         let seq = |c: Option<Cancel>| match c {
             Some(Cancel::Withdrawn(w)) => Some(w.seq),
@@ -380,6 +395,7 @@ mod tests {
         assert_eq!(seq(cancel(&dir, &id("b"), &ledger).expect("cancel")), Some(b.seq));
         assert_eq!(cancel(&dir, &id("zz"), &ledger).expect("cancel"), None);
         assert!(b.cancelled() && !a.cancelled());
+        assert!(b_bell.sleep(Duration::from_secs(30)), "the cancel rang b's bell");
         // Out of line at once, before its waiter has even woken.
         assert_eq!(line(&dir).expect("line").len(), 1);
         assert_eq!(cancel(&dir, &id("b"), &ledger).expect("cancel"), None);
