@@ -19,6 +19,10 @@ pub const SPAWN_AFTER_GO: &str = "spawn-after-go";
 /// takes its id and leaves the line.
 pub const QUEUE_ADMITTED: &str = "queue-admitted";
 
+/// `spawn --queue`, a waiter that has become the head of the line (or joined it as the
+/// head after a refusal), before it makes the inotify watch it then sleeps on.
+pub const QUEUE_HEAD: &str = "queue-head";
+
 /// `kill` (or relief), after the agent's supervisor has recorded the end and let go of the
 /// id, before the cgroup is removed.
 pub const KILL_AFTER_SUPERVISOR: &str = "kill-after-supervisor";

@@ -68,6 +68,39 @@ impl Drop for Started {
     }
 }
 
+/// A fleet capped at one agent (`max_agents = 1`, agents start at 1 MiB), that one agent,
+/// `holder`, running.
+pub(crate) fn full_at_one_agent(test: &str) -> Option<TestFleet> {
+    let f = TestFleet::new(test)?;
+    f.set_config("[thresholds]\nmax_agents = 1\n[agent]\nstart_reserve = \"1M\"\n");
+    f.run(&["spawn", "holder", "ws-001", "--", "sleep", "600"]).code(0);
+    Some(f)
+}
+
+/// Waits until process `pid` is stopped (a `NAME:stop` failpoint raised SIGSTOP).
+pub(crate) fn wait_stopped(pid: u32, what: &str) {
+    wait_until(
+        T,
+        || format!("{what}: it never stopped"),
+        || {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('T'))
+        },
+    );
+}
+
+/// Nobody waits, and nothing but the `wake` file is left in the queue dir.
+pub(crate) fn assert_line_left_nothing(f: &TestFleet) {
+    assert!(waiting(f).is_empty());
+    let left: Vec<_> = std::fs::read_dir(f.state.join("queue"))
+        .expect("queue dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "wake")
+        .collect();
+    assert!(left.is_empty(), "left in the queue dir: {left:?}");
+}
+
 /// A queued spawn in the background.
 pub(crate) fn queued(f: &TestFleet, id: &str, extra: &[&str]) -> Started {
     let mut args = vec!["spawn", id, "ws-001"];
@@ -108,7 +141,7 @@ fn watch_peak(f: &TestFleet, stop: &AtomicBool, peak: &AtomicU64) {
 
 /// The ids of the journal's events named `event` (with `outcome` when given), in the order
 /// they were written.
-fn journal_ids(f: &TestFleet, event: &str, outcome: Option<&str>) -> Vec<String> {
+pub(crate) fn journal_ids(f: &TestFleet, event: &str, outcome: Option<&str>) -> Vec<String> {
     std::fs::read_to_string(f.tmp.path().join("log/events.jsonl"))
         .expect("the journal")
         .lines()
@@ -181,13 +214,7 @@ fn forty_queued_spawns_all_run_in_arrival_order() {
         threshold as u64 >> 20
     );
     assert!(waiting(&f).is_empty());
-    let left: Vec<_> = std::fs::read_dir(f.state.join("queue"))
-        .expect("queue dir")
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "wake")
-        .collect();
-    assert!(left.is_empty(), "left in the queue dir: {left:?}");
+    assert_line_left_nothing(&f);
     drop(mount);
     f.finish();
 }
@@ -197,9 +224,7 @@ fn forty_queued_spawns_all_run_in_arrival_order() {
 /// the line, TIMEOUT ends a wait with 75, and the end of an agent lets the head in.
 #[test]
 fn waiters_that_die_or_are_killed_free_their_place_at_once() {
-    let Some(f) = TestFleet::new("queue-kill") else { return };
-    f.set_config("[thresholds]\nmax_agents = 1\n[agent]\nstart_reserve = \"1M\"\n");
-    f.run(&["spawn", "holder", "ws-001", "--", "sleep", "600"]).code(0);
+    let Some(f) = full_at_one_agent("queue-kill") else { return };
     let mut w1 = queued(&f, "w1", &["--queue"]);
     wait_until(T, || format!("{:?}", waiting(&f)), || waiting(&f).len() == 1);
     let w2 = queued(&f, "w2", &["--queue"]);

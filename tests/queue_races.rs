@@ -68,9 +68,7 @@ fn a_losing_duplicate_spawn_keeps_the_winners_reservation() {
 #[test]
 fn kill_of_a_waiter_as_it_is_admitted_stops_what_it_starts() {
     use std::io::BufRead;
-    let Some(f) = TestFleet::new("queue-kill-admitted") else { return };
-    f.set_config("[thresholds]\nmax_agents = 1\n[agent]\nstart_reserve = \"1M\"\n");
-    f.run(&["spawn", "holder", "ws-001", "--", "sleep", "600"]).code(0);
+    let Some(f) = crate::queue::full_at_one_agent("queue-kill-admitted") else { return };
     let mut w = in_background(
         f.cmd(&["spawn", "w", "ws-001", "--queue", "--", "sleep", "600"])
             .env("FLEETCTL_FAILPOINT", "queue-admitted:stop"),
@@ -78,14 +76,7 @@ fn kill_of_a_waiter_as_it_is_admitted_stops_what_it_starts() {
     wait_until(T, || format!("{:?}", waiting(&f)), || waiting(&f).len() == 1);
     f.run(&["kill", "holder"]).code(0);
     let w_pid = w.child().id();
-    wait_until(
-        T,
-        || "the waiter never stopped after its admission".into(),
-        || {
-            let stat = std::fs::read_to_string(format!("/proc/{w_pid}/stat")).unwrap_or_default();
-            stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('T'))
-        },
-    );
+    crate::queue::wait_stopped(w_pid, "the waiter after its admission");
     let mut kill = in_background(&mut f.cmd(&["kill", "w"]));
     // Its first line is its verdict on the waiter, given while the waiter is still stopped.
     let mut first = String::new();

@@ -27,6 +27,7 @@ mod permissions;
 mod pressure;
 mod queue;
 mod queue_races;
+mod queue_scale;
 mod quickstart;
 mod records;
 mod relief;

@@ -215,16 +215,10 @@ pub fn admit<'a>(
                 crate::systemd::scope::require(ctx)?;
             }
         }
-        // A waiter behind others sleeps again without the admission lock: only the head
-        // and newcomers take it.
-        if let Some(line) = line.as_deref_mut()
-            && line.joined()
-        {
-            let ahead = line.ahead()?;
-            if ahead > 0 {
-                line.wait(None, &Refused::Turn { ahead })?;
-                continue;
-            }
+        // A waiter behind others waits without the admission lock until it is the head:
+        // only the head and newcomers take it.
+        if let Some(line) = line.as_deref_mut() {
+            line.wait_for_turn()?;
         }
         let mut ledger = Ledger::lock(&ctx.dirs.admission_path())?;
         // Again under the lock, which `kill` takes to mark a waiter: a waiter marked before

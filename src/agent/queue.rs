@@ -1,5 +1,6 @@
 //! `spawn --queue`: a caller's place in the spawn line ([`fleet_core::queue`]) and its wait.
-//! It joins only when admission would refuse it (or others already wait), sleeps on the
+//! It joins only when admission would refuse it (or others already wait). Behind others it
+//! waits for the ticket directly ahead of it to go ([`Gone`]); at the head it sleeps on the
 //! queue dir's inotify watch, and looks again when woken, or after [`RECHECK`] at the latest.
 
 use crate::{
@@ -13,7 +14,8 @@ use fleet_core::{
     admission::Ledger,
     event::Event,
     id::AgentId,
-    queue::{self, Alarm, Reason, Ticket},
+    labels::Labels,
+    queue::{self, Alarm, Bell, Gone, Reason, Ticket},
     timefmt::human_duration,
 };
 use std::time::{Duration, Instant};
@@ -24,30 +26,39 @@ use std::time::{Duration, Instant};
 /// there is no event for falling use).
 pub const RECHECK: Duration = Duration::from_secs(2);
 
+/// How often a waiter behind others looks at its cancel mark though its bell has not rung:
+/// a safety net only (`kill` rings the bell as it marks, but a `kill` in another network
+/// namespace cannot reach it).
+pub const CANCEL_CHECK: Duration = Duration::from_secs(10);
+
 /// A spawn's place in line: none until it first has to wait.
 pub struct Line<'a> {
     ctx: &'a Ctx,
     id: AgentId,
+    labels: Labels,
     deadline: Option<Instant>,
     created: Instant,
     joined_at: Instant,
     ticket: Option<Ticket>,
     alarm: Option<Alarm>,
+    bell: Option<Bell>,
     reason: Reason,
 }
 
 impl<'a> Line<'a> {
-    /// A line for agent `id` that gives up after `timeout` (`off`: never).
-    pub fn new(ctx: &'a Ctx, id: &AgentId, timeout: Timeout) -> Line<'a> {
+    /// A line for agent `id` with `labels` that gives up after `timeout` (`off`: never).
+    pub fn new(ctx: &'a Ctx, id: &AgentId, labels: &Labels, timeout: Timeout) -> Line<'a> {
         let now = Instant::now();
         Line {
             ctx,
             id: id.clone(),
+            labels: labels.clone(),
             deadline: timeout.duration().map(|t| now + t),
             created: now,
             joined_at: now,
             ticket: None,
             alarm: None,
+            bell: None,
             reason: Reason::Turn,
         }
     }
@@ -55,6 +66,8 @@ impl<'a> Line<'a> {
     /// Live waiters ahead of this spawn: all of them before it has joined.
     pub fn ahead(&self) -> Result<usize> {
         Ok(match &self.ticket {
+            // The head (what every admission check of a waiter is) needs no full listing.
+            Some(ticket) if ticket.directly_ahead()?.is_none() => 0,
             Some(ticket) => ticket.ahead()?,
             None => queue::line(&self.dir())?.len(),
         })
@@ -81,17 +94,57 @@ impl<'a> Line<'a> {
         self.ticket.is_some()
     }
 
+    /// Returns once this waiter is the head of the line, with its inotify watch made (so the
+    /// admission check that follows, and every event after it, is not missed); until then it
+    /// sleeps on its bell, which rings when the waiter directly ahead goes and when `kill`
+    /// marks it, and ends the wait at the deadline (exit 75). Nothing to do for a spawn that
+    /// has not joined.
+    pub fn wait_for_turn(&mut self) -> Result<()> {
+        loop {
+            let Some(ticket) = &self.ticket else { return Ok(()) };
+            let Some(ahead) = ticket.directly_ahead()? else { break };
+            if self.bell.is_none() {
+                self.bell = Some(ticket.bell()?);
+            }
+            let mut gone = Gone::watch(&self.dir(), &ahead, ticket.path())?;
+            // Looked at once the bell is hung: a mark made before is seen here, one after rings.
+            self.check_cancelled()?;
+            while !gone.gone() {
+                let nap = match self.deadline {
+                    Some(deadline) => CANCEL_CHECK.min(deadline.saturating_duration_since(Instant::now())),
+                    None => CANCEL_CHECK,
+                };
+                if let Some(bell) = &self.bell {
+                    bell.sleep(nap);
+                }
+                self.check_cancelled()?;
+                if self.deadline.is_some_and(|d| d <= Instant::now()) {
+                    let refused = Refused::Turn { ahead: self.ahead()? };
+                    self.left("timeout");
+                    return Err(refused.error(self.ctx, &self.id, Some(self.created.elapsed())));
+                }
+            }
+        }
+        // The head needs the fleet's events, not its bell.
+        self.bell = None;
+        if self.alarm.is_none() {
+            crate::failpoint::hit(crate::failpoint::QUEUE_HEAD);
+            self.alarm = Some(Alarm::watch(&self.dir())?);
+        }
+        Ok(())
+    }
+
     /// Waits after `refused`: joins the line while `ledger` is still locked (which orders the
-    /// tickets; a spawn that has not joined yet always passes it), releases it, and sleeps
-    /// until woken, [`RECHECK`], or the deadline, which ends the wait with `refused`'s exit 75.
+    /// tickets; a spawn that has not joined yet always passes it) and releases it. At the
+    /// head with its watch made it sleeps until woken, [`RECHECK`], or the deadline, which
+    /// ends the wait with `refused`'s exit 75; otherwise it returns at once, for
+    /// [`Line::wait_for_turn`] and a fresh admission check.
     pub fn wait(&mut self, ledger: Option<Ledger>, refused: &Refused) -> Result<()> {
         let reason = refused.reason();
         match &self.ticket {
             None if ledger.is_none() => anyhow::bail!("{}: joining the line needs the admission lock", self.id),
             None => {
-                // Watching before joining: nothing that happens after the join is missed.
-                self.alarm = Some(Alarm::watch(&self.dir())?);
-                let ticket = Ticket::join(&self.dir(), &self.id, reason)?;
+                let ticket = Ticket::join(&self.dir(), &self.id, reason, &self.labels)?;
                 self.joined_at = Instant::now();
                 let ahead = ticket.ahead()?;
                 self.ticket = Some(ticket);
@@ -113,6 +166,8 @@ impl<'a> Line<'a> {
             }
             nap = nap.min(left);
         }
+        // Not yet watching (it has just joined): no sleep before the watch is made, or the
+        // end of an agent between the refusal and the watch would go unseen until RECHECK.
         if let Some(alarm) = &self.alarm {
             alarm.sleep(nap);
         }

@@ -51,7 +51,7 @@ pub fn start(ctx: &Ctx, args: SpawnArgs, replaces_run: bool) -> Result<Exit> {
         memory_reserve: args.memory_reserve,
         replaces_run,
     };
-    let mut line = args.queue.map(|timeout| Line::new(ctx, &plan.id, timeout));
+    let mut line = args.queue.map(|timeout| Line::new(ctx, &plan.id, &plan.labels, timeout));
     // Round again only for a queued spawn whose lease pool is exhausted: it waits in line.
     let (admitted, lock, stop_turn, mut undo, taken) = loop {
         let admitted = admission::admit(ctx, &plan.id, &plan.limits, rules, line.as_mut())?;

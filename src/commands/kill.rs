@@ -84,12 +84,17 @@ fn withdraw(ctx: &Ctx, dir: &Path, id: &AgentId) -> Result<Withdrawal> {
 pub fn run(ctx: &Ctx, args: KillArgs) -> Result<Exit> {
     // Waiters first: with `--all`, none of them may start in the room the kills make.
     let (withdrawn, admitted) = match (&args.selector, args.all) {
-        (Some(_), _) => (Vec::new(), Vec::new()),
+        (Some(selector), _) => withdraw_waiters(ctx, Some(&waiting_ids(ctx, selector)?))?,
         (None, true) => withdraw_waiters(ctx, None)?,
         (None, false) => withdraw_waiters(ctx, Some(&args.ids))?,
     };
     let ids: Vec<AgentId> = match (&args.selector, args.all) {
-        (Some(selector), _) => selected_ids(ctx, selector)?,
+        // Waiters that matched are done; those admitted as the kill came are stopped too.
+        (Some(selector), _) => {
+            let mut ids = selected_ids(ctx, selector, !withdrawn.is_empty() || !admitted.is_empty())?;
+            ids.extend(admitted.into_iter().filter(|id| !ids.contains(id)).collect::<Vec<_>>());
+            ids
+        }
         // One admitted as the kill came may have no record yet.
         (None, true) => {
             let mut ids = all_ids(ctx)?;
@@ -170,10 +175,17 @@ pub fn run(ctx: &Ctx, args: KillArgs) -> Result<Exit> {
     })
 }
 
-/// The agents `selector` matches whose runs have not ended; none matching at all is exit 5.
-fn selected_ids(ctx: &Ctx, selector: &fleet_core::labels::Selector) -> Result<Vec<AgentId>> {
+/// The waiting spawns whose labels `selector` matches.
+fn waiting_ids(ctx: &Ctx, selector: &fleet_core::labels::Selector) -> Result<Vec<AgentId>> {
+    let waiting = queue::line(&queue::dir(&ctx.dirs.state))?;
+    Ok(waiting.into_iter().filter(|w| selector.matches(&w.labels)).map(|w| w.id).collect())
+}
+
+/// The agents `selector` matches whose runs have not ended; none matching at all is exit 5,
+/// unless waiters matched (`waiters_matched`).
+fn selected_ids(ctx: &Ctx, selector: &fleet_core::labels::Selector, waiters_matched: bool) -> Result<Vec<AgentId>> {
     let matching = crate::agent::select::matching(ctx, selector)?;
-    if matching.is_empty() {
+    if matching.is_empty() && !waiters_matched {
         return Err(crate::agent::select::none_match(selector));
     }
     Ok(matching.into_iter().filter(|v| !v.state.is_terminal()).map(|v| v.record.id).collect())

@@ -30,6 +30,8 @@ pub struct WaiterRow {
     pub waited_seconds: f64,
     /// The waiting `spawn` process.
     pub pid: i32,
+    /// The labels of the agent it would spawn (`spawn --label`), which `kill -l` matches.
+    pub labels: fleet_core::labels::Labels,
 }
 
 impl QueueReport {
@@ -45,6 +47,7 @@ impl QueueReport {
                 since: fleet_core::timefmt::rfc3339(w.since),
                 waited_seconds: now.duration_since(w.since).unwrap_or_default().as_millis() as f64 / 1000.0,
                 pid: w.pid,
+                labels: w.labels.clone(),
             })
             .collect();
         QueueReport { schema: QUEUE_SCHEMA, waiting }
@@ -56,7 +59,7 @@ pub fn render_table(r: &QueueReport) -> String {
     if r.waiting.is_empty() {
         return "nobody waits in line\n".into();
     }
-    let mut t = super::table(&["POS", "ID", "WAITS FOR", "SINCE", "WAITED", "PID"]);
+    let mut t = super::table(&["POS", "ID", "WAITS FOR", "SINCE", "WAITED", "PID", "LABELS"]);
     for w in &r.waiting {
         let waited = Duration::from_millis((w.waited_seconds * 1000.0) as u64);
         t.add_row(vec![
@@ -66,6 +69,7 @@ pub fn render_table(r: &QueueReport) -> String {
             w.since.clone(),
             fleet_core::timefmt::human_duration(waited),
             w.pid.to_string(),
+            w.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
         ]);
     }
     format!("{t}\n")
@@ -86,6 +90,7 @@ mod tests {
             pid: 40 + seq as i32,
             since,
             reason,
+            labels: [("batch".to_string(), format!("b{seq}"))].into(),
         };
         let waiters = [waiter(3, "a1", Reason::Memory, at(0)), waiter(7, "b2", Reason::Turn, at(30))];
         let report = QueueReport::new(&waiters, at(90));
@@ -96,6 +101,8 @@ mod tests {
         assert_eq!((report.waiting[0].waited_seconds, report.waiting[1].waited_seconds), (90.0, 60.0));
         let text = render_table(&report);
         assert!(text.contains("a1") && text.contains("memory") && text.contains("1m 30s"), "{text}");
+        assert!(text.contains("batch=b7"), "{text}");
+        assert_eq!(serde_json::to_value(&report).expect("json")["waiting"][1]["labels"]["batch"], "b7");
         assert_eq!(render_table(&QueueReport::new(&[], at(0))), "nobody waits in line\n");
     }
 }

@@ -193,7 +193,7 @@ fn measure(env: &Env, fleet: &Fleet, options: &Options) -> Result<()> {
     let reaction_rows =
         if options.runs(Part::Reaction) { crate::bench_memory::reaction(env, fleet, trials)? } else { Vec::new() };
     // The queue's hand-off, also on a quiet fleet.
-    let queue_row = if options.runs(Part::Queue) { Some(crate::bench_queue::handoff(env, trials)?) } else { None };
+    let queue_rows = if options.runs(Part::Queue) { crate::bench_queue::handoff(env, trials)? } else { Vec::new() };
     // 5. The scale run: N agents up from 16 callers, resident memory, the observation
     //    figures, relief and kill over all of them, every record accounted for.
     if options.runs(Part::Scale) {
@@ -202,7 +202,7 @@ fn measure(env: &Env, fleet: &Fleet, options: &Options) -> Result<()> {
     println!("{}\n", machine_line(fleet));
     println!("| what | fleetctl | baseline | ratio |");
     println!("|---|---|---|---|");
-    for row in rows.iter().chain(&reaction_rows).chain(&queue_row) {
+    for row in rows.iter().chain(&reaction_rows).chain(&queue_rows) {
         println!("{row}");
     }
     Ok(())

@@ -7,18 +7,26 @@
 //! dropped its lock, readers skip it, and whoever sees it first removes it. The head of the
 //! line is the lowest live ticket.
 //!
-//! Waiters sleep on inotify on the queue dir, woken by what may let one of them in: a ticket
-//! closed for writing (a waiter that left or died: the kernel closes its descriptors), a
-//! ticket or cancel mark made or removed, and [`wake`], which whatever frees memory or a slot
-//! calls (a supervisor as it exits, a failed spawn giving back its admission).
+//! Only the head can be admitted (the line is first come first served), so only the head
+//! sleeps on inotify on the queue dir ([`Alarm`]), woken by what may let it in: [`wake`],
+//! which whatever frees memory or a slot calls (a supervisor as it exits, a failed spawn
+//! giving back its admission), and its own cancel mark. A waiter behind others waits only
+//! for the ticket directly ahead of it to go ([`Gone`]: a shared lock on that ticket), so an
+//! event wakes one waiter, not all of them, and a line of hundreds holds one inotify
+//! instance, not hundreds (`fs.inotify.max_user_instances` is 128 per user by default).
 
-use crate::{Error, Result, admission::Ledger, id::AgentId};
+mod ahead;
+mod card;
+
+pub use ahead::{Bell, Gone};
+
+use crate::{Error, Result, admission::Ledger, id::AgentId, labels::Labels};
 use std::{
     fs::{File, OpenOptions},
     io::Read,
     os::unix::fs::FileExt,
     path::{Path, PathBuf},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime},
 };
 
 /// What a waiter waits for.
@@ -63,6 +71,8 @@ pub struct Waiter {
     pub since: SystemTime,
     /// What it waits for, as it last found.
     pub reason: Reason,
+    /// The labels of the agent it would spawn (`spawn --label`), for `kill -l`.
+    pub labels: Labels,
 }
 
 /// The queue dir of the state dir `state`.
@@ -73,6 +83,11 @@ pub fn dir(state: &Path) -> PathBuf {
 /// The file [`wake`] touches.
 fn wake_path(dir: &Path) -> PathBuf {
     dir.join("wake")
+}
+
+/// The ticket file of waiter `seq` for agent `id`.
+fn ticket_path(dir: &Path, seq: u64, id: &AgentId) -> PathBuf {
+    dir.join(format!("{seq:012}.{id}"))
 }
 
 /// The mark `kill` leaves for the waiter with ticket `seq`.
@@ -100,9 +115,9 @@ pub struct Ticket {
 }
 
 impl Ticket {
-    /// Joins the line in `dir` for agent `id`. The caller holds the admission lock, which
-    /// makes the sequence number one more than every ticket before it.
-    pub fn join(dir: &Path, id: &AgentId, reason: Reason) -> Result<Ticket> {
+    /// Joins the line in `dir` for agent `id` with `labels`. The caller holds the admission
+    /// lock, which makes the sequence number one more than every ticket before it.
+    pub fn join(dir: &Path, id: &AgentId, reason: Reason, labels: &Labels) -> Result<Ticket> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
         let seq = tickets(dir)?.iter().map(|(seq, _, _)| *seq).max().unwrap_or(0) + 1;
         // Made and locked under a temporary name, then renamed into place: a reader never
@@ -119,18 +134,18 @@ impl Ticket {
         // A mark `kill` left for an earlier ticket of this number, which left before it saw
         // the mark, is not this waiter's (numbers restart once the line empties).
         let _ = std::fs::remove_file(cancel_path(dir, seq));
-        let path = dir.join(format!("{seq:012}.{id}"));
+        let path = ticket_path(dir, seq, id);
         let ticket = Ticket { file, path, dir: dir.to_path_buf(), seq, since: SystemTime::now() };
-        ticket.set_reason(reason)?;
+        let text = card::write(reason, std::process::id(), ticket.since, labels);
+        ticket.file.write_all_at(text.as_bytes(), 0).map_err(|e| Error::io("write", &temp, e))?;
         std::fs::rename(&temp, &ticket.path).map_err(|e| Error::io("rename", &temp, e))?;
         Ok(ticket)
     }
 
     /// Writes what it waits for now, in place (the lock is on this inode).
     pub fn set_reason(&self, reason: Reason) -> Result<()> {
-        let since = self.since.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
-        let text = format!("{} {since} {:<6}\n", std::process::id(), reason.name());
-        self.file.write_all_at(text.as_bytes(), 0).map_err(|e| Error::io("write", &self.path, e))
+        let field = card::reason_field(reason);
+        self.file.write_all_at(field.as_bytes(), card::REASON_AT).map_err(|e| Error::io("write", &self.path, e))
     }
 
     /// Whether `kill` has taken this waiter out of line.
@@ -141,6 +156,28 @@ impl Ticket {
     /// The live waiters ahead of this one (dead ones are removed on the way).
     pub fn ahead(&self) -> Result<usize> {
         Ok(line(&self.dir)?.iter().filter(|w| w.seq < self.seq).count())
+    }
+
+    /// The live waiter directly ahead of this one, found with one listing of the dir and a
+    /// look at tickets from this one backwards (dead ones are removed on the way); None: it
+    /// is the head of the line.
+    pub fn directly_ahead(&self) -> Result<Option<Waiter>> {
+        for (seq, id, path) in tickets(&self.dir)?.into_iter().rev().filter(|(seq, _, _)| *seq < self.seq) {
+            if let Some(waiter) = live(&self.dir, seq, id, &path)? {
+                return Ok(Some(waiter));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Its bell, which [`Gone`] and [`cancel`] ring.
+    pub fn bell(&self) -> Result<Bell> {
+        Bell::hang(&self.file).map_err(|e| Error::io("bind the bell of", &self.path, e))
+    }
+
+    /// Its file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// When it joined.
@@ -180,30 +217,33 @@ fn tickets(dir: &Path) -> Result<Vec<(u64, AgentId, PathBuf)>> {
 /// waiter's: it is removed (under its lock, so a live one is never taken for dead). One
 /// `kill` has marked is out of line already, while its waiter wakes and leaves.
 pub fn line(dir: &Path) -> Result<Vec<Waiter>> {
-    let mut live = Vec::new();
+    let mut waiting = Vec::new();
     for (seq, id, path) in tickets(dir)? {
-        let Ok(mut file) = File::open(&path) else { continue };
-        match file.try_lock() {
-            Ok(()) => {
-                let _ = std::fs::remove_file(&path);
-                let _ = std::fs::remove_file(cancel_path(dir, seq));
-                continue;
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {}
-            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("lock", &path, e)),
-        }
-        if cancel_path(dir, seq).exists() {
-            continue;
-        }
-        let mut text = String::new();
-        let _ = file.read_to_string(&mut text);
-        let mut fields = text.split_whitespace();
-        let pid = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-        let since = fields.next().and_then(|s| s.parse().ok()).map(Duration::from_millis).unwrap_or_default();
-        let reason = fields.next().and_then(Reason::parse).unwrap_or(Reason::Turn);
-        live.push(Waiter { seq, id, pid, since: UNIX_EPOCH + since, reason });
+        waiting.extend(live(dir, seq, id, &path)?);
     }
-    Ok(live)
+    Ok(waiting)
+}
+
+/// The waiter of ticket `seq` if it lives and is still in line; a dead one's ticket is
+/// removed (see [`line`]).
+fn live(dir: &Path, seq: u64, id: AgentId, path: &Path) -> Result<Option<Waiter>> {
+    let Ok(mut file) = File::open(path) else { return Ok(None) };
+    match file.try_lock() {
+        Ok(()) => {
+            let _ = std::fs::remove_file(path);
+            let _ = std::fs::remove_file(cancel_path(dir, seq));
+            return Ok(None);
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {}
+        Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("lock", path, e)),
+    }
+    if cancel_path(dir, seq).exists() {
+        return Ok(None);
+    }
+    let mut text = String::new();
+    let _ = file.read_to_string(&mut text);
+    let (pid, since, reason, labels) = card::read(&text);
+    Ok(Some(Waiter { seq, id, pid, since, reason, labels }))
 }
 
 /// What [`cancel`] found of a waiter.
@@ -228,6 +268,8 @@ pub fn cancel(dir: &Path, id: &AgentId, ledger: &Ledger) -> Result<Option<Cancel
     }
     let mark = cancel_path(dir, waiter.seq);
     std::fs::write(&mark, b"").map_err(|e| Error::io("write", &mark, e))?;
+    // The head sees the mark through inotify; one behind others sleeps on its bell.
+    ahead::ring(&ticket_path(dir, waiter.seq, &waiter.id));
     Ok(Some(Cancel::Withdrawn(waiter)))
 }
 
@@ -273,8 +315,8 @@ mod tests {
     fn tickets_line_up_in_arrival_order_and_leave_nothing() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = dir(tmp.path());
-        let a = Ticket::join(&dir, &id("a"), Reason::Memory).expect("join");
-        let b = Ticket::join(&dir, &id("b"), Reason::Turn).expect("join");
+        let a = Ticket::join(&dir, &id("a"), Reason::Memory, &Labels::new()).expect("join");
+        let b = Ticket::join(&dir, &id("b"), Reason::Turn, &Labels::new()).expect("join");
         assert!(a.seq < b.seq);
         let waiting = line(&dir).expect("line");
         assert_eq!(waiting.iter().map(|w| w.id.to_string()).collect::<Vec<_>>(), ["a", "b"]);
@@ -283,17 +325,47 @@ mod tests {
         drop(a);
         assert_eq!(b.ahead().expect("b"), 0);
         // A later ticket still comes after b.
-        let c = Ticket::join(&dir, &id("c"), Reason::Cap).expect("join");
+        let c = Ticket::join(&dir, &id("c"), Reason::Cap, &Labels::new()).expect("join");
         assert!(c.seq > b.seq);
         drop((b, c));
         assert_eq!(std::fs::read_dir(&dir).expect("dir").count(), 0);
     }
 
     #[test]
+    fn a_waiter_waits_for_the_ticket_directly_ahead_and_no_other() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = dir(tmp.path());
+        let labels: Labels = [("batch".to_string(), "7".to_string())].into();
+        let a = Ticket::join(&dir, &id("a"), Reason::Cap, &Labels::new()).expect("join");
+        let b = Ticket::join(&dir, &id("b"), Reason::Turn, &labels).expect("join");
+        let c = Ticket::join(&dir, &id("c"), Reason::Turn, &Labels::new()).expect("join");
+        assert_eq!(a.directly_ahead().expect("a"), None, "a is the head");
+        let ahead_of_c = c.directly_ahead().expect("c").expect("b is ahead of c");
+        assert_eq!((ahead_of_c.id.as_str(), &ahead_of_c.labels), ("b", &labels));
+        let bell = c.bell().expect("bell");
+        let mut gone = Gone::watch(&dir, &ahead_of_c, c.path()).expect("watch");
+        assert!(!bell.sleep(Duration::from_millis(50)) && !gone.gone(), "b still waits");
+        // The head leaving does not concern c.
+        drop(a);
+        assert!(!bell.sleep(Duration::from_millis(50)) && !gone.gone(), "b still waits");
+        // b's lock goes with it, dead or alive: here its ticket is dropped. c's bell rings.
+        drop(b);
+        assert!(bell.sleep(Duration::from_secs(30)), "b's going rings c's bell");
+        assert!(gone.gone());
+        assert_eq!(c.directly_ahead().expect("c"), None, "c is the head now");
+        // A dead waiter's ticket ahead (a lock nobody holds) is passed and removed.
+        std::fs::write(dir.join("000000000000.dead"), "1 0 memory\n").expect("write");
+        let d = Ticket::join(&dir, &id("d"), Reason::Turn, &Labels::new()).expect("join");
+        assert_eq!(d.directly_ahead().expect("d").map(|w| w.id), Some(id("c")));
+        assert_eq!(c.directly_ahead().expect("c"), None);
+        assert!(!dir.join("000000000000.dead").exists());
+    }
+
+    #[test]
     fn an_unlocked_ticket_is_a_dead_waiters_and_is_removed() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = dir(tmp.path());
-        let live = Ticket::join(&dir, &id("live"), Reason::Memory).expect("join");
+        let live = Ticket::join(&dir, &id("live"), Reason::Memory, &Labels::new()).expect("join");
         // A dead waiter's ticket: a file nobody holds a lock on.
         std::fs::write(dir.join("000000000000.dead"), "1 0 memory\n").expect("write");
         let waiting = line(&dir).expect("line");
@@ -312,8 +384,9 @@ mod tests {
     fn a_cancel_mark_reaches_its_waiter_only() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = dir(tmp.path());
-        let a = Ticket::join(&dir, &id("a"), Reason::Memory).expect("join");
-        let b = Ticket::join(&dir, &id("b"), Reason::Memory).expect("join");
+        let a = Ticket::join(&dir, &id("a"), Reason::Memory, &Labels::new()).expect("join");
+        let b = Ticket::join(&dir, &id("b"), Reason::Memory, &Labels::new()).expect("join");
+        let b_bell = b.bell().expect("bell");
         let ledger = Ledger::lock(&tmp.path().join("admission")).expect("ledger");
         let seq = |c: Option<Cancel>| match c {
             Some(Cancel::Withdrawn(w)) => Some(w.seq),
@@ -322,6 +395,7 @@ mod tests {
         assert_eq!(seq(cancel(&dir, &id("b"), &ledger).expect("cancel")), Some(b.seq));
         assert_eq!(cancel(&dir, &id("zz"), &ledger).expect("cancel"), None);
         assert!(b.cancelled() && !a.cancelled());
+        assert!(b_bell.sleep(Duration::from_secs(30)), "the cancel rang b's bell");
         // Out of line at once, before its waiter has even woken.
         assert_eq!(line(&dir).expect("line").len(), 1);
         assert_eq!(cancel(&dir, &id("b"), &ledger).expect("cancel"), None);
@@ -340,7 +414,7 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = dir(tmp.path());
         let mut ledger = Ledger::lock(&tmp.path().join("admission")).expect("ledger");
-        let a = Ticket::join(&dir, &id("a"), Reason::Memory).expect("join");
+        let a = Ticket::join(&dir, &id("a"), Reason::Memory, &Labels::new()).expect("join");
         let pid = std::process::id() as i32;
         let entry = crate::admission::Entry {
             at: Duration::ZERO,
@@ -357,7 +431,7 @@ mod tests {
         let seq = a.seq;
         drop(a);
         std::fs::write(cancel_path(&dir, seq), "").expect("write");
-        let b = Ticket::join(&dir, &id("b"), Reason::Memory).expect("join");
+        let b = Ticket::join(&dir, &id("b"), Reason::Memory, &Labels::new()).expect("join");
         assert_eq!(b.seq, seq);
         assert!(!b.cancelled());
     }
