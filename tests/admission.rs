@@ -1,6 +1,6 @@
 //! Admission under concurrency, and limits that mean nothing under the fleet's budget.
 
-use crate::util::{Run, TestFleet, Tmpfs};
+use crate::util::{Run, TestFleet, Tmpfs, wait_until};
 use std::{sync::Barrier, time::Duration};
 
 /// Generous: not a timed test, and the VM tier runs under TCG emulation.
@@ -248,5 +248,35 @@ fn an_older_fleetctls_ledger_lines_are_adopted_or_dropped() {
     );
     f.run(&["kill", "r1"]).code(0);
     f.run(&["spawn", "r2", "ws-001", "--memory-reserve", "150M", "--", "sleep", "600"]).code(0);
+    f.finish();
+}
+
+/// Far below the threshold, the sweep of lasting lines takes an owner listed in the fleet's
+/// `supervisors/` cgroup as alive without asking /proc (one read for all of them). Where the
+/// line can change the decision, near the threshold, its owner is checked exactly: a line
+/// that names a listed supervisor's pid with another start time (a reused pid) is kept by
+/// the first and dropped by the second.
+#[test]
+fn far_below_the_threshold_a_listed_owner_is_not_asked_of_proc() {
+    let Some(f) = reserving_fleet("reserve-listed") else { return };
+    let reserving = |id: &str, reserve: &str| {
+        f.run(&["spawn", id, "ws-001", "--memory-reserve", reserve, "--", "sleep", "600"]).code(0);
+    };
+    reserving("r1", "8M");
+    let supervisor = f.agent("r1")["supervisor_pid"].as_i64().expect("supervisor");
+    let procs = f.fleet.supervisors().unified.join("cgroup.procs");
+    let listed = || std::fs::read_to_string(&procs).unwrap_or_default().lines().any(|l| l == supervisor.to_string());
+    wait_until(T, || format!("supervisor {supervisor} never moved to {}", procs.display()), listed);
+    let path = f.state.join("admission.lock");
+    let mut ledger = std::fs::read_to_string(&path).expect("ledger");
+    ledger.push_str(&format!("1000 {} {supervisor}:1 ghost R\n", 150u64 << 20));
+    std::fs::write(&path, ledger).expect("a line of a reused pid");
+    // 8 + 150 + 8 MiB of reserves taken whole fit below 217.6 MiB: housekeeping only.
+    reserving("small", "8M");
+    assert_eq!(ledger_ids(&f), ["r1", "ghost", "small"]);
+    // 60 MiB more would not fit with the ghost's 150: now its owner is checked.
+    reserving("big", "60M");
+    assert_eq!(ledger_ids(&f), ["r1", "small", "big"]);
+    f.run(&["kill", "r1", "small", "big"]).code(0);
     f.finish();
 }
