@@ -1,6 +1,9 @@
 //! Admission under concurrency, and limits that mean nothing under the fleet's budget.
 
-use crate::util::{Run, TestFleet, Tmpfs, wait_until};
+use crate::{
+    queue::{in_background, waiting},
+    util::{Run, TestFleet, Tmpfs, wait_until},
+};
 use std::{sync::Barrier, time::Duration};
 
 /// Generous: not a timed test, and the VM tier runs under TCG emulation.
@@ -248,6 +251,49 @@ fn an_older_fleetctls_ledger_lines_are_adopted_or_dropped() {
     );
     f.run(&["kill", "r1"]).code(0);
     f.run(&["spawn", "r2", "ws-001", "--memory-reserve", "150M", "--", "sleep", "600"]).code(0);
+    f.finish();
+}
+
+/// Whether process `pid` is stopped (state `T`).
+fn is_stopped(pid: i64) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('T'))
+}
+
+/// A supervisor gives its agent's reservation up before it wakes the line at the end of the
+/// run: a spawn waiting for that memory is admitted by that wake, while the supervisor still
+/// lives (held there by a failpoint). The safety re-check is out of reach, so a wake that
+/// admits nobody ends in the waiter's `--queue` timeout, not in a start a re-check late.
+#[test]
+fn a_waiter_for_a_reservation_starts_on_the_wake_at_its_agents_end() {
+    let Some(f) = reserving_fleet("reserve-wake") else { return };
+    let reserving = ["--memory-reserve", "150M", "--", "sleep", "600"];
+    let first = f
+        .cmd(&[&["spawn", "r1", "ws-001"][..], &reserving].concat())
+        .env("FLEETCTL_FAILPOINT", "supervisor-end:stop")
+        .output()
+        .expect("spawn");
+    Run::from(first).code(0);
+    let supervisor = f.agent("r1")["supervisor_pid"].as_i64().expect("supervisor");
+    let waiter = in_background(
+        f.cmd(&[&["spawn", "r2", "ws-001", "--queue=60s"][..], &reserving].concat())
+            .env("FLEETCTL_QUEUE_RECHECK_SECS", "3600"),
+    );
+    wait_until(
+        T,
+        || format!("r2 never waited for memory: {:?}", waiting(&f)),
+        || waiting(&f).iter().any(|(_, id, reason)| id == "r2" && reason == "memory"),
+    );
+    let killer = in_background(&mut f.cmd(&["kill", "r1"]));
+    let admitted = waiter.output();
+    admitted.code(0);
+    assert_eq!(f.agent("r2")["state"], "running");
+    wait_until(T, || format!("r1's supervisor {supervisor} never reached supervisor-end"), || is_stopped(supervisor));
+    assert_eq!(ledger_ids(&f), ["r2"], "r1's line left while its supervisor lives");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(supervisor as i32), nix::sys::signal::Signal::SIGCONT)
+        .expect("continue r1's supervisor");
+    killer.output().code(0);
+    f.run(&["kill", "r2"]).code(0);
     f.finish();
 }
 
