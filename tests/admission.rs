@@ -297,6 +297,28 @@ fn a_waiter_for_a_reservation_starts_on_the_wake_at_its_agents_end() {
     f.finish();
 }
 
+/// The reservation passes to the supervisor before the agent may run: a spawn SIGKILLed
+/// right after its agent started leaves a reservation that keeps counting for as long as the
+/// agent lives.
+#[test]
+fn a_spawn_killed_after_its_agent_started_leaves_the_reservation_to_its_supervisor() {
+    let Some(f) = reserving_fleet("reserve-aftergo") else { return };
+    let reserving = ["--memory-reserve", "150M", "--", "sleep", "600"];
+    let died = Run::from(
+        f.cmd(&[&["spawn", "r1", "ws-001"][..], &reserving].concat())
+            .env("FLEETCTL_FAILPOINT", "spawn-after-go")
+            .output()
+            .expect("spawn"),
+    );
+    assert_eq!(died.code, -1, "spawn must have died of SIGKILL: {died:?}");
+    f.wait_state("r1", &["running"], T);
+    f.run(&[&["spawn", "r2", "ws-001"][..], &reserving].concat())
+        .code(75)
+        .one_error_line("expected of agents still starting or reserved, 150.0 MiB for this agent");
+    f.run(&["kill", "r1"]).code(0);
+    f.finish();
+}
+
 /// Far below the threshold, the sweep of lasting lines takes an owner listed in the fleet's
 /// `supervisors/` cgroup as alive without asking /proc (one read for all of them). Where the
 /// line can change the decision, near the threshold, its owner is checked exactly: a line
