@@ -182,6 +182,20 @@ fn reserving_fleet(test: &str) -> Option<TestFleet> {
     Some(f)
 }
 
+/// What the reservation tests' agents are spawned with after their id and workspace.
+const RESERVING: [&str; 5] = ["--memory-reserve", "150M", "--", "sleep", "600"];
+
+/// Spawns `id` reserving 150 MiB, with `failpoint` armed to SIGKILL the spawn there.
+fn spawn_killed_at(f: &TestFleet, id: &str, failpoint: &str) {
+    let died = Run::from(
+        f.cmd(&[&["spawn", id, "ws-001"][..], &RESERVING[..]].concat())
+            .env("FLEETCTL_FAILPOINT", failpoint)
+            .output()
+            .expect("spawn"),
+    );
+    assert_eq!(died.code, -1, "spawn must have died of SIGKILL at {failpoint}: {died:?}");
+}
+
 /// A `--memory-reserve` lasts as long as its agent's supervisor: once `kill` has ended the
 /// agent, the reservation is neither shown nor kept, even by an admission far below the
 /// threshold, and the next spawn that needs its room is admitted.
@@ -212,17 +226,10 @@ fn a_killed_agents_reservation_no_longer_counts_nor_shows() {
 #[test]
 fn a_spawn_killed_after_admission_leaves_no_reservation_that_counts() {
     let Some(f) = reserving_fleet("reserve-spawnkill") else { return };
-    let reserving = ["--memory-reserve", "150M", "--", "sleep", "600"];
-    let died = Run::from(
-        f.cmd(&[&["spawn", "half", "ws-001"][..], &reserving].concat())
-            .env("FLEETCTL_FAILPOINT", "spawn-after-cgroup")
-            .output()
-            .expect("spawn"),
-    );
-    assert_eq!(died.code, -1, "spawn must have died of SIGKILL: {died:?}");
+    spawn_killed_at(&f, "half", "spawn-after-cgroup");
     assert!(f.cgroup("half").exists(), "it died with its cgroup made");
     assert_eq!(ledger_ids(&f), ["half"], "its line is on file");
-    f.run(&[&["spawn", "next", "ws-001"][..], &reserving].concat()).code(0);
+    f.run(&[&["spawn", "next", "ws-001"][..], &RESERVING[..]].concat()).code(0);
     assert_eq!(ledger_ids(&f), ["next"]);
     f.run(&["kill", "half", "next"]).code(0);
     f.finish();
@@ -267,16 +274,15 @@ fn is_stopped(pid: i64) -> bool {
 #[test]
 fn a_waiter_for_a_reservation_starts_on_the_wake_at_its_agents_end() {
     let Some(f) = reserving_fleet("reserve-wake") else { return };
-    let reserving = ["--memory-reserve", "150M", "--", "sleep", "600"];
     let first = f
-        .cmd(&[&["spawn", "r1", "ws-001"][..], &reserving].concat())
+        .cmd(&[&["spawn", "r1", "ws-001"][..], &RESERVING[..]].concat())
         .env("FLEETCTL_FAILPOINT", "supervisor-end:stop")
         .output()
         .expect("spawn");
     Run::from(first).code(0);
     let supervisor = f.agent("r1")["supervisor_pid"].as_i64().expect("supervisor");
     let waiter = in_background(
-        f.cmd(&[&["spawn", "r2", "ws-001", "--queue=60s"][..], &reserving].concat())
+        f.cmd(&[&["spawn", "r2", "ws-001", "--queue=60s"][..], &RESERVING[..]].concat())
             .env("FLEETCTL_QUEUE_RECHECK_SECS", "3600"),
     );
     wait_until(
@@ -303,16 +309,9 @@ fn a_waiter_for_a_reservation_starts_on_the_wake_at_its_agents_end() {
 #[test]
 fn a_spawn_killed_after_its_agent_started_leaves_the_reservation_to_its_supervisor() {
     let Some(f) = reserving_fleet("reserve-aftergo") else { return };
-    let reserving = ["--memory-reserve", "150M", "--", "sleep", "600"];
-    let died = Run::from(
-        f.cmd(&[&["spawn", "r1", "ws-001"][..], &reserving].concat())
-            .env("FLEETCTL_FAILPOINT", "spawn-after-go")
-            .output()
-            .expect("spawn"),
-    );
-    assert_eq!(died.code, -1, "spawn must have died of SIGKILL: {died:?}");
+    spawn_killed_at(&f, "r1", "spawn-after-go");
     f.wait_state("r1", &["running"], T);
-    f.run(&[&["spawn", "r2", "ws-001"][..], &reserving].concat())
+    f.run(&[&["spawn", "r2", "ws-001"][..], &RESERVING[..]].concat())
         .code(75)
         .one_error_line("expected of agents still starting or reserved, 150.0 MiB for this agent");
     f.run(&["kill", "r1"]).code(0);
