@@ -91,8 +91,8 @@ fn become_supervisor(
             // The agent's lock and leases go with the supervisor: then a queued spawn may
             // have room, under the agent cap or in a pool, and is woken to look.
             drop(sup);
-            // So are its reservations (a line it owns counts for as long as it lives): out
-            // of the ledger first, so the spawn woken next decides without them.
+            // Its ledger lines too, before the wake: a line it owns counts for as long as it
+            // lives, and the spawn woken next must decide without them.
             if let Some(me) = fleet_core::procs::ProcessRef::of(&proc_root, std::process::id() as i32) {
                 let _ = fleet_core::admission::Ledger::release(&ledger_path, me);
             }
