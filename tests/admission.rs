@@ -1,6 +1,9 @@
 //! Admission under concurrency, and limits that mean nothing under the fleet's budget.
 
-use crate::util::{Run, TestFleet, Tmpfs};
+use crate::{
+    queue::{in_background, waiting},
+    util::{Run, TestFleet, Tmpfs, wait_until},
+};
 use std::{sync::Barrier, time::Duration};
 
 /// Generous: not a timed test, and the VM tier runs under TCG emulation.
@@ -179,6 +182,20 @@ fn reserving_fleet(test: &str) -> Option<TestFleet> {
     Some(f)
 }
 
+/// What the reservation tests' agents are spawned with after their id and workspace.
+const RESERVING: [&str; 5] = ["--memory-reserve", "150M", "--", "sleep", "600"];
+
+/// Spawns `id` reserving 150 MiB, with `failpoint` armed to SIGKILL the spawn there.
+fn spawn_killed_at(f: &TestFleet, id: &str, failpoint: &str) {
+    let died = Run::from(
+        f.cmd(&[&["spawn", id, "ws-001"][..], &RESERVING[..]].concat())
+            .env("FLEETCTL_FAILPOINT", failpoint)
+            .output()
+            .expect("spawn"),
+    );
+    assert_eq!(died.code, -1, "spawn must have died of SIGKILL at {failpoint}: {died:?}");
+}
+
 /// A `--memory-reserve` lasts as long as its agent's supervisor: once `kill` has ended the
 /// agent, the reservation is neither shown nor kept, even by an admission far below the
 /// threshold, and the next spawn that needs its room is admitted.
@@ -209,17 +226,10 @@ fn a_killed_agents_reservation_no_longer_counts_nor_shows() {
 #[test]
 fn a_spawn_killed_after_admission_leaves_no_reservation_that_counts() {
     let Some(f) = reserving_fleet("reserve-spawnkill") else { return };
-    let reserving = ["--memory-reserve", "150M", "--", "sleep", "600"];
-    let died = Run::from(
-        f.cmd(&[&["spawn", "half", "ws-001"][..], &reserving].concat())
-            .env("FLEETCTL_FAILPOINT", "spawn-after-cgroup")
-            .output()
-            .expect("spawn"),
-    );
-    assert_eq!(died.code, -1, "spawn must have died of SIGKILL: {died:?}");
+    spawn_killed_at(&f, "half", "spawn-after-cgroup");
     assert!(f.cgroup("half").exists(), "it died with its cgroup made");
     assert_eq!(ledger_ids(&f), ["half"], "its line is on file");
-    f.run(&[&["spawn", "next", "ws-001"][..], &reserving].concat()).code(0);
+    f.run(&[&["spawn", "next", "ws-001"][..], &RESERVING[..]].concat()).code(0);
     assert_eq!(ledger_ids(&f), ["next"]);
     f.run(&["kill", "half", "next"]).code(0);
     f.finish();
@@ -248,5 +258,92 @@ fn an_older_fleetctls_ledger_lines_are_adopted_or_dropped() {
     );
     f.run(&["kill", "r1"]).code(0);
     f.run(&["spawn", "r2", "ws-001", "--memory-reserve", "150M", "--", "sleep", "600"]).code(0);
+    f.finish();
+}
+
+/// Whether process `pid` is stopped (state `T`).
+fn is_stopped(pid: i64) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('T'))
+}
+
+/// A supervisor gives its agent's reservation up before it wakes the line at the end of the
+/// run: a spawn waiting for that memory is admitted by that wake, while the supervisor still
+/// lives (held there by a failpoint). The safety re-check is out of reach, so a wake that
+/// admits nobody ends in the waiter's `--queue` timeout, not in a start a re-check late.
+#[test]
+fn a_waiter_for_a_reservation_starts_on_the_wake_at_its_agents_end() {
+    let Some(f) = reserving_fleet("reserve-wake") else { return };
+    let first = f
+        .cmd(&[&["spawn", "r1", "ws-001"][..], &RESERVING[..]].concat())
+        .env("FLEETCTL_FAILPOINT", "supervisor-end:stop")
+        .output()
+        .expect("spawn");
+    Run::from(first).code(0);
+    let supervisor = f.agent("r1")["supervisor_pid"].as_i64().expect("supervisor");
+    let waiter = in_background(
+        f.cmd(&[&["spawn", "r2", "ws-001", "--queue=60s"][..], &RESERVING[..]].concat())
+            .env("FLEETCTL_QUEUE_RECHECK_SECS", "3600"),
+    );
+    wait_until(
+        T,
+        || format!("r2 never waited for memory: {:?}", waiting(&f)),
+        || waiting(&f).iter().any(|(_, id, reason)| id == "r2" && reason == "memory"),
+    );
+    let killer = in_background(&mut f.cmd(&["kill", "r1"]));
+    let admitted = waiter.output();
+    admitted.code(0);
+    assert_eq!(f.agent("r2")["state"], "running");
+    wait_until(T, || format!("r1's supervisor {supervisor} never reached supervisor-end"), || is_stopped(supervisor));
+    assert_eq!(ledger_ids(&f), ["r2"], "r1's line left while its supervisor lives");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(supervisor as i32), nix::sys::signal::Signal::SIGCONT)
+        .expect("continue r1's supervisor");
+    killer.output().code(0);
+    f.run(&["kill", "r2"]).code(0);
+    f.finish();
+}
+
+/// The reservation passes to the supervisor before the agent may run: a spawn SIGKILLed
+/// right after its agent started leaves a reservation that keeps counting for as long as the
+/// agent lives.
+#[test]
+fn a_spawn_killed_after_its_agent_started_leaves_the_reservation_to_its_supervisor() {
+    let Some(f) = reserving_fleet("reserve-aftergo") else { return };
+    spawn_killed_at(&f, "r1", "spawn-after-go");
+    f.wait_state("r1", &["running"], T);
+    f.run(&[&["spawn", "r2", "ws-001"][..], &RESERVING[..]].concat())
+        .code(75)
+        .one_error_line("expected of agents still starting or reserved, 150.0 MiB for this agent");
+    f.run(&["kill", "r1"]).code(0);
+    f.finish();
+}
+
+/// Far below the threshold, the sweep of lasting lines takes an owner listed in the fleet's
+/// `supervisors/` cgroup as alive without asking /proc (one read for all of them). Where the
+/// line can change the decision, near the threshold, its owner is checked exactly: a line
+/// that names a listed supervisor's pid with another start time (a reused pid) is kept by
+/// the first and dropped by the second.
+#[test]
+fn far_below_the_threshold_a_listed_owner_is_not_asked_of_proc() {
+    let Some(f) = reserving_fleet("reserve-listed") else { return };
+    let reserving = |id: &str, reserve: &str| {
+        f.run(&["spawn", id, "ws-001", "--memory-reserve", reserve, "--", "sleep", "600"]).code(0);
+    };
+    reserving("r1", "8M");
+    let supervisor = f.agent("r1")["supervisor_pid"].as_i64().expect("supervisor");
+    let procs = f.fleet.supervisors().unified.join("cgroup.procs");
+    let listed = || std::fs::read_to_string(&procs).unwrap_or_default().lines().any(|l| l == supervisor.to_string());
+    wait_until(T, || format!("supervisor {supervisor} never moved to {}", procs.display()), listed);
+    let path = f.state.join("admission.lock");
+    let mut ledger = std::fs::read_to_string(&path).expect("ledger");
+    ledger.push_str(&format!("1000 {} {supervisor}:1 ghost R\n", 150u64 << 20));
+    std::fs::write(&path, ledger).expect("a line of a reused pid");
+    // 8 + 150 + 8 MiB of reserves taken whole fit below 217.6 MiB: housekeeping only.
+    reserving("small", "8M");
+    assert_eq!(ledger_ids(&f), ["r1", "ghost", "small"]);
+    // 60 MiB more would not fit with the ghost's 150: now its owner is checked.
+    reserving("big", "60M");
+    assert_eq!(ledger_ids(&f), ["r1", "small", "big"]);
+    f.run(&["kill", "r1", "small", "big"]).code(0);
     f.finish();
 }

@@ -14,6 +14,7 @@ use fleet_core::{
     cgroup::Limits,
     event::{Event, Refusal},
     id::AgentId,
+    liveness::Listed,
     meminfo::{Budget, percent_1dp},
     procs::ProcessRef,
     queue::{self, Reason},
@@ -263,9 +264,18 @@ fn decide(
     let before = ledger.entries.len();
     ledger.entries.retain(|e| e.lasting || admission::young(e.at, now, START_WINDOW));
     // A lasting line outlives its spawn, and may outlive its agent by hours: every admission
-    // drops those whose owner is gone, far below the threshold too. A start line leaves
-    // within 10 s; its owner is looked at only where the line can change the decision.
-    let mut changed = drop_gone(ctx, ledger, |e| e.lasting);
+    // drops those whose owner is gone, far below the threshold too. There it is housekeeping
+    // only, so it costs one read of the fleet's `supervisors/` cgroup, not one of /proc per
+    // line: a line whose owner pid is listed there is taken as alive (its supervisor, almost
+    // always), only the others are asked of /proc. A start line leaves within 10 s anyway.
+    // Where a line can change the decision (the agent cap, near the threshold), its owner is
+    // checked exactly.
+    let listed = match ledger.entries.iter().any(|e| e.lasting) {
+        true => Listed::read(&ctx.fleet.supervisors()),
+        false => Listed::default(),
+    };
+    let vouched = |e: &Entry| e.owner().is_some() && listed.lists(e.pid);
+    let mut changed = drop_gone(ctx, ledger, |e| e.lasting && !vouched(e));
     changed |= ledger.entries.len() != before;
     if let Some(max) = rules.max_agents {
         let agents = count_agents(ctx, ledger, id, &mut changed)?;
@@ -284,9 +294,10 @@ fn decide(
     let mut starting: u64 = ledger.entries.iter().map(|e| e.reserve).sum();
     if !fits(starting) {
         // Only near the threshold is it worth a few reads per starting or reserving agent:
-        // whether its owner lives (a reused pid is not its owner), and what it already uses,
-        // which is in the measured use, so only the rest of its reserve is added.
-        changed |= drop_gone(ctx, ledger, |e| !e.lasting);
+        // whether its owner lives (a reused pid is not its owner; those not vouched for were
+        // asked above), and what it already uses, which is in the measured use, so only the
+        // rest of its reserve is added.
+        changed |= drop_gone(ctx, ledger, |e| !e.lasting || vouched(e));
         let outstanding: Vec<Option<u64>> = ledger.entries.iter().map(|e| outstanding(ctx, e)).collect();
         let mut kept = outstanding.iter();
         ledger.entries.retain(|_| kept.next().is_some_and(Option::is_some));
@@ -355,8 +366,9 @@ fn count_agents(ctx: &Ctx, ledger: &mut Ledger, id: &AgentId, changed: &mut bool
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashSet::new(),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", ctx.dirs.agents_dir().display())),
     };
-    // A line of an agent not counted yet counts while its owner lives.
-    *changed |= drop_gone(ctx, ledger, |e| !e.lasting && !agents.contains(&e.id));
+    // A line of an agent not counted yet counts while its owner lives: checked exactly,
+    // lasting or starting (the lines of agents whose lock is held, most of them, need not be).
+    *changed |= drop_gone(ctx, ledger, |e| !agents.contains(&e.id));
     agents.extend(ledger.entries.iter().map(|e| e.id.clone()));
     agents.remove(id);
     Ok(agents.len())

@@ -157,7 +157,7 @@ impl<'a> Line<'a> {
         }
         self.reason = reason;
         drop(ledger);
-        let mut nap = RECHECK;
+        let mut nap = crate::failpoint::queue_recheck(RECHECK);
         if let Some(deadline) = self.deadline {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {

@@ -60,6 +60,9 @@ fn become_supervisor(
     // supervisor along. It overlaps spawn's own work; elsewhere it waits for the housekeeping.
     let joined_early = plan.join_early && plan.supervisors.attach_unified(0).is_ok();
     let queue_dir = fleet_core::queue::dir(&plan.state_dir);
+    let ledger_path =
+        fleet_core::paths::Dirs { state: plan.state_dir.clone(), log: plan.log_dir.clone() }.admission_path();
+    let proc_root = plan.proc_root.clone();
     let prepared = lifecycle::Supervisor::prepare(plan, record, lock, leases, joined_early);
     // The cgroup exists, and `spawn` is writing its limits: open what the start needs of it.
     if !handoff::wait_for(&mut channel, handoff::CGROUP_MADE) {
@@ -88,7 +91,13 @@ fn become_supervisor(
             // The agent's lock and leases go with the supervisor: then a queued spawn may
             // have room, under the agent cap or in a pool, and is woken to look.
             drop(sup);
+            // Its ledger lines too, before the wake: a line it owns counts for as long as it
+            // lives, and the spawn woken next must decide without them.
+            if let Some(me) = fleet_core::procs::ProcessRef::of(&proc_root, std::process::id() as i32) {
+                let _ = fleet_core::admission::Ledger::release(&ledger_path, me);
+            }
             fleet_core::queue::wake(&queue_dir);
+            crate::failpoint::hit(crate::failpoint::SUPERVISOR_END);
             0
         }
         // `spawn` saw the error and cleans up what it made.

@@ -133,6 +133,19 @@ impl Ledger {
         changed
     }
 
+    /// Takes out of the ledger at `path` every line `owner` owns, under its lock: a
+    /// supervisor whose agent's run is over gives its reservations up before it wakes the
+    /// spawns in line, which would otherwise still count them for as long as it lives.
+    pub fn release(path: &Path, owner: ProcessRef) -> Result<()> {
+        let mut ledger = Ledger::lock(path)?;
+        let before = ledger.entries.len();
+        ledger.entries.retain(|e| e.owner() != Some(owner));
+        match ledger.entries.len() == before {
+            true => Ok(()),
+            false => ledger.save(),
+        }
+    }
+
     /// Writes the entries back; the lock stays held until the ledger is dropped.
     pub fn save(&mut self) -> Result<()> {
         let text: String = self.entries.iter().map(Entry::line).collect();
@@ -251,6 +264,28 @@ mod tests {
         ledger.entries = entries;
         assert!(ledger.drop_gone(proc_root, |e| e.id.as_str() != "orphan", adopt));
         assert_eq!(ids(&ledger), ["live", "adopted", "orphan"], "only the entries checked");
+    }
+
+    #[test]
+    fn an_owner_releases_its_own_lines_only() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let path = tmp.path().join("admission.lock");
+        let owner = ProcessRef { pid: 42, start_ticks: 7 };
+        let mut ledger = Ledger::lock(&path).expect("lock");
+        ledger.entries = vec![
+            entry(1, "mine"),
+            Entry { lasting: true, ..entry(2, "mine-too") },
+            // Its pid, another start time: another process.
+            Entry { start_ticks: Some(8), ..entry(3, "reused") },
+            Entry { start_ticks: None, ..entry(4, "old") },
+            Entry { pid: 43, ..entry(5, "other") },
+        ];
+        ledger.save().expect("save");
+        drop(ledger);
+        Ledger::release(&path, owner).expect("release");
+        let ids: Vec<String> = Ledger::lock(&path).expect("lock").entries.iter().map(|e| e.id.to_string()).collect();
+        assert_eq!(ids, ["reused", "old", "other"]);
+        Ledger::release(&path, owner).expect("nothing left to release is no error");
     }
 
     #[test]

@@ -39,6 +39,13 @@ impl Listed {
         Listed { pids: text.lines().filter_map(|l| l.trim().parse().ok()).collect() }
     }
 
+    /// Whether `pid` was listed: for a caller that only tidies up, a hint that the process
+    /// lives (almost always the supervisor it is taken for; see the module's opener), not
+    /// proof.
+    pub fn lists(&self, pid: i32) -> bool {
+        self.pids.contains(&pid)
+    }
+
     /// The supervisors among `supervisors` this read vouches for: listed, and their pid named
     /// by no other record, as supervisor or as agent (`agents`: every record's main process).
     pub fn vouch(
@@ -95,6 +102,7 @@ mod tests {
         let listed = Listed::parse("41\n42\n\nnot-a-pid\n 43 \n");
         assert_eq!(listed.pids, HashSet::from([41, 42, 43]));
         assert!(Listed::parse("").pids.is_empty());
+        assert!(listed.lists(42) && !listed.lists(44));
     }
 
     #[test]
