@@ -206,6 +206,14 @@ fn a_supervisor_listed_in_its_cgroup_is_alive_only_if_it_is_that_process() {
     let path = f.state.join("agents/reused/state.json");
     let mut record: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("record")).expect("json");
     record["supervisor"]["pid"] = sups[2].into();
+    // A pid's earlier owner started before its new one. Supervisors spawned a few ms apart
+    // can share a start time in clock ticks, which no real reuse of a pid can.
+    let taker_record = std::fs::read_to_string(f.state.join("agents/taker/state.json")).expect("taker's record");
+    let taker_start = serde_json::from_str::<Value>(&taker_record).expect("json")["supervisor"]["start_ticks"]
+        .as_u64()
+        .expect("taker's supervisor start");
+    let own_start = record["supervisor"]["start_ticks"].as_u64().expect("start");
+    record["supervisor"]["start_ticks"] = own_start.min(taker_start - 1).into();
     let tmp = path.with_extension("edit");
     std::fs::write(&tmp, serde_json::to_vec_pretty(&record).expect("json")).expect("write");
     std::fs::rename(&tmp, &path).expect("replace the record");
