@@ -28,8 +28,10 @@ pub fn up(env: &Env, fleet: &Fleet, agents: usize) -> Result<String> {
                     if i >= agents {
                         break;
                     }
+                    // As agents run in production, as an unprivileged user: one running as
+                    // root could rewrite its own limits, so `status` reads those from the kernel.
                     let ok = env
-                        .fleetctl(&["spawn", &format!("a{i:03}"), "ws", "--", "sleep", "1000"])
+                        .fleetctl(&["spawn", &format!("a{i:03}"), "ws", "--user", "65534", "--", "sleep", "1000"])
                         .status()
                         .is_ok_and(|s| s.success());
                     if !ok {

@@ -87,11 +87,12 @@ impl AgentSample {
 pub struct Recorded {
     /// Its run has started: CPU time is read only then.
     pub started: bool,
-    /// The limits spawn wrote into its cgroup, for an agent whose record was read: nothing
-    /// in fleetctl changes them afterwards (a restart writes the same ones again), so they
-    /// are shown as the kernel keeps them ([`Limit::as_kernel_keeps`]) instead of read back,
-    /// a file fewer per agent. `None` (an agent seen through its cgroup): read from the
-    /// kernel.
+    /// The limits spawn wrote into its cgroup, for an agent whose record was read and that
+    /// cannot write its cgroup's files: nothing in fleetctl changes them afterwards (a
+    /// restart writes the same ones again), so they are shown as the kernel keeps them
+    /// ([`Limit::as_kernel_keeps`]) instead of read back, a file fewer per agent. `None` (an
+    /// agent seen through its cgroup, or one running as root or as the fleet's owner): read
+    /// from the kernel.
     pub limits: Option<Limits>,
 }
 
@@ -155,11 +156,21 @@ pub fn agents(ctx: &Ctx, views: Vec<AgentView>, detail: Detail) -> Vec<AgentSamp
         }
         let recorded = Recorded {
             started: v.record.started_at.is_some(),
-            limits: v.record_error.is_none().then_some(v.record.limits),
+            limits: (v.record_error.is_none() && cannot_rewrite_its_limits(v.record.user.as_deref()))
+                .then_some(v.record.limits),
         };
         read_under(&ctx.fleet.agent(&v.record.id), parent.as_ref(), detail, recorded)
     });
     views.into_iter().zip(cgroups).map(|(view, cgroup)| AgentSample { view, cgroup }).collect()
+}
+
+/// Whether an agent running as `user` (its record's `uid:gid`) cannot write its own cgroup's
+/// limit files: it is neither root nor the user who owns the fleet's cgroups (on a delegated
+/// fleet run by a user, that user: the files of cgroups it made are its own). For the others,
+/// and where the record does not say, the limits are read from the kernel.
+fn cannot_rewrite_its_limits(user: Option<&str>) -> bool {
+    let uid = user.and_then(|u| u.split(':').next()).and_then(|u| u.parse::<u32>().ok());
+    uid.is_some_and(|uid| uid != 0 && uid != nix::unistd::geteuid().as_raw())
 }
 
 /// Every agent whose run has not ended, with a readable record or not: the ones `memory`,

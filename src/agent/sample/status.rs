@@ -223,7 +223,7 @@ fn agent_status(ctx: &Ctx, sample: AgentSample, now: SystemTime) -> AgentStatus 
             .map(|d| d.as_secs()),
         memory_current_bytes: c.current,
         // The limit as the kernel keeps it while the cgroup is there; the record's otherwise.
-        memory_max_bytes: max.or(r.limits.memory_max.bytes()),
+        memory_max_bytes: max.or(r.limits.memory_max.as_kernel_keeps().bytes()),
         // What admission counts: a reservation ends with its run's supervisor.
         memory_reserve_bytes: r.memory_reserve.filter(|_| live && !unsupervised),
         // The cgroup's while it is there; after the run, the peak its supervisor recorded.

@@ -323,3 +323,14 @@ fn the_watchers_refresh_reads_usage_and_the_shown_limits_then_only_held_files() 
     assert_eq!((again[0].id.as_str(), again[0].current), ("a0", 9 << 20));
     assert_eq!(sampler.growth()["a0"], 8 << 20, "growth is tracked from the refreshes");
 }
+
+#[test]
+fn limits_come_from_the_record_only_for_agents_that_cannot_rewrite_them() {
+    let me = nix::unistd::geteuid().as_raw();
+    let other = if me == 65534 { 65533 } else { 65534 };
+    assert!(super::cannot_rewrite_its_limits(Some(&format!("{other}:{other}"))), "another, unprivileged user");
+    assert!(!super::cannot_rewrite_its_limits(Some("0:0")), "root can write any cgroup file");
+    assert!(!super::cannot_rewrite_its_limits(Some(&format!("{me}:{me}"))), "the owner of the fleet's cgroups");
+    assert!(!super::cannot_rewrite_its_limits(None), "unknown: read the kernel");
+    assert!(!super::cannot_rewrite_its_limits(Some("nobody")), "not a uid: read the kernel");
+}
