@@ -73,6 +73,8 @@ pub struct Waiter {
     pub reason: Reason,
     /// The labels of the agent it would spawn (`spawn --label`), for `kill -l`.
     pub labels: Labels,
+    /// The name of its bell, which `kill` rings; None: it has none.
+    pub bell: Option<String>,
 }
 
 /// The queue dir of the state dir `state`.
@@ -106,6 +108,8 @@ pub fn wake(dir: &Path) {
 /// A waiter's own ticket: its place in line for as long as it lives.
 #[derive(Debug)]
 pub struct Ticket {
+    /// Its bell until its waiter takes it ([`Ticket::take_bell`]).
+    bell: Option<Bell>,
     file: File,
     path: PathBuf,
     dir: PathBuf,
@@ -135,8 +139,12 @@ impl Ticket {
         // the mark, is not this waiter's (numbers restart once the line empties).
         let _ = std::fs::remove_file(cancel_path(dir, seq));
         let path = ticket_path(dir, seq, id);
-        let ticket = Ticket { file, path, dir: dir.to_path_buf(), seq, since: SystemTime::now() };
-        let text = card::write(reason, std::process::id(), ticket.since, labels);
+        // Bound before its name is written, so nobody can take the name first. Without one
+        // (a bind that failed) the waiter still waits; `kill` reaches it at its next check.
+        let bell = Bell::hang().ok();
+        let name = bell.as_ref().map(|b| b.name().to_string());
+        let ticket = Ticket { bell, file, path, dir: dir.to_path_buf(), seq, since: SystemTime::now() };
+        let text = card::write(reason, std::process::id(), ticket.since, name.as_deref(), labels);
         ticket.file.write_all_at(text.as_bytes(), 0).map_err(|e| Error::io("write", &temp, e))?;
         std::fs::rename(&temp, &ticket.path).map_err(|e| Error::io("rename", &temp, e))?;
         Ok(ticket)
@@ -170,9 +178,10 @@ impl Ticket {
         Ok(None)
     }
 
-    /// Its bell, which [`Gone`] and [`cancel`] ring.
-    pub fn bell(&self) -> Result<Bell> {
-        Bell::hang(&self.file).map_err(|e| Error::io("bind the bell of", &self.path, e))
+    /// Its bell, which [`Gone`] and [`cancel`] ring, for its waiter to keep; None when it
+    /// has none or it was taken already.
+    pub fn take_bell(&mut self) -> Option<Bell> {
+        self.bell.take()
     }
 
     /// Its file.
@@ -243,7 +252,7 @@ fn live(dir: &Path, seq: u64, id: AgentId, path: &Path) -> Result<Option<Waiter>
     let mut text = String::new();
     let _ = file.read_to_string(&mut text);
     let (pid, since, reason, labels) = card::read(&text);
-    Ok(Some(Waiter { seq, id, pid, since, reason, labels }))
+    Ok(Some(Waiter { seq, id, pid, since, reason, labels, bell: card::bell(&text) }))
 }
 
 /// What [`cancel`] found of a waiter.
@@ -269,7 +278,9 @@ pub fn cancel(dir: &Path, id: &AgentId, ledger: &Ledger) -> Result<Option<Cancel
     let mark = cancel_path(dir, waiter.seq);
     std::fs::write(&mark, b"").map_err(|e| Error::io("write", &mark, e))?;
     // The head sees the mark through inotify; one behind others sleeps on its bell.
-    ahead::ring(&ticket_path(dir, waiter.seq, &waiter.id));
+    if let Some(bell) = &waiter.bell {
+        ahead::ring(bell);
+    }
     Ok(Some(Cancel::Withdrawn(waiter)))
 }
 
@@ -338,12 +349,12 @@ mod tests {
         let labels: Labels = [("batch".to_string(), "7".to_string())].into();
         let a = Ticket::join(&dir, &id("a"), Reason::Cap, &Labels::new()).expect("join");
         let b = Ticket::join(&dir, &id("b"), Reason::Turn, &labels).expect("join");
-        let c = Ticket::join(&dir, &id("c"), Reason::Turn, &Labels::new()).expect("join");
+        let mut c = Ticket::join(&dir, &id("c"), Reason::Turn, &Labels::new()).expect("join");
         assert_eq!(a.directly_ahead().expect("a"), None, "a is the head");
         let ahead_of_c = c.directly_ahead().expect("c").expect("b is ahead of c");
         assert_eq!((ahead_of_c.id.as_str(), &ahead_of_c.labels), ("b", &labels));
-        let bell = c.bell().expect("bell");
-        let mut gone = Gone::watch(&dir, &ahead_of_c, c.path()).expect("watch");
+        let bell = c.take_bell().expect("bell");
+        let mut gone = Gone::watch(&dir, &ahead_of_c, Some(bell.name())).expect("watch");
         assert!(!bell.sleep(Duration::from_millis(50)) && !gone.gone(), "b still waits");
         // The head leaving does not concern c.
         drop(a);
@@ -385,8 +396,8 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = dir(tmp.path());
         let a = Ticket::join(&dir, &id("a"), Reason::Memory, &Labels::new()).expect("join");
-        let b = Ticket::join(&dir, &id("b"), Reason::Memory, &Labels::new()).expect("join");
-        let b_bell = b.bell().expect("bell");
+        let mut b = Ticket::join(&dir, &id("b"), Reason::Memory, &Labels::new()).expect("join");
+        let b_bell = b.take_bell().expect("bell");
         let ledger = Ledger::lock(&tmp.path().join("admission")).expect("ledger");
         let seq = |c: Option<Cancel>| match c {
             Some(Cancel::Withdrawn(w)) => Some(w.seq),
@@ -407,6 +418,41 @@ mod tests {
             std::fs::read_dir(&dir).expect("dir").filter(|e| e.as_ref().is_ok_and(|e| e.file_name() != "wake")).count(),
             0
         );
+    }
+
+    #[test]
+    fn a_bell_is_bound_under_a_random_name_before_its_ticket_shows_it() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = dir(tmp.path());
+        let a = Ticket::join(&dir, &id("a"), Reason::Memory, &Labels::new()).expect("join");
+        let b = Ticket::join(&dir, &id("b"), Reason::Memory, &Labels::new()).expect("join");
+        let names: Vec<String> = line(&dir).expect("line").into_iter().map(|w| w.bell.expect("a bell")).collect();
+        assert_ne!(names[0], names[1]);
+        // Not derived from the ticket: reading /proc/locks (dev and inode) does not give it.
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(a.path()).expect("metadata");
+        assert!(!names[0].contains(&format!("{}-{}", meta.dev(), meta.ino())), "{}", names[0]);
+        // Bound already when the ticket names it: nobody can take it first.
+        for name in &names {
+            let taken = Bell::hang_named(name.clone()).expect_err("the name is bound");
+            assert_eq!(taken.kind(), std::io::ErrorKind::AddrInUse);
+        }
+        drop((a, b));
+    }
+
+    #[test]
+    fn a_waiter_without_a_bell_still_learns_that_the_ticket_ahead_went() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = dir(tmp.path());
+        let a = Ticket::join(&dir, &id("a"), Reason::Memory, &Labels::new()).expect("join");
+        let b = Ticket::join(&dir, &id("b"), Reason::Turn, &Labels::new()).expect("join");
+        let ahead = b.directly_ahead().expect("b").expect("a is ahead");
+        let mut gone = Gone::watch(&dir, &ahead, None).expect("watch");
+        assert!(!gone.wait(Duration::from_millis(50)), "a still waits");
+        drop(a);
+        assert!(gone.wait(Duration::from_secs(30)), "a's going ends the wait");
+        assert!(gone.gone(), "and stays seen");
+        drop(b);
     }
 
     #[test]
