@@ -111,7 +111,8 @@ fn kill_by_label_of_a_waiter_admitted_after_its_listing_stops_it() {
             .env("FLEETCTL_FAILPOINT", "queue-left:stop"),
     );
     wait_until(T, || format!("{:?}", waiting(&f)), || waiting(&f).len() == 1);
-    let mut kill = in_background(f.cmd(&["kill", "-l", "team=x"]).env("FLEETCTL_FAILPOINT", "kill-listed-waiters:stop"));
+    let mut kill =
+        in_background(f.cmd(&["kill", "-l", "team=x"]).env("FLEETCTL_FAILPOINT", "kill-listed-waiters:stop"));
     let kill_pid = kill.child().id();
     crate::queue::wait_stopped(kill_pid, "the kill after listing the waiters");
     f.run(&["kill", "holder"]).code(0);

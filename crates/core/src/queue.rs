@@ -8,9 +8,10 @@
 //! line is the lowest live ticket.
 //!
 //! Only the head can be admitted (the line is first come first served), so only the head
-//! sleeps on inotify on the queue dir ([`Alarm`]), woken by what may let it in: [`wake`],
-//! which whatever frees memory or a slot calls (a supervisor as it exits, a failed spawn
-//! giving back its admission), and its own cancel mark. A waiter behind others waits only
+//! sleeps on inotify on the queue dir ([`Alarm`]), for [`wake`], which whatever frees memory
+//! or a slot calls (a supervisor as it exits, a failed spawn giving back its admission), and
+//! its own cancel mark. Its watch is not filtered: every ticket joining or leaving anywhere
+//! in the line wakes it too, for one more admission check. A waiter behind others waits only
 //! for the ticket directly ahead of it to go ([`Gone`]: a shared lock on that ticket), so an
 //! event wakes one waiter, not all of them, and a line of hundreds holds one inotify
 //! instance, not hundreds (`fs.inotify.max_user_instances` is 128 per user by default).

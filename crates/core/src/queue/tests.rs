@@ -146,14 +146,8 @@ fn an_admitted_waiter_is_not_cancelled_and_a_stale_mark_is_not_inherited() {
     let mut ledger = Ledger::lock(&tmp.path().join("admission")).expect("ledger");
     let a = Ticket::join(&dir, &id("a"), Reason::Memory, &Labels::new()).expect("join");
     let pid = std::process::id() as i32;
-    let entry = crate::admission::Entry {
-        at: Duration::ZERO,
-        reserve: 0,
-        pid,
-        start_ticks: None,
-        id: id("a"),
-        lasting: false,
-    };
+    let entry =
+        crate::admission::Entry { at: Duration::ZERO, reserve: 0, pid, start_ticks: None, id: id("a"), lasting: false };
     ledger.entries.push(entry);
     assert!(matches!(cancel(&dir, &id("a"), &ledger).expect("cancel"), Some(Cancel::Admitted(_))));
     assert!(!a.cancelled());
