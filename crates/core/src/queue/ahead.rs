@@ -50,7 +50,7 @@ impl Bell {
         Ok(Bell { socket, name })
     }
 
-    /// Its name, as its ticket gives it to [`ring`].
+    /// Its name, which its ticket gives for `kill` to ring.
     pub fn name(&self) -> &str {
         &self.name
     }
