@@ -151,7 +151,8 @@ fn an_agent_ending_before_the_heads_watch_is_not_missed() {
     let mut w = in_background(
         f.cmd(&["spawn", "w", "ws-001", "--queue=60s", "--", "sleep", "600"])
             .env("FLEETCTL_FAILPOINT", "queue-head:stop")
-            // Out of reach: a missed wake ends in the 60 s timeout, not a start a re-check late.
+            // Out of reach, so no re-check 2 s later hides a missed wake: the waiter would
+            // then sleep out its whole 60 s bound before its last look.
             .env("FLEETCTL_QUEUE_RECHECK_SECS", "3600"),
     );
     let pid = w.child().id();
