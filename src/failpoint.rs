@@ -23,6 +23,14 @@ pub const SUPERVISOR_END: &str = "supervisor-end";
 /// takes its id and leaves the line.
 pub const QUEUE_ADMITTED: &str = "queue-admitted";
 
+/// `spawn --queue`, once an admitted waiter has left the line and before it writes its
+/// agent's record.
+pub const QUEUE_LEFT: &str = "queue-left";
+
+/// `kill`, once it knows the waiters it will take out of line (`-l`, `--all`: listed) and
+/// before it takes them out.
+pub const KILL_LISTED_WAITERS: &str = "kill-listed-waiters";
+
 /// `spawn --queue`, a waiter that has become the head of the line (or joined it as the
 /// head after a refusal), before it makes the inotify watch it then sleeps on.
 pub const QUEUE_HEAD: &str = "queue-head";

@@ -67,7 +67,6 @@ fn a_losing_duplicate_spawn_keeps_the_winners_reservation() {
 /// to start; it says the waiter was admitted, lets it start and stops it.
 #[test]
 fn kill_of_a_waiter_as_it_is_admitted_stops_what_it_starts() {
-    use std::io::BufRead;
     let Some(f) = crate::queue::full_at_one_agent("queue-kill-admitted") else { return };
     let mut w = in_background(
         f.cmd(&["spawn", "w", "ws-001", "--queue", "--", "sleep", "600"])
@@ -75,25 +74,56 @@ fn kill_of_a_waiter_as_it_is_admitted_stops_what_it_starts() {
     );
     wait_until(T, || format!("{:?}", waiting(&f)), || waiting(&f).len() == 1);
     f.run(&["kill", "holder"]).code(0);
-    let w_pid = w.child().id();
-    crate::queue::wait_stopped(w_pid, "the waiter after its admission");
-    let mut kill = in_background(&mut f.cmd(&["kill", "w"]));
-    // Its first line is its verdict on the waiter, given while the waiter is still stopped.
+    crate::queue::wait_stopped(w.child().id(), "the waiter after its admission");
+    let kill = in_background(&mut f.cmd(&["kill", "w"]));
+    admitted_then_stopped(&f, kill, w);
+    assert!(waiting(&f).is_empty());
+    f.finish();
+}
+
+/// Reads `kill`'s first line, its verdict on the waiter `w`, while `w` is still stopped (a
+/// failpoint), then continues `w`: the kill said it found `w` admitted, `w`'s spawn started
+/// its agent, and the kill stopped it.
+fn admitted_then_stopped(f: &TestFleet, mut kill: crate::queue::Started, mut w: crate::queue::Started) {
+    use std::io::BufRead;
     let mut first = String::new();
     let stdout = kill.child().stdout.take().expect("stdout");
     let mut stdout = std::io::BufReader::new(stdout);
     stdout.read_line(&mut first).expect("read kill's first line");
     use nix::sys::signal::{Signal, kill as signal};
-    signal(nix::unistd::Pid::from_raw(w_pid as i32), Signal::SIGCONT).expect("continue the waiter");
+    signal(nix::unistd::Pid::from_raw(w.child().id() as i32), Signal::SIGCONT).expect("continue the waiter");
     let spawned = w.output();
     let killed = kill.output();
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stdout, &mut rest).expect("read kill's output");
-    killed.code(0);
     assert!(first.starts_with("w: admitted from the line"), "{first}{rest}{killed:?}");
+    killed.code(0);
     assert!(rest.contains("w: stopped"), "{first}{rest}{killed:?}");
     spawned.code(0);
     assert_eq!(f.agent("w")["state"], "killed", "{spawned:?}");
-    assert!(waiting(&f).is_empty());
+}
+
+/// `kill -l` lists a matching waiter, which is admitted and leaves the line (stopped there,
+/// failpoint `queue-left`, before its record with its labels exists) before the kill takes
+/// it out (stopped after its listing, failpoint `kill-listed-waiters`): the kill finds it
+/// admitted by its line in the ledger and stops what it starts, rather than missing it.
+#[test]
+fn kill_by_label_of_a_waiter_admitted_after_its_listing_stops_it() {
+    let Some(f) = crate::queue::full_at_one_agent("queue-kill-listed") else { return };
+    let mut w = in_background(
+        f.cmd(&["spawn", "w", "ws-001", "--queue", "--label", "team=x", "--", "sleep", "600"])
+            .env("FLEETCTL_FAILPOINT", "queue-left:stop"),
+    );
+    wait_until(T, || format!("{:?}", waiting(&f)), || waiting(&f).len() == 1);
+    let mut kill =
+        in_background(f.cmd(&["kill", "-l", "team=x"]).env("FLEETCTL_FAILPOINT", "kill-listed-waiters:stop"));
+    let kill_pid = kill.child().id();
+    crate::queue::wait_stopped(kill_pid, "the kill after listing the waiters");
+    f.run(&["kill", "holder"]).code(0);
+    crate::queue::wait_stopped(w.child().id(), "the waiter after leaving the line");
+    assert!(waiting(&f).is_empty(), "w has left the line");
+    use nix::sys::signal::{Signal, kill as signal};
+    signal(nix::unistd::Pid::from_raw(kill_pid as i32), Signal::SIGCONT).expect("continue the kill");
+    admitted_then_stopped(&f, kill, w);
     f.finish();
 }

@@ -149,8 +149,11 @@ fn kill_by_selector_withdraws_exactly_the_matching_waiters() {
 fn an_agent_ending_before_the_heads_watch_is_not_missed() {
     let Some(f) = full_at_one_agent("queue-lost-wake") else { return };
     let mut w = in_background(
-        f.cmd(&["spawn", "w", "ws-001", "--queue=10m", "--", "sleep", "600"])
-            .env("FLEETCTL_FAILPOINT", "queue-head:stop"),
+        f.cmd(&["spawn", "w", "ws-001", "--queue=60s", "--", "sleep", "600"])
+            .env("FLEETCTL_FAILPOINT", "queue-head:stop")
+            // Out of reach, so no re-check 2 s later hides a missed wake: the waiter would
+            // then sleep out its whole 60 s bound before its last look.
+            .env("FLEETCTL_QUEUE_RECHECK_SECS", "3600"),
     );
     let pid = w.child().id();
     wait_stopped(pid, "the waiter before its watch");

@@ -101,12 +101,12 @@ impl<'a> Line<'a> {
     /// has not joined.
     pub fn wait_for_turn(&mut self) -> Result<()> {
         loop {
-            let Some(ticket) = &self.ticket else { return Ok(()) };
+            let Some(ticket) = &mut self.ticket else { return Ok(()) };
             let Some(ahead) = ticket.directly_ahead()? else { break };
             if self.bell.is_none() {
-                self.bell = Some(ticket.bell()?);
+                self.bell = ticket.take_bell();
             }
-            let mut gone = Gone::watch(&self.dir(), &ahead, ticket.path())?;
+            let mut gone = Gone::watch(&self.dir(), &ahead, self.bell.as_ref().map(Bell::name))?;
             // Looked at once the bell is hung: a mark made before is seen here, one after rings.
             self.check_cancelled()?;
             while !gone.gone() {
@@ -114,8 +114,14 @@ impl<'a> Line<'a> {
                     Some(deadline) => CANCEL_CHECK.min(deadline.saturating_duration_since(Instant::now())),
                     None => CANCEL_CHECK,
                 };
-                if let Some(bell) = &self.bell {
-                    bell.sleep(nap);
+                match &self.bell {
+                    Some(bell) => {
+                        bell.sleep(nap);
+                    }
+                    // No bell (its bind failed): woken by the ticket ahead going, or the nap.
+                    None => {
+                        gone.wait(nap);
+                    }
                 }
                 self.check_cancelled()?;
                 if self.deadline.is_some_and(|d| d <= Instant::now()) {
@@ -189,6 +195,8 @@ impl<'a> Line<'a> {
 
     /// Journals leaving, once, and gives up the ticket.
     fn left(&mut self, outcome: &str) {
+        // Its bell goes with its place in line, not with the process.
+        self.bell = None;
         if let Some(ticket) = self.ticket.take() {
             let waited = self.joined_at.elapsed().as_millis() as u64;
             let event = Event::QueueLeft { outcome: outcome.into(), waited_ms: waited };

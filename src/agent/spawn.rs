@@ -84,6 +84,7 @@ pub fn start(ctx: &Ctx, args: SpawnArgs, replaces_run: bool) -> Result<Exit> {
     };
     if let Some(line) = line {
         line.admitted();
+        crate::failpoint::hit(crate::failpoint::QUEUE_LEFT);
         // Checked before it waited; the fleet's scope may have been stopped since.
         crate::systemd::scope::require(ctx)?;
     }

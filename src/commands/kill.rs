@@ -17,16 +17,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Takes the waiting spawns (`spawn --queue`) of `ids` (None: every one) out of line, each
 /// with a line saying so; returns their ids, and those of waiters admitted as the kill came,
-/// which are let start and then stopped as any agent.
-fn withdraw_waiters(ctx: &Ctx, ids: Option<&[AgentId]>) -> Result<(Vec<AgentId>, Vec<AgentId>)> {
+/// which are let start and then stopped as any agent. `seen_waiting`: `ids` were listed in
+/// line just before (`kill -l`), so one no longer there but in the admission ledger was
+/// admitted meanwhile.
+fn withdraw_waiters(ctx: &Ctx, ids: Option<&[AgentId]>, seen_waiting: bool) -> Result<(Vec<AgentId>, Vec<AgentId>)> {
     let dir = queue::dir(&ctx.dirs.state);
-    let wanted: Vec<AgentId> = match ids {
-        Some(ids) => ids.to_vec(),
-        None => queue::line(&dir)?.into_iter().map(|w| w.id).collect(),
+    let (wanted, seen_waiting): (Vec<AgentId>, bool) = match ids {
+        Some(ids) => (ids.to_vec(), seen_waiting),
+        None => (queue::line(&dir)?.into_iter().map(|w| w.id).collect(), true),
     };
+    crate::failpoint::hit(crate::failpoint::KILL_LISTED_WAITERS);
     let (mut withdrawn, mut admitted) = (Vec::new(), Vec::new());
     for id in wanted {
-        match withdraw(ctx, &dir, &id)? {
+        match withdraw(ctx, &dir, &id, seen_waiting)? {
             Withdrawal::Admitted => admitted.push(id),
             Withdrawal::NotWaiting => {}
             Withdrawal::Withdrawn(waiter) => {
@@ -55,13 +58,20 @@ enum Withdrawal {
 /// Takes `id`'s waiter out of line under the admission lock. An admitted one keeps its ticket until it has its id (whose
 /// stopping turn it holds until the agent runs, which is what `stop_agent` then waits for),
 /// or gives its admission back and waits again: this waits for either.
-fn withdraw(ctx: &Ctx, dir: &Path, id: &AgentId) -> Result<Withdrawal> {
+fn withdraw(ctx: &Ctx, dir: &Path, id: &AgentId, seen_waiting: bool) -> Result<Withdrawal> {
     let mut alarm: Option<queue::Alarm> = None;
     loop {
         let ledger = Ledger::lock(&ctx.dirs.admission_path())?;
         match queue::cancel(dir, id, &ledger)? {
             Some(queue::Cancel::Withdrawn(waiter)) => return Ok(Withdrawal::Withdrawn(waiter)),
             None if alarm.is_some() => return Ok(Withdrawal::Admitted),
+            // Left the line since it was seen waiting, admitted: its spawn's line in the
+            // ledger stays until its agent's run ends, but its record (and the labels `-l`
+            // matches) may not be written yet. Stopped as any agent once it has started.
+            None if seen_waiting && ledger.entries.iter().any(|e| &e.id == id) => {
+                outln!("{id}: admitted from the line as the kill came; stopping it once it has started")?;
+                return Ok(Withdrawal::Admitted);
+            }
             None => return Ok(Withdrawal::NotWaiting),
             Some(queue::Cancel::Admitted(_)) => {
                 drop(ledger);
@@ -84,9 +94,9 @@ fn withdraw(ctx: &Ctx, dir: &Path, id: &AgentId) -> Result<Withdrawal> {
 pub fn run(ctx: &Ctx, args: KillArgs) -> Result<Exit> {
     // Waiters first: with `--all`, none of them may start in the room the kills make.
     let (withdrawn, admitted) = match (&args.selector, args.all) {
-        (Some(selector), _) => withdraw_waiters(ctx, Some(&waiting_ids(ctx, selector)?))?,
-        (None, true) => withdraw_waiters(ctx, None)?,
-        (None, false) => withdraw_waiters(ctx, Some(&args.ids))?,
+        (Some(selector), _) => withdraw_waiters(ctx, Some(&waiting_ids(ctx, selector)?), true)?,
+        (None, true) => withdraw_waiters(ctx, None, true)?,
+        (None, false) => withdraw_waiters(ctx, Some(&args.ids), false)?,
     };
     let ids: Vec<AgentId> = match (&args.selector, args.all) {
         // Waiters that matched are done; those admitted as the kill came are stopped too.

@@ -91,6 +91,7 @@ mod tests {
             since,
             reason,
             labels: [("batch".to_string(), format!("b{seq}"))].into(),
+            bell: None,
         };
         let waiters = [waiter(3, "a1", Reason::Memory, at(0)), waiter(7, "b2", Reason::Turn, at(30))];
         let report = QueueReport::new(&waiters, at(90));

@@ -8,9 +8,10 @@
 //! line is the lowest live ticket.
 //!
 //! Only the head can be admitted (the line is first come first served), so only the head
-//! sleeps on inotify on the queue dir ([`Alarm`]), woken by what may let it in: [`wake`],
-//! which whatever frees memory or a slot calls (a supervisor as it exits, a failed spawn
-//! giving back its admission), and its own cancel mark. A waiter behind others waits only
+//! sleeps on inotify on the queue dir ([`Alarm`]), for [`wake`], which whatever frees memory
+//! or a slot calls (a supervisor as it exits, a failed spawn giving back its admission), and
+//! its own cancel mark. Its watch is not filtered: every ticket joining or leaving anywhere
+//! in the line wakes it too, for one more admission check. A waiter behind others waits only
 //! for the ticket directly ahead of it to go ([`Gone`]: a shared lock on that ticket), so an
 //! event wakes one waiter, not all of them, and a line of hundreds holds one inotify
 //! instance, not hundreds (`fs.inotify.max_user_instances` is 128 per user by default).
@@ -73,6 +74,8 @@ pub struct Waiter {
     pub reason: Reason,
     /// The labels of the agent it would spawn (`spawn --label`), for `kill -l`.
     pub labels: Labels,
+    /// The name of its bell, which `kill` rings; None: it has none.
+    pub bell: Option<String>,
 }
 
 /// The queue dir of the state dir `state`.
@@ -106,6 +109,8 @@ pub fn wake(dir: &Path) {
 /// A waiter's own ticket: its place in line for as long as it lives.
 #[derive(Debug)]
 pub struct Ticket {
+    /// Its bell until its waiter takes it ([`Ticket::take_bell`]).
+    bell: Option<Bell>,
     file: File,
     path: PathBuf,
     dir: PathBuf,
@@ -135,8 +140,12 @@ impl Ticket {
         // the mark, is not this waiter's (numbers restart once the line empties).
         let _ = std::fs::remove_file(cancel_path(dir, seq));
         let path = ticket_path(dir, seq, id);
-        let ticket = Ticket { file, path, dir: dir.to_path_buf(), seq, since: SystemTime::now() };
-        let text = card::write(reason, std::process::id(), ticket.since, labels);
+        // Bound before its name is written, so nobody can take the name first. Without one
+        // (a bind that failed) the waiter still waits; `kill` reaches it at its next check.
+        let bell = Bell::hang().ok();
+        let name = bell.as_ref().map(|b| b.name().to_string());
+        let ticket = Ticket { bell, file, path, dir: dir.to_path_buf(), seq, since: SystemTime::now() };
+        let text = card::write(reason, std::process::id(), ticket.since, name.as_deref(), labels);
         ticket.file.write_all_at(text.as_bytes(), 0).map_err(|e| Error::io("write", &temp, e))?;
         std::fs::rename(&temp, &ticket.path).map_err(|e| Error::io("rename", &temp, e))?;
         Ok(ticket)
@@ -170,9 +179,10 @@ impl Ticket {
         Ok(None)
     }
 
-    /// Its bell, which [`Gone`] and [`cancel`] ring.
-    pub fn bell(&self) -> Result<Bell> {
-        Bell::hang(&self.file).map_err(|e| Error::io("bind the bell of", &self.path, e))
+    /// Its bell, which [`Gone`] and [`cancel`] ring, for its waiter to keep; None when it
+    /// has none or it was taken already.
+    pub fn take_bell(&mut self) -> Option<Bell> {
+        self.bell.take()
     }
 
     /// Its file.
@@ -243,7 +253,7 @@ fn live(dir: &Path, seq: u64, id: AgentId, path: &Path) -> Result<Option<Waiter>
     let mut text = String::new();
     let _ = file.read_to_string(&mut text);
     let (pid, since, reason, labels) = card::read(&text);
-    Ok(Some(Waiter { seq, id, pid, since, reason, labels }))
+    Ok(Some(Waiter { seq, id, pid, since, reason, labels, bell: card::bell(&text) }))
 }
 
 /// What [`cancel`] found of a waiter.
@@ -269,7 +279,9 @@ pub fn cancel(dir: &Path, id: &AgentId, ledger: &Ledger) -> Result<Option<Cancel
     let mark = cancel_path(dir, waiter.seq);
     std::fs::write(&mark, b"").map_err(|e| Error::io("write", &mark, e))?;
     // The head sees the mark through inotify; one behind others sleeps on its bell.
-    ahead::ring(&ticket_path(dir, waiter.seq, &waiter.id));
+    if let Some(bell) = &waiter.bell {
+        ahead::ring(bell);
+    }
     Ok(Some(Cancel::Withdrawn(waiter)))
 }
 
@@ -304,135 +316,4 @@ impl Alarm {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn id(s: &str) -> AgentId {
-        s.parse().expect("id")
-    }
-
-    #[test]
-    fn tickets_line_up_in_arrival_order_and_leave_nothing() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let dir = dir(tmp.path());
-        let a = Ticket::join(&dir, &id("a"), Reason::Memory, &Labels::new()).expect("join");
-        let b = Ticket::join(&dir, &id("b"), Reason::Turn, &Labels::new()).expect("join");
-        assert!(a.seq < b.seq);
-        let waiting = line(&dir).expect("line");
-        assert_eq!(waiting.iter().map(|w| w.id.to_string()).collect::<Vec<_>>(), ["a", "b"]);
-        assert_eq!((waiting[0].reason, waiting[0].pid), (Reason::Memory, std::process::id() as i32));
-        assert_eq!((a.ahead().expect("a"), b.ahead().expect("b")), (0, 1));
-        drop(a);
-        assert_eq!(b.ahead().expect("b"), 0);
-        // A later ticket still comes after b.
-        let c = Ticket::join(&dir, &id("c"), Reason::Cap, &Labels::new()).expect("join");
-        assert!(c.seq > b.seq);
-        drop((b, c));
-        assert_eq!(std::fs::read_dir(&dir).expect("dir").count(), 0);
-    }
-
-    #[test]
-    fn a_waiter_waits_for_the_ticket_directly_ahead_and_no_other() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let dir = dir(tmp.path());
-        let labels: Labels = [("batch".to_string(), "7".to_string())].into();
-        let a = Ticket::join(&dir, &id("a"), Reason::Cap, &Labels::new()).expect("join");
-        let b = Ticket::join(&dir, &id("b"), Reason::Turn, &labels).expect("join");
-        let c = Ticket::join(&dir, &id("c"), Reason::Turn, &Labels::new()).expect("join");
-        assert_eq!(a.directly_ahead().expect("a"), None, "a is the head");
-        let ahead_of_c = c.directly_ahead().expect("c").expect("b is ahead of c");
-        assert_eq!((ahead_of_c.id.as_str(), &ahead_of_c.labels), ("b", &labels));
-        let bell = c.bell().expect("bell");
-        let mut gone = Gone::watch(&dir, &ahead_of_c, c.path()).expect("watch");
-        assert!(!bell.sleep(Duration::from_millis(50)) && !gone.gone(), "b still waits");
-        // The head leaving does not concern c.
-        drop(a);
-        assert!(!bell.sleep(Duration::from_millis(50)) && !gone.gone(), "b still waits");
-        // b's lock goes with it, dead or alive: here its ticket is dropped. c's bell rings.
-        drop(b);
-        assert!(bell.sleep(Duration::from_secs(30)), "b's going rings c's bell");
-        assert!(gone.gone());
-        assert_eq!(c.directly_ahead().expect("c"), None, "c is the head now");
-        // A dead waiter's ticket ahead (a lock nobody holds) is passed and removed.
-        std::fs::write(dir.join("000000000000.dead"), "1 0 memory\n").expect("write");
-        let d = Ticket::join(&dir, &id("d"), Reason::Turn, &Labels::new()).expect("join");
-        assert_eq!(d.directly_ahead().expect("d").map(|w| w.id), Some(id("c")));
-        assert_eq!(c.directly_ahead().expect("c"), None);
-        assert!(!dir.join("000000000000.dead").exists());
-    }
-
-    #[test]
-    fn an_unlocked_ticket_is_a_dead_waiters_and_is_removed() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let dir = dir(tmp.path());
-        let live = Ticket::join(&dir, &id("live"), Reason::Memory, &Labels::new()).expect("join");
-        // A dead waiter's ticket: a file nobody holds a lock on.
-        std::fs::write(dir.join("000000000000.dead"), "1 0 memory\n").expect("write");
-        let waiting = line(&dir).expect("line");
-        assert_eq!(waiting.len(), 1);
-        assert_eq!(waiting[0].id, id("live"));
-        assert!(!dir.join("000000000000.dead").exists());
-        // One `kill` took out of line and whose waiter then died goes too, with its mark.
-        std::fs::write(dir.join("000000000099.gone"), "1 0 memory\n").expect("write");
-        std::fs::write(cancel_path(&dir, 99), "").expect("write");
-        assert_eq!(line(&dir).expect("line").len(), 1);
-        assert!(!dir.join("000000000099.gone").exists() && !cancel_path(&dir, 99).exists());
-        drop(live);
-    }
-
-    #[test]
-    fn a_cancel_mark_reaches_its_waiter_only() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let dir = dir(tmp.path());
-        let a = Ticket::join(&dir, &id("a"), Reason::Memory, &Labels::new()).expect("join");
-        let b = Ticket::join(&dir, &id("b"), Reason::Memory, &Labels::new()).expect("join");
-        let b_bell = b.bell().expect("bell");
-        let ledger = Ledger::lock(&tmp.path().join("admission")).expect("ledger");
-        let seq = |c: Option<Cancel>| match c {
-            Some(Cancel::Withdrawn(w)) => Some(w.seq),
-            other => panic!("{other:?}"),
-        };
-        assert_eq!(seq(cancel(&dir, &id("b"), &ledger).expect("cancel")), Some(b.seq));
-        assert_eq!(cancel(&dir, &id("zz"), &ledger).expect("cancel"), None);
-        assert!(b.cancelled() && !a.cancelled());
-        assert!(b_bell.sleep(Duration::from_secs(30)), "the cancel rang b's bell");
-        // Out of line at once, before its waiter has even woken.
-        assert_eq!(line(&dir).expect("line").len(), 1);
-        assert_eq!(cancel(&dir, &id("b"), &ledger).expect("cancel"), None);
-        let alarm = Alarm::watch(&dir).expect("watch");
-        wake(&dir);
-        assert!(alarm.sleep(Duration::from_secs(5)), "wake() is seen");
-        drop((a, b));
-        assert_eq!(
-            std::fs::read_dir(&dir).expect("dir").filter(|e| e.as_ref().is_ok_and(|e| e.file_name() != "wake")).count(),
-            0
-        );
-    }
-
-    #[test]
-    fn an_admitted_waiter_is_not_cancelled_and_a_stale_mark_is_not_inherited() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let dir = dir(tmp.path());
-        let mut ledger = Ledger::lock(&tmp.path().join("admission")).expect("ledger");
-        let a = Ticket::join(&dir, &id("a"), Reason::Memory, &Labels::new()).expect("join");
-        let pid = std::process::id() as i32;
-        let entry = crate::admission::Entry {
-            at: Duration::ZERO,
-            reserve: 0,
-            pid,
-            start_ticks: None,
-            id: id("a"),
-            lasting: false,
-        };
-        ledger.entries.push(entry);
-        assert!(matches!(cancel(&dir, &id("a"), &ledger).expect("cancel"), Some(Cancel::Admitted(_))));
-        assert!(!a.cancelled());
-        // A mark for a number whose ticket has gone, and the next ticket given that number.
-        let seq = a.seq;
-        drop(a);
-        std::fs::write(cancel_path(&dir, seq), "").expect("write");
-        let b = Ticket::join(&dir, &id("b"), Reason::Memory, &Labels::new()).expect("join");
-        assert_eq!(b.seq, seq);
-        assert!(!b.cancelled());
-    }
-}
+mod tests;

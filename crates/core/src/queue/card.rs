@@ -6,6 +6,7 @@
 //! reason memory
 //! pid 4242
 //! since 1764970000000
+//! bell fleetctl-queue-bell-5f0c9a…
 //! label batch=42
 //! ```
 //!
@@ -29,9 +30,12 @@ pub fn reason_field(reason: Reason) -> String {
 }
 
 /// The whole text of a ticket.
-pub fn write(reason: Reason, pid: u32, since: SystemTime, labels: &Labels) -> String {
+pub fn write(reason: Reason, pid: u32, since: SystemTime, bell: Option<&str>, labels: &Labels) -> String {
     let since = since.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
     let mut text = format!("{HEADER}reason {}\npid {pid}\nsince {since}\n", reason_field(reason));
+    if let Some(bell) = bell {
+        text.push_str(&format!("bell {bell}\n"));
+    }
     for (key, value) in labels {
         text.push_str(&format!("label {key}={value}\n"));
     }
@@ -70,6 +74,11 @@ pub fn read(text: &str) -> (i32, SystemTime, Reason, Labels) {
     (pid, since, reason, labels)
 }
 
+/// The name of the waiter's bell ([`super::Bell`]), if it has one: `kill` rings it.
+pub fn bell(text: &str) -> Option<String> {
+    text.lines().find_map(|l| l.strip_prefix("bell ")).map(|name| name.trim().to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,8 +87,10 @@ mod tests {
     fn a_ticket_reads_back_what_was_written_and_its_reason_is_rewritten_in_place() {
         let labels: Labels = [("batch".to_string(), "42".to_string()), ("team".into(), "".into())].into();
         let since = UNIX_EPOCH + Duration::from_millis(1_764_970_000_123);
-        let mut text = write(Reason::Memory, 4242, since, &labels);
+        let mut text = write(Reason::Memory, 4242, since, Some("fleetctl-queue-bell-ab"), &labels);
         assert_eq!(read(&text), (4242, since, Reason::Memory, labels.clone()));
+        assert_eq!(bell(&text).as_deref(), Some("fleetctl-queue-bell-ab"));
+        assert_eq!(bell(&write(Reason::Memory, 1, since, None, &labels)), None);
         let at = REASON_AT as usize;
         text.replace_range(at..at + 6, &reason_field(Reason::Cap));
         assert_eq!(read(&text).2, Reason::Cap);
