@@ -45,7 +45,16 @@ fn more_waiters_than_inotify_instances_all_run_in_arrival_order() {
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(128);
-    let count = (limit + 32).min(400);
+    // More waiters than the limit, where that is affordable: each is a process of a few MiB,
+    // and 400 of them took a 2 GiB guest down (systemd raises the limit well past 128).
+    const MOST: usize = 160;
+    let count = (limit + 32).min(MOST);
+    if limit + 32 > MOST {
+        crate::util::skip_part(
+            "queue-scale",
+            &format!("more waiters than inotify instances: this host allows {limit}, the test lines up {MOST}"),
+        );
+    }
     f.set_config("[agent]\nstart_reserve = \"1M\"\n");
     let cap = "3";
     for i in 0..3 {
