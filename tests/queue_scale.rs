@@ -56,6 +56,9 @@ fn more_waiters_than_inotify_instances_all_run_in_arrival_order() {
         );
     }
     f.set_config("[agent]\nstart_reserve = \"1M\"\n");
+    // The fleet's own budget: what the waiting processes take of a small host (a 2 GiB
+    // guest) is not the fleet's, and must not turn a wait for the cap into one for memory.
+    f.set_budget(512 << 20);
     let cap = "3";
     for i in 0..3 {
         f.run(&["spawn", &format!("holder{i}"), "ws-001", "--max-agents", cap, "--", "sleep", "600"]).code(0);
