@@ -170,7 +170,10 @@ pub fn agents(ctx: &Ctx, views: Vec<AgentView>, detail: Detail) -> Vec<AgentSamp
 /// and where the record does not say, the limits are read from the kernel.
 fn cannot_rewrite_its_limits(user: Option<&str>) -> bool {
     let uid = user.and_then(|u| u.split(':').next()).and_then(|u| u.parse::<u32>().ok());
-    uid.is_some_and(|uid| uid != 0 && uid != nix::unistd::geteuid().as_raw())
+    // Asked of the kernel once per command, not once per agent on `status`'s hot path.
+    static OWNER: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let owner = *OWNER.get_or_init(|| nix::unistd::geteuid().as_raw());
+    uid.is_some_and(|uid| uid != 0 && uid != owner)
 }
 
 /// Every agent whose run has not ended, with a readable record or not: the ones `memory`,
