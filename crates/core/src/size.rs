@@ -3,8 +3,9 @@
 
 use std::{fmt, str::FromStr};
 
-/// A cgroup limit: a number of bytes or the kernel's `max` (no limit).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// A cgroup limit: a number of bytes or the kernel's `max` (no limit). Stored as the number or
+/// the string `"max"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Limit {
     /// `max`: unlimited.
@@ -59,6 +60,31 @@ fn page_size() -> u64 {
 /// Cgroup v1 reports "unlimited" as a huge page-aligned number; anything at or above this
 /// is treated as no limit.
 pub const V1_UNLIMITED_FLOOR: u64 = 1 << 62;
+
+/// By hand, not derived: serde's untagged variant buffers every value and builds (and formats)
+/// an error for the tagged variant first, four times per record, which was an eighth of the
+/// time `status` spends reading 1,000 agents' records.
+impl<'de> serde::Deserialize<'de> for Limit {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Limit, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Limit;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a byte count or \"max\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Limit, E> {
+                Ok(Limit::Bytes(n))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Limit, E> {
+                match s {
+                    "max" => Ok(Limit::Max),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(s), &self)),
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
 
 impl FromStr for Limit {
     type Err = String;
@@ -131,6 +157,19 @@ pub fn format_iec(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_limit_is_stored_as_a_number_or_max_and_read_back() {
+        for limit in [Limit::Max, Limit::Bytes(0), Limit::Bytes(4 << 30), Limit::Bytes(u64::MAX)] {
+            let text = serde_json::to_string(&limit).unwrap();
+            assert_eq!(serde_json::from_str::<Limit>(&text).unwrap(), limit, "{text}");
+        }
+        assert_eq!(serde_json::to_string(&Limit::Max).unwrap(), "\"max\"");
+        for bad in ["\"4G\"", "-1", "1.5", "null", "\"MAX\""] {
+            let err = serde_json::from_str::<Limit>(bad).unwrap_err().to_string();
+            assert!(err.contains("a byte count or \"max\""), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn a_limit_is_kept_in_whole_pages_as_the_kernel_keeps_it() {

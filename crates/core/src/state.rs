@@ -302,8 +302,15 @@ impl AgentRecord {
 
     /// Loads a record; a missing file is `Ok(None)`, a corrupt one an error naming it.
     pub fn load(path: &Path) -> Result<Option<AgentRecord>> {
-        // Every `status` and `memory` reads each agent's record: the fewest system calls.
-        let bytes = match crate::cgroup::files::read_whole(path) {
+        // Every `status` and `memory` reads each agent's record: the fewest system calls, and
+        // one read when that brought all of it (it parses).
+        let mut parsed = None;
+        let read = crate::cgroup::files::read_whole_unless(path, |b| {
+            parsed = serde_json::from_slice(b).ok();
+            parsed.is_some()
+        });
+        let bytes = match read {
+            Ok(_) if parsed.is_some() => return Ok(parsed),
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io("read", path, e)),

@@ -55,7 +55,7 @@ pub fn human_duration(d: Duration) -> String {
 /// Serde adapter storing a `SystemTime` as an RFC 3339 string.
 pub mod serde_rfc3339 {
     use super::*;
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::{Deserializer, Serializer};
 
     /// Serializes.
     pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
@@ -64,15 +64,29 @@ pub mod serde_rfc3339 {
 
     /// Deserializes.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
-        let text = String::deserialize(d)?;
-        parse_rfc3339(&text).ok_or_else(|| serde::de::Error::custom(format!("bad timestamp '{text}'")))
+        d.deserialize_str(Rfc3339)
+    }
+
+    /// Parses the text where it lies (a record's timestamps need no string of their own).
+    pub(super) struct Rfc3339;
+
+    impl serde::de::Visitor<'_> for Rfc3339 {
+        type Value = SystemTime;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an RFC 3339 timestamp")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<SystemTime, E> {
+            parse_rfc3339(text).ok_or_else(|| E::custom(format!("bad timestamp '{text}'")))
+        }
     }
 }
 
 /// Serde adapter for an optional `SystemTime`.
 pub mod serde_rfc3339_opt {
     use super::*;
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::{Deserializer, Serializer};
 
     /// Serializes.
     pub fn serialize<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
@@ -84,11 +98,28 @@ pub mod serde_rfc3339_opt {
 
     /// Deserializes.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SystemTime>, D::Error> {
-        match Option::<String>::deserialize(d)? {
-            None => Ok(None),
-            Some(text) => parse_rfc3339(&text)
-                .map(Some)
-                .ok_or_else(|| serde::de::Error::custom(format!("bad timestamp '{text}'"))),
+        d.deserialize_option(Maybe)
+    }
+
+    struct Maybe;
+
+    impl<'de> serde::de::Visitor<'de> for Maybe {
+        type Value = Option<SystemTime>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an RFC 3339 timestamp or null")
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(super::serde_rfc3339::Rfc3339).map(Some)
         }
     }
 }

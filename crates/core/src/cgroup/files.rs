@@ -48,19 +48,31 @@ pub fn read_once<'b>(path: &Path, buf: &'b mut [u8]) -> io::Result<&'b [u8]> {
 }
 
 /// Reads a whole regular file (an agent's record): `openat`, reads to the end, close; no
-/// `fstat` to size the buffer first and no `fcntl`, which `fs::read` adds on musl. Records
-/// are about 1 KiB, so two reads (the second finding the end) are the usual cost.
-pub fn read_whole(path: &Path) -> io::Result<Vec<u8>> {
+/// `fstat` to size the buffer first and no `fcntl`, which `fs::read` adds on musl. It stops
+/// early when `whole` says what was read so far is all there is (for a record written whole
+/// and renamed into place, that it parses: no prefix of a JSON object is one), so a 1 KiB
+/// record takes one read, not a second to find its end.
+pub fn read_whole_unless(path: &Path, mut whole: impl FnMut(&[u8]) -> bool) -> io::Result<Vec<u8>> {
     use std::io::Read;
     // Not `File::read_to_end`, which asks `fstat` and `lseek` how much is left first.
     let mut file = open_read(path)?;
-    let (mut buf, mut chunk) = (Vec::new(), [0u8; 4096]);
+    let mut buf = Vec::with_capacity(4096);
     loop {
-        match file.read(&mut chunk) {
-            Ok(0) => return Ok(buf),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+        let start = buf.len();
+        buf.resize(start + 4096, 0);
+        match file.read(&mut buf[start..]) {
+            Ok(n) => {
+                buf.truncate(start + n);
+                if n == 0 || whole(&buf) {
+                    return Ok(buf);
+                }
+            }
+            Err(e) => {
+                buf.truncate(start);
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
         }
     }
 }
@@ -250,13 +262,22 @@ mod tests {
         let path = dir.path().join("record");
         let text: String = (0..3000).map(|i| format!("{i}\n")).collect();
         fs::write(&path, &text).expect("seed");
-        assert_eq!(read_whole(&path).expect("read"), text.as_bytes(), "past one 4 KiB read");
+        assert_eq!(read_whole_unless(&path, |_| false).expect("read"), text.as_bytes(), "past one 4 KiB read");
+        let reads = std::cell::Cell::new(0);
+        let first = read_whole_unless(&path, |_| {
+            reads.set(reads.get() + 1);
+            true
+        });
+        assert_eq!((first.expect("read").len(), reads.get()), (4096, 1), "stops where told");
         let mut buf = [0u8; 64];
         fs::write(&path, "12 (x) S 1\n").expect("seed");
         assert_eq!(read_once(&path, &mut buf).expect("read"), b"12 (x) S 1\n");
         fs::write(&path, [b'x'; 64]).expect("seed");
         assert!(read_once(&path, &mut buf).is_err(), "a file that fills the buffer may be cut");
-        assert_eq!(read_whole(&dir.path().join("missing")).unwrap_err().kind(), io::ErrorKind::NotFound);
+        assert_eq!(
+            read_whole_unless(&dir.path().join("missing"), |_| false).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
     }
 
     #[test]
