@@ -159,46 +159,67 @@ pub fn load_one(ctx: &Ctx, id: &AgentId) -> anyhow::Result<Option<AgentView>> {
 /// record cannot be read, or who have none, are in the list too while their cgroup has
 /// processes or their lock is held, seen through the cgroup.
 pub fn load_all(ctx: &Ctx) -> anyhow::Result<(Vec<AgentView>, Vec<BadRecord>)> {
-    let dir = ctx.dirs.agents_dir();
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => Some(e),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => {
-            return Err(anyhow::Error::new(e).context(format!("cannot list {}", dir.display())));
-        }
-    };
+    let (loaded, bad) = load_all_then(ctx, |_| None::<()>)?;
+    Ok((loaded.into_iter().map(|(view, _)| view).collect(), bad))
+}
+
+/// A view, and what [`load_all_then`]'s `then` answered for its record (`None` for an agent
+/// seen through its cgroup).
+pub type Then<S> = (AgentView, Option<S>);
+
+/// One record as its thread read it: with `then`'s answer, or why it could not be read
+/// (`None`: there is none).
+type RecordRead<S> = Option<Result<(Box<AgentRecord>, Option<S>), (PathBuf, String)>>;
+
+/// [`load_all`], with `then` run on each record by the thread that has just read it, its
+/// answer beside the view: a sampler reads an agent's cgroup there, in the same pass over
+/// the agents, instead of in a second one after every record is in (over 1,000 agents, the
+/// cores waited at that turn). `then` sees the record as read, before it is reconciled.
+pub fn load_all_then<S: Send>(
+    ctx: &Ctx,
+    then: impl Fn(&AgentRecord) -> Option<S> + Sync,
+) -> anyhow::Result<(Vec<Then<S>>, Vec<BadRecord>)> {
+    // The supervisors' cgroup is read before the records it answers for
+    // (`fleet_core::liveness`), beside the listing of the records.
+    let (listed, ids) = std::thread::scope(|s| {
+        let listed = s.spawn(|| Listed::read(&ctx.fleet.supervisors()));
+        let ids = record_ids(ctx);
+        (listed.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)), ids)
+    });
+    let ids = ids?;
     let (mut views, mut bad) = (Vec::new(), Vec::new());
     let mut recorded = BTreeSet::new();
-    let mut ids: Vec<AgentId> = entries
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str().and_then(|n| n.parse::<AgentId>().ok()))
-        .collect();
-    // Sorted here, where an id is a short string, so the views come out in order and their
-    // sort below (for the ones seen through their cgroup) moves next to nothing.
-    ids.sort_unstable();
-    // The supervisors' cgroup is read before the records it answers for (`fleet_core::liveness`).
-    let listed = Listed::read(&ctx.fleet.supervisors());
     // Each record read on its own: spread over a few threads, as the cgroups are (with 1,000
     // agents this was a third of `status`'s time, in one thread).
     let records = crate::agent::par_map(&ids, |id| {
         let path = ctx.dirs.state_path(id);
         match AgentRecord::load(&path) {
-            Ok(Some(record)) => Some(Ok(Box::new(record))),
+            Ok(Some(record)) => {
+                let then = then(&record);
+                Some(Ok((Box::new(record), then)))
+            }
             // A directory with a lock but no record yet: a spawn in progress, or one that
             // was killed before writing; only its cgroup can say more (below).
             Ok(None) => None,
             Err(e) => Some(Err((path.clone(), unreadable::describe(&path, &e)))),
         }
     });
-    let read = || records.iter().flatten().flatten();
+    let read = || records.iter().flatten().flatten().map(|(r, _)| r);
     let supervisors = listed.vouch(read().filter_map(|r| r.supervisor), read().filter_map(|r| r.pid));
     let witnesses = Witnesses::vouching(&ctx.proc_root, supervisors);
-    // Reconciled on the threads too: a supervisor the read did not vouch for is asked of `/proc`.
-    let loaded = crate::agent::par_map_owned(records, |loaded| {
-        loaded.map(|loaded| loaded.map(|record| reconciled(ctx, &witnesses, record)))
-    });
+    // A supervisor the read did not vouch for is asked of `/proc`: those records are
+    // reconciled on the threads; the others, a set lookup each, here (over 1,000 agents,
+    // starting the threads cost more than that).
+    let asks_proc = |loaded: &RecordRead<S>| matches!(loaded, Some(Ok((r, _))) if r.supervisor.is_none_or(|s| !witnesses.supervisors.vouches_for(&s)));
+    let reconcile_one = |loaded: RecordRead<S>| {
+        loaded.map(|loaded| loaded.map(|(record, then)| (reconciled(ctx, &witnesses, record), then)))
+    };
+    let asking = records.iter().filter(|l| asks_proc(l)).count();
+    let loaded: Vec<_> = if asking < crate::agent::parallel::READS.inline_below {
+        records.into_iter().map(reconcile_one).collect()
+    } else {
+        crate::agent::par_map_owned(records, reconcile_one)
+    };
     for (id, loaded) in ids.into_iter().zip(loaded) {
         match loaded {
             Some(Ok(view)) => {
@@ -209,7 +230,7 @@ pub fn load_all(ctx: &Ctx) -> anyhow::Result<(Vec<AgentView>, Vec<BadRecord>)> {
             Some(Err((path, error))) => {
                 recorded.insert(id.clone());
                 if let (view, true) = unreadable::from_cgroup(ctx, &witnesses, &id, error.clone()) {
-                    views.push(view);
+                    views.push((view, None));
                 }
                 bad.push(BadRecord { id, path, error });
             }
@@ -218,9 +239,31 @@ pub fn load_all(ctx: &Ctx) -> anyhow::Result<(Vec<AgentView>, Vec<BadRecord>)> {
     for name in ctx.fleet.agent_names()? {
         let Ok(id) = name.parse::<AgentId>() else { continue };
         if !recorded.contains(&id) && ctx.fleet.agent(&id).populated().unwrap_or(false) {
-            views.push(unreadable::from_cgroup(ctx, &witnesses, &id, unreadable::NO_RECORD.into()).0);
+            views.push((unreadable::from_cgroup(ctx, &witnesses, &id, unreadable::NO_RECORD.into()).0, None));
         }
     }
-    views.sort_by(|a, b| a.record.id.cmp(&b.record.id));
+    views.sort_by(|(a, _), (b, _)| a.record.id.cmp(&b.record.id));
     Ok((views, bad))
+}
+
+/// The ids of the records in the state directory, sorted: here, where an id is a short
+/// string, so the views come out in order and their sort (for the ones seen through their
+/// cgroup) moves next to nothing.
+fn record_ids(ctx: &Ctx) -> anyhow::Result<Vec<AgentId>> {
+    let dir = ctx.dirs.agents_dir();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => Some(e),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!("cannot list {}", dir.display())));
+        }
+    };
+    let mut ids: Vec<AgentId> = entries
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str().and_then(|n| n.parse::<AgentId>().ok()))
+        .collect();
+    ids.sort_unstable();
+    Ok(ids)
 }

@@ -63,12 +63,12 @@ pub struct Totals {
 /// use is the whole fleet's.
 pub fn report(ctx: &Ctx, by: MemorySort, selector: Option<&Selector>) -> Result<MemoryReport> {
     let budget = Budget::measure(&ctx.fleet, &ctx.proc_root)?;
-    let views = super::live_views(ctx)?
+    let views = super::live_sampled(ctx, Detail::Memory, |r| selector.is_none_or(|s| s.matches(&r.labels)))?
         .into_iter()
-        .filter(|v| selector.is_none_or(|s| crate::agent::select::matches(s, v)))
+        .filter(|(v, _)| selector.is_none_or(|s| crate::agent::select::matches(s, v)))
         .collect();
     let mut agents: Vec<AgentMemory> =
-        super::measured(super::agents(ctx, views, Detail::Memory)).iter().map(row).collect();
+        super::measured(super::agents_with(ctx, views, Detail::Memory)).iter().map(row).collect();
     sort(&mut agents, by);
     Ok(MemoryReport {
         schema: MEMORY_SCHEMA,

@@ -3,7 +3,8 @@
 //! hot paths (`status`, `memory`, `metrics`, the watcher's refresh) never parse
 //! `memory.stat`; only relief, when it must choose victims, reads reclaimable page cache.
 //!
-//! One-shot commands sample through [`agents`] over [`live_views`]; the watcher keeps a
+//! One-shot commands sample through [`load_sampled`] (each agent's cgroup read right after its
+//! record) or [`agents`] over [`live_views`]; the watcher keeps a
 //! [`LightSampler`], the lightest level, whose usage files stay open between refreshes.
 //! What a sample of an agent is ([`AgentSample`], and the `status` and `memory` reports built
 //! from samples) lives here too; `render/` only formats it.
@@ -25,6 +26,7 @@ use anyhow::Result;
 use fleet_core::{
     cgroup::{Cgroup, HeldParent, Limits, MemoryEvents, Pressure},
     size::Limit,
+    state::AgentRecord,
 };
 
 /// How much of an agent's cgroup a sample reads: what its view shows, and nothing else.
@@ -143,25 +145,70 @@ pub fn read_under(cgroup: &Cgroup, parent: Option<&HeldParent>, detail: Detail, 
     }
 }
 
+/// A view, and its cgroup if [`load_sampled`] read it with its record.
+pub type Sampled = view::Then<CgroupSample>;
+
 /// Samples `views` at `detail`, keeping their order: the cgroups of live agents are read
 /// (spread over a few threads), ended ones are not.
 pub fn agents(ctx: &Ctx, views: Vec<AgentView>, detail: Detail) -> Vec<AgentSample> {
+    agents_with(ctx, views.into_iter().map(|v| (v, None)).collect(), detail)
+}
+
+/// [`agents`] over views some of which were sampled as they were loaded ([`load_sampled`]).
+/// Such a sample is kept when the view is live and supervised: its record is the one the
+/// sample went by (a view whose supervisor is gone had its record read again). The other
+/// live views are read now.
+pub fn agents_with(ctx: &Ctx, views: Vec<Sampled>, detail: Detail) -> Vec<AgentSample> {
+    let early = |(v, early): &Sampled| (*early).filter(|_| v.supervised);
+    let todo: Vec<&AgentView> =
+        views.iter().filter(|pair| !pair.0.state.is_terminal() && early(pair).is_none()).map(|(v, _)| v).collect();
     // Every agent's files through the `agents` directories held open; if they cannot be
     // opened (no agent yet), by path.
-    let parent =
-        views.iter().any(|v| !v.state.is_terminal()).then(|| HeldParent::open(&ctx.fleet.agents()).ok()).flatten();
-    let cgroups = crate::agent::par_map(&views, |v| {
-        if v.state.is_terminal() {
-            return CgroupSample::default();
-        }
-        let recorded = Recorded {
-            started: v.record.started_at.is_some(),
-            limits: (v.record_error.is_none() && cannot_rewrite_its_limits(v.record.user.as_deref()))
-                .then_some(v.record.limits),
-        };
-        read_under(&ctx.fleet.agent(&v.record.id), parent.as_ref(), detail, recorded)
-    });
-    views.into_iter().zip(cgroups).map(|(view, cgroup)| AgentSample { view, cgroup }).collect()
+    let parent = (!todo.is_empty()).then(|| HeldParent::open(&ctx.fleet.agents()).ok()).flatten();
+    let mut read_now = crate::agent::par_map(&todo, |v| {
+        read_under(
+            &ctx.fleet.agent(&v.record.id),
+            parent.as_ref(),
+            detail,
+            recorded(&v.record, v.record_error.is_none()),
+        )
+    })
+    .into_iter();
+    views
+        .into_iter()
+        .map(|pair| {
+            let cgroup = match early(&pair) {
+                _ if pair.0.state.is_terminal() => CgroupSample::default(),
+                Some(sample) => sample,
+                None => read_now.next().expect("one sample read for each live view without one"),
+            };
+            AgentSample { view: pair.0, cgroup }
+        })
+        .collect()
+}
+
+/// Every agent ([`view::load_all`]), with the cgroups of those whose record says their run
+/// has not ended and that `pick` chooses sampled at `detail` by the thread that read the
+/// record, in the same pass ([`view::load_all_then`]). [`agents_with`] reads the rest.
+pub fn load_sampled(
+    ctx: &Ctx,
+    detail: Detail,
+    pick: impl Fn(&AgentRecord) -> bool + Sync,
+) -> Result<(Vec<Sampled>, Vec<view::BadRecord>)> {
+    let parent = HeldParent::open(&ctx.fleet.agents()).ok();
+    view::load_all_then(ctx, |record| {
+        (!record.state.is_terminal() && pick(record))
+            .then(|| read_under(&ctx.fleet.agent(&record.id), parent.as_ref(), detail, recorded(record, true)))
+    })
+}
+
+/// What a sample takes from `record`: its limits only when the record was read (`read`),
+/// not stood in for by its cgroup, and its agent cannot rewrite them.
+fn recorded(record: &AgentRecord, read: bool) -> Recorded {
+    Recorded {
+        started: record.started_at.is_some(),
+        limits: (read && cannot_rewrite_its_limits(record.user.as_deref())).then_some(record.limits),
+    }
 }
 
 /// Whether an agent running as `user` (its record's `uid:gid`) cannot write its own cgroup's
@@ -181,11 +228,21 @@ fn cannot_rewrite_its_limits(user: Option<&str>) -> bool {
 /// once per command.
 pub fn live_views(ctx: &Ctx) -> Result<Vec<AgentView>> {
     let (views, bad) = view::load_all(ctx)?;
+    Ok(live(views.into_iter().map(|v| (v, ())).collect(), &bad).into_iter().map(|(v, _)| v).collect())
+}
+
+/// [`live_views`] with those `pick` chooses sampled at `detail` ([`load_sampled`]).
+pub fn live_sampled(ctx: &Ctx, detail: Detail, pick: impl Fn(&AgentRecord) -> bool + Sync) -> Result<Vec<Sampled>> {
+    let (views, bad) = load_sampled(ctx, detail, pick)?;
+    Ok(live(views, &bad))
+}
+
+fn live<S>(views: Vec<(AgentView, S)>, bad: &[view::BadRecord]) -> Vec<(AgentView, S)> {
     // Agents whose record cannot be read are measured through their cgroups, and named.
-    for b in bad.iter().filter(|b| views.iter().any(|v| v.record.id == b.id)) {
+    for b in bad.iter().filter(|b| views.iter().any(|(v, _)| v.record.id == b.id)) {
         crate::agent::unreadable::name_once(&b.id, &b.error);
     }
-    Ok(views.into_iter().filter(|v| !v.state.is_terminal()).collect())
+    views.into_iter().filter(|(v, _)| !v.state.is_terminal()).collect()
 }
 
 /// The samples whose cgroup could be measured: without the agents between restarts, which

@@ -141,24 +141,32 @@ pub struct Shown<'a> {
 pub fn report(ctx: &Ctx, shown: Shown, detail: Detail) -> Result<StatusReport> {
     let budget = Budget::measure(&ctx.fleet, &ctx.proc_root)?;
     let pressure = fleet_core::meminfo::host_pressure(&ctx.proc_root);
-    let (mut views, bad) = crate::agent::view::load_all(ctx)?;
+    // Without a state filter, the agents shown are known from their records alone: their
+    // cgroups are read as the records are. (A filter on the state waits for it to be
+    // reconciled.)
+    let early = |r: &fleet_core::state::AgentRecord| {
+        shown.states.is_empty()
+            && (shown.ids.is_empty() || shown.ids.contains(&r.id))
+            && shown.selector.is_none_or(|s| s.matches(&r.labels))
+    };
+    let (mut views, bad) = super::load_sampled(ctx, detail, early)?;
     let mut by_state = BTreeMap::new();
-    for v in &views {
+    for (v, _) in &views {
         *by_state.entry(v.state).or_insert(0) += 1;
     }
     // Live agents first (what an operator is looking for), then the ended ones, each by id
     // as a person counts (a2 before a10).
-    views.sort_by(|a, b| {
+    views.sort_by(|(a, _), (b, _)| {
         let terminal = a.state.is_terminal().cmp(&b.state.is_terminal());
         terminal.then_with(|| fleet_core::id::natural_cmp(a.record.id.as_str(), b.record.id.as_str()))
     });
-    let views: Vec<AgentView> = views
+    let views: Vec<_> = views
         .into_iter()
-        .filter(|v| shown.ids.is_empty() || shown.ids.contains(&v.record.id))
-        .filter(|v| shown.states.is_empty() || shown.states.contains(&v.state))
-        .filter(|v| shown.selector.is_none_or(|s| crate::agent::select::matches(s, v)))
+        .filter(|(v, _)| shown.ids.is_empty() || shown.ids.contains(&v.record.id))
+        .filter(|(v, _)| shown.states.is_empty() || shown.states.contains(&v.state))
+        .filter(|(v, _)| shown.selector.is_none_or(|s| crate::agent::select::matches(s, v)))
         .collect();
-    let samples = super::agents(ctx, views, detail);
+    let samples = super::agents_with(ctx, views, detail);
     let now = SystemTime::now();
     let agents = samples.into_iter().map(|s| agent_status(ctx, s, now)).collect();
     Ok(StatusReport {
