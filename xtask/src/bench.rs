@@ -88,6 +88,9 @@ pub struct Options {
     /// it): by default a child of the bench's own cgroup. On a systemd host, a path inside
     /// `fleetctl-fleet.scope` puts spawn on the path a packaged install takes there.
     pub cgroup_parent: Option<String>,
+    /// A revision of this repository whose build the scale run times `status` and `memory`
+    /// against, interleaved (`--baseline-rev`, `bench_baseline.rs`).
+    pub baseline_rev: Option<String>,
 }
 
 impl Options {
@@ -98,7 +101,15 @@ impl Options {
 
 impl Default for Options {
     fn default() -> Options {
-        Options { agents: 300, rounds: 60, trials: 20, only: Vec::new(), fleetctl: None, cgroup_parent: None }
+        Options {
+            agents: 300,
+            rounds: 60,
+            trials: 20,
+            only: Vec::new(),
+            fleetctl: None,
+            cgroup_parent: None,
+            baseline_rev: None,
+        }
     }
 }
 
@@ -139,7 +150,11 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     let name = options.cgroup_parent.clone().unwrap_or_else(|| format!("fleetctl-bench-{}", std::process::id()));
     let mounts = Mounts::detect(Path::new("/proc"))?;
     let fleet = Fleet::resolve(&mounts, &OwnCgroups::read(Path::new("/proc"))?, &name)?;
-    let env = Env { bin, tmp: tmp.clone(), name };
+    let baseline = match &options.baseline_rev {
+        Some(rev) => Some(crate::bench_baseline::build(root, rev, &tmp)?),
+        None => None,
+    };
+    let env = Env { bin, tmp: tmp.clone(), name, baseline };
     let result = measure(&env, &fleet, options);
     let _ = env.fleetctl(&["kill", "--all", "--force"]).output();
     for cg in [fleet.agents(), fleet.supervisors(), fleet.root.clone(), baseline_root(&fleet)] {
@@ -156,11 +171,26 @@ pub struct Env {
     bin: PathBuf,
     pub tmp: PathBuf,
     name: String,
+    /// The build `--baseline-rev` named, if any.
+    pub baseline: Option<crate::bench_baseline::Baseline>,
 }
 
 impl Env {
     pub fn fleetctl(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(&self.bin);
+        self.command(&self.bin, args)
+    }
+
+    /// The baseline build with `args`, on the same fleet (with its empty config).
+    pub fn baseline(&self, args: &[&str]) -> Option<Command> {
+        self.baseline.as_ref().map(|b| {
+            let mut cmd = self.command(&b.bin, args);
+            cmd.env("FLEET_CONFIG", &b.config);
+            cmd
+        })
+    }
+
+    fn command(&self, bin: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin);
         cmd.args(args)
             .env("FLEET_CGROUP_PARENT", &self.name)
             .env("FLEET_STATE_DIR", self.tmp.join("state"))

@@ -44,15 +44,22 @@ const GROWER: &str = r#"i=0; while [ $i -lt 100 ]; do eval "v$i=\$(head -c 83886
 
 /// `status`/`memory` medians and the bash loop's, over the agents now running.
 pub fn observe(env: &crate::bench::Env, fleet: &Fleet, rounds: usize) -> Result<Vec<String>> {
-    let time_cmd = |args: &[&str]| -> Result<Duration> {
-        let mut v = Vec::new();
-        for _ in 0..rounds {
+    // Each run of this tree's build is followed by one of the baseline's, if there is one.
+    let time_cmd = |args: &[&str]| -> Result<(Duration, Option<Duration>)> {
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        let timed = |mut cmd: Command| -> Result<Duration> {
             let t = Instant::now();
-            let out = env.fleetctl(args).stdout(Stdio::null()).output()?;
+            let out = cmd.stdout(Stdio::null()).output()?;
             ensure!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-            v.push(t.elapsed());
+            Ok(t.elapsed())
+        };
+        for _ in 0..rounds {
+            ours.push(timed(env.fleetctl(args))?);
+            if let Some(cmd) = env.baseline(args) {
+                theirs.push(timed(cmd)?);
+            }
         }
-        Ok(crate::bench::median(v))
+        Ok((crate::bench::median(ours), (!theirs.is_empty()).then(|| crate::bench::median(theirs))))
     };
     let status = time_cmd(&["status", "--json"])?;
     let memory = time_cmd(&["memory", "--json"])?;
@@ -70,20 +77,26 @@ pub fn observe(env: &crate::bench::Env, fleet: &Fleet, rounds: usize) -> Result<
     }
     let bash = crate::bench::median(bash);
     let n = fleet.agent_names()?.len();
-    Ok(vec![
-        format!(
-            "| status --json, {n} agents, median of {rounds} | {} | bash loop over the same files {} | {:.3}x |",
-            crate::bench::ms(status),
+    let mut rows = Vec::new();
+    for (what, (ours, theirs)) in [("status", status), ("memory", memory)] {
+        rows.push(format!(
+            "| {what} --json, {n} agents, median of {rounds} | {} | bash loop over the same files {} | {:.3}x |",
+            crate::bench::ms(ours),
             crate::bench::ms(bash),
-            crate::bench::ratio(status, bash)
-        ),
-        format!(
-            "| memory --json, {n} agents, median of {rounds} | {} | bash loop over the same files {} | {:.3}x |",
-            crate::bench::ms(memory),
-            crate::bench::ms(bash),
-            crate::bench::ratio(memory, bash)
-        ),
-    ])
+            crate::bench::ratio(ours, bash)
+        ));
+        if let (Some(theirs), Some(baseline)) = (theirs, &env.baseline) {
+            rows.push(format!(
+                "| {what} --json, {n} agents, each run followed by one of build {} | {} | build {} {} | {:.3}x |",
+                baseline.name,
+                crate::bench::ms(ours),
+                baseline.name,
+                crate::bench::ms(theirs),
+                crate::bench::ratio(ours, theirs)
+            ));
+        }
+    }
+    Ok(rows)
 }
 
 /// The watcher's CPU over `secs` seconds with the agents now running, against the polling

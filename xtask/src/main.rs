@@ -14,6 +14,7 @@
 //! - `deb`: the Debian package of that binary, with the unit, completions, man pages and config.
 
 mod bench;
+mod bench_baseline;
 mod bench_memory;
 mod bench_queue;
 mod bench_scale;
@@ -31,7 +32,7 @@ mod vmtest_systemd;
 use anyhow::{Result, bail};
 use std::path::{Path, PathBuf};
 
-const USAGE: &str = "usage: cargo xtask codegen [--check] | bench [--agents N] [--rounds N] [--trials N] [--only spawn,reaction,queue,scale] [--fleetctl PATH] [--cgroup-parent PATH] | soak [--minutes N] [--agents N] [--seed S] | vm-test [--systemd [--layout unified|hybrid|both] [--tests unified|hybrid|both|none] [--deb PATH] [--bench]] | dist | deb";
+const USAGE: &str = "usage: cargo xtask codegen [--check] | bench [--agents N] [--rounds N] [--trials N] [--only spawn,reaction,queue,scale] [--fleetctl PATH] [--cgroup-parent PATH] [--baseline-rev REV] | soak [--minutes N] [--agents N] [--seed S] | vm-test [--systemd [--layout unified|hybrid|both] [--tests unified|hybrid|both|none] [--deb PATH] [--bench]] | dist | deb";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -57,8 +58,8 @@ fn main() -> Result<()> {
 }
 
 /// bench's options: each `--agents`, `--rounds` or `--trials` with a count, `--only` with
-/// parts, `--fleetctl` and `--cgroup-parent` with a path; anything else is refused rather
-/// than ignored.
+/// parts, `--fleetctl` and `--cgroup-parent` with a path, `--baseline-rev` with a revision;
+/// anything else is refused rather than ignored.
 fn bench_options(args: &[String]) -> Result<bench::Options> {
     let mut options = bench::Options::default();
     let mut it = args.iter();
@@ -75,6 +76,11 @@ fn bench_options(args: &[String]) -> Result<bench::Options> {
             } else {
                 options.cgroup_parent = Some(value.clone());
             }
+            continue;
+        }
+        if flag == "--baseline-rev" {
+            let rev = it.next().ok_or_else(|| anyhow::anyhow!("bench: --baseline-rev needs a revision, e.g. 40ad280"))?;
+            options.baseline_rev = Some(rev.clone());
             continue;
         }
         let slot = match flag.as_str() {
@@ -109,8 +115,11 @@ mod bench_options_tests {
         assert_eq!(options.fleetctl, Some(PathBuf::from("/usr/bin/fleetctl")));
         assert_eq!(options.cgroup_parent.as_deref(), Some("/a.scope/bench"));
         let default = parse(&["--rounds", "5"]).unwrap();
-        assert_eq!((default.rounds, default.fleetctl, default.cgroup_parent), (5, None, None));
+        assert_eq!((default.rounds, &default.fleetctl, &default.cgroup_parent), (5, &None, &None));
         assert!(parse(&["--fleetctl"]).is_err());
         assert!(parse(&["--cgroup-parent"]).is_err());
+        assert_eq!(parse(&["--baseline-rev", "40ad280"]).unwrap().baseline_rev.as_deref(), Some("40ad280"));
+        assert_eq!(default.baseline_rev, None);
+        assert!(parse(&["--baseline-rev"]).is_err());
     }
 }
