@@ -109,12 +109,18 @@ pub fn reconcile(record: Box<AgentRecord>, supervised: bool) -> AgentView {
 /// exits, so the record is read once more after its death is seen: only if it still says
 /// alive did the supervisor die without recording. The death is journaled once
 /// (`agent::deaths`), and the cgroup tells whether the agent still runs.
-fn reconciled(ctx: &Ctx, witnesses: &Witnesses, mut record: Box<AgentRecord>) -> AgentView {
+fn reconciled(ctx: &Ctx, witnesses: &Witnesses, record: Box<AgentRecord>) -> AgentView {
+    reconciled_again(ctx, witnesses, record).0
+}
+
+/// [`reconciled`], and whether the view holds a record other than `record` (read again).
+fn reconciled_again(ctx: &Ctx, witnesses: &Witnesses, mut record: Box<AgentRecord>) -> (AgentView, bool) {
     let mut read_again = true;
+    let mut replaced = false;
     loop {
         let supervised = is_supervised(ctx, witnesses, &record);
         let Some(supervisor) = record.supervisor.filter(|_| !supervised && !record.state.is_terminal()) else {
-            return reconcile(record, supervised);
+            return (reconcile(record, supervised), replaced);
         };
         if read_again {
             read_again = false;
@@ -122,6 +128,7 @@ fn reconciled(ctx: &Ctx, witnesses: &Witnesses, mut record: Box<AgentRecord>) ->
                 && again != *record
             {
                 *record = again;
+                replaced = true;
                 continue;
             }
         }
@@ -138,7 +145,7 @@ fn reconciled(ctx: &Ctx, witnesses: &Witnesses, mut record: Box<AgentRecord>) ->
             let _ = crate::agent::deaths::journal_end(ctx, &record, supervisor, detail);
         }
         let state = if agent_alive { AgentState::Orphaned } else { AgentState::Failed };
-        return AgentView { record, state, supervised: false, record_error: None };
+        return (AgentView { record, state, supervised: false, record_error: None }, replaced);
     }
 }
 
@@ -212,7 +219,13 @@ pub fn load_all_then<S: Send>(
     // starting the threads cost more than that).
     let asks_proc = |loaded: &RecordRead<S>| matches!(loaded, Some(Ok((r, _))) if r.supervisor.is_none_or(|s| !witnesses.supervisors.vouches_for(&s)));
     let reconcile_one = |loaded: RecordRead<S>| {
-        loaded.map(|loaded| loaded.map(|(record, then)| (reconciled(ctx, &witnesses, record), then)))
+        // A sample `then` took went by the record read first: not kept for another one.
+        loaded.map(|loaded| {
+            loaded.map(|(record, then)| {
+                let (view, replaced) = reconciled_again(ctx, &witnesses, record);
+                (view, then.filter(|_| !replaced))
+            })
+        })
     };
     let asking = records.iter().filter(|l| asks_proc(l)).count();
     let loaded: Vec<_> = if asking < crate::agent::parallel::READS.inline_below {

@@ -135,6 +135,17 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
             bin
         }
     };
+    // Built before anything is mounted: a revision that does not build leaves nothing behind.
+    let baseline = match &options.baseline_rev {
+        Some(rev) => match crate::bench_baseline::build(root, rev, &tmp) {
+            Ok(baseline) => Some(baseline),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(e);
+            }
+        },
+        None => None,
+    };
     // As on a host prepared by setup-host: the state dir on tmpfs (where /run is), scratch on
     // its tmpfs; logs stay on disk.
     let tmpfs: Vec<PathBuf> = ["state", "scratch"].iter().map(|d| tmp.join(d)).collect();
@@ -150,10 +161,6 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     let name = options.cgroup_parent.clone().unwrap_or_else(|| format!("fleetctl-bench-{}", std::process::id()));
     let mounts = Mounts::detect(Path::new("/proc"))?;
     let fleet = Fleet::resolve(&mounts, &OwnCgroups::read(Path::new("/proc"))?, &name)?;
-    let baseline = match &options.baseline_rev {
-        Some(rev) => Some(crate::bench_baseline::build(root, rev, &tmp)?),
-        None => None,
-    };
     let env = Env { bin, tmp: tmp.clone(), name, baseline };
     let result = measure(&env, &fleet, options);
     let _ = env.fleetctl(&["kill", "--all", "--force"]).output();

@@ -6,7 +6,7 @@
 use anyhow::{Context, Result, ensure};
 use std::{
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Command,
 };
 
 /// The other build, ready to run.
@@ -21,18 +21,24 @@ pub struct Baseline {
 }
 
 /// Builds `rev` as `cargo xtask dist` builds this tree: its sources exported once into
-/// `target/bench-baseline/<hash>` (kept, so the next run only checks them), built there.
+/// `target/bench-baseline/<hash>` (kept, so the next run only checks them), built there, and
+/// copied into `tmp`.
 pub fn build(root: &Path, rev: &str, tmp: &Path) -> Result<Baseline> {
     let hash = git(root, &["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")])
         .with_context(|| format!("bench: --baseline-rev {rev} is not a commit of this repository"))?;
     let src = root.join("target/bench-baseline").join(&hash);
-    if !src.join("Cargo.lock").exists() {
-        std::fs::create_dir_all(&src)?;
+    if !src.is_dir() {
+        // Unpacked beside it and renamed into place whole: an unpack cut short is not taken
+        // for the sources next time.
+        let partial = src.with_extension("partial");
+        let _ = std::fs::remove_dir_all(&partial);
+        std::fs::create_dir_all(&partial)?;
         let tar = src.with_extension("tar");
         git(root, &["archive", "--format=tar", "-o", &tar.to_string_lossy(), &hash])?;
-        let unpacked = Command::new("tar").arg("-xf").arg(&tar).arg("-C").arg(&src).status()?;
+        let unpacked = Command::new("tar").arg("-xf").arg(&tar).arg("-C").arg(&partial).status()?;
         let _ = std::fs::remove_file(&tar);
-        ensure!(unpacked.success(), "bench: could not unpack {hash} into {}", src.display());
+        ensure!(unpacked.success(), "bench: could not unpack {hash} into {}", partial.display());
+        std::fs::rename(&partial, &src)?;
     }
     let built = crate::dist::build(&src).with_context(|| format!("bench: building the baseline {rev}"))?;
     let bin = tmp.join("fleetctl-baseline");
@@ -43,7 +49,7 @@ pub fn build(root: &Path, rev: &str, tmp: &Path) -> Result<Baseline> {
 }
 
 fn git(root: &Path, args: &[&str]) -> Result<String> {
-    let out = Command::new("git").args(args).current_dir(root).stderr(Stdio::null()).output()?;
-    ensure!(out.status.success(), "git {} failed", args.join(" "));
+    let out = Command::new("git").args(args).current_dir(root).output()?;
+    ensure!(out.status.success(), "git {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }

@@ -47,16 +47,16 @@ pub fn observe(env: &crate::bench::Env, fleet: &Fleet, rounds: usize) -> Result<
     // Each run of this tree's build is followed by one of the baseline's, if there is one.
     let time_cmd = |args: &[&str]| -> Result<(Duration, Option<Duration>)> {
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-        let timed = |mut cmd: Command| -> Result<Duration> {
+        let timed = |mut cmd: Command, which: &str| -> Result<Duration> {
             let t = Instant::now();
             let out = cmd.stdout(Stdio::null()).output()?;
-            ensure!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+            ensure!(out.status.success(), "{which} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
             Ok(t.elapsed())
         };
         for _ in 0..rounds {
-            ours.push(timed(env.fleetctl(args))?);
+            ours.push(timed(env.fleetctl(args), "this build's")?);
             if let Some(cmd) = env.baseline(args) {
-                theirs.push(timed(cmd)?);
+                theirs.push(timed(cmd, "the baseline build's")?);
             }
         }
         Ok((crate::bench::median(ours), (!theirs.is_empty()).then(|| crate::bench::median(theirs))))

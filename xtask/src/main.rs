@@ -79,7 +79,8 @@ fn bench_options(args: &[String]) -> Result<bench::Options> {
             continue;
         }
         if flag == "--baseline-rev" {
-            let rev = it.next().ok_or_else(|| anyhow::anyhow!("bench: --baseline-rev needs a revision, e.g. 40ad280"))?;
+            let rev =
+                it.next().ok_or_else(|| anyhow::anyhow!("bench: --baseline-rev needs a revision, e.g. 40ad280"))?;
             options.baseline_rev = Some(rev.clone());
             continue;
         }

@@ -75,6 +75,12 @@ impl<'de> serde::Deserialize<'de> for Limit {
             fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Limit, E> {
                 Ok(Limit::Bytes(n))
             }
+            // What formats with signed integers only (TOML) give for a count.
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Limit, E> {
+                u64::try_from(n)
+                    .map(Limit::Bytes)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(n), &self))
+            }
             fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Limit, E> {
                 match s {
                     "max" => Ok(Limit::Max),

@@ -155,9 +155,9 @@ pub fn agents(ctx: &Ctx, views: Vec<AgentView>, detail: Detail) -> Vec<AgentSamp
 }
 
 /// [`agents`] over views some of which were sampled as they were loaded ([`load_sampled`]).
-/// Such a sample is kept when the view is live and supervised: its record is the one the
-/// sample went by (a view whose supervisor is gone had its record read again). The other
-/// live views are read now.
+/// Such a sample is kept when the view is live and supervised (an orphan is read again, now
+/// that it is known to be one); a view whose record was read again came without one. The
+/// other live views are read now.
 pub fn agents_with(ctx: &Ctx, views: Vec<Sampled>, detail: Detail) -> Vec<AgentSample> {
     let early = |(v, early): &Sampled| (*early).filter(|_| v.supervised);
     let todo: Vec<&AgentView> =
@@ -195,10 +195,13 @@ pub fn load_sampled(
     detail: Detail,
     pick: impl Fn(&AgentRecord) -> bool + Sync,
 ) -> Result<(Vec<Sampled>, Vec<view::BadRecord>)> {
-    let parent = HeldParent::open(&ctx.fleet.agents()).ok();
+    // Opened by the first record picked: none may be (`status --state …`).
+    let parent = std::sync::OnceLock::new();
     view::load_all_then(ctx, |record| {
-        (!record.state.is_terminal() && pick(record))
-            .then(|| read_under(&ctx.fleet.agent(&record.id), parent.as_ref(), detail, recorded(record, true)))
+        (!record.state.is_terminal() && pick(record)).then(|| {
+            let parent = parent.get_or_init(|| HeldParent::open(&ctx.fleet.agents()).ok());
+            read_under(&ctx.fleet.agent(&record.id), parent.as_ref(), detail, recorded(record, true))
+        })
     })
 }
 
