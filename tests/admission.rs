@@ -154,18 +154,22 @@ fn a_spawn_refused_for_an_exhausted_pool_is_journaled_and_reserves_nothing() {
     let refused = f.events("p2");
     assert_eq!(refused.len(), 1, "{refused:?}");
     assert_eq!((refused[0]["event"].as_str(), refused[0]["reason"].as_str()), (Some("spawn_refused"), Some("pool")));
-    let ledger = std::fs::read_to_string(f.tmp.path().join("state/admission.lock")).expect("the admission ledger");
-    assert!(ledger.lines().any(|l| l.ends_with(" p1")), "p1's reservation is on file: {ledger:?}");
-    assert!(!ledger.lines().any(|l| l.ends_with(" p2")), "the refused p2 kept a reservation: {ledger:?}");
+    let ledger = ledger_ids(&f);
+    assert!(ledger.iter().any(|id| id == "p1"), "p1's reservation is on file: {ledger:?}");
+    assert!(!ledger.iter().any(|id| id == "p2"), "the refused p2 kept a reservation: {ledger:?}");
     f.finish();
 }
 
-/// The admission ledger's lines (`<state>/admission.lock`: `AT RESERVE OWNER ID [R]`) as
-/// (id, owner) pairs.
+/// The admission ledger's entries (`<state>/admission.lock`: `AT RESERVE OWNER ID [R]`, with
+/// its hand-over lines applied, as fleetctl reads it) as (id, owner) pairs; an owner is
+/// `PID:START`, or `PID` in a line of an older fleetctl.
 fn ledger_lines(f: &TestFleet) -> Vec<(String, String)> {
     let text = std::fs::read_to_string(f.state.join("admission.lock")).unwrap_or_default();
-    let field = |l: &str, n: usize| l.split(' ').nth(n).unwrap_or_default().to_string();
-    text.lines().map(|l| (field(l, 3), field(l, 2))).collect()
+    let owner = |e: &fleet_core::admission::Entry| match e.start_ticks {
+        Some(start) => format!("{}:{start}", e.pid),
+        None => e.pid.to_string(),
+    };
+    fleet_core::admission::entries_of(&text).iter().map(|e| (e.id.to_string(), owner(e))).collect()
 }
 
 /// The ids the admission ledger has a line for.

@@ -79,11 +79,7 @@ impl Admitted<'_> {
         let supervisor = ProcessRef::of(&self.ctx.proc_root, pid)
             .with_context(|| format!("{}: its supervisor (pid {pid}) is gone before the start", self.id))?;
         let own = own_process(self.ctx)?;
-        let mut ledger = Ledger::lock(&self.ctx.dirs.admission_path())?;
-        for e in ledger.entries.iter_mut().filter(|e| e.id == self.id && e.owner() == Some(own)) {
-            (e.pid, e.start_ticks) = (supervisor.pid, Some(supervisor.start_ticks));
-        }
-        ledger.save()?;
+        Ledger::hand_over(&self.ctx.dirs.admission_path(), &self.id, own, supervisor)?;
         Ok(())
     }
 
@@ -310,15 +306,21 @@ fn decide(
         return Ok(Err(Refused::Memory { budget, starting, own, threshold: rules.threshold }));
     }
     let me = own_process(ctx)?;
-    ledger.entries.push(Entry {
+    let entry = Entry {
         at: now,
         reserve: own,
         pid: me.pid,
         start_ticks: Some(me.start_ticks),
         id: id.clone(),
         lasting: reserve.is_some(),
-    });
-    ledger.save()?;
+    };
+    // Its line alone is appended when nothing else changed (the usual case in a burst).
+    if changed || ledger.entries.len() != before {
+        ledger.entries.push(entry);
+        ledger.save()?;
+    } else {
+        ledger.append(entry)?;
+    }
     Ok(Ok(budget))
 }
 

@@ -12,6 +12,14 @@
 //! Each entry names its owner, a process (pid and start time): the spawn while it makes the
 //! agent, then the agent's supervisor. An entry whose owner is gone counts for nothing, and
 //! [`Ledger::drop_gone`] takes it out.
+//!
+//! What changes no other line is appended, not rewritten: a spawn admitted while nothing
+//! expired adds its line at the end ([`Ledger::append`]), and the hand-over of a line from
+//! spawn to supervisor is a line of its own, `> FROM TO ID` ([`Ledger::hand_over`]), which
+//! readers apply to the entries above it and the next rewrite folds in. In a burst of
+//! hundreds of spawns every one of them rewrote the whole ledger twice, under the lock all of
+//! them wait for. (A fleetctl from before skips a hand-over line as one it cannot read; the
+//! entry then counts for as long as its spawn lives, as a spawn's own line does.)
 
 use crate::{Error, Result, id::AgentId, procs::ProcessRef};
 use std::{
@@ -77,13 +85,48 @@ impl Entry {
     }
 }
 
+/// `> FROM TO ID`: the entries of agent `id` owned by `from` are owned by `to` from here on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct HandOver {
+    from: ProcessRef,
+    to: ProcessRef,
+    id: AgentId,
+}
+
+impl HandOver {
+    fn line(&self) -> String {
+        let (from, to) = (self.from, self.to);
+        format!("> {}:{} {}:{} {}\n", from.pid, from.start_ticks, to.pid, to.start_ticks, self.id)
+    }
+
+    fn parse(line: &str) -> Option<HandOver> {
+        let owner = |field: &str| -> Option<ProcessRef> {
+            let (pid, start) = field.split_once(':')?;
+            Some(ProcessRef { pid: pid.parse().ok()?, start_ticks: start.parse().ok()? })
+        };
+        let mut f = line.strip_prefix("> ")?.split(' ');
+        let hand_over = HandOver { from: owner(f.next()?)?, to: owner(f.next()?)?, id: f.next()?.parse().ok()? };
+        f.next().is_none().then_some(hand_over)
+    }
+
+    fn apply(&self, entries: &mut [Entry]) {
+        for e in entries.iter_mut().filter(|e| e.id == self.id && e.owner() == Some(self.from)) {
+            (e.pid, e.start_ticks) = (self.to.pid, Some(self.to.start_ticks));
+        }
+    }
+}
+
 /// The ledger, locked for as long as it lives.
 #[derive(Debug)]
 pub struct Ledger {
     file: File,
     path: PathBuf,
-    /// Bytes on file, so a save that does not shrink it needs no truncate.
+    /// Bytes on file, so a save that does not shrink it needs no truncate, and where an
+    /// appended line goes.
     len: u64,
+    /// The file ends in the middle of a line (a writer killed mid-write): an appended line
+    /// starts on a new one.
+    torn: bool,
     /// The admitted spawns on file; [`Ledger::save`] writes them back.
     pub entries: Vec<Entry>,
 }
@@ -95,9 +138,40 @@ impl Ledger {
         file.lock().map_err(|e| Error::io("lock", path, e))?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(|e| Error::io("read", path, e))?;
-        // Lines are checked one by one: a torn or garbled one costs that line only.
-        let entries = String::from_utf8_lossy(&bytes).lines().filter_map(Entry::parse).collect();
-        Ok(Ledger { file, path: path.to_path_buf(), len: bytes.len() as u64, entries })
+        let entries = entries_of(&String::from_utf8_lossy(&bytes));
+        let torn = bytes.last().is_some_and(|b| *b != b'\n');
+        Ok(Ledger { file, path: path.to_path_buf(), len: bytes.len() as u64, torn, entries })
+    }
+
+    /// Adds `entry` by writing its line after the others: for a caller that changed no other
+    /// entry (one that did pushes it and calls [`Ledger::save`], which writes them all).
+    pub fn append(&mut self, entry: Entry) -> Result<()> {
+        let line = entry.line();
+        self.write_at_end(&line)?;
+        self.entries.push(entry);
+        Ok(())
+    }
+
+    /// Hands the entries of agent `id` that `from` owns to `to`, in the ledger at `path`,
+    /// under its lock: one line appended, nothing read ([`HandOver`]).
+    pub fn hand_over(path: &Path, id: &AgentId, from: ProcessRef, to: ProcessRef) -> Result<()> {
+        let file = crate::lock::open_lock_file(path)?;
+        file.lock().map_err(|e| Error::io("lock", path, e))?;
+        let len = file.metadata().map_err(|e| Error::io("read", path, e))?.len();
+        let mut last = [b'\n'];
+        if len > 0 {
+            file.read_exact_at(&mut last, len - 1).map_err(|e| Error::io("read", path, e))?;
+        }
+        let mut ledger = Ledger { file, path: path.to_path_buf(), len, torn: last[0] != b'\n', entries: Vec::new() };
+        ledger.write_at_end(&HandOver { from, to, id: id.clone() }.line())
+    }
+
+    fn write_at_end(&mut self, line: &str) -> Result<()> {
+        let text = if self.torn { format!("\n{line}") } else { line.to_string() };
+        self.file.write_all_at(text.as_bytes(), self.len).map_err(|e| Error::io("write", &self.path, e))?;
+        self.len += text.len() as u64;
+        self.torn = false;
+        Ok(())
     }
 
     /// Takes out the entries `checked` picks whose owner is gone: its pid does not exist,
@@ -156,9 +230,22 @@ impl Ledger {
             if len < self.len { self.file.set_len(len) } else { Ok(()) }
         };
         write().map_err(|e| Error::io("write", &self.path, e))?;
-        self.len = len;
+        (self.len, self.torn) = (len, false);
         Ok(())
     }
+}
+
+/// The entries a ledger's text holds, its hand-over lines applied. Lines are checked one by
+/// one: a torn or garbled one costs that line only.
+pub fn entries_of(text: &str) -> Vec<Entry> {
+    let mut entries = Vec::new();
+    for line in text.lines() {
+        match HandOver::parse(line) {
+            Some(hand_over) => hand_over.apply(&mut entries),
+            None => entries.extend(Entry::parse(line)),
+        }
+    }
+    entries
 }
 
 /// Now on the boot-time clock: the same for every process, never set back, and counting
@@ -286,6 +373,66 @@ mod tests {
         let ids: Vec<String> = Ledger::lock(&path).expect("lock").entries.iter().map(|e| e.id.to_string()).collect();
         assert_eq!(ids, ["reused", "old", "other"]);
         Ledger::release(&path, owner).expect("nothing left to release is no error");
+    }
+
+    #[test]
+    fn a_hand_over_line_moves_its_agents_lines_to_the_new_owner_until_a_rewrite_folds_it_in() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let path = tmp.path().join("admission.lock");
+        let (spawn, supervisor) = (ProcessRef { pid: 42, start_ticks: 7 }, ProcessRef { pid: 43, start_ticks: 9 });
+        let mut ledger = Ledger::lock(&path).expect("lock");
+        ledger.append(entry(1, "a")).expect("append");
+        // Another agent's line of the same spawn pid and start, and a's line under another owner.
+        ledger.append(entry(2, "b")).expect("append");
+        ledger.append(Entry { pid: 44, ..entry(3, "a") }).expect("append");
+        drop(ledger);
+        Ledger::hand_over(&path, &"a".parse().expect("id"), spawn, supervisor).expect("hand over");
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert_eq!(text.lines().count(), 4, "appended, not rewritten: {text}");
+        let mut ledger = Ledger::lock(&path).expect("lock");
+        let owners: Vec<(String, i32)> = ledger.entries.iter().map(|e| (e.id.to_string(), e.pid)).collect();
+        assert_eq!(owners, [("a".into(), 43), ("b".into(), 42), ("a".into(), 44)]);
+        ledger.save().expect("save");
+        drop(ledger);
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(!text.contains('>') && text.lines().count() == 3, "folded in: {text}");
+        assert_eq!(Ledger::lock(&path).expect("lock").entries[0].owner(), Some(supervisor));
+    }
+
+    #[test]
+    fn a_line_appended_after_a_torn_tail_starts_on_a_line_of_its_own() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let path = tmp.path().join("admission.lock");
+        let (spawn, supervisor) = (ProcessRef { pid: 42, start_ticks: 7 }, ProcessRef { pid: 43, start_ticks: 9 });
+        // A hand-over after a torn tail.
+        std::fs::write(&path, format!("{}3000 3355", entry(1, "a").line())).expect("seed");
+        Ledger::hand_over(&path, &"a".parse().expect("id"), spawn, supervisor).expect("hand over");
+        let ledger = Ledger::lock(&path).expect("lock");
+        assert_eq!(ledger.entries.len(), 1);
+        assert_eq!(ledger.entries[0].owner(), Some(supervisor));
+        drop(ledger);
+        // An entry appended after a torn tail.
+        std::fs::write(&path, "3000 3355").expect("seed");
+        let mut ledger = Ledger::lock(&path).expect("lock");
+        ledger.append(entry(2, "b")).expect("append");
+        drop(ledger);
+        let ids: Vec<String> = Ledger::lock(&path).expect("lock").entries.iter().map(|e| e.id.to_string()).collect();
+        assert_eq!(ids, ["b"]);
+    }
+
+    #[test]
+    fn hand_over_lines_parse_strictly() {
+        let h = HandOver {
+            from: ProcessRef { pid: 1, start_ticks: 2 },
+            to: ProcessRef { pid: 3, start_ticks: 4 },
+            id: "x".parse().unwrap(),
+        };
+        assert_eq!(h.line(), "> 1:2 3:4 x\n");
+        assert_eq!(HandOver::parse(h.line().trim_end()), Some(h));
+        for bad in ["> 1:2 3:4", "> 1 3:4 x", "> 1:2 3:4 x y", ">1:2 3:4 x", "1:2 3:4 x", "> 1:2 3:4 ../x"] {
+            assert_eq!(HandOver::parse(bad), None, "{bad}");
+            assert_eq!(Entry::parse(bad), None, "{bad}: not an entry either");
+        }
     }
 
     #[test]
