@@ -14,12 +14,15 @@
 //! [`Ledger::drop_gone`] takes it out.
 //!
 //! What changes no other line is appended, not rewritten: a spawn admitted while nothing
-//! expired adds its line at the end ([`Ledger::append`]), and the hand-over of a line from
-//! spawn to supervisor is a line of its own, `> FROM TO ID` ([`Ledger::hand_over`]), which
-//! readers apply to the entries above it and the next rewrite folds in. In a burst of
-//! hundreds of spawns every one of them rewrote the whole ledger twice, under the lock all of
-//! them wait for. (A fleetctl from before skips a hand-over line as one it cannot read; the
-//! entry then counts for as long as its spawn lives, as a spawn's own line does.)
+//! expired adds its line at the end ([`Ledger::append`]); the hand-over of a line from spawn
+//! to supervisor (`> FROM TO ID`, [`Ledger::hand_over`]) and a supervisor's release of its
+//! lines at the end (`- OWNER`, [`Ledger::release`]) are lines of their own, which readers
+//! apply to the entries above them and the next rewrite folds in. In a burst of hundreds of
+//! spawns every one of them rewrote the whole ledger twice, and every supervisor once more
+//! as `kill --all` ended them, under the lock all of them wait for. (A fleetctl from before
+//! skips these lines as ones it cannot read: a handed-over entry then counts for as long as
+//! its spawn lives, as a spawn's own line does, and a released one until its 10 s are over
+//! or its owner is checked.)
 
 use crate::{Error, Result, id::AgentId, procs::ProcessRef};
 use std::{
@@ -85,33 +88,52 @@ impl Entry {
     }
 }
 
-/// `> FROM TO ID`: the entries of agent `id` owned by `from` are owned by `to` from here on.
+/// A line that changes the entries above it rather than adding one.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct HandOver {
-    from: ProcessRef,
-    to: ProcessRef,
-    id: AgentId,
+enum Change {
+    /// `> FROM TO ID`: the entries of agent `id` owned by `from` are owned by `to` from here
+    /// on.
+    HandOver { from: ProcessRef, to: ProcessRef, id: AgentId },
+    /// `- OWNER`: the entries `owner` owns are gone.
+    Release { owner: ProcessRef },
 }
 
-impl HandOver {
+impl Change {
     fn line(&self) -> String {
-        let (from, to) = (self.from, self.to);
-        format!("> {}:{} {}:{} {}\n", from.pid, from.start_ticks, to.pid, to.start_ticks, self.id)
+        let owner = |p: &ProcessRef| format!("{}:{}", p.pid, p.start_ticks);
+        match self {
+            Change::HandOver { from, to, id } => format!("> {} {} {id}\n", owner(from), owner(to)),
+            Change::Release { owner: o } => format!("- {}\n", owner(o)),
+        }
     }
 
-    fn parse(line: &str) -> Option<HandOver> {
+    fn parse(line: &str) -> Option<Change> {
         let owner = |field: &str| -> Option<ProcessRef> {
             let (pid, start) = field.split_once(':')?;
             Some(ProcessRef { pid: pid.parse().ok()?, start_ticks: start.parse().ok()? })
         };
-        let mut f = line.strip_prefix("> ")?.split(' ');
-        let hand_over = HandOver { from: owner(f.next()?)?, to: owner(f.next()?)?, id: f.next()?.parse().ok()? };
-        f.next().is_none().then_some(hand_over)
+        let (change, mut f) = match line.split_once(' ')? {
+            (">", rest) => {
+                let mut f = rest.split(' ');
+                (Change::HandOver { from: owner(f.next()?)?, to: owner(f.next()?)?, id: f.next()?.parse().ok()? }, f)
+            }
+            ("-", rest) => {
+                let mut f = rest.split(' ');
+                (Change::Release { owner: owner(f.next()?)? }, f)
+            }
+            _ => return None,
+        };
+        f.next().is_none().then_some(change)
     }
 
-    fn apply(&self, entries: &mut [Entry]) {
-        for e in entries.iter_mut().filter(|e| e.id == self.id && e.owner() == Some(self.from)) {
-            (e.pid, e.start_ticks) = (self.to.pid, Some(self.to.start_ticks));
+    fn apply(&self, entries: &mut Vec<Entry>) {
+        match self {
+            Change::HandOver { from, to, id } => {
+                for e in entries.iter_mut().filter(|e| e.id == *id && e.owner() == Some(*from)) {
+                    (e.pid, e.start_ticks) = (to.pid, Some(to.start_ticks));
+                }
+            }
+            Change::Release { owner } => entries.retain(|e| e.owner() != Some(*owner)),
         }
     }
 }
@@ -153,8 +175,21 @@ impl Ledger {
     }
 
     /// Hands the entries of agent `id` that `from` owns to `to`, in the ledger at `path`,
-    /// under its lock: one line appended, nothing read ([`HandOver`]).
+    /// under its lock: one line appended, nothing read.
     pub fn hand_over(path: &Path, id: &AgentId, from: ProcessRef, to: ProcessRef) -> Result<()> {
+        Ledger::change(path, &Change::HandOver { from, to, id: id.clone() })
+    }
+
+    /// Takes out of the ledger at `path` every entry `owner` owns, under its lock: a
+    /// supervisor whose agent's run is over gives its reservations up before it wakes the
+    /// spawns in line, which would otherwise still count them for as long as it lives. One
+    /// line appended, nothing read: when relief or `kill --all` ends hundreds of agents at
+    /// once, each of their supervisors rewrote the whole ledger in turn.
+    pub fn release(path: &Path, owner: ProcessRef) -> Result<()> {
+        Ledger::change(path, &Change::Release { owner })
+    }
+
+    fn change(path: &Path, change: &Change) -> Result<()> {
         let file = crate::lock::open_lock_file(path)?;
         file.lock().map_err(|e| Error::io("lock", path, e))?;
         let len = file.metadata().map_err(|e| Error::io("read", path, e))?.len();
@@ -163,7 +198,7 @@ impl Ledger {
             file.read_exact_at(&mut last, len - 1).map_err(|e| Error::io("read", path, e))?;
         }
         let mut ledger = Ledger { file, path: path.to_path_buf(), len, torn: last[0] != b'\n', entries: Vec::new() };
-        ledger.write_at_end(&HandOver { from, to, id: id.clone() }.line())
+        ledger.write_at_end(&change.line())
     }
 
     fn write_at_end(&mut self, line: &str) -> Result<()> {
@@ -207,19 +242,6 @@ impl Ledger {
         changed
     }
 
-    /// Takes out of the ledger at `path` every line `owner` owns, under its lock: a
-    /// supervisor whose agent's run is over gives its reservations up before it wakes the
-    /// spawns in line, which would otherwise still count them for as long as it lives.
-    pub fn release(path: &Path, owner: ProcessRef) -> Result<()> {
-        let mut ledger = Ledger::lock(path)?;
-        let before = ledger.entries.len();
-        ledger.entries.retain(|e| e.owner() != Some(owner));
-        match ledger.entries.len() == before {
-            true => Ok(()),
-            false => ledger.save(),
-        }
-    }
-
     /// Writes the entries back; the lock stays held until the ledger is dropped.
     pub fn save(&mut self) -> Result<()> {
         let text: String = self.entries.iter().map(Entry::line).collect();
@@ -235,13 +257,13 @@ impl Ledger {
     }
 }
 
-/// The entries a ledger's text holds, its hand-over lines applied. Lines are checked one by
+/// The entries a ledger's text holds, its hand-over and release lines applied. Lines are checked one by
 /// one: a torn or garbled one costs that line only.
 pub fn entries_of(text: &str) -> Vec<Entry> {
     let mut entries = Vec::new();
     for line in text.lines() {
-        match HandOver::parse(line) {
-            Some(hand_over) => hand_over.apply(&mut entries),
+        match Change::parse(line) {
+            Some(change) => change.apply(&mut entries),
             None => entries.extend(Entry::parse(line)),
         }
     }
@@ -370,9 +392,17 @@ mod tests {
         ledger.save().expect("save");
         drop(ledger);
         Ledger::release(&path, owner).expect("release");
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(text.ends_with("- 42:7\n") && text.lines().count() == 6, "appended, not rewritten: {text}");
         let ids: Vec<String> = Ledger::lock(&path).expect("lock").entries.iter().map(|e| e.id.to_string()).collect();
         assert_eq!(ids, ["reused", "old", "other"]);
         Ledger::release(&path, owner).expect("nothing left to release is no error");
+        // A release applies to the lines above it only.
+        let mut ledger = Ledger::lock(&path).expect("lock");
+        ledger.append(entry(6, "after")).expect("append");
+        drop(ledger);
+        let ids: Vec<String> = Ledger::lock(&path).expect("lock").entries.iter().map(|e| e.id.to_string()).collect();
+        assert_eq!(ids, ["reused", "old", "other", "after"]);
     }
 
     #[test]
@@ -421,16 +451,28 @@ mod tests {
     }
 
     #[test]
-    fn hand_over_lines_parse_strictly() {
-        let h = HandOver {
-            from: ProcessRef { pid: 1, start_ticks: 2 },
-            to: ProcessRef { pid: 3, start_ticks: 4 },
-            id: "x".parse().unwrap(),
-        };
-        assert_eq!(h.line(), "> 1:2 3:4 x\n");
-        assert_eq!(HandOver::parse(h.line().trim_end()), Some(h));
-        for bad in ["> 1:2 3:4", "> 1 3:4 x", "> 1:2 3:4 x y", ">1:2 3:4 x", "1:2 3:4 x", "> 1:2 3:4 ../x"] {
-            assert_eq!(HandOver::parse(bad), None, "{bad}");
+    fn change_lines_parse_strictly() {
+        let (a, b) = (ProcessRef { pid: 1, start_ticks: 2 }, ProcessRef { pid: 3, start_ticks: 4 });
+        let hand_over = Change::HandOver { from: a, to: b, id: "x".parse().expect("id") };
+        assert_eq!(hand_over.line(), "> 1:2 3:4 x\n");
+        assert_eq!(Change::parse(hand_over.line().trim_end()), Some(hand_over));
+        let release = Change::Release { owner: a };
+        assert_eq!(release.line(), "- 1:2\n");
+        assert_eq!(Change::parse(release.line().trim_end()), Some(release));
+        let bad = [
+            "> 1:2 3:4",
+            "> 1 3:4 x",
+            "> 1:2 3:4 x y",
+            ">1:2 3:4 x",
+            "1:2 3:4 x",
+            "> 1:2 3:4 ../x",
+            "- 1",
+            "- 1:2 x",
+            "-1:2",
+            "- ",
+        ];
+        for bad in bad {
+            assert_eq!(Change::parse(bad), None, "{bad}");
             assert_eq!(Entry::parse(bad), None, "{bad}: not an entry either");
         }
     }
