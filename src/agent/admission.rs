@@ -69,6 +69,8 @@ pub struct Admitted<'a> {
     id: AgentId,
     /// The budget as admission measured it.
     pub budget: Budget,
+    /// Its line is a lasting reservation (`--memory-reserve`).
+    lasting: bool,
     armed: bool,
 }
 
@@ -79,7 +81,17 @@ impl Admitted<'_> {
         let supervisor = ProcessRef::of(&self.ctx.proc_root, pid)
             .with_context(|| format!("{}: its supervisor (pid {pid}) is gone before the start", self.id))?;
         let own = own_process(self.ctx)?;
-        Ledger::hand_over(&self.ctx.dirs.admission_path(), &self.id, own, supervisor)?;
+        let path = self.ctx.dirs.admission_path();
+        if !self.lasting {
+            return Ok(Ledger::hand_over(&path, &self.id, own, supervisor)?);
+        }
+        // A lasting line names its supervisor itself, for any fleetctl that reads it
+        // (`fleet_core::admission`): one rewrite per reserving agent.
+        let mut ledger = Ledger::lock(&path)?;
+        for e in ledger.entries.iter_mut().filter(|e| e.id == self.id && e.owner() == Some(own)) {
+            (e.pid, e.start_ticks) = (supervisor.pid, Some(supervisor.start_ticks));
+        }
+        ledger.save()?;
         Ok(())
     }
 
@@ -233,7 +245,10 @@ pub fn admit<'a>(
             ahead => Err(Refused::Turn { ahead }),
         };
         match (verdict, line.as_deref_mut()) {
-            (Ok(budget), _) => return Ok(Admitted { ctx, id: id.clone(), budget, armed: true }),
+            (Ok(budget), _) => {
+                let lasting = lasting_reserve(ctx, limits, rules).is_some();
+                return Ok(Admitted { ctx, id: id.clone(), budget, lasting, armed: true });
+            }
             (Err(refused), None) => {
                 drop(ledger);
                 return Err(refused.error(ctx, id, None));
