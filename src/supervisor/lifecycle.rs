@@ -3,6 +3,7 @@
 //! poll(2) loop, turns what woke it into inputs, and performs the machine's actions.
 
 mod housekeeping;
+mod idle;
 
 use super::{
     logsink::{Log, LogSink},
@@ -53,6 +54,11 @@ pub struct Supervisor {
     /// It joined `supervisors/` of the cgroup2 tree before the start (on systemd hosts): its
     /// housekeeping joins only the v1 hierarchies.
     joined_supervisors_early: bool,
+    /// Where the agent's output is read into, allocated at its first output and let go of
+    /// before a long sleep ([`idle`]).
+    output_buf: Vec<u8>,
+    /// When memory was last let go of before a sleep.
+    let_go: idle::LetGo,
 }
 
 impl Supervisor {
@@ -109,6 +115,8 @@ impl Supervisor {
             first_run,
             oom_protected: false,
             joined_supervisors_early,
+            output_buf: Vec::new(),
+            let_go: idle::LetGo::NotYet,
         };
         sup.record.supervisor = ProcessRef::of(&sup.plan.proc_root, std::process::id() as i32);
         Ok(sup)
@@ -132,8 +140,8 @@ impl Supervisor {
 
     /// Supervises runs until the agent has ended for good and its end is recorded.
     pub fn supervise(&mut self) {
-        let mut buf = vec![0u8; 64 * 1024];
         while !self.machine.done() {
+            let release_pages = self.let_go_before_sleeping(Instant::now());
             let woke = super::wait::wait(
                 &self.signals,
                 self.run.as_ref().filter(|_| self.machine.wants_output()).map(|r| &r.output),
@@ -143,11 +151,12 @@ impl Supervisor {
                     .filter(|_| self.machine.wants_pressure())
                     .and_then(|r| r.pressure.as_ref()?.as_ref().ok()),
                 self.machine.next_deadline(),
+                release_pages.then_some(self.plan.proc_root.as_path()),
             );
             if woke.signals {
                 self.on_signals();
             }
-            if woke.output && !self.pump_output(&mut buf) {
+            if woke.output && !self.pump_output() {
                 self.feed(Input::OutputClosed);
             }
             if woke.oom && self.run.as_ref().and_then(|r| r.oom.as_ref()).is_some_and(|o| o.drain()) {
@@ -315,22 +324,27 @@ impl Supervisor {
     }
 
     /// Copies available output to the log; returns false at EOF.
-    fn pump_output(&mut self, buf: &mut [u8]) -> bool {
+    fn pump_output(&mut self) -> bool {
         use std::io::Read;
-        loop {
-            let Some(run) = self.run.as_mut() else { return false };
-            match run.output.read(buf) {
-                Ok(0) => return false,
+        let mut buf = std::mem::take(&mut self.output_buf);
+        // A pipe's whole default capacity in one read.
+        buf.resize(64 * 1024, 0);
+        let open = loop {
+            let Some(run) = self.run.as_mut() else { break false };
+            match run.output.read(&mut buf) {
+                Ok(0) => break false,
                 Ok(n) => {
                     if let Some(log) = self.log() {
                         let _ = log.write(&buf[..n]);
                     }
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break true,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => return false,
+                Err(_) => break false,
             }
-        }
+        };
+        self.output_buf = buf;
+        open
     }
 
     /// After the main process ended and the last output came: reap, read the OOM counters,

@@ -11,6 +11,7 @@ use nix::{
 use std::{
     fs::File,
     os::fd::AsFd,
+    path::Path,
     time::{Duration, Instant},
 };
 
@@ -27,13 +28,16 @@ pub struct Woke {
 }
 
 /// Sleeps until a descriptor is readable (the pressure trigger: has fired) or `deadline`
-/// passes (None: no deadline).
+/// passes (None: no deadline). With `release_pages` (the proc root), the code and read-only
+/// data pages are let go of right before the sleep, so little of what ran since stays
+/// resident while it lasts.
 pub fn wait(
     signals: &SignalFd,
     output: Option<&File>,
     oom: Option<&OomGroup>,
     pressure: Option<&StallTrigger>,
     deadline: Option<Instant>,
+    release_pages: Option<&Path>,
 ) -> Woke {
     let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
     let output_at = output.map(|o| {
@@ -51,7 +55,11 @@ pub fn wait(
     });
     // EINTR cannot happen (every signal we take is blocked); anything else is a bug we
     // cannot act on, and the caller polls again.
-    let _ = poll(&mut fds, timeout(deadline, Instant::now()));
+    let timeout = timeout(deadline, Instant::now());
+    if let Some(proc_root) = release_pages {
+        let _ = fleet_core::own_pages::release_clean_file_pages(proc_root);
+    }
+    let _ = poll(&mut fds, timeout);
     let revents = |at: Option<usize>| at.and_then(|i| fds.get(i)).and_then(|f| f.revents());
     let ready = |at: Option<usize>| revents(at).is_some_and(|r| !r.is_empty());
     let (pressure, pressure_lost) = trigger_state(revents(pressure_at));

@@ -20,6 +20,7 @@ pub mod lease;
 pub mod liveness;
 pub mod lock;
 pub mod meminfo;
+pub mod own_pages;
 pub mod paths;
 pub mod procs;
 pub mod queue;

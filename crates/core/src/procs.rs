@@ -143,72 +143,6 @@ pub fn protect_from_oom(proc_root: &Path) -> Result<()> {
     std::fs::write(&path, "-1000").map_err(|e| Error::io("write", &path, e))
 }
 
-/// Unmaps the calling process's executable file pages from its page tables, so an idle
-/// process stops counting the code it ran during setup as resident. Returns the bytes
-/// advised.
-///
-/// Starting a supervisor touches much of fleetctl's and libc's code, and the kernel maps
-/// 64 KiB around every fault; the supervisor then sleeps in `poll(2)` for hours, using a
-/// few pages of it. `MADV_DONTNEED` on a private file mapping only drops our page-table
-/// entries: the next access faults the same bytes back from the page cache. That is safe
-/// only for pages never written, so only read+execute mappings are touched; data, RELRO
-/// (written during relocation, then made read-only) and anonymous memory are left alone.
-pub fn release_text_pages(proc_root: &Path) -> Result<u64> {
-    let path = proc_root.join("self/maps");
-    let maps = std::fs::read_to_string(&path).map_err(|e| Error::io("read", &path, e))?;
-    let mut released = 0;
-    for (start, end) in executable_file_ranges(&maps) {
-        // SAFETY: the range is a whole mapping of this process, read+execute and file-backed
-        // (never written), so dropping its pages loses nothing: they fault back unchanged.
-        let rc = unsafe { libc::madvise(start as *mut libc::c_void, (end - start) as usize, libc::MADV_DONTNEED) };
-        if rc == 0 {
-            released += end - start;
-        }
-    }
-    Ok(released)
-}
-
-/// Locks the calling process's file-backed mappings (its code and data, and on a dynamically
-/// linked build its libraries') into memory, faulting every page in. Returns the bytes
-/// locked.
-///
-/// For a guard that must act when memory is short: its kill path may not have run yet, and
-/// must not wait on the disk then. `mlockall(MCL_CURRENT)` would do this too, but would also
-/// fill what the allocator has only reserved (mimalloc reserves its arena up front).
-pub fn lock_file_pages(proc_root: &Path) -> Result<u64> {
-    let path = proc_root.join("self/maps");
-    let maps = std::fs::read_to_string(&path).map_err(|e| Error::io("read", &path, e))?;
-    let mut locked = 0;
-    for (start, end) in file_ranges(&maps, |_| true) {
-        // SAFETY: mlock(2) only pins the pages of a range this process has mapped.
-        if unsafe { libc::mlock(start as *const libc::c_void, (end - start) as usize) } == 0 {
-            locked += end - start;
-        }
-    }
-    Ok(locked)
-}
-
-/// The `r-xp` file-backed ranges of a maps file.
-fn executable_file_ranges(maps: &str) -> Vec<(u64, u64)> {
-    file_ranges(maps, |perms| perms == "r-xp")
-}
-
-/// The file-backed ranges of a maps file whose permissions pass `keep`.
-fn file_ranges(maps: &str, keep: impl Fn(&str) -> bool) -> Vec<(u64, u64)> {
-    maps.lines()
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            let (range, perms) = (fields.next()?, fields.next()?);
-            let path = fields.nth(3)?;
-            if !keep(perms) || !path.starts_with('/') {
-                return None;
-            }
-            let (start, end) = range.split_once('-')?;
-            Some((u64::from_str_radix(start, 16).ok()?, u64::from_str_radix(end, 16).ok()?))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,44 +197,5 @@ mod tests {
         let stat = format!("42 (a) b (c){tail}");
         assert_eq!(arg_env_areas(&stat), Some([48..49, 50..51]));
         assert_eq!(arg_env_areas("42 (short) S 1 2"), None, "an old kernel's shorter line");
-    }
-
-    #[test]
-    fn only_executable_file_mappings_are_released() {
-        let maps = "\
-55d0a0000000-55d0a0100000 r--p 00000000 fd:01 123 /usr/bin/fleetctl
-55d0a0100000-55d0a0300000 r-xp 00100000 fd:01 123 /usr/bin/fleetctl
-55d0a0300000-55d0a0400000 r--p 00300000 fd:01 123 /usr/bin/fleetctl
-55d0a0400000-55d0a0410000 rw-p 00400000 fd:01 123 /usr/bin/fleetctl
-7f0000000000-7f0000021000 rw-p 00000000 00:00 0 
-7f0000100000-7f0000200000 r-xp 00028000 fd:01 456 /usr/lib/x86_64-linux-gnu/libc.so.6
-7ffd00000000-7ffd00002000 r-xp 00000000 00:00 0                          [vdso]
-";
-        assert_eq!(
-            executable_file_ranges(maps),
-            vec![(0x55d0a0100000, 0x55d0a0300000), (0x7f0000100000, 0x7f0000200000)]
-        );
-    }
-
-    #[test]
-    fn every_file_mapping_is_locked() {
-        let maps = "\
-55d0a0000000-55d0a0100000 r--p 00000000 fd:01 123 /usr/bin/fleetctl
-55d0a0400000-55d0a0410000 rw-p 00400000 fd:01 123 /usr/bin/fleetctl
-7f0000000000-7f0000021000 rw-p 00000000 00:00 0 
-7ffd00000000-7ffd00002000 r-xp 00000000 00:00 0                          [vdso]
-";
-        assert_eq!(
-            file_ranges(maps, |_| true),
-            vec![(0x55d0a0000000, 0x55d0a0100000), (0x55d0a0400000, 0x55d0a0410000)]
-        );
-    }
-
-    #[test]
-    fn releasing_text_keeps_the_process_working() {
-        let released = release_text_pages(Path::new("/proc")).expect("release");
-        assert!(released > 0);
-        // Code runs on: every page we dropped faults back from the page cache.
-        assert_eq!(format!("{:?}", vec![1, 2, 3]), "[1, 2, 3]");
     }
 }

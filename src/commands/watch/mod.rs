@@ -256,7 +256,7 @@ pub fn run(ctx: &Ctx, args: WatchArgs) -> Result<Exit> {
 fn guard_self(ctx: &Ctx) {
     use nix::sys::mman::{MlockAllFlags, mlockall};
     let _ = protect_from_oom(&ctx.proc_root);
-    let _ = fleet_core::procs::lock_file_pages(&ctx.proc_root);
+    let _ = fleet_core::own_pages::lock_file_pages(&ctx.proc_root);
     let on_fault = MlockAllFlags::from_bits_retain(libc::MCL_ONFAULT);
     let _ = mlockall(MlockAllFlags::MCL_CURRENT | MlockAllFlags::MCL_FUTURE | on_fault);
 }

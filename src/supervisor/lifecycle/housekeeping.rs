@@ -9,7 +9,7 @@ impl Supervisor {
     /// What the supervisor does once, after `spawn` has returned: take protection from the
     /// OOM killer, leave the caller's cgroup for the fleet's `supervisors/`, outside every
     /// agent, and, since from then on it mostly sleeps, let go of its setup code's pages and
-    /// of what `spawn` left on the heap.
+    /// of what `spawn` left on the heap before its next sleep ([`super::idle`]).
     ///
     /// None of it is done before: on a host with two cores, the supervisor, the agent's
     /// own start-up and `spawn`'s exit compete for them, and every syscall the supervisor
@@ -32,23 +32,7 @@ impl Supervisor {
             self.note(&format!("cannot move the supervisor into {}: {e:#}", self.plan.supervisors.unified.display()));
             self.event(&Event::SupervisorError { error: format!("cannot join supervisors cgroup: {e:#}") });
         }
-        // The heap first: the code that trims it would fault back in after the text's release.
-        release_free_heap();
-        let _ = fleet_core::procs::release_text_pages(&self.plan.proc_root);
+        // Done right before the poll, so what runs until then is not resident either.
+        self.let_go = super::idle::LetGo::Due;
     }
-}
-
-/// Returns the heap's free memory to the kernel: what `spawn` allocated before the fork is
-/// no use to the supervisor.
-fn release_free_heap() {
-    // SAFETY: malloc_trim only returns free heap memory to the kernel.
-    #[cfg(target_env = "gnu")]
-    unsafe {
-        libc::malloc_trim(0)
-    };
-    // SAFETY: mi_collect only frees and purges mimalloc's own unused memory.
-    #[cfg(target_env = "musl")]
-    unsafe {
-        libmimalloc_sys::mi_collect(true)
-    };
 }
