@@ -10,6 +10,9 @@
 //! files an agent leaves in its slot are only ever handed to the next agent of that slot,
 //! and before that agent starts, whatever still runs as the uid is killed ([`end_leftovers`]).
 
+mod as_user;
+
+pub use as_user::{end_leftovers, in_child_as};
 use fleet_core::lease::{self, LeaseFile};
 use nix::unistd::{Gid, Group, Uid, User};
 use std::{ops::RangeInclusive, path::PathBuf};
@@ -318,37 +321,6 @@ pub fn slot_uid(range: &RangeInclusive<u32>, slot: u32, highest: u32) -> Result<
 pub fn lease_uid(lock_dir: &std::path::Path, uid: u32) -> fleet_core::Result<Option<LeaseFile>> {
     let file = LeaseFile::open(&lease::uids_lease_path(lock_dir))?;
     Ok(file.lease_number(uid..=uid)?.map(|_| file))
-}
-
-/// SIGKILLs every process that still runs as `uid` (an agent whose supervisor was killed,
-/// or what one left behind), so the next agent given the uid can neither signal them nor be
-/// watched by them: a child becomes `uid` and sends SIGKILL to every process it may signal
-/// (`kill(-1)`: those whose real or saved uid is `uid`), and `spawn` waits for it. A killed
-/// process runs no more code; it may linger as a zombie until its parent reaps it.
-pub fn end_leftovers(uid: u32) -> std::io::Result<()> {
-    let who = Credentials { uid, gid: uid, groups: Vec::new() };
-    // Not a capability left after the switch (`assume` drops them): kill(-1) with CAP_KILL
-    // would end every process of the host. ESRCH: nothing ran as the uid.
-    // SAFETY: kill(2) with integers; errno is this thread's.
-    let kill_all = || unsafe { libc::kill(-1, libc::SIGKILL) == 0 || *libc::__errno_location() == libc::ESRCH };
-    match in_child_as(&who, kill_all)? {
-        true => Ok(()),
-        false => Err(std::io::Error::other(format!("the child that ends uid {uid}'s processes could not"))),
-    }
-}
-
-/// Runs `then` in a forked child that has become `who` for good ([`Credentials::assume`]):
-/// what that user may do, found out without switching this process. True when the switch
-/// and `then` both succeeded.
-pub fn in_child_as(who: &Credentials, then: impl FnOnce() -> bool) -> std::io::Result<bool> {
-    // SAFETY: spawn is single-threaded; the child makes system calls on memory prepared
-    // before the fork (no allocation, no lock) and leaves through `_exit`.
-    match unsafe { nix::unistd::fork() }? {
-        nix::unistd::ForkResult::Child => unsafe { libc::_exit(if who.assume() && then() { 0 } else { 1 }) },
-        nix::unistd::ForkResult::Parent { child } => {
-            Ok(matches!(nix::sys::wait::waitpid(child, None)?, nix::sys::wait::WaitStatus::Exited(_, 0)))
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,51 @@
+//! Asking the kernel as another user, without becoming that user: a child switches and
+//! acts, and reports through its exit code.
+
+use super::Credentials;
+
+/// SIGKILLs every process that still runs as `uid` (an agent whose supervisor was killed,
+/// or what one left behind), so the next agent given the uid can neither signal them nor be
+/// watched by them: a child becomes `uid` and sends SIGKILL to every process it may signal
+/// (`kill(-1)`: those whose real or saved uid is `uid`), and `spawn` waits for it. A killed
+/// process runs no more code; it may linger as a zombie until its parent reaps it.
+pub fn end_leftovers(uid: u32) -> std::io::Result<()> {
+    let who = Credentials { uid, gid: uid, groups: Vec::new() };
+    // Not a capability left after the switch (`assume` drops them): kill(-1) with CAP_KILL
+    // would end every process of the host. ESRCH: nothing ran as the uid.
+    // SAFETY: kill(2) with integers; errno is this thread's.
+    let kill_all = || unsafe { libc::kill(-1, libc::SIGKILL) == 0 || *libc::__errno_location() == libc::ESRCH };
+    match in_child_as(&who, kill_all)? {
+        true => Ok(()),
+        false => Err(std::io::Error::other(format!("the child that ends uid {uid}'s processes could not"))),
+    }
+}
+
+/// Runs `then` in a child that has become `who` for good ([`Credentials::assume`]): what that
+/// user may do, found out without switching this process. True when the switch and `then`
+/// both succeeded. `then` must not allocate or take a lock: it runs in the child.
+///
+/// The child borrows this process's memory (`CLONE_VM | CLONE_VFORK`, as posix_spawn(3)
+/// starts a command) instead of copying its page tables, which a fork did on every spawn
+/// that runs its agent as another user (to ask whether that user may write the workspace);
+/// credentials belong to each task, so the switch stays the child's.
+pub fn in_child_as(who: &Credentials, then: impl FnOnce() -> bool) -> std::io::Result<bool> {
+    // Two system calls' worth of stack, and room to spare: an overflow would write below it.
+    let mut stack = vec![0u8; CHILD_STACK];
+    let mut then = Some(then);
+    let child = Box::new(move || -> isize {
+        let ok = who.assume() && then.take().is_some_and(|then| then());
+        // SAFETY: _exit(2) ends the child at once; nothing it borrowed is released twice.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+    });
+    let flags = nix::sched::CloneFlags::CLONE_VM | nix::sched::CloneFlags::CLONE_VFORK;
+    // SAFETY: the child runs on `stack`, makes system calls on memory prepared before the
+    // clone (no allocation, no lock: `assume` and `then` are raw calls) and leaves through
+    // `_exit`; CLONE_VFORK keeps this thread, and so everything the child borrows,
+    // suspended until then. Another thread may run meanwhile: the child touches nothing of
+    // theirs, only its stack and what this suspended thread owns.
+    let child = unsafe { nix::sched::clone(child, &mut stack, flags, Some(libc::SIGCHLD)) }?;
+    Ok(matches!(nix::sys::wait::waitpid(child, None)?, nix::sys::wait::WaitStatus::Exited(_, 0)))
+}
+
+/// The stack of [`in_child_as`]'s child.
+const CHILD_STACK: usize = 64 << 10;
