@@ -33,7 +33,18 @@ static ALLOCATOR: fleet_core::alloc_count::Counting = fleet_core::alloc_count::C
 /// Ends the process now with `exit`'s code, for the one place that cannot return to
 /// `main`: a second Ctrl-C, from inside the signal handler's thread.
 pub fn end_process_now(exit: Exit) -> ! {
-    std::process::exit(exit.code())
+    end(exit.code())
+}
+
+/// Ends the process with `code` once stdout is flushed, without running exit handlers. The
+/// one there is, mimalloc's, gives the whole heap back to the kernel page by page (an
+/// madvise over what it reserved), which the process's exit does anyway: some 3 % of a
+/// spawn's time, for nothing.
+fn end(code: i32) -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    // SAFETY: _exit(2) ends the process; every output is flushed (stderr has no buffer).
+    unsafe { libc::_exit(code) }
 }
 
 fn main() {
@@ -52,18 +63,18 @@ fn main() {
             },
             Exit::code,
         );
-        std::process::exit(code);
+        end(code);
     }
     let cli = match fleet_cli::parse_from(std::env::args_os()) {
         Ok(cli) => cli,
         Err(err) if !err.use_stderr() => {
             // --help and --version.
             let _ = err.print();
-            std::process::exit(0);
+            end(0);
         }
         Err(err) => {
             eprintln!("fleetctl: {}", one_line(&err.render().to_string()));
-            std::process::exit(Exit::Usage.code());
+            end(Exit::Usage.code());
         }
     };
     let code = match run(cli) {
@@ -77,7 +88,7 @@ fn main() {
             }
         }
     };
-    std::process::exit(code);
+    end(code);
 }
 
 /// Dispatches to the one entry function of each subcommand.
