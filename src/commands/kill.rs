@@ -125,7 +125,7 @@ pub fn run(ctx: &Ctx, args: KillArgs) -> Result<Exit> {
     let req = StopRequest { by: "user".into(), detail: None, grace: args.grace, force: args.force };
     // Agents are independent: stop them in parallel, so `kill --all` over hundreds of agents
     // costs a few grace periods, not one per agent. Output stays in id order.
-    let workers = ids.len().clamp(1, 16);
+    let workers = ids.len().clamp(1, 64);
     let next = AtomicUsize::new(0);
     let mut results: Vec<(usize, Result<Option<Stopped>>)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers)
