@@ -18,7 +18,7 @@ pub struct Timers {
     /// When to start the next run after a failure.
     pub restart_backoff: Option<Instant>,
     /// What waits until `spawn` has returned: opening the log, OOM protection, the move
-    /// to `<root>/supervisors`, dropping setup pages.
+    /// to `<root>/supervisors`, letting go of setup memory.
     pub housekeeping: Option<Instant>,
     /// cgroup v1: the next reading of the agent's `oom_kill` counter after an OOM
     /// notification (scheduled by [`super::oom_group::Verdicts`]).

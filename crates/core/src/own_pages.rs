@@ -17,10 +17,10 @@ use std::{
 /// file mapping only drops our page-table entries: the next access faults the same bytes
 /// back from the page cache. That is safe only for pages never written, so the mappings
 /// are taken from `<proc_root>/self/smaps` as they are now, and only private ones that are
-/// not writable and hold no anonymous (copied-on-write) page qualify. That leaves out data,
-/// RELRO (written during relocation and then made read-only), pages a debugger patched, and
-/// anonymous memory. The process must be single-threaded: nothing may map or unmap between
-/// the read and the advice.
+/// not writable and hold no page copied on write, resident or swapped out, qualify. That
+/// leaves out data, RELRO (written during relocation and then made read-only), pages a
+/// debugger patched, and anonymous memory. The process must be single-threaded: nothing
+/// may map or unmap between the read and the advice.
 pub fn release_clean_file_pages(proc_root: &Path) -> Result<u64> {
     let path = proc_root.join("self/smaps");
     let file = std::fs::File::open(&path).map_err(|e| Error::io("open", &path, e))?;
@@ -76,28 +76,44 @@ fn file_ranges(maps: &str) -> Vec<(u64, u64)> {
 }
 
 /// The ranges of an smaps file whose pages all match their file: private file mappings, not
-/// writable, whose `Anonymous:` line says no page was copied on write. A mapping whose
-/// block lacks that line does not qualify.
+/// writable, whose `Anonymous:` and `Swap:` lines both say 0 kB. A page copied on write
+/// counts as anonymous while resident and as swap once swapped out (a relocated RELRO page
+/// of a supervisor asleep for hours, on a host with swap), so both must be nothing. A block
+/// that lacks either line does not qualify.
 fn clean_file_ranges(mut smaps: impl BufRead) -> std::io::Result<Vec<(u64, u64)>> {
-    let mut clean = Vec::new();
-    let mut candidate = None;
-    let mut line = String::new();
+    /// A candidate mapping, and which of its two counts were seen at 0 kB so far.
+    struct Block {
+        range: (u64, u64),
+        anonymous_none: bool,
+        swap_none: bool,
+    }
+    let close = |block: Option<Block>, clean: &mut Vec<(u64, u64)>| {
+        if let Some(b) = block.filter(|b| b.anonymous_none && b.swap_none) {
+            clean.push(b.range);
+        }
+    };
+    let (mut clean, mut block, mut line) = (Vec::new(), None::<Block>, String::new());
     while {
         line.clear();
         smaps.read_line(&mut line)? > 0
     } {
         let line = line.trim_end();
-        if let Some(anonymous) = line.strip_prefix("Anonymous:") {
-            if let Some(range) = candidate.take()
-                && anonymous.trim() == "0 kB"
-            {
-                clean.push(range);
-            }
+        let none = |value: &str| value.trim() == "0 kB";
+        if let (Some(value), Some(b)) = (line.strip_prefix("Anonymous:"), block.as_mut()) {
+            b.anonymous_none = none(value);
+        } else if let (Some(value), Some(b)) = (line.strip_prefix("Swap:"), block.as_mut()) {
+            b.swap_none = none(value);
         } else if let Some((start, end, perms, is_file)) = mapping(line) {
+            close(block.take(), &mut clean);
             let private_read_only = perms.len() == 4 && !perms.contains('w') && perms.ends_with('p');
-            candidate = (is_file && private_read_only).then_some((start, end));
+            block = (is_file && private_read_only).then_some(Block {
+                range: (start, end),
+                anonymous_none: false,
+                swap_none: false,
+            });
         }
     }
+    close(block, &mut clean);
     Ok(clean)
 }
 
@@ -105,11 +121,15 @@ fn clean_file_ranges(mut smaps: impl BufRead) -> std::io::Result<Vec<(u64, u64)>
 mod tests {
     use super::*;
 
-    /// An smaps block: its header line, some counts, and its `Anonymous:` line.
-    fn block(header: &str, anonymous_kb: u64) -> String {
+    /// An smaps block: its header line, some counts, and its `Anonymous:` and `Swap:` lines.
+    fn block_with(header: &str, anonymous_kb: u64, swap_kb: u64) -> String {
         format!(
-            "{header}\nSize:                100 kB\nRss:                  40 kB\nAnonymous:      {anonymous_kb:>8} kB\nVmFlags: rd ex mr mw me\n"
+            "{header}\nSize:                100 kB\nRss:                  40 kB\nAnonymous:      {anonymous_kb:>8} kB\nSwap:           {swap_kb:>8} kB\nVmFlags: rd ex mr mw me\n"
         )
+    }
+
+    fn block(header: &str, anonymous_kb: u64) -> String {
+        block_with(header, anonymous_kb, 0)
     }
 
     #[test]
@@ -117,8 +137,9 @@ mod tests {
         let smaps = [
             block("55d0a0000000-55d0a0100000 r--p 00000000 fd:01 123 /usr/bin/fleetctl", 0),
             block("55d0a0100000-55d0a0300000 r-xp 00100000 fd:01 123 /usr/bin/fleetctl", 0),
-            // RELRO: written during relocation, then made read-only.
+            // RELRO: written during relocation, then made read-only; resident, then swapped out.
             block("55d0a0300000-55d0a0310000 r--p 00300000 fd:01 123 /usr/bin/fleetctl", 8),
+            block_with("55d0a0310000-55d0a0320000 r--p 00310000 fd:01 123 /usr/bin/fleetctl", 0, 8),
             block("55d0a0400000-55d0a0410000 rw-p 00400000 fd:01 123 /usr/bin/fleetctl", 0),
             block("7f0000000000-7f0000021000 rw-p 00000000 00:00 0 ", 0),
             block("7f0000100000-7f0000200000 r-xp 00028000 fd:01 456 /usr/lib/x86_64-linux-gnu/libc.so.6", 0),
@@ -130,9 +151,11 @@ mod tests {
             clean_file_ranges(smaps.as_bytes()).unwrap(),
             vec![(0x55d0a0000000, 0x55d0a0100000), (0x55d0a0100000, 0x55d0a0300000), (0x7f0000100000, 0x7f0000200000)]
         );
-        // A kernel whose smaps does not count anonymous pages: nothing is known clean.
-        let without = "55d0a0100000-55d0a0300000 r-xp 00100000 fd:01 123 /usr/bin/fleetctl\nRss: 40 kB\n";
-        assert_eq!(clean_file_ranges(without.as_bytes()).unwrap(), vec![]);
+        // A kernel whose smaps does not count anonymous or swapped pages: nothing is known clean.
+        let header = "55d0a0100000-55d0a0300000 r-xp 00100000 fd:01 123 /usr/bin/fleetctl\n";
+        for counts in ["Rss: 40 kB\n", "Anonymous: 0 kB\n", "Swap: 0 kB\n"] {
+            assert_eq!(clean_file_ranges(format!("{header}{counts}").as_bytes()).unwrap(), vec![], "{counts}");
+        }
     }
 
     #[test]
@@ -148,6 +171,22 @@ mod tests {
 
     #[test]
     fn releasing_clean_pages_keeps_the_process_working() {
+        // Nothing may map or unmap between the release's read of smaps and its advice, and
+        // libtest runs other tests in threads of this process: the test runs itself alone,
+        // in a process of its own.
+        const ALONE: &str = "FLEET_CORE_TEST_RELEASE_ALONE";
+        if std::env::var_os(ALONE).is_none() {
+            let name = "own_pages::tests::releasing_clean_pages_keeps_the_process_working";
+            let exe = std::env::current_exe().expect("test binary");
+            let run = std::process::Command::new(exe)
+                .args(["--exact", name, "--test-threads=1", "--nocapture"])
+                .env(ALONE, "1")
+                .output()
+                .expect("run the test alone");
+            let out = String::from_utf8_lossy(&run.stdout);
+            assert!(run.status.success() && out.contains("1 passed"), "{out}{}", String::from_utf8_lossy(&run.stderr));
+            return;
+        }
         static TABLE: [u64; 4] = [3, 1, 4, 1];
         let released = release_clean_file_pages(Path::new("/proc")).expect("release");
         assert!(released > 0);
