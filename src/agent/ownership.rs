@@ -99,8 +99,9 @@ pub fn writable_by(who: Option<&super::identity::Credentials>, dir: &Path) -> st
     use nix::unistd::{AccessFlags, access};
     let Some(who) = who else { return Ok(access(dir, AccessFlags::W_OK | AccessFlags::X_OK).is_ok()) };
     let path = CString::new(dir.as_os_str().as_encoded_bytes()).map_err(std::io::Error::other)?;
-    // SAFETY: access(2) on a string made before the fork.
-    super::identity::in_child_as(who, || unsafe { libc::access(path.as_ptr(), libc::W_OK | libc::X_OK) == 0 })
+    // SAFETY (both): access(2) on a string made before the clone is all the child does;
+    // spawn has installed no signal handler yet.
+    unsafe { super::identity::in_child_as(who, || libc::access(path.as_ptr(), libc::W_OK | libc::X_OK) == 0) }
 }
 
 /// `--cwd DIR`: relative to `workspace` or absolute inside it, an existing directory once

@@ -12,9 +12,10 @@ pub fn end_leftovers(uid: u32) -> std::io::Result<()> {
     let who = Credentials { uid, gid: uid, groups: Vec::new() };
     // Not a capability left after the switch (`assume` drops them): kill(-1) with CAP_KILL
     // would end every process of the host. ESRCH: nothing ran as the uid.
-    // SAFETY: kill(2) with integers; errno is this thread's.
+    // SAFETY (both): kill(2) with integers, and a read of errno, are all the child does;
+    // spawn has installed no signal handler yet.
     let kill_all = || unsafe { libc::kill(-1, libc::SIGKILL) == 0 || *libc::__errno_location() == libc::ESRCH };
-    match in_child_as(&who, kill_all)? {
+    match unsafe { in_child_as(&who, kill_all) }? {
         true => Ok(()),
         false => Err(std::io::Error::other(format!("the child that ends uid {uid}'s processes could not"))),
     }
@@ -22,13 +23,20 @@ pub fn end_leftovers(uid: u32) -> std::io::Result<()> {
 
 /// Runs `then` in a child that has become `who` for good ([`Credentials::assume`]): what that
 /// user may do, found out without switching this process. True when the switch and `then`
-/// both succeeded. `then` must not allocate or take a lock: it runs in the child.
+/// both succeeded.
 ///
 /// The child borrows this process's memory (`CLONE_VM | CLONE_VFORK`, as posix_spawn(3)
 /// starts a command) instead of copying its page tables, which a fork did on every spawn
-/// that runs its agent as another user (to ask whether that user may write the workspace);
-/// credentials belong to each task, so the switch stays the child's.
-pub fn in_child_as(who: &Credentials, then: impl FnOnce() -> bool) -> std::io::Result<bool> {
+/// that runs its agent as another user (to ask whether that user may write the workspace).
+/// Credentials belong to each task, so the switch stays the child's; the dumpable flag
+/// belongs to the memory, which the switch clears, so it is put back after.
+///
+/// # Safety
+///
+/// `then` runs in the child, on this process's memory while this thread is suspended: it
+/// may only make system calls on what exists already (no allocation, no lock), and no
+/// signal handler may be installed (one would run in the child, on the same memory).
+pub unsafe fn in_child_as(who: &Credentials, then: impl FnOnce() -> bool) -> std::io::Result<bool> {
     // Two system calls' worth of stack, and room to spare: an overflow would write below it.
     let mut stack = vec![0u8; CHILD_STACK];
     let mut then = Some(then);
@@ -38,13 +46,19 @@ pub fn in_child_as(who: &Credentials, then: impl FnOnce() -> bool) -> std::io::R
         unsafe { libc::_exit(if ok { 0 } else { 1 }) }
     });
     let flags = nix::sched::CloneFlags::CLONE_VM | nix::sched::CloneFlags::CLONE_VFORK;
+    // SAFETY: prctl with integer arguments only.
+    let dumpable = unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) };
     // SAFETY: the child runs on `stack`, makes system calls on memory prepared before the
-    // clone (no allocation, no lock: `assume` and `then` are raw calls) and leaves through
+    // clone (`assume` is raw calls; `then` as the caller promised) and leaves through
     // `_exit`; CLONE_VFORK keeps this thread, and so everything the child borrows,
     // suspended until then. Another thread may run meanwhile: the child touches nothing of
     // theirs, only its stack and what this suspended thread owns.
-    let child = unsafe { nix::sched::clone(child, &mut stack, flags, Some(libc::SIGCHLD)) }?;
-    Ok(matches!(nix::sys::wait::waitpid(child, None)?, nix::sys::wait::WaitStatus::Exited(_, 0)))
+    let child = unsafe { nix::sched::clone(child, &mut stack, flags, Some(libc::SIGCHLD)) };
+    if dumpable == 1 {
+        // SAFETY: prctl with integer arguments only.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
+    }
+    Ok(matches!(nix::sys::wait::waitpid(child?, None)?, nix::sys::wait::WaitStatus::Exited(_, 0)))
 }
 
 /// The stack of [`in_child_as`]'s child.
