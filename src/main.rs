@@ -33,7 +33,10 @@ static ALLOCATOR: fleet_core::alloc_count::Counting = fleet_core::alloc_count::C
 /// Ends the process now with `exit`'s code, for the one place that cannot return to
 /// `main`: a second Ctrl-C, from inside the signal handler's thread.
 pub fn end_process_now(exit: Exit) -> ! {
-    end(exit.code())
+    // Not `end`: stdout's lock may be held by a main thread stuck writing to a stalled
+    // terminal or a full pipe, which is when a second Ctrl-C comes.
+    // SAFETY: _exit(2) ends the process at once.
+    unsafe { libc::_exit(exit.code()) }
 }
 
 /// Ends the process with `code` once stdout is flushed, without running exit handlers. The
