@@ -190,8 +190,8 @@ impl Ledger {
         Ok(())
     }
 
-    /// Hands the entries of agent `id` that `from` owns to `to`, in the ledger at `path`,
-    /// under its lock: one line appended, nothing read.
+    /// Hands the entry of agent `id` that `from` owns (its last, should there be more) to
+    /// `to`, in the ledger at `path`, under its lock: one line appended, nothing read.
     pub fn hand_over(path: &Path, id: &AgentId, from: ProcessRef, to: ProcessRef) -> Result<()> {
         Ledger::change(path, &Change::HandOver { from, to, id: id.clone() })
     }

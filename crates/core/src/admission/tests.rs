@@ -121,7 +121,7 @@ fn an_owner_releases_its_own_lines_only() {
 }
 
 #[test]
-fn a_hand_over_line_moves_its_agents_lines_to_the_new_owner_until_a_rewrite_folds_it_in() {
+fn a_hand_over_line_moves_its_agents_line_to_the_new_owner_until_a_rewrite_folds_it_in() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let path = tmp.path().join("admission.lock");
     let (spawn, supervisor) = (ProcessRef { pid: 42, start_ticks: 7 }, ProcessRef { pid: 43, start_ticks: 9 });
@@ -217,4 +217,20 @@ fn young_means_recent_and_not_from_the_future() {
     assert!(young(s(90), s(100), s(10)));
     assert!(!young(s(89), s(100), s(10)));
     assert!(!young(s(101), s(100), s(10)));
+}
+
+#[test]
+fn a_hand_over_moves_the_last_line_its_owner_has_of_the_agent() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("admission.lock");
+    let (spawn, supervisor) = (ProcessRef { pid: 42, start_ticks: 7 }, ProcessRef { pid: 43, start_ticks: 9 });
+    let mut ledger = Ledger::lock(&path).expect("lock");
+    // A stray line of the same spawn and agent (a give-back that failed) stays the spawn's,
+    // and ends with it.
+    ledger.append(entry(1, "a")).expect("append");
+    ledger.append(entry(2, "a")).expect("append");
+    drop(ledger);
+    Ledger::hand_over(&path, &"a".parse().expect("id"), spawn, supervisor).expect("hand over");
+    let owners: Vec<Option<ProcessRef>> = Ledger::lock(&path).expect("lock").entries.iter().map(Entry::owner).collect();
+    assert_eq!(owners, [Some(spawn), Some(supervisor)]);
 }
