@@ -125,7 +125,11 @@ pub fn thread_count(proc_root: &Path) -> Option<usize> {
 /// keep its parent's arguments or variables overwrites them there. `None` when procfs
 /// cannot say (a kernel before 3.5).
 pub fn own_arg_env_areas(proc_root: &Path) -> Option<[std::ops::Range<usize>; 2]> {
-    arg_env_areas(&std::fs::read_to_string(proc_root.join("self/stat")).ok()?)
+    // One read into the stack, as `stat` does: the caller is a process just forked, where
+    // every heap page the read would grow into is first copied.
+    let mut buf = [0u8; 2048];
+    let line = crate::cgroup::files::read_once(&proc_root.join("self/stat"), &mut buf).ok()?;
+    arg_env_areas(std::str::from_utf8(line).ok()?)
 }
 
 fn arg_env_areas(stat: &str) -> Option<[std::ops::Range<usize>; 2]> {
