@@ -2,10 +2,7 @@
 //! what a guard that must act when memory is short locks in.
 
 use crate::{Error, Result};
-use std::{
-    io::{BufRead, BufReader},
-    path::Path,
-};
+use std::{fs::File, os::unix::fs::FileExt, path::Path};
 
 /// Unmaps, from the calling process's page tables, every page of a file mapping that still
 /// holds what was read from the file: its code and read-only data. Returns the bytes
@@ -16,27 +13,50 @@ use std::{
 /// minutes or hours, and would count all of it as resident. `MADV_DONTNEED` on a private
 /// file mapping only drops our page-table entries: the next access faults the same bytes
 /// back from the page cache. That is safe only for pages never written, so the mappings
-/// are taken from `<proc_root>/self/smaps` as they are now, and only private ones that are
-/// not writable and hold no page copied on write, resident or swapped out, qualify. That
-/// leaves out data, RELRO (written during relocation and then made read-only), pages a
-/// debugger patched, and anonymous memory. The process must be single-threaded: nothing
-/// may map or unmap between the read and the advice.
+/// are taken from `<proc_root>/self/maps` as they are now, private, not writable and of a
+/// file, and one qualifies only when `<proc_root>/self/pagemap` shows none of its pages
+/// copied on write, resident or swapped out ([`never_written`]). That leaves out data,
+/// RELRO (written during relocation and then made read-only), pages a debugger patched,
+/// and anonymous memory. (`smaps` says the same per mapping, but costs five times the
+/// time: it walks every mapping's pages, the allocator's whole arena among them.) The
+/// process must be single-threaded: nothing may map or unmap between the reads and the
+/// advice.
 pub fn release_clean_file_pages(proc_root: &Path) -> Result<u64> {
-    let path = proc_root.join("self/smaps");
-    let file = std::fs::File::open(&path).map_err(|e| Error::io("open", &path, e))?;
-    // Read line by line: the whole file is some 25 KiB, which the heap would keep resident.
-    let ranges = clean_file_ranges(BufReader::with_capacity(4096, file)).map_err(|e| Error::io("read", &path, e))?;
+    let (clean, count) = clean_file_ranges(proc_root)?;
+    // Nothing is freed or closed from here on: code that ran after the advice, such as the
+    // allocator's, would fault back in and stay.
     let mut released = 0;
-    for (start, end) in ranges {
+    for &(start, end) in &clean[..count] {
         // SAFETY: the range is a whole private file mapping of this process, as mapped now,
-        // never writable and without an anonymous page, so every page matches the file:
-        // dropping them loses nothing, and they fault back unchanged.
+        // not writable, and none of its pages was copied on write: every page matches the
+        // file, so dropping them loses nothing, and they fault back unchanged.
         let rc = unsafe { libc::madvise(start as *mut libc::c_void, (end - start) as usize, libc::MADV_DONTNEED) };
         if rc == 0 {
             released += end - start;
         }
     }
     Ok(released)
+}
+
+/// At most this many ranges are released (a static build has four, a dynamic one a few per
+/// library).
+const MAX_RANGES: usize = 64;
+
+/// The ranges [`release_clean_file_pages`] may release, in an array of the stack, and how
+/// many there are.
+fn clean_file_ranges(proc_root: &Path) -> Result<([(u64, u64); MAX_RANGES], usize)> {
+    let maps_path = proc_root.join("self/maps");
+    let maps = std::fs::read_to_string(&maps_path).map_err(|e| Error::io("read", &maps_path, e))?;
+    let pagemap_path = proc_root.join("self/pagemap");
+    let pagemap = File::open(&pagemap_path).map_err(|e| Error::io("open", &pagemap_path, e))?;
+    let (mut clean, mut count) = ([(0, 0); MAX_RANGES], 0);
+    for (start, end) in private_read_only_file_ranges(&maps).into_iter().take(MAX_RANGES) {
+        if never_written(&pagemap, start, end).map_err(|e| Error::io("read", &pagemap_path, e))? {
+            clean[count] = (start, end);
+            count += 1;
+        }
+    }
+    Ok((clean, count))
 }
 
 /// Locks the calling process's file-backed mappings (its code and data, and on a dynamically
@@ -75,87 +95,97 @@ fn file_ranges(maps: &str) -> Vec<(u64, u64)> {
     maps.lines().filter_map(mapping).filter(|&(.., is_file)| is_file).map(|(start, end, ..)| (start, end)).collect()
 }
 
-/// The ranges of an smaps file whose pages all match their file: private file mappings, not
-/// writable, whose `Anonymous:` and `Swap:` lines both say 0 kB. A page copied on write
-/// counts as anonymous while resident and as swap once swapped out (a relocated RELRO page
-/// of a supervisor asleep for hours, on a host with swap), so both must be nothing. A block
-/// that lacks either line does not qualify.
-fn clean_file_ranges(mut smaps: impl BufRead) -> std::io::Result<Vec<(u64, u64)>> {
-    /// A candidate mapping, and which of its two counts were seen at 0 kB so far.
-    struct Block {
-        range: (u64, u64),
-        anonymous_none: bool,
-        swap_none: bool,
-    }
-    let close = |block: Option<Block>, clean: &mut Vec<(u64, u64)>| {
-        if let Some(b) = block.filter(|b| b.anonymous_none && b.swap_none) {
-            clean.push(b.range);
+/// The private, not writable, file-backed ranges of a maps file: the candidates for
+/// [`release_clean_file_pages`].
+fn private_read_only_file_ranges(maps: &str) -> Vec<(u64, u64)> {
+    maps.lines()
+        .filter_map(mapping)
+        .filter(|&(_, _, perms, is_file)| is_file && perms.len() == 4 && !perms.contains('w') && perms.ends_with('p'))
+        .map(|(start, end, ..)| (start, end))
+        .collect()
+}
+
+const PAGE: u64 = 4096;
+
+/// Whether no page of `start..end` in this process was copied on write: per `pagemap` (one
+/// 64-bit entry per page), none is swapped out, and every one present is the file's.
+fn never_written(pagemap: &File, start: u64, end: u64) -> std::io::Result<bool> {
+    let mut buf = [0u8; 4096];
+    let mut page = start / PAGE;
+    while page < end / PAGE {
+        let count = (end / PAGE - page).min(buf.len() as u64 / 8) as usize;
+        let bytes = &mut buf[..count * 8];
+        pagemap.read_exact_at(bytes, page * 8)?;
+        let entries = bytes.chunks_exact(8).map(|e| u64::from_ne_bytes(e.try_into().unwrap_or_default()));
+        if !entries.into_iter().all(page_is_the_files) {
+            return Ok(false);
         }
-    };
-    let (mut clean, mut block, mut line) = (Vec::new(), None::<Block>, String::new());
-    while {
-        line.clear();
-        smaps.read_line(&mut line)? > 0
-    } {
-        let line = line.trim_end();
-        let none = |value: &str| value.trim() == "0 kB";
-        if let (Some(value), Some(b)) = (line.strip_prefix("Anonymous:"), block.as_mut()) {
-            b.anonymous_none = none(value);
-        } else if let (Some(value), Some(b)) = (line.strip_prefix("Swap:"), block.as_mut()) {
-            b.swap_none = none(value);
-        } else if let Some((start, end, perms, is_file)) = mapping(line) {
-            close(block.take(), &mut clean);
-            let private_read_only = perms.len() == 4 && !perms.contains('w') && perms.ends_with('p');
-            block = (is_file && private_read_only).then_some(Block {
-                range: (start, end),
-                anonymous_none: false,
-                swap_none: false,
-            });
-        }
+        page += count as u64;
     }
-    close(block, &mut clean);
-    Ok(clean)
+    Ok(true)
+}
+
+/// One pagemap entry (Documentation/admin-guide/mm/pagemap.rst): not swapped out (bit 62),
+/// and either not present (bit 63) or a file page (bit 61), not an anonymous copy.
+fn page_is_the_files(entry: u64) -> bool {
+    const PRESENT: u64 = 1 << 63;
+    const SWAPPED: u64 = 1 << 62;
+    const FILE: u64 = 1 << 61;
+    entry & SWAPPED == 0 && (entry & PRESENT == 0 || entry & FILE != 0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// An smaps block: its header line, some counts, and its `Anonymous:` and `Swap:` lines.
-    fn block_with(header: &str, anonymous_kb: u64, swap_kb: u64) -> String {
-        format!(
-            "{header}\nSize:                100 kB\nRss:                  40 kB\nAnonymous:      {anonymous_kb:>8} kB\nSwap:           {swap_kb:>8} kB\nVmFlags: rd ex mr mw me\n"
-        )
-    }
-
-    fn block(header: &str, anonymous_kb: u64) -> String {
-        block_with(header, anonymous_kb, 0)
+    #[test]
+    fn only_private_read_only_file_mappings_are_candidates() {
+        let maps = "\
+55d0a0000000-55d0a0100000 r--p 00000000 fd:01 123 /usr/bin/fleetctl
+55d0a0100000-55d0a0300000 r-xp 00100000 fd:01 123 /usr/bin/fleetctl
+55d0a0400000-55d0a0410000 rw-p 00400000 fd:01 123 /usr/bin/fleetctl
+7f0000000000-7f0000021000 rw-p 00000000 00:00 0 
+7f0000100000-7f0000200000 r-xp 00028000 fd:01 456 /usr/lib/x86_64-linux-gnu/libc.so.6
+7f0000300000-7f0000301000 r--s 00000000 fd:01 789 /dev/shm/shared
+7ffd00000000-7ffd00002000 r-xp 00000000 00:00 0                          [vdso]
+";
+        assert_eq!(
+            private_read_only_file_ranges(maps),
+            vec![(0x55d0a0000000, 0x55d0a0100000), (0x55d0a0100000, 0x55d0a0300000), (0x7f0000100000, 0x7f0000200000)]
+        );
     }
 
     #[test]
-    fn only_private_read_only_file_mappings_without_copied_pages_are_released() {
-        let smaps = [
-            block("55d0a0000000-55d0a0100000 r--p 00000000 fd:01 123 /usr/bin/fleetctl", 0),
-            block("55d0a0100000-55d0a0300000 r-xp 00100000 fd:01 123 /usr/bin/fleetctl", 0),
-            // RELRO: written during relocation, then made read-only; resident, then swapped out.
-            block("55d0a0300000-55d0a0310000 r--p 00300000 fd:01 123 /usr/bin/fleetctl", 8),
-            block_with("55d0a0310000-55d0a0320000 r--p 00310000 fd:01 123 /usr/bin/fleetctl", 0, 8),
-            block("55d0a0400000-55d0a0410000 rw-p 00400000 fd:01 123 /usr/bin/fleetctl", 0),
-            block("7f0000000000-7f0000021000 rw-p 00000000 00:00 0 ", 0),
-            block("7f0000100000-7f0000200000 r-xp 00028000 fd:01 456 /usr/lib/x86_64-linux-gnu/libc.so.6", 0),
-            block("7f0000300000-7f0000301000 r--s 00000000 fd:01 789 /dev/shm/shared", 0),
-            block("7ffd00000000-7ffd00002000 r-xp 00000000 00:00 0                          [vdso]", 0),
-        ]
-        .concat();
-        assert_eq!(
-            clean_file_ranges(smaps.as_bytes()).unwrap(),
-            vec![(0x55d0a0000000, 0x55d0a0100000), (0x55d0a0100000, 0x55d0a0300000), (0x7f0000100000, 0x7f0000200000)]
-        );
-        // A kernel whose smaps does not count anonymous or swapped pages: nothing is known clean.
-        let header = "55d0a0100000-55d0a0300000 r-xp 00100000 fd:01 123 /usr/bin/fleetctl\n";
-        for counts in ["Rss: 40 kB\n", "Anonymous: 0 kB\n", "Swap: 0 kB\n"] {
-            assert_eq!(clean_file_ranges(format!("{header}{counts}").as_bytes()).unwrap(), vec![], "{counts}");
-        }
+    fn a_page_copied_on_write_resident_or_swapped_out_is_not_the_files() {
+        let (present, swapped, file) = (1u64 << 63, 1u64 << 62, 1u64 << 61);
+        assert!(page_is_the_files(0), "never touched");
+        assert!(page_is_the_files(present | file | 42), "the file's page, mapped");
+        // RELRO after relocation: an anonymous copy, resident, then swapped out.
+        assert!(!page_is_the_files(present | 42));
+        assert!(!page_is_the_files(swapped | 7));
+    }
+
+    #[test]
+    fn a_data_page_this_process_wrote_is_not_the_files_and_its_code_is() {
+        let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
+        let pagemap = File::open("/proc/self/pagemap").expect("pagemap");
+        // Written for certain: a page of our own data (initialized, so the file's until
+        // written: copied on write now).
+        static mut TOUCHED: [u8; 64] = [7; 64];
+        // SAFETY: only this test touches it, through a raw pointer.
+        let here = unsafe {
+            std::ptr::addr_of_mut!(TOUCHED).write_volatile([1; 64]);
+            std::ptr::addr_of!(TOUCHED) as u64
+        };
+        let page = here & !(PAGE - 1);
+        assert!(!never_written(&pagemap, page, page + PAGE).expect("read"), "a written data page");
+        // The code running now: the file's, as mapped.
+        let code = a_data_page_this_process_wrote_is_not_the_files_and_its_code_is as fn() as usize as u64;
+        let (start, end) = private_read_only_file_ranges(&maps)
+            .into_iter()
+            .find(|&(s, e)| (s..e).contains(&code))
+            .expect("our code is a private read-only file mapping");
+        assert!(never_written(&pagemap, start, end).expect("read"), "our code was never written");
     }
 
     #[test]
