@@ -37,8 +37,10 @@ pub fn end_leftovers(uid: u32) -> std::io::Result<()> {
 /// may only make system calls on what exists already (no allocation, no lock), and no
 /// signal handler may be installed (one would run in the child, on the same memory).
 pub unsafe fn in_child_as(who: &Credentials, then: impl FnOnce() -> bool) -> std::io::Result<bool> {
-    // Two system calls' worth of stack, and room to spare: an overflow would write below it.
-    let mut stack = vec![0u8; CHILD_STACK];
+    // On this thread's stack, as posix_spawn(3) does: a heap block this size was zeroed page
+    // by page on every spawn. The child needs a few hundred bytes of it (two system calls);
+    // what lies below it is this suspended thread's own frames.
+    let mut stack = [0u8; CHILD_STACK];
     let mut then = Some(then);
     let child = Box::new(move || -> isize {
         let ok = who.assume() && then.take().is_some_and(|then| then());
@@ -62,4 +64,4 @@ pub unsafe fn in_child_as(who: &Credentials, then: impl FnOnce() -> bool) -> std
 }
 
 /// The stack of [`in_child_as`]'s child.
-const CHILD_STACK: usize = 64 << 10;
+const CHILD_STACK: usize = 16 << 10;
