@@ -71,6 +71,8 @@ pub struct Admitted<'a> {
     pub budget: Budget,
     /// Its line is a lasting reservation (`--memory-reserve`).
     lasting: bool,
+    /// This spawn, as its line names its owner.
+    own: ProcessRef,
     armed: bool,
 }
 
@@ -80,7 +82,7 @@ impl Admitted<'_> {
     pub fn hand_to_supervisor(&self, pid: i32) -> Result<()> {
         let supervisor = ProcessRef::of(&self.ctx.proc_root, pid)
             .with_context(|| format!("{}: its supervisor (pid {pid}) is gone before the start", self.id))?;
-        let own = own_process(self.ctx)?;
+        let own = self.own;
         let path = self.ctx.dirs.admission_path();
         if !self.lasting {
             return Ok(Ledger::hand_over(&path, &self.id, own, supervisor)?);
@@ -110,7 +112,7 @@ impl Drop for Admitted<'_> {
         if let Ok(mut ledger) = Ledger::lock(&self.ctx.dirs.admission_path()) {
             // Its own line, whoever owns it by now: this process, or the supervisor it was
             // handed to, which failed to start and was reaped before this runs.
-            let own = own_process(self.ctx).ok();
+            let own = Some(self.own);
             drop_gone(self.ctx, &mut ledger, |e| e.id == self.id);
             ledger.entries.retain(|e| !(e.id == self.id && e.owner() == own));
             let _ = ledger.save();
@@ -245,9 +247,9 @@ pub fn admit<'a>(
             ahead => Err(Refused::Turn { ahead }),
         };
         match (verdict, line.as_deref_mut()) {
-            (Ok(budget), _) => {
+            (Ok((budget, own)), _) => {
                 let lasting = lasting_reserve(ctx, limits, rules).is_some();
-                return Ok(Admitted { ctx, id: id.clone(), budget, lasting, armed: true });
+                return Ok(Admitted { ctx, id: id.clone(), budget, lasting, own, armed: true });
             }
             (Err(refused), None) => {
                 drop(ledger);
@@ -262,15 +264,15 @@ pub fn admit<'a>(
     }
 }
 
-/// The decision, under the ledger's lock: the budget as measured when admitted (its line
-/// added to the ledger), or why not.
+/// The decision, under the ledger's lock: the budget as measured when admitted and this
+/// spawn as its line names it (the line added to the ledger), or why not.
 fn decide(
     ctx: &Ctx,
     ledger: &mut Ledger,
     id: &AgentId,
     limits: &Limits,
     rules: Rules,
-) -> Result<std::result::Result<Budget, Refused>> {
+) -> Result<std::result::Result<(Budget, ProcessRef), Refused>> {
     let now = admission::now();
     let before = ledger.entries.len();
     ledger.entries.retain(|e| e.lasting || admission::young(e.at, now, START_WINDOW));
@@ -336,7 +338,7 @@ fn decide(
     } else {
         ledger.append(entry)?;
     }
-    Ok(Ok(budget))
+    Ok(Ok((budget, me)))
 }
 
 /// Takes out of `ledger` the entries `checked` picks whose owner is gone: a spawn that died or failed, a supervisor that ended (its agent's run is over, and
