@@ -20,7 +20,7 @@
 //! apply to the entries above them. In a burst of hundreds of spawns every one of them rewrote
 //! the whole ledger twice, and every supervisor once more as `kill --all` ended them, under
 //! the lock all of them wait for. A rewrite folds the change lines in: any admission that
-//! drops a line, and an append once the change lines outnumber the entries (32 at least), so
+//! drops a line, and an append once there are more than 32 change lines, so
 //! the file stays about as long as what it holds.
 //!
 //! A fleetctl from before these lines skips them as lines it cannot read, and its rewrites
@@ -158,8 +158,8 @@ pub struct Ledger {
     /// The file ends in the middle of a line (a writer killed mid-write): an appended line
     /// starts on a new one.
     torn: bool,
-    /// Change lines on file: past [`FOLD_AFTER`] (or as many as the entries), the next
-    /// [`Ledger::append`] rewrites the ledger instead.
+    /// Change lines on file: past [`FOLD_AFTER`], the next [`Ledger::append`] rewrites the
+    /// ledger instead.
     changes: usize,
     /// The admitted spawns on file; [`Ledger::save`] writes them back.
     pub entries: Vec<Entry>,
@@ -180,7 +180,7 @@ impl Ledger {
     /// Adds `entry` by writing its line after the others: for a caller that changed no other
     /// entry (one that did pushes it and calls [`Ledger::save`], which writes them all).
     pub fn append(&mut self, entry: Entry) -> Result<()> {
-        if self.changes > FOLD_AFTER.max(self.entries.len()) {
+        if self.changes > FOLD_AFTER {
             self.entries.push(entry);
             return self.save();
         }
@@ -274,8 +274,10 @@ impl Ledger {
     }
 }
 
-/// Change lines a ledger holds before an append rewrites it instead, when it holds fewer
-/// entries than that.
+/// Change lines a ledger holds before an append rewrites it instead. Every admission reads
+/// them all: a burst of 300 spawns left up to 300 hand-overs on file while they were let
+/// grow as long as the entries, and a rewrite of 300 lines costs less than one spawn's
+/// reading of them.
 const FOLD_AFTER: usize = 32;
 
 /// The entries a ledger's text holds, its hand-over and release lines applied. Lines are
@@ -288,7 +290,9 @@ pub fn entries_of(text: &str) -> Vec<Entry> {
 fn read_entries(text: &str) -> (Vec<Entry>, usize) {
     let (mut entries, mut changes) = (Vec::new(), 0);
     for line in text.lines() {
-        match Change::parse(line) {
+        // An entry starts with its time, a change with its sign.
+        let change = matches!(line.as_bytes().first(), Some(b'>' | b'-')).then(|| Change::parse(line)).flatten();
+        match change {
             Some(change) => {
                 change.apply(&mut entries);
                 changes += 1;

@@ -166,7 +166,7 @@ fn a_line_appended_after_a_torn_tail_starts_on_a_line_of_its_own() {
 }
 
 #[test]
-fn appends_rewrite_once_change_lines_outnumber_the_entries() {
+fn appends_rewrite_once_there_are_more_than_32_change_lines() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let path = tmp.path().join("admission.lock");
     // Short agents one after another: each adds a line, hands it over and releases it.
@@ -233,4 +233,25 @@ fn a_hand_over_moves_the_last_line_its_owner_has_of_the_agent() {
     Ledger::hand_over(&path, &"a".parse().expect("id"), spawn, supervisor).expect("hand over");
     let owners: Vec<Option<ProcessRef>> = Ledger::lock(&path).expect("lock").entries.iter().map(Entry::owner).collect();
     assert_eq!(owners, [Some(spawn), Some(supervisor)]);
+}
+
+#[test]
+fn a_burst_leaves_at_most_33_change_lines_for_the_next_spawn_to_read() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("admission.lock");
+    // 300 spawns in a row, each handing its line over before the next is admitted.
+    for n in 0..300u64 {
+        let (spawn, supervisor) = (ProcessRef { pid: 42, start_ticks: n }, ProcessRef { pid: 43, start_ticks: n });
+        let id = format!("a{n}");
+        let mut ledger = Ledger::lock(&path).expect("lock");
+        ledger.append(Entry { start_ticks: Some(n), ..entry(n, &id) }).expect("append");
+        drop(ledger);
+        Ledger::hand_over(&path, &id.parse().expect("id"), spawn, supervisor).expect("hand over");
+    }
+    let text = std::fs::read_to_string(&path).expect("read");
+    let changes = text.lines().filter(|l| l.starts_with('>')).count();
+    assert!(changes <= 33, "{changes} change lines on file");
+    let ledger = Ledger::lock(&path).expect("lock");
+    assert_eq!(ledger.entries.len(), 300);
+    assert!(ledger.entries.iter().all(|e| e.pid == 43), "every line handed over");
 }
