@@ -54,8 +54,8 @@ pub struct Supervisor {
     /// It joined `supervisors/` of the cgroup2 tree before the start (on systemd hosts): its
     /// housekeeping joins only the v1 hierarchies.
     joined_supervisors_early: bool,
-    /// Where the agent's output is read into, allocated at its first output and let go of
-    /// before a long sleep ([`idle`]).
+    /// Where the agent's output is read into when it comes faster than a small read takes
+    /// it, allocated then and let go of before a long sleep ([`idle`]).
     output_buf: Vec<u8>,
     /// When memory was last let go of before a sleep.
     let_go: idle::LetGo,
@@ -326,16 +326,24 @@ impl Supervisor {
     /// Copies available output to the log; returns false at EOF.
     fn pump_output(&mut self) -> bool {
         use std::io::Read;
-        let mut buf = std::mem::take(&mut self.output_buf);
-        // A pipe's whole default capacity in one read.
-        buf.resize(64 * 1024, 0);
+        // Most wake-ups bring a few lines or the end: read into the stack. A read that fills
+        // it means more waits, read with a buffer of a pipe's whole default capacity, kept
+        // until the supervisor next lets go of memory ([`idle`]). Allocating that at every
+        // wake-up zeroed 16 fresh pages, at every agent's end too.
+        let mut small = [0u8; 4096];
+        let mut big = std::mem::take(&mut self.output_buf);
         let open = loop {
             let Some(run) = self.run.as_mut() else { break false };
-            match run.output.read(&mut buf) {
+            let buf: &mut [u8] = if big.is_empty() { &mut small } else { &mut big };
+            match run.output.read(buf) {
                 Ok(0) => break false,
                 Ok(n) => {
+                    let filled = n == buf.len();
                     if let Some(log) = self.log() {
                         let _ = log.write(&buf[..n]);
+                    }
+                    if filled && big.is_empty() {
+                        big.resize(64 * 1024, 0);
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break true,
@@ -343,7 +351,7 @@ impl Supervisor {
                 Err(_) => break false,
             }
         };
-        self.output_buf = buf;
+        self.output_buf = big;
         open
     }
 
