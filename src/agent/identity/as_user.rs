@@ -64,4 +64,4 @@ pub unsafe fn in_child_as(who: &Credentials, then: impl FnOnce() -> bool) -> std
 }
 
 /// The stack of [`in_child_as`]'s child.
-const CHILD_STACK: usize = 16 << 10;
+const CHILD_STACK: usize = 8 << 10;
