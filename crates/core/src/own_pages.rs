@@ -15,7 +15,7 @@ use std::{fs::File, os::unix::fs::FileExt, path::Path};
 /// back from the page cache. That is safe only for pages never written, so the mappings
 /// are taken from `<proc_root>/self/maps` as they are now, private, not writable and of a
 /// file, and one qualifies only when `<proc_root>/self/pagemap` shows none of its pages
-/// copied on write, resident or swapped out ([`never_written`]). That leaves out data,
+/// copied on write, resident or swapped out. That leaves out data,
 /// RELRO (written during relocation and then made read-only), pages a debugger patched,
 /// and anonymous memory. (`smaps` says the same per mapping, but costs five times the
 /// time: it walks every mapping's pages, the allocator's whole arena among them.) The
@@ -79,7 +79,7 @@ pub fn lock_file_pages(proc_root: &Path) -> Result<u64> {
     Ok(locked)
 }
 
-/// One mapping's header line of a maps or smaps file: its range, and whether it is a file's
+/// One line of a maps file: its range, and whether it is a file's
 /// (a path, not `[vdso]` or anonymous) and how it is mapped (`r-xp`, ...).
 fn mapping(line: &str) -> Option<(u64, u64, &str, bool)> {
     let mut fields = line.split_whitespace();
@@ -105,15 +105,15 @@ fn private_read_only_file_ranges(maps: &str) -> Vec<(u64, u64)> {
         .collect()
 }
 
-const PAGE: u64 = 4096;
-
 /// Whether no page of `start..end` in this process was copied on write: per `pagemap` (one
-/// 64-bit entry per page), none is swapped out, and every one present is the file's.
+/// 64-bit entry per page of the kernel's size), none is swapped out, and every one present
+/// is the file's.
 fn never_written(pagemap: &File, start: u64, end: u64) -> std::io::Result<bool> {
+    let page_size = crate::size::page_size();
     let mut buf = [0u8; 4096];
-    let mut page = start / PAGE;
-    while page < end / PAGE {
-        let count = (end / PAGE - page).min(buf.len() as u64 / 8) as usize;
+    let mut page = start / page_size;
+    while page < end.div_ceil(page_size) {
+        let count = (end.div_ceil(page_size) - page).min(buf.len() as u64 / 8) as usize;
         let bytes = &mut buf[..count * 8];
         pagemap.read_exact_at(bytes, page * 8)?;
         let entries = bytes.chunks_exact(8).map(|e| u64::from_ne_bytes(e.try_into().unwrap_or_default()));
@@ -177,8 +177,9 @@ mod tests {
             std::ptr::addr_of_mut!(TOUCHED).write_volatile([1; 64]);
             std::ptr::addr_of!(TOUCHED) as u64
         };
-        let page = here & !(PAGE - 1);
-        assert!(!never_written(&pagemap, page, page + PAGE).expect("read"), "a written data page");
+        let page_size = crate::size::page_size();
+        let page = here & !(page_size - 1);
+        assert!(!never_written(&pagemap, page, page + page_size).expect("read"), "a written data page");
         // The code running now: the file's, as mapped.
         let code = a_data_page_this_process_wrote_is_not_the_files_and_its_code_is as fn() as usize as u64;
         let (start, end) = private_read_only_file_ranges(&maps)
@@ -201,7 +202,7 @@ mod tests {
 
     #[test]
     fn releasing_clean_pages_keeps_the_process_working() {
-        // Nothing may map or unmap between the release's read of smaps and its advice, and
+        // Nothing may map or unmap between the release's read of the maps and its advice, and
         // libtest runs other tests in threads of this process: the test runs itself alone,
         // in a process of its own.
         const ALONE: &str = "FLEET_CORE_TEST_RELEASE_ALONE";

@@ -129,7 +129,9 @@ pub fn own_arg_env_areas(proc_root: &Path) -> Option<[std::ops::Range<usize>; 2]
     // every heap page the read would grow into is first copied.
     let mut buf = [0u8; 2048];
     let line = crate::cgroup::files::read_once(&proc_root.join("self/stat"), &mut buf).ok()?;
-    arg_env_areas(std::str::from_utf8(line).ok()?)
+    // The name, cut to 15 bytes, may end in half a character: only what follows it is text.
+    let after_name = line.iter().rposition(|&b| b == b')')?;
+    arg_env_areas(std::str::from_utf8(&line[after_name..]).ok()?)
 }
 
 fn arg_env_areas(stat: &str) -> Option<[std::ops::Range<usize>; 2]> {
@@ -201,5 +203,12 @@ mod tests {
         let stat = format!("42 (a) b (c){tail}");
         assert_eq!(arg_env_areas(&stat), Some([48..49, 50..51]));
         assert_eq!(arg_env_areas("42 (short) S 1 2"), None, "an old kernel's shorter line");
+        // A name cut in the middle of a character is not text; what follows it still is.
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("self")).unwrap();
+        let mut line = b"42 (sup:\xc3)".to_vec();
+        line.extend(tail.as_bytes());
+        std::fs::write(tmp.path().join("self/stat"), line).unwrap();
+        assert_eq!(own_arg_env_areas(tmp.path()), Some([48..49, 50..51]));
     }
 }

@@ -51,7 +51,7 @@ impl Limit {
 }
 
 /// The kernel's page size (4 KiB where it cannot be asked).
-fn page_size() -> u64 {
+pub(crate) fn page_size() -> u64 {
     // SAFETY: sysconf(3) reads a constant of the running system.
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     u64::try_from(size).ok().filter(|&s| s > 0).unwrap_or(4096)
