@@ -50,7 +50,7 @@ fn clean_file_ranges(proc_root: &Path) -> Result<([(u64, u64); MAX_RANGES], usiz
     let pagemap_path = proc_root.join("self/pagemap");
     let pagemap = File::open(&pagemap_path).map_err(|e| Error::io("open", &pagemap_path, e))?;
     let (mut clean, mut count) = ([(0, 0); MAX_RANGES], 0);
-    for (start, end) in private_read_only_file_ranges(&maps).into_iter().take(MAX_RANGES) {
+    for (start, end) in file_ranges(&maps, private_read_only).into_iter().take(MAX_RANGES) {
         if never_written(&pagemap, start, end).map_err(|e| Error::io("read", &pagemap_path, e))? {
             clean[count] = (start, end);
             count += 1;
@@ -70,7 +70,7 @@ pub fn lock_file_pages(proc_root: &Path) -> Result<u64> {
     let path = proc_root.join("self/maps");
     let maps = std::fs::read_to_string(&path).map_err(|e| Error::io("read", &path, e))?;
     let mut locked = 0;
-    for (start, end) in file_ranges(&maps) {
+    for (start, end) in file_ranges(&maps, |_| true) {
         // SAFETY: mlock(2) only pins the pages of a range this process has mapped.
         if unsafe { libc::mlock(start as *const libc::c_void, (end - start) as usize) } == 0 {
             locked += end - start;
@@ -90,19 +90,18 @@ fn mapping(line: &str) -> Option<(u64, u64, &str, bool)> {
     Some((start, end, perms, is_file))
 }
 
-/// The file-backed ranges of a maps file.
-fn file_ranges(maps: &str) -> Vec<(u64, u64)> {
-    maps.lines().filter_map(mapping).filter(|&(.., is_file)| is_file).map(|(start, end, ..)| (start, end)).collect()
-}
-
-/// The private, not writable, file-backed ranges of a maps file: the candidates for
-/// [`release_clean_file_pages`].
-fn private_read_only_file_ranges(maps: &str) -> Vec<(u64, u64)> {
+/// The file-backed ranges of a maps file whose permissions (`r-xp`, ...) pass `keep`.
+fn file_ranges(maps: &str, keep: impl Fn(&str) -> bool) -> Vec<(u64, u64)> {
     maps.lines()
         .filter_map(mapping)
-        .filter(|&(_, _, perms, is_file)| is_file && perms.len() == 4 && !perms.contains('w') && perms.ends_with('p'))
+        .filter(|&(_, _, perms, is_file)| is_file && keep(perms))
         .map(|(start, end, ..)| (start, end))
         .collect()
+}
+
+/// Private and not writable: the candidates for [`release_clean_file_pages`].
+fn private_read_only(perms: &str) -> bool {
+    perms.len() == 4 && !perms.contains('w') && perms.ends_with('p')
 }
 
 /// Whether no page of `start..end` in this process was copied on write: per `pagemap` (one
@@ -116,8 +115,8 @@ fn never_written(pagemap: &File, start: u64, end: u64) -> std::io::Result<bool> 
         let count = (end.div_ceil(page_size) - page).min(buf.len() as u64 / 8) as usize;
         let bytes = &mut buf[..count * 8];
         pagemap.read_exact_at(bytes, page * 8)?;
-        let entries = bytes.chunks_exact(8).map(|e| u64::from_ne_bytes(e.try_into().unwrap_or_default()));
-        if !entries.into_iter().all(page_is_the_files) {
+        let mut entries = bytes.chunks_exact(8).map(|e| u64::from_ne_bytes(e.try_into().unwrap_or_default()));
+        if !entries.all(page_is_the_files) {
             return Ok(false);
         }
         page += count as u64;
@@ -150,7 +149,7 @@ mod tests {
 7ffd00000000-7ffd00002000 r-xp 00000000 00:00 0                          [vdso]
 ";
         assert_eq!(
-            private_read_only_file_ranges(maps),
+            file_ranges(maps, private_read_only),
             vec![(0x55d0a0000000, 0x55d0a0100000), (0x55d0a0100000, 0x55d0a0300000), (0x7f0000100000, 0x7f0000200000)]
         );
     }
@@ -182,7 +181,7 @@ mod tests {
         assert!(!never_written(&pagemap, page, page + page_size).expect("read"), "a written data page");
         // The code running now: the file's, as mapped.
         let code = a_data_page_this_process_wrote_is_not_the_files_and_its_code_is as fn() as usize as u64;
-        let (start, end) = private_read_only_file_ranges(&maps)
+        let (start, end) = file_ranges(&maps, private_read_only)
             .into_iter()
             .find(|&(s, e)| (s..e).contains(&code))
             .expect("our code is a private read-only file mapping");
@@ -197,7 +196,10 @@ mod tests {
 7f0000000000-7f0000021000 rw-p 00000000 00:00 0 
 7ffd00000000-7ffd00002000 r-xp 00000000 00:00 0                          [vdso]
 ";
-        assert_eq!(file_ranges(maps), vec![(0x55d0a0000000, 0x55d0a0100000), (0x55d0a0400000, 0x55d0a0410000)]);
+        assert_eq!(
+            file_ranges(maps, |_| true),
+            vec![(0x55d0a0000000, 0x55d0a0100000), (0x55d0a0400000, 0x55d0a0410000)]
+        );
     }
 
     #[test]
