@@ -94,6 +94,23 @@ fn an_agent_whose_main_process_exits_takes_its_children_with_it() {
 }
 
 #[test]
+fn cgroups_an_agent_made_below_its_own_go_with_it() {
+    let Some(f) = TestFleet::new("nest") else { return };
+    f.run(&["spawn", "nest", "ws-001", "--", "sleep", "600"]).code(0);
+    // What an agent running as root can do: cgroups of its own, in every hierarchy.
+    let cgroup = f.cgroup("nest");
+    for dir in cgroup.dirs() {
+        std::fs::create_dir_all(dir.join("sub/deeper")).expect("mkdir a cgroup below the agent's");
+    }
+    f.run(&["kill", "nest", "--force"]).code(0);
+    for dir in cgroup.dirs() {
+        assert!(!dir.exists(), "{} is left", dir.display());
+    }
+    assert_eq!(f.agent("nest")["state"], "killed");
+    f.finish();
+}
+
+#[test]
 fn a_frozen_or_vanished_cgroup_is_handled() {
     let Some(f) = TestFleet::new("behindback") else { return };
     // Frozen behind fleetctl's back, and deaf to SIGTERM: the grace runs out and cgroup.kill,

@@ -188,22 +188,17 @@ fn next_wait(since: Duration, left: Duration) -> Duration {
 /// Removes `dir` and its sub-directories, deepest first (cgroup directories cannot be
 /// removed recursively in one call, and their interface files cannot be unlinked).
 fn remove_tree(dir: &Path) -> Result<()> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io("list", dir, e)),
-    };
-    for entry in entries.flatten() {
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            remove_tree(&entry.path())?;
-        }
-    }
+    // rmdir first: an agent's cgroup rarely has cgroups of its own, and listing a cgroup
+    // directory (34 files in v1's memory hierarchy) costs more than the rmdir itself.
     let mut pause = Duration::from_millis(5);
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
         match std::fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            // The kernel refuses a cgroup with cgroups below it with EBUSY (a plain
+            // directory says ENOTEMPTY): those go first, then the rmdir is tried again.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY | libc::ENOTEMPTY)) && remove_children(dir)? => {}
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
                 thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_millis(100));
@@ -211,6 +206,23 @@ fn remove_tree(dir: &Path) -> Result<()> {
             Err(e) => return Err(Error::io("remove cgroup", dir, e)),
         }
     }
+}
+
+/// Removes the cgroups below `dir`; false if it has none.
+fn remove_children(dir: &Path) -> Result<bool> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io("list", dir, e)),
+    };
+    let mut any = false;
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_tree(&entry.path())?;
+            any = true;
+        }
+    }
+    Ok(any)
 }
 
 #[cfg(test)]
@@ -225,6 +237,18 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let gone = Cgroup { layout: Layout::Unified, unified: tmp.path().join("gone"), memory_v1: None, pids_v1: None };
         assert_eq!(gone.signal_all(Signal::SIGTERM).expect("no error"), 0);
+    }
+
+    #[test]
+    fn a_tree_goes_children_first_and_one_already_gone_is_done() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path().join("agent");
+        std::fs::create_dir_all(root.join("a/b")).expect("mkdir");
+        std::fs::create_dir_all(root.join("c")).expect("mkdir");
+        let cgroup = Cgroup { layout: Layout::Unified, unified: root.clone(), memory_v1: None, pids_v1: None };
+        cgroup.remove().expect("removed");
+        assert!(!root.exists());
+        cgroup.remove().expect("already gone is done");
     }
 
     #[test]
