@@ -64,10 +64,12 @@ pub struct Supervisor {
 impl Supervisor {
     /// Becomes the reaper of the agent's orphans and routes signals to a descriptor. (OOM
     /// protection and leaving the caller's cgroup come later, in its housekeeping.)
-    /// `record` is the one `spawn` writes to disk meanwhile, handed over in memory.
+    /// `record` is the one `spawn` writes to disk meanwhile, handed over in memory; `me` is
+    /// the supervisor itself, for it.
     pub fn prepare(
         plan: SupervisorPlan,
-        record: AgentRecord,
+        mut record: AgentRecord,
+        me: Option<ProcessRef>,
         lock: Lock,
         leases: Option<Leases>,
         joined_supervisors_early: bool,
@@ -102,7 +104,8 @@ impl Supervisor {
         let path = dirs.log_path(&plan.id);
         LogSink::check_dir(&path).with_context(|| format!("cannot create the log {}", path.display()))?;
         let first_run = Some(runner::prepare(&plan)?);
-        let mut sup = Supervisor {
+        record.supervisor = me;
+        Ok(Supervisor {
             machine: Machine::new(Policy::of(&plan), Instant::now()),
             log: Log::new(path, plan.log_max_size),
             plan,
@@ -117,9 +120,7 @@ impl Supervisor {
             joined_supervisors_early,
             output_buf: Vec::new(),
             let_go: idle::LetGo::NotYet,
-        };
-        sup.record.supervisor = ProcessRef::of(&sup.plan.proc_root, std::process::id() as i32);
-        Ok(sup)
+        })
     }
 
     /// Opens what the first run needs of the agent's cgroup, which `spawn` has made (and
@@ -364,7 +365,7 @@ impl Supervisor {
         let events = cgroup.memory_events().ok();
         // The counter as read now, or as the OOM watch last read it if the file is gone.
         let oom_kills = events.map_or(0, |e| e.oom_kill).max(kills_seen);
-        let peak = cgroup.memory_stats().ok().and_then(|s| s.peak);
+        let peak = cgroup.memory_peak().ok().flatten();
         let own_limit_hit = own_limit_reached(events.map(|e| e.max), peak, self.plan.limits.memory_max);
         // Kept in the record: once the cgroup is gone, the peak is the number to resize by.
         self.record.final_peak_bytes = peak;

@@ -45,7 +45,10 @@ fn become_supervisor(
     leases: Option<Leases>,
     mut channel: UnixStream,
 ) -> i32 {
-    scrub::forget_the_callers_arguments(&plan.proc_root, &format!("fleetctl supervisor {}", plan.id));
+    // Read once: where its arguments lie, and who it is for its ledger lines at the end.
+    let own = fleet_core::procs::own_stat(&plan.proc_root);
+    let me = own.as_ref().map(|own| own.me);
+    scrub::forget_the_callers_arguments(own.and_then(|own| own.arg_env), &format!("fleetctl supervisor {}", plan.id));
     let _ = nix::unistd::setsid();
     redirect_to_null(&[libc::STDIN_FILENO, libc::STDOUT_FILENO, libc::STDERR_FILENO]);
     {
@@ -62,8 +65,7 @@ fn become_supervisor(
     let queue_dir = fleet_core::queue::dir(&plan.state_dir);
     let ledger_path =
         fleet_core::paths::Dirs { state: plan.state_dir.clone(), log: plan.log_dir.clone() }.admission_path();
-    let proc_root = plan.proc_root.clone();
-    let prepared = lifecycle::Supervisor::prepare(plan, record, lock, leases, joined_early);
+    let prepared = lifecycle::Supervisor::prepare(plan, record, me, lock, leases, joined_early);
     // The cgroup exists, and `spawn` is writing its limits: open what the start needs of it.
     if !handoff::wait_for(&mut channel, handoff::CGROUP_MADE) {
         return 1;
@@ -93,7 +95,7 @@ fn become_supervisor(
             drop(sup);
             // Its ledger lines too, before the wake: a line it owns counts for as long as it
             // lives, and the spawn woken next must decide without them.
-            if let Some(me) = fleet_core::procs::ProcessRef::of(&proc_root, std::process::id() as i32) {
+            if let Some(me) = me {
                 let _ = fleet_core::admission::Ledger::release(&ledger_path, me);
             }
             fleet_core::queue::wake(&queue_dir);

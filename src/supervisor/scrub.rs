@@ -5,7 +5,7 @@
 //! is built at spawn and carried by the plan; the supervisor never reads its arguments or
 //! variables after the fork.
 
-use std::path::Path;
+use std::ops::Range;
 
 /// The variables the supervisor keeps.
 const KEPT: [&str; 2] = ["PATH", "FLEETCTL_FAILPOINT"];
@@ -13,8 +13,9 @@ const KEPT: [&str; 2] = ["PATH", "FLEETCTL_FAILPOINT"];
 /// Right after the fork: no longer dumpable (its `/proc/PID/environ` and `mem` then need
 /// root, and no process of its uid may ptrace it), the environment emptied, and the memory
 /// the kernel shows as its command line and environment overwritten with `title` and zeros
-/// (the technique of BSD's setproctitle).
-pub fn forget_the_callers_arguments(proc_root: &Path, title: &str) {
+/// (the technique of BSD's setproctitle). `arg_env` is where those lie
+/// ([`fleet_core::procs::OwnStat`]).
+pub fn forget_the_callers_arguments(arg_env: Option<[Range<usize>; 2]>, title: &str) {
     // SAFETY: prctl with integer arguments only.
     unsafe {
         libc::prctl(
@@ -36,7 +37,7 @@ pub fn forget_the_callers_arguments(proc_root: &Path, title: &str) {
             std::env::set_var(name, value);
         }
     }
-    let Some([args, env]) = fleet_core::procs::own_arg_env_areas(proc_root) else { return };
+    let Some([args, env]) = arg_env else { return };
     let title = title.as_bytes();
     // SAFETY: both ranges are this process's own initial stack strings, as the kernel
     // reports them; after `clearenv` and with argv never read again nothing points into

@@ -119,19 +119,30 @@ pub fn thread_count(proc_root: &Path) -> Option<usize> {
     std::fs::read_dir(proc_root.join("self/task")).ok().map(|d| d.count())
 }
 
-/// Where the calling process's command line and environment strings lie in its memory
-/// (`arg_start..arg_end` and `env_start..env_end`, fields 48-51 of `<proc_root>/self/stat`),
-/// which `/proc/PID/cmdline` and `/proc/PID/environ` show: a forked process that must not
-/// keep its parent's arguments or variables overwrites them there. `None` when procfs
-/// cannot say (a kernel before 3.5).
-pub fn own_arg_env_areas(proc_root: &Path) -> Option<[std::ops::Range<usize>; 2]> {
+/// The calling process as `<proc_root>/self/stat` shows it, read once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnStat {
+    /// The process itself.
+    pub me: ProcessRef,
+    /// Where its command line and environment strings lie in its memory (`arg_start..arg_end`
+    /// and `env_start..env_end`, fields 48-51), which `/proc/PID/cmdline` and
+    /// `/proc/PID/environ` show: a forked process that must not keep its parent's arguments
+    /// or variables overwrites them there. `None` when procfs cannot say (before Linux 3.5).
+    pub arg_env: Option<[std::ops::Range<usize>; 2]>,
+}
+
+/// Reads [`OwnStat`]; `None` when procfs cannot say who the caller is.
+pub fn own_stat(proc_root: &Path) -> Option<OwnStat> {
     // One read into the stack, as `stat` does: the caller is a process just forked, where
     // every heap page the read would grow into is first copied.
     let mut buf = [0u8; 2048];
     let line = crate::cgroup::files::read_once(&proc_root.join("self/stat"), &mut buf).ok()?;
+    let pid = std::str::from_utf8(line.split(|&b| b == b' ').next()?).ok()?.parse().ok()?;
+    let start_ticks = Stat::parse(line)?.start_ticks;
     // The name, cut to 15 bytes, may end in half a character: only what follows it is text.
     let after_name = line.iter().rposition(|&b| b == b')')?;
-    arg_env_areas(std::str::from_utf8(&line[after_name..]).ok()?)
+    let arg_env = std::str::from_utf8(&line[after_name..]).ok().and_then(arg_env_areas);
+    Some(OwnStat { me: ProcessRef { pid, start_ticks }, arg_env })
 }
 
 fn arg_env_areas(stat: &str) -> Option<[std::ops::Range<usize>; 2]> {
@@ -209,6 +220,8 @@ mod tests {
         let mut line = b"42 (sup:\xc3)".to_vec();
         line.extend(tail.as_bytes());
         std::fs::write(tmp.path().join("self/stat"), line).unwrap();
-        assert_eq!(own_arg_env_areas(tmp.path()), Some([48..49, 50..51]));
+        let own = own_stat(tmp.path()).expect("own stat");
+        assert_eq!(own.arg_env, Some([48..49, 50..51]));
+        assert_eq!(own.me, ProcessRef { pid: 42, start_ticks: 22 });
     }
 }

@@ -112,6 +112,21 @@ impl Cgroup {
         self.memory_stats_in(&Dir::open(self.memory_dir())?)
     }
 
+    /// The most memory ever charged, one read; None where the kernel keeps no peak
+    /// (`memory.peak` came in Linux 5.19).
+    pub fn memory_peak(&self) -> Result<Option<u64>> {
+        let dir = Dir::at(self.memory_dir());
+        let name = match self.layout {
+            Layout::Unified => "memory.peak",
+            Layout::Hybrid => "memory.max_usage_in_bytes",
+        };
+        match dir.read_u64(name) {
+            Ok(peak) => Ok(Some(peak)),
+            Err(crate::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The memory.high limit (v1: the soft limit), one read.
     pub fn memory_high(&self) -> Result<Limit> {
         self.memory_high_in(&Dir::at(self.memory_dir()))
@@ -348,6 +363,7 @@ mod tests {
         for cg in [&hybrid, &unified] {
             let detail = cg.memory_detail().expect("detail");
             assert_eq!(detail.stats, cg.memory_stats().expect("stats"));
+            assert_eq!(cg.memory_peak().expect("peak"), detail.stats.peak);
             assert_eq!(detail.high, cg.memory_high().ok());
             assert_eq!(detail.events, cg.memory_events().expect("events"));
         }
