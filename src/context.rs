@@ -7,6 +7,7 @@ use fleet_cli::GlobalArgs;
 use fleet_core::{
     cgroup::{Fleet, Mounts, OwnCgroups},
     paths::Dirs,
+    procs::ProcessRef,
     roots::Roots,
 };
 use std::path::PathBuf;
@@ -39,6 +40,8 @@ pub struct Ctx {
     pub agent: AgentDefaults,
     /// The fleet as a whole (its budget).
     pub fleet_settings: FleetSettings,
+    /// This process, read once ([`Ctx::me`]).
+    me: std::sync::OnceLock<Option<ProcessRef>>,
 }
 
 impl Ctx {
@@ -66,7 +69,19 @@ impl Ctx {
             thresholds,
             agent,
             fleet_settings,
+            me: std::sync::OnceLock::new(),
         })
+    }
+
+    /// This process, as ledger lines and kill requests name it: read from procfs once, as
+    /// `kill` over hundreds of agents would otherwise read it for each.
+    pub fn me(&self) -> Option<ProcessRef> {
+        let pid = std::process::id() as i32;
+        match *self.me.get_or_init(|| ProcessRef::of(&self.proc_root, pid)) {
+            Some(me) if me.pid == pid => Some(me),
+            // A fork of the process that read it (or procfs could not say): read afresh.
+            _ => ProcessRef::of(&self.proc_root, pid),
+        }
     }
 
     /// The top of the cgroup v2 tree fleetctl may manage: the mount for an absolute fleet

@@ -359,7 +359,7 @@ fn drop_gone(ctx: &Ctx, ledger: &mut Ledger, checked: impl Fn(&Entry) -> bool) -
 
 /// This spawn, as a ledger entry names its owner.
 fn own_process(ctx: &Ctx) -> Result<ProcessRef> {
-    ProcessRef::of(&ctx.proc_root, std::process::id() as i32).context("cannot read this process's start time")
+    ctx.me().context("cannot read this process's start time")
 }
 
 /// The reservation an agent with `limits` keeps for as long as it lives: its

@@ -80,12 +80,8 @@ pub fn stop_agent(ctx: &Ctx, id: &AgentId, req: &StopRequest) -> Result<Option<S
         return Ok(Some(settle_unsupervised(ctx, id, before, req)?));
     }
 
-    let request = KillRequest {
-        by: req.by.clone(),
-        detail: req.detail.clone(),
-        at: SystemTime::now(),
-        killer: ProcessRef::of(&ctx.proc_root, std::process::id() as i32),
-    };
+    let request =
+        KillRequest { by: req.by.clone(), detail: req.detail.clone(), at: SystemTime::now(), killer: ctx.me() };
     if let Err(e) = request.save(&ctx.dirs.kill_request_path(id)) {
         // A full state dir must not stop a kill, least of all relief's. The supervisor,
         // signalled below, still stops for good (no restart); its record then says it was
