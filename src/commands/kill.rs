@@ -125,7 +125,7 @@ pub fn run(ctx: &Ctx, args: KillArgs) -> Result<Exit> {
     let req = StopRequest { by: "user".into(), detail: None, grace: args.grace, force: args.force };
     // Agents are independent: stop them in parallel, so `kill --all` over hundreds of agents
     // costs a few grace periods, not one per agent. Output stays in id order.
-    let workers = ids.len().clamp(1, 64);
+    let workers = ids.len().clamp(1, workers_for(args.force));
     let next = AtomicUsize::new(0);
     let mut results: Vec<(usize, Result<Option<Stopped>>)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers)
@@ -215,4 +215,12 @@ fn all_ids(ctx: &Ctx) -> Result<Vec<AgentId>> {
     }
     ids.sort();
     Ok(ids)
+}
+
+/// How many agents are stopped at once. A grace period is a wait, so with one, 64 (300
+/// agents that ignore SIGTERM take 5 grace periods, not 19 with 16). `--force` waits for
+/// nothing but the kernel and the supervisors, and past 32 workers their `rmdir`s only
+/// contend for the cgroup tree's locks: 64 cost 10 % more CPU and no less time at 300 agents.
+fn workers_for(force: bool) -> usize {
+    if force { 32 } else { 64 }
 }
