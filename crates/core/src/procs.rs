@@ -137,7 +137,8 @@ pub fn own_stat(proc_root: &Path) -> Option<OwnStat> {
     // every heap page the read would grow into is first copied.
     let mut buf = [0u8; 2048];
     let line = crate::cgroup::files::read_once(&proc_root.join("self/stat"), &mut buf).ok()?;
-    let pid = std::str::from_utf8(line.split(|&b| b == b' ').next()?).ok()?.parse().ok()?;
+    // The pid as the process knows it: procfs shows its own pid namespace's.
+    let pid = std::process::id() as i32;
     let start_ticks = Stat::parse(line)?.start_ticks;
     // The name, cut to 15 bytes, may end in half a character: only what follows it is text.
     let after_name = line.iter().rposition(|&b| b == b')')?;
@@ -222,6 +223,6 @@ mod tests {
         std::fs::write(tmp.path().join("self/stat"), line).unwrap();
         let own = own_stat(tmp.path()).expect("own stat");
         assert_eq!(own.arg_env, Some([48..49, 50..51]));
-        assert_eq!(own.me, ProcessRef { pid: 42, start_ticks: 22 });
+        assert_eq!(own.me, ProcessRef { pid: std::process::id() as i32, start_ticks: 22 });
     }
 }

@@ -192,13 +192,18 @@ fn remove_tree(dir: &Path) -> Result<()> {
     // directory (34 files in v1's memory hierarchy) costs more than the rmdir itself.
     let mut pause = Duration::from_millis(5);
     let deadline = Instant::now() + Duration::from_secs(2);
+    let mut listed = false;
     loop {
         match std::fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             // The kernel refuses a cgroup with cgroups below it with EBUSY (a plain
-            // directory says ENOTEMPTY): those go first, then the rmdir is tried again.
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY | libc::ENOTEMPTY)) && remove_children(dir)? => {}
+            // directory says ENOTEMPTY), as it does one whose last process is still leaving:
+            // the cgroups below go first, once, and then EBUSY is waited out.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY | libc::ENOTEMPTY)) && !listed => {
+                listed = true;
+                remove_children(dir)?;
+            }
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
                 thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_millis(100));
@@ -208,21 +213,19 @@ fn remove_tree(dir: &Path) -> Result<()> {
     }
 }
 
-/// Removes the cgroups below `dir`; false if it has none.
-fn remove_children(dir: &Path) -> Result<bool> {
+/// Removes the cgroups below `dir`.
+fn remove_children(dir: &Path) -> Result<()> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(Error::io("list", dir, e)),
     };
-    let mut any = false;
     for entry in entries.flatten() {
         if entry.file_type().is_ok_and(|t| t.is_dir()) {
             remove_tree(&entry.path())?;
-            any = true;
         }
     }
-    Ok(any)
+    Ok(())
 }
 
 #[cfg(test)]
