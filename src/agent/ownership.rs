@@ -94,10 +94,14 @@ fn entries(dir: &OwnedFd) -> nix::Result<Vec<CString>> {
 
 /// Whether `who` (the caller itself when `None`) may create files in `dir`, as the kernel
 /// decides for that user (mode bits, groups, ACLs): asked by a child that becomes the user
-/// and calls access(2), which `spawn` waits for.
+/// and calls access(2), which `spawn` waits for, unless the caller is that user already.
 pub fn writable_by(who: Option<&super::identity::Credentials>, dir: &Path) -> std::io::Result<bool> {
     use nix::unistd::{AccessFlags, access};
-    let Some(who) = who else { return Ok(access(dir, AccessFlags::W_OK | AccessFlags::X_OK).is_ok()) };
+    // Root asking for root (`--user root`) gets the answer the child would: the uid switch
+    // keeps root's capabilities, and with them groups play no part.
+    let Some(who) = who.filter(|who| who.uid != 0 || !nix::unistd::geteuid().is_root()) else {
+        return Ok(access(dir, AccessFlags::W_OK | AccessFlags::X_OK).is_ok());
+    };
     let path = CString::new(dir.as_os_str().as_encoded_bytes()).map_err(std::io::Error::other)?;
     // SAFETY (both): access(2) on a string made before the clone is all the child does;
     // spawn has installed no signal handler yet.
