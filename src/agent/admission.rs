@@ -217,6 +217,8 @@ pub fn admit<'a>(
     rules: Rules,
     mut line: Option<&mut Line>,
 ) -> Result<Admitted<'a>> {
+    // Read before the lock, which every spawn of a burst waits for in turn.
+    let me = own_process(ctx)?;
     loop {
         if let Some(line) = line.as_deref_mut() {
             line.check_cancelled()?;
@@ -243,7 +245,7 @@ pub fn admit<'a>(
             None => queue::line(&queue::dir(&ctx.dirs.state))?.len(),
         };
         let verdict = match ahead {
-            0 => decide(ctx, &mut ledger, id, limits, rules)?,
+            0 => decide(ctx, &mut ledger, id, me, limits, rules)?,
             ahead => Err(Refused::Turn { ahead }),
         };
         match (verdict, line.as_deref_mut()) {
@@ -270,6 +272,7 @@ fn decide(
     ctx: &Ctx,
     ledger: &mut Ledger,
     id: &AgentId,
+    me: ProcessRef,
     limits: &Limits,
     rules: Rules,
 ) -> Result<std::result::Result<(Budget, ProcessRef), Refused>> {
@@ -322,7 +325,6 @@ fn decide(
         }
         return Ok(Err(Refused::Memory { budget, starting, own, threshold: rules.threshold }));
     }
-    let me = own_process(ctx)?;
     let entry = Entry {
         at: now,
         reserve: own,

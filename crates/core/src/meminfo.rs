@@ -59,21 +59,24 @@ impl Budget {
             swap_total: info.swap_total,
             swap_used: info.swap_total.saturating_sub(info.swap_free),
         };
-        if fleet.root.exists() {
-            let stats = match fleet.root.memory_stats() {
-                Ok(s) => s,
-                // Removed (or not yet complete) under us: no fleet budget to speak of.
-                Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => return Ok(budget),
-                Err(e) => return Err(e),
-            };
-            if let Limit::Bytes(max) = stats.max
-                && max < info.mem_total
-            {
-                budget.total = max;
-                budget.used = stats.current.saturating_sub(fleet.root.inactive_file().unwrap_or(0)).min(max);
-                budget.source = BudgetSource::FleetRoot;
-            }
-        }
+        // The limit first: a fleet without one (or without a root yet) has the host's budget,
+        // and its use is not read. Every spawn measures this under the admission lock.
+        let not_found = |e: &Error| e.io_kind() == Some(std::io::ErrorKind::NotFound);
+        let max = match fleet.root.memory_max() {
+            Ok(Limit::Bytes(max)) if max < info.mem_total => max,
+            Ok(_) => return Ok(budget),
+            // Not made yet, or removed under us: no fleet budget to speak of.
+            Err(e) if not_found(&e) => return Ok(budget),
+            Err(e) => return Err(e),
+        };
+        let current = match fleet.root.memory_current() {
+            Ok(current) => current,
+            Err(e) if not_found(&e) => return Ok(budget),
+            Err(e) => return Err(e),
+        };
+        budget.total = max;
+        budget.used = current.saturating_sub(fleet.root.inactive_file().unwrap_or(0)).min(max);
+        budget.source = BudgetSource::FleetRoot;
         Ok(budget)
     }
 
