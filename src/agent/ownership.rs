@@ -97,15 +97,37 @@ fn entries(dir: &OwnedFd) -> nix::Result<Vec<CString>> {
 /// and calls access(2), which `spawn` waits for, unless the caller is that user already.
 pub fn writable_by(who: Option<&super::identity::Credentials>, dir: &Path) -> std::io::Result<bool> {
     use nix::unistd::{AccessFlags, access};
-    // Root asking for root (`--user root`) gets the answer the child would: the uid switch
-    // keeps root's capabilities, and with them groups play no part.
-    let Some(who) = who.filter(|who| who.uid != 0 || !nix::unistd::geteuid().is_root()) else {
+    // A caller that already is the user (root spawning for `--user root`) gets the child's
+    // answer by asking itself: access(2) decides by the real ids and the groups.
+    let Some(who) = who.filter(|who| !caller_is(who)) else {
         return Ok(access(dir, AccessFlags::W_OK | AccessFlags::X_OK).is_ok());
     };
     let path = CString::new(dir.as_os_str().as_encoded_bytes()).map_err(std::io::Error::other)?;
     // SAFETY (both): access(2) on a string made before the clone is all the child does;
     // spawn has installed no signal handler yet.
     unsafe { super::identity::in_child_as(who, || libc::access(path.as_ptr(), libc::W_OK | libc::X_OK) == 0) }
+}
+
+/// Whether the caller's real and effective ids and its groups are `who`'s.
+fn caller_is(who: &super::identity::Credentials) -> bool {
+    use nix::unistd::{getegid, geteuid, getgid, getgroups, getuid};
+    let ids = [getuid().as_raw(), geteuid().as_raw(), getgid().as_raw(), getegid().as_raw()];
+    if ids != [who.uid, who.uid, who.gid, who.gid] {
+        return false;
+    }
+    let Ok(groups) = getgroups() else { return false };
+    // The primary group counts as a member's whether or not it is also listed (initgroups
+    // lists it; a login shell's root may not).
+    let set = |groups: &mut Vec<u32>| {
+        groups.push(who.gid);
+        groups.sort_unstable();
+        groups.dedup();
+    };
+    let mut groups: Vec<u32> = groups.iter().map(|g| g.as_raw()).collect();
+    let mut wanted = who.groups.clone();
+    set(&mut groups);
+    set(&mut wanted);
+    groups == wanted
 }
 
 /// `--cwd DIR`: relative to `workspace` or absolute inside it, an existing directory once
@@ -138,6 +160,23 @@ pub fn resolve_cwd(workspace: &Path, given: &Path) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_caller_is_a_user_only_with_the_same_ids_and_groups() {
+        use super::super::identity::Credentials;
+        use nix::unistd::{getgid, getgroups, getuid};
+        let groups: Vec<u32> = getgroups().expect("groups").iter().map(|g| g.as_raw()).collect();
+        let me = Credentials { uid: getuid().as_raw(), gid: getgid().as_raw(), groups };
+        assert!(caller_is(&me));
+        assert!(!caller_is(&Credentials { gid: me.gid + 1, ..me.clone() }), "another group");
+        assert!(!caller_is(&Credentials { uid: me.uid + 1, ..me.clone() }), "another user");
+        let mut more = me.clone();
+        more.groups.push(3_999_903);
+        assert!(!caller_is(&more), "more groups");
+        let mut listed = me.clone();
+        listed.groups.push(me.gid);
+        assert!(caller_is(&listed), "the primary group listed too");
+    }
 
     #[test]
     fn cwd_stays_inside_the_workspace() {
