@@ -168,10 +168,11 @@ mod tests {
         let groups: Vec<u32> = getgroups().expect("groups").iter().map(|g| g.as_raw()).collect();
         let me = Credentials { uid: getuid().as_raw(), gid: getgid().as_raw(), groups };
         assert!(caller_is(&me));
-        assert!(!caller_is(&Credentials { gid: me.gid + 1, ..me.clone() }), "another group");
-        assert!(!caller_is(&Credentials { uid: me.uid + 1, ..me.clone() }), "another user");
+        assert!(!caller_is(&Credentials { gid: me.gid ^ 1, ..me.clone() }), "another group");
+        assert!(!caller_is(&Credentials { uid: me.uid ^ 1, ..me.clone() }), "another user");
         let mut more = me.clone();
-        more.groups.push(3_999_903);
+        let other = (3_999_903..).find(|g| *g != me.gid && !me.groups.contains(g)).expect("a group not ours");
+        more.groups.push(other);
         assert!(!caller_is(&more), "more groups");
         let mut listed = me.clone();
         listed.groups.push(me.gid);
