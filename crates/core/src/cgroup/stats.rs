@@ -122,7 +122,7 @@ impl Cgroup {
         };
         match dir.read_u64(name) {
             Ok(peak) => Ok(Some(peak)),
-            Err(crate::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => Ok(None),
             Err(e) => Err(e),
         }
     }
