@@ -6,7 +6,9 @@
 //! - the scale run (`bench_scale`): N sleeping agents spawned by 16 parallel callers,
 //!   relief and `kill --all --force` over all of them, every record checked;
 //! - each supervisor's resident memory while the N agents run;
-//! - the spawn queue's hand-off from a freed slot to the next waiter's start (`bench_queue`).
+//! - the spawn queue's hand-off from a freed slot to the next waiter's start (`bench_queue`);
+//! - with `--baseline-rev`, the CPU an agent's start takes against that build's, paired
+//!   (`bench_pair`).
 
 use anyhow::{Result, ensure};
 use fleet_core::cgroup::{Fleet, Mounts, OwnCgroups};
@@ -89,7 +91,8 @@ pub struct Options {
     /// `fleetctl-fleet.scope` puts spawn on the path a packaged install takes there.
     pub cgroup_parent: Option<String>,
     /// A revision of this repository whose build the scale run times `status` and `memory`
-    /// against, interleaved (`--baseline-rev`, `bench_baseline.rs`).
+    /// against, interleaved, and whose agents' starts it pairs with this tree's
+    /// (`--baseline-rev`, `bench_baseline.rs`, `bench_pair.rs`).
     pub baseline_rev: Option<String>,
 }
 
@@ -122,16 +125,13 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
     std::fs::set_permissions(tmp.join("ws/ws"), std::fs::Permissions::from_mode(0o1777))?;
-    // The binary hosts install (`cargo xtask dist`), installed as a host would have it: copied.
-    // What operators run is what is measured. The linker's fresh output is not what a host
-    // runs: its page cache is in large folios and a fault maps a whole folio, so an idle
-    // supervisor maps about three times the code from it that it maps from a copy or from
-    // the same file read back from disk.
+    // The binary hosts install (`cargo xtask dist`), installed as a host would have it: copied
+    // (`install_copy`). What operators run is what is measured.
     let bin = match &options.fleetctl {
         Some(installed) => installed.clone(),
         None => {
             let bin = tmp.join("fleetctl");
-            std::fs::copy(crate::dist::build(root)?, &bin)?;
+            install_copy(&crate::dist::build(root)?, &bin)?;
             bin
         }
     };
@@ -148,7 +148,12 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     };
     // As on a host prepared by setup-host: the state dir on tmpfs (where /run is), scratch on
     // its tmpfs; logs stay on disk.
-    let tmpfs: Vec<PathBuf> = ["state", "scratch"].iter().map(|d| tmp.join(d)).collect();
+    // The baseline's own fleet (its agents' starts are paired with ours) likewise.
+    let dirs: &[&str] = match baseline {
+        Some(_) => &["state", "scratch", "baseline/state", "baseline/scratch"],
+        None => &["state", "scratch"],
+    };
+    let tmpfs: Vec<PathBuf> = dirs.iter().map(|d| tmp.join(d)).collect();
     for dir in &tmpfs {
         std::fs::create_dir_all(dir)?;
         nix::mount::mount(Some("fleet-bench"), dir, Some("tmpfs"), nix::mount::MsFlags::empty(), Some("size=256m"))?;
@@ -160,11 +165,16 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     std::fs::write(tmp.join("fleet.toml"), "[agent]\nuser = \"root\"\nstart_reserve = \"1M\"\n")?;
     let name = options.cgroup_parent.clone().unwrap_or_else(|| format!("fleetctl-bench-{}", std::process::id()));
     let mounts = Mounts::detect(Path::new("/proc"))?;
-    let fleet = Fleet::resolve(&mounts, &OwnCgroups::read(Path::new("/proc"))?, &name)?;
+    let own = OwnCgroups::read(Path::new("/proc"))?;
+    let fleet = Fleet::resolve(&mounts, &own, &name)?;
+    let theirs = Fleet::resolve(&mounts, &own, &baseline_fleet_name(&name))?;
     let env = Env { bin, tmp: tmp.clone(), name, baseline };
-    let result = measure(&env, &fleet, options);
+    let result = measure(&env, &fleet, &theirs, options);
     let _ = env.fleetctl(&["kill", "--all", "--force"]).output();
-    for cg in [fleet.agents(), fleet.supervisors(), fleet.root.clone(), baseline_root(&fleet)] {
+    let _ = env.baseline_fleet(&["kill", "--all", "--force"]).map(|mut c| c.output());
+    let cgroups = [fleet.agents(), fleet.supervisors(), fleet.root.clone(), baseline_root(&fleet)];
+    let theirs = [theirs.agents(), theirs.supervisors(), theirs.root.clone()];
+    for cg in cgroups.into_iter().chain(theirs) {
         let _ = cg.kill_and_remove(Duration::from_secs(5));
     }
     for dir in &tmpfs {
@@ -185,6 +195,20 @@ pub struct Env {
 impl Env {
     pub fn fleetctl(&self, args: &[&str]) -> Command {
         self.command(&self.bin, args)
+    }
+
+    /// The baseline build with `args` on a fleet of its own (`bench_pair`): its cgroup
+    /// beside ours, its own state, scratch, log and lease dirs, the same workspaces.
+    pub fn baseline_fleet(&self, args: &[&str]) -> Option<Command> {
+        let dir = self.tmp.join("baseline");
+        self.baseline(args).map(|mut cmd| {
+            cmd.env("FLEET_CGROUP_PARENT", baseline_fleet_name(&self.name))
+                .env("FLEET_STATE_DIR", dir.join("state"))
+                .env("FLEET_LOG_DIR", dir.join("log"))
+                .env("FLEET_SCRATCH_ROOT", dir.join("scratch"))
+                .env("FLEET_LOCK_DIR", dir.join("lock"));
+            cmd
+        })
     }
 
     /// The baseline build with `args`, on the same fleet (with its empty config).
@@ -213,11 +237,34 @@ impl Env {
     }
 }
 
+/// Copies the binary `from` to `to` and leaves none of the copy in the page cache, so that
+/// its first run reads it from disk, as a host runs an installed binary after a boot. How
+/// the page cache holds a binary moves what each run costs: the linker's fresh output sits
+/// in large folios and a fault maps a whole folio (an idle supervisor mapped about three
+/// times the code from it), and two builds compared from pages left as their writes made
+/// them differed by up to 5 % in CPU per agent start, which evicting both took out.
+pub fn install_copy(from: &Path, to: &Path) -> Result<()> {
+    std::fs::copy(from, to)?;
+    let file = std::fs::File::open(to)?;
+    // Written pages are dirty until written back, and only clean ones can be dropped.
+    file.sync_all()?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: advice about a file we hold open; it changes no memory of ours.
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    ensure!(rc == 0, "posix_fadvise {}: {}", to.display(), std::io::Error::from_raw_os_error(rc));
+    Ok(())
+}
+
+/// The cgroup parent of the baseline build's own fleet.
+fn baseline_fleet_name(name: &str) -> String {
+    format!("{name}-baseline")
+}
+
 pub fn baseline_root(fleet: &Fleet) -> fleet_core::cgroup::Cgroup {
     fleet.root.child("bash-baseline")
 }
 
-fn measure(env: &Env, fleet: &Fleet, options: &Options) -> Result<()> {
+fn measure(env: &Env, fleet: &Fleet, theirs: &Fleet, options: &Options) -> Result<()> {
     let Options { agents, rounds, trials, .. } = *options;
     fleet.ensure()?;
     let mut rows = Vec::new();
@@ -235,6 +282,8 @@ fn measure(env: &Env, fleet: &Fleet, options: &Options) -> Result<()> {
     //    figures, relief and kill over all of them, every record accounted for.
     if options.runs(Part::Scale) {
         rows.extend(scale(env, fleet, agents)?);
+        // On the emptied fleet.
+        rows.extend(crate::bench_pair::start_cpu(env, fleet, theirs)?);
     }
     println!("{}\n", machine_line(fleet));
     println!("| what | fleetctl | baseline | ratio |");

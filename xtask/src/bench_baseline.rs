@@ -42,7 +42,7 @@ pub fn build(root: &Path, rev: &str, tmp: &Path) -> Result<Baseline> {
     }
     let built = crate::dist::build(&src).with_context(|| format!("bench: building the baseline {rev}"))?;
     let bin = tmp.join("fleetctl-baseline");
-    std::fs::copy(built, &bin)?;
+    crate::bench::install_copy(&built, &bin)?;
     let config = tmp.join("baseline.toml");
     std::fs::write(&config, "")?;
     Ok(Baseline { name: hash[..7].to_string(), bin, config })

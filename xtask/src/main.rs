@@ -16,6 +16,7 @@
 mod bench;
 mod bench_baseline;
 mod bench_memory;
+mod bench_pair;
 mod bench_queue;
 mod bench_scale;
 mod bench_spawn;
