@@ -125,7 +125,7 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
     std::fs::set_permissions(tmp.join("ws/ws"), std::fs::Permissions::from_mode(0o1777))?;
-    // The binary hosts install (`cargo xtask dist`), installed as a host would have it: copied
+    // The binary hosts install (`cargo xtask dist`), installed as a host would have it
     // (`install_copy`). What operators run is what is measured.
     let bin = match &options.fleetctl {
         Some(installed) => installed.clone(),
@@ -146,38 +146,66 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         },
         None => None,
     };
-    // As on a host prepared by setup-host: the state dir on tmpfs (where /run is), scratch on
-    // its tmpfs; logs stay on disk.
-    // The baseline's own fleet (its agents' starts are paired with ours) likewise.
-    let dirs: &[&str] = match baseline {
-        Some(_) => &["state", "scratch", "baseline/state", "baseline/scratch"],
-        None => &["state", "scratch"],
-    };
-    let tmpfs: Vec<PathBuf> = dirs.iter().map(|d| tmp.join(d)).collect();
-    for dir in &tmpfs {
-        std::fs::create_dir_all(dir)?;
-        nix::mount::mount(Some("fleet-bench"), dir, Some("tmpfs"), nix::mount::MsFlags::empty(), Some("size=256m"))?;
-    }
+    let name = options.cgroup_parent.clone().unwrap_or_else(|| format!("fleetctl-bench-{}", std::process::id()));
+    // Everything that can fail before the mounts: an error leaves only `tmp` to remove.
     // The scale run's agents sleep in about 1 MiB: counted at admission at the default 32 MiB
     // start reserve, 1,000 of them started within its 10 s would be refused past 640 on a
     // 24 GiB host. They count for what they take.
     // Its agents run as root (spawn refuses root with no user), and no host config applies.
-    std::fs::write(tmp.join("fleet.toml"), "[agent]\nuser = \"root\"\nstart_reserve = \"1M\"\n")?;
-    let name = options.cgroup_parent.clone().unwrap_or_else(|| format!("fleetctl-bench-{}", std::process::id()));
-    let mounts = Mounts::detect(Path::new("/proc"))?;
-    let own = OwnCgroups::read(Path::new("/proc"))?;
-    let fleet = Fleet::resolve(&mounts, &own, &name)?;
-    let theirs = Fleet::resolve(&mounts, &own, &baseline_fleet_name(&name))?;
+    let prepared = std::fs::write(tmp.join("fleet.toml"), "[agent]\nuser = \"root\"\nstart_reserve = \"1M\"\n")
+        .map_err(anyhow::Error::from)
+        .and_then(|()| {
+            let (mounts, own) = (Mounts::detect(Path::new("/proc"))?, OwnCgroups::read(Path::new("/proc"))?);
+            Ok((Fleet::resolve(&mounts, &own, &name)?, Fleet::resolve(&mounts, &own, &baseline_fleet_name(&name))?))
+        });
+    let (fleet, theirs) = match prepared {
+        Ok(fleets) => fleets,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+    };
+    // As on a host prepared by setup-host: the state dir on tmpfs (where /run is), scratch on
+    // its tmpfs; logs stay on disk. The baseline's own fleet (`bench_pair`) likewise.
+    let dirs: &[&str] = match baseline {
+        Some(_) => &["state", "scratch", "baseline/state", "baseline/scratch"],
+        None => &["state", "scratch"],
+    };
+    let mut mounted = Vec::new();
+    let mut result = Ok(());
+    for dir in dirs.iter().map(|d| tmp.join(d)) {
+        let mount = std::fs::create_dir_all(&dir).map_err(anyhow::Error::from).and_then(|()| {
+            Ok(nix::mount::mount(
+                Some("fleet-bench"),
+                &dir,
+                Some("tmpfs"),
+                nix::mount::MsFlags::empty(),
+                Some("size=256m"),
+            )?)
+        });
+        match mount {
+            Ok(()) => mounted.push(dir),
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
     let env = Env { bin, tmp: tmp.clone(), name, baseline };
-    let result = measure(&env, &fleet, &theirs, options);
+    if result.is_ok() {
+        result = measure(&env, &fleet, &theirs, options);
+    }
     let _ = env.fleetctl(&["kill", "--all", "--force"]).output();
-    let _ = env.baseline_fleet(&["kill", "--all", "--force"]).map(|mut c| c.output());
-    let cgroups = [fleet.agents(), fleet.supervisors(), fleet.root.clone(), baseline_root(&fleet)];
-    let theirs = [theirs.agents(), theirs.supervisors(), theirs.root.clone()];
-    for cg in cgroups.into_iter().chain(theirs) {
+    let mut cgroups = vec![fleet.agents(), fleet.supervisors(), fleet.root.clone(), baseline_root(&fleet)];
+    // Only a fleet the bench made: `--cgroup-parent`'s siblings are someone else's.
+    if let Some(mut kill) = env.baseline_fleet(&["kill", "--all", "--force"]) {
+        let _ = kill.output();
+        cgroups.extend([theirs.agents(), theirs.supervisors(), theirs.root.clone()]);
+    }
+    for cg in cgroups {
         let _ = cg.kill_and_remove(Duration::from_secs(5));
     }
-    for dir in &tmpfs {
+    for dir in &mounted {
         let _ = nix::mount::umount2(dir, nix::mount::MntFlags::MNT_DETACH);
     }
     let _ = std::fs::remove_dir_all(&tmp);
@@ -238,14 +266,21 @@ impl Env {
 }
 
 /// Copies the binary `from` to `to` and leaves none of the copy in the page cache, so that
-/// its first run reads it from disk, as a host runs an installed binary after a boot. How
-/// the page cache holds a binary moves what each run costs: the linker's fresh output sits
-/// in large folios and a fault maps a whole folio (an idle supervisor mapped about three
-/// times the code from it), and two builds compared from pages left as their writes made
-/// them differed by up to 5 % in CPU per agent start, which evicting both took out.
+/// its first run reads it from disk, as a host runs an installed binary after a boot: how
+/// the page cache holds a binary moves what each start costs (docs/decisions.md). On a tmpfs
+/// the copy can only stay in memory, which the bench says.
 pub fn install_copy(from: &Path, to: &Path) -> Result<()> {
     std::fs::copy(from, to)?;
     let file = std::fs::File::open(to)?;
+    let on_tmpfs =
+        nix::sys::statfs::fstatfs(&file).is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC);
+    if on_tmpfs {
+        eprintln!(
+            "bench: {} is on tmpfs: the binary stays in memory, not read from disk as a host reads it",
+            to.display()
+        );
+        return Ok(());
+    }
     // Written pages are dirty until written back, and only clean ones can be dropped.
     file.sync_all()?;
     use std::os::fd::AsRawFd;

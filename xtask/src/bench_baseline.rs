@@ -1,7 +1,8 @@
 //! `bench --baseline-rev REV`: a build of fleetctl from this repository's history that the
 //! scale run times `status` and `memory` against, on the same fleet, each run interleaved
-//! with this tree's. This shared host's speed moves by a third within minutes; the ratio to
-//! a build measured in the same minutes holds where an absolute figure does not.
+//! with this tree's, and whose agents' starts it pairs with this tree's (`bench_pair`). This
+//! shared host's speed moves by a third within minutes; the ratio to a build measured in the
+//! same minutes holds where an absolute figure does not.
 
 use anyhow::{Context, Result, ensure};
 use std::{
@@ -13,16 +14,16 @@ use std::{
 pub struct Baseline {
     /// The revision's short hash, as the rows name it.
     pub name: String,
-    /// Its static binary, copied into the bench's directory.
+    /// Its static binary, installed into the bench's directory as `install_copy` does.
     pub bin: PathBuf,
-    /// An empty config: an older build refuses keys it does not know, and `status` and
-    /// `memory` need none.
+    /// An empty config: an older build refuses keys it does not know, `status` and `memory`
+    /// need none, and its paired spawns name their user on the command line.
     pub config: PathBuf,
 }
 
 /// Builds `rev` as `cargo xtask dist` builds this tree: its sources exported once into
 /// `target/bench-baseline/<hash>` (kept, so the next run only checks them), built there, and
-/// copied into `tmp`.
+/// installed into `tmp`.
 pub fn build(root: &Path, rev: &str, tmp: &Path) -> Result<Baseline> {
     let hash = git(root, &["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")])
         .with_context(|| format!("bench: --baseline-rev {rev} is not a commit of this repository"))?;

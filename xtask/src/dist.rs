@@ -6,8 +6,9 @@
 //! - musl rather than static glibc: glibc's start-up asks the CPU about itself with about 50
 //!   CPUID instructions, and in a VM each one traps to the hypervisor.
 //! - mimalloc (v2, transparent huge pages off) instead of musl's allocator, which is slow
-//!   under the threads `status` and `memory` use, and which mapped and unmapped a page for
-//!   each file the C library opened (passwd, group). See docs/decisions.md.
+//!   under the threads `status` and `memory` use and maps and unmaps a page for each file
+//!   the C library opens (passwd, group): mimalloc takes the C library's allocations too.
+//!   See docs/decisions.md.
 //!
 //! `cargo rustc` passes `crt-static` to the final binary only: proc-macro crates cannot be
 //! built static, which is why it is not in `.cargo/config.toml`. mimalloc is C, compiled with
