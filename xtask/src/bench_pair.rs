@@ -6,11 +6,11 @@
 //! after the other cannot tell a few percent apart on a shared host (docs/decisions.md).
 //!
 //! A `spawn`'s CPU comes from `wait4(2)`; its supervisor's, since its fork, and the agent's,
-//! from their `schedstat` once all have started. What the kernel does for them elsewhere
-//! (another core's share of a TLB shootdown, its workers) is not in it: the host's CPU over a
-//! burst is the fuller figure (docs/benchmarks.md). Both builds run their agents (`sleep`) as
-//! root, `--user root` when the baseline knows `--user` (else its empty config), with only
-//! the fleet's variables and PATH.
+//! from their `schedstat` once all have started. What the kernel does for them in other
+//! contexts is not in it: the host's CPU while one build's agents come up alone is the
+//! fuller figure (docs/benchmarks.md). Both builds run their agents (`sleep`) as root,
+//! `--user root` when the baseline knows `--user` (else its empty config), with only the
+//! fleet's variables and PATH.
 
 use crate::{bench::Env, bench_scale::CALLERS};
 use anyhow::{Context, Result, ensure};
@@ -42,7 +42,8 @@ type Round = [(f64, f64, f64); 2];
 /// `theirs`, each empty before and after.
 pub fn start_cpu(env: &Env, fleet: &Fleet, theirs: &Fleet) -> Result<Option<String>> {
     let Some(baseline) = &env.baseline else { return Ok(None) };
-    let help = env.baseline_fleet(&["spawn", "--help"]).context("no baseline build")?.output()?;
+    let help =
+        env.baseline_fleet(&["spawn", "--help"]).context("no baseline build")?.stdout(Stdio::piped()).output()?;
     let user: &[&str] = match String::from_utf8_lossy(&help.stdout).contains("--user") {
         true => &["--user", "root"],
         false => &[],
@@ -89,8 +90,11 @@ fn burst(env: &Env, round: usize, user: &[&str], fleets: [&Fleet; 2]) -> Result<
                     if i >= AGENTS {
                         break;
                     }
-                    let first = (i + round) % 2;
-                    for build in [first, 1 - first] {
+                    let leader = (i + round) % 2;
+                    for build in [leader, 1 - leader] {
+                        if failed.load(Ordering::SeqCst) {
+                            break;
+                        }
                         match spawn_cpu_of(env, build, i, user) {
                             Ok(nanos) => {
                                 spawn_nanos[build].fetch_add(nanos, Ordering::SeqCst);
@@ -112,7 +116,10 @@ fn burst(env: &Env, round: usize, user: &[&str], fleets: [&Fleet; 2]) -> Result<
     }
     let mut result = [(0.0, 0.0, 0.0); 2];
     for (build, fleet) in fleets.iter().enumerate() {
-        let (supervisors, agents) = (cpu_of(&supervisor_pids(fleet)?)?, cpu_of(&agent_pids(fleet)?)?);
+        // The supervisors first: once all have joined `supervisors/`, each agent's cgroup
+        // holds its agent alone.
+        let supervisors = cpu_of(&supervisor_pids(fleet)?)?;
+        let agents = cpu_of(&agent_pids(fleet)?)?;
         let per_agent = |nanos: u64| nanos as f64 / 1e9 / AGENTS as f64;
         result[build] =
             (per_agent(spawn_nanos[build].load(Ordering::SeqCst)), per_agent(supervisors), per_agent(agents));
@@ -135,10 +142,13 @@ fn spawn_cpu_of(env: &Env, build: usize, i: usize, user: &[&str]) -> Result<u64>
     // variable (and SUDO_UID would make an agent with no user the caller's).
     let fleet_vars: Vec<(OsString, OsString)> =
         cmd.get_envs().filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))).collect();
-    cmd.env_clear().envs(fleet_vars).env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    cmd.env_clear().envs(fleet_vars);
+    if let Some(path) = std::env::var_os("PATH") {
+        cmd.env("PATH", path);
+    }
     let mut child = cmd.stderr(Stdio::piped()).spawn()?;
     let (mut status, mut usage) = (0, std::mem::MaybeUninit::<libc::rusage>::zeroed());
-    // SAFETY: waits for our own child, which std then never waits for (the handle is dropped
+    // SAFETY: waits for our own child, which std waits for only if this fails (the handle is dropped
     // unwaited); `usage` is written by the kernel.
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, usage.as_mut_ptr()) };
     if pid <= 0 {
