@@ -333,12 +333,8 @@ fn measure(env: &Env, fleet: &Fleet, theirs: &Fleet, options: &Options) -> Resul
 /// figures and the watcher.
 fn scale(env: &Env, fleet: &Fleet, agents: usize) -> Result<Vec<String>> {
     let up_row = crate::bench_scale::up(env, fleet, agents)?;
-    // Supervisors join supervisors/ (and drop their setup pages) 50 ms after they start.
-    let settle = Instant::now() + Duration::from_secs(5);
-    while fleet.supervisors().procs()?.len() < agents && Instant::now() < settle {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let mut rss: Vec<u64> = fleet.supervisors().procs()?.iter().filter_map(|p| rss_kib(*p)).collect();
+    let supervisors = supervisors_joined(fleet, agents, Duration::from_secs(5))?;
+    let mut rss: Vec<u64> = supervisors.iter().filter_map(|p| rss_kib(*p)).collect();
     rss.sort_unstable();
     let observe_rows = crate::bench_memory::observe(env, fleet, 15)?;
     let watcher_row = crate::bench_memory::watcher_cpu(env, fleet, 10)?;
@@ -356,6 +352,19 @@ fn scale(env: &Env, fleet: &Fleet, agents: usize) -> Result<Vec<String>> {
     rows.extend(observe_rows);
     rows.push(watcher_row);
     Ok(rows)
+}
+
+/// The supervisors in `fleet`'s `supervisors/`, once `count` of them are there or `wait` has
+/// passed. Each joins (and drops its setup pages) 50 ms after it starts.
+pub fn supervisors_joined(fleet: &Fleet, count: usize, wait: Duration) -> Result<Vec<i32>> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let pids = fleet.supervisors().procs()?;
+        if pids.len() >= count || Instant::now() > deadline {
+            return Ok(pids);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// "Run 2026-11-22 14:05 UTC on host, 2 cores, 23.5 GiB, kernel 6.1.0, hybrid, favordynmods off":

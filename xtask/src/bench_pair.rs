@@ -24,7 +24,7 @@ use std::{
         Mutex,
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 /// Rounds of paired bursts.
@@ -180,14 +180,7 @@ fn agent_pids(fleet: &Fleet) -> Result<Vec<i32>> {
 /// Every supervisor of `fleet`, once all [`AGENTS`] of them are in `supervisors/` (each
 /// joins after its agent's start).
 fn supervisor_pids(fleet: &Fleet) -> Result<Vec<i32>> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let pids = loop {
-        let pids = fleet.supervisors().procs()?;
-        if pids.len() >= AGENTS || Instant::now() > deadline {
-            break pids;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let pids = crate::bench::supervisors_joined(fleet, AGENTS, Duration::from_secs(10))?;
     all_of(pids, "supervisors", &fleet.supervisors())
 }
 
