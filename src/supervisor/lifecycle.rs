@@ -152,7 +152,7 @@ impl Supervisor {
                     .filter(|_| self.machine.wants_pressure())
                     .and_then(|r| r.pressure.as_ref()?.as_ref().ok()),
                 self.machine.next_deadline(),
-                release_pages,
+                release_pages.then_some(self.plan.proc_root.as_path()),
             );
             if woke.signals {
                 self.on_signals();

@@ -11,6 +11,7 @@ use nix::{
 use std::{
     fs::File,
     os::fd::AsFd,
+    path::Path,
     time::{Duration, Instant},
 };
 
@@ -27,7 +28,7 @@ pub struct Woke {
 }
 
 /// Sleeps until a descriptor is readable (the pressure trigger: has fired) or `deadline`
-/// passes (None: no deadline). With `release_pages`, the code and read-only
+/// passes (None: no deadline). With `release_pages` (the proc root), the code and read-only
 /// data pages are let go of right before the sleep, so little of what ran since stays
 /// resident while it lasts.
 pub fn wait(
@@ -36,7 +37,7 @@ pub fn wait(
     oom: Option<&OomGroup>,
     pressure: Option<&StallTrigger>,
     deadline: Option<Instant>,
-    release_pages: bool,
+    release_pages: Option<&Path>,
 ) -> Woke {
     let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
     let output_at = output.map(|o| {
@@ -55,8 +56,8 @@ pub fn wait(
     // EINTR cannot happen (every signal we take is blocked); anything else is a bug we
     // cannot act on, and the caller polls again.
     let timeout = timeout(deadline, Instant::now());
-    if release_pages {
-        fleet_core::own_pages::release_clean_file_pages();
+    if let Some(proc_root) = release_pages {
+        fleet_core::own_pages::release_clean_file_pages(proc_root);
     }
     let _ = poll(&mut fds, timeout);
     let revents = |at: Option<usize>| at.and_then(|i| fds.get(i)).and_then(|f| f.revents());

@@ -3,40 +3,16 @@
 
 use super::*;
 use crate::own_pages::file_ranges;
-use std::{fs::File, os::unix::fs::FileExt};
+use std::{fs::File, path::Path};
 
 /// Private and not writable, as the maps file says: what the release may take.
 fn private_read_only(perms: &str) -> bool {
     perms.len() == 4 && !perms.contains('w') && perms.ends_with('p')
 }
 
-/// Whether no page of `start..end` in this process was copied on write: per `pagemap` (one
-/// 64-bit entry per page of the kernel's size), none is swapped out, and every one present
-/// is the file's.
+/// Whether no page of `start..end` was written.
 fn never_written(pagemap: &File, start: u64, end: u64) -> bool {
-    let page_size = crate::size::page_size();
-    let mut buf = [0u8; 4096];
-    let mut page = start / page_size;
-    while page < end.div_ceil(page_size) {
-        let count = (end.div_ceil(page_size) - page).min(buf.len() as u64 / 8) as usize;
-        let bytes = &mut buf[..count * 8];
-        pagemap.read_exact_at(bytes, page * 8).expect("read pagemap");
-        let mut entries = bytes.chunks_exact(8).map(|e| u64::from_ne_bytes(e.try_into().unwrap()));
-        if !entries.all(page_is_the_files) {
-            return false;
-        }
-        page += count as u64;
-    }
-    true
-}
-
-/// One pagemap entry (Documentation/admin-guide/mm/pagemap.rst): not swapped out (bit 62),
-/// and either not present (bit 63) or a file page (bit 61), not an anonymous copy.
-fn page_is_the_files(entry: u64) -> bool {
-    const PRESENT: u64 = 1 << 63;
-    const SWAPPED: u64 = 1 << 62;
-    const FILE: u64 = 1 << 61;
-    entry & SWAPPED == 0 && (entry & PRESENT == 0 || entry & FILE != 0)
+    !holds_copies(pagemap, (start, end)).expect("read pagemap")
 }
 
 fn phdr(p_type: u32, p_flags: u32, p_vaddr: u64, p_filesz: u64, p_memsz: u64) -> libc::Elf64_Phdr {
@@ -67,8 +43,12 @@ fn static_pie() -> Vec<libc::Elf64_Phdr> {
 }
 
 fn ranges(object: &Object) -> Vec<(u64, u64)> {
+    ranges_in_pages_of(object, 0x1000)
+}
+
+fn ranges_in_pages_of(object: &Object, page: u64) -> Vec<(u64, u64)> {
     let mut found = Vec::new();
-    object.read_only_ranges(0x1000, &mut |range| found.push(range));
+    object.read_only_ranges(page, &mut |range| found.push(range));
     found
 }
 
@@ -94,8 +74,9 @@ fn nothing_of_the_vdso_or_of_an_object_with_text_relocations_is_taken() {
 }
 
 #[test]
-fn only_whole_pages_read_from_the_file_are_taken_and_none_near_relro() {
+fn only_whole_pages_read_from_the_file_are_taken_and_none_on_relro_s() {
     let r = libc::PF_R;
+    // On 4 KiB pages.
     let phdrs = [
         // Starts and ends inside pages: the whole pages between.
         phdr(libc::PT_LOAD, r, 0x1800, 0x3000, 0x3000),
@@ -107,6 +88,45 @@ fn only_whole_pages_read_from_the_file_are_taken_and_none_near_relro() {
     ];
     let object = Object { bias: 0x40_0000, phdrs: &phdrs, text_relocated: false, vdso: 0 };
     assert_eq!(ranges(&object), [(0x40_2000, 0x40_4000), (0x41_0000, 0x41_1000)]);
+    // On 16 KiB pages.
+    let phdrs = [
+        // 4 KiB aligned: only the whole 16 KiB pages inside.
+        phdr(libc::PT_LOAD, r, 0x1000, 0xa000, 0xa000),
+        // Nothing read from the file, or less than a page.
+        phdr(libc::PT_LOAD, r, 0x10000, 0, 0x1000),
+        phdr(libc::PT_LOAD, r, 0x14000, 0x800, 0x800),
+        // Starts on the page where RELRO ends: on none of RELRO's pages.
+        phdr(PT_GNU_RELRO, r, 0x18000, 0x4000, 0x4000),
+        phdr(libc::PT_LOAD, r, 0x1c000, 0x4000, 0x4000),
+    ];
+    let object = Object { bias: 0, phdrs: &phdrs, text_relocated: false, vdso: 0 };
+    assert_eq!(ranges_in_pages_of(&object, 0x4000), [(0x4000, 0x8000), (0x1c000, 0x20000)]);
+}
+
+#[test]
+fn no_vdso_is_no_vdso_even_for_an_object_loaded_at_zero() {
+    let phdrs = static_pie();
+    let object = Object { bias: 0, phdrs: &phdrs, text_relocated: false, vdso: 0 };
+    assert_eq!(ranges(&object).len(), 3);
+}
+
+#[test]
+fn a_data_page_this_process_wrote_is_a_copy_and_its_code_is_not() {
+    let pagemap = File::open("/proc/self/pagemap").expect("pagemap");
+    // Written for certain: a page of our own data (initialized, so the file's until
+    // written: copied on write now).
+    static mut TOUCHED: [u8; 64] = [7; 64];
+    // SAFETY: only this test touches it, through a raw pointer.
+    let here = unsafe {
+        std::ptr::addr_of_mut!(TOUCHED).write_volatile([1; 64]);
+        std::ptr::addr_of!(TOUCHED) as u64
+    };
+    let page = here & !(crate::size::page_size() - 1);
+    assert!(!never_written(&pagemap, page, page + crate::size::page_size()), "a written data page");
+    let code = a_data_page_this_process_wrote_is_a_copy_and_its_code_is_not as fn() as usize as u64;
+    let Segments { ranges, count, .. } = read_only_segments();
+    let &(start, end) = ranges[..count].iter().find(|&&(s, e)| (s..e).contains(&code)).expect("our code's segment");
+    assert!(never_written(&pagemap, start, end), "our code");
 }
 
 #[test]
@@ -144,26 +164,10 @@ fn a_page_copied_on_write_resident_or_swapped_out_is_not_the_files() {
 }
 
 #[test]
-fn a_data_page_this_process_wrote_is_not_the_files() {
-    let pagemap = File::open("/proc/self/pagemap").expect("pagemap");
-    // Written for certain: a page of our own data (initialized, so the file's until
-    // written: copied on write now).
-    static mut TOUCHED: [u8; 64] = [7; 64];
-    // SAFETY: only this test touches it, through a raw pointer.
-    let here = unsafe {
-        std::ptr::addr_of_mut!(TOUCHED).write_volatile([1; 64]);
-        std::ptr::addr_of!(TOUCHED) as u64
-    };
-    let page_size = crate::size::page_size();
-    let page = here & !(page_size - 1);
-    assert!(!never_written(&pagemap, page, page + page_size), "a written data page");
-}
-
-#[test]
 fn every_range_this_process_would_release_is_an_unwritten_read_only_file_mapping() {
     // RELRO, data and anything else written are anonymous copies, which pagemap tells apart
     // from the file's pages: no range the program headers give may hold one.
-    let Segments { ranges, count } = read_only_segments();
+    let Segments { ranges, count, .. } = read_only_segments();
     let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
     let mappings = file_ranges(&maps, private_read_only);
     let pagemap = File::open("/proc/self/pagemap").expect("pagemap");
@@ -181,6 +185,12 @@ fn every_range_this_process_would_release_is_an_unwritten_read_only_file_mapping
     }
     let code = every_range_this_process_would_release_is_an_unwritten_read_only_file_mapping as fn() as usize as u64;
     assert!(ranges[..count].iter().any(|&(s, e)| (s..e).contains(&code)), "our own code is among them");
+    // The proof is not empty: the code running now is present, and the file's.
+    let page = code & !(crate::size::page_size() - 1);
+    let mut entry = [0u8; 8];
+    std::os::unix::fs::FileExt::read_exact_at(&pagemap, &mut entry, page / crate::size::page_size() * 8).expect("read");
+    let entry = u64::from_ne_bytes(entry);
+    assert!(entry & (1 << 63) != 0 && entry & (1 << 61) != 0, "our code's page is present and the file's: {entry:#x}");
 }
 
 #[test]
@@ -202,8 +212,20 @@ fn releasing_clean_pages_keeps_the_process_working() {
         return;
     }
     static TABLE: [u64; 4] = [3, 1, 4, 1];
-    let released = release_clean_file_pages();
+    // A debugger's way into a read-only page: a write through /proc/self/mem, the bytes it
+    // holds written back. Its segment must stay as it is, copy and all.
+    static PROBED: [u64; 4] = [2, 7, 1, 8];
+    let page_size = crate::size::page_size();
+    let at = std::ptr::addr_of!(PROBED) as u64;
+    let probed = at & !(page_size - 1);
+    let mem = std::fs::OpenOptions::new().write(true).open("/proc/self/mem").expect("/proc/self/mem");
+    std::os::unix::fs::FileExt::write_all_at(&mem, &2u64.to_ne_bytes(), at).expect("write through /proc/self/mem");
+    let pagemap = File::open("/proc/self/pagemap").expect("pagemap");
+    assert!(!never_written(&pagemap, probed, probed + page_size), "the write made a copy");
+    let released = release_clean_file_pages(Path::new("/proc"));
     assert!(released > 0);
+    assert!(!never_written(&pagemap, probed, probed + page_size), "the copy was kept");
+    assert_eq!(std::hint::black_box(&PROBED).iter().sum::<u64>(), 18);
     // Code and constants are read on: every page we dropped faults back from the page cache.
     assert_eq!(format!("{:?}", vec![1, 2, 3]), "[1, 2, 3]");
     assert_eq!(std::hint::black_box(&TABLE).iter().sum::<u64>(), 9);
