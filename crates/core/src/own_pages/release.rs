@@ -28,7 +28,8 @@ use std::{
 /// What else writes such a page makes it an anonymous copy: a debugger's breakpoint, a
 /// uprobe (perf, bpftrace), a write through `/proc/<pid>/mem`. Dropping it would quietly
 /// take the breakpoint or the probe away, so a segment holding one is kept
-/// (`<proc_root>/self/pagemap` tells). The process must be
+/// (`<proc_root>/self/pagemap` tells; one set in the microseconds between that look and
+/// the advice is lost, and without pagemap nothing is let go of). The process must be
 /// single-threaded: no object may be loaded or unloaded between the look and the advice.
 pub fn release_clean_file_pages(proc_root: &Path) -> u64 {
     let Segments { mut ranges, count, .. } = read_only_segments();
@@ -96,16 +97,16 @@ const MAX_RANGES: usize = 64;
 struct Segments {
     ranges: [(u64, u64); MAX_RANGES],
     count: usize,
-    /// Where the kernel mapped the vDSO (0: none), and the page size.
+    /// Where the kernel mapped the vDSO (0: none).
     vdso: u64,
-    page: u64,
+    page_size: u64,
 }
 
 /// Every loaded object's read-only ranges ([`Object::read_only_ranges`]).
 fn read_only_segments() -> Segments {
     // SAFETY: getauxval only reads the auxiliary vector.
     let vdso = unsafe { libc::getauxval(libc::AT_SYSINFO_EHDR) };
-    let mut found = Segments { ranges: [(0, 0); MAX_RANGES], count: 0, vdso, page: crate::size::page_size() };
+    let mut found = Segments { ranges: [(0, 0); MAX_RANGES], count: 0, vdso, page_size: crate::size::page_size() };
     // SAFETY: the callback reads only what the C library hands it for the call's duration
     // and writes only to `found`, which outlives the call.
     unsafe { libc::dl_iterate_phdr(Some(each_object), (&raw mut found).cast()) };
@@ -124,10 +125,16 @@ unsafe extern "C" fn each_object(info: *mut libc::dl_phdr_info, _size: usize, da
         // SAFETY: the loader keeps an object's `dlpi_phnum` program headers while it is loaded.
         false => unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) },
     };
-    // SAFETY: a loaded object's dynamic section is mapped where its program header says.
-    let text_relocated = unsafe { has_text_relocations(info.dlpi_addr, phdrs) };
-    let object = Object { bias: info.dlpi_addr, phdrs, text_relocated, vdso: found.vdso };
-    object.read_only_ranges(found.page, &mut |range| {
+    let mut object = Object { bias: info.dlpi_addr, phdrs, text_relocated: false, vdso: found.vdso };
+    // Where the C library says the object is must hold its own program headers (static
+    // musl finds the program's place without a PT_PHDR): else nothing of it is read or taken.
+    if !object.holds(info.dlpi_phdr as u64) {
+        return 0;
+    }
+    // SAFETY: the object is loaded where its headers say (just checked), so its dynamic
+    // section is mapped where its program header puts it.
+    object.text_relocated = unsafe { has_text_relocations(info.dlpi_addr, phdrs) };
+    object.read_only_ranges(found.page_size, &mut |range| {
         if let Some(slot) = found.ranges.get_mut(found.count) {
             *slot = range;
             found.count += 1;
@@ -143,7 +150,7 @@ unsafe extern "C" fn each_object(info: *mut libc::dl_phdr_info, _size: usize, da
 /// The object must be loaded: its `PT_DYNAMIC` segment is read in place.
 unsafe fn has_text_relocations(bias: u64, phdrs: &[libc::Elf64_Phdr]) -> bool {
     let Some(dynamic) = phdrs.iter().find(|p| p.p_type == libc::PT_DYNAMIC) else { return false };
-    let mut entry = (bias + dynamic.p_vaddr) as *const [u64; 2];
+    let mut entry = bias.wrapping_add(dynamic.p_vaddr) as *const [u64; 2];
     loop {
         // SAFETY: the dynamic section is an array of (tag, value) pairs ending in DT_NULL,
         // mapped while the object is loaded (the caller's promise); `entry` is at most at
@@ -178,23 +185,20 @@ impl Object<'_> {
     /// Hands `push` every whole page of this object's read-only segments, as `(start, end)`,
     /// unless the object is the vDSO or has text relocations; a segment that overlaps
     /// RELRO's pages gives none.
-    fn read_only_ranges(&self, page: u64, push: &mut dyn FnMut((u64, u64))) {
+    fn read_only_ranges(&self, page_size: u64, push: &mut dyn FnMut((u64, u64))) {
         let loads = || self.phdrs.iter().filter(|p| p.p_type == libc::PT_LOAD);
-        let is_vdso = self.vdso != 0
-            && loads().any(|p| (self.at(p.p_vaddr)..self.at(p.p_vaddr + p.p_memsz)).contains(&self.vdso));
+        let is_vdso = self.vdso != 0 && self.holds(self.vdso);
         if self.text_relocated || is_vdso {
             return;
         }
-        let relro = self
-            .phdrs
-            .iter()
-            .find(|p| p.p_type == PT_GNU_RELRO)
-            .map(|p| (self.at(p.p_vaddr) / page * page, self.at(p.p_vaddr + p.p_memsz).next_multiple_of(page)));
+        let relro = self.phdrs.iter().find(|p| p.p_type == PT_GNU_RELRO).map(|p| {
+            (self.at(p.p_vaddr) / page_size * page_size, self.at(p.p_vaddr + p.p_memsz).next_multiple_of(page_size))
+        });
         for p in loads().filter(|p| p.p_flags & libc::PF_W == 0) {
             // Whole pages only, of what was read from the file: a page this segment shares
             // with another, or its zero-filled tail, is not taken.
-            let start = self.at(p.p_vaddr).next_multiple_of(page);
-            let end = self.at(p.p_vaddr + p.p_filesz) / page * page;
+            let start = self.at(p.p_vaddr).next_multiple_of(page_size);
+            let end = self.at(p.p_vaddr + p.p_filesz) / page_size * page_size;
             let overlaps_relro = relro.is_some_and(|(low, high)| start < high && low < end);
             if start < end && !overlaps_relro {
                 push((start, end));
@@ -202,6 +206,13 @@ impl Object<'_> {
         }
     }
 
+    /// Whether `address` is in one of this object's loaded segments.
+    fn holds(&self, address: u64) -> bool {
+        let mut loads = self.phdrs.iter().filter(|p| p.p_type == libc::PT_LOAD);
+        loads.any(|p| (self.at(p.p_vaddr)..self.at(p.p_vaddr + p.p_memsz)).contains(&address))
+    }
+
+    /// Where `vaddr` of this object is in memory.
     fn at(&self, vaddr: u64) -> u64 {
         self.bias.wrapping_add(vaddr)
     }

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::own_pages::file_ranges;
-use std::{fs::File, path::Path};
+use std::{fs::File, io::Write, path::Path};
 
 /// Private and not writable, as the maps file says: what the release may take.
 fn private_read_only(perms: &str) -> bool {
@@ -28,7 +28,7 @@ fn phdr(p_type: u32, p_flags: u32, p_vaddr: u64, p_filesz: u64, p_memsz: u64) ->
     }
 }
 
-/// A static-pie's program headers, as `readelf -l` shows fleetctl's: headers and read-only
+/// A static-pie's program headers, laid out as fleetctl's are: headers and read-only
 /// data, code, more read-only data, then data whose first part is RELRO.
 fn static_pie() -> Vec<libc::Elf64_Phdr> {
     let (r, rx, rw) = (libc::PF_R, libc::PF_R | libc::PF_X, libc::PF_R | libc::PF_W);
@@ -71,6 +71,10 @@ fn nothing_of_the_vdso_or_of_an_object_with_text_relocations_is_taken() {
     assert_eq!(ranges(&relocated), []);
     let vdso = Object { bias: base, phdrs: &phdrs, text_relocated: false, vdso: base + 0x1000 };
     assert_eq!(ranges(&vdso), []);
+    // What the C library says of an object is believed only if the place it gives holds
+    // the object's own headers.
+    assert!(vdso.holds(base + 0x40) && vdso.holds(base + 0x3a40ff));
+    assert!(!vdso.holds(base + 0x3a4100) && !vdso.holds(0x40));
 }
 
 #[test]
@@ -209,24 +213,36 @@ fn releasing_clean_pages_keeps_the_process_working() {
             .expect("run the test alone");
         let out = String::from_utf8_lossy(&run.stdout);
         assert!(run.status.success() && out.contains("1 passed"), "{out}{}", String::from_utf8_lossy(&run.stderr));
+        let _ = std::io::stderr().write_all(&run.stderr);
         return;
     }
-    static TABLE: [u64; 4] = [3, 1, 4, 1];
     // A debugger's way into a read-only page: a write through /proc/self/mem, the bytes it
-    // holds written back. Its segment must stay as it is, copy and all.
+    // holds written back. The segment it is in must stay as it is, copy and all, and every
+    // other one be let go of.
     static PROBED: [u64; 4] = [2, 7, 1, 8];
     let page_size = crate::size::page_size();
     let at = std::ptr::addr_of!(PROBED) as u64;
     let probed = at & !(page_size - 1);
+    let Segments { ranges, count, .. } = read_only_segments();
+    let ranges = &ranges[..count];
+    let &segment =
+        ranges.iter().find(|&&(s, e)| (s..e).contains(&at)).expect("PROBED is in a segment the let-go takes");
+    let others: u64 = ranges.iter().filter(|&&r| r != segment).map(|&(s, e)| e - s).sum();
     let mem = std::fs::OpenOptions::new().write(true).open("/proc/self/mem").expect("/proc/self/mem");
-    std::os::unix::fs::FileExt::write_all_at(&mem, &2u64.to_ne_bytes(), at).expect("write through /proc/self/mem");
+    if let Err(e) = std::os::unix::fs::FileExt::write_all_at(&mem, &2u64.to_ne_bytes(), at) {
+        // A kernel booted with proc_mem.force_override=never refuses it. Straight to the
+        // terminal: the parent passes this process's stderr on.
+        let _ = std::io::stderr().write_all(format!("SKIPPED the written-page half: /proc/self/mem: {e}\n").as_bytes());
+        assert!(release_clean_file_pages(Path::new("/proc")) > 0);
+        assert_eq!(format!("{:?}", vec![1, 2, 3]), "[1, 2, 3]");
+        return;
+    }
     let pagemap = File::open("/proc/self/pagemap").expect("pagemap");
     assert!(!never_written(&pagemap, probed, probed + page_size), "the write made a copy");
     let released = release_clean_file_pages(Path::new("/proc"));
-    assert!(released > 0);
+    assert_eq!(released, others, "every segment but PROBED's was let go of");
     assert!(!never_written(&pagemap, probed, probed + page_size), "the copy was kept");
     assert_eq!(std::hint::black_box(&PROBED).iter().sum::<u64>(), 18);
-    // Code and constants are read on: every page we dropped faults back from the page cache.
+    // Code is run on: every page dropped faults back from the page cache.
     assert_eq!(format!("{:?}", vec![1, 2, 3]), "[1, 2, 3]");
-    assert_eq!(std::hint::black_box(&TABLE).iter().sum::<u64>(), 9);
 }
