@@ -80,13 +80,13 @@ fn holds_copies(pagemap: &File, (start, end): (u64, u64)) -> std::io::Result<boo
     Ok(false)
 }
 
-/// One pagemap entry: not swapped out (bit 62), and either not present (bit 63) or a file
-/// page (bit 61), not an anonymous copy.
+/// One pagemap entry: not mapped at all, or the file's page (bit 61), present (bit 63) or
+/// not (bit 62: swapped out, or, a file's page, being migrated), and not an anonymous copy.
 fn page_is_the_files(entry: u64) -> bool {
     const PRESENT: u64 = 1 << 63;
     const SWAPPED: u64 = 1 << 62;
     const FILE: u64 = 1 << 61;
-    entry & SWAPPED == 0 && (entry & PRESENT == 0 || entry & FILE != 0)
+    entry & (PRESENT | SWAPPED) == 0 || entry & FILE != 0
 }
 
 /// At most this many ranges are released (a static build has three, a dynamic one a few
