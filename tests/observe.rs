@@ -119,7 +119,7 @@ fn fleet_counters_count_each_oom_relief_and_guard_kill_once() {
         let out = watcher.wait_with_output().expect("watch exits");
         panic!(
             "the guard did not kill the grower: {ended:#}\n--- the guard's stdout\n{}--- stderr\n{}--- events\n{}",
-            String::from_utf8_lossy(&out.stdout),
+            crate::watch::guard_output(&metrics),
             String::from_utf8_lossy(&out.stderr),
             f.run(&["events", "grower"]).stdout
         );

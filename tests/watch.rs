@@ -23,7 +23,11 @@ pub fn start_guard(f: &TestFleet, extra: &[&str], metrics: &std::path::Path) -> 
     let mut args =
         vec!["watch", "--auto-kill", "--interval", "200ms", "--metrics-file", metrics.to_str().expect("utf8")];
     args.extend(extra);
-    let mut watcher = f.cmd(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("watch");
+    // Its lines go to a file, read with `guard_output`: a pipe nobody reads until the end
+    // fills after some 400 of them (80 s at 200 ms, which a slow hog on the emulated VM tier
+    // takes), and a full pipe blocks the guard's next line, and with it the guard.
+    let stdout = std::fs::File::create(metrics.with_extension("out")).expect("the guard's output file");
+    let mut watcher = f.cmd(&args).stdout(stdout).stderr(Stdio::piped()).spawn().expect("watch");
     let deadline = Instant::now() + T;
     while !metrics.exists() {
         if let Some(status) = watcher.try_wait().expect("try_wait") {
@@ -34,6 +38,11 @@ pub fn start_guard(f: &TestFleet, extra: &[&str], metrics: &std::path::Path) -> 
         std::thread::sleep(Duration::from_millis(50));
     }
     watcher
+}
+
+/// What the guard `start_guard` started with `metrics` has printed so far.
+pub fn guard_output(metrics: &std::path::Path) -> String {
+    std::fs::read_to_string(metrics.with_extension("out")).unwrap_or_default()
 }
 
 pub fn interrupt(child: &Child) {
@@ -67,7 +76,7 @@ fn auto_kill_stops_a_hog_that_grows_through_the_kill_threshold() {
     interrupt(&watcher);
     let out = watcher.wait_with_output().expect("watch exits");
     assert_eq!(out.status.code(), Some(130));
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = guard_output(&metrics);
     assert!(text.lines().any(|l| l.contains("killed hog")), "{text}");
     assert!(text.lines().all(|l| l.starts_with("20")), "line output is timestamped lines:\n{text}");
     f.finish();
@@ -127,7 +136,7 @@ fn the_guard_with_order_growth_kills_the_newcomer_that_grows_not_the_steady_gian
     interrupt(&watcher);
     let out = watcher.wait_with_output().expect("watch exits");
     assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = guard_output(&metrics);
     assert_eq!(text.lines().filter(|l| l.contains("killed ")).count(), 1, "one kill:\n{text}");
     f.finish();
 }
